@@ -1,0 +1,163 @@
+//! JSON ↔ row values, by the graph's schema. Shared by every JSON-speaking connector
+//! (JSON lines now, HTTP and Kafka payloads later).
+//!
+//! Decoding: a row is a JSON object with one key per input field. `f32` takes any JSON
+//! number, `i64` an integer, `bool` a boolean, `str` a string, `f32[n]` an array of `n`
+//! numbers (`f32[a,b]` a flat array of `a*b` numbers or nested arrays of that shape).
+//! Keys that are not input fields are ignored. A missing field or a value of the wrong
+//! type or shape is an `invalid_input` error naming the field.
+//!
+//! Encoding: `f32` values print in their shortest exact form (`8.0`, `0.1`); NaN and
+//! infinities print as `null`.
+
+use serde_json::{Map, Number, Value as Json};
+use weir_operators::{DType, ErrorCode, FieldType, RowError, Value};
+
+/// Decodes one row from a JSON value.
+pub fn decode_row(inputs: &[(String, FieldType)], json: &Json) -> Result<Vec<Value>, RowError> {
+    let Json::Object(map) = json else {
+        return Err(invalid(None, format!("expected a JSON object with fields {}", field_list(inputs))));
+    };
+    inputs
+        .iter()
+        .map(|(name, ty)| match map.get(name) {
+            None => Err(invalid(Some(name), format!("missing field '{name}' ({ty})"))),
+            Some(v) => decode_value(ty, v).map_err(|m| invalid(Some(name), m)),
+        })
+        .collect()
+}
+
+fn field_list(inputs: &[(String, FieldType)]) -> String {
+    inputs.iter().map(|(n, t)| format!("{n}: {t}")).collect::<Vec<_>>().join(", ")
+}
+
+fn invalid(field: Option<&str>, message: String) -> RowError {
+    let e = RowError::new(ErrorCode::InvalidInput, "input", message);
+    match field {
+        Some(f) => e.with_field(f),
+        None => e,
+    }
+}
+
+fn describe(v: &Json) -> &'static str {
+    match v {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// Decodes one value of type `ty`.
+pub fn decode_value(ty: &FieldType, v: &Json) -> Result<Value, String> {
+    let expected = || format!("expected {ty}, got {}", describe(v));
+    if !ty.is_scalar() {
+        let mut flat = Vec::with_capacity(ty.shape.iter().product());
+        flatten(v, &ty.shape, &mut flat).map_err(|m| format!("expected {ty}: {m}"))?;
+        return Ok(Value::Tensor(flat.into()));
+    }
+    match ty.dtype {
+        DType::F32 => v.as_f64().map(|x| Value::F32(x as f32)).ok_or_else(expected),
+        DType::I64 => v.as_i64().map(Value::I64).ok_or_else(expected),
+        DType::Bool => v.as_bool().map(Value::Bool).ok_or_else(expected),
+        DType::Str => v.as_str().map(|s| Value::Str(s.into())).ok_or_else(expected),
+    }
+}
+
+fn flatten(v: &Json, shape: &[usize], out: &mut Vec<f32>) -> Result<(), String> {
+    let total: usize = shape.iter().product();
+    let Json::Array(items) = v else { return Err(format!("got {}", describe(v))) };
+    // A flat array of all the numbers is accepted for any shape.
+    if items.len() == total && items.iter().all(Json::is_number) {
+        out.extend(items.iter().filter_map(Json::as_f64).map(|x| x as f32));
+        return Ok(());
+    }
+    match shape {
+        [n, rest @ ..] if !rest.is_empty() && items.len() == *n => {
+            items.iter().try_for_each(|item| flatten(item, rest, out))
+        }
+        _ => {
+            if let Some(i) = items.iter().position(|x| !x.is_number()) {
+                if items.len() == total {
+                    return Err(format!("element {i} is {}", describe(&items[i])));
+                }
+            }
+            Err(format!("got an array of {} elements, expected {total}", items.len()))
+        }
+    }
+}
+
+/// A JSON number for an `f32`, printed in its shortest exact form; `null` if not finite.
+pub fn f32_json(x: f32) -> Json {
+    // f32's Display is the shortest string that reads back as the same f32.
+    x.to_string().parse::<f64>().ok().and_then(Number::from_f64).map_or(Json::Null, Json::Number)
+}
+
+/// Encodes one value.
+pub fn encode_value(v: &Value) -> Json {
+    match v {
+        Value::F32(x) => f32_json(*x),
+        Value::I64(x) => Json::from(*x),
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Str(s) => Json::String(s.to_string()),
+        Value::Tensor(t) => Json::Array(t.iter().map(|x| f32_json(*x)).collect()),
+    }
+}
+
+/// Encodes an answer as an object of the output fields.
+pub fn encode_row(names: impl IntoIterator<Item = impl Into<String>>, values: &[Value]) -> Json {
+    let map: Map<String, Json> = names.into_iter().map(Into::into).zip(values.iter().map(encode_value)).collect();
+    Json::Object(map)
+}
+
+/// Encodes a row error as `{"error": {"code", "node", "field"?, "message"}}`.
+pub fn encode_error(e: &RowError) -> Json {
+    let mut inner = Map::new();
+    inner.insert("code".into(), Json::String(e.code.as_str().into()));
+    inner.insert("node".into(), Json::String(e.node.clone()));
+    if let Some(f) = &e.field {
+        inner.insert("field".into(), Json::String(f.clone()));
+    }
+    inner.insert("message".into(), Json::String(e.message.clone()));
+    let mut outer = Map::new();
+    outer.insert("error".into(), Json::Object(inner));
+    Json::Object(outer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn inputs() -> Vec<(String, FieldType)> {
+        vec![
+            ("a".into(), FieldType::scalar(DType::F32)),
+            ("v".into(), FieldType::vector(3)),
+            ("m".into(), FieldType::parse("f32[2,2]").unwrap()),
+        ]
+    }
+
+    #[test]
+    fn decodes_and_reports_fields() {
+        let ok = decode_row(&inputs(), &json!({"a": 1, "v": [1, 2, 3], "m": [[1, 2], [3, 4]], "extra": true})).unwrap();
+        assert_eq!(ok[0], Value::F32(1.0));
+        assert_eq!(ok[2], Value::Tensor(vec![1.0, 2.0, 3.0, 4.0].into()));
+        let missing = decode_row(&inputs(), &json!({"v": [1, 2, 3]})).unwrap_err();
+        assert_eq!(missing.field.as_deref(), Some("a"));
+        let short = decode_row(&inputs(), &json!({"a": 1, "v": [1, 2], "m": [1, 2, 3, 4]})).unwrap_err();
+        assert_eq!(short.field.as_deref(), Some("v"));
+        assert!(short.message.contains("2 elements, expected 3"), "{}", short.message);
+        let wrong = decode_row(&inputs(), &json!({"a": "x", "v": [1, 2, 3], "m": [1, 2, 3, 4]})).unwrap_err();
+        assert!(wrong.message.contains("expected f32, got a string"));
+        assert!(decode_row(&inputs(), &json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn encodes_shortest_floats() {
+        assert_eq!(encode_row(["y"], &[Value::F32(8.0)]).to_string(), r#"{"y":8.0}"#);
+        assert_eq!(f32_json(0.1).to_string(), "0.1");
+        assert_eq!(f32_json(f32::NAN), Json::Null);
+    }
+}

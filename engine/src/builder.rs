@@ -1,0 +1,294 @@
+//! The Rust front end: build a [`GraphSpec`] in code, binding nodes to their upstream
+//! fields in the spirit of Ray Serve's `bind`.
+//!
+//! ```
+//! use weir_engine::builder::{GraphBuilder, combine, map};
+//! use weir_operators::kernel::aggregate::Aggregate;
+//! use weir_operators::{DType, FieldType, Value};
+//!
+//! let mut g = GraphBuilder::new("double_sum");
+//! let a = g.input("a", FieldType::scalar(DType::F32));
+//! let b = g.input("b", FieldType::scalar(DType::F32));
+//! let twice = g.node("twice", map::function(
+//!     [("y", FieldType::scalar(DType::F32))],
+//!     |v| Ok(vec![Value::F32(2.0 * v[0].as_f64().unwrap_or(0.0) as f32)]),
+//! ).bind([a.clone()]));
+//! let sum = g.node("sum", combine(Aggregate::Sum).bind([twice.field("y"), b]));
+//! g.output("y", sum.field("y"));
+//! let plan = g.plan().expect("a valid graph");
+//! assert_eq!(plan.steps.len(), 2);
+//! ```
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use weir_operators::kernel::aggregate::Aggregate;
+use weir_operators::kernel::condition::Condition;
+use weir_operators::kernel::model::DenseModel;
+use weir_operators::FieldType;
+
+use crate::error::GraphError;
+use crate::plan::Plan;
+use crate::spec::*;
+
+/// Builds a graph in code.
+#[derive(Debug)]
+pub struct GraphBuilder {
+    spec: GraphSpec,
+}
+
+/// A node added to a builder: name its fields and branches from it.
+#[derive(Clone, Debug)]
+pub struct NodeRef {
+    name: String,
+}
+
+impl NodeRef {
+    /// The node's field `field`.
+    pub fn field(&self, field: &str) -> FieldRef {
+        FieldRef::new(&self.name, field)
+    }
+
+    /// The node's output stream.
+    pub fn stream(&self) -> StreamRef {
+        StreamRef { node: self.name.clone(), branch: None }
+    }
+
+    /// Branch `branch` of a route node.
+    pub fn branch(&self, branch: &str) -> StreamRef {
+        StreamRef { node: self.name.clone(), branch: Some(branch.to_string()) }
+    }
+}
+
+/// A node kind bound to its inputs, ready to add (optionally with explicit streams).
+#[derive(Clone, Debug)]
+pub struct Bound {
+    kind: NodeKind,
+    from: Vec<StreamRef>,
+}
+
+impl Bound {
+    /// Reads from these streams explicitly (route branches, merges).
+    pub fn from(mut self, streams: impl IntoIterator<Item = StreamRef>) -> Self {
+        self.from = streams.into_iter().collect();
+        self
+    }
+}
+
+impl GraphBuilder {
+    /// A new graph; weights paths resolve against the current directory until
+    /// [`GraphBuilder::base_dir`] says otherwise.
+    pub fn new(name: &str) -> Self {
+        GraphBuilder {
+            spec: GraphSpec {
+                name: name.to_string(),
+                origin: "builder".into(),
+                base_dir: PathBuf::new(),
+                inputs: Vec::new(),
+                nodes: Vec::new(),
+                outputs: Vec::new(),
+            },
+        }
+    }
+
+    /// Resolves relative weights paths against `dir`.
+    pub fn base_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spec.base_dir = dir.into();
+        self
+    }
+
+    /// Declares an input field.
+    pub fn input(&mut self, name: &str, ty: FieldType) -> FieldRef {
+        self.spec.inputs.push((name.to_string(), ty));
+        FieldRef::new(INPUT, name)
+    }
+
+    /// Adds a node.
+    pub fn node(&mut self, name: &str, bound: Bound) -> NodeRef {
+        self.spec.nodes.push(NodeSpec { name: name.to_string(), from: bound.from, kind: bound.kind });
+        NodeRef { name: name.to_string() }
+    }
+
+    /// Declares an output field.
+    pub fn output(&mut self, name: &str, field: FieldRef) {
+        self.spec.outputs.push((name.to_string(), field));
+    }
+
+    /// The graph IR.
+    pub fn build(self) -> GraphSpec {
+        self.spec
+    }
+
+    /// Validates and plans the graph.
+    pub fn plan(self) -> Result<Plan, GraphError> {
+        Plan::new(&self.spec)
+    }
+}
+
+/// A model node.
+#[derive(Clone, Debug)]
+pub struct Model {
+    source: ModelSource,
+    output: String,
+    batching: Batching,
+}
+
+impl Model {
+    /// A model whose parameters are already in memory.
+    pub fn loaded(model: Arc<DenseModel>) -> Self {
+        Model { source: ModelSource::Loaded(model), output: "y".into(), batching: Batching::default() }
+    }
+
+    /// A model read from a safetensors file (see `ModelSource::File`).
+    pub fn file(source: ModelSource) -> Self {
+        Model { source, output: "y".into(), batching: Batching::default() }
+    }
+
+    /// Names the output field (default `y`).
+    pub fn output(mut self, name: &str) -> Self {
+        self.output = name.to_string();
+        self
+    }
+
+    /// Sets batching and placement.
+    pub fn batching(mut self, batching: Batching) -> Self {
+        self.batching = batching;
+        self
+    }
+
+    /// Feeds `input` to the model.
+    pub fn bind(self, input: FieldRef) -> Bound {
+        Bound {
+            kind: NodeKind::Model(ModelSpec { source: self.source, input, output: self.output, batching: self.batching }),
+            from: Vec::new(),
+        }
+    }
+}
+
+/// Map nodes.
+pub mod map {
+    use std::sync::Arc;
+
+    use weir_operators::kernel::builtin::Builtin;
+    use weir_operators::{FieldType, Value};
+
+    use super::Bound;
+    use crate::spec::{FieldRef, MapOp, MapSpec, NodeKind};
+
+    /// A map node under construction.
+    #[derive(Clone, Debug)]
+    pub struct Map {
+        op: MapOp,
+        outputs: Vec<String>,
+    }
+
+    /// A built-in function, with its default output names.
+    pub fn builtin(b: Builtin) -> Map {
+        Map { op: MapOp::Builtin(b), outputs: Vec::new() }
+    }
+
+    /// A Rust closure with named, typed outputs. Errors and panics become error rows.
+    pub fn function<const N: usize>(
+        outputs: [(&str, FieldType); N],
+        f: impl Fn(&[&Value]) -> Result<Vec<Value>, String> + Send + Sync + 'static,
+    ) -> Map {
+        let (names, types): (Vec<String>, Vec<FieldType>) = outputs.into_iter().map(|(n, t)| (n.to_string(), t)).unzip();
+        Map { op: MapOp::Custom(Arc::new(f), types), outputs: names }
+    }
+
+    impl Map {
+        /// Names the outputs.
+        pub fn outputs<const N: usize>(mut self, names: [&str; N]) -> Self {
+            self.outputs = names.iter().map(|s| s.to_string()).collect();
+            self
+        }
+
+        /// Applies the function to these fields.
+        pub fn bind(self, inputs: impl IntoIterator<Item = FieldRef>) -> Bound {
+            Bound {
+                kind: NodeKind::Map(MapSpec { op: self.op, inputs: inputs.into_iter().collect(), outputs: self.outputs }),
+                from: Vec::new(),
+            }
+        }
+    }
+}
+
+/// A combine node aggregating with `aggregate`.
+pub fn combine(aggregate: Aggregate) -> Combine {
+    Combine { aggregate, output: "y".into() }
+}
+
+/// A combine node under construction.
+#[derive(Clone, Debug)]
+pub struct Combine {
+    aggregate: Aggregate,
+    output: String,
+}
+
+impl Combine {
+    /// Names the output field (default `y`).
+    pub fn output(mut self, name: &str) -> Self {
+        self.output = name.to_string();
+        self
+    }
+
+    /// Aggregates these fields (from parallel branches, or one path).
+    pub fn bind(self, inputs: impl IntoIterator<Item = FieldRef>) -> Bound {
+        Bound {
+            kind: NodeKind::Combine(CombineSpec { inputs: inputs.into_iter().collect(), aggregate: self.aggregate, output: self.output }),
+            from: Vec::new(),
+        }
+    }
+}
+
+/// A route node testing `by`.
+pub fn route(by: FieldRef) -> Route {
+    Route { by, branches: Vec::new() }
+}
+
+/// A route node under construction.
+#[derive(Clone, Debug)]
+pub struct Route {
+    by: FieldRef,
+    branches: Vec<(String, Condition)>,
+}
+
+impl Route {
+    /// Adds a branch taken when `condition` holds (first match wins).
+    pub fn when(mut self, branch: &str, condition: Condition) -> Self {
+        self.branches.push((branch.to_string(), condition));
+        self
+    }
+
+    /// Names the default branch and finishes the node.
+    pub fn otherwise(self, default: &str) -> Bound {
+        Bound {
+            kind: NodeKind::Route(RouteSpec { by: self.by, branches: self.branches, default: default.to_string() }),
+            from: Vec::new(),
+        }
+    }
+}
+
+/// A merge node: one field at a time, then the branch streams.
+pub fn merge() -> Merge {
+    Merge { fields: Vec::new() }
+}
+
+/// A merge node under construction.
+#[derive(Clone, Debug)]
+pub struct Merge {
+    fields: Vec<(String, Vec<FieldRef>)>,
+}
+
+impl Merge {
+    /// A merged field taking, from each branch stream in order, the given field.
+    pub fn field(mut self, name: &str, per_branch: impl IntoIterator<Item = FieldRef>) -> Self {
+        self.fields.push((name.to_string(), per_branch.into_iter().collect()));
+        self
+    }
+
+    /// Merges these branch streams (one per branch of one route).
+    pub fn bind(self, branches: impl IntoIterator<Item = StreamRef>) -> Bound {
+        Bound { kind: NodeKind::Merge(MergeSpec { fields: self.fields }), from: branches.into_iter().collect() }
+    }
+}

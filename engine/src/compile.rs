@@ -1,0 +1,83 @@
+//! Compilation: a [`Plan`] becomes timely operators inside a worker's dataflow.
+//!
+//! Each step becomes one operator (see `weir_operators::dataflow`), wired to the streams
+//! it reads; fan-out is a stream read by several steps. The result is the stream of
+//! answers: rows whose values are the graph's output fields, in output order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use timely::dataflow::operators::core::Map;
+use weir_operators::dataflow::{merge_rows, BatchConfig, BatchForward, CombineRows, MapRows, RouteRows, RowStream};
+use weir_operators::replica::Job;
+use weir_operators::stats::BatchStats;
+use weir_operators::Row;
+
+use crate::plan::{Plan, StepOp, StreamId};
+
+/// What a model step's operators need from the process: its replicas' job queue and
+/// its batch counters.
+#[derive(Clone)]
+pub struct ModelResources {
+    /// The replica pool's job queue.
+    pub jobs: Sender<Job>,
+    /// Shared batch counters.
+    pub stats: Arc<BatchStats>,
+}
+
+/// Builds `plan` on `input` and returns the stream of answers. `models` holds the
+/// resources of every model step, by step index.
+pub fn compile<'scope>(plan: &Plan, input: RowStream<'scope>, models: &HashMap<usize, ModelResources>) -> RowStream<'scope> {
+    let scope = input.scope();
+    let mut streams: HashMap<StreamId, RowStream<'scope>> = HashMap::new();
+    streams.insert(StreamId::Input, input);
+    for (i, step) in plan.steps.iter().enumerate() {
+        // The plan lists every stream before the steps that read it.
+        let mut from = step.from.iter().map(|s| streams[s].clone());
+        let node: Arc<str> = step.name.as_str().into();
+        match &step.op {
+            StepOp::Model { input, batching, .. } => {
+                let res = &models[&i];
+                let config = BatchConfig {
+                    node,
+                    input: *input,
+                    max_batch_size: batching.max_batch_size,
+                    max_wait: Duration::from_millis(batching.max_wait_ms),
+                    max_in_flight: batching.replicas,
+                };
+                let out = first(&mut from).batch_forward(config, res.jobs.clone(), Arc::clone(&res.stats));
+                streams.insert(StreamId::Node(i), out);
+            }
+            StepOp::Map { inputs, outputs, f, .. } => {
+                let out = first(&mut from).map_rows(node, inputs.clone(), outputs.clone(), Arc::clone(&f.0));
+                streams.insert(StreamId::Node(i), out);
+            }
+            StepOp::Route { by, conditions, .. } => {
+                for (b, out) in first(&mut from).route_rows(*by, conditions.clone()).into_iter().enumerate() {
+                    streams.insert(StreamId::Branch(i, b), out);
+                }
+            }
+            StepOp::Combine(spec) => {
+                let head = first(&mut from);
+                let out = head.combine_rows(from.collect(), spec.clone());
+                streams.insert(StreamId::Node(i), out);
+            }
+            StepOp::Merge { layouts } => {
+                let out = merge_rows(scope, from.collect(), layouts.clone());
+                streams.insert(StreamId::Node(i), out);
+            }
+        }
+    }
+    let indices: Vec<usize> = plan.output.fields.iter().map(|(_, i, _)| *i).collect();
+    streams[&plan.output.stream].clone().map(move |row: Row| Row {
+        id: row.id,
+        data: row.data.map(|values| indices.iter().map(|&i| values[i].clone()).collect()),
+    })
+}
+
+fn first<'scope>(from: &mut impl Iterator<Item = RowStream<'scope>>) -> RowStream<'scope> {
+    // Every step reads at least one stream (checked by the plan).
+    from.next().expect("a step reads at least one stream")
+}

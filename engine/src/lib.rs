@@ -1,0 +1,42 @@
+//! weir's engine: deployment graphs from YAML or Rust, validated, compiled into timely
+//! dataflow, and run.
+//!
+//! A tour, in the order a graph travels:
+//! - [`spec`]: the graph IR ([`GraphSpec`]), what both front ends produce;
+//! - [`yaml`]: graph files; [`builder`]: the Rust API (`bind`, Ray Serve style);
+//! - [`plan`]: validation and resolution into a [`Plan`] (or a [`GraphError`]);
+//! - [`render`]: the plan as text, Graphviz dot or Mermaid;
+//! - [`compile`]: a plan becomes timely operators from `weir_operators`;
+//! - [`runtime`]: the [`Engine`]: workers, replica threads, submit and reply.
+//!
+//! ```no_run
+//! use weir_engine::{yaml, Engine, EngineConfig, Plan};
+//! use weir_operators::Value;
+//!
+//! let spec = yaml::load_file("graphs/diamond.yaml".as_ref())?;
+//! let engine = Engine::start(vec![Plan::new(&spec)?], EngineConfig::default())?;
+//! let diamond = engine.graph("diamond").expect("started above");
+//! let answer = diamond.call(vec![Value::F32(1.0), Value::F32(2.0), Value::F32(3.0)])?;
+//! assert_eq!(answer.unwrap(), vec![Value::F32(8.0)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod builder;
+pub mod compile;
+pub mod error;
+pub mod plan;
+pub mod render;
+pub mod runtime;
+pub mod spec;
+pub mod yaml;
+
+pub use builder::GraphBuilder;
+pub use error::{GraphError, Problem};
+pub use plan::Plan;
+pub use runtime::{Engine, EngineConfig, GraphHandle, Reply, RowResult, SubmitError};
+pub use spec::GraphSpec;
+
+/// Loads, validates and plans a graph file.
+pub fn load_plan(path: &std::path::Path) -> Result<Plan, GraphError> {
+    Plan::new(&yaml::load_file(path)?)
+}

@@ -1,0 +1,151 @@
+//! A plan as text (`weir check`), Graphviz dot or Mermaid (`weir graph`).
+
+use std::fmt::Write;
+
+use crate::plan::{Plan, StepOp, StreamId};
+use crate::spec::INPUT;
+
+fn stream_name(plan: &Plan, s: StreamId) -> (String, Option<String>) {
+    match s {
+        StreamId::Input => (INPUT.to_string(), None),
+        StreamId::Node(i) => (plan.steps[i].name.clone(), None),
+        StreamId::Branch(i, b) => {
+            let branch = match &plan.steps[i].op {
+                StepOp::Route { branches, .. } => branches.get(b).cloned(),
+                _ => None,
+            };
+            (plan.steps[i].name.clone(), branch)
+        }
+    }
+}
+
+fn label(plan: &Plan, i: usize) -> String {
+    let step = &plan.steps[i];
+    match &step.op {
+        StepOp::Model { model, batching, .. } => format!(
+            "{} ({} {:?}, batch {}, wait {}ms, x{} {})",
+            step.name, model.arch, model.sizes(), batching.max_batch_size, batching.max_wait_ms, batching.replicas, batching.device
+        ),
+        StepOp::Map { op, .. } => format!("{} (map {op})", step.name),
+        StepOp::Route { .. } => format!("{} (route)", step.name),
+        StepOp::Combine(c) => format!("{} (combine {:?})", step.name, c.aggregate),
+        StepOp::Merge { .. } => format!("{} (merge)", step.name),
+    }
+}
+
+/// The compiled plan, one line per step: what it reads, what it adds, how it runs.
+pub fn describe(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "graph '{}' ({}): OK", plan.name, plan.origin);
+    let inputs: Vec<String> = plan.inputs.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+    let _ = writeln!(out, "  inputs: {}", inputs.join(", "));
+    for (i, step) in plan.steps.iter().enumerate() {
+        let from: Vec<String> = step
+            .from
+            .iter()
+            .map(|&s| match stream_name(plan, s) {
+                (n, Some(b)) => format!("{n}.{b}"),
+                (n, None) => n,
+            })
+            .collect();
+        let _ = writeln!(out, "  {}. {}  <- {}", i + 1, label(plan, i), from.join(" + "));
+        let added: Vec<String> = step
+            .schema
+            .fields
+            .iter()
+            .filter(|(f, _)| f.node == step.name)
+            .map(|(f, t)| format!("{f}: {t}"))
+            .collect();
+        match &step.op {
+            StepOp::Route { branches, conditions, .. } => {
+                for (b, name) in branches.iter().enumerate() {
+                    let cond = conditions.get(b).map_or("otherwise".to_string(), |c| format!("when {c}"));
+                    let _ = writeln!(out, "       branch {name}: {cond}");
+                }
+            }
+            _ => {
+                let _ = writeln!(out, "       adds {}", added.join(", "));
+            }
+        }
+    }
+    let (src, _) = stream_name(plan, plan.output.stream);
+    let outputs: Vec<String> = plan
+        .output
+        .fields
+        .iter()
+        .map(|(n, i, t)| {
+            let (f, _) = &plan_field(plan, *i);
+            format!("{n} = {f}: {t}")
+        })
+        .collect();
+    let _ = writeln!(out, "  outputs (from {src}): {}", outputs.join(", "));
+    out
+}
+
+fn plan_field(plan: &Plan, index: usize) -> (String, ()) {
+    let schema = match plan.output.stream {
+        StreamId::Input => None,
+        StreamId::Node(i) | StreamId::Branch(i, _) => Some(&plan.steps[i].schema),
+    };
+    let name = match schema {
+        Some(s) => s.fields.get(index).map(|(f, _)| f.to_string()),
+        None => plan.inputs.get(index).map(|(n, _)| format!("{INPUT}.{n}")),
+    };
+    (name.unwrap_or_default(), ())
+}
+
+/// Graphviz dot.
+pub fn dot(plan: &Plan) -> String {
+    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  input [shape=box];\n  output [shape=box];\n", plan.name);
+    for (i, step) in plan.steps.iter().enumerate() {
+        let shape = match step.op {
+            StepOp::Model { .. } => "box3d",
+            StepOp::Route { .. } => "diamond",
+            StepOp::Combine(_) | StepOp::Merge { .. } => "invtrapezium",
+            StepOp::Map { .. } => "ellipse",
+        };
+        let _ = writeln!(out, "  \"{}\" [label=\"{}\", shape={shape}];", step.name, label(plan, i).replace('"', "'"));
+        for &s in &step.from {
+            let (src, branch) = stream_name(plan, s);
+            match branch {
+                Some(b) => {
+                    let _ = writeln!(out, "  \"{src}\" -> \"{}\" [label=\"{b}\"];", step.name);
+                }
+                None => {
+                    let _ = writeln!(out, "  \"{src}\" -> \"{}\";", step.name);
+                }
+            }
+        }
+    }
+    let (src, _) = stream_name(plan, plan.output.stream);
+    let _ = writeln!(out, "  \"{src}\" -> output;\n}}");
+    out
+}
+
+/// Mermaid flowchart.
+pub fn mermaid(plan: &Plan) -> String {
+    let mut out = String::from("flowchart LR\n  input[/input/]\n  output[/output/]\n");
+    for (i, step) in plan.steps.iter().enumerate() {
+        let text = label(plan, i).replace('"', "'");
+        let node = match step.op {
+            StepOp::Route { .. } => format!("{}{{\"{text}\"}}", step.name),
+            StepOp::Model { .. } => format!("{}[[\"{text}\"]]", step.name),
+            _ => format!("{}[\"{text}\"]", step.name),
+        };
+        let _ = writeln!(out, "  {node}");
+        for &s in &step.from {
+            let (src, branch) = stream_name(plan, s);
+            match branch {
+                Some(b) => {
+                    let _ = writeln!(out, "  {src} -->|{b}| {}", step.name);
+                }
+                None => {
+                    let _ = writeln!(out, "  {src} --> {}", step.name);
+                }
+            }
+        }
+    }
+    let (src, _) = stream_name(plan, plan.output.stream);
+    let _ = writeln!(out, "  {src} --> output");
+    out
+}

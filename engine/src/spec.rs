@@ -1,0 +1,271 @@
+//! The graph intermediate representation (IR): what a YAML file and the Rust builder
+//! both produce, and what [`crate::Plan::new`] validates and resolves.
+//!
+//! A graph has typed input fields, named nodes, and output fields. Every node produces
+//! named fields, addressed as `node.field` (graph inputs as `input.field`). A row carries
+//! every field computed on its path, so a node may read any field of its upstream nodes.
+//! A node's upstream stream (`from`) is inferred from the fields it reads, or given
+//! explicitly; nodes after a route name the branch they sit on (`from: route.branch`).
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use weir_operators::kernel::aggregate::Aggregate;
+use weir_operators::kernel::builtin::Builtin;
+use weir_operators::kernel::condition::Condition;
+use weir_operators::kernel::device::DeviceSpec;
+use weir_operators::kernel::model::{Activation, Arch, DenseModel};
+use weir_operators::kernel::MapFn;
+use weir_operators::FieldType;
+
+/// The reserved node name of the graph's input fields.
+pub const INPUT: &str = "input";
+
+/// A deployment graph before validation.
+#[derive(Clone, Debug)]
+pub struct GraphSpec {
+    /// The graph's name (the HTTP route and the metric label).
+    pub name: String,
+    /// Where the graph came from, for errors: a file path, or `builder`.
+    pub origin: String,
+    /// Weights and parameter files are resolved relative to this directory.
+    pub base_dir: PathBuf,
+    /// Input fields, in order.
+    pub inputs: Vec<(String, FieldType)>,
+    /// Nodes, in declaration order (any order is valid; the plan sorts them).
+    pub nodes: Vec<NodeSpec>,
+    /// Output fields: a name and the field it takes its value from.
+    pub outputs: Vec<(String, FieldRef)>,
+}
+
+/// A reference to a field: `node.field`, or `input.field`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldRef {
+    /// The node (or `input`).
+    pub node: String,
+    /// The field.
+    pub field: String,
+}
+
+impl FieldRef {
+    /// `node.field`.
+    pub fn new(node: impl Into<String>, field: impl Into<String>) -> Self {
+        FieldRef { node: node.into(), field: field.into() }
+    }
+}
+
+impl fmt::Display for FieldRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.node, self.field)
+    }
+}
+
+impl FromStr for FieldRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().split_once('.') {
+            Some((node, field)) if !node.is_empty() && !field.is_empty() && !field.contains('.') => {
+                Ok(FieldRef::new(node, field))
+            }
+            _ => Err(format!("'{s}' is not a field reference (expected 'node.field' or 'input.field')")),
+        }
+    }
+}
+
+/// A reference to a stream: a node's output, or one branch of a route (`route.branch`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StreamRef {
+    /// The node.
+    pub node: String,
+    /// The branch, for routes.
+    pub branch: Option<String>,
+}
+
+impl fmt::Display for StreamRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.branch {
+            Some(b) => write!(f, "{}.{b}", self.node),
+            None => f.write_str(&self.node),
+        }
+    }
+}
+
+impl FromStr for StreamRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err("empty stream reference".into());
+        }
+        Ok(match s.split_once('.') {
+            Some((node, branch)) => StreamRef { node: node.into(), branch: Some(branch.into()) },
+            None => StreamRef { node: s.into(), branch: None },
+        })
+    }
+}
+
+/// One node of the graph.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    /// Unique within the graph; not `input`; no dots.
+    pub name: String,
+    /// Explicit upstream streams; empty to infer them from the fields the node reads.
+    pub from: Vec<StreamRef>,
+    /// What the node does.
+    pub kind: NodeKind,
+}
+
+/// The node kinds.
+#[derive(Clone, Debug)]
+pub enum NodeKind {
+    /// A candle model, batched, on replica threads.
+    Model(ModelSpec),
+    /// Business logic, inline.
+    Map(MapSpec),
+    /// Dynamic dispatch to one branch per row.
+    Route(RouteSpec),
+    /// An ensemble: join branches per row, aggregate.
+    Combine(CombineSpec),
+    /// The union of a route's branches.
+    Merge(MergeSpec),
+}
+
+impl NodeKind {
+    /// The kind's name in graph files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NodeKind::Model(_) => "model",
+            NodeKind::Map(_) => "map",
+            NodeKind::Route(_) => "route",
+            NodeKind::Combine(_) => "combine",
+            NodeKind::Merge(_) => "merge",
+        }
+    }
+}
+
+/// Where a model's parameters come from.
+#[derive(Clone, Debug)]
+pub enum ModelSource {
+    /// A safetensors file (relative to the graph's directory).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The architecture.
+        arch: Arch,
+        /// Declared layer sizes `[in, ..., out]`, checked against the file.
+        sizes: Option<Vec<usize>>,
+        /// Between layers.
+        hidden_activation: Activation,
+        /// After the last layer.
+        output_activation: Activation,
+    },
+    /// Parameters already in memory (builder API).
+    Loaded(Arc<DenseModel>),
+}
+
+/// A `model` node.
+#[derive(Clone, Debug)]
+pub struct ModelSpec {
+    /// The parameters.
+    pub source: ModelSource,
+    /// The field fed to the model.
+    pub input: FieldRef,
+    /// The name of the output field (default `y`).
+    pub output: String,
+    /// Batching and placement.
+    pub batching: Batching,
+}
+
+/// Per-node batching and placement.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batching {
+    /// A batch never holds more rows (1..=65536).
+    pub max_batch_size: usize,
+    /// A partial batch leaves once its oldest row has waited this many ms (0..=60000).
+    pub max_wait_ms: u64,
+    /// Replica threads, each with its own model instance (1..=256).
+    pub replicas: usize,
+    /// Where forward passes run.
+    pub device: DeviceSpec,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Batching { max_batch_size: 32, max_wait_ms: 2, replicas: 1, device: DeviceSpec::Cpu }
+    }
+}
+
+/// The function of a `map` node.
+#[derive(Clone)]
+pub enum MapOp {
+    /// A built-in with its parameters.
+    Builtin(Builtin),
+    /// `standardize` with `mean` and `std` read from a safetensors file.
+    StandardizeFile(PathBuf),
+    /// A Rust closure (builder API) with its output types.
+    Custom(MapFn, Vec<FieldType>),
+}
+
+impl fmt::Debug for MapOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapOp::Builtin(b) => write!(f, "{}", b.name()),
+            MapOp::StandardizeFile(p) => write!(f, "standardize({})", p.display()),
+            MapOp::Custom(_, types) => write!(f, "custom -> {types:?}"),
+        }
+    }
+}
+
+impl MapOp {
+    /// The name shown in plans and drawings.
+    pub fn name(&self) -> &'static str {
+        match self {
+            MapOp::Builtin(b) => b.name(),
+            MapOp::StandardizeFile(_) => "standardize",
+            MapOp::Custom(..) => "custom",
+        }
+    }
+}
+
+/// A `map` node.
+#[derive(Clone, Debug)]
+pub struct MapSpec {
+    /// The function.
+    pub op: MapOp,
+    /// The fields it reads, in order.
+    pub inputs: Vec<FieldRef>,
+    /// Output field names; empty for the builtin's defaults.
+    pub outputs: Vec<String>,
+}
+
+/// A `route` node.
+#[derive(Clone, Debug)]
+pub struct RouteSpec {
+    /// The field the conditions test.
+    pub by: FieldRef,
+    /// Branches in order: the first whose condition holds takes the row.
+    pub branches: Vec<(String, Condition)>,
+    /// The branch for rows no condition matches (and for error rows).
+    pub default: String,
+}
+
+/// A `combine` node.
+#[derive(Clone, Debug)]
+pub struct CombineSpec {
+    /// The values to aggregate, one per branch, in order.
+    pub inputs: Vec<FieldRef>,
+    /// How.
+    pub aggregate: Aggregate,
+    /// The output field name (default `y`).
+    pub output: String,
+}
+
+/// A `merge` node: its `from` lists one stream per branch of one route.
+#[derive(Clone, Debug)]
+pub struct MergeSpec {
+    /// Each merged field: its name, and for each `from` stream (in order) the field it
+    /// takes the value from.
+    pub fields: Vec<(String, Vec<FieldRef>)>,
+}

@@ -1,0 +1,40 @@
+//! The timely operators a compiled graph is made of, one per file.
+//!
+//! Every operator takes and gives a [`RowStream`]: rows timestamped with the ingress epoch
+//! at which they entered. Error rows pass through every operator untouched, so every row
+//! that enters reaches the sink exactly once.
+//!
+//! | operator | node kind | file |
+//! |---|---|---|
+//! | [`source::row_source`] | graph input, fed by a bounded channel | `source.rs` |
+//! | [`BatchForward`] | `model`: batches to replica threads | `batch.rs` |
+//! | [`MapRows`] | `map`: a row function inline | `map.rs` |
+//! | [`RouteRows`] | `route`: one branch per row | `route.rs` |
+//! | [`CombineRows`] | `combine`: join branches per row, aggregate | `combine.rs` |
+//! | [`merge_rows`] | `merge`: union of a route's branches | `merge.rs` |
+//! | [`SinkRows`] | graph output | `sink.rs` |
+
+pub mod batch;
+pub mod combine;
+pub mod map;
+pub mod merge;
+pub mod route;
+pub mod sink;
+pub mod source;
+
+pub use batch::{BatchConfig, BatchForward};
+pub use combine::{CombineRows, CombineSpec};
+pub use map::MapRows;
+pub use merge::merge_rows;
+pub use route::RouteRows;
+pub use sink::SinkRows;
+
+use timely::dataflow::Stream;
+
+use crate::row::Row;
+
+/// Timestamps of weir's dataflows: the ingress epoch of a row.
+pub type Time = u64;
+
+/// A stream of rows.
+pub type RowStream<'scope> = Stream<'scope, Time, Vec<Row>>;

@@ -1,0 +1,160 @@
+//! Ensemble functions of `combine` nodes: several branch values for one row in, one out.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::value::{DType, FieldType, Value};
+
+/// A user aggregation: the parts, in the node's input order, to one value.
+pub type AggregateFn = Arc<dyn Fn(&[&Value]) -> Result<Value, String> + Send + Sync>;
+
+/// How a `combine` node merges its parts.
+#[derive(Clone)]
+pub enum Aggregate {
+    /// Element-wise mean of `f32` scalars or same-shape tensors.
+    Mean,
+    /// Element-wise weighted mean; one weight per part, weights need not sum to 1
+    /// (they are normalised).
+    WeightedMean(Vec<f32>),
+    /// Element-wise sum.
+    Sum,
+    /// The most frequent value among scalar parts (`i64`, `str`, `bool`); a tie goes to
+    /// the tied value that appears first in input order.
+    Vote,
+    /// A Rust closure (builder API only), with the type of what it returns.
+    Custom(AggregateFn, FieldType),
+}
+
+impl fmt::Debug for Aggregate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Aggregate::Mean => f.write_str("mean"),
+            Aggregate::WeightedMean(w) => write!(f, "weighted_mean{w:?}"),
+            Aggregate::Sum => f.write_str("sum"),
+            Aggregate::Vote => f.write_str("vote"),
+            Aggregate::Custom(_, ty) => write!(f, "custom -> {ty}"),
+        }
+    }
+}
+
+impl Aggregate {
+    /// Checks the parts' types and gives the output type, or says what was expected.
+    pub fn output_type(&self, parts: &[FieldType]) -> Result<FieldType, String> {
+        let first = parts.first().ok_or("combine needs at least one input")?;
+        match self {
+            Aggregate::Custom(_, ty) => Ok(ty.clone()),
+            Aggregate::Vote => {
+                if !first.is_scalar() || first.dtype == DType::F32 {
+                    return Err(format!("vote needs i64, str or bool scalars, got {first}"));
+                }
+                same_types(parts)?;
+                Ok(first.clone())
+            }
+            Aggregate::Mean | Aggregate::Sum | Aggregate::WeightedMean(_) => {
+                if first.dtype != DType::F32 {
+                    return Err(format!("{self:?} needs f32 scalars or tensors, got {first}"));
+                }
+                same_types(parts)?;
+                if let Aggregate::WeightedMean(w) = self {
+                    if w.len() != parts.len() {
+                        return Err(format!("weighted_mean has {} weights for {} inputs", w.len(), parts.len()));
+                    }
+                    if w.iter().any(|x| !x.is_finite() || *x < 0.0) || w.iter().sum::<f32>() <= 0.0 {
+                        return Err("weighted_mean weights must be non-negative and not all zero".into());
+                    }
+                }
+                Ok(first.clone())
+            }
+        }
+    }
+
+    /// Aggregates the parts of one row.
+    pub fn apply(&self, parts: &[&Value]) -> Result<Value, String> {
+        match self {
+            Aggregate::Custom(f, _) => f(parts),
+            Aggregate::Vote => {
+                let mut best: Option<(&Value, usize)> = None;
+                for (i, candidate) in parts.iter().enumerate() {
+                    if parts[..i].contains(candidate) {
+                        continue;
+                    }
+                    let count = parts.iter().filter(|p| *p == candidate).count();
+                    if best.is_none_or(|(_, c)| count > c) {
+                        best = Some((candidate, count));
+                    }
+                }
+                best.map(|(v, _)| v.clone()).ok_or_else(|| "vote over no inputs".into())
+            }
+            Aggregate::Mean => weighted(parts, None),
+            Aggregate::WeightedMean(w) => weighted(parts, Some(w)),
+            Aggregate::Sum => {
+                let mut acc = numbers(parts[0])?.to_vec();
+                for p in &parts[1..] {
+                    for (a, x) in acc.iter_mut().zip(numbers(p)?) {
+                        *a += x;
+                    }
+                }
+                Ok(like(parts[0], acc))
+            }
+        }
+    }
+}
+
+fn same_types(parts: &[FieldType]) -> Result<(), String> {
+    let first = &parts[0];
+    match parts.iter().position(|p| p != first) {
+        Some(i) => Err(format!("input {i} is {}, but input 0 is {first}: all inputs must have one type", parts[i])),
+        None => Ok(()),
+    }
+}
+
+fn numbers(v: &Value) -> Result<&[f32], String> {
+    v.as_f32s().ok_or_else(|| format!("expected f32 values, got {}", v.type_name()))
+}
+
+fn like(template: &Value, data: Vec<f32>) -> Value {
+    match template {
+        Value::F32(_) => Value::F32(data[0]),
+        _ => Value::Tensor(data.into()),
+    }
+}
+
+fn weighted(parts: &[&Value], weights: Option<&[f32]>) -> Result<Value, String> {
+    let width = numbers(parts[0])?.len();
+    let mut acc = vec![0.0f32; width];
+    let mut total = 0.0f32;
+    for (i, p) in parts.iter().enumerate() {
+        let w = weights.map_or(1.0, |w| w[i]);
+        total += w;
+        for (a, x) in acc.iter_mut().zip(numbers(p)?) {
+            *a += w * x;
+        }
+    }
+    acc.iter_mut().for_each(|a| *a /= total);
+    Ok(like(parts[0], acc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_aggregates() {
+        let a = Value::Tensor(vec![1.0, 3.0].into());
+        let b = Value::Tensor(vec![3.0, 5.0].into());
+        assert_eq!(Aggregate::Mean.apply(&[&a, &b]).unwrap(), Value::Tensor(vec![2.0, 4.0].into()));
+        assert_eq!(Aggregate::Sum.apply(&[&Value::F32(1.0), &Value::F32(2.0)]).unwrap(), Value::F32(3.0));
+        let w = Aggregate::WeightedMean(vec![3.0, 1.0]);
+        assert_eq!(w.apply(&[&a, &b]).unwrap(), Value::Tensor(vec![1.5, 3.5].into()));
+        assert!(w.output_type(&[FieldType::vector(2)]).unwrap_err().contains("2 weights for 1"));
+        assert!(Aggregate::Mean.output_type(&[FieldType::vector(2), FieldType::vector(3)]).is_err());
+    }
+
+    #[test]
+    fn vote_majority_and_ties() {
+        let (x, y) = (Value::I64(1), Value::I64(2));
+        assert_eq!(Aggregate::Vote.apply(&[&x, &y, &y]).unwrap(), y);
+        assert_eq!(Aggregate::Vote.apply(&[&x, &y]).unwrap(), x, "a tie goes to the first");
+        assert!(Aggregate::Vote.output_type(&[FieldType::scalar(DType::F32)]).is_err());
+    }
+}

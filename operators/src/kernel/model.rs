@@ -1,0 +1,420 @@
+//! Dense models on candle: softmax/logistic regression and multi-layer perceptrons.
+//!
+//! Both read the same safetensors layout: for layer `i` (from 0), a tensor
+//! `layers.i.weight` of shape `[out, in]` and `layers.i.bias` of shape `[out]`, all `f32`.
+//! A `linear` model has exactly one layer; an `mlp` has one or more, with the hidden
+//! activation between layers and the output activation after the last.
+//!
+//! The input field feeds `in` numbers per row (an `f32` scalar is one number); the output
+//! is an `f32[out]` vector, or an `f32` scalar when `out` is 1.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use candle_core::{DType as CDType, Device, Tensor};
+
+use super::device::DeviceSpec;
+use super::{BatchKernel, KernelFactory};
+use crate::value::{FieldType, Value};
+
+/// The architecture of a model node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// One dense layer (softmax regression with `softmax`, logistic with `sigmoid`).
+    Linear,
+    /// Dense layers with a hidden activation between them.
+    Mlp,
+}
+
+impl FromStr for Arch {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "linear" => Ok(Arch::Linear),
+            "mlp" => Ok(Arch::Mlp),
+            other => Err(format!("unknown model architecture '{other}' (expected 'linear' or 'mlp')")),
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Arch::Linear => "linear",
+            Arch::Mlp => "mlp",
+        })
+    }
+}
+
+/// An element-wise (or, for softmax, row-wise) activation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Activation {
+    /// The identity.
+    #[default]
+    None,
+    /// max(0, x).
+    Relu,
+    /// tanh(x).
+    Tanh,
+    /// 1 / (1 + e^-x).
+    Sigmoid,
+    /// Softmax over the row.
+    Softmax,
+}
+
+impl FromStr for Activation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" | "identity" => Ok(Activation::None),
+            "relu" => Ok(Activation::Relu),
+            "tanh" => Ok(Activation::Tanh),
+            "sigmoid" => Ok(Activation::Sigmoid),
+            "softmax" => Ok(Activation::Softmax),
+            other => Err(format!(
+                "unknown activation '{other}' (expected none, relu, tanh, sigmoid or softmax)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Activation::None => "none",
+            Activation::Relu => "relu",
+            Activation::Tanh => "tanh",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Softmax => "softmax",
+        })
+    }
+}
+
+impl Activation {
+    fn apply(self, x: Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Activation::None => Ok(x),
+            Activation::Relu => x.relu(),
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => candle_nn::ops::sigmoid(&x),
+            Activation::Softmax => candle_nn::ops::softmax_last_dim(&x),
+        }
+    }
+}
+
+/// Why a weights file cannot serve a model node. The graph author's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    /// The file does not exist or cannot be read.
+    #[error("cannot read weights file {path}: {reason}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        reason: String,
+    },
+    /// The file is not a valid safetensors file.
+    #[error("weights file {path} is not a valid safetensors file: {reason}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        reason: String,
+    },
+    /// A tensor the architecture needs is absent.
+    #[error("weights file {path} has no tensor '{name}' (it has: {found})")]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor expected.
+        name: String,
+        /// The tensors present.
+        found: String,
+    },
+    /// A tensor has the wrong shape or type.
+    #[error("weights file {path}: tensor '{name}' is {found}, expected {expected}")]
+    BadTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// What it is.
+        found: String,
+        /// What it should be.
+        expected: String,
+    },
+    /// The layers do not match the architecture or the declared sizes.
+    #[error("weights file {path}: {reason}")]
+    BadLayers {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// One dense layer's parameters, host-side.
+#[derive(Clone, Debug)]
+pub struct DenseLayer {
+    /// Row-major `[out, in]`.
+    pub weight: Vec<f32>,
+    /// `[out]`.
+    pub bias: Vec<f32>,
+    /// Input width.
+    pub inputs: usize,
+    /// Output width.
+    pub outputs: usize,
+}
+
+/// A validated, loaded dense model: what every replica builds its own instance from.
+#[derive(Clone, Debug)]
+pub struct DenseModel {
+    /// The architecture.
+    pub arch: Arch,
+    /// Layers in order.
+    pub layers: Vec<DenseLayer>,
+    /// Between layers (MLP only).
+    pub hidden_activation: Activation,
+    /// After the last layer.
+    pub output_activation: Activation,
+    /// The file it came from.
+    pub path: PathBuf,
+}
+
+impl DenseModel {
+    /// Loads and validates `path` for `arch`. When `sizes` is given (`[in, h1, ..., out]`),
+    /// the file must match it exactly.
+    pub fn load(
+        path: &Path,
+        arch: Arch,
+        sizes: Option<&[usize]>,
+        hidden_activation: Activation,
+        output_activation: Activation,
+    ) -> Result<Self, WeightsError> {
+        let bytes = std::fs::read(path).map_err(|e| WeightsError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
+            WeightsError::Malformed { path: path.to_path_buf(), reason: e.to_string() }
+        })?;
+        let layers = read_layers(path, &tensors)?;
+        if arch == Arch::Linear && layers.len() != 1 {
+            return Err(WeightsError::BadLayers {
+                path: path.to_path_buf(),
+                reason: format!("a linear model has exactly one layer, the file has {}", layers.len()),
+            });
+        }
+        let found: Vec<usize> =
+            std::iter::once(layers[0].inputs).chain(layers.iter().map(|l| l.outputs)).collect();
+        if let Some(sizes) = sizes {
+            if sizes != found.as_slice() {
+                return Err(WeightsError::BadLayers {
+                    path: path.to_path_buf(),
+                    reason: format!("the graph declares layer sizes {sizes:?}, the file has {found:?}"),
+                });
+            }
+        }
+        Ok(DenseModel { arch, layers, hidden_activation, output_activation, path: path.to_path_buf() })
+    }
+
+    /// Builds a model from parameters already in memory (the builder API, tests).
+    pub fn from_layers(
+        arch: Arch,
+        layers: Vec<DenseLayer>,
+        hidden_activation: Activation,
+        output_activation: Activation,
+    ) -> Self {
+        DenseModel { arch, layers, hidden_activation, output_activation, path: PathBuf::from("<memory>") }
+    }
+
+    /// The number of inputs per row.
+    pub fn input_width(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.inputs)
+    }
+
+    /// The number of outputs per row.
+    pub fn output_width(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.outputs)
+    }
+
+    /// `[in, h1, ..., out]`.
+    pub fn sizes(&self) -> Vec<usize> {
+        std::iter::once(self.input_width()).chain(self.layers.iter().map(|l| l.outputs)).collect()
+    }
+
+    /// The type of the output field: `f32` when there is one output, else `f32[out]`.
+    pub fn output_type(&self) -> FieldType {
+        match self.output_width() {
+            1 => FieldType::scalar(crate::value::DType::F32),
+            n => FieldType::vector(n),
+        }
+    }
+
+    /// Moves a copy of the parameters to `device`, ready for forward passes.
+    pub fn instantiate(&self, device: &Device) -> candle_core::Result<DenseForward> {
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            // Stored as [out, in]; keep [in, out] contiguous so forward is one plain matmul.
+            let w = Tensor::from_slice(&layer.weight, (layer.outputs, layer.inputs), device)?
+                .t()?
+                .contiguous()?;
+            let b = Tensor::from_slice(&layer.bias, layer.outputs, device)?;
+            layers.push((w, b));
+        }
+        Ok(DenseForward {
+            layers,
+            hidden: self.hidden_activation,
+            output: self.output_activation,
+            device: device.clone(),
+            input_width: self.input_width(),
+            output_type: self.output_type(),
+        })
+    }
+
+    /// A factory that gives every replica thread its own instance on `device`.
+    pub fn factory(self: &Arc<Self>, device: DeviceSpec) -> KernelFactory {
+        let model = Arc::clone(self);
+        Arc::new(move || {
+            let device = device.candle()?;
+            let forward = model.instantiate(&device).map_err(|e| e.to_string())?;
+            Ok(Box::new(forward) as Box<dyn BatchKernel>)
+        })
+    }
+}
+
+fn read_layers(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<Vec<DenseLayer>, WeightsError> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let found = names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+    let mut layers = Vec::new();
+    loop {
+        let i = layers.len();
+        let w_name = format!("layers.{i}.weight");
+        let b_name = format!("layers.{i}.bias");
+        let Some(w) = tensors.get(&w_name) else {
+            if i == 0 {
+                return Err(WeightsError::MissingTensor {
+                    path: path.to_path_buf(),
+                    name: w_name,
+                    found: if found.is_empty() { "no tensors".into() } else { found },
+                });
+            }
+            break;
+        };
+        let b = tensors.get(&b_name).ok_or_else(|| WeightsError::MissingTensor {
+            path: path.to_path_buf(),
+            name: b_name.clone(),
+            found: found.clone(),
+        })?;
+        let bad = |name: &str, t: &Tensor, expected: String| WeightsError::BadTensor {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            found: format!("{:?} {:?}", t.dtype(), t.dims()),
+            expected,
+        };
+        if w.dtype() != CDType::F32 || w.rank() != 2 {
+            return Err(bad(&w_name, w, "F32 with shape [out, in]".into()));
+        }
+        let (outputs, inputs) = (w.dims()[0], w.dims()[1]);
+        if let Some(prev) = layers.last().map(|l: &DenseLayer| l.outputs) {
+            if inputs != prev {
+                return Err(bad(&w_name, w, format!("F32 [_, {prev}] (layer {} has {prev} outputs)", i - 1)));
+            }
+        }
+        if b.dtype() != CDType::F32 || b.dims() != [outputs] {
+            return Err(bad(&b_name, b, format!("F32 [{outputs}]")));
+        }
+        let weight = w.flatten_all().and_then(|t| t.to_vec1::<f32>());
+        let bias = b.to_vec1::<f32>();
+        let (weight, bias) = match (weight, bias) {
+            (Ok(w), Ok(b)) => (w, b),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(WeightsError::Malformed { path: path.to_path_buf(), reason: e.to_string() })
+            }
+        };
+        layers.push(DenseLayer { weight, bias, inputs, outputs });
+    }
+    Ok(layers)
+}
+
+/// One replica's instance of a dense model, on its device.
+pub struct DenseForward {
+    layers: Vec<(Tensor, Tensor)>,
+    hidden: Activation,
+    output: Activation,
+    device: Device,
+    input_width: usize,
+    output_type: FieldType,
+}
+
+impl DenseForward {
+    /// Runs the layers over a `[rows, in]` tensor.
+    pub fn forward_tensor(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mut x = x.clone();
+        let last = self.layers.len() - 1;
+        for (i, (w, b)) in self.layers.iter().enumerate() {
+            x = x.matmul(w)?.broadcast_add(b)?;
+            x = if i == last { self.output.apply(x)? } else { self.hidden.apply(x)? };
+        }
+        Ok(x)
+    }
+
+    /// Runs the layers over `rows` rows laid out flat (`rows * in` numbers).
+    pub fn forward_flat(&self, input: Vec<f32>, rows: usize) -> candle_core::Result<Vec<f32>> {
+        let x = Tensor::from_vec(input, (rows, self.input_width), &self.device)?;
+        self.forward_tensor(&x)?.flatten_all()?.to_vec1::<f32>()
+    }
+}
+
+impl BatchKernel for DenseForward {
+    fn forward(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
+        let mut flat = Vec::with_capacity(inputs.len() * self.input_width);
+        for value in inputs {
+            let numbers = value.as_f32s().ok_or_else(|| format!("expected f32 input, got {}", value.type_name()))?;
+            if numbers.len() != self.input_width {
+                return Err(format!("expected {} inputs per row, got {}", self.input_width, numbers.len()));
+            }
+            flat.extend_from_slice(numbers);
+        }
+        let out = self.forward_flat(flat, inputs.len()).map_err(|e| e.to_string())?;
+        let width = self.output_type.width().unwrap_or(1).max(1);
+        Ok(out.chunks(width).map(|c| Value::from_f32s(&self.output_type, c.to_vec())).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two_layer() -> DenseModel {
+        DenseModel::from_layers(
+            Arch::Mlp,
+            vec![
+                DenseLayer { weight: vec![1.0, -1.0, 2.0, 0.5], bias: vec![0.0, 1.0], inputs: 2, outputs: 2 },
+                DenseLayer { weight: vec![1.0, 1.0], bias: vec![-1.0], inputs: 2, outputs: 1 },
+            ],
+            Activation::Relu,
+            Activation::None,
+        )
+    }
+
+    #[test]
+    fn forward_matches_hand_computation() {
+        let model = two_layer();
+        let mut f = model.instantiate(&Device::Cpu).unwrap();
+        // x = [1, 3]: h = relu([1-3, 2+1.5+1]) = [0, 4.5]; y = 4.5 - 1 = 3.5
+        let out = f.forward(&[Value::Tensor(vec![1.0, 3.0].into())]).unwrap();
+        assert_eq!(out, vec![Value::F32(3.5)]);
+    }
+
+    #[test]
+    fn wrong_width_is_an_error_not_a_panic() {
+        let mut f = two_layer().instantiate(&Device::Cpu).unwrap();
+        let err = f.forward(&[Value::Tensor(vec![1.0].into())]).unwrap_err();
+        assert!(err.contains("expected 2 inputs"), "{err}");
+    }
+}

@@ -1,0 +1,129 @@
+//! Replica threads: where forward passes run, off the timely workers.
+//!
+//! A [`ReplicaPool`] owns `replicas` named threads for one model node, each with its own
+//! kernel instance built by the node's [`KernelFactory`]. Batching operators (one per
+//! timely worker) send [`Job`]s through a bounded queue; a replica runs the batch, sends
+//! the [`Completion`] back on the job's own channel and wakes the operator through its
+//! `SyncActivator`. A panic inside a kernel is caught and fails only that batch.
+//!
+//! Shutdown: the threads exit when every job sender is gone (the operators' and the
+//! pool's own); dropping the pool joins them.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use timely::scheduling::SyncActivator;
+
+use crate::kernel::{BatchKernel, KernelFactory};
+use crate::row::panic_message;
+use crate::value::Value;
+
+/// A batch for a replica: the input field of each row, in order.
+pub struct Job {
+    /// Identifies the batch within its operator.
+    pub ticket: u64,
+    /// One input value per row.
+    pub inputs: Vec<Value>,
+    /// Where the result goes.
+    pub reply: Sender<Completion>,
+    /// Wakes the operator that sent the job.
+    pub wake: SyncActivator,
+}
+
+/// The result of a [`Job`]: one output per input, or why the batch failed.
+pub struct Completion {
+    /// The job's ticket.
+    pub ticket: u64,
+    /// One output value per input row, or the failure.
+    pub result: Result<Vec<Value>, String>,
+}
+
+/// The replica threads of one model node.
+pub struct ReplicaPool {
+    jobs: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ReplicaPool {
+    /// Starts `replicas` threads named `weir-{node}-{i}`, each building its kernel with
+    /// `factory`; returns once all are built, or the first build error. The job queue
+    /// holds at most `queue` batches.
+    pub fn start(node: &str, replicas: usize, queue: usize, factory: KernelFactory) -> Result<Self, String> {
+        let (jobs, rx) = bounded::<Job>(queue.max(1));
+        let (ready_tx, ready_rx) = bounded::<Result<(), String>>(replicas);
+        let mut threads = Vec::with_capacity(replicas);
+        for i in 0..replicas {
+            let rx = rx.clone();
+            let factory = Arc::clone(&factory);
+            let ready = ready_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("weir-{node}-{i}"))
+                .spawn(move || match factory() {
+                    Ok(kernel) => {
+                        // The pool waits for every replica's report; it cannot be gone yet.
+                        let _ = ready.send(Ok(()));
+                        drop(ready);
+                        serve(kernel, rx);
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                    }
+                })
+                .map_err(|e| format!("cannot start replica thread for node '{node}': {e}"))?;
+            threads.push(handle);
+        }
+        drop(ready_tx);
+        let mut pool = ReplicaPool { jobs: Some(jobs), threads };
+        for _ in 0..replicas {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    pool.shutdown();
+                    return Err(format!("node '{node}': cannot build its model: {e}"));
+                }
+                Err(_) => {
+                    pool.shutdown();
+                    return Err(format!("node '{node}': a replica thread died while loading"));
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// A sender for the job queue (one per batching operator).
+    pub fn sender(&self) -> Sender<Job> {
+        // Only `shutdown` takes the sender, and it consumes the pool's use.
+        self.jobs.clone().expect("a running pool has a job sender")
+    }
+
+    fn shutdown(&mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ReplicaPool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        let rows = job.inputs.len();
+        let result = match catch_unwind(AssertUnwindSafe(|| kernel.forward(&job.inputs))) {
+            Ok(Ok(out)) if out.len() == rows => Ok(out),
+            Ok(Ok(out)) => Err(format!("the model returned {} outputs for {rows} rows", out.len())),
+            Ok(Err(e)) => Err(e),
+            Err(panic) => Err(format!("the forward pass panicked: {}", panic_message(&*panic))),
+        };
+        // The operator may be gone at shutdown; then nobody waits for this result.
+        if job.reply.send(Completion { ticket: job.ticket, result }).is_ok() {
+            let _ = job.wake.activate();
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Rows: what flows along every edge of a compiled graph.
+//!
+//! A row is either its values (laid out by the edge's schema) or the error that ended
+//! its computation. Errors are data: an operator that receives an error row passes it on
+//! untouched, so every row that enters a graph leaves it exactly once, as an answer or as
+//! an error that names the node that failed.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::Value;
+
+/// Identifies a row from the moment it enters an engine until its answer leaves.
+pub type RowId = u64;
+
+/// A row in flight: its id and either its values or the error that stopped it.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// Unique within one running graph.
+    pub id: RowId,
+    /// The fields of the edge's schema, in order, or the error.
+    pub data: Result<Vec<Value>, Arc<RowError>>,
+}
+
+impl Row {
+    /// A row with values.
+    pub fn new(id: RowId, values: Vec<Value>) -> Self {
+        Row { id, data: Ok(values) }
+    }
+
+    /// A failed row.
+    pub fn failed(id: RowId, error: RowError) -> Self {
+        Row { id, data: Err(Arc::new(error)) }
+    }
+}
+
+/// What kind of failure a row met, and so whose fault it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The row's own values were wrong (missing field, wrong type or shape, a value
+    /// a node cannot accept). The caller's fault; retrying the same row will fail again.
+    InvalidInput,
+    /// A model's forward pass failed. The server's fault; a retry may help.
+    ModelFailed,
+    /// User code in a node (a closure, an aggregator) panicked or returned an error.
+    NodeFailed,
+    /// The row's deadline passed before it was answered.
+    DeadlineExceeded,
+    /// The engine is shutting down and the row was not computed.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The snake-case name used in JSON error bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidInput => "invalid_input",
+            ErrorCode::ModelFailed => "model_failed",
+            ErrorCode::NodeFailed => "node_failed",
+            ErrorCode::DeadlineExceeded => "deadline_exceeded",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Why a row failed, and where.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RowError {
+    /// The kind of failure.
+    pub code: ErrorCode,
+    /// The node that failed (or `input` when the row could not be decoded).
+    pub node: String,
+    /// The field at fault, where one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl RowError {
+    /// An error of `code` at `node`.
+    pub fn new(code: ErrorCode, node: impl Into<String>, message: impl Into<String>) -> Self {
+        RowError { code, node: node.into(), field: None, message: message.into() }
+    }
+
+    /// The same error, naming `field`.
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at node '{}'", self.code.as_str(), self.node)?;
+        if let Some(field) = &self.field {
+            write!(f, ", field '{field}'")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for RowError {}
+
+/// Renders a caught panic payload as text.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_string()
+    }
+}

@@ -1,0 +1,54 @@
+//! The bundled real data sets (`graphs/data/`), parsed, with their fixed splits.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// One digits image: 64 pixel values (0 to 16) and its label.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Digit {
+    /// Row-major 8x8 pixels.
+    pub pixels: Vec<f32>,
+    /// 0 to 9.
+    pub label: u8,
+}
+
+/// Which part of the fixed split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// Rows with `index % 5 != 0` (1437 rows).
+    Train,
+    /// Rows with `index % 5 == 0` (360 rows).
+    Test,
+}
+
+/// The repository's `graphs/` directory (found from this crate's manifest).
+pub fn graphs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs")
+}
+
+/// Reads scikit-learn's digits from `graphs/data/digits.csv.gz`, one split of it.
+pub fn digits(split: Split) -> std::io::Result<Vec<Digit>> {
+    let path = graphs_dir().join("data/digits.csv.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path)?).read_to_string(&mut text)?;
+    let bad = |line: usize, what: &str| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: line {line}: {what}", path.display()))
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let in_test = i % 5 == 0;
+        if in_test != (split == Split::Test) {
+            continue;
+        }
+        let values: Vec<f32> = line
+            .split(',')
+            .map(|v| v.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad(i + 1, "not a number"))?;
+        if values.len() != 65 {
+            return Err(bad(i + 1, "expected 65 values"));
+        }
+        out.push(Digit { pixels: values[..64].to_vec(), label: values[64] as u8 });
+    }
+    Ok(out)
+}
