@@ -27,7 +27,7 @@ use weir_operators::kernel::builtin::Builtin;
 use weir_operators::kernel::condition::Condition;
 use weir_operators::kernel::device::DeviceSpec;
 use weir_operators::kernel::model::{DenseModel, WeightsError};
-use weir_operators::kernel::MapFn;
+use weir_operators::kernel::{KernelFactory, MapFn};
 use weir_operators::FieldType;
 
 use crate::error::{GraphError, Problem};
@@ -65,8 +65,10 @@ pub enum StepOp {
     Model {
         /// Index of the input field.
         input: usize,
-        /// Parameters, loaded and checked.
-        model: Arc<DenseModel>,
+        /// What the model is, for plans (`mlp [64, 32, 10]`).
+        description: String,
+        /// Builds each replica's kernel (weights loaded and checked).
+        factory: KernelFactoryDebug,
         /// Batching and placement.
         batching: Batching,
     },
@@ -97,6 +99,16 @@ pub enum StepOp {
         /// Per `from` stream, the indices of the merged record's fields.
         layouts: Vec<Vec<usize>>,
     },
+}
+
+/// A [`KernelFactory`] that prints as `<kernel>`.
+#[derive(Clone)]
+pub struct KernelFactoryDebug(pub KernelFactory);
+
+impl std::fmt::Debug for KernelFactoryDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<kernel>")
+    }
 }
 
 /// A [`MapFn`] that prints as `<fn>`.
@@ -344,6 +356,12 @@ fn topological_order(spec: &GraphSpec) -> Result<Vec<usize>, GraphError> {
 
 type NodeResult<T> = Result<T, (Option<String>, Problem)>;
 
+/// What input a model accepts: any f32 field of a width (dense models), or one type.
+enum Accepts {
+    Width(usize),
+    Type(FieldType),
+}
+
 fn at<T>(field: &str, r: Result<T, Problem>) -> NodeResult<T> {
     r.map_err(|p| (Some(field.to_string()), p))
 }
@@ -518,22 +536,25 @@ impl Resolver<'_> {
         let (op, out_fields, out_context): (StepOp, Vec<(String, FieldType)>, Vec<(usize, usize)>) = match &node.kind {
             NodeKind::Model(m) => {
                 let (input, ty) = self.field_index(&schema, "input", &m.input, &path)?;
-                let model = self.load_model(m)?;
-                let width = ty.width();
-                if width != Some(model.input_width()) {
+                check_batching(&m.batching)?;
+                let (description, factory, accepts, out_ty) = self.load_model(m)?;
+                let fits = match &accepts {
+                    Accepts::Width(w) => ty.width() == Some(*w),
+                    Accepts::Type(t) => &ty == t,
+                };
+                if !fits {
+                    let wanted = match &accepts {
+                        Accepts::Width(w) => format!("{w} numbers per row (f32[{w}])"),
+                        Accepts::Type(t) => t.to_string(),
+                    };
                     return Err((
                         Some("input".into()),
-                        Problem::Type(format!(
-                            "the model takes {} numbers per row (f32[{}]), but '{}' is {ty}",
-                            model.input_width(),
-                            model.input_width(),
-                            m.input
-                        )),
+                        Problem::Type(format!("the model takes {wanted}, but '{}' is {ty}", m.input)),
                     ));
                 }
-                check_batching(&m.batching)?;
-                let out = (m.output.clone(), model.output_type());
-                (StepOp::Model { input, model, batching: m.batching.clone() }, vec![out], context)
+                let out = (m.output.clone(), out_ty);
+                let op = StepOp::Model { input, description, factory: KernelFactoryDebug(factory), batching: m.batching.clone() };
+                (op, vec![out], context)
             }
             NodeKind::Map(m) => {
                 let mut inputs = Vec::new();
@@ -735,14 +756,23 @@ impl Resolver<'_> {
         Ok(())
     }
 
-    fn load_model(&self, m: &ModelSpec) -> NodeResult<Arc<DenseModel>> {
+    fn load_model(&self, m: &ModelSpec) -> NodeResult<(String, KernelFactory, Accepts, FieldType)> {
+        let dense = |model: Arc<DenseModel>| {
+            let description = format!("{} {:?}", model.arch, model.sizes());
+            let accepts = Accepts::Width(model.input_width());
+            let out = model.output_type();
+            (description, model.factory(m.batching.device), accepts, out)
+        };
         match &m.source {
-            ModelSource::Loaded(model) => Ok(Arc::clone(model)),
+            ModelSource::Loaded(model) => Ok(dense(Arc::clone(model))),
             ModelSource::File { path, arch, sizes, hidden_activation, output_activation } => {
                 let full = self.spec.base_dir.join(path);
                 DenseModel::load(&full, *arch, sizes.as_deref(), *hidden_activation, *output_activation)
-                    .map(Arc::new)
+                    .map(|model| dense(Arc::new(model)))
                     .map_err(|e| (Some("weights".into()), Problem::Weights(e)))
+            }
+            ModelSource::Custom { description, factory, input, output } => {
+                Ok((description.clone(), Arc::clone(factory), Accepts::Type(input.clone()), output.clone()))
             }
         }
     }

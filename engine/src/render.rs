@@ -22,9 +22,9 @@ fn stream_name(plan: &Plan, s: StreamId) -> (String, Option<String>) {
 fn label(plan: &Plan, i: usize) -> String {
     let step = &plan.steps[i];
     match &step.op {
-        StepOp::Model { model, batching, .. } => format!(
-            "{} ({} {:?}, batch {}, wait {}ms, x{} {})",
-            step.name, model.arch, model.sizes(), batching.max_batch_size, batching.max_wait_ms, batching.replicas, batching.device
+        StepOp::Model { description, batching, .. } => format!(
+            "{} ({description}, batch {}, wait {}ms, x{} {})",
+            step.name, batching.max_batch_size, batching.max_wait_ms, batching.replicas, batching.device
         ),
         StepOp::Map { op, .. } => format!("{} (map {op})", step.name),
         StepOp::Route { .. } => format!("{} (route)", step.name),

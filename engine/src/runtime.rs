@@ -145,12 +145,12 @@ impl Engine {
             let mut models = HashMap::new();
             let mut stats = Vec::new();
             for (i, step) in plan.steps.iter().enumerate() {
-                if let StepOp::Model { model, batching, .. } = &step.op {
+                if let StepOp::Model { factory, batching, .. } = &step.op {
                     let pool = ReplicaPool::start(
                         &step.name,
                         batching.replicas,
                         workers * batching.replicas,
-                        model.factory(batching.device),
+                        Arc::clone(&factory.0),
                     )
                     .map_err(|e| GraphError::new(&plan.origin, Problem::Start(e)).at_node(&step.name))?;
                     let s = Arc::new(BatchStats::new(batching.max_batch_size));

@@ -17,7 +17,7 @@ use weir_operators::kernel::builtin::Builtin;
 use weir_operators::kernel::condition::Condition;
 use weir_operators::kernel::device::DeviceSpec;
 use weir_operators::kernel::model::{Activation, Arch, DenseModel};
-use weir_operators::kernel::MapFn;
+use weir_operators::kernel::{KernelFactory, MapFn};
 use weir_operators::FieldType;
 
 /// The reserved node name of the graph's input fields.
@@ -146,7 +146,7 @@ impl NodeKind {
 }
 
 /// Where a model's parameters come from.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub enum ModelSource {
     /// A safetensors file (relative to the graph's directory).
     File {
@@ -163,6 +163,28 @@ pub enum ModelSource {
     },
     /// Parameters already in memory (builder API).
     Loaded(Arc<DenseModel>),
+    /// Any batch kernel (builder API): bring your own candle model. The factory is
+    /// called once per replica thread.
+    Custom {
+        /// Shown in plans, e.g. `bert-base`.
+        description: String,
+        /// Builds one kernel instance per replica.
+        factory: KernelFactory,
+        /// The type of the input field it accepts.
+        input: FieldType,
+        /// The type of the output field it produces.
+        output: FieldType,
+    },
+}
+
+impl fmt::Debug for ModelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelSource::File { path, arch, .. } => write!(f, "{arch} from {}", path.display()),
+            ModelSource::Loaded(m) => write!(f, "{} {:?} in memory", m.arch, m.sizes()),
+            ModelSource::Custom { description, input, output, .. } => write!(f, "{description} ({input} -> {output})"),
+        }
+    }
 }
 
 /// A `model` node.

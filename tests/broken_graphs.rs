@@ -1,0 +1,300 @@
+//! One test per way a graph can be wrong: each must fail `Plan::new` (what `weir check`
+//! runs) with an error naming the file, the node and the field, and saying what was
+//! expected.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use weir_engine::builder::{combine, GraphBuilder, Model};
+use weir_engine::load_plan;
+use weir_operators::kernel::aggregate::Aggregate;
+use weir_operators::kernel::model::{Activation, Arch, DenseLayer, DenseModel};
+use weir_operators::{DType, FieldType};
+
+/// A valid diamond-shaped graph; tests replace one piece of it.
+const BASE: &str = r#"
+name: broken
+inputs:
+  a: f32
+  b: f32
+  s: str
+  v: f32[3]
+nodes:
+  m1:
+    kind: model
+    arch: linear
+    weights: m1.safetensors
+    input: input.a
+  m2:
+    kind: model
+    arch: linear
+    weights: m2.safetensors
+    input: input.b
+  sum:
+    kind: combine
+    aggregate: sum
+    inputs: [m1.y, m2.y]
+outputs:
+  y: sum.y
+"#;
+
+fn save(dir: &Path, name: &str, tensors: &[(&str, Tensor)]) {
+    let map: HashMap<String, Tensor> = tensors.iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
+    candle_core::safetensors::save(&map, dir.join(name)).unwrap();
+}
+
+fn linear(w: f32) -> Vec<(&'static str, Tensor)> {
+    vec![
+        ("layers.0.weight", Tensor::new(&[[w]], &Device::Cpu).unwrap()),
+        ("layers.0.bias", Tensor::new(&[0.0f32], &Device::Cpu).unwrap()),
+    ]
+}
+
+/// Writes `yaml` (after replacing `from` with `to`) and valid weights into a fresh
+/// directory, lets `setup` break more, and returns the planning error's text.
+fn error_of(from: &str, to: &str, setup: impl FnOnce(&Path)) -> String {
+    assert!(BASE.contains(from), "the base graph contains {from:?}");
+    let dir = tempfile::tempdir().unwrap();
+    save(dir.path(), "m1.safetensors", &linear(1.0));
+    save(dir.path(), "m2.safetensors", &linear(2.0));
+    setup(dir.path());
+    let path = dir.path().join("graph.yaml");
+    std::fs::write(&path, BASE.replace(from, to)).unwrap();
+    let err = load_plan(&path).expect_err("the broken graph must be rejected").to_string();
+    assert!(err.contains("graph.yaml"), "the error names the file: {err}");
+    err
+}
+
+fn assert_has(err: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(err.contains(p), "error should contain {p:?}:\n{err}");
+    }
+}
+
+#[test]
+fn the_base_graph_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    save(dir.path(), "m1.safetensors", &linear(1.0));
+    save(dir.path(), "m2.safetensors", &linear(2.0));
+    let path = dir.path().join("graph.yaml");
+    std::fs::write(&path, BASE.replace("  s: str\n  v: f32[3]\n", "")).unwrap();
+    load_plan(&path).unwrap();
+}
+
+#[test]
+fn unknown_node_kind() {
+    let err = error_of("kind: combine", "kind: combined", |_| {});
+    assert_has(&err, &["node 'sum'", "field 'kind'", "unknown node kind 'combined'", "expected one of: model, map"]);
+}
+
+#[test]
+fn unknown_yaml_key() {
+    let err = error_of("    input: input.b", "    input: input.b\n    max_batch: 4", |_| {});
+    assert_has(&err, &["node 'm2'", "unknown field `max_batch`"]);
+}
+
+#[test]
+fn dangling_input_unknown_node() {
+    let err = error_of("inputs: [m1.y, m2.y]", "inputs: [m1.y, m3.y]", |_| {});
+    assert_has(&err, &["node 'sum'", "field 'inputs[1]'", "unknown node 'm3'", "nodes are: input, m1, m2, sum"]);
+}
+
+#[test]
+fn dangling_input_unknown_field() {
+    let err = error_of("input: input.b", "input: input.bee", |_| {});
+    assert_has(&err, &["node 'm2'", "field 'input'", "the graph 'input' has no field 'bee'", "a, b, s, v"]);
+}
+
+#[test]
+fn duplicate_input() {
+    let err = error_of("inputs: [m1.y, m2.y]", "inputs: [m1.y, m1.y]", |_| {});
+    assert_has(&err, &["node 'sum'", "field 'inputs[0]'", "input 'm1.y' is listed twice"]);
+}
+
+#[test]
+fn duplicate_node_name_in_builder() {
+    let model = std::sync::Arc::new(DenseModel::from_layers(
+        Arch::Linear,
+        vec![DenseLayer { weight: vec![1.0], bias: vec![0.0], inputs: 1, outputs: 1 }],
+        Activation::None,
+        Activation::None,
+    ));
+    let mut g = GraphBuilder::new("dup");
+    let a = g.input("a", FieldType::scalar(DType::F32));
+    let m = g.node("m", Model::loaded(model.clone()).bind(a.clone()));
+    g.node("m", Model::loaded(model).bind(a));
+    g.output("y", m.field("y"));
+    let err = g.plan().unwrap_err().to_string();
+    assert_has(&err, &["builder", "node 'm' is declared twice"]);
+}
+
+#[test]
+fn cycle() {
+    let err = error_of("input: input.a", "input: sum.y", |_| {});
+    assert_has(&err, &["cycle", "m1 -> sum -> m1"]);
+}
+
+#[test]
+fn type_mismatch_between_connected_nodes() {
+    let err = error_of("inputs: [m1.y, m2.y]", "inputs: [m1.y, input.s]", |_| {});
+    assert_has(&err, &["node 'sum'", "field 'inputs'", "type mismatch", "input 1 is str, but input 0 is f32"]);
+}
+
+#[test]
+fn shape_mismatch_model_width() {
+    let err = error_of("input: input.b", "input: input.v", |_| {});
+    assert_has(&err, &["node 'm2'", "field 'input'", "the model takes 1 numbers per row (f32[1]), but 'input.v' is f32[3]"]);
+}
+
+#[test]
+fn shape_mismatch_declared_layers() {
+    let err = error_of("    input: input.b", "    input: input.b\n    layers: [1, 2]", |_| {});
+    assert_has(&err, &["node 'm2'", "field 'weights'", "declares layer sizes [1, 2], the file has [1, 1]"]);
+}
+
+#[test]
+fn missing_weights_file() {
+    let err = error_of("weights: m2.safetensors", "weights: nowhere.safetensors", |_| {});
+    assert_has(&err, &["node 'm2'", "field 'weights'", "cannot read weights file", "nowhere.safetensors"]);
+}
+
+#[test]
+fn malformed_weights_file() {
+    let err = error_of("weights: m2.safetensors", "weights: junk.safetensors", |d| {
+        std::fs::write(d.join("junk.safetensors"), b"definitely not safetensors").unwrap();
+    });
+    assert_has(&err, &["node 'm2'", "field 'weights'", "not a valid safetensors file"]);
+}
+
+#[test]
+fn wrong_tensor_names() {
+    let err = error_of("weights: m2.safetensors", "weights: renamed.safetensors", |d| {
+        save(d, "renamed.safetensors", &[("w", Tensor::new(&[[2.0f32]], &Device::Cpu).unwrap())]);
+    });
+    assert_has(&err, &["node 'm2'", "field 'weights'", "no tensor 'layers.0.weight' (it has: w)"]);
+}
+
+#[test]
+fn wrong_tensor_shapes() {
+    let err = error_of("weights: m2.safetensors", "weights: bad.safetensors", |d| {
+        save(
+            d,
+            "bad.safetensors",
+            &[
+                ("layers.0.weight", Tensor::new(&[[2.0f32]], &Device::Cpu).unwrap()),
+                ("layers.0.bias", Tensor::new(&[0.0f32, 1.0], &Device::Cpu).unwrap()),
+            ],
+        );
+    });
+    assert_has(&err, &["node 'm2'", "tensor 'layers.0.bias' is F32 [2], expected F32 [1]"]);
+}
+
+#[test]
+fn invalid_batching_size() {
+    let err = error_of("    input: input.b", "    input: input.b\n    max_batch_size: 0", |_| {});
+    assert_has(&err, &["node 'm2'", "field 'max_batch_size'", "0 is out of range (1 to 65536)"]);
+}
+
+#[test]
+fn invalid_batching_wait() {
+    let err = error_of("    input: input.b", "    input: input.b\n    max_wait_ms: 90000", |_| {});
+    assert_has(&err, &["node 'm2'", "field 'max_wait_ms'", "out of range (0 to 60000)"]);
+}
+
+#[test]
+fn invalid_batching_negative_wait() {
+    let err = error_of("    input: input.b", "    input: input.b\n    max_wait_ms: -1", |_| {});
+    assert_has(&err, &["node 'm2'", "invalid value: integer `-1`"]);
+}
+
+#[test]
+fn invalid_replicas() {
+    let err = error_of("    input: input.b", "    input: input.b\n    replicas: 0", |_| {});
+    assert_has(&err, &["node 'm2'", "field 'replicas'", "out of range (1 to 256)"]);
+}
+
+#[test]
+fn invalid_device() {
+    let err = error_of("    input: input.b", "    input: input.b\n    device: tpu:0", |_| {});
+    assert_has(&err, &["node 'm2'", "field 'device'", "unknown device 'tpu:0' (expected 'cpu' or 'cuda:N')"]);
+}
+
+#[test]
+fn cuda_device_without_cuda_build() {
+    let err = error_of("    input: input.b", "    input: input.b\n    device: cuda:0", |_| {});
+    assert_has(&err, &["node 'm2'", "field 'device'", "needs weir built with the 'cuda' feature"]);
+}
+
+#[test]
+fn bad_input_type() {
+    let err = error_of("  v: f32[3]", "  v: f32[three]", |_| {});
+    assert_has(&err, &["node 'input'", "field 'v'", "dimension 'three' is not a positive integer"]);
+}
+
+#[test]
+fn parallel_reads_need_a_combine() {
+    let err = error_of(
+        "  sum:\n    kind: combine\n    aggregate: sum\n    inputs: [m1.y, m2.y]",
+        "  sum:\n    kind: map\n    op: concat\n    inputs: [m1.y, m2.y]",
+        |_| {},
+    );
+    assert_has(&err, &["node 'sum'", "reads fields from parallel paths 'm1' and 'm2'", "combine"]);
+}
+
+#[test]
+fn unused_node() {
+    let err = error_of("outputs:\n  y: sum.y", "  extra:\n    kind: map\n    op: argmax\n    input: input.v\noutputs:\n  y: sum.y", |_| {});
+    assert_has(&err, &["node 'extra'", "does not lead to the outputs"]);
+}
+
+const ROUTED: &str = "  gate:\n    kind: route\n    by: input.a\n    branches:\n      - name: big\n        when: {gt: 10}\n    default: small\n  m3:\n    kind: model\n    from: gate.big\n    arch: linear\n    weights: m1.safetensors\n    input: input.b\n";
+
+#[test]
+fn route_branch_not_merged_before_output() {
+    let err = error_of("outputs:\n  y: sum.y", &format!("{ROUTED}outputs:\n  y: m3.y"), |_| {});
+    assert_has(&err, &["node 'outputs'", "inside branch 'gate.big'", "merge the route's branches first"]);
+}
+
+#[test]
+fn route_branch_leading_nowhere() {
+    let err = error_of("outputs:\n  y: sum.y", &format!("{ROUTED}outputs:\n  y: sum.y"), |_| {});
+    assert_has(&err, &["node 'gate'", "does not lead to the outputs"]);
+}
+
+#[test]
+fn outputs_from_parallel_paths() {
+    let err = error_of("outputs:\n  y: sum.y", "outputs:\n  y: m1.y\n  z: m2.y", |_| {});
+    assert_has(&err, &["node 'outputs'", "the outputs read parallel paths 'm1' and 'm2'"]);
+}
+
+#[test]
+fn combine_across_route_branches() {
+    let base = "outputs:\n  y: sum.y";
+    let err = error_of(base, &format!("{ROUTED}  after:\n    kind: combine\n    aggregate: sum\n    inputs: [m3.y, sum.y]\noutputs:\n  y: after.y"), |_| {});
+    assert_has(&err, &["node 'after'", "joins 'm3' and 'sum', which sit on different route branches"]);
+}
+
+#[test]
+fn merge_missing_a_branch() {
+    let merge = "  both:\n    kind: merge\n    from: [m3]\n    fields:\n      y: [m3.y]\n";
+    let err = error_of("outputs:\n  y: sum.y", &format!("{ROUTED}{merge}outputs:\n  y: sum.y\n"), |_| {});
+    assert_has(&err, &["node 'both'", "field 'from'", "misses branch 'gate.small'"]);
+}
+
+#[test]
+fn condition_type_mismatch() {
+    let err = error_of("outputs:\n  y: sum.y", &format!("{}outputs:\n  y: sum.y", ROUTED.replace("by: input.a", "by: input.s")), |_| {});
+    assert_has(&err, &["node 'gate'", "field 'branches.big.when'", "condition '> 10' cannot be tested on a str field"]);
+}
+
+#[test]
+fn builder_combine_of_mismatched_shapes() {
+    let mut g = GraphBuilder::new("shapes");
+    let v = g.input("v", FieldType::vector(3));
+    let w = g.input("w", FieldType::vector(4));
+    let c = g.node("c", combine(Aggregate::Mean).bind([v, w]));
+    g.output("y", c.field("y"));
+    let err = g.plan().unwrap_err().to_string();
+    assert_has(&err, &["builder", "node 'c'", "field 'inputs'", "input 1 is f32[4], but input 0 is f32[3]"]);
+}
