@@ -9,7 +9,7 @@
 //! graph is invalid, 2 on an I/O error.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -66,6 +66,7 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    weir::one_thread_per_forward_pass();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(io::stderr)
@@ -110,10 +111,10 @@ fn main() -> ExitCode {
 fn run(engine: &Engine, input: &PathBuf, output: Option<&PathBuf>, in_flight: usize) -> anyhow::Result<()> {
     use anyhow::Context;
     let graph = &engine.graphs()[0];
-    let reader: Box<dyn io::BufRead> = if input.as_os_str() == "-" {
+    let reader: Box<dyn io::Read> = if input.as_os_str() == "-" {
         Box::new(io::stdin().lock())
     } else {
-        Box::new(BufReader::new(File::open(input).with_context(|| format!("cannot open input {}", input.display()))?))
+        Box::new(File::open(input).with_context(|| format!("cannot open input {}", input.display()))?)
     };
     let writer: Box<dyn Write> = match output {
         Some(path) => Box::new(BufWriter::new(

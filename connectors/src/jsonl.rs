@@ -7,14 +7,14 @@
 //! bounded whatever the input size.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 
 use crossbeam_channel::bounded;
 use serde_json::Value as Json;
 use weir_engine::runtime::refusal;
 use weir_engine::{GraphHandle, RowResult};
-use weir_operators::{ErrorCode, RowError};
+use weir_operators::{ErrorCode, RowError, Value};
 
 use crate::json::{decode_row, encode_error, encode_row};
 
@@ -27,48 +27,96 @@ pub struct RunSummary {
     pub errors: u64,
 }
 
+/// Rows submitted together: up to this many consecutive good lines.
+const BATCH: usize = 256;
+
 /// Runs every line of `input` through `graph`, writing answers to `output`.
-/// Fails only on an I/O error.
-pub fn run_jsonl(graph: &GraphHandle, input: impl BufRead, mut output: impl Write, in_flight: usize) -> io::Result<RunSummary> {
+/// Fails only on an I/O error. Good lines are submitted in batches of up to 256; a
+/// batch also leaves whenever reading on would block, so a slow producer on stdin gets
+/// its answers as its lines arrive.
+pub fn run_jsonl(graph: &GraphHandle, input: impl Read, mut output: impl Write, in_flight: usize) -> io::Result<RunSummary> {
     let in_flight = in_flight.max(1);
     let names: Vec<String> = graph.plan().output.fields.iter().map(|(n, _, _)| n.clone()).collect();
     let inputs = graph.plan().inputs.clone();
-    let (tx, rx) = bounded::<(u64, RowResult)>(in_flight);
+    // Each outstanding batch holds at least one row, so this never blocks a worker.
+    let (tx, rx) = bounded::<(Vec<u64>, Vec<RowResult>)>(in_flight);
     let mut order = Reorder::default();
     let mut summary = RunSummary::default();
     let answer = |r: RowResult| r.map(|values| encode_row(names.iter().cloned(), &values));
-
-    for (i, line) in input.lines().enumerate() {
-        let line = line?;
-        let i = i as u64;
-        summary.rows += 1;
-        while order.pending.len() >= in_flight {
-            let Ok((j, r)) = rx.recv() else { break };
-            order.pending.insert(j, Some(answer(r)));
-            order.write_ready(&mut output, &mut summary)?;
+    let receive = |order: &mut Reorder, output: &mut dyn Write, summary: &mut RunSummary| -> io::Result<bool> {
+        let Ok((lines, results)) = rx.recv() else { return Ok(false) };
+        for (line, r) in lines.into_iter().zip(results) {
+            order.pending.insert(line, Some(answer(r)));
         }
-        let decoded = serde_json::from_str::<Json>(&line)
-            .map_err(|e| RowError::new(ErrorCode::InvalidInput, "input", format!("line {}: invalid JSON: {e}", i + 1)))
-            .and_then(|json| decode_row(&inputs, &json));
-        let slot = match decoded {
-            Err(e) => Some(Err(Arc::new(e))),
-            Ok(values) => {
-                let tx = tx.clone();
-                match graph.submit(values, Box::new(move |r| drop(tx.send((i, r))))) {
-                    Ok(_) => None,
-                    Err(e) => Some(Err(Arc::new(refusal(e)))),
+        order.write_ready(output, summary)?;
+        Ok(true)
+    };
+    let mut batch: (Vec<u64>, Vec<Vec<Value>>) = (Vec::new(), Vec::new());
+    let submit = |batch: &mut (Vec<u64>, Vec<Vec<Value>>), order: &mut Reorder| {
+        if batch.0.is_empty() {
+            return;
+        }
+        let (lines, rows) = std::mem::take(batch);
+        let tx = tx.clone();
+        let reply_lines = lines.clone();
+        match graph.submit_batch(rows, Box::new(move |r| drop(tx.send((reply_lines, r))))) {
+            Ok(_) => {}
+            Err(e) => {
+                let e = Arc::new(refusal(e));
+                for line in lines {
+                    order.pending.insert(line, Some(Err(Arc::clone(&e))));
                 }
             }
-        };
-        order.pending.insert(i, slot);
+        }
+    };
+
+    let mut reader = BufReader::new(input);
+    let mut line = String::new();
+    let mut i = 0u64;
+    loop {
+        if reader.buffer().is_empty() {
+            // The next read may block: send what is ready first.
+            submit(&mut batch, &mut order);
+        }
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        summary.rows += 1;
+        while order.pending.len() >= in_flight {
+            submit(&mut batch, &mut order);
+            if !receive(&mut order, &mut output, &mut summary)? {
+                break;
+            }
+        }
+        let text = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+        let decoded = serde_json::from_str::<Json>(text)
+            .map_err(|e| RowError::new(ErrorCode::InvalidInput, "input", format!("line {}: invalid JSON: {e}", i + 1)))
+            .and_then(|json| decode_row(&inputs, &json));
+        match decoded {
+            Err(e) => {
+                order.pending.insert(i, Some(Err(Arc::new(e))));
+            }
+            Ok(values) => {
+                order.pending.insert(i, None);
+                batch.0.push(i);
+                batch.1.push(values);
+                if batch.0.len() == BATCH {
+                    submit(&mut batch, &mut order);
+                }
+            }
+        }
         order.write_ready(&mut output, &mut summary)?;
+        i += 1;
     }
+    submit(&mut batch, &mut order);
     drop(tx);
     while order.pending.values().any(Option::is_none) {
-        let Ok((j, r)) = rx.recv() else { break };
-        order.pending.insert(j, Some(answer(r)));
-        order.write_ready(&mut output, &mut summary)?;
+        if !receive(&mut order, &mut output, &mut summary)? {
+            break;
+        }
     }
+    order.write_ready(&mut output, &mut summary)?;
     output.flush()?;
     Ok(summary)
 }
@@ -82,7 +130,7 @@ struct Reorder {
 
 impl Reorder {
     /// Writes every answered line that is next in input order.
-    fn write_ready(&mut self, output: &mut impl Write, summary: &mut RunSummary) -> io::Result<()> {
+    fn write_ready(&mut self, output: &mut dyn Write, summary: &mut RunSummary) -> io::Result<()> {
         while let Some(Some(_)) = self.pending.get(&self.next) {
             let Some(Some(answer)) = self.pending.remove(&self.next) else { break };
             let line = answer.unwrap_or_else(|e| {

@@ -45,7 +45,9 @@ pub fn compile<'scope>(plan: &Plan, input: RowStream<'scope>, models: &HashMap<u
                     input: *input,
                     max_batch_size: batching.max_batch_size,
                     max_wait: Duration::from_millis(batching.max_wait_ms),
-                    max_in_flight: batching.replicas,
+                    // Two batches per replica: the next is queued while one computes, so a
+                    // replica never idles waiting for the worker to wake.
+                    max_in_flight: 2 * batching.replicas,
                 };
                 let out = first(&mut from).batch_forward(config, res.jobs.clone(), Arc::clone(&res.stats));
                 streams.insert(StreamId::Node(i), out);

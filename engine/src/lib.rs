@@ -7,7 +7,8 @@
 //! - [`plan`]: validation and resolution into a [`Plan`] (or a [`GraphError`]);
 //! - [`render`]: the plan as text, Graphviz dot or Mermaid;
 //! - [`compile`]: a plan becomes timely operators from `weir_operators`;
-//! - [`runtime`]: the [`Engine`]: workers, replica threads, submit and reply.
+//! - [`runtime`]: the [`Engine`]: workers, replica threads, submit;
+//! - [`replies`]: reply slots, found by row id when answers leave the graph.
 //!
 //! ```no_run
 //! use weir_engine::{yaml, Engine, EngineConfig, Plan};
@@ -26,6 +27,7 @@ pub mod compile;
 pub mod error;
 pub mod plan;
 pub mod render;
+pub mod replies;
 pub mod runtime;
 pub mod spec;
 pub mod yaml;
@@ -33,6 +35,7 @@ pub mod yaml;
 pub use builder::GraphBuilder;
 pub use error::{GraphError, Problem};
 pub use plan::Plan;
+pub use replies::BatchReply;
 pub use runtime::{Engine, EngineConfig, GraphHandle, Reply, RowResult, SubmitError};
 pub use spec::GraphSpec;
 

@@ -2,10 +2,11 @@
 //!
 //! [`Engine::start`] compiles every plan into one dataflow per graph on each of `workers`
 //! timely worker threads, and starts each model node's replica threads. A row enters
-//! through [`GraphHandle::submit`]: it gets an id, its reply callback is registered under
-//! that id, the row goes into the bounded channel of one worker (round-robin by id) and
-//! that worker's source is woken. The graph's sink operator takes the reply by id and
-//! calls it on the worker thread with the answer or the row's error.
+//! through [`GraphHandle::submit`] (or many through [`GraphHandle::submit_batch`]): the
+//! batch gets a reply slot whose id is encoded in its rows' ids (see [`crate::replies`]),
+//! goes into the bounded channel of one worker (round-robin by slot) and that worker's
+//! source is woken if it sleeps. The graph's sink operator finds the slot by row id and,
+//! when the batch is complete, calls its reply on the worker thread.
 //!
 //! Every submitted row is answered exactly once: by the graph, or, if the engine shuts
 //! down first, with an `unavailable` error. Workers park when idle and use no CPU.
@@ -20,7 +21,7 @@ use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use timely::scheduling::SyncActivator;
 use timely::WorkerConfig;
 use weir_operators::dataflow::sink::SinkRows;
-use weir_operators::dataflow::source::row_source;
+use weir_operators::dataflow::source::{row_source, Doorbell};
 use weir_operators::replica::ReplicaPool;
 use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
 use weir_operators::{ErrorCode, Row, RowError, RowId, Value};
@@ -28,6 +29,16 @@ use weir_operators::{ErrorCode, Row, RowError, RowId, Value};
 use crate::compile::{compile, ModelResources};
 use crate::error::{GraphError, Problem};
 use crate::plan::{Plan, StepOp};
+use crate::replies::{row_id, BatchReply, ReplyTable, MAX_BATCH_ROWS};
+
+/// Adapts a one-row reply to a batch reply.
+fn one(reply: Reply) -> BatchReply {
+    Box::new(move |mut results: Vec<RowResult>| {
+        if let Some(r) = results.pop() {
+            reply(r);
+        }
+    })
+}
 
 /// An answer: the output fields in the plan's output order, or the row's error.
 pub type RowResult = Result<Vec<Value>, Arc<RowError>>;
@@ -65,46 +76,15 @@ pub enum SubmitError {
     Closed,
 }
 
-const SHARDS: usize = 16;
-
-/// Reply callbacks of rows in flight, by id, in shards to spread lock contention.
-struct ReplyTable {
-    shards: Vec<Mutex<HashMap<RowId, Reply>>>,
-}
-
-impl ReplyTable {
-    fn new() -> Self {
-        ReplyTable { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
-    }
-
-    fn shard(&self, id: RowId) -> std::sync::MutexGuard<'_, HashMap<RowId, Reply>> {
-        // A poisoned shard only means a reply callback panicked; the map is intact.
-        self.shards[id as usize % SHARDS].lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn insert(&self, id: RowId, reply: Reply) {
-        self.shard(id).insert(id, reply);
-    }
-
-    fn take(&self, id: RowId) -> Option<Reply> {
-        self.shard(id).remove(&id)
-    }
-
-    fn drain(&self) -> Vec<Reply> {
-        let mut all = Vec::new();
-        for s in &self.shards {
-            all.extend(s.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, r)| r));
-        }
-        all
-    }
-}
-
 struct GraphShared {
     plan: Arc<Plan>,
-    senders: Vec<Sender<Row>>,
+    senders: Vec<Sender<Vec<Row>>>,
     activators: Vec<SyncActivator>,
+    doorbells: Vec<Arc<Doorbell>>,
     replies: Arc<ReplyTable>,
-    next_id: AtomicU64,
+    next_slot: AtomicU64,
+    /// Capacity reserved in every submitted row: the widest row of the plan.
+    width: usize,
     stop: Arc<AtomicBool>,
     stats: Vec<(String, Arc<BatchStats>)>,
 }
@@ -118,7 +98,8 @@ pub struct GraphHandle {
 /// Everything a worker needs to build one graph's dataflow.
 struct GraphBuild {
     plan: Arc<Plan>,
-    receivers: Vec<Mutex<Option<Receiver<Row>>>>,
+    receivers: Vec<Mutex<Option<Receiver<Vec<Row>>>>>,
+    doorbells: Vec<Arc<Doorbell>>,
     activators: Mutex<std::sync::mpsc::SyncSender<(usize, SyncActivator)>>,
     models: HashMap<usize, ModelResources>,
     replies: Arc<ReplyTable>,
@@ -149,7 +130,7 @@ impl Engine {
                     let pool = ReplicaPool::start(
                         &step.name,
                         batching.replicas,
-                        workers * batching.replicas,
+                        2 * workers * batching.replicas,
                         Arc::clone(&factory.0),
                     )
                     .map_err(|e| GraphError::new(&plan.origin, Problem::Start(e)).at_node(&step.name))?;
@@ -160,11 +141,13 @@ impl Engine {
                 }
             }
             let (senders, receivers): (Vec<_>, Vec<_>) =
-                (0..workers).map(|_| bounded::<Row>(config.ingress_capacity.max(1))).unzip();
+                (0..workers).map(|_| bounded::<Vec<Row>>(config.ingress_capacity.max(1))).unzip();
             let (act_tx, act_rx) = sync_channel(workers);
             let replies = Arc::new(ReplyTable::new());
             let stop = Arc::new(AtomicBool::new(false));
+            let doorbells: Vec<Arc<Doorbell>> = (0..workers).map(|_| Arc::new(Doorbell::default())).collect();
             builds.push(GraphBuild {
+                doorbells: doorbells.clone(),
                 plan: Arc::clone(&plan),
                 receivers: receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
                 activators: Mutex::new(act_tx),
@@ -172,7 +155,7 @@ impl Engine {
                 replies: Arc::clone(&replies),
                 stop: Arc::clone(&stop),
             });
-            waiting.push((plan, senders, act_rx, replies, stop, stats));
+            waiting.push((plan, senders, act_rx, doorbells, replies, stop, stats));
         }
         let builds = Arc::new(builds);
         let config = timely::Config {
@@ -186,12 +169,10 @@ impl Engine {
                 let Ok(activators) = build.activators.lock().map(|a| a.clone()) else { continue };
                 let replies = Arc::clone(&build.replies);
                 worker.dataflow_named::<u64, _, _>(&build.plan.name, |scope| {
-                    let input = row_source(scope, "Input", rows, 1024, activators, Arc::clone(&build.stop));
-                    compile(&build.plan, input, &build.models).sink_rows("Output", move |row: Row| {
-                        if let Some(reply) = replies.take(row.id) {
-                            reply(row.data);
-                        }
-                    });
+                    let doorbell = Arc::clone(&build.doorbells[index]);
+                    let input = row_source(scope, "Input", rows, 1024, activators, doorbell, Arc::clone(&build.stop));
+                    compile(&build.plan, input, &build.models)
+                        .sink_rows("Output", move |rows: &mut Vec<Row>| replies.deliver(rows.drain(..).map(|r| (r.id, r.data))));
                 });
             }
             while worker.step_or_park(None) {}
@@ -199,7 +180,7 @@ impl Engine {
         .map_err(|e| GraphError::new("engine", Problem::Start(e)))?;
 
         let mut graphs = Vec::new();
-        for (plan, senders, act_rx, replies, stop, stats) in waiting {
+        for (plan, senders, act_rx, doorbells, replies, stop, stats) in waiting {
             let mut activators: Vec<Option<SyncActivator>> = vec![None; workers];
             for _ in 0..workers {
                 let (i, a) = act_rx
@@ -207,13 +188,16 @@ impl Engine {
                     .map_err(|_| GraphError::new(&plan.origin, Problem::Start("a worker did not start".into())))?;
                 activators[i] = Some(a);
             }
+            let width = plan.steps.iter().map(|s| s.schema.fields.len() + 1).max().unwrap_or(0).max(plan.inputs.len());
             graphs.push(GraphHandle {
                 shared: Arc::new(GraphShared {
+                    width,
                     plan,
                     senders,
                     activators: activators.into_iter().flatten().collect(),
+                    doorbells,
                     replies,
-                    next_id: AtomicU64::new(0),
+                    next_slot: AtomicU64::new(0),
                     stop,
                     stats,
                 }),
@@ -251,9 +235,7 @@ impl Engine {
         }
         self.pools.clear();
         for g in &self.graphs {
-            for reply in g.shared.replies.drain() {
-                reply(Err(Arc::new(RowError::new(ErrorCode::Unavailable, "engine", "the engine shut down"))));
-            }
+            g.shared.replies.fail_all();
         }
     }
 }
@@ -276,41 +258,74 @@ impl GraphHandle {
     }
 
     /// Submits a row, waiting while the ingress channel is full. `reply` is called
-    /// exactly once with the answer (unless this returns an error, in which case it is
-    /// never called).
+    /// exactly once with the answer, unless this returns an error (then never).
     pub fn submit(&self, values: Vec<Value>, reply: Reply) -> Result<RowId, SubmitError> {
-        self.enter(values, reply, true)
+        self.enter(vec![values], one(reply), true)
     }
 
     /// Submits a row, refusing with [`SubmitError::Full`] instead of waiting.
     pub fn try_submit(&self, values: Vec<Value>, reply: Reply) -> Result<RowId, SubmitError> {
-        self.enter(values, reply, false)
+        self.enter(vec![values], one(reply), false)
     }
 
-    fn enter(&self, values: Vec<Value>, reply: Reply, wait: bool) -> Result<RowId, SubmitError> {
+    /// Submits a batch of rows (all or none), waiting while the ingress channel is
+    /// full. `reply` is called once with every answer, in input order. The rows travel
+    /// together to one worker; their model nodes may still batch them with others.
+    pub fn submit_batch(&self, rows: Vec<Vec<Value>>, reply: BatchReply) -> Result<RowId, SubmitError> {
+        self.enter(rows, reply, true)
+    }
+
+    /// Submits a batch, refusing with [`SubmitError::Full`] instead of waiting.
+    pub fn try_submit_batch(&self, rows: Vec<Vec<Value>>, reply: BatchReply) -> Result<RowId, SubmitError> {
+        self.enter(rows, reply, false)
+    }
+
+    /// Returns the id of the batch's first row.
+    fn enter(&self, rows: Vec<Vec<Value>>, reply: BatchReply, wait: bool) -> Result<RowId, SubmitError> {
         let s = &*self.shared;
         if s.stop.load(Ordering::Acquire) {
             return Err(SubmitError::Closed);
         }
-        check_inputs(&s.plan, &values).map_err(SubmitError::Invalid)?;
-        let id = s.next_id.fetch_add(1, Ordering::Relaxed);
-        let worker = (id % s.senders.len() as u64) as usize;
-        s.replies.insert(id, reply);
-        let row = Row::new(id, values);
+        if rows.is_empty() || rows.len() > MAX_BATCH_ROWS {
+            return Err(SubmitError::Invalid(RowError::new(
+                ErrorCode::InvalidInput,
+                "input",
+                format!("a batch holds 1 to {MAX_BATCH_ROWS} rows, got {}", rows.len()),
+            )));
+        }
+        for values in &rows {
+            check_inputs(&s.plan, values).map_err(SubmitError::Invalid)?;
+        }
+        let slot = s.next_slot.fetch_add(1, Ordering::Relaxed);
+        let worker = (slot % s.senders.len() as u64) as usize;
+        let n = rows.len();
+        let batch: Vec<Row> = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, values)| {
+                // Room for every field the row will gain, so operators never reallocate.
+                let mut reserved = Vec::with_capacity(s.width);
+                reserved.extend(values);
+                Row::new(row_id(slot, i), reserved)
+            })
+            .collect();
+        s.replies.open(slot, n, reply);
         let sent = if wait {
-            s.senders[worker].send(row).map_err(|_| SubmitError::Closed)
+            s.senders[worker].send(batch).map_err(|_| SubmitError::Closed)
         } else {
-            s.senders[worker].try_send(row).map_err(|e| match e {
+            s.senders[worker].try_send(batch).map_err(|e| match e {
                 TrySendError::Full(_) => SubmitError::Full(s.plan.name.clone()),
                 TrySendError::Disconnected(_) => SubmitError::Closed,
             })
         };
         if let Err(e) = sent {
-            s.replies.take(id);
+            s.replies.cancel(slot);
             return Err(e);
         }
-        let _ = s.activators[worker].activate();
-        Ok(id)
+        if s.doorbells[worker].ring() {
+            let _ = s.activators[worker].activate();
+        }
+        Ok(row_id(slot, 0))
     }
 
     /// Computes one row and waits for its answer.
@@ -320,41 +335,47 @@ impl GraphHandle {
         rx.recv().map_err(|_| SubmitError::Closed)
     }
 
-    /// Computes many rows with at most `in_flight` outstanding, and returns the answers
-    /// in input order. A row refused at submission is answered with its error.
+    /// Computes many rows, submitted in batches of up to 256 with at most `in_flight`
+    /// rows outstanding, and returns the answers in input order. A batch refused at
+    /// submission is answered with the refusal.
     pub fn call_many(&self, rows: Vec<Vec<Value>>, in_flight: usize) -> Vec<RowResult> {
-        let in_flight = in_flight.max(1);
+        let chunk = in_flight.clamp(1, 256);
         let n = rows.len();
-        let (tx, rx) = bounded::<(usize, RowResult)>(in_flight);
-        let mut results: Vec<Option<RowResult>> = (0..n).map(|_| None).collect();
+        let batches = n.div_ceil(chunk);
+        let max_batches = (in_flight / chunk).max(1);
+        let (tx, rx) = bounded::<(usize, Vec<RowResult>)>(max_batches);
+        let mut results: Vec<Vec<RowResult>> = (0..batches).map(|_| Vec::new()).collect();
         let mut outstanding = 0;
-        for (i, values) in rows.into_iter().enumerate() {
-            if outstanding == in_flight {
+        let mut rows = rows.into_iter();
+        for b in 0..batches {
+            if outstanding == max_batches {
                 if let Ok((j, r)) = rx.recv() {
-                    results[j] = Some(r);
+                    results[j] = r;
                     outstanding -= 1;
                 }
             }
+            let batch: Vec<Vec<Value>> = rows.by_ref().take(chunk).collect();
+            let size = batch.len();
             let tx = tx.clone();
-            match self.submit(values, Box::new(move |r| drop(tx.send((i, r))))) {
+            match self.submit_batch(batch, Box::new(move |r| drop(tx.send((b, r))))) {
                 Ok(_) => outstanding += 1,
-                Err(e) => results[i] = Some(Err(Arc::new(refusal(e)))),
+                Err(e) => {
+                    let e = Arc::new(refusal(e));
+                    results[b] = (0..size).map(|_| Err(Arc::clone(&e))).collect();
+                }
             }
         }
         drop(tx);
         while outstanding > 0 {
             match rx.recv() {
                 Ok((j, r)) => {
-                    results[j] = Some(r);
+                    results[j] = r;
                     outstanding -= 1;
                 }
                 Err(_) => break,
             }
         }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Arc::new(RowError::new(ErrorCode::Unavailable, "engine", "no answer")))))
-            .collect()
+        results.into_iter().flatten().collect()
     }
 
     /// Batch counters of every model node, by node name.

@@ -2,8 +2,9 @@
 //!
 //! Rows queue in the operator; a batch leaves for the node's replica threads when it is
 //! full (`max_batch_size`), when its oldest row has waited `max_wait`, or at once when
-//! `max_wait` is zero. At most `max_in_flight` batches of one operator are out at a time;
-//! while they are, rows keep queueing, so under load batches fill. The operator holds a
+//! `max_wait` is zero. At most `max_in_flight` batches of one operator are out at a time
+//! (the engine allows two per replica, so a replica finds its next batch queued); while
+//! they are, rows keep queueing, so under load batches fill. The operator holds a
 //! capability for the time of every queued or in-flight row and releases it when the
 //! row's result has been sent on, so downstream frontiers never pass an unanswered row.
 //! Replicas wake the operator with a `SyncActivator`; a partial batch wakes it with a
@@ -72,6 +73,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
             let mut next_ticket = 0u64;
 
             move |input, output| {
+                let arrived = Instant::now();
                 input.for_each_stamp(|cap, data| {
                     let Some(&time) = cap.least() else { return };
                     for row in data.flat_map(|d| d.drain(..)) {
@@ -87,7 +89,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                         } else if let Some(held) = cap.retain_least(output.output_index()) {
                             caps.insert(time, (held, 1));
                         }
-                        queue.push_back(Queued { id: row.id, values, time, arrived: Instant::now() });
+                        queue.push_back(Queued { id: row.id, values, time, arrived });
                     }
                 });
 

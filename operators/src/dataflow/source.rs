@@ -1,9 +1,14 @@
 //! The graph input: a source operator fed by a bounded channel.
 //!
-//! Producers (the engine's submit path, on any thread) push rows into the channel and
-//! wake the operator through its `SyncActivator`; the operator drains at most `chunk`
-//! rows per activation at its current epoch, then advances the epoch, and asks to run
-//! again while rows remain. When every sender is gone, or the engine sets `stop` and the
+//! Producers (the engine's submit path, on any thread) push batches of rows into the
+//! channel and wake the operator through its `SyncActivator`; the operator drains about
+//! `chunk` rows per activation at its current epoch, then advances the epoch, and asks to run
+//! again while rows remain.
+//!
+//! Waking costs a syscall, so producers wake the source only when it is [`Doorbell`]
+//! armed: the source arms it just before it last finds the channel empty, and a producer
+//! that disarms it after sending rings. A row sent at any moment is therefore either seen
+//! by the running source or followed by a wake-up. When every sender is gone, or the engine sets `stop` and the
 //! channel is empty, it drops its capability, which lets the dataflow complete. It never polls: an idle source costs nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,9 +29,10 @@ use crate::row::Row;
 pub fn row_source<'scope>(
     scope: Scope<'scope, Time>,
     name: &str,
-    rows: Receiver<Row>,
+    rows: Receiver<Vec<Row>>,
     chunk: usize,
     activator: SyncSender<(usize, SyncActivator)>,
+    doorbell: Arc<Doorbell>,
     stop: Arc<AtomicBool>,
 ) -> RowStream<'scope> {
     source(scope, name, move |cap, info| {
@@ -43,11 +49,18 @@ pub fn row_source<'scope>(
                 let mut session = output.session(&*held);
                 while sent < chunk {
                     match rows.try_recv() {
-                        Ok(row) => {
-                            session.give(row);
-                            sent += 1;
+                        Ok(batch) => {
+                            sent += batch.len();
+                            session.give_iterator(batch.into_iter());
                         }
                         Err(TryRecvError::Empty) => {
+                            // Arm, then look once more: a row sent before arming is
+                            // seen here, one sent after rings the bell.
+                            doorbell.arm();
+                            if !rows.is_empty() {
+                                doorbell.disarm();
+                                continue;
+                            }
                             closed = stop.load(Ordering::Acquire);
                             break;
                         }
@@ -66,9 +79,37 @@ pub fn row_source<'scope>(
                 let next = held.time() + 1;
                 held.downgrade(&next);
             }
-            if sent == chunk {
+            if sent >= chunk {
                 self_activator.activate();
             }
         }
     })
+}
+
+/// Tells producers whether the source needs waking (see the module docs).
+#[derive(Debug)]
+pub struct Doorbell {
+    armed: AtomicBool,
+}
+
+impl Default for Doorbell {
+    fn default() -> Self {
+        // Armed at start: the first row must wake the source.
+        Doorbell { armed: AtomicBool::new(true) }
+    }
+}
+
+impl Doorbell {
+    fn arm(&self) {
+        self.armed.store(true, Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        self.armed.store(false, Ordering::SeqCst);
+    }
+
+    /// Called by a producer after sending: whether it must wake the source.
+    pub fn ring(&self) -> bool {
+        self.armed.swap(false, Ordering::SeqCst)
+    }
 }
