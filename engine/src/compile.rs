@@ -13,7 +13,7 @@ use timely::dataflow::operators::core::Map;
 use weir_operators::dataflow::{merge_rows, BatchConfig, BatchForward, CombineRows, MapRows, RouteRows, RowStream};
 use weir_operators::replica::Job;
 use weir_operators::stats::BatchStats;
-use weir_operators::Row;
+use weir_operators::{Row, Value};
 
 use crate::plan::{Plan, StepOp, StreamId};
 
@@ -73,10 +73,21 @@ pub fn compile<'scope>(plan: &Plan, input: RowStream<'scope>, models: &HashMap<u
         }
     }
     let indices: Vec<usize> = plan.output.fields.iter().map(|(_, i, _)| *i).collect();
-    streams[&plan.output.stream].clone().map(move |row: Row| Row {
-        id: row.id,
-        data: row.data.map(|values| indices.iter().map(|&i| values[i].clone()).collect()),
-    })
+    streams[&plan.output.stream].clone().map(move |row: Row| Row { id: row.id, data: row.data.map(|v| project(v, &indices)) })
+}
+
+/// Keeps the fields at `indices`, in that order, reusing the row's allocation.
+fn project(mut values: Vec<Value>, indices: &[usize]) -> Vec<Value> {
+    if indices.windows(2).all(|w| w[0] < w[1]) {
+        // Increasing indices: move each into place; `i >= k`, so nothing is overwritten early.
+        for (k, &i) in indices.iter().enumerate() {
+            values.swap(k, i);
+        }
+        values.truncate(indices.len());
+        values
+    } else {
+        indices.iter().map(|&i| values[i].clone()).collect()
+    }
 }
 
 fn first<'scope>(from: &mut impl Iterator<Item = RowStream<'scope>>) -> RowStream<'scope> {

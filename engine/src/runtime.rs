@@ -302,11 +302,10 @@ impl GraphHandle {
         let batch: Vec<Row> = rows
             .into_iter()
             .enumerate()
-            .map(|(i, values)| {
+            .map(|(i, mut values)| {
                 // Room for every field the row will gain, so operators never reallocate.
-                let mut reserved = Vec::with_capacity(s.width);
-                reserved.extend(values);
-                Row::new(row_id(slot, i), reserved)
+                values.reserve_exact(s.width.saturating_sub(values.len()));
+                Row::new(row_id(slot, i), values)
             })
             .collect();
         s.replies.open(slot, n, reply);

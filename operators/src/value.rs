@@ -181,11 +181,10 @@ impl Value {
     }
 
     /// Builds an `f32` value of type `ty` from elements: a scalar when `ty` is scalar.
-    pub fn from_f32s(ty: &FieldType, data: Vec<f32>) -> Value {
-        if ty.shape.is_empty() && data.len() == 1 {
-            Value::F32(data[0])
-        } else {
-            Value::Tensor(data.into())
+    pub fn from_f32s(ty: &FieldType, data: &[f32]) -> Value {
+        match data {
+            [x] if ty.shape.is_empty() => Value::F32(*x),
+            _ => Value::Tensor(Arc::from(data)),
         }
     }
 }

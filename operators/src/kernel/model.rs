@@ -382,7 +382,7 @@ impl BatchKernel for DenseForward {
         }
         let out = self.forward_flat(flat, inputs.len()).map_err(|e| e.to_string())?;
         let width = self.output_type.width().unwrap_or(1).max(1);
-        Ok(out.chunks(width).map(|c| Value::from_f32s(&self.output_type, c.to_vec())).collect())
+        Ok(out.chunks(width).map(|c| Value::from_f32s(&self.output_type, c)).collect())
     }
 }
 
