@@ -5,6 +5,8 @@
 //! runtime), `weir-operators` (rows, kernels, timely operators) and `weir-connectors`
 //! (JSON lines now; HTTP, Kafka and Arrow next).
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod datasets;
 
 /// Makes candle run each forward pass on the calling thread unless `RAYON_NUM_THREADS`

@@ -83,10 +83,13 @@ fn main() -> ExitCode {
         }
         Command::Graph { graph, format } => match load_plan(&graph) {
             Ok(plan) => {
-                print!("{}", match format {
-                    Format::Dot => render::dot(&plan),
-                    Format::Mermaid => render::mermaid(&plan),
-                });
+                print!(
+                    "{}",
+                    match format {
+                        Format::Dot => render::dot(&plan),
+                        Format::Mermaid => render::mermaid(&plan),
+                    }
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => fail(1, &e),

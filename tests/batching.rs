@@ -53,7 +53,12 @@ fn a_batch_never_exceeds_max_batch_size_and_fills_under_load() {
         }
         let stats = &g.batch_stats()[0].1;
         assert_eq!(stats.rows, 400);
-        assert_eq!(stats.max_batch(), 8, "under load batches fill to the maximum ({workers} workers): {:?}", stats.sizes);
+        assert_eq!(
+            stats.max_batch(),
+            8,
+            "under load batches fill to the maximum ({workers} workers): {:?}",
+            stats.sizes
+        );
         assert!(stats.mean_batch() > 6.0, "mean batch {} with {workers} workers", stats.mean_batch());
     }
 }

@@ -144,7 +144,10 @@ fn type_mismatch_between_connected_nodes() {
 #[test]
 fn shape_mismatch_model_width() {
     let err = error_of("input: input.b", "input: input.v", |_| {});
-    assert_has(&err, &["node 'm2'", "field 'input'", "the model takes 1 numbers per row (f32[1]), but 'input.v' is f32[3]"]);
+    assert_has(
+        &err,
+        &["node 'm2'", "field 'input'", "the model takes 1 numbers per row (f32[1]), but 'input.v' is f32[3]"],
+    );
 }
 
 #[test]
@@ -244,7 +247,11 @@ fn parallel_reads_need_a_combine() {
 
 #[test]
 fn unused_node() {
-    let err = error_of("outputs:\n  y: sum.y", "  extra:\n    kind: map\n    op: argmax\n    input: input.v\noutputs:\n  y: sum.y", |_| {});
+    let err = error_of(
+        "outputs:\n  y: sum.y",
+        "  extra:\n    kind: map\n    op: argmax\n    input: input.v\noutputs:\n  y: sum.y",
+        |_| {},
+    );
     assert_has(&err, &["node 'extra'", "does not lead to the outputs"]);
 }
 
@@ -284,7 +291,11 @@ fn merge_missing_a_branch() {
 
 #[test]
 fn condition_type_mismatch() {
-    let err = error_of("outputs:\n  y: sum.y", &format!("{}outputs:\n  y: sum.y", ROUTED.replace("by: input.a", "by: input.s")), |_| {});
+    let err = error_of(
+        "outputs:\n  y: sum.y",
+        &format!("{}outputs:\n  y: sum.y", ROUTED.replace("by: input.a", "by: input.s")),
+        |_| {},
+    );
     assert_has(&err, &["node 'gate'", "field 'branches.big.when'", "condition '> 10' cannot be tested on a str field"]);
 }
 

@@ -62,7 +62,16 @@ fn run_answers_every_line_in_order_with_errors_as_lines() {
         }
     }
     std::fs::write(&input, lines).unwrap();
-    let out = weir(&["run", "graphs/diamond.yaml", "--input", input.to_str().unwrap(), "--output", output.to_str().unwrap(), "--workers", "2"]);
+    let out = weir(&[
+        "run",
+        "graphs/diamond.yaml",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--workers",
+        "2",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("300 rows, 12 errors"), "{}", text(&out.stderr));
     let answers: Vec<serde_json::Value> =

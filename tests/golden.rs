@@ -67,7 +67,8 @@ fn golden(name: &str, actual: &str) {
     if std::env::var("WEIR_BLESS").as_deref() == Ok("1") {
         std::fs::write(&path, actual).unwrap();
     }
-    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with WEIR_BLESS=1)", path.display()));
+    let expected =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e} (run with WEIR_BLESS=1)", path.display()));
     assert_eq!(actual, expected, "{} differs", path.display());
 }
 

@@ -35,7 +35,8 @@ impl BatchKernel for Picky {
 }
 
 fn start(g: GraphBuilder) -> (Engine, GraphHandle) {
-    let engine = Engine::start(vec![g.plan().unwrap()], EngineConfig { workers: 2, ..EngineConfig::default() }).unwrap();
+    let engine =
+        Engine::start(vec![g.plan().unwrap()], EngineConfig { workers: 2, ..EngineConfig::default() }).unwrap();
     let handle = engine.graphs()[0].clone();
     (engine, handle)
 }
@@ -104,21 +105,30 @@ fn error_rows_pass_through_routes_and_merges() {
     let x = g.input("x", scalar());
     let check = g.node(
         "check",
-        map::function([("x", scalar())], |v| if num(v[0]) < 0.0 { Err("negative".into()) } else { Ok(vec![v[0].clone()]) })
-            .bind([x]),
+        map::function(
+            [("x", scalar())],
+            |v| if num(v[0]) < 0.0 { Err("negative".into()) } else { Ok(vec![v[0].clone()]) },
+        )
+        .bind([x]),
     );
     let gate = g.node("gate", route(check.field("x")).when("big", Condition::Gt(10.0)).otherwise("small"));
     let half = g.node(
         "half",
-        map::function([("y", scalar())], |v| Ok(vec![Value::F32(num(v[0]) / 2.0)])).bind([check.field("x")]).from([gate.branch("big")]),
+        map::function([("y", scalar())], |v| Ok(vec![Value::F32(num(v[0]) / 2.0)]))
+            .bind([check.field("x")])
+            .from([gate.branch("big")]),
     );
     let same = g.node(
         "same",
-        map::function([("y", scalar())], |v| Ok(vec![v[0].clone()])).bind([check.field("x")]).from([gate.branch("small")]),
+        map::function([("y", scalar())], |v| Ok(vec![v[0].clone()]))
+            .bind([check.field("x")])
+            .from([gate.branch("small")]),
     );
     let merged = g.node(
         "merged",
-        weir_engine::builder::merge().field("y", [half.field("y"), same.field("y")]).bind([half.stream(), same.stream()]),
+        weir_engine::builder::merge()
+            .field("y", [half.field("y"), same.field("y")])
+            .bind([half.stream(), same.stream()]),
     );
     g.output("y", merged.field("y"));
     let (_e, g) = start(g);

@@ -34,7 +34,12 @@ const BATCH: usize = 256;
 /// Fails only on an I/O error. Good lines are submitted in batches of up to 256; a
 /// batch also leaves whenever reading on would block, so a slow producer on stdin gets
 /// its answers as its lines arrive.
-pub fn run_jsonl(graph: &GraphHandle, input: impl Read, mut output: impl Write, in_flight: usize) -> io::Result<RunSummary> {
+pub fn run_jsonl(
+    graph: &GraphHandle,
+    input: impl Read,
+    mut output: impl Write,
+    in_flight: usize,
+) -> io::Result<RunSummary> {
     let in_flight = in_flight.max(1);
     let names: Vec<String> = graph.plan().output.fields.iter().map(|(n, _, _)| n.clone()).collect();
     let inputs = graph.plan().inputs.clone();

@@ -6,5 +6,7 @@
 //! HTTP (axum), Kafka (rdkafka) and Arrow replay sit on the same
 //! [`weir_engine::GraphHandle`] submit/reply path.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod json;
 pub mod jsonl;

@@ -159,7 +159,12 @@ impl Model {
     /// Feeds `input` to the model.
     pub fn bind(self, input: FieldRef) -> Bound {
         Bound {
-            kind: NodeKind::Model(ModelSpec { source: self.source, input, output: self.output, batching: self.batching }),
+            kind: NodeKind::Model(ModelSpec {
+                source: self.source,
+                input,
+                output: self.output,
+                batching: self.batching,
+            }),
             from: Vec::new(),
         }
     }
@@ -192,7 +197,8 @@ pub mod map {
         outputs: [(&str, FieldType); N],
         f: impl Fn(&[&Value]) -> Result<Vec<Value>, String> + Send + Sync + 'static,
     ) -> Map {
-        let (names, types): (Vec<String>, Vec<FieldType>) = outputs.into_iter().map(|(n, t)| (n.to_string(), t)).unzip();
+        let (names, types): (Vec<String>, Vec<FieldType>) =
+            outputs.into_iter().map(|(n, t)| (n.to_string(), t)).unzip();
         Map { op: MapOp::Custom(Arc::new(f), types), outputs: names }
     }
 
@@ -206,7 +212,11 @@ pub mod map {
         /// Applies the function to these fields.
         pub fn bind(self, inputs: impl IntoIterator<Item = FieldRef>) -> Bound {
             Bound {
-                kind: NodeKind::Map(MapSpec { op: self.op, inputs: inputs.into_iter().collect(), outputs: self.outputs }),
+                kind: NodeKind::Map(MapSpec {
+                    op: self.op,
+                    inputs: inputs.into_iter().collect(),
+                    outputs: self.outputs,
+                }),
                 from: Vec::new(),
             }
         }
@@ -235,7 +245,11 @@ impl Combine {
     /// Aggregates these fields (from parallel branches, or one path).
     pub fn bind(self, inputs: impl IntoIterator<Item = FieldRef>) -> Bound {
         Bound {
-            kind: NodeKind::Combine(CombineSpec { inputs: inputs.into_iter().collect(), aggregate: self.aggregate, output: self.output }),
+            kind: NodeKind::Combine(CombineSpec {
+                inputs: inputs.into_iter().collect(),
+                aggregate: self.aggregate,
+                output: self.output,
+            }),
             from: Vec::new(),
         }
     }

@@ -17,8 +17,8 @@ pub struct GraphError {
     pub node: Option<String>,
     /// The field (YAML key or field reference) at fault.
     pub field: Option<String>,
-    /// What is wrong.
-    pub problem: Problem,
+    /// What is wrong (boxed: errors are rare, results are everywhere).
+    pub problem: Box<Problem>,
 }
 
 /// What is wrong with a graph.
@@ -70,7 +70,7 @@ pub enum Problem {
 impl GraphError {
     /// An error in `origin`, not tied to a node.
     pub fn new(origin: &str, problem: Problem) -> Self {
-        GraphError { origin: origin.to_string(), node: None, field: None, problem }
+        GraphError { origin: origin.to_string(), node: None, field: None, problem: Box::new(problem) }
     }
 
     /// The same error, at `node`.

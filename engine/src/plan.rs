@@ -160,10 +160,13 @@ pub struct Plan {
     pub output: OutputPlan,
 }
 
+/// The route branches a stream sits on: (route step, branch) pairs, outermost first.
+type Context = Vec<(usize, usize)>;
+
 struct StreamInfo {
     schema: Schema,
-    /// (route step, branch) pairs from the outermost route in.
-    context: Vec<(usize, usize)>,
+    /// The route branches it sits on.
+    context: Context,
     /// Nodes whose fields this stream's rows carry.
     provenance: BTreeSet<String>,
 }
@@ -208,16 +211,10 @@ impl Plan {
             }
         }
         let order = topological_order(spec)?;
-        let mut r = Resolver {
-            spec,
-            steps: Vec::new(),
-            index: HashMap::new(),
-            infos: HashMap::new(),
-            fields: HashMap::new(),
-        };
-        let input_schema = Schema {
-            fields: spec.inputs.iter().map(|(n, t)| (FieldRef::new(INPUT, n), t.clone())).collect(),
-        };
+        let mut r =
+            Resolver { spec, steps: Vec::new(), index: HashMap::new(), infos: HashMap::new(), fields: HashMap::new() };
+        let input_schema =
+            Schema { fields: spec.inputs.iter().map(|(n, t)| (FieldRef::new(INPUT, n), t.clone())).collect() };
         r.fields.insert(INPUT.into(), spec.inputs.iter().map(|(n, _)| n.clone()).collect());
         r.infos.insert(
             StreamId::Input,
@@ -412,7 +409,10 @@ impl Resolver<'_> {
                         _ => {
                             return Err((
                                 Some("from".into()),
-                                Problem::Topology(format!("'{s}': only routes have branches; '{name}' is a {}", self.steps[i].kind)),
+                                Problem::Topology(format!(
+                                    "'{s}': only routes have branches; '{name}' is a {}",
+                                    self.steps[i].kind
+                                )),
                             ))
                         }
                     }
@@ -533,7 +533,7 @@ impl Resolver<'_> {
             provenance.extend(info.provenance.iter().cloned());
         }
         let own = |field: &str| FieldRef::new(&node.name, field);
-        let (op, out_fields, out_context): (StepOp, Vec<(String, FieldType)>, Vec<(usize, usize)>) = match &node.kind {
+        let (op, out_fields, out_context): (StepOp, Vec<(String, FieldType)>, Context) = match &node.kind {
             NodeKind::Model(m) => {
                 let (input, ty) = self.field_index(&schema, "input", &m.input, &path)?;
                 check_batching(&m.batching)?;
@@ -553,7 +553,12 @@ impl Resolver<'_> {
                     ));
                 }
                 let out = (m.output.clone(), out_ty);
-                let op = StepOp::Model { input, description, factory: KernelFactoryDebug(factory), batching: m.batching.clone() };
+                let op = StepOp::Model {
+                    input,
+                    description,
+                    factory: KernelFactoryDebug(factory),
+                    batching: m.batching.clone(),
+                };
                 (op, vec![out], context)
             }
             NodeKind::Map(m) => {
@@ -591,7 +596,11 @@ impl Resolver<'_> {
                 if names.len() != out_types.len() {
                     return Err((
                         Some("outputs".into()),
-                        Problem::Option(format!("{name} produces {} fields, {} names given", out_types.len(), names.len())),
+                        Problem::Option(format!(
+                            "{name} produces {} fields, {} names given",
+                            out_types.len(),
+                            names.len()
+                        )),
                     ));
                 }
                 let out = names.into_iter().zip(out_types.iter().cloned()).collect();
@@ -603,7 +612,10 @@ impl Resolver<'_> {
                 branches.push(rt.default.clone());
                 at("branches", unique(branches.iter().map(String::as_str), "branch"))?;
                 if rt.branches.is_empty() {
-                    return Err((Some("branches".into()), Problem::Option("a route needs at least one conditional branch".into())));
+                    return Err((
+                        Some("branches".into()),
+                        Problem::Option("a route needs at least one conditional branch".into()),
+                    ));
                 }
                 for (name, c) in &rt.branches {
                     c.check(&ty).map_err(|m| (Some(format!("branches.{name}.when")), Problem::Type(m)))?;
@@ -651,10 +663,8 @@ impl Resolver<'_> {
                 );
             }
         } else {
-            self.infos.insert(
-                StreamId::Node(idx),
-                StreamInfo { schema: schema.clone(), context: out_context, provenance },
-            );
+            self.infos
+                .insert(StreamId::Node(idx), StreamInfo { schema: schema.clone(), context: out_context, provenance });
         }
         self.index.insert(node.name.clone(), idx);
         self.steps.push(Step { name: node.name.clone(), kind: node.kind.name(), from, schema, op });
@@ -663,9 +673,12 @@ impl Resolver<'_> {
 
     fn merge(&mut self, node: &NodeSpec, m: &MergeSpec, from: Vec<StreamId>) -> NodeResult<()> {
         // Every input must be a stream inside one branch of the same route, one per branch.
-        let contexts: Vec<Vec<(usize, usize)>> = from.iter().map(|&s| self.info(s).context.clone()).collect();
+        let contexts: Vec<Context> = from.iter().map(|&s| self.info(s).context.clone()).collect();
         let Some(&(route, _)) = contexts[0].last() else {
-            return Err((Some("from".into()), Problem::Topology(format!("'{}' is not inside a route branch", self.describe(from[0])))));
+            return Err((
+                Some("from".into()),
+                Problem::Topology(format!("'{}' is not inside a route branch", self.describe(from[0]))),
+            ));
         };
         let outer = contexts[0][..contexts[0].len() - 1].to_vec();
         let mut covered = Vec::new();
@@ -702,7 +715,10 @@ impl Resolver<'_> {
                 _ => {
                     return Err((
                         Some("from".into()),
-                        Problem::Duplicate(format!("takes two streams from branch '{}.{name}'", self.steps[route].name)),
+                        Problem::Duplicate(format!(
+                            "takes two streams from branch '{}.{name}'",
+                            self.steps[route].name
+                        )),
                     ))
                 }
             }
@@ -722,15 +738,23 @@ impl Resolver<'_> {
             if refs.len() != from.len() {
                 return Err((
                     Some(key),
-                    Problem::Option(format!("names {} fields for {} merged streams (one per 'from' stream, in order)", refs.len(), from.len())),
+                    Problem::Option(format!(
+                        "names {} fields for {} merged streams (one per 'from' stream, in order)",
+                        refs.len(),
+                        from.len()
+                    )),
                 ));
             }
             let mut ty: Option<FieldType> = None;
             for (k, r) in refs.iter().enumerate() {
-                let (i, t) = self.field_index(&schemas[k], &format!("{key}[{k}]"), r, &format!("'{}'", self.describe(from[k])))?;
+                let (i, t) =
+                    self.field_index(&schemas[k], &format!("{key}[{k}]"), r, &format!("'{}'", self.describe(from[k])))?;
                 if let Some(prev) = &ty {
                     if prev != &t {
-                        return Err((Some(format!("{key}[{k}]")), Problem::Type(format!("'{r}' is {t}, but '{}' is {prev}", refs[0]))));
+                        return Err((
+                            Some(format!("{key}[{k}]")),
+                            Problem::Type(format!("'{r}' is {t}, but '{}' is {prev}", refs[0])),
+                        ));
                     }
                 }
                 ty = Some(t);
@@ -783,13 +807,19 @@ impl Resolver<'_> {
             if r.node != INPUT && !self.index.contains_key(&r.node) {
                 let mut known: Vec<&str> = self.index.keys().map(String::as_str).collect();
                 known.sort();
-                return Err((Some(key.clone()), Problem::UnknownNode { name: r.node.clone(), known: known.join(", ") }));
+                return Err((
+                    Some(key.clone()),
+                    Problem::UnknownNode { name: r.node.clone(), known: known.join(", ") },
+                ));
             }
         }
         let from = self.infer_from(&refs)?;
         let path = from.iter().map(|&s| format!("'{}'", self.describe(s))).collect::<Vec<_>>().join(" and ");
         if from.len() > 1 {
-            return Err((None, Problem::Topology(format!("the outputs read parallel paths {path}; join them with a combine node"))));
+            return Err((
+                None,
+                Problem::Topology(format!("the outputs read parallel paths {path}; join them with a combine node")),
+            ));
         }
         let info = self.info(from[0]);
         if let Some(&(route, b)) = info.context.last() {
@@ -837,10 +867,16 @@ impl Resolver<'_> {
 
 fn check_batching(b: &Batching) -> NodeResult<()> {
     if !(1..=65536).contains(&b.max_batch_size) {
-        return Err((Some("max_batch_size".into()), Problem::Option(format!("{} is out of range (1 to 65536)", b.max_batch_size))));
+        return Err((
+            Some("max_batch_size".into()),
+            Problem::Option(format!("{} is out of range (1 to 65536)", b.max_batch_size)),
+        ));
     }
     if b.max_wait_ms > 60_000 {
-        return Err((Some("max_wait_ms".into()), Problem::Option(format!("{} is out of range (0 to 60000)", b.max_wait_ms))));
+        return Err((
+            Some("max_wait_ms".into()),
+            Problem::Option(format!("{} is out of range (0 to 60000)", b.max_wait_ms)),
+        ));
     }
     if !(1..=256).contains(&b.replicas) {
         return Err((Some("replicas".into()), Problem::Option(format!("{} is out of range (1 to 256)", b.replicas))));
@@ -849,7 +885,9 @@ fn check_batching(b: &Batching) -> NodeResult<()> {
         if !candle_core::utils::cuda_is_available() {
             return Err((
                 Some("device".into()),
-                Problem::Option(format!("device cuda:{n} needs weir built with the 'cuda' feature; this build has CPU only")),
+                Problem::Option(format!(
+                    "device cuda:{n} needs weir built with the 'cuda' feature; this build has CPU only"
+                )),
             ));
         }
     }

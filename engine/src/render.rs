@@ -49,13 +49,8 @@ pub fn describe(plan: &Plan) -> String {
             })
             .collect();
         let _ = writeln!(out, "  {}. {}  <- {}", i + 1, label(plan, i), from.join(" + "));
-        let added: Vec<String> = step
-            .schema
-            .fields
-            .iter()
-            .filter(|(f, _)| f.node == step.name)
-            .map(|(f, t)| format!("{f}: {t}"))
-            .collect();
+        let added: Vec<String> =
+            step.schema.fields.iter().filter(|(f, _)| f.node == step.name).map(|(f, t)| format!("{f}: {t}")).collect();
         match &step.op {
             StepOp::Route { branches, conditions, .. } => {
                 for (b, name) in branches.iter().enumerate() {

@@ -130,7 +130,7 @@ impl Engine {
                     let pool = ReplicaPool::start(
                         &step.name,
                         batching.replicas,
-                        2 * workers * batching.replicas,
+                        4 * workers * batching.replicas,
                         Arc::clone(&factory.0),
                     )
                     .map_err(|e| GraphError::new(&plan.origin, Problem::Start(e)).at_node(&step.name))?;
@@ -171,8 +171,9 @@ impl Engine {
                 worker.dataflow_named::<u64, _, _>(&build.plan.name, |scope| {
                     let doorbell = Arc::clone(&build.doorbells[index]);
                     let input = row_source(scope, "Input", rows, 1024, activators, doorbell, Arc::clone(&build.stop));
-                    compile(&build.plan, input, &build.models)
-                        .sink_rows("Output", move |rows: &mut Vec<Row>| replies.deliver(rows.drain(..).map(|r| (r.id, r.data))));
+                    compile(&build.plan, input, &build.models).sink_rows("Output", move |rows: &mut Vec<Row>| {
+                        replies.deliver(rows.drain(..).map(|r| (r.id, r.data)))
+                    });
                 });
             }
             while worker.step_or_park(None) {}
@@ -402,8 +403,12 @@ pub fn check_inputs(plan: &Plan, values: &[Value]) -> Result<(), RowError> {
     }
     for ((name, ty), v) in plan.inputs.iter().zip(values) {
         if !v.conforms_to(ty) {
-            return Err(RowError::new(ErrorCode::InvalidInput, "input", format!("expected {ty}, got {}", v.type_name()))
-                .with_field(name));
+            return Err(RowError::new(
+                ErrorCode::InvalidInput,
+                "input",
+                format!("expected {ty}, got {}", v.type_name()),
+            )
+            .with_field(name));
         }
     }
     Ok(())

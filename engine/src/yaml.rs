@@ -220,19 +220,26 @@ struct MapFile {
 }
 
 fn map_node(f: MapFile) -> NodeResult<MapSpec> {
-    let refs = |list: Vec<String>| -> NodeResult<Vec<FieldRef>> { list.iter().map(|s| parse_ref(s, "inputs")).collect() };
+    let refs =
+        |list: Vec<String>| -> NodeResult<Vec<FieldRef>> { list.iter().map(|s| parse_ref(s, "inputs")).collect() };
     let mut inputs = match (f.input, f.inputs) {
         (Some(one), None) => vec![parse_ref(&one, "input")?],
         (None, Some(many)) => refs(many)?,
         (None, None) if f.op == "select" => Vec::new(),
-        (None, None) => return Err((Some("input".into()), Problem::Syntax("a map node needs 'input' or 'inputs'".into()))),
-        (Some(_), Some(_)) => return Err((Some("inputs".into()), Problem::Syntax("give 'input' or 'inputs', not both".into()))),
+        (None, None) => {
+            return Err((Some("input".into()), Problem::Syntax("a map node needs 'input' or 'inputs'".into())))
+        }
+        (Some(_), Some(_)) => {
+            return Err((Some("inputs".into()), Problem::Syntax("give 'input' or 'inputs', not both".into())))
+        }
     };
     let mut outputs = match (f.output, f.outputs) {
         (Some(one), None) => vec![one],
         (None, Some(many)) => many,
         (None, None) => Vec::new(),
-        (Some(_), Some(_)) => return Err((Some("outputs".into()), Problem::Syntax("give 'output' or 'outputs', not both".into()))),
+        (Some(_), Some(_)) => {
+            return Err((Some("outputs".into()), Problem::Syntax("give 'output' or 'outputs', not both".into())))
+        }
     };
     let unused = |field: &str, present: bool| -> NodeResult<()> {
         if present {
@@ -261,17 +268,24 @@ fn map_node(f: MapFile) -> NodeResult<MapSpec> {
             MapOp::Builtin(Builtin::Argmax { labels: f.labels })
         }
         "threshold" => {
-            let threshold = f.threshold.ok_or((Some("threshold".into()), Problem::Option("threshold needs 'threshold'".into())))?;
+            let threshold =
+                f.threshold.ok_or((Some("threshold".into()), Problem::Option("threshold needs 'threshold'".into())))?;
             let labels = match f.labels {
                 None => None,
                 Some(l) => Some(<[String; 2]>::try_from(l).map_err(|l| {
-                    (Some("labels".into()), Problem::Option(format!("threshold takes 2 labels [below, above], got {}", l.len())))
+                    (
+                        Some("labels".into()),
+                        Problem::Option(format!("threshold takes 2 labels [below, above], got {}", l.len())),
+                    )
                 })?),
             };
             MapOp::Builtin(Builtin::Threshold { threshold, labels })
         }
         "select" => {
-            let fields = f.fields.ok_or((Some("fields".into()), Problem::Option("select needs 'fields: {new_name: node.field}'".into())))?;
+            let fields = f.fields.ok_or((
+                Some("fields".into()),
+                Problem::Option("select needs 'fields: {new_name: node.field}'".into()),
+            ))?;
             for (name, r) in fields {
                 outputs.push(name);
                 inputs.push(parse_ref(&r, "fields")?);
@@ -282,7 +296,9 @@ fn map_node(f: MapFile) -> NodeResult<MapSpec> {
         other => {
             return Err((
                 Some("op".into()),
-                Problem::Option(format!("unknown map op '{other}' (expected standardize, argmax, threshold, select or concat)")),
+                Problem::Option(format!(
+                    "unknown map op '{other}' (expected standardize, argmax, threshold, select or concat)"
+                )),
             ))
         }
     };
@@ -336,9 +352,9 @@ fn condition(m: &Mapping) -> Result<Condition, String> {
         "le" => Condition::Le(num()?),
         "gt" => Condition::Gt(num()?),
         "ge" => Condition::Ge(num()?),
-        "in" => Condition::In(
-            v.as_sequence().ok_or("'in' takes a list")?.iter().map(literal).collect::<Result<_, _>>()?,
-        ),
+        "in" => {
+            Condition::In(v.as_sequence().ok_or("'in' takes a list")?.iter().map(literal).collect::<Result<_, _>>()?)
+        }
         other => return Err(format!("unknown condition '{other}' (expected eq, ne, lt, le, gt, ge or in)")),
     })
 }
@@ -360,9 +376,14 @@ fn combine(f: CombineFile) -> NodeResult<CombineSpec> {
         ("sum", None) => Aggregate::Sum,
         ("vote", None) => Aggregate::Vote,
         ("weighted_mean", Some(w)) => Aggregate::WeightedMean(w),
-        ("weighted_mean", None) => return Err((Some("weights".into()), Problem::Option("weighted_mean needs 'weights'".into()))),
+        ("weighted_mean", None) => {
+            return Err((Some("weights".into()), Problem::Option("weighted_mean needs 'weights'".into())))
+        }
         ("mean" | "sum" | "vote", Some(_)) => {
-            return Err((Some("weights".into()), Problem::Option(format!("'weights' does not apply to '{}'", f.aggregate))))
+            return Err((
+                Some("weights".into()),
+                Problem::Option(format!("'weights' does not apply to '{}'", f.aggregate)),
+            ))
         }
         (other, _) => {
             return Err((

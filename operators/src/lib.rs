@@ -10,6 +10,8 @@
 //!
 //! The `weir-engine` crate compiles deployment graphs into these operators.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod dataflow;
 pub mod kernel;
 pub mod replica;

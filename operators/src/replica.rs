@@ -1,7 +1,8 @@
 //! Replica threads: where forward passes run, off the timely workers.
 //!
 //! A [`ReplicaPool`] owns `replicas` named threads for one model node, each with its own
-//! kernel instance built by the node's [`KernelFactory`]. Batching operators (one per
+//! kernel instance built by the node's [`KernelFactory`] and its own one-thread rayon
+//! pool (candle's CPU loops stay on the replica's thread). Batching operators (one per
 //! timely worker) send [`Job`]s through a bounded queue; a replica runs the batch, sends
 //! the [`Completion`] back on the job's own channel and wakes the operator through its
 //! `SyncActivator`. A panic inside a kernel is caught and fails only that batch.
@@ -58,18 +59,33 @@ impl ReplicaPool {
             let rx = rx.clone();
             let factory = Arc::clone(&factory);
             let ready = ready_tx.clone();
+            let name = format!("weir-{node}-{i}");
             let handle = std::thread::Builder::new()
-                .name(format!("weir-{node}-{i}"))
-                .spawn(move || match factory() {
-                    Ok(kernel) => {
-                        // The pool waits for every replica's report; it cannot be gone yet.
-                        let _ = ready.send(Ok(()));
-                        drop(ready);
-                        serve(kernel, rx);
-                    }
-                    Err(e) => {
-                        let _ = ready.send(Err(e));
-                    }
+                .name(name.clone())
+                .spawn(move || {
+                    // The replica runs inside a one-thread rayon pool of its own, so the
+                    // data-parallel loops candle runs through rayon execute right here
+                    // instead of bouncing to a shared pool's thread and back.
+                    let pool =
+                        match rayon::ThreadPoolBuilder::new().num_threads(1).thread_name(move |_| name.clone()).build()
+                        {
+                            Ok(pool) => pool,
+                            Err(e) => {
+                                let _ = ready.send(Err(format!("cannot start the replica's thread pool: {e}")));
+                                return;
+                            }
+                        };
+                    pool.install(move || match factory() {
+                        Ok(kernel) => {
+                            // The pool waits for every replica's report; it cannot be gone yet.
+                            let _ = ready.send(Ok(()));
+                            drop(ready);
+                            serve(kernel, rx);
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                        }
+                    })
                 })
                 .map_err(|e| format!("cannot start replica thread for node '{node}': {e}"))?;
             threads.push(handle);

@@ -44,7 +44,11 @@ impl BatchStatsSnapshot {
     /// Mean rows per batch, 0 if none.
     pub fn mean_batch(&self) -> f64 {
         let batches = self.batches();
-        if batches == 0 { 0.0 } else { self.rows as f64 / batches as f64 }
+        if batches == 0 {
+            0.0
+        } else {
+            self.rows as f64 / batches as f64
+        }
     }
 }
 

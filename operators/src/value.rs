@@ -72,9 +72,9 @@ impl FieldType {
         let text = text.trim();
         let (base, dims) = match text.find('[') {
             Some(open) => {
-                let close = text.strip_suffix(']').ok_or_else(|| {
-                    format!("type '{text}' opens '[' but does not end with ']'")
-                })?;
+                let close = text
+                    .strip_suffix(']')
+                    .ok_or_else(|| format!("type '{text}' opens '[' but does not end with ']'"))?;
                 (&text[..open], Some(&close[open + 1..]))
             }
             None => (text, None),
@@ -84,11 +84,7 @@ impl FieldType {
             "i64" | "int" => DType::I64,
             "bool" => DType::Bool,
             "str" | "string" => DType::Str,
-            other => {
-                return Err(format!(
-                    "unknown type '{other}' (expected f32, i64, bool, str or f32[N])"
-                ))
-            }
+            other => return Err(format!("unknown type '{other}' (expected f32, i64, bool, str or f32[N])")),
         };
         let mut shape = Vec::new();
         if let Some(dims) = dims {
@@ -96,9 +92,10 @@ impl FieldType {
                 return Err(format!("type '{text}': only f32 fields can have a shape"));
             }
             for dim in dims.split(',') {
-                let n: usize = dim.trim().parse().map_err(|_| {
-                    format!("type '{text}': dimension '{}' is not a positive integer", dim.trim())
-                })?;
+                let n: usize = dim
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("type '{text}': dimension '{}' is not a positive integer", dim.trim()))?;
                 if n == 0 {
                     return Err(format!("type '{text}': dimensions must be at least 1"));
                 }
@@ -140,9 +137,7 @@ impl Value {
     pub fn conforms_to(&self, ty: &FieldType) -> bool {
         match (self, ty.dtype) {
             (Value::F32(_), DType::F32) => ty.shape.is_empty(),
-            (Value::Tensor(t), DType::F32) => {
-                !ty.shape.is_empty() && t.len() == ty.shape.iter().product::<usize>()
-            }
+            (Value::Tensor(t), DType::F32) => !ty.shape.is_empty() && t.len() == ty.shape.iter().product::<usize>(),
             (Value::I64(_), DType::I64) | (Value::Bool(_), DType::Bool) | (Value::Str(_), DType::Str) => {
                 ty.shape.is_empty()
             }

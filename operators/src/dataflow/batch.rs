@@ -3,7 +3,7 @@
 //! Rows queue in the operator; a batch leaves for the node's replica threads when it is
 //! full (`max_batch_size`), when its oldest row has waited `max_wait`, or at once when
 //! `max_wait` is zero. At most `max_in_flight` batches of one operator are out at a time
-//! (the engine allows two per replica, so a replica finds its next batch queued); while
+//! (the engine allows four per replica, so a replica finds its next batch queued); while
 //! they are, rows keep queueing, so under load batches fill. The operator holds a
 //! capability for the time of every queued or in-flight row and releases it when the
 //! row's result has been sent on, so downstream frontiers never pass an unanswered row.
@@ -26,8 +26,8 @@ use timely::dataflow::operators::Capability;
 use super::{RowStream, Time};
 use crate::replica::{Completion, Job};
 use crate::row::{ErrorCode, Row, RowError, RowId};
-use crate::value::Value;
 use crate::stats::BatchStats;
+use crate::value::Value;
 
 /// How one model node batches.
 #[derive(Clone, Debug)]

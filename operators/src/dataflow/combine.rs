@@ -52,11 +52,8 @@ impl<'scope> CombineRows<'scope> for RowStream<'scope> {
         }
         let scope = self.scope();
         let inputs = others.len() + 1;
-        let tagged: Vec<Stream<'scope, Time, Vec<(usize, Row)>>> = std::iter::once(self)
-            .chain(others)
-            .enumerate()
-            .map(|(i, s)| s.map(move |row: Row| (i, row)))
-            .collect();
+        let tagged: Vec<Stream<'scope, Time, Vec<(usize, Row)>>> =
+            std::iter::once(self).chain(others).enumerate().map(|(i, s)| s.map(move |row: Row| (i, row))).collect();
         let name = format!("Combine({})", spec.node);
         scope.concatenate(tagged).unary(Pipeline, &name, move |_cap, _info| {
             let mut pending: HashMap<RowId, Vec<Option<Row>>> = HashMap::new();
@@ -109,7 +106,9 @@ fn finish(spec: &CombineSpec, id: RowId, records: Result<Vec<Vec<Value>>, Vec<Ar
             joined.push(value);
             Row { id, data: Ok(joined) }
         }
-        Ok(Ok(value)) => error(format!("the aggregate returned {}, the node declares {}", value.type_name(), spec.output)),
+        Ok(Ok(value)) => {
+            error(format!("the aggregate returned {}, the node declares {}", value.type_name(), spec.output))
+        }
         Ok(Err(message)) => error(message),
         Err(panic) => error(format!("the aggregate panicked: {}", panic_message(&*panic))),
     }

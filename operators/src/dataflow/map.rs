@@ -38,7 +38,13 @@ impl<'scope> MapRows<'scope> for RowStream<'scope> {
     }
 }
 
-fn apply(node: &str, inputs: &[usize], outputs: &[FieldType], f: &MapFn, values: &[Value]) -> Result<Vec<Value>, RowError> {
+fn apply(
+    node: &str,
+    inputs: &[usize],
+    outputs: &[FieldType],
+    f: &MapFn,
+    values: &[Value],
+) -> Result<Vec<Value>, RowError> {
     let args: Vec<&Value> = inputs.iter().map(|&i| &values[i]).collect();
     let out = match catch_unwind(AssertUnwindSafe(|| f(&args))) {
         Ok(Ok(out)) => out,

@@ -129,11 +129,8 @@ impl Builtin {
     pub fn into_fn(self) -> MapFn {
         match self {
             Builtin::Standardize { mean, std } => Arc::new(move |v| {
-                let out: Vec<f32> = numbers(v[0])?
-                    .iter()
-                    .zip(mean.iter().zip(&std))
-                    .map(|(x, (m, s))| (x - m) / s)
-                    .collect();
+                let out: Vec<f32> =
+                    numbers(v[0])?.iter().zip(mean.iter().zip(&std)).map(|(x, (m, s))| (x - m) / s).collect();
                 Ok(vec![match v[0] {
                     Value::F32(_) => Value::F32(out[0]),
                     _ => Value::Tensor(out.into()),

@@ -38,7 +38,9 @@ impl Literal {
     fn fits(&self, ty: &FieldType) -> bool {
         matches!(
             (self, ty.dtype),
-            (Literal::Number(_), DType::F32 | DType::I64) | (Literal::Str(_), DType::Str) | (Literal::Bool(_), DType::Bool)
+            (Literal::Number(_), DType::F32 | DType::I64)
+                | (Literal::Str(_), DType::Str)
+                | (Literal::Bool(_), DType::Bool)
         )
     }
 }
@@ -90,7 +92,11 @@ impl Condition {
             Condition::In(ls) => ls.iter().all(|l| l.fits(ty)),
             _ => matches!(ty.dtype, DType::F32 | DType::I64),
         };
-        if ok { Ok(()) } else { Err(format!("condition '{self}' cannot be tested on a {ty} field")) }
+        if ok {
+            Ok(())
+        } else {
+            Err(format!("condition '{self}' cannot be tested on a {ty} field"))
+        }
     }
 
     /// Whether `v` satisfies the condition. NaN satisfies no comparison.

@@ -19,8 +19,9 @@ impl DeviceSpec {
     pub fn candle(self) -> Result<candle_core::Device, String> {
         match self {
             DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
-            DeviceSpec::Cuda(n) => candle_core::Device::new_cuda(n)
-                .map_err(|e| format!("device cuda:{n} is not available: {e}")),
+            DeviceSpec::Cuda(n) => {
+                candle_core::Device::new_cuda(n).map_err(|e| format!("device cuda:{n} is not available: {e}"))
+            }
         }
     }
 }

@@ -74,9 +74,7 @@ impl FromStr for Activation {
             "tanh" => Ok(Activation::Tanh),
             "sigmoid" => Ok(Activation::Sigmoid),
             "softmax" => Ok(Activation::Softmax),
-            other => Err(format!(
-                "unknown activation '{other}' (expected none, relu, tanh, sigmoid or softmax)"
-            )),
+            other => Err(format!("unknown activation '{other}' (expected none, relu, tanh, sigmoid or softmax)")),
         }
     }
 }
@@ -194,13 +192,10 @@ impl DenseModel {
         hidden_activation: Activation,
         output_activation: Activation,
     ) -> Result<Self, WeightsError> {
-        let bytes = std::fs::read(path).map_err(|e| WeightsError::Unreadable {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
-            WeightsError::Malformed { path: path.to_path_buf(), reason: e.to_string() }
-        })?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| WeightsError::Unreadable { path: path.to_path_buf(), reason: e.to_string() })?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+            .map_err(|e| WeightsError::Malformed { path: path.to_path_buf(), reason: e.to_string() })?;
         let layers = read_layers(path, &tensors)?;
         if arch == Arch::Linear && layers.len() != 1 {
             return Err(WeightsError::BadLayers {
@@ -208,8 +203,7 @@ impl DenseModel {
                 reason: format!("a linear model has exactly one layer, the file has {}", layers.len()),
             });
         }
-        let found: Vec<usize> =
-            std::iter::once(layers[0].inputs).chain(layers.iter().map(|l| l.outputs)).collect();
+        let found: Vec<usize> = std::iter::once(layers[0].inputs).chain(layers.iter().map(|l| l.outputs)).collect();
         if let Some(sizes) = sizes {
             if sizes != found.as_slice() {
                 return Err(WeightsError::BadLayers {
@@ -259,9 +253,7 @@ impl DenseModel {
         let mut layers = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             // Stored as [out, in]; keep [in, out] contiguous so forward is one plain matmul.
-            let w = Tensor::from_slice(&layer.weight, (layer.outputs, layer.inputs), device)?
-                .t()?
-                .contiguous()?;
+            let w = Tensor::from_slice(&layer.weight, (layer.outputs, layer.inputs), device)?.t()?.contiguous()?;
             let b = Tensor::from_slice(&layer.bias, layer.outputs, device)?;
             layers.push((w, b));
         }
