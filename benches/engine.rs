@@ -105,19 +105,32 @@ fn diamond(quick: bool) {
     });
     println!("| diamond | m1, m2 forward on batches of 64 + sum, one thread (baseline) | {direct:.0} rows/s | 1.00 |");
     let path = weir::datasets::graphs_dir().join("diamond.yaml");
-    let mut one = 0.0;
-    for workers in [1, 2] {
-        let (_e, g) = start(load_plan(&path).expect("diamond"), workers);
-        let mut copies: Vec<Vec<Vec<Value>>> = (0..3).map(|_| rows.clone()).collect();
-        let rate = best_rate(n, 3, || drive(&g, copies.pop().unwrap_or_default(), 256, 4096));
-        if workers == 1 {
-            one = rate;
+    // Both engines stay up (an idle engine parks its threads); rounds alternate them.
+    let engines: Vec<(Engine, GraphHandle)> =
+        [1, 2].iter().map(|&w| start(load_plan(&path).expect("diamond"), w)).collect();
+    let mut best = [0.0f64; 2];
+    let mut ratios = Vec::new();
+    for _ in 0..if quick { 3 } else { 7 } {
+        let mut round = [0.0f64; 2];
+        for (k, (_, g)) in engines.iter().enumerate() {
+            let mut copy = Some(rows.clone());
+            round[k] = best_rate(n, 1, || drive(g, copy.take().unwrap_or_default(), 256, 4096));
+            best[k] = best[k].max(round[k]);
         }
-        let stats = g.batch_stats();
+        ratios.push(round[1] / round[0]);
+    }
+    ratios.sort_by(f64::total_cmp);
+    for (k, workers) in [1, 2].iter().enumerate() {
+        let stats = engines[k].1.batch_stats();
+        let scaling = if k == 0 {
+            "".to_string()
+        } else {
+            format!(", {:.2}x 1 worker (median of rounds)", ratios[ratios.len() / 2])
+        };
         println!(
-            "| diamond | weir, {workers} worker(s), 4096 in flight | {rate:.0} rows/s | {:.3} of direct, {:.2}x 1 worker; mean batch m1 {:.1} |",
-            rate / direct,
-            rate / one,
+            "| diamond | weir, {workers} worker(s), 4096 in flight | {:.0} rows/s | {:.3} of direct{scaling}; mean batch m1 {:.1} |",
+            best[k],
+            best[k] / direct,
             stats[0].1.mean_batch()
         );
     }

@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use timely::scheduling::SyncActivator;
 use timely::WorkerConfig;
+use weir_operators::dataflow::doorbell::Doorbell;
 use weir_operators::dataflow::sink::SinkRows;
-use weir_operators::dataflow::source::{row_source, Doorbell};
+use weir_operators::dataflow::source::row_source;
 use weir_operators::replica::ReplicaPool;
 use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
 use weir_operators::{ErrorCode, Row, RowError, RowId, Value};
@@ -79,7 +79,6 @@ pub enum SubmitError {
 struct GraphShared {
     plan: Arc<Plan>,
     senders: Vec<Sender<Vec<Row>>>,
-    activators: Vec<SyncActivator>,
     doorbells: Vec<Arc<Doorbell>>,
     replies: Arc<ReplyTable>,
     next_slot: AtomicU64,
@@ -99,8 +98,7 @@ pub struct GraphHandle {
 struct GraphBuild {
     plan: Arc<Plan>,
     receivers: Vec<Mutex<Option<Receiver<Vec<Row>>>>>,
-    doorbells: Vec<Arc<Doorbell>>,
-    activators: Mutex<std::sync::mpsc::SyncSender<(usize, SyncActivator)>>,
+    doorbells: Mutex<std::sync::mpsc::SyncSender<(usize, Arc<Doorbell>)>>,
     models: HashMap<usize, ModelResources>,
     replies: Arc<ReplyTable>,
     stop: Arc<AtomicBool>,
@@ -145,17 +143,15 @@ impl Engine {
             let (act_tx, act_rx) = sync_channel(workers);
             let replies = Arc::new(ReplyTable::new());
             let stop = Arc::new(AtomicBool::new(false));
-            let doorbells: Vec<Arc<Doorbell>> = (0..workers).map(|_| Arc::new(Doorbell::default())).collect();
             builds.push(GraphBuild {
-                doorbells: doorbells.clone(),
                 plan: Arc::clone(&plan),
                 receivers: receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
-                activators: Mutex::new(act_tx),
+                doorbells: Mutex::new(act_tx),
                 models,
                 replies: Arc::clone(&replies),
                 stop: Arc::clone(&stop),
             });
-            waiting.push((plan, senders, act_rx, doorbells, replies, stop, stats));
+            waiting.push((plan, senders, act_rx, replies, stop, stats));
         }
         let builds = Arc::new(builds);
         let config = timely::Config {
@@ -166,11 +162,10 @@ impl Engine {
             let index = worker.index();
             for build in builds.iter() {
                 let Some(rows) = build.receivers[index].lock().ok().and_then(|mut r| r.take()) else { continue };
-                let Ok(activators) = build.activators.lock().map(|a| a.clone()) else { continue };
+                let Ok(doorbells) = build.doorbells.lock().map(|a| a.clone()) else { continue };
                 let replies = Arc::clone(&build.replies);
                 worker.dataflow_named::<u64, _, _>(&build.plan.name, |scope| {
-                    let doorbell = Arc::clone(&build.doorbells[index]);
-                    let input = row_source(scope, "Input", rows, 1024, activators, doorbell, Arc::clone(&build.stop));
+                    let input = row_source(scope, "Input", rows, 1024, doorbells, Arc::clone(&build.stop));
                     compile(&build.plan, input, &build.models).sink_rows("Output", move |rows: &mut Vec<Row>| {
                         replies.deliver(rows.drain(..).map(|r| (r.id, r.data)))
                     });
@@ -181,13 +176,13 @@ impl Engine {
         .map_err(|e| GraphError::new("engine", Problem::Start(e)))?;
 
         let mut graphs = Vec::new();
-        for (plan, senders, act_rx, doorbells, replies, stop, stats) in waiting {
-            let mut activators: Vec<Option<SyncActivator>> = vec![None; workers];
+        for (plan, senders, act_rx, replies, stop, stats) in waiting {
+            let mut doorbells: Vec<Option<Arc<Doorbell>>> = vec![None; workers];
             for _ in 0..workers {
-                let (i, a) = act_rx
+                let (i, bell) = act_rx
                     .recv_timeout(Duration::from_secs(30))
                     .map_err(|_| GraphError::new(&plan.origin, Problem::Start("a worker did not start".into())))?;
-                activators[i] = Some(a);
+                doorbells[i] = Some(bell);
             }
             let width = plan.steps.iter().map(|s| s.schema.fields.len() + 1).max().unwrap_or(0).max(plan.inputs.len());
             graphs.push(GraphHandle {
@@ -195,8 +190,7 @@ impl Engine {
                     width,
                     plan,
                     senders,
-                    activators: activators.into_iter().flatten().collect(),
-                    doorbells,
+                    doorbells: doorbells.into_iter().flatten().collect(),
                     replies,
                     next_slot: AtomicU64::new(0),
                     stop,
@@ -227,8 +221,8 @@ impl Engine {
     fn stop(&mut self) {
         for g in &self.graphs {
             g.shared.stop.store(true, Ordering::Release);
-            for a in &g.shared.activators {
-                let _ = a.activate();
+            for bell in &g.shared.doorbells {
+                bell.wake();
             }
         }
         if let Some(guards) = self.guards.take() {
@@ -322,9 +316,7 @@ impl GraphHandle {
             s.replies.cancel(slot);
             return Err(e);
         }
-        if s.doorbells[worker].ring() {
-            let _ = s.activators[worker].activate();
-        }
+        s.doorbells[worker].ring();
         Ok(row_id(slot, 0))
     }
 

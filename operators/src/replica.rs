@@ -4,8 +4,8 @@
 //! kernel instance built by the node's [`KernelFactory`] and its own one-thread rayon
 //! pool (candle's CPU loops stay on the replica's thread). Batching operators (one per
 //! timely worker) send [`Job`]s through a bounded queue; a replica runs the batch, sends
-//! the [`Completion`] back on the job's own channel and wakes the operator through its
-//! `SyncActivator`. A panic inside a kernel is caught and fails only that batch.
+//! the [`Completion`] back on the job's own channel and rings the operator's doorbell.
+//! A panic inside a kernel is caught and fails only that batch.
 //!
 //! Shutdown: the threads exit when every job sender is gone (the operators' and the
 //! pool's own); dropping the pool joins them.
@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use timely::scheduling::SyncActivator;
 
+use crate::dataflow::doorbell::Doorbell;
 use crate::kernel::{BatchKernel, KernelFactory};
 use crate::row::panic_message;
 use crate::value::Value;
@@ -29,14 +29,17 @@ pub struct Job {
     pub inputs: Vec<Value>,
     /// Where the result goes.
     pub reply: Sender<Completion>,
-    /// Wakes the operator that sent the job.
-    pub wake: SyncActivator,
+    /// Wakes the operator that sent the job, if it waits.
+    pub wake: Arc<Doorbell>,
 }
 
 /// The result of a [`Job`]: one output per input, or why the batch failed.
 pub struct Completion {
     /// The job's ticket.
     pub ticket: u64,
+    /// The job's inputs, handed back (moving them avoids reference-count traffic
+    /// between threads).
+    pub inputs: Vec<Value>,
     /// One output value per input row, or the failure.
     pub result: Result<Vec<Value>, String>,
 }
@@ -138,8 +141,8 @@ fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>) {
             Err(panic) => Err(format!("the forward pass panicked: {}", panic_message(&*panic))),
         };
         // The operator may be gone at shutdown; then nobody waits for this result.
-        if job.reply.send(Completion { ticket: job.ticket, result }).is_ok() {
-            let _ = job.wake.activate();
+        if job.reply.send(Completion { ticket: job.ticket, inputs: job.inputs, result }).is_ok() {
+            job.wake.ring();
         }
     }
 }

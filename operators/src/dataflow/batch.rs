@@ -7,8 +7,9 @@
 //! they are, rows keep queueing, so under load batches fill. The operator holds a
 //! capability for the time of every queued or in-flight row and releases it when the
 //! row's result has been sent on, so downstream frontiers never pass an unanswered row.
-//! Replicas wake the operator with a `SyncActivator`; a partial batch wakes it with a
-//! delayed activation. Nothing here blocks the worker.
+//! Replicas wake the operator through its doorbell; a partial batch wakes it with a
+//! delayed activation. A batch's inputs move to the replica and back, so no reference
+//! count is touched from two threads. Nothing here blocks the worker.
 //!
 //! Error rows pass through at once. A failed forward pass fails every row of its batch
 //! with a `model_failed` error naming the node; the operator keeps running.
@@ -19,10 +20,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::generic::OutputBuilderSession;
 use timely::dataflow::operators::Capability;
 
+use super::doorbell::Doorbell;
 use super::{RowStream, Time};
 use crate::replica::{Completion, Job};
 use crate::row::{ErrorCode, Row, RowError, RowId};
@@ -64,12 +68,12 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
         let name = format!("Batch({})", config.node);
         self.unary(Pipeline, &name, move |_cap, info| {
             let activator = scope.activator_for(Rc::clone(&info.address));
-            let wake = scope.worker().sync_activator_for(info.address.to_vec());
+            let bell = Arc::new(Doorbell::new(scope.worker().sync_activator_for(info.address.to_vec())));
             let (done_tx, done_rx): (Sender<Completion>, Receiver<Completion>) = bounded(config.max_in_flight.max(1));
             let mut queue: VecDeque<Queued> = VecDeque::new();
             let mut in_flight: HashMap<u64, Vec<Queued>> = HashMap::new();
             // One capability per time with queued or in-flight rows, and how many rows hold it.
-            let mut caps: BTreeMap<Time, (Capability<Time>, usize)> = BTreeMap::new();
+            let mut caps = HeldCaps::new();
             let mut next_ticket = 0u64;
 
             move |input, output| {
@@ -93,82 +97,122 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                     }
                 });
 
-                // Results of finished batches go downstream, releasing their capabilities.
-                while let Ok(done) = done_rx.try_recv() {
-                    let Some(rows) = in_flight.remove(&done.ticket) else { continue };
-                    let outputs = match done.result {
-                        Ok(outputs) => outputs.into_iter().map(Ok).collect::<Vec<_>>(),
-                        Err(reason) => {
-                            stats.record_failure();
-                            let error = Arc::new(RowError::new(ErrorCode::ModelFailed, &*config.node, reason));
-                            vec![Err(error); rows.len()]
-                        }
-                    };
-                    for (queued, result) in rows.into_iter().zip(outputs) {
-                        let Queued { id, mut values, time, .. } = queued;
-                        let data = result.map(|out| {
-                            values.push(out);
-                            values
-                        });
-                        if let Some((cap, held)) = caps.get_mut(&time) {
-                            output.session(&*cap).give(Row { id, data });
-                            *held -= 1;
-                            if *held == 0 {
-                                caps.remove(&time);
+                // Until no batch is out, or the doorbell is armed with none finished: a batch
+                // that finishes after the arming rings it (see `doorbell.rs`).
+                loop {
+                    // Results of finished batches go downstream, releasing capabilities.
+                    while let Ok(done) = done_rx.try_recv() {
+                        let Some(rows) = in_flight.remove(&done.ticket) else { continue };
+                        let outputs = match done.result {
+                            Ok(outputs) => outputs.into_iter().map(Ok).collect::<Vec<_>>(),
+                            Err(reason) => {
+                                stats.record_failure();
+                                let error = Arc::new(RowError::new(ErrorCode::ModelFailed, &*config.node, reason));
+                                vec![Err(error); rows.len()]
                             }
-                        }
+                        };
+                        let answered =
+                            rows.into_iter().zip(done.inputs).zip(outputs).map(|((queued, input), result)| {
+                                let Queued { id, mut values, time, .. } = queued;
+                                values[config.input] = input;
+                                let data = result.map(|out| {
+                                    values.push(out);
+                                    values
+                                });
+                                (time, Row { id, data })
+                            });
+                        emit(output, &mut caps, answered);
                     }
-                }
 
-                // Send batches: full ones, or a partial one whose oldest row has waited enough.
-                let now = Instant::now();
-                while in_flight.len() < config.max_in_flight {
-                    let Some(oldest) = queue.front() else { break };
-                    let waited = now.saturating_duration_since(oldest.arrived);
-                    if queue.len() < config.max_batch_size && waited < config.max_wait {
-                        activator.activate_after(config.max_wait - waited);
-                        break;
-                    }
-                    let take = queue.len().min(config.max_batch_size);
-                    let rows: Vec<Queued> = queue.drain(..take).collect();
-                    let inputs = rows.iter().map(|q| q.values[config.input].clone()).collect();
-                    let ticket = next_ticket;
-                    let job = Job { ticket, inputs, reply: done_tx.clone(), wake: wake.clone() };
-                    match jobs.try_send(job) {
-                        Ok(()) => {
-                            next_ticket += 1;
-                            let wait_us: u64 =
-                                rows.iter().map(|q| now.saturating_duration_since(q.arrived).as_micros() as u64).sum();
-                            stats.record_batch(rows.len(), wait_us);
-                            in_flight.insert(ticket, rows);
-                        }
-                        Err(TrySendError::Full(_)) => {
-                            // Every replica is busy with other workers' batches: retry shortly.
-                            for q in rows.into_iter().rev() {
-                                queue.push_front(q);
-                            }
-                            activator.activate_after(Duration::from_millis(1));
+                    // Send batches: full ones, or a partial one whose oldest row has waited enough.
+                    let now = Instant::now();
+                    while in_flight.len() < config.max_in_flight {
+                        let Some(oldest) = queue.front() else { break };
+                        let waited = now.saturating_duration_since(oldest.arrived);
+                        if queue.len() < config.max_batch_size && waited < config.max_wait {
+                            activator.activate_after(config.max_wait - waited);
                             break;
                         }
-                        Err(TrySendError::Disconnected(_)) => {
-                            let error = Arc::new(RowError::new(
-                                ErrorCode::Unavailable,
-                                &*config.node,
-                                "the node's replicas have stopped",
-                            ));
-                            for q in rows {
-                                if let Some((cap, held)) = caps.get_mut(&q.time) {
-                                    output.session(&*cap).give(Row { id: q.id, data: Err(Arc::clone(&error)) });
-                                    *held -= 1;
-                                    if *held == 0 {
-                                        caps.remove(&q.time);
-                                    }
+                        let take = queue.len().min(config.max_batch_size);
+                        let mut rows: Vec<Queued> = queue.drain(..take).collect();
+                        // The inputs move to the replica and come back with the result; a
+                        // placeholder holds their place in the row meanwhile.
+                        let inputs = rows
+                            .iter_mut()
+                            .map(|q| std::mem::replace(&mut q.values[config.input], Value::Bool(false)))
+                            .collect();
+                        let ticket = next_ticket;
+                        let job = Job { ticket, inputs, reply: done_tx.clone(), wake: Arc::clone(&bell) };
+                        match jobs.try_send(job) {
+                            Ok(()) => {
+                                next_ticket += 1;
+                                let wait_us: u64 = rows
+                                    .iter()
+                                    .map(|q| now.saturating_duration_since(q.arrived).as_micros() as u64)
+                                    .sum();
+                                stats.record_batch(rows.len(), wait_us);
+                                in_flight.insert(ticket, rows);
+                            }
+                            Err(TrySendError::Full(job)) => {
+                                // Every replica is busy with other workers' batches: retry shortly.
+                                for (mut q, input) in rows.into_iter().zip(job.inputs).rev() {
+                                    q.values[config.input] = input;
+                                    queue.push_front(q);
                                 }
+                                activator.activate_after(Duration::from_millis(1));
+                                break;
+                            }
+                            Err(TrySendError::Disconnected(_)) => {
+                                let error = Arc::new(RowError::new(
+                                    ErrorCode::Unavailable,
+                                    &*config.node,
+                                    "the node's replicas have stopped",
+                                ));
+                                let failed =
+                                    rows.into_iter().map(|q| (q.time, Row { id: q.id, data: Err(Arc::clone(&error)) }));
+                                emit(output, &mut caps, failed);
                             }
                         }
                     }
+
+                    if in_flight.is_empty() {
+                        break;
+                    }
+                    bell.arm();
+                    if done_rx.is_empty() {
+                        break;
+                    }
+                    bell.disarm();
                 }
             }
         })
+    }
+}
+
+/// Capabilities held for queued and in-flight rows: one per time, with a row count.
+type HeldCaps = BTreeMap<Time, (Capability<Time>, usize)>;
+
+/// Sends answered rows downstream and releases their hold on their time's capability.
+/// Rows are sent in one output session per run of equal times, so containers stay full
+/// (a session per row would ship one-row containers through the rest of the graph).
+fn emit(
+    output: &mut OutputBuilderSession<'_, Time, CapacityContainerBuilder<Vec<Row>>>,
+    caps: &mut HeldCaps,
+    rows: impl Iterator<Item = (Time, Row)>,
+) {
+    let mut rows = rows.peekable();
+    while let Some((time, row)) = rows.next() {
+        let Some((cap, held)) = caps.get_mut(&time) else { continue };
+        let mut session = output.session(&*cap);
+        session.give(row);
+        *held -= 1;
+        while let Some((_, row)) = rows.next_if(|(t, _)| *t == time) {
+            session.give(row);
+            *held -= 1;
+        }
+        drop(session);
+        if *held == 0 {
+            caps.remove(&time);
+        }
     }
 }

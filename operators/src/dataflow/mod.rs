@@ -13,9 +13,12 @@
 //! | [`CombineRows`] | `combine`: join branches per row, aggregate | `combine.rs` |
 //! | [`merge_rows`] | `merge`: union of a route's branches | `merge.rs` |
 //! | [`SinkRows`] | graph output | `sink.rs` |
+//!
+//! [`doorbell::Doorbell`] wakes operators from other threads without a syscall per message.
 
 pub mod batch;
 pub mod combine;
+pub mod doorbell;
 pub mod map;
 pub mod merge;
 pub mod route;

@@ -1,15 +1,11 @@
 //! The graph input: a source operator fed by a bounded channel.
 //!
 //! Producers (the engine's submit path, on any thread) push batches of rows into the
-//! channel and wake the operator through its `SyncActivator`; the operator drains about
-//! `chunk` rows per activation at its current epoch, then advances the epoch, and asks to run
-//! again while rows remain.
-//!
-//! Waking costs a syscall, so producers wake the source only when it is [`Doorbell`]
-//! armed: the source arms it just before it last finds the channel empty, and a producer
-//! that disarms it after sending rings. A row sent at any moment is therefore either seen
-//! by the running source or followed by a wake-up. When every sender is gone, or the engine sets `stop` and the
-//! channel is empty, it drops its capability, which lets the dataflow complete. It never polls: an idle source costs nothing.
+//! channel and ring the source's [`Doorbell`]; the operator drains about `chunk` rows per
+//! activation at its current epoch, then advances the epoch, and asks to run again while
+//! rows remain. When every sender is gone, or the engine sets `stop` and the channel is
+//! empty, it drops its capability, which lets the dataflow complete. It never polls: an
+//! idle source costs nothing.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -18,27 +14,26 @@ use std::sync::Arc;
 use crossbeam_channel::{Receiver, TryRecvError};
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::Scope;
-use timely::scheduling::SyncActivator;
 
+use super::doorbell::Doorbell;
 use super::{RowStream, Time};
 use crate::row::Row;
 
-/// Builds a source of the rows sent on `rows`. The operator's activator is sent on
-/// `activator`, with the worker's index, while the dataflow is built, so producers can
+/// Builds a source of the rows sent on `rows`. The operator's doorbell is sent on
+/// `doorbell`, with the worker's index, while the dataflow is built, so producers can
 /// wake it. Once `stop` is set and the channel is empty, the source closes.
 pub fn row_source<'scope>(
     scope: Scope<'scope, Time>,
     name: &str,
     rows: Receiver<Vec<Row>>,
     chunk: usize,
-    activator: SyncSender<(usize, SyncActivator)>,
-    doorbell: Arc<Doorbell>,
+    doorbell: SyncSender<(usize, Arc<Doorbell>)>,
     stop: Arc<AtomicBool>,
 ) -> RowStream<'scope> {
     source(scope, name, move |cap, info| {
-        let wake = scope.worker().sync_activator_for(info.address.to_vec());
+        let bell = Arc::new(Doorbell::new(scope.worker().sync_activator_for(info.address.to_vec())));
         // The engine keeps the receiver until every worker has reported.
-        let _ = activator.send((scope.index(), wake));
+        let _ = doorbell.send((scope.index(), Arc::clone(&bell)));
         let self_activator = scope.activator_for(info.address.clone());
         let mut cap = Some(cap);
         move |output| {
@@ -56,9 +51,9 @@ pub fn row_source<'scope>(
                         Err(TryRecvError::Empty) => {
                             // Arm, then look once more: a row sent before arming is
                             // seen here, one sent after rings the bell.
-                            doorbell.arm();
+                            bell.arm();
                             if !rows.is_empty() {
-                                doorbell.disarm();
+                                bell.disarm();
                                 continue;
                             }
                             closed = stop.load(Ordering::Acquire);
@@ -84,32 +79,4 @@ pub fn row_source<'scope>(
             }
         }
     })
-}
-
-/// Tells producers whether the source needs waking (see the module docs).
-#[derive(Debug)]
-pub struct Doorbell {
-    armed: AtomicBool,
-}
-
-impl Default for Doorbell {
-    fn default() -> Self {
-        // Armed at start: the first row must wake the source.
-        Doorbell { armed: AtomicBool::new(true) }
-    }
-}
-
-impl Doorbell {
-    fn arm(&self) {
-        self.armed.store(true, Ordering::SeqCst);
-    }
-
-    fn disarm(&self) {
-        self.armed.store(false, Ordering::SeqCst);
-    }
-
-    /// Called by a producer after sending: whether it must wake the source.
-    pub fn ring(&self) -> bool {
-        self.armed.swap(false, Ordering::SeqCst)
-    }
 }
