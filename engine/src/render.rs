@@ -64,20 +64,14 @@ pub fn describe(plan: &Plan) -> String {
         }
     }
     let (src, _) = stream_name(plan, plan.output.stream);
-    let outputs: Vec<String> = plan
-        .output
-        .fields
-        .iter()
-        .map(|(n, i, t)| {
-            let (f, _) = &plan_field(plan, *i);
-            format!("{n} = {f}: {t}")
-        })
-        .collect();
+    let outputs: Vec<String> =
+        plan.output.fields.iter().map(|(n, i, t)| format!("{n} = {}: {t}", output_source(plan, *i))).collect();
     let _ = writeln!(out, "  outputs (from {src}): {}", outputs.join(", "));
     out
 }
 
-fn plan_field(plan: &Plan, index: usize) -> (String, ()) {
+/// The qualified name of field `index` of the stream the outputs read.
+fn output_source(plan: &Plan, index: usize) -> String {
     let schema = match plan.output.stream {
         StreamId::Input => None,
         StreamId::Node(i) | StreamId::Branch(i, _) => Some(&plan.steps[i].schema),
@@ -86,7 +80,7 @@ fn plan_field(plan: &Plan, index: usize) -> (String, ()) {
         Some(s) => s.fields.get(index).map(|(f, _)| f.to_string()),
         None => plan.inputs.get(index).map(|(n, _)| format!("{INPUT}.{n}")),
     };
-    (name.unwrap_or_default(), ())
+    name.unwrap_or_default()
 }
 
 /// Graphviz dot.
@@ -102,14 +96,8 @@ pub fn dot(plan: &Plan) -> String {
         let _ = writeln!(out, "  \"{}\" [label=\"{}\", shape={shape}];", step.name, label(plan, i).replace('"', "'"));
         for &s in &step.from {
             let (src, branch) = stream_name(plan, s);
-            match branch {
-                Some(b) => {
-                    let _ = writeln!(out, "  \"{src}\" -> \"{}\" [label=\"{b}\"];", step.name);
-                }
-                None => {
-                    let _ = writeln!(out, "  \"{src}\" -> \"{}\";", step.name);
-                }
-            }
+            let label = branch.map(|b| format!(" [label=\"{b}\"]")).unwrap_or_default();
+            let _ = writeln!(out, "  \"{src}\" -> \"{}\"{label};", step.name);
         }
     }
     let (src, _) = stream_name(plan, plan.output.stream);
@@ -130,14 +118,8 @@ pub fn mermaid(plan: &Plan) -> String {
         let _ = writeln!(out, "  {node}");
         for &s in &step.from {
             let (src, branch) = stream_name(plan, s);
-            match branch {
-                Some(b) => {
-                    let _ = writeln!(out, "  {src} -->|{b}| {}", step.name);
-                }
-                None => {
-                    let _ = writeln!(out, "  {src} --> {}", step.name);
-                }
-            }
+            let label = branch.map(|b| format!("|{b}|")).unwrap_or_default();
+            let _ = writeln!(out, "  {src} -->{label} {}", step.name);
         }
     }
     let (src, _) = stream_name(plan, plan.output.stream);

@@ -116,6 +116,15 @@ impl Engine {
     /// built on its device or a thread cannot start.
     pub fn start(plans: Vec<Plan>, config: EngineConfig) -> Result<Engine, GraphError> {
         let workers = config.workers.max(1);
+        for (i, plan) in plans.iter().enumerate() {
+            if let Some(other) = plans[..i].iter().find(|p| p.name == plan.name) {
+                return Err(GraphError::new(
+                    &plan.origin,
+                    Problem::Duplicate(format!("graph name '{}' is also used by {}", plan.name, other.origin)),
+                )
+                .at_field("name"));
+            }
+        }
         let mut pools = Vec::new();
         let mut builds = Vec::new();
         let mut waiting = Vec::new();
@@ -184,7 +193,7 @@ impl Engine {
                     .map_err(|_| GraphError::new(&plan.origin, Problem::Start("a worker did not start".into())))?;
                 doorbells[i] = Some(bell);
             }
-            let width = plan.steps.iter().map(|s| s.schema.fields.len() + 1).max().unwrap_or(0).max(plan.inputs.len());
+            let width = plan.steps.iter().map(|s| s.schema.fields.len()).max().unwrap_or(0).max(plan.inputs.len());
             graphs.push(GraphHandle {
                 shared: Arc::new(GraphShared {
                     width,
