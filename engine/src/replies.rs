@@ -42,6 +42,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+impl SlotState {
+    /// Records one answer; a second answer for the same row is ignored.
+    fn store(&mut self, id: RowId, result: RowResult) {
+        let index = (id & ((1 << ROW_BITS) - 1)) as usize;
+        if let Some(slot @ None) = self.results.get_mut(index) {
+            *slot = Some(result);
+            self.remaining -= 1;
+        }
+    }
+}
+
 /// The slot of a row id.
 pub(crate) fn slot_of(id: RowId) -> u64 {
     id >> ROW_BITS
@@ -72,23 +83,19 @@ impl ReplyTable {
         lock(self.shard(slot)).remove(&slot);
     }
 
-    /// Delivers answers; calls a batch's reply when its last answer arrives.
+    /// Delivers answers; calls a batch's reply when its last answer arrives. Consecutive
+    /// answers of one slot are stored under one lock.
     pub(crate) fn deliver(&self, answers: impl IntoIterator<Item = (RowId, RowResult)>) {
-        let mut current: Option<(u64, Arc<Mutex<SlotState>>)> = None;
-        for (id, result) in answers {
+        let mut answers = answers.into_iter().peekable();
+        while let Some((id, result)) = answers.next() {
             let slot = slot_of(id);
-            if current.as_ref().is_none_or(|(s, _)| *s != slot) {
-                current = lock(self.shard(slot)).get(&slot).map(|state| (slot, Arc::clone(state)));
-            }
-            let Some((_, state)) = &current else { continue };
+            let Some(state) = lock(self.shard(slot)).get(&slot).map(Arc::clone) else { continue };
             let finished = {
-                let mut st = lock(state);
-                let index = (id & ((1 << ROW_BITS) - 1)) as usize;
-                if index >= st.results.len() || st.results[index].is_some() {
-                    continue;
+                let mut st = lock(&state);
+                st.store(id, result);
+                while let Some((id, result)) = answers.next_if(|(next, _)| slot_of(*next) == slot) {
+                    st.store(id, result);
                 }
-                st.results[index] = Some(result);
-                st.remaining -= 1;
                 if st.remaining == 0 {
                     st.reply.take().map(|reply| (reply, std::mem::take(&mut st.results)))
                 } else {
@@ -97,7 +104,6 @@ impl ReplyTable {
             };
             if let Some((reply, results)) = finished {
                 lock(self.shard(slot)).remove(&slot);
-                current = None;
                 reply(results.into_iter().map(|r| r.unwrap_or_else(|| Err(unavailable()))).collect());
             }
         }

@@ -256,6 +256,13 @@ impl GraphHandle {
         &self.shared.plan.name
     }
 
+    /// How many fields a row of this graph holds at most on its way through. A row
+    /// submitted with this capacity never reallocates; others are grown once at
+    /// submission.
+    pub fn row_capacity(&self) -> usize {
+        self.shared.width
+    }
+
     /// The graph's plan (input and output schemas, steps).
     pub fn plan(&self) -> &Plan {
         &self.shared.plan
