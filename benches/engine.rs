@@ -274,6 +274,10 @@ fn lone_row(quick: bool) {
     }
 }
 
+/// The allocator the `weir` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     weir::one_thread_per_forward_pass();
     let args: Vec<String> = std::env::args().collect();

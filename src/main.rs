@@ -65,6 +65,11 @@ enum Format {
     Mermaid,
 }
 
+/// mimalloc frees memory allocated on another thread cheaply, and rows are allocated on
+/// one thread (submitter, replica) and freed on another (worker); see BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     weir::one_thread_per_forward_pass();
     tracing_subscriber::fmt()

@@ -2,18 +2,17 @@
 //!
 //! Each step becomes one operator (see `weir_operators::dataflow`), wired to the streams
 //! it reads; fan-out is a stream read by several steps. The result is the stream of
-//! answers: rows whose values are the graph's output fields, in output order.
+//! rows the outputs read; the sink keeps the output fields of each ([`project`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
-use timely::dataflow::operators::core::Map;
 use weir_operators::dataflow::{merge_rows, BatchConfig, BatchForward, CombineRows, MapRows, RouteRows, RowStream};
 use weir_operators::replica::Job;
 use weir_operators::stats::BatchStats;
-use weir_operators::{Row, Value};
+use weir_operators::Value;
 
 use crate::plan::{Plan, StepOp, StreamId};
 
@@ -27,7 +26,8 @@ pub struct ModelResources {
     pub stats: Arc<BatchStats>,
 }
 
-/// Builds `plan` on `input` and returns the stream of answers. `models` holds the
+/// Builds `plan` on `input` and returns the stream the outputs read (project its rows
+/// with [`project`] and the plan's output indices to get answers). `models` holds the
 /// resources of every model step, by step index.
 pub fn compile<'scope>(
     plan: &Plan,
@@ -77,14 +77,11 @@ pub fn compile<'scope>(
             }
         }
     }
-    let indices: Vec<usize> = plan.output.fields.iter().map(|(_, i, _)| *i).collect();
-    streams[&plan.output.stream]
-        .clone()
-        .map(move |row: Row| Row { id: row.id, data: row.data.map(|v| project(v, &indices)) })
+    streams[&plan.output.stream].clone()
 }
 
 /// Keeps the fields at `indices`, in that order, reusing the row's allocation.
-fn project(mut values: Vec<Value>, indices: &[usize]) -> Vec<Value> {
+pub fn project(mut values: Vec<Value>, indices: &[usize]) -> Vec<Value> {
     if indices.windows(2).all(|w| w[0] < w[1]) {
         // Increasing indices: move each into place; `i >= k`, so nothing is overwritten early.
         for (k, &i) in indices.iter().enumerate() {

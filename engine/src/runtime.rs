@@ -26,7 +26,7 @@ use weir_operators::replica::ReplicaPool;
 use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
 use weir_operators::{ErrorCode, Row, RowError, RowId, Value};
 
-use crate::compile::{compile, ModelResources};
+use crate::compile::{compile, project, ModelResources};
 use crate::error::{GraphError, Problem};
 use crate::plan::{Plan, StepOp};
 use crate::replies::{row_id, BatchReply, ReplyTable, MAX_BATCH_ROWS};
@@ -175,8 +175,9 @@ impl Engine {
                 let replies = Arc::clone(&build.replies);
                 worker.dataflow_named::<u64, _, _>(&build.plan.name, |scope| {
                     let input = row_source(scope, "Input", rows, 1024, doorbells, Arc::clone(&build.stop));
+                    let outputs: Vec<usize> = build.plan.output.fields.iter().map(|(_, i, _)| *i).collect();
                     compile(&build.plan, input, &build.models).sink_rows("Output", move |rows: &mut Vec<Row>| {
-                        replies.deliver(rows.drain(..).map(|r| (r.id, r.data)))
+                        replies.deliver(rows.drain(..).map(|r| (r.id, r.data.map(|v| project(v, &outputs)))))
                     });
                 });
             }

@@ -80,20 +80,21 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                 let arrived = Instant::now();
                 input.for_each_stamp(|cap, data| {
                     let Some(&time) = cap.least() else { return };
+                    let before = queue.len();
                     for row in data.flat_map(|d| d.drain(..)) {
-                        let values = match row.data {
-                            Ok(values) => values,
-                            Err(_) => {
-                                output.session(&cap).give(row);
-                                continue;
-                            }
-                        };
-                        if let Some(retained) = caps.get_mut(&time) {
-                            retained.1 += 1;
-                        } else if let Some(held) = cap.retain_least(output.output_index()) {
-                            caps.insert(time, (held, 1));
+                        match row.data {
+                            Ok(values) => queue.push_back(Queued { id: row.id, values, time, arrived }),
+                            Err(_) => output.session(&cap).give(row),
                         }
-                        queue.push_back(Queued { id: row.id, values, time, arrived });
+                    }
+                    // Every row queued from this message holds the capability for its time.
+                    let queued = queue.len() - before;
+                    if queued > 0 {
+                        if let Some(retained) = caps.get_mut(&time) {
+                            retained.1 += queued;
+                        } else if let Some(held) = cap.retain_least(output.output_index()) {
+                            caps.insert(time, (held, queued));
+                        }
                     }
                 });
 
