@@ -79,7 +79,12 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
             move |input, output| {
                 let arrived = Instant::now();
                 input.for_each_stamp(|cap, data| {
-                    let Some(&time) = cap.least() else { return };
+                    let Some(&time) = cap.least() else {
+                        // Only a message sent without a capability has no time; weir's
+                        // operators never send one. Say so rather than drop rows quietly.
+                        tracing::error!(node = &*config.node, "rows without a timestamp reached a batching operator");
+                        return;
+                    };
                     let before = queue.len();
                     for row in data.flat_map(|d| d.drain(..)) {
                         match row.data {
