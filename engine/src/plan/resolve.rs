@@ -1,357 +1,48 @@
-//! Validation and resolution: a [`GraphSpec`] becomes a [`Plan`], or a [`GraphError`]
-//! that says exactly what is wrong.
-//!
-//! The plan is what the compiler turns into timely operators: nodes in topological order,
-//! each with the streams it reads (`from`), the layout of the rows it emits (a
-//! [`Schema`]), and its operator with every field resolved to an index. Weights files are
-//! read and checked here, so a graph that passes `weir check` loads.
-//!
-//! Rules enforced (each violation is an error naming the node and field):
-//! - names: node names are unique, not `input`, without dots; inputs and outputs unique;
-//! - references: every `node.field` exists and is on the reading node's path;
-//! - no cycles;
-//! - types and shapes agree across every edge (model widths, builtin inputs, aggregates);
-//! - weights files exist and have the tensor names and shapes the node needs;
-//! - batching options are in range;
-//! - topology: a node reads from one path (parallel paths join only in `combine`),
-//!   inputs of a `combine` share their route branch, a `merge` takes exactly one stream
-//!   per branch of one route, the outputs sit outside every route, and every node leads
-//!   to the outputs (nothing computed is silently dropped).
+//! Resolution of one node at a time, in dependency order: the streams it reads, the
+//! layout of the rows it emits, its operator with every field reference an index, and
+//! every topology rule of the module docs of [`super`].
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 
 use weir_operators::dataflow::CombineSpec as CombineOp;
 use weir_operators::kernel::builtin::Builtin;
-use weir_operators::kernel::condition::Condition;
-use weir_operators::kernel::device::DeviceSpec;
-use weir_operators::kernel::model::{DenseModel, WeightsError};
+use weir_operators::kernel::model::DenseModel;
 use weir_operators::kernel::{KernelFactory, MapFn};
 use weir_operators::FieldType;
 
-use crate::error::{GraphError, Problem};
+use crate::error::Problem;
 use crate::spec::*;
 
-/// Which stream a step reads: the graph input, a node's output, or one branch of a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum StreamId {
-    /// The graph's input rows.
-    Input,
-    /// The output of step `n`.
-    Node(usize),
-    /// Branch `b` of route step `n`.
-    Branch(usize, usize),
-}
-
-/// The layout of the rows on a stream: qualified field names and types, by index.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Schema {
-    /// Fields in order.
-    pub fields: Vec<(FieldRef, FieldType)>,
-}
-
-impl Schema {
-    /// The index of `r`, if the stream carries it.
-    pub fn index_of(&self, r: &FieldRef) -> Option<usize> {
-        self.fields.iter().position(|(f, _)| f == r)
-    }
-}
-
-/// The resolved operator of a step.
-#[derive(Clone, Debug)]
-pub enum StepOp {
-    /// A batched model.
-    Model {
-        /// Index of the input field.
-        input: usize,
-        /// What the model is, for plans (`mlp [64, 32, 10]`).
-        description: String,
-        /// Builds each replica's kernel (weights loaded and checked).
-        factory: KernelFactoryDebug,
-        /// Batching and placement.
-        batching: Batching,
-    },
-    /// A row function.
-    Map {
-        /// The function's name.
-        op: &'static str,
-        /// Indices of its inputs.
-        inputs: Vec<usize>,
-        /// Types of its outputs.
-        outputs: Vec<FieldType>,
-        /// The function.
-        f: MapFnDebug,
-    },
-    /// Dispatch: the first matching condition's branch, else the last (default) branch.
-    Route {
-        /// Index of the tested field.
-        by: usize,
-        /// Branch names; the last is the default.
-        branches: Vec<String>,
-        /// One condition per non-default branch.
-        conditions: Vec<Condition>,
-    },
-    /// Join per row and aggregate.
-    Combine(CombineOp),
-    /// Union of a route's branches, rebuilt into one layout.
-    Merge {
-        /// Per `from` stream, the indices of the merged record's fields.
-        layouts: Vec<Vec<usize>>,
-    },
-}
-
-/// A [`KernelFactory`] that prints as `<kernel>`.
-#[derive(Clone)]
-pub struct KernelFactoryDebug(pub KernelFactory);
-
-impl std::fmt::Debug for KernelFactoryDebug {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<kernel>")
-    }
-}
-
-/// A [`MapFn`] that prints as `<fn>`.
-#[derive(Clone)]
-pub struct MapFnDebug(pub MapFn);
-
-impl std::fmt::Debug for MapFnDebug {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<fn>")
-    }
-}
-
-/// One node, resolved.
-#[derive(Clone, Debug)]
-pub struct Step {
-    /// The node's name.
-    pub name: String,
-    /// The node's kind name.
-    pub kind: &'static str,
-    /// The streams it reads (several only for `combine` and `merge`).
-    pub from: Vec<StreamId>,
-    /// The layout of the rows it emits (for routes: of every branch).
-    pub schema: Schema,
-    /// The operator.
-    pub op: StepOp,
-}
-
-/// The graph's output: the stream it reads and the fields it answers with.
-#[derive(Clone, Debug)]
-pub struct OutputPlan {
-    /// The stream.
-    pub stream: StreamId,
-    /// Output name, index in the stream's rows, type.
-    pub fields: Vec<(String, usize, FieldType)>,
-}
-
-/// A validated graph, ready to compile.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// The graph's name.
-    pub name: String,
-    /// Its file, or `builder`.
-    pub origin: String,
-    /// Input fields and types.
-    pub inputs: Vec<(String, FieldType)>,
-    /// Steps in topological order.
-    pub steps: Vec<Step>,
-    /// The outputs.
-    pub output: OutputPlan,
-}
+use super::order::reads;
+use super::params::{check_batching, load_vector};
+use super::*;
 
 /// The route branches a stream sits on: (route step, branch) pairs, outermost first.
-type Context = Vec<(usize, usize)>;
+pub(super) type Context = Vec<(usize, usize)>;
 
-struct StreamInfo {
-    schema: Schema,
+/// What the resolver knows of a stream.
+pub(super) struct StreamInfo {
+    /// The layout of its rows.
+    pub(super) schema: Schema,
     /// The route branches it sits on.
-    context: Context,
+    pub(super) context: Context,
     /// Nodes whose fields this stream's rows carry.
-    provenance: BTreeSet<String>,
+    pub(super) provenance: BTreeSet<String>,
 }
 
-struct Resolver<'a> {
-    spec: &'a GraphSpec,
-    steps: Vec<Step>,
-    index: HashMap<String, usize>,
-    infos: HashMap<StreamId, StreamInfo>,
+/// The state of resolution: the steps so far and every stream they made.
+pub(super) struct Resolver<'a> {
+    pub(super) spec: &'a GraphSpec,
+    pub(super) steps: Vec<Step>,
+    pub(super) index: HashMap<String, usize>,
+    pub(super) infos: HashMap<StreamId, StreamInfo>,
     /// Output field names of every resolved node.
-    fields: HashMap<String, Vec<String>>,
+    pub(super) fields: HashMap<String, Vec<String>>,
 }
 
-impl Plan {
-    /// Validates `spec` and resolves it into a plan.
-    pub fn new(spec: &GraphSpec) -> Result<Plan, GraphError> {
-        let origin = spec.origin.as_str();
-        let err = |p: Problem| GraphError::new(origin, p);
-        if spec.name.is_empty() || spec.name.contains(['/', ' ', '.']) {
-            return Err(err(Problem::Option(format!(
-                "graph name '{}' must be non-empty without '/', '.' or spaces",
-                spec.name
-            )))
-            .at_field("name"));
-        }
-        unique(spec.inputs.iter().map(|(n, _)| n.as_str()), "input field").map_err(|p| err(p).at_node(INPUT))?;
-        unique(spec.outputs.iter().map(|(n, _)| n.as_str()), "output field").map_err(|p| err(p).at_node("outputs"))?;
-        unique(spec.nodes.iter().map(|n| n.name.as_str()), "node").map_err(err)?;
-        if spec.inputs.is_empty() {
-            return Err(err(Problem::Topology("the graph declares no input fields".into())).at_field("inputs"));
-        }
-        if spec.outputs.is_empty() {
-            return Err(err(Problem::Topology("the graph declares no outputs".into())).at_field("outputs"));
-        }
-        for node in &spec.nodes {
-            if node.name == INPUT || node.name == "outputs" || node.name.is_empty() || node.name.contains('.') {
-                return Err(err(Problem::Option(format!(
-                    "'{}' cannot name a node (reserved, empty, or contains '.')",
-                    node.name
-                )))
-                .at_node(&node.name));
-            }
-        }
-        let order = topological_order(spec)?;
-        let mut r =
-            Resolver { spec, steps: Vec::new(), index: HashMap::new(), infos: HashMap::new(), fields: HashMap::new() };
-        let input_schema =
-            Schema { fields: spec.inputs.iter().map(|(n, t)| (FieldRef::new(INPUT, n), t.clone())).collect() };
-        r.fields.insert(INPUT.into(), spec.inputs.iter().map(|(n, _)| n.clone()).collect());
-        r.infos.insert(
-            StreamId::Input,
-            StreamInfo { schema: input_schema, context: Vec::new(), provenance: BTreeSet::new() },
-        );
-        for i in order {
-            let node = &spec.nodes[i];
-            r.node(node).map_err(|(field, p)| {
-                let e = err(p).at_node(&node.name);
-                match field {
-                    Some(f) => e.at_field(f),
-                    None => e,
-                }
-            })?;
-        }
-        let output = r.output().map_err(|(field, p)| {
-            let e = err(p).at_node("outputs");
-            match field {
-                Some(f) => e.at_field(f),
-                None => e,
-            }
-        })?;
-        r.check_all_used(&output).map_err(|(node, p)| err(p).at_node(&node))?;
-        Ok(Plan {
-            name: spec.name.clone(),
-            origin: spec.origin.clone(),
-            inputs: spec.inputs.clone(),
-            steps: r.steps,
-            output,
-        })
-    }
-
-    /// The step named `name`.
-    pub fn step(&self, name: &str) -> Option<&Step> {
-        self.steps.iter().find(|s| s.name == name)
-    }
-}
-
-fn unique<'a>(names: impl Iterator<Item = &'a str>, what: &str) -> Result<(), Problem> {
-    let mut seen = BTreeSet::new();
-    for n in names {
-        if !seen.insert(n) {
-            return Err(Problem::Duplicate(format!("{what} '{n}' is declared twice")));
-        }
-    }
-    Ok(())
-}
-
-/// The fields a node reads, each with the YAML key it appears under.
-fn reads(node: &NodeSpec) -> Vec<(String, &FieldRef)> {
-    let many = |key: &str, refs: &'_ [FieldRef]| -> Vec<(String, usize)> {
-        (0..refs.len()).map(|i| (format!("{key}[{i}]"), i)).collect()
-    };
-    match &node.kind {
-        NodeKind::Model(m) => vec![("input".into(), &m.input)],
-        NodeKind::Map(m) => many("inputs", &m.inputs).into_iter().map(|(k, i)| (k, &m.inputs[i])).collect(),
-        NodeKind::Route(r) => vec![("by".into(), &r.by)],
-        NodeKind::Combine(c) => many("inputs", &c.inputs).into_iter().map(|(k, i)| (k, &c.inputs[i])).collect(),
-        NodeKind::Merge(m) => m
-            .fields
-            .iter()
-            .flat_map(|(name, refs)| refs.iter().enumerate().map(move |(i, r)| (format!("fields.{name}[{i}]"), r)))
-            .collect(),
-    }
-}
-
-/// Orders nodes so that every node comes after the nodes it reads; reports unknown
-/// nodes and cycles.
-fn topological_order(spec: &GraphSpec) -> Result<Vec<usize>, GraphError> {
-    let index: HashMap<&str, usize> = spec.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
-    let known = || {
-        let mut names: Vec<&str> = std::iter::once(INPUT).chain(spec.nodes.iter().map(|n| n.name.as_str())).collect();
-        names.sort();
-        names.join(", ")
-    };
-    let mut deps: Vec<Vec<usize>> = Vec::with_capacity(spec.nodes.len());
-    for node in &spec.nodes {
-        let mut d = Vec::new();
-        let refs = reads(node).into_iter().map(|(k, r)| (k, r.node.clone()));
-        let froms = node.from.iter().map(|s| ("from".to_string(), s.node.clone()));
-        for (key, name) in refs.chain(froms) {
-            if name == INPUT {
-                continue;
-            }
-            match index.get(name.as_str()) {
-                Some(&i) => d.push(i),
-                None => {
-                    return Err(GraphError::new(&spec.origin, Problem::UnknownNode { name, known: known() })
-                        .at_node(&node.name)
-                        .at_field(key))
-                }
-            }
-        }
-        deps.push(d);
-    }
-    // Depth-first, in declaration order: 0 = new, 1 = on the stack, 2 = done.
-    let mut state = vec![0u8; spec.nodes.len()];
-    let mut order = Vec::with_capacity(spec.nodes.len());
-    fn visit(
-        i: usize,
-        deps: &[Vec<usize>],
-        state: &mut [u8],
-        stack: &mut Vec<usize>,
-        order: &mut Vec<usize>,
-    ) -> Result<(), Vec<usize>> {
-        match state[i] {
-            2 => return Ok(()),
-            1 => {
-                let start = stack.iter().position(|&s| s == i).unwrap_or(0);
-                let mut cycle = stack[start..].to_vec();
-                cycle.push(i);
-                return Err(cycle);
-            }
-            _ => {}
-        }
-        state[i] = 1;
-        stack.push(i);
-        for &d in &deps[i] {
-            visit(d, deps, state, stack, order)?;
-        }
-        stack.pop();
-        state[i] = 2;
-        order.push(i);
-        Ok(())
-    }
-    for i in 0..spec.nodes.len() {
-        let mut stack = Vec::new();
-        if let Err(cycle) = visit(i, &deps, &mut state, &mut stack, &mut order) {
-            // The stack runs from readers to what they read; show it in data-flow order.
-            let path: Vec<&str> = cycle.iter().rev().map(|&c| spec.nodes[c].name.as_str()).collect();
-            return Err(GraphError::new(&spec.origin, Problem::Cycle(path.join(" -> "))).at_node(path[0]));
-        }
-    }
-    Ok(order)
-}
-
-type NodeResult<T> = Result<T, (Option<String>, Problem)>;
+/// A result whose error names the YAML key at fault, if any, and the problem.
+pub(super) type NodeResult<T> = Result<T, (Option<String>, Problem)>;
 
 /// What input a model accepts: any f32 field of a width (dense models), or one type.
 enum Accepts {
@@ -480,7 +171,7 @@ impl Resolver<'_> {
         }
     }
 
-    fn node(&mut self, node: &NodeSpec) -> NodeResult<()> {
+    pub(super) fn node(&mut self, node: &NodeSpec) -> NodeResult<()> {
         let refs = reads(node);
         let from = if node.from.is_empty() {
             if matches!(node.kind, NodeKind::Merge(_)) {
@@ -801,7 +492,7 @@ impl Resolver<'_> {
         }
     }
 
-    fn output(&self) -> NodeResult<OutputPlan> {
+    pub(super) fn output(&self) -> NodeResult<OutputPlan> {
         let refs: Vec<(String, &FieldRef)> = self.spec.outputs.iter().map(|(n, r)| (n.clone(), r)).collect();
         for (key, r) in &refs {
             if r.node != INPUT && !self.index.contains_key(&r.node) {
@@ -842,7 +533,7 @@ impl Resolver<'_> {
         Ok(OutputPlan { stream: from[0], fields })
     }
 
-    fn check_all_used(&self, output: &OutputPlan) -> Result<(), (String, Problem)> {
+    pub(super) fn check_all_used(&self, output: &OutputPlan) -> Result<(), (String, Problem)> {
         let mut used = vec![false; self.steps.len()];
         let mut todo = vec![output.stream];
         while let Some(s) = todo.pop() {
@@ -863,56 +554,4 @@ impl Resolver<'_> {
             None => Ok(()),
         }
     }
-}
-
-fn check_batching(b: &Batching) -> NodeResult<()> {
-    if !(1..=65536).contains(&b.max_batch_size) {
-        return Err((
-            Some("max_batch_size".into()),
-            Problem::Option(format!("{} is out of range (1 to 65536)", b.max_batch_size)),
-        ));
-    }
-    if b.max_wait_ms > 60_000 {
-        return Err((
-            Some("max_wait_ms".into()),
-            Problem::Option(format!("{} is out of range (0 to 60000)", b.max_wait_ms)),
-        ));
-    }
-    if !(1..=256).contains(&b.replicas) {
-        return Err((Some("replicas".into()), Problem::Option(format!("{} is out of range (1 to 256)", b.replicas))));
-    }
-    if let DeviceSpec::Cuda(n) = b.device {
-        if !candle_core::utils::cuda_is_available() {
-            return Err((
-                Some("device".into()),
-                Problem::Option(format!(
-                    "device cuda:{n} needs weir built with the 'cuda' feature; this build has CPU only"
-                )),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Reads a 1-D f32 tensor `name` from a safetensors file.
-fn load_vector(path: &Path, name: &str) -> Result<Vec<f32>, Problem> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| WeightsError::Unreadable { path: path.to_path_buf(), reason: e.to_string() })?;
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
-        .map_err(|e| WeightsError::Malformed { path: path.to_path_buf(), reason: e.to_string() })?;
-    let t = tensors.get(name).ok_or_else(|| {
-        let mut found: Vec<&str> = tensors.keys().map(String::as_str).collect();
-        found.sort();
-        WeightsError::MissingTensor { path: path.to_path_buf(), name: name.into(), found: found.join(", ") }
-    })?;
-    let bad = || WeightsError::BadTensor {
-        path: path.to_path_buf(),
-        name: name.into(),
-        found: format!("{:?} {:?}", t.dtype(), t.dims()),
-        expected: "F32 with one dimension".into(),
-    };
-    if t.dtype() != candle_core::DType::F32 || t.rank() != 1 {
-        return Err(bad().into());
-    }
-    Ok(t.to_vec1::<f32>().map_err(|_| bad())?)
 }

@@ -1,0 +1,246 @@
+//! Validation and resolution: a [`GraphSpec`] becomes a [`Plan`], or a [`GraphError`]
+//! that says exactly what is wrong.
+//!
+//! The plan is what the compiler turns into timely operators: nodes in topological order,
+//! each with the streams it reads (`from`), the layout of the rows it emits (a
+//! [`Schema`]), and its operator with every field resolved to an index. Weights files are
+//! read and checked here, so a graph that passes `weir check` loads.
+//!
+//! Rules enforced (each violation is an error naming the node and field):
+//! - names: node names are unique, not `input`, without dots; inputs and outputs unique;
+//! - references: every `node.field` exists and is on the reading node's path;
+//! - no cycles;
+//! - types and shapes agree across every edge (model widths, builtin inputs, aggregates);
+//! - weights files exist and have the tensor names and shapes the node needs;
+//! - batching options are in range;
+//! - topology: a node reads from one path (parallel paths join only in `combine`),
+//!   inputs of a `combine` share their route branch, a `merge` takes exactly one stream
+//!   per branch of one route, the outputs sit outside every route, and every node leads
+//!   to the outputs (nothing computed is silently dropped).
+
+mod order;
+mod params;
+mod resolve;
+
+use order::topological_order;
+use resolve::{Resolver, StreamInfo};
+
+use std::collections::{BTreeSet, HashMap};
+
+use weir_operators::dataflow::CombineSpec as CombineOp;
+use weir_operators::kernel::condition::Condition;
+use weir_operators::kernel::{KernelFactory, MapFn};
+use weir_operators::FieldType;
+
+use crate::error::{GraphError, Problem};
+use crate::spec::*;
+
+/// Which stream a step reads: the graph input, a node's output, or one branch of a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamId {
+    /// The graph's input rows.
+    Input,
+    /// The output of step `n`.
+    Node(usize),
+    /// Branch `b` of route step `n`.
+    Branch(usize, usize),
+}
+
+/// The layout of the rows on a stream: qualified field names and types, by index.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Schema {
+    /// Fields in order.
+    pub fields: Vec<(FieldRef, FieldType)>,
+}
+
+impl Schema {
+    /// The index of `r`, if the stream carries it.
+    pub fn index_of(&self, r: &FieldRef) -> Option<usize> {
+        self.fields.iter().position(|(f, _)| f == r)
+    }
+}
+
+/// The resolved operator of a step.
+#[derive(Clone, Debug)]
+pub enum StepOp {
+    /// A batched model.
+    Model {
+        /// Index of the input field.
+        input: usize,
+        /// What the model is, for plans (`mlp [64, 32, 10]`).
+        description: String,
+        /// Builds each replica's kernel (weights loaded and checked).
+        factory: KernelFactoryDebug,
+        /// Batching and placement.
+        batching: Batching,
+    },
+    /// A row function.
+    Map {
+        /// The function's name.
+        op: &'static str,
+        /// Indices of its inputs.
+        inputs: Vec<usize>,
+        /// Types of its outputs.
+        outputs: Vec<FieldType>,
+        /// The function.
+        f: MapFnDebug,
+    },
+    /// Dispatch: the first matching condition's branch, else the last (default) branch.
+    Route {
+        /// Index of the tested field.
+        by: usize,
+        /// Branch names; the last is the default.
+        branches: Vec<String>,
+        /// One condition per non-default branch.
+        conditions: Vec<Condition>,
+    },
+    /// Join per row and aggregate.
+    Combine(CombineOp),
+    /// Union of a route's branches, rebuilt into one layout.
+    Merge {
+        /// Per `from` stream, the indices of the merged record's fields.
+        layouts: Vec<Vec<usize>>,
+    },
+}
+
+/// A [`KernelFactory`] that prints as `<kernel>`.
+#[derive(Clone)]
+pub struct KernelFactoryDebug(pub KernelFactory);
+
+impl std::fmt::Debug for KernelFactoryDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<kernel>")
+    }
+}
+
+/// A [`MapFn`] that prints as `<fn>`.
+#[derive(Clone)]
+pub struct MapFnDebug(pub MapFn);
+
+impl std::fmt::Debug for MapFnDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<fn>")
+    }
+}
+
+/// One node, resolved.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// The node's name.
+    pub name: String,
+    /// The node's kind name.
+    pub kind: &'static str,
+    /// The streams it reads (several only for `combine` and `merge`).
+    pub from: Vec<StreamId>,
+    /// The layout of the rows it emits (for routes: of every branch).
+    pub schema: Schema,
+    /// The operator.
+    pub op: StepOp,
+}
+
+/// The graph's output: the stream it reads and the fields it answers with.
+#[derive(Clone, Debug)]
+pub struct OutputPlan {
+    /// The stream.
+    pub stream: StreamId,
+    /// Output name, index in the stream's rows, type.
+    pub fields: Vec<(String, usize, FieldType)>,
+}
+
+/// A validated graph, ready to compile.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The graph's name.
+    pub name: String,
+    /// Its file, or `builder`.
+    pub origin: String,
+    /// Input fields and types.
+    pub inputs: Vec<(String, FieldType)>,
+    /// Steps in topological order.
+    pub steps: Vec<Step>,
+    /// The outputs.
+    pub output: OutputPlan,
+}
+
+impl Plan {
+    /// Validates `spec` and resolves it into a plan.
+    pub fn new(spec: &GraphSpec) -> Result<Plan, GraphError> {
+        let origin = spec.origin.as_str();
+        let err = |p: Problem| GraphError::new(origin, p);
+        if spec.name.is_empty() || spec.name.contains(['/', ' ', '.']) {
+            return Err(err(Problem::Option(format!(
+                "graph name '{}' must be non-empty without '/', '.' or spaces",
+                spec.name
+            )))
+            .at_field("name"));
+        }
+        unique(spec.inputs.iter().map(|(n, _)| n.as_str()), "input field").map_err(|p| err(p).at_node(INPUT))?;
+        unique(spec.outputs.iter().map(|(n, _)| n.as_str()), "output field").map_err(|p| err(p).at_node("outputs"))?;
+        unique(spec.nodes.iter().map(|n| n.name.as_str()), "node").map_err(err)?;
+        if spec.inputs.is_empty() {
+            return Err(err(Problem::Topology("the graph declares no input fields".into())).at_field("inputs"));
+        }
+        if spec.outputs.is_empty() {
+            return Err(err(Problem::Topology("the graph declares no outputs".into())).at_field("outputs"));
+        }
+        for node in &spec.nodes {
+            if node.name == INPUT || node.name == "outputs" || node.name.is_empty() || node.name.contains('.') {
+                return Err(err(Problem::Option(format!(
+                    "'{}' cannot name a node (reserved, empty, or contains '.')",
+                    node.name
+                )))
+                .at_node(&node.name));
+            }
+        }
+        let order = topological_order(spec)?;
+        let mut r =
+            Resolver { spec, steps: Vec::new(), index: HashMap::new(), infos: HashMap::new(), fields: HashMap::new() };
+        let input_schema =
+            Schema { fields: spec.inputs.iter().map(|(n, t)| (FieldRef::new(INPUT, n), t.clone())).collect() };
+        r.fields.insert(INPUT.into(), spec.inputs.iter().map(|(n, _)| n.clone()).collect());
+        r.infos.insert(
+            StreamId::Input,
+            StreamInfo { schema: input_schema, context: Vec::new(), provenance: BTreeSet::new() },
+        );
+        for i in order {
+            let node = &spec.nodes[i];
+            r.node(node).map_err(|(field, p)| {
+                let e = err(p).at_node(&node.name);
+                match field {
+                    Some(f) => e.at_field(f),
+                    None => e,
+                }
+            })?;
+        }
+        let output = r.output().map_err(|(field, p)| {
+            let e = err(p).at_node("outputs");
+            match field {
+                Some(f) => e.at_field(f),
+                None => e,
+            }
+        })?;
+        r.check_all_used(&output).map_err(|(node, p)| err(p).at_node(&node))?;
+        Ok(Plan {
+            name: spec.name.clone(),
+            origin: spec.origin.clone(),
+            inputs: spec.inputs.clone(),
+            steps: r.steps,
+            output,
+        })
+    }
+
+    /// The step named `name`.
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+fn unique<'a>(names: impl Iterator<Item = &'a str>, what: &str) -> Result<(), Problem> {
+    let mut seen = BTreeSet::new();
+    for n in names {
+        if !seen.insert(n) {
+            return Err(Problem::Duplicate(format!("{what} '{n}' is declared twice")));
+        }
+    }
+    Ok(())
+}
