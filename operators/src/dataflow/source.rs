@@ -44,9 +44,10 @@ pub fn row_source<'scope>(
                 let mut session = output.session(&*held);
                 while sent < chunk {
                     match rows.try_recv() {
-                        Ok(batch) => {
+                        Ok(mut batch) => {
                             sent += batch.len();
-                            session.give_iterator(batch.into_iter());
+                            // A submitted batch travels as one container, without a copy.
+                            session.give_container(&mut batch);
                         }
                         Err(TryRecvError::Empty) => {
                             // Arm, then look once more: a row sent before arming is
