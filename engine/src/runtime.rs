@@ -26,7 +26,7 @@ use weir_operators::replica::ReplicaPool;
 use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
 use weir_operators::{ErrorCode, Row, RowError, RowId, Value};
 
-use crate::compile::{compile, project, ModelResources};
+use crate::compile::{compile, project, ModelResources, BATCHES_PER_REPLICA};
 use crate::error::{GraphError, Problem};
 use crate::plan::{Plan, StepOp};
 use crate::replies::{row_id, BatchReply, ReplyTable, MAX_BATCH_ROWS};
@@ -137,7 +137,8 @@ impl Engine {
                     let pool = ReplicaPool::start(
                         &step.name,
                         batching.replicas,
-                        4 * workers * batching.replicas,
+                        // Room for every worker's operator to have all its batches out.
+                        BATCHES_PER_REPLICA * workers * batching.replicas,
                         Arc::clone(&factory.0),
                     )
                     .map_err(|e| GraphError::new(&plan.origin, Problem::Start(e)).at_node(&step.name))?;
@@ -149,18 +150,18 @@ impl Engine {
             }
             let (senders, receivers): (Vec<_>, Vec<_>) =
                 (0..workers).map(|_| bounded::<Vec<Row>>(config.ingress_capacity.max(1))).unzip();
-            let (act_tx, act_rx) = sync_channel(workers);
+            let (bell_tx, bell_rx) = sync_channel(workers);
             let replies = Arc::new(ReplyTable::new());
             let stop = Arc::new(AtomicBool::new(false));
             builds.push(GraphBuild {
                 plan: Arc::clone(&plan),
                 receivers: receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
-                doorbells: Mutex::new(act_tx),
+                doorbells: Mutex::new(bell_tx),
                 models,
                 replies: Arc::clone(&replies),
                 stop: Arc::clone(&stop),
             });
-            waiting.push((plan, senders, act_rx, replies, stop, stats));
+            waiting.push((plan, senders, bell_rx, replies, stop, stats));
         }
         let builds = Arc::new(builds);
         let config = timely::Config {
@@ -186,10 +187,10 @@ impl Engine {
         .map_err(|e| GraphError::new("engine", Problem::Start(e)))?;
 
         let mut graphs = Vec::new();
-        for (plan, senders, act_rx, replies, stop, stats) in waiting {
+        for (plan, senders, bell_rx, replies, stop, stats) in waiting {
             let mut doorbells: Vec<Option<Arc<Doorbell>>> = vec![None; workers];
             for _ in 0..workers {
-                let (i, bell) = act_rx
+                let (i, bell) = bell_rx
                     .recv_timeout(Duration::from_secs(30))
                     .map_err(|_| GraphError::new(&plan.origin, Problem::Start("a worker did not start".into())))?;
                 doorbells[i] = Some(bell);
