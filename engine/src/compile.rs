@@ -18,8 +18,11 @@ use crate::plan::{Plan, StepOp, StreamId};
 
 /// Batches a batching operator may have out per replica of its node: the next ones
 /// are queued while one computes, so a replica never idles waiting for the worker to
-/// wake (measured: 2 -> 4 gained about 15% on the digits MLP; 8 gained nothing more).
-pub const BATCHES_PER_REPLICA: usize = 4;
+/// wake. A replica wakes the operator once half of them are done (see `replica.rs`),
+/// so the other half keeps it busy meanwhile. Measured on the digits MLP at batch 32
+/// (`cargo bench --bench engine -- batching`): the replica spent 80-84% of the time in
+/// forward passes with 4, 90-93% with 8.
+pub const BATCHES_PER_REPLICA: usize = 8;
 
 /// What a model step's operators need from the process: its replicas' job queue and
 /// its batch counters.

@@ -134,15 +134,16 @@ impl Engine {
             let mut stats = Vec::new();
             for (i, step) in plan.steps.iter().enumerate() {
                 if let StepOp::Model { factory, batching, .. } = &step.op {
+                    let s = Arc::new(BatchStats::new(batching.max_batch_size));
                     let pool = ReplicaPool::start(
                         &step.name,
                         batching.replicas,
                         // Room for every worker's operator to have all its batches out.
                         BATCHES_PER_REPLICA * workers * batching.replicas,
                         Arc::clone(&factory.0),
+                        Arc::clone(&s),
                     )
                     .map_err(|e| GraphError::new(&plan.origin, Problem::Start(e)).at_node(&step.name))?;
-                    let s = Arc::new(BatchStats::new(batching.max_batch_size));
                     models.insert(i, ModelResources { jobs: pool.sender(), stats: Arc::clone(&s) });
                     stats.push((step.name.clone(), s));
                     pools.push(pool);

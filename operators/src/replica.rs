@@ -13,12 +13,14 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::dataflow::doorbell::Doorbell;
 use crate::kernel::{BatchKernel, KernelFactory};
 use crate::row::panic_message;
+use crate::stats::BatchStats;
 use crate::value::Value;
 
 /// A batch for a replica: the input field of each row, in order.
@@ -53,8 +55,14 @@ pub struct ReplicaPool {
 impl ReplicaPool {
     /// Starts `replicas` threads named `weir-{node}-{i}`, each building its kernel with
     /// `factory`; returns once all are built, or the first build error. The job queue
-    /// holds at most `queue` batches.
-    pub fn start(node: &str, replicas: usize, queue: usize, factory: KernelFactory) -> Result<Self, String> {
+    /// holds at most `queue` batches. Forward-pass times go to `stats`.
+    pub fn start(
+        node: &str,
+        replicas: usize,
+        queue: usize,
+        factory: KernelFactory,
+        stats: Arc<BatchStats>,
+    ) -> Result<Self, String> {
         let (jobs, rx) = bounded::<Job>(queue.max(1));
         let (ready_tx, ready_rx) = bounded::<Result<(), String>>(replicas);
         let mut threads = Vec::with_capacity(replicas);
@@ -62,6 +70,7 @@ impl ReplicaPool {
             let rx = rx.clone();
             let factory = Arc::clone(&factory);
             let ready = ready_tx.clone();
+            let stats = Arc::clone(&stats);
             let name = format!("weir-{node}-{i}");
             let handle = std::thread::Builder::new()
                 .name(name.clone())
@@ -83,7 +92,7 @@ impl ReplicaPool {
                             // The pool waits for every replica's report; it cannot be gone yet.
                             let _ = ready.send(Ok(()));
                             drop(ready);
-                            serve(kernel, rx);
+                            serve(kernel, rx, &stats);
                         }
                         Err(e) => {
                             let _ = ready.send(Err(e));
@@ -131,18 +140,47 @@ impl Drop for ReplicaPool {
     }
 }
 
-fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>) {
-    while let Ok(job) = jobs.recv() {
+/// Runs jobs until every sender is gone.
+///
+/// Waking the operator costs more than a small batch's forward pass (an unpark, a
+/// context switch, a timely step), so a replica rings only when the operator has a
+/// reason to run: it rings after a batch unless its next job is another batch of the
+/// same operator and fewer than half of that operator's batches wait to be collected.
+/// A result therefore waits for at most one more forward pass, and only while its
+/// operator has more work queued; a replica about to idle always rings.
+fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchStats) {
+    let Ok(mut job) = jobs.recv() else { return };
+    loop {
         let rows = job.inputs.len();
-        let result = match catch_unwind(AssertUnwindSafe(|| kernel.forward(&job.inputs))) {
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(&job.inputs)));
+        stats.record_compute(started.elapsed());
+        let result = match outcome {
             Ok(Ok(out)) if out.len() == rows => Ok(out),
             Ok(Ok(out)) => Err(format!("the model returned {} outputs for {rows} rows", out.len())),
             Ok(Err(e)) => Err(e),
             Err(panic) => Err(format!("the forward pass panicked: {}", panic_message(&*panic))),
         };
+        let Job { ticket, inputs, reply, wake } = job;
         // The operator may be gone at shutdown; then nobody waits for this result.
-        if job.reply.send(Completion { ticket: job.ticket, inputs: job.inputs, result }).is_ok() {
-            job.wake.ring();
+        let delivered = reply.send(Completion { ticket, inputs, result }).is_ok();
+        let next = jobs.try_recv().ok();
+        let defer = next.as_ref().is_some_and(|n| Arc::ptr_eq(&n.wake, &wake) && !half_full(&reply));
+        if delivered && !defer {
+            wake.ring();
         }
+        job = match next {
+            Some(next) => next,
+            None => match jobs.recv() {
+                Ok(next) => next,
+                Err(_) => return,
+            },
+        };
     }
+}
+
+/// Whether at least half of a completion channel's room is taken.
+fn half_full(reply: &Sender<Completion>) -> bool {
+    let room = reply.capacity().unwrap_or(1).max(1);
+    2 * reply.len() >= room
 }

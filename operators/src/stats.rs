@@ -15,6 +15,8 @@ pub struct BatchStats {
     queue_wait_us: AtomicU64,
     /// Batches whose forward pass failed.
     failed_batches: AtomicU64,
+    /// Total nanoseconds the node's replicas spent in forward passes.
+    compute_ns: AtomicU64,
 }
 
 /// A copy of [`BatchStats`] at one moment.
@@ -28,6 +30,9 @@ pub struct BatchStatsSnapshot {
     pub queue_wait_us: u64,
     /// Batches whose forward pass failed.
     pub failed_batches: u64,
+    /// Total nanoseconds the node's replicas spent in forward passes (busy time: divided
+    /// by the wall time and the replica count, how busy the replicas were).
+    pub compute_ns: u64,
 }
 
 impl BatchStatsSnapshot {
@@ -60,6 +65,7 @@ impl BatchStats {
             rows: AtomicU64::new(0),
             queue_wait_us: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
+            compute_ns: AtomicU64::new(0),
         }
     }
 
@@ -76,6 +82,11 @@ impl BatchStats {
         self.failed_batches.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records the time one forward pass took on a replica.
+    pub fn record_compute(&self, took: std::time::Duration) {
+        self.compute_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
     /// A copy of the counters.
     pub fn snapshot(&self) -> BatchStatsSnapshot {
         BatchStatsSnapshot {
@@ -83,6 +94,7 @@ impl BatchStats {
             rows: self.rows.load(Ordering::Relaxed),
             queue_wait_us: self.queue_wait_us.load(Ordering::Relaxed),
             failed_batches: self.failed_batches.load(Ordering::Relaxed),
+            compute_ns: self.compute_ns.load(Ordering::Relaxed),
         }
     }
 }
