@@ -3,7 +3,9 @@
 //! - `weir check GRAPH.yaml...`: validate and print the compiled plan;
 //! - `weir graph GRAPH.yaml --format dot|mermaid`: draw it;
 //! - `weir run GRAPH.yaml --input rows.jsonl [--output out.jsonl]`: JSON lines in,
-//!   JSON lines out, in order.
+//!   JSON lines out, in order;
+//! - `weir serve GRAPH.yaml... [--host H] [--port P] [--workers N]`: serve every graph
+//!   over HTTP until SIGINT or SIGTERM.
 //!
 //! Exit codes: 0 on success (also when some rows failed: they are error lines), 1 when a
 //! graph is invalid, 2 on an I/O error.
@@ -12,9 +14,10 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use weir_connectors::http::{self, AppState, ServerConfig};
 use weir_engine::{load_plan, render, Engine, EngineConfig};
 
 #[derive(Parser)]
@@ -57,6 +60,34 @@ enum Command {
         #[arg(long, default_value_t = 4096)]
         in_flight: usize,
     },
+    /// Serve graphs over HTTP at POST /graphs/{name} until SIGINT or SIGTERM.
+    Serve {
+        /// Graph files; each is served under its `name`.
+        #[arg(required = true)]
+        graphs: Vec<PathBuf>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Port to listen on (0: any free port; the chosen one is logged).
+        #[arg(long, default_value_t = 8000)]
+        port: u16,
+        /// Timely worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Rows in flight per graph at most (overrides the graphs' serving.max_in_flight).
+        #[arg(long)]
+        max_in_flight: Option<usize>,
+        /// Deadline of requests that set no X-Request-Timeout-Ms, in milliseconds
+        /// (overrides the graphs' serving.timeout_ms).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Largest request body, in bytes.
+        #[arg(long, default_value_t = 4 << 20)]
+        body_limit: usize,
+        /// After SIGINT/SIGTERM, how long requests in flight may take to finish, in ms.
+        #[arg(long, default_value_t = 10_000)]
+        grace_ms: u64,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -73,8 +104,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     weir::one_thread_per_forward_pass();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
         .with_writer(io::stderr)
+        .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
     match Cli::parse().command {
         Command::Check { graphs } => {
@@ -113,7 +148,56 @@ fn main() -> ExitCode {
                 Err(e) => fail(2, &e),
             }
         }
+        Command::Serve { graphs, host, port, workers, max_in_flight, timeout_ms, body_limit, grace_ms } => {
+            let mut plans = Vec::new();
+            for path in &graphs {
+                match load_plan(path) {
+                    Ok(mut plan) => {
+                        if let Some(n) = max_in_flight {
+                            plan.serving.max_in_flight = n.max(1);
+                        }
+                        plans.push(plan);
+                    }
+                    Err(e) => return fail(1, &e),
+                }
+            }
+            let engine = match Engine::start(plans, EngineConfig { workers, ..EngineConfig::default() }) {
+                Ok(engine) => engine,
+                Err(e) => return fail(1, &e),
+            };
+            let config = ServerConfig { body_limit, default_timeout: timeout_ms.map(Duration::from_millis) };
+            let served = serve(&engine, &host, port, config, Duration::from_millis(grace_ms));
+            // Rows still in the engine are answered `unavailable` as it stops.
+            drop(engine);
+            match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(2, &e),
+            }
+        }
     }
+}
+
+fn serve(engine: &Engine, host: &str, port: u16, config: ServerConfig, grace: Duration) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("weir-http")
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((host, port))
+            .await
+            .with_context(|| format!("cannot listen on {host}:{port}"))?;
+        let addr = listener.local_addr()?;
+        let state = AppState::new(engine.graphs(), config);
+        for g in engine.graphs() {
+            tracing::info!("serving graph '{}' at http://{addr}/graphs/{}", g.name(), g.name());
+        }
+        eprintln!("weir: listening on http://{addr}");
+        http::serve(listener, state, http::shutdown_signal(), grace).await?;
+        eprintln!("weir: stopped");
+        Ok(())
+    })
 }
 
 fn run(engine: &Engine, input: &PathBuf, output: Option<&PathBuf>, in_flight: usize) -> anyhow::Result<()> {

@@ -87,6 +87,7 @@ impl GraphBuilder {
                 inputs: Vec::new(),
                 nodes: Vec::new(),
                 outputs: Vec::new(),
+                serving: Serving::default(),
             },
         }
     }
@@ -107,6 +108,11 @@ impl GraphBuilder {
     pub fn node(&mut self, name: &str, bound: Bound) -> NodeRef {
         self.spec.nodes.push(NodeSpec { name: name.to_string(), from: bound.from, kind: bound.kind });
         NodeRef { name: name.to_string() }
+    }
+
+    /// Sets how the graph is served (admission bound, default deadline).
+    pub fn serving(&mut self, serving: Serving) {
+        self.spec.serving = serving;
     }
 
     /// Declares an output field.

@@ -24,6 +24,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod admission;
 pub mod builder;
 pub mod compile;
 pub mod error;
@@ -38,7 +39,7 @@ pub use builder::GraphBuilder;
 pub use error::{GraphError, Problem};
 pub use plan::Plan;
 pub use replies::BatchReply;
-pub use runtime::{Engine, EngineConfig, GraphHandle, Reply, RowResult, SubmitError};
+pub use runtime::{Engine, EngineConfig, GraphHandle, Reply, RowResult, SubmitError, SubmitOptions};
 pub use spec::GraphSpec;
 
 /// Loads, validates and plans a graph file.

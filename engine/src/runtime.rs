@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use timely::WorkerConfig;
@@ -26,6 +26,7 @@ use weir_operators::replica::ReplicaPool;
 use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
 use weir_operators::{ErrorCode, Row, RowError, RowId, Value};
 
+use crate::admission::Admission;
 use crate::compile::{compile, project, ModelResources, BATCHES_PER_REPLICA};
 use crate::error::{GraphError, Problem};
 use crate::plan::{Plan, StepOp};
@@ -68,7 +69,8 @@ pub enum SubmitError {
     /// The row does not match the graph's inputs (the caller's fault).
     #[error("{0}")]
     Invalid(RowError),
-    /// The ingress channel is full (retry later).
+    /// The graph has its maximum of rows in flight, or its ingress channel is full
+    /// (retry later).
     #[error("graph '{0}' is at capacity")]
     Full(String),
     /// The engine is shutting down.
@@ -86,6 +88,18 @@ struct GraphShared {
     width: usize,
     stop: Arc<AtomicBool>,
     stats: Vec<(String, Arc<BatchStats>)>,
+    admission: Arc<Admission>,
+}
+
+/// How a submission enters a graph.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SubmitOptions {
+    /// Wait for room (admission bound, ingress channel) instead of refusing with
+    /// [`SubmitError::Full`].
+    pub wait: bool,
+    /// The rows' deadline: a model node does not compute them after it, and closes a
+    /// partial batch early to meet it. A row past it is answered `deadline_exceeded`.
+    pub deadline: Option<Instant>,
 }
 
 /// A handle on one running graph; cheap to clone, usable from any thread.
@@ -196,6 +210,7 @@ impl Engine {
                     .map_err(|_| GraphError::new(&plan.origin, Problem::Start("a worker did not start".into())))?;
                 doorbells[i] = Some(bell);
             }
+            let plan_limit = plan.serving.max_in_flight;
             let width = plan.steps.iter().map(|s| s.schema.fields.len()).max().unwrap_or(0).max(plan.inputs.len());
             graphs.push(GraphHandle {
                 shared: Arc::new(GraphShared {
@@ -207,6 +222,7 @@ impl Engine {
                     next_slot: AtomicU64::new(0),
                     stop,
                     stats,
+                    admission: Arc::new(Admission::new(plan_limit)),
                 }),
             });
         }
@@ -266,6 +282,16 @@ impl GraphHandle {
         self.shared.width
     }
 
+    /// Rows admitted and not yet answered.
+    pub fn in_flight(&self) -> usize {
+        self.shared.admission.in_flight()
+    }
+
+    /// The bound on [`GraphHandle::in_flight`] (the plan's `serving.max_in_flight`).
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.admission.limit()
+    }
+
     /// The graph's plan (input and output schemas, steps).
     pub fn plan(&self) -> &Plan {
         &self.shared.plan
@@ -274,28 +300,40 @@ impl GraphHandle {
     /// Submits a row, waiting while the ingress channel is full. `reply` is called
     /// exactly once with the answer, unless this returns an error (then never).
     pub fn submit(&self, values: Vec<Value>, reply: Reply) -> Result<RowId, SubmitError> {
-        self.enter(vec![values], one(reply), true)
+        self.enter(vec![values], one(reply), SubmitOptions { wait: true, deadline: None })
     }
 
     /// Submits a row, refusing with [`SubmitError::Full`] instead of waiting.
     pub fn try_submit(&self, values: Vec<Value>, reply: Reply) -> Result<RowId, SubmitError> {
-        self.enter(vec![values], one(reply), false)
+        self.enter(vec![values], one(reply), SubmitOptions::default())
     }
 
     /// Submits a batch of rows (all or none), waiting while the ingress channel is
     /// full. `reply` is called once with every answer, in input order. The rows travel
     /// together to one worker; their model nodes may still batch them with others.
     pub fn submit_batch(&self, rows: Vec<Vec<Value>>, reply: BatchReply) -> Result<RowId, SubmitError> {
-        self.enter(rows, reply, true)
+        self.enter(rows, reply, SubmitOptions { wait: true, deadline: None })
     }
 
     /// Submits a batch, refusing with [`SubmitError::Full`] instead of waiting.
     pub fn try_submit_batch(&self, rows: Vec<Vec<Value>>, reply: BatchReply) -> Result<RowId, SubmitError> {
-        self.enter(rows, reply, false)
+        self.enter(rows, reply, SubmitOptions::default())
+    }
+
+    /// Submits a batch as `options` say: waiting or refusing when the graph is full,
+    /// with or without a deadline. Returns the id of the batch's first row.
+    pub fn submit_with(
+        &self,
+        rows: Vec<Vec<Value>>,
+        options: SubmitOptions,
+        reply: BatchReply,
+    ) -> Result<RowId, SubmitError> {
+        self.enter(rows, reply, options)
     }
 
     /// Returns the id of the batch's first row.
-    fn enter(&self, rows: Vec<Vec<Value>>, reply: BatchReply, wait: bool) -> Result<RowId, SubmitError> {
+    fn enter(&self, rows: Vec<Vec<Value>>, reply: BatchReply, options: SubmitOptions) -> Result<RowId, SubmitError> {
+        let wait = options.wait;
         let s = &*self.shared;
         if s.stop.load(Ordering::Acquire) {
             return Err(SubmitError::Closed);
@@ -310,16 +348,30 @@ impl GraphHandle {
         for values in &rows {
             check_inputs(&s.plan, values).map_err(SubmitError::Invalid)?;
         }
+        let n = rows.len();
+        let admitted = if wait { s.admission.acquire(n, &s.stop) } else { s.admission.try_acquire(n) };
+        if !admitted {
+            return Err(if s.stop.load(Ordering::Acquire) {
+                SubmitError::Closed
+            } else {
+                SubmitError::Full(s.plan.name.clone())
+            });
+        }
+        // The permits go back when the reply is called (or below, if the rows never enter).
+        let admission = Arc::clone(&s.admission);
+        let reply: BatchReply = Box::new(move |results| {
+            admission.release(n);
+            reply(results)
+        });
         let slot = s.next_slot.fetch_add(1, Ordering::Relaxed);
         let worker = (slot % s.senders.len() as u64) as usize;
-        let n = rows.len();
         let batch: Vec<Row> = rows
             .into_iter()
             .enumerate()
             .map(|(i, mut values)| {
                 // Room for every field the row will gain, so operators never reallocate.
                 values.reserve_exact(s.width.saturating_sub(values.len()));
-                Row::new(row_id(slot, i), values)
+                Row::new(row_id(slot, i), values).until(options.deadline)
             })
             .collect();
         s.replies.open(slot, n, reply);
@@ -333,6 +385,7 @@ impl GraphHandle {
         };
         if let Err(e) = sent {
             s.replies.cancel(slot);
+            s.admission.release(n);
             return Err(e);
         }
         s.doorbells[worker].ring();

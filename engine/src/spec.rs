@@ -38,6 +38,26 @@ pub struct GraphSpec {
     pub nodes: Vec<NodeSpec>,
     /// Output fields: a name and the field it takes its value from.
     pub outputs: Vec<(String, FieldRef)>,
+    /// How the graph is served: admission and deadlines.
+    pub serving: Serving,
+}
+
+/// How a graph admits rows and how long they may take. Servers (HTTP, Kafka) may
+/// override both from their command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Serving {
+    /// Rows of this graph admitted and not yet answered, at most. Beyond it a server
+    /// refuses at once (HTTP 503) or waits (`weir run`, Kafka), so memory stays bounded.
+    pub max_in_flight: usize,
+    /// A row's deadline when its request names none, in milliseconds; `None`: no
+    /// deadline.
+    pub timeout_ms: Option<u64>,
+}
+
+impl Default for Serving {
+    fn default() -> Self {
+        Serving { max_in_flight: 8192, timeout_ms: Some(30_000) }
+    }
 }
 
 /// A reference to a field: `node.field`, or `input.field`.

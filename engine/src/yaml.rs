@@ -45,6 +45,15 @@ struct GraphFile {
     inputs: Mapping,
     nodes: Mapping,
     outputs: Mapping,
+    #[serde(default)]
+    serving: Option<ServingFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServingFile {
+    max_in_flight: Option<usize>,
+    timeout_ms: Option<u64>,
 }
 
 /// Parses graph YAML; `origin` names it in errors, `base_dir` anchors relative paths.
@@ -87,7 +96,16 @@ pub fn parse(text: &str, origin: &str, base_dir: PathBuf) -> Result<GraphSpec, G
         outputs.push((name, r));
     }
 
-    Ok(GraphSpec { name: file.name, origin: origin.to_string(), base_dir, inputs, nodes, outputs })
+    let mut serving = Serving::default();
+    if let Some(s) = file.serving {
+        if let Some(n) = s.max_in_flight {
+            serving.max_in_flight = n;
+        }
+        if let Some(ms) = s.timeout_ms {
+            serving.timeout_ms = Some(ms);
+        }
+    }
+    Ok(GraphSpec { name: file.name, origin: origin.to_string(), base_dir, inputs, nodes, outputs, serving })
 }
 
 type NodeResult<T> = Result<T, (Option<String>, Problem)>;

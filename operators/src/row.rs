@@ -7,6 +7,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,17 +23,26 @@ pub struct Row {
     pub id: RowId,
     /// The fields of the edge's schema, in order, or the error.
     pub data: Result<Vec<Value>, Arc<RowError>>,
+    /// When the row's answer stops being useful: a model node does not compute a row
+    /// past it (the row fails with `deadline_exceeded`), and closes a partial batch
+    /// early to meet it.
+    pub deadline: Option<Instant>,
 }
 
 impl Row {
-    /// A row with values.
+    /// A row with values and no deadline.
     pub fn new(id: RowId, values: Vec<Value>) -> Self {
-        Row { id, data: Ok(values) }
+        Row { id, data: Ok(values), deadline: None }
     }
 
     /// A failed row.
     pub fn failed(id: RowId, error: RowError) -> Self {
-        Row { id, data: Err(Arc::new(error)) }
+        Row { id, data: Err(Arc::new(error)), deadline: None }
+    }
+
+    /// The same row with `deadline`.
+    pub fn until(self, deadline: Option<Instant>) -> Self {
+        Row { deadline, ..self }
     }
 }
 

@@ -3,6 +3,12 @@
 //! tests read them to check batching semantics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (inclusive, microseconds) of the queue-wait histogram's buckets; a last
+/// bucket takes longer waits.
+pub const WAIT_BUCKETS_US: [u64; 12] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
 
 /// Batch statistics of one model node.
 #[derive(Debug)]
@@ -17,6 +23,11 @@ pub struct BatchStats {
     failed_batches: AtomicU64,
     /// Total nanoseconds the node's replicas spent in forward passes.
     compute_ns: AtomicU64,
+    /// Forward passes run (failed ones included).
+    forwards: AtomicU64,
+    /// Rows by queue wait: `wait_buckets[i]` counts waits up to `WAIT_BUCKETS_US[i]`, the
+    /// last entry longer ones.
+    wait_buckets: Vec<AtomicU64>,
 }
 
 /// A copy of [`BatchStats`] at one moment.
@@ -33,6 +44,11 @@ pub struct BatchStatsSnapshot {
     /// Total nanoseconds the node's replicas spent in forward passes (busy time: divided
     /// by the wall time and the replica count, how busy the replicas were).
     pub compute_ns: u64,
+    /// Forward passes run.
+    pub forwards: u64,
+    /// Rows by queue wait, per bucket of [`WAIT_BUCKETS_US`] (not cumulative), plus
+    /// one for longer waits.
+    pub wait_buckets: Vec<u64>,
 }
 
 impl BatchStatsSnapshot {
@@ -66,15 +82,35 @@ impl BatchStats {
             queue_wait_us: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
             compute_ns: AtomicU64::new(0),
+            forwards: AtomicU64::new(0),
+            wait_buckets: (0..=WAIT_BUCKETS_US.len()).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
-    /// Records a batch of `rows` rows whose rows waited `wait_us` microseconds in total.
-    pub fn record_batch(&self, rows: usize, wait_us: u64) {
+    /// Records a batch whose rows waited `waits_us` microseconds each.
+    pub fn record_batch(&self, waits_us: impl Iterator<Item = u64>) {
+        let mut buckets = [0u64; WAIT_BUCKETS_US.len() + 1];
+        let (mut rows, mut total) = (0usize, 0u64);
+        for w in waits_us {
+            buckets[WAIT_BUCKETS_US.partition_point(|&b| b < w)] += 1;
+            rows += 1;
+            total += w;
+        }
         let slot = rows.min(self.sizes.len() - 1);
         self.sizes[slot].fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows as u64, Ordering::Relaxed);
-        self.queue_wait_us.fetch_add(wait_us, Ordering::Relaxed);
+        self.queue_wait_us.fetch_add(total, Ordering::Relaxed);
+        for (counter, n) in self.wait_buckets.iter().zip(buckets) {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The mean time of one forward pass so far (zero before the first).
+    pub fn mean_forward(&self) -> Duration {
+        let n = self.forwards.load(Ordering::Relaxed);
+        Duration::from_nanos(self.compute_ns.load(Ordering::Relaxed).checked_div(n).unwrap_or(0))
     }
 
     /// Records a failed forward pass.
@@ -85,6 +121,7 @@ impl BatchStats {
     /// Records the time one forward pass took on a replica.
     pub fn record_compute(&self, took: std::time::Duration) {
         self.compute_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+        self.forwards.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A copy of the counters.
@@ -95,6 +132,8 @@ impl BatchStats {
             queue_wait_us: self.queue_wait_us.load(Ordering::Relaxed),
             failed_batches: self.failed_batches.load(Ordering::Relaxed),
             compute_ns: self.compute_ns.load(Ordering::Relaxed),
+            forwards: self.forwards.load(Ordering::Relaxed),
+            wait_buckets: self.wait_buckets.iter().map(|n| n.load(Ordering::Relaxed)).collect(),
         }
     }
 }

@@ -160,6 +160,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// The outputs.
     pub output: OutputPlan,
+    /// Admission bound and default deadline.
+    pub serving: Serving,
 }
 
 impl Plan {
@@ -173,6 +175,16 @@ impl Plan {
                 spec.name
             )))
             .at_field("name"));
+        }
+        if spec.serving.max_in_flight == 0 {
+            return Err(err(Problem::Option("max_in_flight must be at least 1".into()))
+                .at_node("serving")
+                .at_field("max_in_flight"));
+        }
+        if spec.serving.timeout_ms == Some(0) {
+            return Err(err(Problem::Option("timeout_ms must be at least 1".into()))
+                .at_node("serving")
+                .at_field("timeout_ms"));
         }
         unique(spec.inputs.iter().map(|(n, _)| n.as_str()), "input field").map_err(|p| err(p).at_node(INPUT))?;
         unique(spec.outputs.iter().map(|(n, _)| n.as_str()), "output field").map_err(|p| err(p).at_node("outputs"))?;
@@ -226,6 +238,7 @@ impl Plan {
             inputs: spec.inputs.clone(),
             steps: r.steps,
             output,
+            serving: spec.serving.clone(),
         })
     }
 

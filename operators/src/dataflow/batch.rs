@@ -11,6 +11,11 @@
 //! delayed activation. A batch's inputs move to the replica and back, so no reference
 //! count is touched from two threads. Nothing here blocks the worker.
 //!
+//! Deadlines: a row whose deadline has passed when its batch leaves is not computed; it
+//! is answered at once with a `deadline_exceeded` error naming the node. A partial batch
+//! also leaves early when its earliest deadline, less one mean forward pass and a small
+//! slack, comes before its oldest row's `max_wait`.
+//!
 //! Error rows pass through at once. A failed forward pass fails every row of its batch
 //! with a `model_failed` error naming the node; the operator keeps running.
 
@@ -60,6 +65,7 @@ struct Queued {
     values: Vec<Value>,
     time: Time,
     arrived: Instant,
+    deadline: Option<Instant>,
 }
 
 impl<'scope> BatchForward<'scope> for RowStream<'scope> {
@@ -88,7 +94,9 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                     let before = queue.len();
                     for row in data.flat_map(|d| d.drain(..)) {
                         match row.data {
-                            Ok(values) => queue.push_back(Queued { id: row.id, values, time, arrived }),
+                            Ok(values) => {
+                                queue.push_back(Queued { id: row.id, values, time, arrived, deadline: row.deadline })
+                            }
                             Err(_) => output.session(&cap).give(row),
                         }
                     }
@@ -119,28 +127,53 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                         };
                         let answered =
                             rows.into_iter().zip(done.inputs).zip(outputs).map(|((queued, input), result)| {
-                                let Queued { id, mut values, time, .. } = queued;
+                                let Queued { id, mut values, time, deadline, .. } = queued;
                                 values[config.input] = input;
                                 let data = result.map(|out| {
                                     values.push(out);
                                     values
                                 });
-                                (time, Row { id, data })
+                                (time, Row { id, data, deadline })
                             });
                         emit(output, &mut caps, answered);
                     }
 
-                    // Send batches: full ones, or a partial one whose oldest row has waited enough.
+                    // Send batches: full ones, or a partial one whose oldest row has waited
+                    // enough or whose earliest deadline needs it to leave now.
                     let now = Instant::now();
                     while in_flight.len() < config.max_in_flight {
                         let Some(oldest) = queue.front() else { break };
-                        let waited = now.saturating_duration_since(oldest.arrived);
-                        if queue.len() < config.max_batch_size && waited < config.max_wait {
-                            activator.activate_after(config.max_wait - waited);
-                            break;
+                        if queue.len() < config.max_batch_size {
+                            let mut close_at = oldest.arrived + config.max_wait;
+                            if let Some(d) = queue.iter().filter_map(|q| q.deadline).min() {
+                                // Leave one forward pass's time to compute before it, and
+                                // room for a late timer.
+                                let lead = stats.mean_forward() + DEADLINE_SLACK;
+                                close_at = close_at.min(d.checked_sub(lead).unwrap_or(d));
+                            }
+                            if now < close_at {
+                                activator.activate_after(close_at - now);
+                                break;
+                            }
                         }
                         let take = queue.len().min(config.max_batch_size);
-                        let mut rows: Vec<Queued> = queue.drain(..take).collect();
+                        let (mut rows, late): (Vec<Queued>, Vec<Queued>) =
+                            queue.drain(..take).partition(|q| q.deadline.is_none_or(|d| d > now));
+                        if !late.is_empty() {
+                            // Past their deadline: answered at once, not computed.
+                            let error = Arc::new(RowError::new(
+                                ErrorCode::DeadlineExceeded,
+                                &*config.node,
+                                "the row's deadline passed before its batch was computed",
+                            ));
+                            let failed = late.into_iter().map(|q| {
+                                (q.time, Row { id: q.id, data: Err(Arc::clone(&error)), deadline: q.deadline })
+                            });
+                            emit(output, &mut caps, failed);
+                            if rows.is_empty() {
+                                continue;
+                            }
+                        }
                         // The inputs move to the replica and come back with the result; a
                         // placeholder holds their place in the row meanwhile.
                         let inputs = rows
@@ -152,11 +185,9 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                         match jobs.try_send(job) {
                             Ok(()) => {
                                 next_ticket += 1;
-                                let wait_us: u64 = rows
-                                    .iter()
-                                    .map(|q| now.saturating_duration_since(q.arrived).as_micros() as u64)
-                                    .sum();
-                                stats.record_batch(rows.len(), wait_us);
+                                stats.record_batch(
+                                    rows.iter().map(|q| now.saturating_duration_since(q.arrived).as_micros() as u64),
+                                );
                                 in_flight.insert(ticket, rows);
                             }
                             Err(TrySendError::Full(job)) => {
@@ -174,8 +205,9 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                                     &*config.node,
                                     "the node's replicas have stopped",
                                 ));
-                                let failed =
-                                    rows.into_iter().map(|q| (q.time, Row { id: q.id, data: Err(Arc::clone(&error)) }));
+                                let failed = rows.into_iter().map(|q| {
+                                    (q.time, Row { id: q.id, data: Err(Arc::clone(&error)), deadline: q.deadline })
+                                });
                                 emit(output, &mut caps, failed);
                             }
                         }
@@ -194,6 +226,10 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
         })
     }
 }
+
+/// How much earlier than (its deadline minus one forward pass) a partial batch leaves:
+/// a delayed activation may fire a little late.
+const DEADLINE_SLACK: Duration = Duration::from_millis(2);
 
 /// Capabilities held for queued and in-flight rows: one per time, with a row count.
 type HeldCaps = BTreeMap<Time, (Capability<Time>, usize)>;

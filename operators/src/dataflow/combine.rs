@@ -48,7 +48,10 @@ pub trait CombineRows<'scope> {
 impl<'scope> CombineRows<'scope> for RowStream<'scope> {
     fn combine_rows(self, others: Vec<RowStream<'scope>>, spec: CombineSpec) -> RowStream<'scope> {
         if others.is_empty() {
-            return self.map(move |row: Row| finish(&spec, row.id, row.data.map(|v| vec![v]).map_err(|e| vec![e])));
+            return self.map(move |row: Row| {
+                let deadline = row.deadline;
+                finish(&spec, row.id, row.data.map(|v| vec![v]).map_err(|e| vec![e])).until(deadline)
+            });
         }
         let scope = self.scope();
         let inputs = others.len() + 1;
@@ -77,20 +80,21 @@ impl<'scope> CombineRows<'scope> for RowStream<'scope> {
 
 /// Joins the parts of one row (one per input, in input order) and aggregates.
 fn join(spec: &CombineSpec, id: RowId, parts: Vec<Row>) -> Row {
+    let deadline = parts.first().and_then(|p| p.deadline);
     let mut records = Vec::with_capacity(parts.len());
     for part in parts {
         match part.data {
             Ok(values) => records.push(values),
-            Err(e) => return Row { id, data: Err(e) },
+            Err(e) => return Row { id, data: Err(e), deadline },
         }
     }
-    finish(spec, id, Ok(records))
+    finish(spec, id, Ok(records)).until(deadline)
 }
 
 fn finish(spec: &CombineSpec, id: RowId, records: Result<Vec<Vec<Value>>, Vec<Arc<RowError>>>) -> Row {
     let mut records = match records {
         Ok(records) => records.into_iter(),
-        Err(mut errors) => return Row { id, data: Err(errors.remove(0)) },
+        Err(mut errors) => return Row { id, data: Err(errors.remove(0)), deadline: None },
     };
     let Some(mut joined) = records.next() else {
         return Row::failed(id, RowError::new(ErrorCode::NodeFailed, &*spec.node, "no inputs"));
@@ -104,7 +108,7 @@ fn finish(spec: &CombineSpec, id: RowId, records: Result<Vec<Vec<Value>>, Vec<Ar
     match result {
         Ok(Ok(value)) if value.conforms_to(&spec.output) => {
             joined.push(value);
-            Row { id, data: Ok(joined) }
+            Row::new(id, joined)
         }
         Ok(Ok(value)) => {
             error(format!("the aggregate returned {}, the node declares {}", value.type_name(), spec.output))

@@ -25,7 +25,7 @@ pub trait MapRows<'scope> {
 impl<'scope> MapRows<'scope> for RowStream<'scope> {
     fn map_rows(self, node: Arc<str>, inputs: Vec<usize>, outputs: Vec<FieldType>, f: MapFn) -> RowStream<'scope> {
         self.map(move |row: Row| {
-            let Row { id, data } = row;
+            let Row { id, data, deadline } = row;
             let data = data.and_then(|mut values| match apply(&node, &inputs, &outputs, &f, &values) {
                 Ok(out) => {
                     values.extend(out);
@@ -33,7 +33,7 @@ impl<'scope> MapRows<'scope> for RowStream<'scope> {
                 }
                 Err(e) => Err(Arc::new(e)),
             });
-            Row { id, data }
+            Row { id, data, deadline }
         })
     }
 }

@@ -26,6 +26,7 @@ pub fn merge_rows<'scope>(
                 stream.map(move |row: Row| Row {
                     id: row.id,
                     data: row.data.map(|values| layout.iter().map(|&i| values[i].clone()).collect()),
+                    deadline: row.deadline,
                 })
             })
             .collect();

@@ -1,0 +1,386 @@
+//! The HTTP endpoint (axum): every graph of an engine at `POST /graphs/{name}`.
+//!
+//! A request's rows are decoded by the graph's input schema, admitted against the
+//! graph's in-flight bound (503 with `Retry-After` beyond it, answered at once),
+//! submitted with a deadline, and answered when the graph's sink delivers them (or with
+//! 504 when the deadline passes first). Concurrent requests are rows of the same
+//! dataflow, so model nodes batch them together. The routes:
+//!
+//! - `POST /graphs/{name}`: one JSON object gives one object back; an array gives an
+//!   array back, in order, where a row that failed inside the graph is an error object;
+//! - `GET /graphs`: names, input and output schemas, limits;
+//! - `GET /openapi.json`: the OpenAPI 3 document of all of it ([`openapi`]);
+//! - `GET /healthz`, `GET /readyz` (503 once shutdown begins), `GET /metrics`
+//!   ([`metrics`]).
+//!
+//! Errors are JSON (see [`error`]): malformed JSON 400, wrong content type 415, body
+//! over the limit 413, missing field or wrong type or shape 422 naming the field,
+//! unknown graph or route 404, wrong method 405, overload 503, deadline 504, a node
+//! that failed 500 naming it.
+
+pub mod error;
+pub mod histogram;
+pub mod metrics;
+pub mod openapi;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json as JsonBody, Router};
+use serde_json::{json, Value as Json};
+use tokio::net::TcpListener;
+use weir_engine::{GraphHandle, RowResult, SubmitError, SubmitOptions};
+use weir_operators::{ErrorCode, RowError, Value};
+
+use crate::json::{decode_row, encode_error, encode_row};
+use error::ApiError;
+use metrics::GraphMetrics;
+
+/// The request header that sets a request's deadline, in milliseconds.
+pub const TIMEOUT_HEADER: &str = "x-request-timeout-ms";
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The largest request body accepted, in bytes (413 beyond).
+    pub body_limit: usize,
+    /// A deadline for requests that name none, overriding every graph's
+    /// `serving.timeout_ms`.
+    pub default_timeout: Option<Duration>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { body_limit: 4 << 20, default_timeout: None }
+    }
+}
+
+struct Served {
+    handle: GraphHandle,
+    outputs: Vec<String>,
+    timeout: Option<Duration>,
+    metrics: GraphMetrics,
+}
+
+/// What the handlers share: the graphs, their metrics, the settings, readiness.
+pub struct AppState {
+    graphs: Vec<Served>,
+    config: ServerConfig,
+    ready: AtomicBool,
+}
+
+impl AppState {
+    /// Serves `graphs` (handles of a running engine) with `config`; ready at once.
+    pub fn new(graphs: &[GraphHandle], config: ServerConfig) -> Arc<Self> {
+        let graphs = graphs
+            .iter()
+            .map(|g| Served {
+                handle: g.clone(),
+                outputs: g.plan().output.fields.iter().map(|(n, _, _)| n.clone()).collect(),
+                timeout: config.default_timeout.or(g.plan().serving.timeout_ms.map(Duration::from_millis)),
+                metrics: GraphMetrics::default(),
+            })
+            .collect();
+        Arc::new(AppState { graphs, config, ready: AtomicBool::new(true) })
+    }
+
+    /// Marks the server not ready (`/readyz` answers 503): shutdown has begun.
+    pub fn begin_shutdown(&self) {
+        self.ready.store(false, Ordering::Release);
+    }
+
+    fn graph(&self, name: &str) -> Option<&Served> {
+        self.graphs.iter().find(|g| g.handle.name() == name)
+    }
+}
+
+/// The router of every route above.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/graphs/{name}", post(run_graph))
+        .route("/graphs", get(list_graphs))
+        .route("/openapi.json", get(openapi_document))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` completes; then stops accepting,
+/// lets requests in flight finish for at most `grace`, and returns.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+    let flagged = Arc::clone(&state);
+    let signal = async move {
+        shutdown.await;
+        flagged.begin_shutdown();
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let _ = begun_tx.send(());
+    };
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
+    let server = tokio::spawn(async move { server.await });
+    let grace_timer = async move {
+        if begun_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        done = server => done.map_err(std::io::Error::other)?,
+        () = grace_timer => {
+            tracing::warn!("grace period over with requests still in flight; stopping");
+            Ok(())
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    }
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let graphs: Vec<(GraphHandle, &GraphMetrics)> =
+        state.graphs.iter().map(|g| (g.handle.clone(), &g.metrics)).collect();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render(&graphs)).into_response()
+}
+
+fn schemas(state: &AppState) -> Vec<openapi::GraphSchema<'_>> {
+    state
+        .graphs
+        .iter()
+        .map(|g| {
+            let plan = g.handle.plan();
+            openapi::GraphSchema {
+                name: g.handle.name(),
+                inputs: plan.inputs.iter().map(|(n, t)| (n.as_str(), t)).collect(),
+                outputs: plan.output.fields.iter().map(|(n, _, t)| (n.as_str(), t)).collect(),
+            }
+        })
+        .collect()
+}
+
+async fn list_graphs(State(state): State<Arc<AppState>>) -> JsonBody<Json> {
+    let graphs: Vec<Json> = schemas(&state)
+        .iter()
+        .zip(&state.graphs)
+        .map(|(s, g)| {
+            json!({
+                "name": s.name,
+                "path": format!("/graphs/{}", s.name),
+                "inputs": openapi::object_schema(s.inputs.iter().copied()),
+                "outputs": openapi::object_schema(s.outputs.iter().copied()),
+                "max_in_flight": g.handle.max_in_flight(),
+                "timeout_ms": g.timeout.map(|t| t.as_millis() as u64),
+            })
+        })
+        .collect();
+    JsonBody(json!({ "graphs": graphs }))
+}
+
+async fn openapi_document(State(state): State<Arc<AppState>>) -> JsonBody<Json> {
+    JsonBody(openapi::document(&schemas(&state)))
+}
+
+async fn run_graph(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let Some(graph) = state.graph(&name) else {
+        return ApiError::new(StatusCode::NOT_FOUND, "unknown_graph", format!("no graph named '{name}'"))
+            .into_response();
+    };
+    let response = match answer(&state, graph, &headers, body, started).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    graph.metrics.request(response.status().as_u16(), started.elapsed().as_secs_f64());
+    response
+}
+
+/// Decodes, submits, waits, encodes.
+async fn answer(
+    state: &AppState,
+    graph: &Served,
+    headers: &HeaderMap,
+    body: Body,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    check_content_type(headers)?;
+    let deadline = deadline(headers, graph.timeout, started)?;
+    let bytes = read_body(headers, body, state.config.body_limit).await?;
+    let json: Json = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not JSON: {e}")))?;
+    let plan = graph.handle.plan();
+    let capacity = graph.handle.row_capacity();
+    let (rows, many) = match &json {
+        Json::Array(items) => {
+            let mut rows = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let row = decode_row(&plan.inputs, item, capacity).map_err(|e| {
+                    let mut err = ApiError::from_row(&e);
+                    err.message = format!("row {i}: {}", err.message);
+                    err
+                })?;
+                rows.push(row);
+            }
+            (rows, true)
+        }
+        single => (vec![decode_row(&plan.inputs, single, capacity).map_err(|e| ApiError::from_row(&e))?], false),
+    };
+    if rows.is_empty() {
+        return Ok(JsonBody(json!([])).into_response());
+    }
+    let results = compute(graph, rows, deadline).await?;
+    graph.metrics.row_errors(results.iter().filter_map(|r| r.as_ref().err().map(|e| &**e)));
+    if many {
+        let items: Vec<Json> = results
+            .iter()
+            .map(|r| match r {
+                Ok(values) => encode_row(&graph.outputs, values),
+                Err(e) => encode_error(e),
+            })
+            .collect();
+        Ok(JsonBody(Json::Array(items)).into_response())
+    } else {
+        match results.into_iter().next() {
+            Some(Ok(values)) => Ok(JsonBody(encode_row(&graph.outputs, &values)).into_response()),
+            Some(Err(e)) => Err(ApiError::from_row(&e)),
+            None => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no_answer", "the graph gave no answer")),
+        }
+    }
+}
+
+/// Submits `rows` and waits for their answers or the deadline.
+async fn compute(graph: &Served, rows: Vec<Vec<Value>>, deadline: Option<Instant>) -> Result<Vec<RowResult>, ApiError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let options = SubmitOptions { wait: false, deadline };
+    graph.handle.submit_with(rows, options, Box::new(move |results| drop(tx.send(results)))).map_err(|e| match e {
+        SubmitError::Invalid(row) => ApiError::from_row(&row),
+        SubmitError::Full(name) => {
+            let mut err = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!(
+                    "graph '{name}' has its maximum of rows in flight ({}); retry later",
+                    graph.handle.max_in_flight()
+                ),
+            );
+            err.retry_after = Some(1);
+            err
+        }
+        SubmitError::Closed => {
+            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down");
+            err.retry_after = Some(1);
+            err
+        }
+    })?;
+    let waited = match deadline {
+        Some(d) => tokio::time::timeout_at(d.into(), rx).await.map_err(|_| deadline_passed())?,
+        None => rx.await,
+    };
+    // The engine answers every admitted row; a dropped reply means it shut down.
+    waited.map_err(|_| ApiError::from_row(&RowError::new(ErrorCode::Unavailable, "engine", "the engine stopped")))
+}
+
+fn deadline_passed() -> ApiError {
+    ApiError::new(StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded", "the request's deadline passed before its answer")
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("expected Content-Type: application/json, got '{ct}'"),
+        ))
+    }
+}
+
+/// The request's deadline: its header, or the graph's default.
+fn deadline(headers: &HeaderMap, default: Option<Duration>, started: Instant) -> Result<Option<Instant>, ApiError> {
+    let Some(v) = headers.get(TIMEOUT_HEADER) else { return Ok(default.map(|d| started + d)) };
+    let ms = v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()).filter(|&ms| ms > 0).ok_or_else(|| {
+        let mut e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            format!("{TIMEOUT_HEADER} must be a positive whole number of milliseconds, got {v:?}"),
+        );
+        e.field = Some(TIMEOUT_HEADER.into());
+        e
+    })?;
+    Ok(Some(started + Duration::from_millis(ms)))
+}
+
+async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is over the limit of {limit} bytes"),
+        )
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|s| s.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>() || s.to_string().contains("length limit"));
+        if over || e.to_string().contains("length limit") {
+            too_large()
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", format!("the body could not be read: {e}"))
+        }
+    })
+}

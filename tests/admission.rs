@@ -1,0 +1,121 @@
+//! Admission control and deadlines in the engine: the in-flight bound refuses or waits,
+//! rows past their deadline are not computed, and a deadline closes a batch early.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::bounded;
+use weir_engine::builder::{GraphBuilder, Model};
+use weir_engine::spec::{Batching, ModelSource, Serving};
+use weir_engine::{Engine, EngineConfig, GraphHandle, SubmitError, SubmitOptions};
+use weir_operators::kernel::BatchKernel;
+use weir_operators::{DType, ErrorCode, FieldType, Value};
+
+/// Doubles its input, taking `per_batch` for every batch and counting the rows it saw.
+struct Slow {
+    per_batch: Duration,
+    computed: Arc<AtomicUsize>,
+}
+
+impl BatchKernel for Slow {
+    fn forward(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
+        std::thread::sleep(self.per_batch);
+        self.computed.fetch_add(inputs.len(), Ordering::SeqCst);
+        Ok(inputs.iter().map(|v| Value::F32(2.0 * v.as_f64().unwrap_or(f64::NAN) as f32)).collect())
+    }
+}
+
+fn engine(batching: Batching, serving: Serving, per_batch: Duration) -> (Engine, GraphHandle, Arc<AtomicUsize>) {
+    let computed = Arc::new(AtomicUsize::new(0));
+    let scalar = FieldType::scalar(DType::F32);
+    let mut g = GraphBuilder::new("slow");
+    g.serving(serving);
+    let x = g.input("x", scalar.clone());
+    let seen = Arc::clone(&computed);
+    let source = ModelSource::Custom {
+        description: "slow doubler".into(),
+        factory: Arc::new(
+            move || Ok(Box::new(Slow { per_batch, computed: Arc::clone(&seen) }) as Box<dyn BatchKernel>),
+        ),
+        input: scalar.clone(),
+        output: scalar,
+    };
+    let m = g.node("m", Model::file(source).batching(batching).bind(x));
+    g.output("y", m.field("y"));
+    let engine = Engine::start(vec![g.plan().unwrap()], EngineConfig::default()).unwrap();
+    let handle = engine.graphs()[0].clone();
+    (engine, handle, computed)
+}
+
+fn rows(n: usize) -> Vec<Vec<Value>> {
+    (0..n).map(|i| vec![Value::F32(i as f32)]).collect()
+}
+
+#[test]
+fn beyond_max_in_flight_a_submission_is_refused_at_once_and_admitted_after() {
+    let batching = Batching { max_batch_size: 4, max_wait_ms: 1, replicas: 1, ..Batching::default() };
+    let serving = Serving { max_in_flight: 8, timeout_ms: None };
+    let (_e, g, _) = engine(batching, serving, Duration::from_millis(100));
+    let (tx, rx) = bounded(4);
+    let reply = |tx: crossbeam_channel::Sender<usize>| {
+        Box::new(move |r: Vec<_>| {
+            let _ = tx.send(r.len());
+        })
+    };
+    g.try_submit_batch(rows(8), reply(tx.clone())).expect("8 rows fit the bound");
+    assert_eq!(g.in_flight(), 8);
+    let refused_at = Instant::now();
+    match g.try_submit_batch(rows(1), reply(tx.clone())) {
+        Err(SubmitError::Full(name)) => assert_eq!(name, "slow"),
+        other => panic!("expected Full, got {other:?}"),
+    }
+    assert!(refused_at.elapsed() < Duration::from_millis(50), "refused at once, not after the batch");
+    assert_eq!(rx.recv().expect("answers"), 8);
+    // The permits come back with the answers.
+    g.try_submit_batch(rows(8), reply(tx)).expect("admitted once the first batch is answered");
+    assert_eq!(rx.recv().expect("answers"), 8);
+    assert_eq!(g.in_flight(), 0);
+}
+
+#[test]
+fn a_waiting_submission_waits_for_room_instead_of_failing() {
+    let batching = Batching { max_batch_size: 4, max_wait_ms: 1, replicas: 1, ..Batching::default() };
+    let serving = Serving { max_in_flight: 4, timeout_ms: None };
+    let (_e, g, computed) = engine(batching, serving, Duration::from_millis(5));
+    let results = g.call_many(rows(64), 16);
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(computed.load(Ordering::SeqCst), 64);
+}
+
+#[test]
+fn a_row_past_its_deadline_is_answered_deadline_exceeded_and_not_computed() {
+    let batching = Batching { max_batch_size: 4, max_wait_ms: 1, replicas: 1, ..Batching::default() };
+    let (_e, g, computed) = engine(batching, Serving::default(), Duration::from_millis(1));
+    let (tx, rx) = bounded(1);
+    let options = SubmitOptions { wait: false, deadline: Some(Instant::now()) };
+    g.submit_with(rows(3), options, Box::new(move |r| drop(tx.send(r)))).expect("submitted");
+    let answers = rx.recv_timeout(Duration::from_secs(10)).expect("answered");
+    for a in &answers {
+        let e = a.as_ref().expect_err("past its deadline");
+        assert_eq!(e.code, ErrorCode::DeadlineExceeded);
+        assert_eq!(e.node, "m");
+    }
+    assert_eq!(computed.load(Ordering::SeqCst), 0, "no forward pass ran for them");
+    assert_eq!(g.in_flight(), 0);
+}
+
+#[test]
+fn a_deadline_closes_a_partial_batch_before_max_wait() {
+    // max_wait 5 s: without the deadline the lone row would wait that long.
+    let batching = Batching { max_batch_size: 64, max_wait_ms: 5_000, replicas: 1, ..Batching::default() };
+    let (_e, g, _) = engine(batching, Serving::default(), Duration::from_millis(1));
+    let (tx, rx) = bounded(1);
+    let started = Instant::now();
+    let options = SubmitOptions { wait: false, deadline: Some(started + Duration::from_millis(200)) };
+    g.submit_with(rows(1), options, Box::new(move |r| drop(tx.send(r)))).expect("submitted");
+    let answers = rx.recv_timeout(Duration::from_secs(10)).expect("answered");
+    let took = started.elapsed();
+    assert_eq!(answers[0].as_ref().expect("computed in time"), &vec![Value::F32(0.0)]);
+    assert!(took < Duration::from_secs(2), "the batch left for the deadline, not max_wait: {took:?}");
+}
