@@ -309,3 +309,15 @@ fn builder_combine_of_mismatched_shapes() {
     let err = g.plan().unwrap_err().to_string();
     assert_has(&err, &["builder", "node 'c'", "field 'inputs'", "input 1 is f32[4], but input 0 is f32[3]"]);
 }
+
+#[test]
+fn serving_bound_of_zero() {
+    let err = error_of("outputs:\n  y: sum.y\n", "outputs:\n  y: sum.y\nserving:\n  max_in_flight: 0\n", |_| {});
+    assert_has(&err, &["node 'serving'", "field 'max_in_flight'", "at least 1"]);
+}
+
+#[test]
+fn serving_unknown_key() {
+    let err = error_of("outputs:\n  y: sum.y\n", "outputs:\n  y: sum.y\nserving:\n  timeout: 5\n", |_| {});
+    assert_has(&err, &["serving", "unknown field `timeout`", "expected `max_in_flight` or `timeout_ms`"]);
+}

@@ -33,6 +33,9 @@ pub struct Job {
     pub reply: Sender<Completion>,
     /// Wakes the operator that sent the job, if it waits.
     pub wake: Arc<Doorbell>,
+    /// When every row of the batch is past its deadline (the latest of them), if all
+    /// have one: a replica that reaches the job after it skips the forward pass.
+    pub expires: Option<Instant>,
 }
 
 /// The result of a [`Job`]: one output per input, or why the batch failed.
@@ -44,6 +47,8 @@ pub struct Completion {
     pub inputs: Vec<Value>,
     /// One output value per input row, or the failure.
     pub result: Result<Vec<Value>, String>,
+    /// The forward pass was skipped: every row was past its deadline.
+    pub expired: bool,
 }
 
 /// The replica threads of one model node.
@@ -153,17 +158,22 @@ fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchSta
     loop {
         let rows = job.inputs.len();
         let started = Instant::now();
-        let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(&job.inputs)));
-        stats.record_compute(started.elapsed());
-        let result = match outcome {
-            Ok(Ok(out)) if out.len() == rows => Ok(out),
-            Ok(Ok(out)) => Err(format!("the model returned {} outputs for {rows} rows", out.len())),
-            Ok(Err(e)) => Err(e),
-            Err(panic) => Err(format!("the forward pass panicked: {}", panic_message(&*panic))),
+        let expired = job.expires.is_some_and(|d| d <= started);
+        let result = if expired {
+            Err("every row of the batch was past its deadline".to_string())
+        } else {
+            let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(&job.inputs)));
+            stats.record_compute(started.elapsed());
+            match outcome {
+                Ok(Ok(out)) if out.len() == rows => Ok(out),
+                Ok(Ok(out)) => Err(format!("the model returned {} outputs for {rows} rows", out.len())),
+                Ok(Err(e)) => Err(e),
+                Err(panic) => Err(format!("the forward pass panicked: {}", panic_message(&*panic))),
+            }
         };
-        let Job { ticket, inputs, reply, wake } = job;
+        let Job { ticket, inputs, reply, wake, .. } = job;
         // The operator may be gone at shutdown; then nobody waits for this result.
-        let delivered = reply.send(Completion { ticket, inputs, result }).is_ok();
+        let delivered = reply.send(Completion { ticket, inputs, result, expired }).is_ok();
         let next = jobs.try_recv().ok();
         let defer = next.as_ref().is_some_and(|n| Arc::ptr_eq(&n.wake, &wake) && !half_full(&reply));
         if delivered && !defer {

@@ -12,7 +12,8 @@
 //! count is touched from two threads. Nothing here blocks the worker.
 //!
 //! Deadlines: a row whose deadline has passed when its batch leaves is not computed; it
-//! is answered at once with a `deadline_exceeded` error naming the node. A partial batch
+//! is answered at once with a `deadline_exceeded` error naming the node. A replica that
+//! reaches a batch after the deadline of every row in it skips it the same way. A partial batch
 //! also leaves early when its earliest deadline, less one mean forward pass and a small
 //! slack, comes before its oldest row's `max_wait`.
 //!
@@ -119,6 +120,10 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                         let Some(rows) = in_flight.remove(&done.ticket) else { continue };
                         let outputs = match done.result {
                             Ok(outputs) => outputs.into_iter().map(Ok).collect::<Vec<_>>(),
+                            Err(reason) if done.expired => {
+                                let error = Arc::new(RowError::new(ErrorCode::DeadlineExceeded, &*config.node, reason));
+                                vec![Err(error); rows.len()]
+                            }
                             Err(reason) => {
                                 stats.record_failure();
                                 let error = Arc::new(RowError::new(ErrorCode::ModelFailed, &*config.node, reason));
@@ -181,7 +186,16 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                             .map(|q| std::mem::replace(&mut q.values[config.input], Value::Bool(false)))
                             .collect();
                         let ticket = next_ticket;
-                        let job = Job { ticket, inputs, reply: done_tx.clone(), wake: Arc::clone(&bell) };
+                        let expires = rows.iter().map(|q| q.deadline).try_fold(None, |latest: Option<Instant>, d| {
+                            d.map(|d| Some(latest.map_or(d, |l| l.max(d))))
+                        });
+                        let job = Job {
+                            ticket,
+                            inputs,
+                            reply: done_tx.clone(),
+                            wake: Arc::clone(&bell),
+                            expires: expires.flatten(),
+                        };
                         match jobs.try_send(job) {
                             Ok(()) => {
                                 next_ticket += 1;

@@ -1,0 +1,442 @@
+//! The HTTP endpoint: handlers through the `Router` without sockets, then real sockets
+//! on 127.0.0.1:0 for concurrency, overload, deadlines and shutdown, and the `weir serve`
+//! binary stopped by SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value as Json};
+use tower::ServiceExt;
+use weir_connectors::http::{self, AppState, ServerConfig};
+use weir_engine::builder::{GraphBuilder, Model};
+use weir_engine::spec::{Batching, ModelSource, Serving};
+use weir_engine::{load_plan, Engine, EngineConfig, Plan};
+use weir_operators::kernel::BatchKernel;
+use weir_operators::{DType, FieldType, Value};
+
+fn bundled(names: &[&str]) -> Engine {
+    let plans =
+        names.iter().map(|n| load_plan(&weir::datasets::graphs_dir().join(format!("{n}.yaml"))).unwrap()).collect();
+    Engine::start(plans, EngineConfig::default()).unwrap()
+}
+
+/// Doubles its input after `per_batch`; fails the batch on a negative input, panics on
+/// 13; counts the rows it computed.
+struct Slow {
+    per_batch: Duration,
+    computed: Arc<AtomicUsize>,
+}
+
+impl BatchKernel for Slow {
+    fn forward(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
+        let xs: Vec<f64> = inputs.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
+        assert!(!xs.contains(&13.0), "unlucky input");
+        if xs.iter().any(|&x| x < 0.0) {
+            return Err("negative input".into());
+        }
+        std::thread::sleep(self.per_batch);
+        self.computed.fetch_add(inputs.len(), Ordering::SeqCst);
+        Ok(xs.iter().map(|&x| Value::F32(2.0 * x as f32)).collect())
+    }
+}
+
+fn slow_plan(per_batch: Duration, batching: Batching, serving: Serving) -> (Plan, Arc<AtomicUsize>) {
+    let computed = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&computed);
+    let scalar = FieldType::scalar(DType::F32);
+    let mut g = GraphBuilder::new("slow");
+    g.serving(serving);
+    let x = g.input("x", scalar.clone());
+    let source = ModelSource::Custom {
+        description: "slow doubler".into(),
+        factory: Arc::new(
+            move || Ok(Box::new(Slow { per_batch, computed: Arc::clone(&seen) }) as Box<dyn BatchKernel>),
+        ),
+        input: scalar.clone(),
+        output: scalar,
+    };
+    let m = g.node("double", Model::file(source).batching(batching).bind(x));
+    g.output("y", m.field("y"));
+    (g.plan().unwrap(), computed)
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Json) {
+    let res = app.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&bytes).into()));
+    (status, headers, json)
+}
+
+fn post(path: &str, body: &str) -> Request<Body> {
+    Request::post(path).header("content-type", "application/json").body(Body::from(body.to_string())).unwrap()
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn diamond_and_digits_answer_one_row_and_arrays_in_order() {
+    let engine = bundled(&["diamond", "digits"]);
+    let app = http::router(AppState::new(engine.graphs(), ServerConfig::default()));
+    let (status, _, body) = call(&app, post("/graphs/diamond", r#"{"a":1,"b":2,"c":3}"#)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"y": 8.0})));
+    let rows: Vec<Json> = (0..50).map(|i| json!({"a": i, "b": 1, "c": 0.5})).collect();
+    let (status, _, body) = call(&app, post("/graphs/diamond", &Json::Array(rows).to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    let ys: Vec<f64> = body.as_array().unwrap().iter().map(|o| o["y"].as_f64().unwrap()).collect();
+    assert_eq!(ys, (0..50).map(|i| i as f64 + 2.5).collect::<Vec<_>>());
+
+    let digits = weir::datasets::digits(weir::datasets::Split::Test).unwrap();
+    let mut correct = 0;
+    for d in digits.iter().take(40) {
+        let (status, _, body) = call(&app, post("/graphs/digits", &json!({"pixels": d.pixels}).to_string())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let probs = body["probs"].as_array().unwrap();
+        assert_eq!(probs.len(), 10);
+        let sum: f64 = probs.iter().map(|p| p.as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-4, "probabilities sum to 1: {sum}");
+        correct += usize::from(body["label"].as_i64().unwrap() == i64::from(d.label));
+    }
+    assert!(correct >= 37, "{correct}/40 held-out digits right over HTTP");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_json_error_naming_what_was_wrong() {
+    let engine = bundled(&["diamond", "digits"]);
+    let config = ServerConfig { body_limit: 1024, ..ServerConfig::default() };
+    let app = http::router(AppState::new(engine.graphs(), config));
+    let cases: Vec<(Request<Body>, StatusCode, &str, Option<&str>)> = vec![
+        (post("/graphs/diamond", r#"{"a":1,"b":"#), StatusCode::BAD_REQUEST, "malformed_json", None),
+        (
+            Request::post("/graphs/diamond").header("content-type", "text/plain").body(Body::from("{}")).unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            Request::post("/graphs/diamond").body(Body::from("{}")).unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        (
+            post("/graphs/diamond", &format!(r#"{{"a":1,"b":2,"c":3,"pad":"{}"}}"#, "x".repeat(2000))),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            None,
+        ),
+        (post("/graphs/diamond", r#"{"a":1,"b":2}"#), StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", Some("c")),
+        (
+            post("/graphs/diamond", r#"{"a":1,"b":"two","c":3}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some("b"),
+        ),
+        (
+            post("/graphs/diamond", r#"[{"a":1,"b":2,"c":3},{"a":1,"c":3}]"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some("b"),
+        ),
+        (
+            post("/graphs/digits", r#"{"pixels":[1,2,3]}"#),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            Some("pixels"),
+        ),
+        (post("/graphs/diamond", "42"), StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", None),
+        (post("/graphs/nope", "{}"), StatusCode::NOT_FOUND, "unknown_graph", None),
+        (get("/graphs/diamond"), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None),
+        (get("/nothing/here"), StatusCode::NOT_FOUND, "not_found", None),
+        (
+            Request::post("/graphs/diamond")
+                .header("content-type", "application/json")
+                .header("x-request-timeout-ms", "soon")
+                .body(Body::from(r#"{"a":1,"b":2,"c":3}"#))
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            Some("x-request-timeout-ms"),
+        ),
+    ];
+    for (req, status, code, field) in cases {
+        let what = format!("{} {}", req.method(), req.uri());
+        let (got, _, body) = call(&app, req).await;
+        assert_eq!(got, status, "{what}: {body}");
+        assert_eq!(body["error"]["code"], code, "{what}: {body}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+        if let Some(f) = field {
+            assert_eq!(body["error"]["field"], f, "{what}: {body}");
+        }
+    }
+    let (_, _, body) = call(&app, post("/graphs/diamond", r#"[{"a":1,"b":2,"c":3},{"a":1,"c":3}]"#)).await;
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("row 1:"), "{body}");
+}
+
+#[tokio::test]
+async fn a_failing_or_panicking_model_answers_500_naming_the_node_and_others_are_unaffected() {
+    let batching = Batching { max_batch_size: 1, max_wait_ms: 0, replicas: 1, ..Batching::default() };
+    let (plan, _) = slow_plan(Duration::ZERO, batching, Serving::default());
+    let engine = Engine::start(vec![plan], EngineConfig::default()).unwrap();
+    let app = http::router(AppState::new(engine.graphs(), ServerConfig::default()));
+    for bad in ["-1", "13"] {
+        let (status, _, body) = call(&app, post("/graphs/slow", &format!(r#"{{"x":{bad}}}"#))).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+        assert_eq!(body["error"]["node"], "double");
+        assert_eq!(body["error"]["code"], "model_failed");
+        let (status, _, body) = call(&app, post("/graphs/slow", r#"{"x":4}"#)).await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"y": 8.0})), "the server keeps serving");
+    }
+    // In an array, the failed row is an error element; the others are answers.
+    let (status, _, body) = call(&app, post("/graphs/slow", r#"[{"x":1},{"x":-1},{"x":2}]"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body[0], json!({"y": 2.0}));
+    assert_eq!(body[1]["error"]["node"], "double");
+    assert_eq!(body[2], json!({"y": 4.0}));
+    let (_, _, metrics) = call(&app, get("/metrics")).await;
+    let metrics = metrics.as_str().unwrap().to_string();
+    assert!(
+        metrics.contains(r#"weir_row_errors_total{graph="slow",node="double",code="model_failed"} 3"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"weir_requests_total{graph="slow",status="500"} 2"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn graphs_openapi_health_readiness_and_metrics() {
+    let engine = bundled(&["diamond", "digits"]);
+    let state = AppState::new(engine.graphs(), ServerConfig::default());
+    let app = http::router(Arc::clone(&state));
+    let (status, _, body) = call(&app, get("/graphs")).await;
+    assert_eq!(status, StatusCode::OK);
+    let names: Vec<&str> = body["graphs"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["diamond", "digits"]);
+    assert_eq!(body["graphs"][1]["inputs"]["properties"]["pixels"]["maxItems"], 64);
+    assert_eq!(body["graphs"][1]["outputs"]["required"], json!(["label", "probs"]));
+
+    let (status, _, doc) = call(&app, get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/graphs/digits"]["post"].is_object());
+    validate_openapi(&doc);
+
+    assert_eq!(call(&app, get("/healthz")).await.0, StatusCode::OK);
+    assert_eq!(call(&app, get("/readyz")).await.0, StatusCode::OK);
+    call(&app, post("/graphs/digits", &json!({"pixels": vec![0.0; 64]}).to_string())).await;
+    let (status, headers, metrics) = call(&app, get("/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let metrics = metrics.as_str().unwrap().to_string();
+    for needle in [
+        r#"weir_requests_total{graph="digits",status="200"} 1"#,
+        r#"weir_request_duration_seconds_count{graph="digits"} 1"#,
+        r#"weir_rows_in_flight{graph="digits"} 0"#,
+        r#"weir_batch_size_count{graph="digits",node="mlp"} 1"#,
+        r#"weir_queue_wait_seconds_count{graph="digits",node="softmax"} 1"#,
+        r#"weir_forward_passes_total{graph="digits",node="mlp"} 1"#,
+    ] {
+        assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
+    }
+    state.begin_shutdown();
+    assert_eq!(call(&app, get("/readyz")).await.0, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// Checks the document with the Python `openapi-spec-validator` (a standard validator),
+/// which the test command installs.
+fn validate_openapi(doc: &Json) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("openapi.json");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&path)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator rejected the document (install it with `pip install openapi-spec-validator`):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---- real sockets ----
+
+/// A server on 127.0.0.1:0; dropping the sender stops it.
+struct Running {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+    _engine: Engine,
+}
+
+async fn start(plan: Plan, config: ServerConfig, grace: Duration) -> Running {
+    let engine = Engine::start(vec![plan], EngineConfig::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState::new(engine.graphs(), config);
+    let done = tokio::spawn(http::serve(
+        listener,
+        state,
+        async move {
+            let _ = stopped.await;
+        },
+        grace,
+    ));
+    Running { addr, stop: Some(stop), done, _engine: engine }
+}
+
+/// One request on a fresh connection: status, Retry-After, body.
+async fn send(addr: SocketAddr, path: &str, body: String, timeout_ms: Option<u64>) -> (u16, Option<String>, Json) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::post(path).header("host", "localhost").header("content-type", "application/json");
+    if let Some(ms) = timeout_ms {
+        req = req.header("x-request-timeout-ms", ms.to_string());
+    }
+    let res =
+        sender.send_request(req.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap()).await.unwrap();
+    let status = res.status().as_u16();
+    let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, retry, serde_json::from_slice(&bytes).unwrap_or(Json::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_batches() {
+    let batching = Batching { max_batch_size: 16, max_wait_ms: 20, replicas: 1, ..Batching::default() };
+    let (plan, _) = slow_plan(Duration::from_millis(20), batching, Serving::default());
+    let server = start(plan, ServerConfig::default(), Duration::from_secs(5)).await;
+    // (The kernel panics on 13: inputs start at 20.)
+    let tasks: Vec<_> =
+        (20..68).map(|i| tokio::spawn(send(server.addr, "/graphs/slow", format!(r#"{{"x":{i}}}"#), None))).collect();
+    for (i, t) in (20..).zip(tasks) {
+        let (status, _, body) = t.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body, json!({"y": 2.0 * f64::from(i)}));
+    }
+    let stats = &server._engine.graphs()[0].batch_stats()[0].1;
+    assert_eq!(stats.rows, 48);
+    assert!(stats.max_batch() > 1, "concurrent requests were batched together: {:?}", stats.sizes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_refused_at_once_with_retry_after_while_admitted_requests_succeed() {
+    let batching = Batching { max_batch_size: 4, max_wait_ms: 1, replicas: 1, ..Batching::default() };
+    let (plan, _) = slow_plan(Duration::from_millis(400), batching, Serving { max_in_flight: 4, timeout_ms: None });
+    let server = start(plan, ServerConfig::default(), Duration::from_secs(5)).await;
+    let admitted: Vec<_> =
+        (0..4).map(|i| tokio::spawn(send(server.addr, "/graphs/slow", format!(r#"{{"x":{i}}}"#), None))).collect();
+    // Wait until all four are in flight.
+    let handle = server._engine.graphs()[0].clone();
+    let t = Instant::now();
+    while handle.in_flight() < 4 {
+        assert!(t.elapsed() < Duration::from_secs(5), "requests were admitted");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    for _ in 0..10 {
+        let asked = Instant::now();
+        let (status, retry, body) = send(server.addr, "/graphs/slow", r#"{"x":1}"#.into(), None).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(retry.as_deref(), Some("1"));
+        assert_eq!(body["error"]["code"], "overloaded");
+        assert!(asked.elapsed() < Duration::from_millis(200), "refused at once: {:?}", asked.elapsed());
+    }
+    for (i, t) in admitted.into_iter().enumerate() {
+        let (status, _, body) = t.await.unwrap();
+        assert_eq!((status, body), (200, json!({"y": 2.0 * i as f64})));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_answers_504_and_a_queued_row_past_it_is_not_computed() {
+    let batching = Batching { max_batch_size: 1, max_wait_ms: 0, replicas: 1, ..Batching::default() };
+    let (plan, computed) = slow_plan(Duration::from_millis(300), batching, Serving::default());
+    let server = start(plan, ServerConfig::default(), Duration::from_secs(5)).await;
+    // The first row holds the only replica for 300 ms; the second waits behind it.
+    let first = tokio::spawn(send(server.addr, "/graphs/slow", r#"{"x":1}"#.into(), None));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let asked = Instant::now();
+    let (status, _, body) = send(server.addr, "/graphs/slow", r#"{"x":2}"#.into(), Some(100)).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["code"], "deadline_exceeded");
+    assert!(asked.elapsed() < Duration::from_millis(250), "answered at its deadline: {:?}", asked.elapsed());
+    assert_eq!(first.await.unwrap().0, 200);
+    // The second row reached the model after its deadline: it was not computed.
+    let handle = server._engine.graphs()[0].clone();
+    let t = Instant::now();
+    while handle.in_flight() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(computed.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
+    let batching = Batching { max_batch_size: 8, max_wait_ms: 1, replicas: 1, ..Batching::default() };
+    let (plan, _) = slow_plan(Duration::from_millis(300), batching, Serving::default());
+    let mut server = start(plan, ServerConfig::default(), Duration::from_secs(5)).await;
+    let in_flight: Vec<_> =
+        (0..4).map(|i| tokio::spawn(send(server.addr, "/graphs/slow", format!(r#"{{"x":{i}}}"#), None))).collect();
+    let handle = server._engine.graphs()[0].clone();
+    while handle.in_flight() < 4 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    drop(server.stop.take());
+    for (i, t) in in_flight.into_iter().enumerate() {
+        let (status, _, body) = t.await.unwrap();
+        assert_eq!((status, body), (200, json!({"y": 2.0 * i as f64})), "finished after shutdown began");
+    }
+    tokio::time::timeout(Duration::from_secs(5), &mut server.done).await.unwrap().unwrap().unwrap();
+    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err(), "no longer accepting");
+}
+
+#[test]
+fn weir_serve_answers_the_readme_requests_and_exits_0_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "graphs/diamond.yaml", "graphs/digits.yaml", "--port", "0"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next().expect("weir serve prints its address").unwrap();
+        if let Some(rest) = line.strip_prefix("weir: listening on http://") {
+            break rest.trim().parse().unwrap();
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, _, body) = rt.block_on(send(addr, "/graphs/diamond", r#"{"a":1,"b":2,"c":3}"#.into(), None));
+    assert_eq!((status, body), (200, json!({"y": 8.0})));
+    // The README's curl line: the bundled request file to digits.
+    let request = std::fs::read_to_string(weir::datasets::graphs_dir().join("digits/request.json")).unwrap();
+    let (status, _, body) = rt.block_on(send(addr, "/graphs/digits", request, None));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["label"], 0, "{body}");
+    let kill = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "weir serve exits after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit code {status:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("weir: stopped")), "{rest:?}");
+}
