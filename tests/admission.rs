@@ -1,49 +1,21 @@
 //! Admission control and deadlines in the engine: the in-flight bound refuses or waits,
 //! rows past their deadline are not computed, and a deadline closes a batch early.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::slow::slow_plan;
 use crossbeam_channel::bounded;
-use weir_engine::builder::{GraphBuilder, Model};
-use weir_engine::spec::{Batching, ModelSource, Serving};
+use weir_engine::spec::{Batching, Serving};
 use weir_engine::{Engine, EngineConfig, GraphHandle, SubmitError, SubmitOptions};
-use weir_operators::kernel::BatchKernel;
-use weir_operators::{DType, ErrorCode, FieldType, Value};
-
-/// Doubles its input, taking `per_batch` for every batch and counting the rows it saw.
-struct Slow {
-    per_batch: Duration,
-    computed: Arc<AtomicUsize>,
-}
-
-impl BatchKernel for Slow {
-    fn forward(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
-        std::thread::sleep(self.per_batch);
-        self.computed.fetch_add(inputs.len(), Ordering::SeqCst);
-        Ok(inputs.iter().map(|v| Value::F32(2.0 * v.as_f64().unwrap_or(f64::NAN) as f32)).collect())
-    }
-}
+use weir_operators::{ErrorCode, Value};
 
 fn engine(batching: Batching, serving: Serving, per_batch: Duration) -> (Engine, GraphHandle, Arc<AtomicUsize>) {
-    let computed = Arc::new(AtomicUsize::new(0));
-    let scalar = FieldType::scalar(DType::F32);
-    let mut g = GraphBuilder::new("slow");
-    g.serving(serving);
-    let x = g.input("x", scalar.clone());
-    let seen = Arc::clone(&computed);
-    let source = ModelSource::Custom {
-        description: "slow doubler".into(),
-        factory: Arc::new(
-            move || Ok(Box::new(Slow { per_batch, computed: Arc::clone(&seen) }) as Box<dyn BatchKernel>),
-        ),
-        input: scalar.clone(),
-        output: scalar,
-    };
-    let m = g.node("m", Model::file(source).batching(batching).bind(x));
-    g.output("y", m.field("y"));
-    let engine = Engine::start(vec![g.plan().unwrap()], EngineConfig::default()).unwrap();
+    let (plan, computed) = slow_plan(per_batch, batching, serving);
+    let engine = Engine::start(vec![plan], EngineConfig::default()).unwrap();
     let handle = engine.graphs()[0].clone();
     (engine, handle, computed)
 }
@@ -99,7 +71,7 @@ fn a_row_past_its_deadline_is_answered_deadline_exceeded_and_not_computed() {
     for a in &answers {
         let e = a.as_ref().expect_err("past its deadline");
         assert_eq!(e.code, ErrorCode::DeadlineExceeded);
-        assert_eq!(e.node, "m");
+        assert_eq!(e.node, "double");
     }
     assert_eq!(computed.load(Ordering::SeqCst), 0, "no forward pass ran for them");
     assert_eq!(g.in_flight(), 0);

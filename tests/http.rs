@@ -2,67 +2,27 @@
 //! on 127.0.0.1:0 for concurrency, overload, deadlines and shutdown, and the `weir serve`
 //! binary stopped by SIGTERM.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::slow::slow_plan;
 use http_body_util::BodyExt;
 use serde_json::{json, Value as Json};
 use tower::ServiceExt;
 use weir_connectors::http::{self, AppState, ServerConfig};
-use weir_engine::builder::{GraphBuilder, Model};
-use weir_engine::spec::{Batching, ModelSource, Serving};
+use weir_engine::spec::{Batching, Serving};
 use weir_engine::{load_plan, Engine, EngineConfig, Plan};
-use weir_operators::kernel::BatchKernel;
-use weir_operators::{DType, FieldType, Value};
 
 fn bundled(names: &[&str]) -> Engine {
     let plans =
         names.iter().map(|n| load_plan(&weir::datasets::graphs_dir().join(format!("{n}.yaml"))).unwrap()).collect();
     Engine::start(plans, EngineConfig::default()).unwrap()
-}
-
-/// Doubles its input after `per_batch`; fails the batch on a negative input, panics on
-/// 13; counts the rows it computed.
-struct Slow {
-    per_batch: Duration,
-    computed: Arc<AtomicUsize>,
-}
-
-impl BatchKernel for Slow {
-    fn forward(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
-        let xs: Vec<f64> = inputs.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
-        assert!(!xs.contains(&13.0), "unlucky input");
-        if xs.iter().any(|&x| x < 0.0) {
-            return Err("negative input".into());
-        }
-        std::thread::sleep(self.per_batch);
-        self.computed.fetch_add(inputs.len(), Ordering::SeqCst);
-        Ok(xs.iter().map(|&x| Value::F32(2.0 * x as f32)).collect())
-    }
-}
-
-fn slow_plan(per_batch: Duration, batching: Batching, serving: Serving) -> (Plan, Arc<AtomicUsize>) {
-    let computed = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&computed);
-    let scalar = FieldType::scalar(DType::F32);
-    let mut g = GraphBuilder::new("slow");
-    g.serving(serving);
-    let x = g.input("x", scalar.clone());
-    let source = ModelSource::Custom {
-        description: "slow doubler".into(),
-        factory: Arc::new(
-            move || Ok(Box::new(Slow { per_batch, computed: Arc::clone(&seen) }) as Box<dyn BatchKernel>),
-        ),
-        input: scalar.clone(),
-        output: scalar,
-    };
-    let m = g.node("double", Model::file(source).batching(batching).bind(x));
-    g.output("y", m.field("y"));
-    (g.plan().unwrap(), computed)
 }
 
 async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Json) {
@@ -187,7 +147,7 @@ async fn a_failing_or_panicking_model_answers_500_naming_the_node_and_others_are
     let (plan, _) = slow_plan(Duration::ZERO, batching, Serving::default());
     let engine = Engine::start(vec![plan], EngineConfig::default()).unwrap();
     let app = http::router(AppState::new(engine.graphs(), ServerConfig::default()));
-    for bad in ["-1", "13"] {
+    for bad in ["-1", "666"] {
         let (status, _, body) = call(&app, post("/graphs/slow", &format!(r#"{{"x":{bad}}}"#))).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
         assert_eq!(body["error"]["node"], "double");

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod slow;
+
 use std::path::PathBuf;
 
 use weir::datasets::{digits, Digit, Split};

@@ -166,15 +166,12 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                             queue.drain(..take).partition(|q| q.deadline.is_none_or(|d| d > now));
                         if !late.is_empty() {
                             // Past their deadline: answered at once, not computed.
-                            let error = Arc::new(RowError::new(
+                            let error = RowError::new(
                                 ErrorCode::DeadlineExceeded,
                                 &*config.node,
                                 "the row's deadline passed before its batch was computed",
-                            ));
-                            let failed = late.into_iter().map(|q| {
-                                (q.time, Row { id: q.id, data: Err(Arc::clone(&error)), deadline: q.deadline })
-                            });
-                            emit(output, &mut caps, failed);
+                            );
+                            emit(output, &mut caps, failed(late, error));
                             if rows.is_empty() {
                                 continue;
                             }
@@ -214,15 +211,12 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                                 break;
                             }
                             Err(TrySendError::Disconnected(_)) => {
-                                let error = Arc::new(RowError::new(
+                                let error = RowError::new(
                                     ErrorCode::Unavailable,
                                     &*config.node,
                                     "the node's replicas have stopped",
-                                ));
-                                let failed = rows.into_iter().map(|q| {
-                                    (q.time, Row { id: q.id, data: Err(Arc::clone(&error)), deadline: q.deadline })
-                                });
-                                emit(output, &mut caps, failed);
+                                );
+                                emit(output, &mut caps, failed(rows, error));
                             }
                         }
                     }
@@ -247,6 +241,12 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(2);
 
 /// Capabilities held for queued and in-flight rows: one per time, with a row count.
 type HeldCaps = BTreeMap<Time, (Capability<Time>, usize)>;
+
+/// Queued rows answered with one error, ready for [`emit`].
+fn failed(rows: Vec<Queued>, error: RowError) -> impl Iterator<Item = (Time, Row)> {
+    let error = Arc::new(error);
+    rows.into_iter().map(move |q| (q.time, Row { id: q.id, data: Err(Arc::clone(&error)), deadline: q.deadline }))
+}
 
 /// Sends answered rows downstream and releases their hold on their time's capability.
 /// Rows are sent in one output session per run of equal times, so containers stay full
