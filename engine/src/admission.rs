@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// The in-flight bound of one graph.
 #[derive(Debug)]
-pub(crate) struct Admission {
+pub struct Admission {
     limit: usize,
     in_flight: AtomicUsize,
     /// Waiting submitters sleep here; `waiting` says whether a release must wake them.
@@ -25,7 +25,8 @@ pub(crate) struct Admission {
 }
 
 impl Admission {
-    pub(crate) fn new(limit: usize) -> Self {
+    /// A bound of `limit` rows (at least 1).
+    pub fn new(limit: usize) -> Self {
         Admission {
             limit: limit.max(1),
             in_flight: AtomicUsize::new(0),
@@ -36,17 +37,17 @@ impl Admission {
     }
 
     /// The bound.
-    pub(crate) fn limit(&self) -> usize {
+    pub fn limit(&self) -> usize {
         self.limit
     }
 
     /// Rows admitted and not yet answered.
-    pub(crate) fn in_flight(&self) -> usize {
+    pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Acquire)
     }
 
     /// Takes `n` permits if they are free (or if nothing is in flight); never waits.
-    pub(crate) fn try_acquire(&self, n: usize) -> bool {
+    pub fn try_acquire(&self, n: usize) -> bool {
         let mut current = self.in_flight.load(Ordering::Acquire);
         loop {
             if current != 0 && current + n > self.limit {
@@ -61,7 +62,7 @@ impl Admission {
 
     /// Takes `n` permits, waiting until they are free; gives up (false) once `stop` is
     /// set.
-    pub(crate) fn acquire(&self, n: usize, stop: &AtomicBool) -> bool {
+    pub fn acquire(&self, n: usize, stop: &AtomicBool) -> bool {
         if self.try_acquire(n) {
             return true;
         }
@@ -83,7 +84,7 @@ impl Admission {
     }
 
     /// Gives `n` permits back and wakes waiting submitters.
-    pub(crate) fn release(&self, n: usize) {
+    pub fn release(&self, n: usize) {
         self.in_flight.fetch_sub(n, Ordering::AcqRel);
         if self.waiting.load(Ordering::SeqCst) > 0 {
             // Taking the lock orders this notify after a waiter's last check.

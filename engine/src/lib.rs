@@ -24,7 +24,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-mod admission;
+pub mod admission;
 pub mod builder;
 pub mod compile;
 pub mod error;

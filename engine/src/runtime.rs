@@ -8,6 +8,12 @@
 //! source is woken if it sleeps. The graph's sink operator finds the slot by row id and,
 //! when the batch is complete, calls its reply on the worker thread.
 //!
+//! Before that, the batch takes one permit per row from the graph's admission bound
+//! (`serving.max_in_flight`, see [`crate::admission`]): [`GraphHandle::try_submit_batch`]
+//! refuses with [`SubmitError::Full`] when they run out, [`GraphHandle::submit_batch`]
+//! waits. Permits come back when the batch is answered. Rows may carry a deadline
+//! ([`SubmitOptions`]); model nodes do not compute rows past it.
+//!
 //! Every submitted row is answered exactly once: by the graph, or, if the engine shuts
 //! down first, with an `unavailable` error. Workers park when idle and use no CPU.
 
