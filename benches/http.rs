@@ -29,7 +29,8 @@
 //! 2. **digits over HTTP**: `POST /graphs/digits` (`graphs/digits.yaml`) at 1, 16 and 64
 //!    connections, batching on (as the file says: `max_batch_size` 32, `max_wait_ms` 2)
 //!    against batching off (the same plan with every model node at `max_batch_size` 1,
-//!    `max_wait_ms` 0), alternating in rounds likewise. Mean batch size per model node
+//!    `max_wait_ms` 0) and dynamic batching (`max_batch_size` 32, `max_wait_ms` 0: a
+//!    batch leaves whenever a replica is free), alternating in rounds likewise. Mean batch size per model node
 //!    is over the measured requests only.
 
 use std::net::SocketAddr;
@@ -322,11 +323,14 @@ fn diamond(client: &tokio::runtime::Runtime, quick: bool) {
     }
 }
 
-/// `plan` with every model node at `max_batch_size` 1 and `max_wait_ms` 0.
-fn unbatched(mut plan: Plan) -> Plan {
+/// `plan` with every model node at `max_wait_ms` 0, and at `max_batch_size` 1 unless
+/// `keep_size`.
+fn no_wait(mut plan: Plan, keep_size: bool) -> Plan {
     for step in &mut plan.steps {
         if let StepOp::Model { batching, .. } = &mut step.op {
-            batching.max_batch_size = 1;
+            if !keep_size {
+                batching.max_batch_size = 1;
+            }
             batching.max_wait_ms = 0;
         }
     }
@@ -347,33 +351,38 @@ fn digits_http(client: &tokio::runtime::Runtime, quick: bool) {
         })
         .expect("digits has model nodes");
     let on = Server::weir(plan);
-    let off = Server::weir(unbatched(load_plan(&path).expect("digits")));
+    let off = Server::weir(no_wait(load_plan(&path).expect("digits"), false));
+    let dynamic = Server::weir(no_wait(load_plan(&path).expect("digits"), true));
     let set = digits(Split::Test).expect("digits");
     let bodies: Vec<Bytes> =
         set.iter().map(|d| Bytes::from(serde_json::to_vec(&json!({ "pixels": d.pixels })).expect("JSON"))).collect();
     let bodies = Arc::new(bodies);
-    sanity(client, &[&on, &off], "/graphs/digits", &bodies[0], |v| {
+    sanity(client, &[&on, &dynamic, &off], "/graphs/digits", &bodies[0], |v| {
         assert!(v["label"].is_u64() && v["probs"].as_array().is_some_and(|p| p.len() == 10), "digits answer: {v}");
     });
     let rounds = if quick { 2 } else { 3 };
     let duration = Duration::from_millis(if quick { 500 } else { 2000 });
     for conns in [1, 16, 64] {
         let (mut loads, per_round) =
-            alternate(client, &[&on, &off], "/graphs/digits", &bodies, conns, rounds, duration);
-        let ratios: Vec<f64> = per_round.iter().map(|r| r[0] / r[1]).collect();
-        let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-        let ratio = median(ratios);
-        let (off_load, off_batches) = &mut loads[1];
+            alternate(client, &[&on, &dynamic, &off], "/graphs/digits", &bodies, conns, rounds, duration);
+        let (off_load, off_batches) = &mut loads[2];
         println!(
             "| digits over HTTP | batching off (max_batch_size 1), {conns} conn; mean batch {off_batches} (baseline) | {} | 1.00 |",
             off_load.summary()
         );
-        let (on_load, on_batches) = &mut loads[0];
-        println!(
-            "| digits over HTTP | batching on ({batching}), {conns} conn; mean batch {on_batches} | {} | \
-             {ratio:.2}x off throughput (median of {rounds} rounds; range {lo:.2} to {hi:.2}) |",
-            on_load.summary()
-        );
+        for (k, label) in
+            [(0, format!("batching on ({batching})")), (1, "dynamic (max_batch_size 32, max_wait_ms 0)".into())]
+        {
+            let ratios: Vec<f64> = per_round.iter().map(|r| r[k] / r[2]).collect();
+            let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            let ratio = median(ratios);
+            let (l, batches) = &mut loads[k];
+            println!(
+                "| digits over HTTP | {label}, {conns} conn; mean batch {batches} | {} | \
+                 {ratio:.2}x off throughput (median of {rounds} rounds; range {lo:.2} to {hi:.2}) |",
+                l.summary()
+            );
+        }
     }
 }
 

@@ -89,6 +89,30 @@ fn zero_wait_sends_at_once() {
 }
 
 #[test]
+fn zero_wait_gathers_rows_while_the_replica_is_busy() {
+    // Rows arrive one at a time while each forward pass takes 20 ms: the first leaves
+    // alone, the next ones gather behind it instead of queueing as one-row batches.
+    let batching = Batching { max_batch_size: 16, max_wait_ms: 0, replicas: 1, ..Batching::default() };
+    let (_e, g) = engine(batching, Duration::from_millis(20), 1);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    for i in 0..40 {
+        let tx = tx.clone();
+        g.submit(vec![Value::F32(i as f32)], Box::new(move |r| drop(tx.send((i, r))))).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for _ in 0..40 {
+        let (i, r) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(r.unwrap(), vec![Value::F32(2.0 * i as f32)]);
+    }
+    let stats = &g.batch_stats()[0].1;
+    // Sending at once regardless would give at least eight one-row batches (eight may be
+    // out per replica).
+    assert!(stats.sizes[1] <= 3, "rows did not leave one by one: {:?}", stats.sizes);
+    assert!(stats.max_batch() > 4, "rows gathered while the replica was busy: {:?}", stats.sizes);
+    assert!(stats.batches() <= 10, "few batches for 40 rows: {:?}", stats.sizes);
+}
+
+#[test]
 fn replicas_run_batches_in_parallel() {
     // Four replicas and 20 ms per batch of at most 4 rows: 64 rows are 16 batches, about
     // 80 ms on four replicas, at least 320 ms on one.

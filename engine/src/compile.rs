@@ -57,6 +57,7 @@ pub fn compile<'scope>(
                     input: *input,
                     max_batch_size: batching.max_batch_size,
                     max_wait: Duration::from_millis(batching.max_wait_ms),
+                    replicas: batching.replicas,
                     max_in_flight: BATCHES_PER_REPLICA * batching.replicas,
                 };
                 let out = first(&mut from).batch_forward(config, res.jobs.clone(), Arc::clone(&res.stats));

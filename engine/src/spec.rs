@@ -225,7 +225,8 @@ pub struct ModelSpec {
 pub struct Batching {
     /// A batch never holds more rows (1..=65536).
     pub max_batch_size: usize,
-    /// A partial batch leaves once its oldest row has waited this many ms (0..=60000).
+    /// A partial batch leaves once its oldest row has waited this many ms (0..=60000);
+    /// 0: as soon as a replica is free.
     pub max_wait_ms: u64,
     /// Replica threads, each with its own model instance (1..=256).
     pub replicas: usize,

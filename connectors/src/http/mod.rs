@@ -239,7 +239,9 @@ async fn run_graph(
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
-    graph.metrics.request(response.status().as_u16(), started.elapsed().as_secs_f64());
+    let took = started.elapsed();
+    graph.metrics.request(response.status().as_u16(), took.as_secs_f64());
+    tracing::debug!(graph = %name, status = response.status().as_u16(), micros = took.as_micros() as u64, "request");
     response
 }
 

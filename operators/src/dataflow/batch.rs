@@ -1,8 +1,11 @@
 //! The batching operator of `model` nodes.
 //!
 //! Rows queue in the operator; a batch leaves for the node's replica threads when it is
-//! full (`max_batch_size`), when its oldest row has waited `max_wait`, or at once when
-//! `max_wait` is zero. At most `max_in_flight` batches of one operator are out at a time
+//! full (`max_batch_size`) or when its oldest row has waited `max_wait`. With `max_wait`
+//! zero a partial batch leaves as soon as one of the node's replicas is free (this
+//! operator has fewer batches out than the node has replicas): a lone row goes at once,
+//! and under load rows gather while the replicas compute, so batches grow with the load
+//! without a fixed wait (like Triton's dynamic batcher with no queue delay). At most `max_in_flight` batches of one operator are out at a time
 //! (the engine allows four per replica, so a replica finds its next batch queued); while
 //! they are, rows keep queueing, so under load batches fill. The operator holds a
 //! capability for the time of every queued or in-flight row and releases it when the
@@ -48,8 +51,11 @@ pub struct BatchConfig {
     pub input: usize,
     /// A batch never holds more rows.
     pub max_batch_size: usize,
-    /// A partial batch leaves once its oldest row has waited this long.
+    /// A partial batch leaves once its oldest row has waited this long. Zero: it leaves
+    /// as soon as a replica is free (see the module docs).
     pub max_wait: Duration,
+    /// The node's replica threads.
+    pub replicas: usize,
     /// Batches of this operator out at the replicas at once.
     pub max_in_flight: usize,
 }
@@ -148,7 +154,13 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                     let now = Instant::now();
                     while in_flight.len() < config.max_in_flight {
                         let Some(oldest) = queue.front() else { break };
-                        if queue.len() < config.max_batch_size {
+                        if queue.len() < config.max_batch_size && config.max_wait.is_zero() {
+                            // Partial batches wait for a free replica; a completion wakes
+                            // the operator.
+                            if in_flight.len() >= config.replicas.max(1) {
+                                break;
+                            }
+                        } else if queue.len() < config.max_batch_size {
                             let mut close_at = oldest.arrived + config.max_wait;
                             if let Some(d) = queue.iter().filter_map(|q| q.deadline).min() {
                                 // Leave one forward pass's time to compute before it, and
