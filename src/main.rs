@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use weir_connectors::http::{self, AppState, ServerConfig};
+use weir_connectors::kafka::KafkaLoop;
+use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::{load_plan, render, Engine, EngineConfig};
 
 #[derive(Parser)]
@@ -87,6 +89,26 @@ enum Command {
         /// After SIGINT/SIGTERM, how long requests in flight may take to finish, in ms.
         #[arg(long, default_value_t = 10_000)]
         grace_ms: u64,
+        /// Kafka brokers (`host:port,...`) for every graph with a `kafka:` section,
+        /// overriding the files' `bootstrap_servers`.
+        #[arg(long)]
+        kafka_bootstrap: Option<String>,
+        /// Consume these topics (comma-separated) into the graph (one graph only); with
+        /// --kafka-output, this sets up Kafka for a graph file without a `kafka:` section.
+        #[arg(long, value_delimiter = ',')]
+        kafka_input: Vec<String>,
+        /// Produce the graph's answers to this topic.
+        #[arg(long)]
+        kafka_output: Option<String>,
+        /// Consumer group (default `weir-GRAPH`).
+        #[arg(long)]
+        kafka_group: Option<String>,
+        /// Dead-letter topic (default `OUTPUT.dead-letter`).
+        #[arg(long)]
+        kafka_dead_letter: Option<String>,
+        /// A librdkafka property, `KEY=VALUE` (repeatable), added to the graph's.
+        #[arg(long = "kafka-property")]
+        kafka_properties: Vec<String>,
     },
 }
 
@@ -148,13 +170,49 @@ fn main() -> ExitCode {
                 Err(e) => fail(2, &e),
             }
         }
-        Command::Serve { graphs, host, port, workers, max_in_flight, timeout_ms, body_limit, grace_ms } => {
+        Command::Serve {
+            graphs,
+            host,
+            port,
+            workers,
+            max_in_flight,
+            timeout_ms,
+            body_limit,
+            grace_ms,
+            kafka_bootstrap,
+            kafka_input,
+            kafka_output,
+            kafka_group,
+            kafka_dead_letter,
+            kafka_properties,
+        } => {
+            let mut properties = Vec::new();
+            for p in &kafka_properties {
+                match p.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => properties.push((k.to_string(), v.to_string())),
+                    _ => return fail(1, &format!("--kafka-property takes KEY=VALUE, got '{p}'")),
+                }
+            }
+            let kafka_flags = KafkaFlags {
+                bootstrap: kafka_bootstrap,
+                input: kafka_input,
+                output: kafka_output,
+                group: kafka_group,
+                dead_letter: kafka_dead_letter,
+                properties,
+            };
+            if kafka_flags.sets_topics() && graphs.len() != 1 {
+                return fail(1, &"--kafka-input and --kafka-output apply to one graph; give one graph file");
+            }
             let mut plans = Vec::new();
             for path in &graphs {
                 match load_plan(path) {
                     Ok(mut plan) => {
                         if let Some(n) = max_in_flight {
                             plan.serving.max_in_flight = n.max(1);
+                        }
+                        if let Err(e) = kafka_flags.apply(&mut plan) {
+                            return fail(1, &e);
                         }
                         plans.push(plan);
                     }
@@ -190,11 +248,33 @@ fn serve(engine: &Engine, host: &str, port: u16, config: ServerConfig, grace: Du
             .with_context(|| format!("cannot listen on {host}:{port}"))?;
         let addr = listener.local_addr()?;
         let state = AppState::new(engine.graphs(), config);
+        let mut kafka = Vec::new();
         for g in engine.graphs() {
             tracing::info!("serving graph '{}' at http://{addr}/graphs/{}", g.name(), g.name());
+            if let Some(spec) = g.plan().kafka.clone() {
+                kafka.push(KafkaLoop::connect(g.clone(), spec)?);
+            }
         }
+        // One signal stops HTTP and every Kafka loop.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            http::shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let loops: Vec<_> = kafka.into_iter().map(|k| tokio::spawn(k.run(stopped(stop_rx.clone()), grace))).collect();
         eprintln!("weir: listening on http://{addr}");
-        http::serve(listener, state, http::shutdown_signal(), grace).await?;
+        http::serve(listener, state, stopped(stop_rx), grace).await?;
+        for l in loops {
+            if let Ok(s) = l.await {
+                eprintln!(
+                    "weir: kafka: {} consumed, {} answered, {} dead-lettered",
+                    s.consumed, s.answered, s.dead_lettered
+                );
+            }
+        }
         eprintln!("weir: stopped");
         Ok(())
     })
@@ -226,6 +306,62 @@ fn run(engine: &Engine, input: &PathBuf, output: Option<&PathBuf>, in_flight: us
         summary.rows as f64 / secs.max(1e-9)
     );
     Ok(())
+}
+
+/// `weir serve`'s Kafka flags.
+struct KafkaFlags {
+    bootstrap: Option<String>,
+    input: Vec<String>,
+    output: Option<String>,
+    group: Option<String>,
+    dead_letter: Option<String>,
+    properties: Vec<(String, String)>,
+}
+
+impl KafkaFlags {
+    fn sets_topics(&self) -> bool {
+        !self.input.is_empty() || self.output.is_some()
+    }
+
+    /// Overrides (or creates) the plan's Kafka section from the flags.
+    fn apply(&self, plan: &mut weir_engine::Plan) -> Result<(), String> {
+        if self.sets_topics() && plan.kafka.is_none() {
+            let (Some(output), false, Some(bootstrap)) = (&self.output, self.input.is_empty(), &self.bootstrap) else {
+                return Err(format!(
+                    "graph '{}' has no kafka: section; give --kafka-bootstrap, --kafka-input and --kafka-output",
+                    plan.name
+                ));
+            };
+            plan.kafka = Some(KafkaSpec {
+                bootstrap_servers: bootstrap.clone(),
+                input_topics: self.input.clone(),
+                output_topic: output.clone(),
+                group_id: format!("weir-{}", plan.name),
+                dead_letter_topic: format!("{output}.dead-letter"),
+                format: PayloadFormat::Json,
+                properties: Vec::new(),
+            });
+        }
+        if let Some(k) = plan.kafka.as_mut() {
+            if let Some(b) = &self.bootstrap {
+                k.bootstrap_servers = b.clone();
+            }
+            if !self.input.is_empty() {
+                k.input_topics = self.input.clone();
+            }
+            if let Some(o) = &self.output {
+                k.output_topic = o.clone();
+            }
+            if let Some(g) = &self.group {
+                k.group_id = g.clone();
+            }
+            if let Some(d) = &self.dead_letter {
+                k.dead_letter_topic = d.clone();
+            }
+            k.properties.extend(self.properties.iter().cloned());
+        }
+        Ok(())
+    }
 }
 
 fn fail(code: u8, e: &dyn std::fmt::Display) -> ExitCode {

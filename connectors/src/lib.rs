@@ -12,3 +12,4 @@
 pub mod http;
 pub mod json;
 pub mod jsonl;
+pub mod kafka;

@@ -88,6 +88,7 @@ impl GraphBuilder {
                 nodes: Vec::new(),
                 outputs: Vec::new(),
                 serving: Serving::default(),
+                kafka: None,
             },
         }
     }

@@ -40,6 +40,36 @@ pub struct GraphSpec {
     pub outputs: Vec<(String, FieldRef)>,
     /// How the graph is served: admission and deadlines.
     pub serving: Serving,
+    /// Where the graph reads and writes Kafka, if it does.
+    pub kafka: Option<KafkaSpec>,
+}
+
+/// A graph's Kafka source and sink (the `kafka:` section of a graph file). The engine
+/// only carries it; `weir-connectors` runs it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaSpec {
+    /// `host:port,...` of the brokers.
+    pub bootstrap_servers: String,
+    /// Topics whose messages are the graph's input rows.
+    pub input_topics: Vec<String>,
+    /// Where each input message's answer goes (same key).
+    pub output_topic: String,
+    /// The consumer group; partitions spread over the group's members.
+    pub group_id: String,
+    /// Where messages that cannot be decoded, or whose row fails, go.
+    pub dead_letter_topic: String,
+    /// The payload format of input messages.
+    pub format: PayloadFormat,
+    /// librdkafka properties passed through as-is (SASL, TLS, tuning), for the consumer
+    /// and the producer alike.
+    pub properties: Vec<(String, String)>,
+}
+
+/// How a Kafka message's payload holds rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// One JSON object per message.
+    Json,
 }
 
 /// How a graph admits rows and how long they may take. Servers (HTTP, Kafka) may

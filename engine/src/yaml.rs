@@ -47,6 +47,26 @@ struct GraphFile {
     outputs: Mapping,
     #[serde(default)]
     serving: Option<ServingFile>,
+    #[serde(default)]
+    kafka: Option<KafkaFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KafkaFile {
+    bootstrap_servers: String,
+    input_topics: Vec<String>,
+    output_topic: String,
+    group_id: String,
+    dead_letter_topic: String,
+    #[serde(default = "json_format")]
+    format: String,
+    #[serde(default)]
+    properties: std::collections::BTreeMap<String, Yaml>,
+}
+
+fn json_format() -> String {
+    "json".into()
 }
 
 #[derive(Deserialize)]
@@ -105,7 +125,45 @@ pub fn parse(text: &str, origin: &str, base_dir: PathBuf) -> Result<GraphSpec, G
             serving.timeout_ms = Some(ms);
         }
     }
-    Ok(GraphSpec { name: file.name, origin: origin.to_string(), base_dir, inputs, nodes, outputs, serving })
+    let kafka = match file.kafka {
+        None => None,
+        Some(k) => Some(kafka_spec(k).map_err(|(field, m)| err(Problem::Option(m)).at_node("kafka").at_field(&field))?),
+    };
+    Ok(GraphSpec { name: file.name, origin: origin.to_string(), base_dir, inputs, nodes, outputs, serving, kafka })
+}
+
+fn kafka_spec(k: KafkaFile) -> Result<KafkaSpec, (String, String)> {
+    let format = match k.format.as_str() {
+        "json" => PayloadFormat::Json,
+        other => return Err(("format".into(), format!("unknown payload format '{other}', expected one of: json"))),
+    };
+    if k.input_topics.is_empty() {
+        return Err(("input_topics".into(), "name at least one input topic".into()));
+    }
+    let mut properties = Vec::new();
+    for (key, value) in k.properties {
+        let value = match value {
+            Yaml::String(s) => s,
+            Yaml::Number(n) => n.to_string(),
+            Yaml::Bool(b) => b.to_string(),
+            other => {
+                return Err((
+                    format!("properties.{key}"),
+                    format!("expected a string, number or boolean, got {other:?}"),
+                ))
+            }
+        };
+        properties.push((key, value));
+    }
+    Ok(KafkaSpec {
+        bootstrap_servers: k.bootstrap_servers,
+        input_topics: k.input_topics,
+        output_topic: k.output_topic,
+        group_id: k.group_id,
+        dead_letter_topic: k.dead_letter_topic,
+        format,
+        properties,
+    })
 }
 
 type NodeResult<T> = Result<T, (Option<String>, Problem)>;

@@ -162,6 +162,8 @@ pub struct Plan {
     pub output: OutputPlan,
     /// Admission bound and default deadline.
     pub serving: Serving,
+    /// Kafka source and sink, if the graph has them.
+    pub kafka: Option<KafkaSpec>,
 }
 
 impl Plan {
@@ -239,6 +241,7 @@ impl Plan {
             steps: r.steps,
             output,
             serving: spec.serving.clone(),
+            kafka: spec.kafka.clone(),
         })
     }
 

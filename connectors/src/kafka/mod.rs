@@ -1,0 +1,373 @@
+//! Kafka source and sink: a graph consumes its input topics and produces one answer per
+//! message, with at-least-once delivery.
+//!
+//! The loop ([`run`]) runs on tokio beside the HTTP server:
+//!
+//! 1. `StreamConsumer::recv` wakes when librdkafka's queue becomes non-empty (no busy
+//!    poll: an idle consumer sleeps). A message's payload (one JSON object) is decoded by
+//!    the graph's input schema. One that cannot be decoded goes to the dead-letter topic.
+//! 2. Each message takes a permit of an in-flight bound (the graph's
+//!    `serving.max_in_flight`) before it is submitted: when the graph is full,
+//!    consumption waits, so memory stays bounded. The row's reply comes back to the loop
+//!    over a channel.
+//! 3. An answer is produced to the output topic with the input's key and headers
+//!    `weir-source-topic`, `weir-source-partition`, `weir-source-offset`; a row that
+//!    failed goes to the dead-letter topic with its original payload and headers, plus
+//!    `weir-error-code`, `weir-error-node`, `weir-error-field` (when known) and
+//!    `weir-error-message`. The producer is idempotent; a failed delivery is retried.
+//! 4. When the broker acknowledges an output, the message is finished in the
+//!    [`offsets::OffsetTracker`]; once every earlier message of its partition is
+//!    finished too, the partition's position is stored, and librdkafka commits stored
+//!    positions (every second, and at shutdown). A crash re-delivers everything after
+//!    the committed positions: nothing is lost, duplicates are possible.
+
+pub mod offsets;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use weir_engine::spec::{KafkaSpec, PayloadFormat};
+use weir_engine::{GraphHandle, RowResult, SubmitError, SubmitOptions};
+use weir_operators::{ErrorCode, RowError};
+
+use crate::json::{decode_row, encode_row};
+use offsets::{OffsetTracker, TopicPartition};
+
+/// Why the Kafka loop could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaRunError {
+    /// A client could not be created (bad configuration).
+    #[error("graph '{graph}': cannot create the Kafka {role}: {source}")]
+    Client {
+        /// The graph.
+        graph: String,
+        /// `consumer` or `producer`.
+        role: &'static str,
+        /// librdkafka's reason.
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    /// Subscribing to the input topics failed.
+    #[error("graph '{graph}': cannot subscribe to {topics:?}: {source}")]
+    Subscribe {
+        /// The graph.
+        graph: String,
+        /// The topics.
+        topics: Vec<String>,
+        /// librdkafka's reason.
+        source: Box<rdkafka::error::KafkaError>,
+    },
+}
+
+/// What a finished loop did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KafkaSummary {
+    /// Messages consumed.
+    pub consumed: u64,
+    /// Answers produced to the output topic.
+    pub answered: u64,
+    /// Messages sent to the dead-letter topic.
+    pub dead_lettered: u64,
+}
+
+/// Where a message came from, and what is needed to answer it.
+struct Origin {
+    tp: TopicPartition,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    payload: Vec<u8>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Held until the answer is acknowledged: bounds the messages in flight.
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The client settings shared by consumer and producer: the brokers, then the graph's
+/// properties (which may override anything).
+fn client_config(spec: &KafkaSpec) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &spec.bootstrap_servers);
+    config
+}
+
+fn with_properties(mut config: ClientConfig, spec: &KafkaSpec) -> ClientConfig {
+    for (k, v) in &spec.properties {
+        config.set(k, v);
+    }
+    config
+}
+
+/// A graph's Kafka clients, connected and subscribed, ready to [`run`](Self::run).
+pub struct KafkaLoop {
+    graph: GraphHandle,
+    spec: KafkaSpec,
+    consumer: StreamConsumer,
+    producer: FutureProducer,
+}
+
+impl KafkaLoop {
+    /// Creates the consumer (group `spec.group_id`, offsets stored only by this loop)
+    /// and the idempotent producer, and subscribes to the input topics. Fails at once on
+    /// a bad configuration; brokers that are down are retried by librdkafka.
+    pub fn connect(graph: GraphHandle, spec: KafkaSpec) -> Result<Self, KafkaRunError> {
+        let name = graph.name().to_string();
+        let consumer: StreamConsumer = with_properties(
+            client_config(&spec)
+                .set("group.id", &spec.group_id)
+                .set("enable.auto.commit", "true")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.commit.interval.ms", "1000")
+                .set("auto.offset.reset", "earliest")
+                .clone(),
+            &spec,
+        )
+        .create()
+        .map_err(|source| KafkaRunError::Client {
+            graph: name.clone(),
+            role: "consumer",
+            source: Box::new(source),
+        })?;
+        let producer: FutureProducer = with_properties(
+            client_config(&spec).set("enable.idempotence", "true").set("linger.ms", "1").clone(),
+            &spec,
+        )
+        .create()
+        .map_err(|source| KafkaRunError::Client {
+            graph: name.clone(),
+            role: "producer",
+            source: Box::new(source),
+        })?;
+        let topics: Vec<&str> = spec.input_topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(|source| KafkaRunError::Subscribe {
+            graph: name.clone(),
+            topics: spec.input_topics.clone(),
+            source: Box::new(source),
+        })?;
+        Ok(KafkaLoop { graph, spec, consumer, producer })
+    }
+
+    /// Consumes into the graph and produces its answers until `shutdown` completes;
+    /// then stops consuming, waits up to `grace` for the answers in flight to be
+    /// acknowledged, commits, and returns what it did.
+    pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) -> KafkaSummary {
+        run(self, shutdown, grace).await
+    }
+}
+
+async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Duration) -> KafkaSummary {
+    let KafkaLoop { graph, spec, consumer, producer } = kafka;
+    let name = graph.name().to_string();
+    tracing::info!(graph = %name, topics = ?spec.input_topics, output = %spec.output_topic, "consuming from Kafka");
+    let spec = Arc::new(spec);
+    let permits = Arc::new(Semaphore::new(graph.max_in_flight()));
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<(Origin, RowResult)>();
+    let (acks_tx, mut acks) = mpsc::unbounded_channel::<(TopicPartition, i64)>();
+    let mut tracker = OffsetTracker::default();
+    let mut summary = KafkaSummary::default();
+    let outputs: Arc<Vec<String>> = Arc::new(graph.plan().output.fields.iter().map(|(n, _, _)| n.clone()).collect());
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    // A permit is taken before a message is received, so that a full graph pauses
+    // consumption; answers and acknowledgements keep flowing meanwhile.
+    let mut permit: Option<OwnedSemaphorePermit> = None;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            p = Arc::clone(&permits).acquire_owned(), if permit.is_none() => match p {
+                Ok(p) => permit = Some(p),
+                Err(_) => break,
+            },
+            message = consumer.recv(), if permit.is_some() => {
+                let message = match message {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!(graph = %name, error = %e, "Kafka consumer error");
+                        continue;
+                    }
+                };
+                let Some(permit) = permit.take() else { continue };
+                summary.consumed += 1;
+                let origin = Origin {
+                    tp: (message.topic().to_string(), message.partition()),
+                    offset: message.offset(),
+                    key: message.key().map(<[u8]>::to_vec),
+                    payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+                    headers: message
+                        .headers()
+                        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+                        .unwrap_or_default(),
+                    _permit: permit,
+                };
+                drop(message);
+                tracker.begin(&origin.tp, origin.offset);
+                match decode(&graph, spec.format, &origin.payload) {
+                    Ok(row) => submit(&graph, row, origin, &answers_tx).await,
+                    Err(error) => {
+                        let _ = answers_tx.send((origin, Err(Arc::new(error))));
+                    }
+                }
+            }
+            Some((origin, result)) = answers.recv() => {
+                match &result {
+                    Ok(_) => summary.answered += 1,
+                    Err(_) => summary.dead_lettered += 1,
+                }
+                tokio::spawn(produce(producer.clone(), Arc::clone(&spec), Arc::clone(&outputs), origin, result, acks_tx.clone()));
+            }
+            Some((tp, offset)) = acks.recv() => store(&consumer, &mut tracker, &tp, offset),
+        }
+    }
+    drop(permit);
+
+    // Shutdown: no more messages; let the answers in flight land, then commit.
+    tracing::info!(graph = %name, pending = tracker.pending(), "stopping the Kafka consumer");
+    let deadline = tokio::time::Instant::now() + grace;
+    while tracker.pending() > 0 {
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {
+                tracing::warn!(graph = %name, pending = tracker.pending(), "grace period over; these messages will be consumed again");
+                break;
+            }
+            Some((origin, result)) = answers.recv() => {
+                match &result {
+                    Ok(_) => summary.answered += 1,
+                    Err(_) => summary.dead_lettered += 1,
+                }
+                tokio::spawn(produce(producer.clone(), Arc::clone(&spec), Arc::clone(&outputs), origin, result, acks_tx.clone()));
+            }
+            Some((tp, offset)) = acks.recv() => store(&consumer, &mut tracker, &tp, offset),
+        }
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
+        tracing::debug!(graph = %name, error = %e, "final commit");
+    }
+    summary
+}
+
+fn decode(graph: &GraphHandle, format: PayloadFormat, payload: &[u8]) -> Result<Vec<weir_operators::Value>, RowError> {
+    match format {
+        PayloadFormat::Json => {
+            let json: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
+                RowError::new(ErrorCode::InvalidInput, "input", format!("the payload is not JSON: {e}"))
+            })?;
+            decode_row(&graph.plan().inputs, &json, graph.row_capacity())
+        }
+    }
+}
+
+/// Submits one row; its answer goes to `answers`.
+async fn submit(
+    graph: &GraphHandle,
+    row: Vec<weir_operators::Value>,
+    origin: Origin,
+    answers: &mpsc::UnboundedSender<(Origin, RowResult)>,
+) {
+    let mut slot = Some((row, origin));
+    loop {
+        let Some((row, origin)) = slot.take() else { return };
+        let tx = answers.clone();
+        // The origin rides in the reply; if the submission is refused it comes back.
+        let held = Arc::new(std::sync::Mutex::new(Some(origin)));
+        let in_reply = Arc::clone(&held);
+        let reply = Box::new(move |mut results: Vec<RowResult>| {
+            let origin = in_reply.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let (Some(origin), Some(result)) = (origin, results.pop()) {
+                let _ = tx.send((origin, result));
+            }
+        });
+        let rows = vec![row.clone()];
+        match graph.submit_with(rows, SubmitOptions { wait: false, deadline: None }, reply) {
+            Ok(_) => return,
+            Err(SubmitError::Full(_)) => {
+                // HTTP requests share the bound: try again shortly.
+                let origin = held.lock().unwrap_or_else(|p| p.into_inner()).take();
+                slot = origin.map(|o| (row, o));
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err(e) => {
+                let origin = held.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(origin) = origin {
+                    let _ = answers.send((origin, Err(Arc::new(weir_engine::runtime::refusal(e)))));
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Produces one answer (or dead letter) until the broker acknowledges it, then reports
+/// the message finished.
+async fn produce(
+    producer: FutureProducer,
+    spec: Arc<KafkaSpec>,
+    outputs: Arc<Vec<String>>,
+    origin: Origin,
+    result: RowResult,
+    acks: mpsc::UnboundedSender<(TopicPartition, i64)>,
+) {
+    let source_headers = [
+        ("weir-source-topic", origin.tp.0.clone().into_bytes()),
+        ("weir-source-partition", origin.tp.1.to_string().into_bytes()),
+        ("weir-source-offset", origin.offset.to_string().into_bytes()),
+    ];
+    let (topic, payload, mut headers) = match &result {
+        Ok(values) => {
+            let body = serde_json::to_vec(&encode_row(outputs.iter(), values)).unwrap_or_default();
+            (&spec.output_topic, body, OwnedHeaders::new())
+        }
+        Err(error) => {
+            let mut headers = OwnedHeaders::new();
+            for (k, v) in &origin.headers {
+                headers = headers.insert(Header { key: k, value: v.as_deref() });
+            }
+            let mut extra = vec![
+                ("weir-error-code", error.code.as_str().as_bytes().to_vec()),
+                ("weir-error-node", error.node.clone().into_bytes()),
+                ("weir-error-message", error.message.clone().into_bytes()),
+            ];
+            if let Some(f) = &error.field {
+                extra.push(("weir-error-field", f.clone().into_bytes()));
+            }
+            for (k, v) in &extra {
+                headers = headers.insert(Header { key: k, value: Some(v) });
+            }
+            (&spec.dead_letter_topic, origin.payload.clone(), headers)
+        }
+    };
+    for (k, v) in &source_headers {
+        headers = headers.insert(Header { key: k, value: Some(v) });
+    }
+    loop {
+        let mut record = FutureRecord::to(topic).payload(&payload).headers(headers.clone());
+        if let Some(k) = &origin.key {
+            record = record.key(k);
+        }
+        match producer.send(record, Timeout::Never).await {
+            Ok(_) => break,
+            Err((e, _)) => {
+                tracing::warn!(topic = %topic, error = %e, "Kafka delivery failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let _ = acks.send((origin.tp.clone(), origin.offset));
+}
+
+/// Finishes a message and stores its partition's position if it moved.
+fn store(consumer: &StreamConsumer, tracker: &mut OffsetTracker, tp: &TopicPartition, offset: i64) {
+    if let Some(position) = tracker.finish(tp, offset) {
+        let mut tpl = TopicPartitionList::new();
+        if tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(position)).is_ok() {
+            if let Err(e) = consumer.store_offsets(&tpl) {
+                // The partition was revoked meanwhile: its new owner consumes it again.
+                tracing::debug!(topic = %tp.0, partition = tp.1, error = %e, "cannot store offset");
+            }
+        }
+    }
+}

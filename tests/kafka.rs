@@ -1,0 +1,200 @@
+//! Kafka source and sink against a real broker (tansu, started by the test): every
+//! message answered with its key and source headers, poison messages dead-lettered with
+//! the reason, and nothing lost when weir is killed with SIGKILL mid-stream.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::kafka::Broker;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value as Json};
+
+/// `weir serve graphs/diamond.yaml` with Kafka topics `in` → `out`, dead letters to
+/// `dlq`; returns once it listens.
+fn weir(broker: &Broker) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "graphs/diamond.yaml", "--port", "0", "--kafka-bootstrap", &broker.addr])
+        .args(["--kafka-input", "in", "--kafka-output", "out", "--kafka-dead-letter", "dlq", "--kafka-group", "g"])
+        .args(["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("weir serve starts listening").unwrap();
+        if line.starts_with("weir: listening on") {
+            break;
+        }
+    }
+    // Keep draining stderr so weir never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    child
+}
+
+async fn produce(broker: &Broker, messages: &[(String, Vec<u8>)]) {
+    let producer: FutureProducer = broker.config().create().unwrap();
+    for (key, payload) in messages {
+        producer.send(FutureRecord::to("in").key(key).payload(payload), Timeout::Never).await.unwrap();
+    }
+}
+
+/// A consumed message: key, payload, headers.
+struct Out {
+    key: String,
+    payload: Vec<u8>,
+    headers: HashMap<String, String>,
+}
+
+/// Reads `topic` (all partitions, from the start) until `done` says so or `timeout`.
+fn read_until(
+    broker: &Broker,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+    done: impl Fn(&[Out]) -> bool,
+) -> Vec<Out> {
+    let consumer: BaseConsumer = broker.config().set("group.id", "reader").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let t = Instant::now();
+    while !done(&out) && t.elapsed() < timeout {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Out {
+                key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+    }
+    out
+}
+
+fn stop(mut child: Child) {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "weir exits 0 after SIGTERM: {status:?}");
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "weir stops after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn diamond_messages(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n).map(|i| (format!("k{i}"), json!({"a": i, "b": 1, "c": 0.5}).to_string().into_bytes())).collect()
+}
+
+fn check_answer(o: &Out) -> usize {
+    let i: usize = o.key[1..].parse().unwrap();
+    let body: Json = serde_json::from_slice(&o.payload).unwrap();
+    assert_eq!(body, json!({"y": i as f64 + 2.5}), "answer to {}", o.key);
+    assert_eq!(o.headers["weir-source-topic"], "in");
+    assert!(o.headers["weir-source-partition"].parse::<i32>().is_ok());
+    assert!(o.headers["weir-source-offset"].parse::<i64>().is_ok());
+    i
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_is_answered_and_poison_goes_to_the_dead_letter_topic() {
+    let broker = Broker::start();
+    broker.create_topics(&["in", "out", "dlq"], 3).await;
+    let n = 300;
+    let mut messages = diamond_messages(n);
+    let poison = vec![
+        ("bad-json".to_string(), b"{\"a\": 1,".to_vec()),
+        ("bad-field".to_string(), br#"{"a": 1, "c": 3}"#.to_vec()),
+        ("bad-type".to_string(), br#"{"a": 1, "b": "two", "c": 3}"#.to_vec()),
+    ];
+    // Poison in the middle of the stream: the good ones after it still flow.
+    for (k, p) in poison.iter().rev() {
+        messages.insert(n / 2, (k.clone(), p.clone()));
+    }
+    produce(&broker, &messages).await;
+    let child = weir(&broker);
+
+    let out = read_until(&broker, "out", 3, Duration::from_secs(60), |o| o.len() >= n);
+    let mut seen = vec![0; n];
+    for o in &out {
+        seen[check_answer(o)] += 1;
+    }
+    assert!(
+        seen.iter().all(|&c| c >= 1),
+        "every message answered: missing {:?}",
+        (0..n).filter(|&i| seen[i] == 0).collect::<Vec<_>>()
+    );
+
+    let dead = read_until(&broker, "dlq", 3, Duration::from_secs(30), |o| o.len() >= poison.len());
+    assert_eq!(dead.len(), poison.len());
+    for (key, payload) in &poison {
+        let d = dead.iter().find(|d| &d.key == key).unwrap_or_else(|| panic!("{key} dead-lettered"));
+        assert_eq!(&d.payload, payload, "the original payload");
+        assert_eq!(d.headers["weir-error-code"], "invalid_input");
+        assert_eq!(d.headers["weir-error-node"], "input");
+        assert!(!d.headers["weir-error-message"].is_empty());
+        assert_eq!(d.headers["weir-source-topic"], "in");
+    }
+    let bad_field = dead.iter().find(|d| d.key == "bad-field").unwrap();
+    assert_eq!(bad_field.headers["weir-error-field"], "b");
+    stop(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_when_weir_is_killed_mid_stream() {
+    let broker = Broker::start();
+    broker.create_topics(&["in", "out", "dlq"], 2).await;
+    let n = 5000;
+    produce(&broker, &diamond_messages(n)).await;
+
+    let mut first = weir(&broker);
+    // Kill it once some answers are out, and before all are.
+    let partial = read_until(&broker, "out", 2, Duration::from_secs(60), |o| o.len() >= n / 10);
+    assert!(partial.len() >= n / 10, "weir answered before the kill");
+    first.kill().unwrap(); // SIGKILL: no shutdown, no final commit
+    first.wait().unwrap();
+    let before = read_until(&broker, "out", 2, Duration::from_secs(3), |_| false);
+    let answered: std::collections::HashSet<&str> = before.iter().map(|o| o.key.as_str()).collect();
+    assert!(answered.len() < n, "the kill came mid-stream ({} of {n} answered before it)", answered.len());
+
+    let second = weir(&broker);
+    let out = read_until(&broker, "out", 2, Duration::from_secs(120), |o| {
+        let mut seen = vec![false; n];
+        o.iter().for_each(|x| seen[x.key[1..].parse::<usize>().unwrap()] = true);
+        seen.iter().all(|&s| s)
+    });
+    let mut seen = vec![0usize; n];
+    for o in &out {
+        seen[check_answer(o)] += 1;
+    }
+    let lost = seen.iter().filter(|&&c| c == 0).count();
+    let duplicates: usize = seen.iter().map(|&c| c.saturating_sub(1)).sum();
+    eprintln!(
+        "kafka crash test: {n} messages, {} answered before the kill, {} outputs in all, {lost} lost, {duplicates} duplicates",
+        answered.len(),
+        out.len()
+    );
+    assert_eq!(lost, 0, "every input has at least one output after a SIGKILL and a restart");
+    stop(second);
+}
