@@ -321,3 +321,17 @@ fn serving_unknown_key() {
     let err = error_of("outputs:\n  y: sum.y\n", "outputs:\n  y: sum.y\nserving:\n  timeout: 5\n", |_| {});
     assert_has(&err, &["serving", "unknown field `timeout`", "expected `max_in_flight` or `timeout_ms`"]);
 }
+
+#[test]
+fn kafka_unknown_payload_format() {
+    let section = "kafka:\n  bootstrap_servers: 127.0.0.1:9092\n  input_topics: [in]\n  output_topic: out\n  group_id: g\n  dead_letter_topic: dlq\n  format: avro\n";
+    let err = error_of("outputs:\n  y: sum.y\n", &format!("outputs:\n  y: sum.y\n{section}"), |_| {});
+    assert_has(&err, &["node 'kafka'", "field 'format'", "unknown payload format 'avro'", "json"]);
+}
+
+#[test]
+fn kafka_without_input_topics() {
+    let section = "kafka:\n  bootstrap_servers: 127.0.0.1:9092\n  input_topics: []\n  output_topic: out\n  group_id: g\n  dead_letter_topic: dlq\n";
+    let err = error_of("outputs:\n  y: sum.y\n", &format!("outputs:\n  y: sum.y\n{section}"), |_| {});
+    assert_has(&err, &["node 'kafka'", "field 'input_topics'", "at least one input topic"]);
+}

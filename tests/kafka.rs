@@ -198,3 +198,71 @@ async fn nothing_is_lost_when_weir_is_killed_mid_stream() {
     assert_eq!(lost, 0, "every input has at least one output after a SIGKILL and a restart");
     stop(second);
 }
+
+/// Reads `weir serve`'s closing Kafka line: messages it consumed.
+fn consumed_by(mut child: Child) -> usize {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut text).unwrap();
+    let line = text.lines().find(|l| l.starts_with("weir: kafka:")).unwrap_or_else(|| panic!("summary in {text}"));
+    line.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_weir_processes_in_one_group_share_the_partitions() {
+    let broker = Broker::start();
+    broker.create_topics(&["in", "out", "dlq"], 4).await;
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["serve", "graphs/diamond.yaml", "--port", "0", "--kafka-bootstrap", &broker.addr])
+            .args(["--kafka-input", "in", "--kafka-output", "out", "--kafka-dead-letter", "dlq", "--kafka-group", "g"])
+            .args(["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weir starts")
+    };
+    let (a, b) = (spawn(), spawn());
+    // Both members join before any message exists, so the group splits the partitions.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let n = 2000;
+    produce(&broker, &diamond_messages(n)).await;
+    let out = read_until(&broker, "out", 4, Duration::from_secs(60), |o| {
+        o.iter().map(|x| x.key.as_str()).collect::<std::collections::HashSet<_>>().len() >= n
+    });
+    let mut seen = vec![0; n];
+    for o in &out {
+        seen[check_answer(o)] += 1;
+    }
+    assert!(seen.iter().all(|&c| c >= 1), "every message answered");
+    let (ca, cb) = (consumed_by(a), consumed_by(b));
+    eprintln!("kafka group test: {n} messages, consumed {ca} and {cb}");
+    assert!(ca > 0 && cb > 0, "both members consumed: {ca} and {cb}");
+    assert!(ca + cb >= n);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_consumer_uses_no_measurable_cpu() {
+    let broker = Broker::start();
+    broker.create_topics(&["in", "out", "dlq"], 1).await;
+    let child = weir(&broker);
+    tokio::time::sleep(Duration::from_secs(10)).await; // joined the group, nothing to read
+    let cpu = |pid: u32| -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / 100.0
+    };
+    let (before, t) = (cpu(child.id()), Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let used = cpu(child.id()) - before;
+    let share = used / t.elapsed().as_secs_f64();
+    eprintln!(
+        "idle weir serve with Kafka: {used:.2} s of CPU in {:.1} s ({:.2}% of a core)",
+        t.elapsed().as_secs_f64(),
+        share * 100.0
+    );
+    assert!(share < 0.03, "an idle weir uses under 3% of a core, used {:.2}%", share * 100.0);
+    stop(child);
+}

@@ -2,10 +2,11 @@
 //!
 //! - [`json`]: JSON ↔ values by the graph's schema (shared by every JSON connector);
 //! - [`jsonl`]: JSON lines files through a graph, in order (`weir run`);
-//! - [`http`]: every graph of an engine over HTTP (axum; `weir serve`).
+//! - [`http`]: every graph of an engine over HTTP (axum; `weir serve`);
+//! - [`kafka`]: a graph's Kafka source and sink, at least once (rdkafka; `weir serve`).
 //!
-//! Kafka (rdkafka) and Arrow replay will sit on the same [`weir_engine::GraphHandle`]
-//! submit/reply path.
+//! All of them use the same [`weir_engine::GraphHandle`] submit/reply path; Arrow replay
+//! will too.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
