@@ -106,6 +106,10 @@ enum Command {
         /// Dead-letter topic (default `OUTPUT.dead-letter`).
         #[arg(long)]
         kafka_dead_letter: Option<String>,
+        /// Payload format of input messages: `json` (an object per message) or `arrow`
+        /// (an Arrow IPC stream per message).
+        #[arg(long)]
+        kafka_format: Option<String>,
         /// A librdkafka property, `KEY=VALUE` (repeatable), added to the graph's.
         #[arg(long = "kafka-property")]
         kafka_properties: Vec<String>,
@@ -185,7 +189,14 @@ fn main() -> ExitCode {
             kafka_group,
             kafka_dead_letter,
             kafka_properties,
+            kafka_format,
         } => {
+            let format = match kafka_format.as_deref() {
+                None => None,
+                Some("json") => Some(PayloadFormat::Json),
+                Some("arrow") => Some(PayloadFormat::Arrow),
+                Some(other) => return fail(1, &format!("--kafka-format takes json or arrow, got '{other}'")),
+            };
             let mut properties = Vec::new();
             for p in &kafka_properties {
                 match p.split_once('=') {
@@ -200,6 +211,7 @@ fn main() -> ExitCode {
                 group: kafka_group,
                 dead_letter: kafka_dead_letter,
                 properties,
+                format,
             };
             if kafka_flags.sets_topics() && graphs.len() != 1 {
                 return fail(1, &"--kafka-input and --kafka-output apply to one graph; give one graph file");
@@ -316,6 +328,7 @@ struct KafkaFlags {
     group: Option<String>,
     dead_letter: Option<String>,
     properties: Vec<(String, String)>,
+    format: Option<PayloadFormat>,
 }
 
 impl KafkaFlags {
@@ -359,6 +372,9 @@ impl KafkaFlags {
                 k.dead_letter_topic = d.clone();
             }
             k.properties.extend(self.properties.iter().cloned());
+            if let Some(f) = self.format {
+                k.format = f;
+            }
         }
         Ok(())
     }

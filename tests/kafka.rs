@@ -20,10 +20,16 @@ use serde_json::{json, Value as Json};
 /// `weir serve graphs/diamond.yaml` with Kafka topics `in` → `out`, dead letters to
 /// `dlq`; returns once it listens.
 fn weir(broker: &Broker) -> Child {
+    weir_with(broker, &[])
+}
+
+/// [`weir`] with more arguments.
+fn weir_with(broker: &Broker, extra: &[&str]) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["serve", "graphs/diamond.yaml", "--port", "0", "--kafka-bootstrap", &broker.addr])
         .args(["--kafka-input", "in", "--kafka-output", "out", "--kafka-dead-letter", "dlq", "--kafka-group", "g"])
         .args(["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
+        .args(extra)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .stderr(Stdio::piped())
         .spawn()
@@ -264,5 +270,57 @@ async fn an_idle_consumer_uses_no_measurable_cpu() {
         share * 100.0
     );
     assert!(share < 0.03, "an idle weir uses under 3% of a core, used {:.2}%", share * 100.0);
+    stop(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arrow_payloads_answer_every_row_and_dead_letter_the_failed_ones() {
+    use std::sync::Arc;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Float32Type;
+    use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch};
+
+    let broker = Broker::start();
+    broker.create_topics(&["in", "out", "dlq"], 1).await;
+    // Two messages of 40 rows; row 7 of the second has a null `b`.
+    let message = |base: usize, null_at: Option<usize>| {
+        let col = |f: &dyn Fn(usize) -> Option<f64>| -> ArrayRef { Arc::new(Float64Array::from_iter((0..40).map(f))) };
+        let batch = RecordBatch::try_from_iter([
+            ("a", col(&|i| Some((base + i) as f64))),
+            ("b", col(&|i| if Some(i) == null_at { None } else { Some(1.0) })),
+            ("c", col(&|_| Some(0.5))),
+        ])
+        .unwrap();
+        weir_connectors::arrow::write_stream(&batch).unwrap()
+    };
+    let messages = vec![("m0".to_string(), message(0, None)), ("m1".to_string(), message(40, Some(7)))];
+    produce(&broker, &messages).await;
+    let child = weir_with(&broker, &["--kafka-format", "arrow"]);
+
+    let out = read_until(&broker, "out", 1, Duration::from_secs(60), |o| o.len() >= 2);
+    assert_eq!(out.len(), 2, "one output message per input message");
+    for o in &out {
+        let base = if o.key == "m0" { 0 } else { 40 };
+        let batch = weir_connectors::arrow::read_stream(&o.payload).unwrap().remove(0);
+        assert_eq!(batch.num_rows(), 40);
+        let y = batch.column_by_name("y").unwrap().as_primitive::<Float32Type>();
+        let errors = batch.column_by_name("error").unwrap().as_string::<i32>();
+        for i in 0..40 {
+            if o.key == "m1" && i == 7 {
+                assert!(y.is_null(i));
+                assert!(errors.value(i).contains("\"field\":\"b\""), "{}", errors.value(i));
+            } else {
+                assert_eq!(y.value(i), (base + i) as f32 + 2.5, "{} row {i}", o.key);
+                assert!(errors.is_null(i));
+            }
+        }
+    }
+    let dead = read_until(&broker, "dlq", 1, Duration::from_secs(30), |o| !o.is_empty());
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key, "m1");
+    assert_eq!(dead[0].payload, messages[1].1, "the original payload");
+    assert_eq!(dead[0].headers["weir-error-rows"], "1");
+    assert_eq!(dead[0].headers["weir-error-field"], "b");
     stop(child);
 }

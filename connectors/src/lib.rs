@@ -1,6 +1,7 @@
 //! weir's connectors: how rows get into a running graph and answers out.
 //!
 //! - [`json`]: JSON ↔ values by the graph's schema (shared by every JSON connector);
+//! - [`arrow`]: Arrow record batches ↔ values by the graph's schema;
 //! - [`jsonl`]: JSON lines files through a graph, in order (`weir run`);
 //! - [`http`]: every graph of an engine over HTTP (axum; `weir serve`);
 //! - [`kafka`]: a graph's Kafka source and sink, at least once (rdkafka; `weir serve`).
@@ -10,6 +11,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod arrow;
 pub mod http;
 pub mod json;
 pub mod jsonl;

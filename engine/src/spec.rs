@@ -68,8 +68,10 @@ pub struct KafkaSpec {
 /// How a Kafka message's payload holds rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PayloadFormat {
-    /// One JSON object per message.
+    /// One JSON object per message: one row.
     Json,
+    /// An Arrow IPC stream per message: many rows, for producers that batch.
+    Arrow,
 }
 
 /// How a graph admits rows and how long they may take. Servers (HTTP, Kafka) may

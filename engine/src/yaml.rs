@@ -135,7 +135,10 @@ pub fn parse(text: &str, origin: &str, base_dir: PathBuf) -> Result<GraphSpec, G
 fn kafka_spec(k: KafkaFile) -> Result<KafkaSpec, (String, String)> {
     let format = match k.format.as_str() {
         "json" => PayloadFormat::Json,
-        other => return Err(("format".into(), format!("unknown payload format '{other}', expected one of: json"))),
+        "arrow" => PayloadFormat::Arrow,
+        other => {
+            return Err(("format".into(), format!("unknown payload format '{other}', expected one of: json, arrow")))
+        }
     };
     if k.input_topics.is_empty() {
         return Err(("input_topics".into(), "name at least one input topic".into()));

@@ -1,11 +1,13 @@
 //! Kafka source and sink: a graph consumes its input topics and produces one answer per
 //! message, with at-least-once delivery.
 //!
-//! The loop ([`run`]) runs on tokio beside the HTTP server:
+//! The loop ([`KafkaLoop::run`]) runs on tokio beside the HTTP server:
 //!
 //! 1. `StreamConsumer::recv` wakes when librdkafka's queue becomes non-empty (no busy
-//!    poll: an idle consumer sleeps). A message's payload (one JSON object) is decoded by
-//!    the graph's input schema. One that cannot be decoded goes to the dead-letter topic.
+//!    poll: an idle consumer sleeps). A message's payload (one JSON object, or an Arrow
+//!    IPC stream of many rows, see [`crate::arrow`]) is decoded by the graph's input
+//!    schema. One that cannot be decoded goes to the dead-letter topic; a message's rows
+//!    are submitted together.
 //! 2. Each message takes a permit of an in-flight bound (the graph's
 //!    `serving.max_in_flight`) before it is submitted: when the graph is full,
 //!    consumption waits, so memory stays bounded. The row's reply comes back to the loop
@@ -13,8 +15,10 @@
 //! 3. An answer is produced to the output topic with the input's key and headers
 //!    `weir-source-topic`, `weir-source-partition`, `weir-source-offset`; a row that
 //!    failed goes to the dead-letter topic with its original payload and headers, plus
-//!    `weir-error-code`, `weir-error-node`, `weir-error-field` (when known) and
-//!    `weir-error-message`. The producer is idempotent; a failed delivery is retried.
+//!    `weir-error-code`, `weir-error-node`, `weir-error-field` (when known),
+//!    `weir-error-message` and `weir-error-rows`. An Arrow message is always answered
+//!    (every row, with an `error` column) and also dead-lettered if a row failed. The
+//!    producer is idempotent; a failed delivery is retried.
 //! 4. When the broker acknowledges an output, the message is finished in the
 //!    [`offsets::OffsetTracker`]; once every earlier message of its partition is
 //!    finished too, the partition's position is stored, and librdkafka commits stored
@@ -38,6 +42,7 @@ use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::{GraphHandle, RowResult, SubmitError, SubmitOptions};
 use weir_operators::{ErrorCode, RowError};
 
+use crate::arrow::Decoded;
 use crate::json::{decode_row, encode_row};
 use offsets::{OffsetTracker, TopicPartition};
 
@@ -160,18 +165,57 @@ impl KafkaLoop {
     }
 }
 
+/// What became of a message's rows.
+enum Outcome {
+    /// One answer per row, in the payload's order.
+    Rows(Vec<RowResult>),
+    /// The payload as a whole could not be decoded.
+    Undecodable(Arc<RowError>),
+}
+
+impl Outcome {
+    /// Whether the message gets an output message, and whether a dead letter.
+    fn destinations(&self, format: PayloadFormat) -> (bool, bool) {
+        match (self, format) {
+            (Outcome::Undecodable(_), _) => (false, true),
+            (Outcome::Rows(rows), PayloadFormat::Json) => {
+                let ok = rows.iter().all(Result::is_ok);
+                (ok, !ok)
+            }
+            (Outcome::Rows(rows), PayloadFormat::Arrow) => (true, rows.iter().any(Result::is_err)),
+        }
+    }
+}
+
+/// The output fields: names and types.
+type Outputs = Arc<Vec<(String, weir_operators::FieldType)>>;
+
 async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Duration) -> KafkaSummary {
     let KafkaLoop { graph, spec, consumer, producer } = kafka;
     let name = graph.name().to_string();
     tracing::info!(graph = %name, topics = ?spec.input_topics, output = %spec.output_topic, "consuming from Kafka");
     let spec = Arc::new(spec);
     let permits = Arc::new(Semaphore::new(graph.max_in_flight()));
-    let (answers_tx, mut answers) = mpsc::unbounded_channel::<(Origin, RowResult)>();
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<(Origin, Outcome)>();
     let (acks_tx, mut acks) = mpsc::unbounded_channel::<(TopicPartition, i64)>();
     let mut tracker = OffsetTracker::default();
     let mut summary = KafkaSummary::default();
-    let outputs: Arc<Vec<String>> = Arc::new(graph.plan().output.fields.iter().map(|(n, _, _)| n.clone()).collect());
+    let outputs: Outputs =
+        Arc::new(graph.plan().output.fields.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect());
     let mut shutdown = std::pin::pin!(shutdown);
+    let answer = |summary: &mut KafkaSummary, origin: Origin, outcome: Outcome| {
+        let (output, dead) = outcome.destinations(spec.format);
+        summary.answered += u64::from(output);
+        summary.dead_lettered += u64::from(dead);
+        tokio::spawn(produce(
+            producer.clone(),
+            Arc::clone(&spec),
+            Arc::clone(&outputs),
+            origin,
+            outcome,
+            acks_tx.clone(),
+        ));
+    };
 
     // A permit is taken before a message is received, so that a full graph pauses
     // consumption; answers and acknowledgements keep flowing meanwhile.
@@ -207,19 +251,13 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
                 drop(message);
                 tracker.begin(&origin.tp, origin.offset);
                 match decode(&graph, spec.format, &origin.payload) {
-                    Ok(row) => submit(&graph, row, origin, &answers_tx).await,
+                    Ok(rows) => submit(&graph, rows, origin, &answers_tx).await,
                     Err(error) => {
-                        let _ = answers_tx.send((origin, Err(Arc::new(error))));
+                        let _ = answers_tx.send((origin, Outcome::Undecodable(Arc::new(error))));
                     }
                 }
             }
-            Some((origin, result)) = answers.recv() => {
-                match &result {
-                    Ok(_) => summary.answered += 1,
-                    Err(_) => summary.dead_lettered += 1,
-                }
-                tokio::spawn(produce(producer.clone(), Arc::clone(&spec), Arc::clone(&outputs), origin, result, acks_tx.clone()));
-            }
+            Some((origin, outcome)) = answers.recv() => answer(&mut summary, origin, outcome),
             Some((tp, offset)) = acks.recv() => store(&consumer, &mut tracker, &tp, offset),
         }
     }
@@ -234,13 +272,7 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
                 tracing::warn!(graph = %name, pending = tracker.pending(), "grace period over; these messages will be consumed again");
                 break;
             }
-            Some((origin, result)) = answers.recv() => {
-                match &result {
-                    Ok(_) => summary.answered += 1,
-                    Err(_) => summary.dead_lettered += 1,
-                }
-                tokio::spawn(produce(producer.clone(), Arc::clone(&spec), Arc::clone(&outputs), origin, result, acks_tx.clone()));
-            }
+            Some((origin, outcome)) = answers.recv() => answer(&mut summary, origin, outcome),
             Some((tp, offset)) = acks.recv() => store(&consumer, &mut tracker, &tp, offset),
         }
     }
@@ -250,50 +282,75 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
     summary
 }
 
-fn decode(graph: &GraphHandle, format: PayloadFormat, payload: &[u8]) -> Result<Vec<weir_operators::Value>, RowError> {
+/// The rows of a payload, each decoded or not; an error if the payload as a whole
+/// does not fit the graph.
+fn decode(graph: &GraphHandle, format: PayloadFormat, payload: &[u8]) -> Result<Vec<Decoded>, RowError> {
+    let (inputs, capacity) = (&graph.plan().inputs, graph.row_capacity());
     match format {
         PayloadFormat::Json => {
             let json: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
                 RowError::new(ErrorCode::InvalidInput, "input", format!("the payload is not JSON: {e}"))
             })?;
-            decode_row(&graph.plan().inputs, &json, graph.row_capacity())
+            Ok(vec![Ok(decode_row(inputs, &json, capacity)?)])
+        }
+        PayloadFormat::Arrow => {
+            let mut rows = Vec::new();
+            for batch in crate::arrow::read_stream(payload)? {
+                rows.extend(crate::arrow::decode_batch(inputs, &batch, capacity)?);
+            }
+            Ok(rows)
         }
     }
 }
 
-/// Submits one row; its answer goes to `answers`.
+/// Submits a message's decodable rows as one batch; the answers of all its rows (in
+/// order, decoding errors in place) go to `answers`.
 async fn submit(
     graph: &GraphHandle,
-    row: Vec<weir_operators::Value>,
+    decoded: Vec<Decoded>,
     origin: Origin,
-    answers: &mpsc::UnboundedSender<(Origin, RowResult)>,
+    answers: &mpsc::UnboundedSender<(Origin, Outcome)>,
 ) {
-    let mut slot = Some((row, origin));
+    let mut results: Vec<Option<RowResult>> = Vec::with_capacity(decoded.len());
+    let mut rows = Vec::new();
+    for d in decoded {
+        match d {
+            Ok(values) => {
+                rows.push(values);
+                results.push(None);
+            }
+            Err(e) => results.push(Some(Err(Arc::new(e)))),
+        }
+    }
+    let finish = |results: Vec<Option<RowResult>>, answered: Vec<RowResult>| -> Vec<RowResult> {
+        let mut answered = answered.into_iter();
+        results.into_iter().map(|r| r.or_else(|| answered.next()).unwrap_or_else(|| Err(Arc::new(lost())))).collect()
+    };
+    if rows.is_empty() {
+        let _ = answers.send((origin, Outcome::Rows(finish(results, Vec::new()))));
+        return;
+    }
+    // The message rides in the reply; if the submission is refused it comes back.
+    let held = Arc::new(std::sync::Mutex::new(Some((origin, results))));
     loop {
-        let Some((row, origin)) = slot.take() else { return };
         let tx = answers.clone();
-        // The origin rides in the reply; if the submission is refused it comes back.
-        let held = Arc::new(std::sync::Mutex::new(Some(origin)));
         let in_reply = Arc::clone(&held);
-        let reply = Box::new(move |mut results: Vec<RowResult>| {
-            let origin = in_reply.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let (Some(origin), Some(result)) = (origin, results.pop()) {
-                let _ = tx.send((origin, result));
+        let reply = Box::new(move |answered: Vec<RowResult>| {
+            if let Some((origin, results)) = in_reply.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send((origin, Outcome::Rows(finish(results, answered))));
             }
         });
-        let rows = vec![row.clone()];
-        match graph.submit_with(rows, SubmitOptions { wait: false, deadline: None }, reply) {
+        match graph.submit_with(rows.clone(), SubmitOptions { wait: false, deadline: None }, reply) {
             Ok(_) => return,
             Err(SubmitError::Full(_)) => {
                 // HTTP requests share the bound: try again shortly.
-                let origin = held.lock().unwrap_or_else(|p| p.into_inner()).take();
-                slot = origin.map(|o| (row, o));
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             Err(e) => {
-                let origin = held.lock().unwrap_or_else(|p| p.into_inner()).take();
-                if let Some(origin) = origin {
-                    let _ = answers.send((origin, Err(Arc::new(weir_engine::runtime::refusal(e)))));
+                if let Some((origin, results)) = held.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    let refusal = Arc::new(weir_engine::runtime::refusal(e));
+                    let answered = (0..rows.len()).map(|_| Err(Arc::clone(&refusal))).collect();
+                    let _ = answers.send((origin, Outcome::Rows(finish(results, answered))));
                 }
                 return;
             }
@@ -301,59 +358,95 @@ async fn submit(
     }
 }
 
-/// Produces one answer (or dead letter) until the broker acknowledges it, then reports
-/// the message finished.
+fn lost() -> RowError {
+    RowError::new(ErrorCode::Unavailable, "engine", "the graph gave no answer for this row")
+}
+
+/// Sends one message until the broker acknowledges it.
+async fn send(producer: &FutureProducer, topic: &str, key: Option<&[u8]>, payload: &[u8], headers: OwnedHeaders) {
+    loop {
+        let mut record = FutureRecord::to(topic).payload(payload).headers(headers.clone());
+        if let Some(k) = key {
+            record = record.key(k);
+        }
+        match producer.send(record, Timeout::Never).await {
+            Ok(_) => return,
+            Err((e, _)) => {
+                tracing::warn!(topic = %topic, error = %e, "Kafka delivery failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Produces a message's answer and, where rows failed, its dead letter, until the
+/// broker acknowledges them; then reports the message finished.
 async fn produce(
     producer: FutureProducer,
     spec: Arc<KafkaSpec>,
-    outputs: Arc<Vec<String>>,
+    outputs: Outputs,
     origin: Origin,
-    result: RowResult,
+    outcome: Outcome,
     acks: mpsc::UnboundedSender<(TopicPartition, i64)>,
 ) {
-    let source_headers = [
-        ("weir-source-topic", origin.tp.0.clone().into_bytes()),
-        ("weir-source-partition", origin.tp.1.to_string().into_bytes()),
-        ("weir-source-offset", origin.offset.to_string().into_bytes()),
-    ];
-    let (topic, payload, mut headers) = match &result {
-        Ok(values) => {
-            let body = serde_json::to_vec(&encode_row(outputs.iter(), values)).unwrap_or_default();
-            (&spec.output_topic, body, OwnedHeaders::new())
+    let source = |mut headers: OwnedHeaders| {
+        for (k, v) in [
+            ("weir-source-topic", origin.tp.0.clone()),
+            ("weir-source-partition", origin.tp.1.to_string()),
+            ("weir-source-offset", origin.offset.to_string()),
+        ] {
+            headers = headers.insert(Header { key: k, value: Some(&v) });
         }
-        Err(error) => {
+        headers
+    };
+    let key = origin.key.as_deref();
+    let (output, dead) = outcome.destinations(spec.format);
+    let first_error = match &outcome {
+        Outcome::Undecodable(e) => Some((Arc::clone(e), 1)),
+        Outcome::Rows(rows) => {
+            let failed = rows.iter().filter(|r| r.is_err()).count();
+            rows.iter().find_map(|r| r.as_ref().err()).map(|e| (Arc::clone(e), failed))
+        }
+    };
+    if output {
+        if let Outcome::Rows(rows) = &outcome {
+            let payload = match spec.format {
+                PayloadFormat::Json => match rows.first() {
+                    Some(Ok(values)) => {
+                        let names = outputs.iter().map(|(n, _)| n.as_str());
+                        Ok(serde_json::to_vec(&encode_row(names, values)).unwrap_or_default())
+                    }
+                    _ => Err("no answer".to_string()),
+                },
+                PayloadFormat::Arrow => {
+                    crate::arrow::encode_answers(&outputs, rows).and_then(|b| crate::arrow::write_stream(&b))
+                }
+            };
+            match payload {
+                Ok(p) => send(&producer, &spec.output_topic, key, &p, source(OwnedHeaders::new())).await,
+                Err(e) => tracing::error!(topic = %spec.output_topic, error = %e, "cannot encode an answer"),
+            }
+        }
+    }
+    if dead {
+        if let Some((error, failed)) = first_error {
             let mut headers = OwnedHeaders::new();
             for (k, v) in &origin.headers {
                 headers = headers.insert(Header { key: k, value: v.as_deref() });
             }
             let mut extra = vec![
-                ("weir-error-code", error.code.as_str().as_bytes().to_vec()),
-                ("weir-error-node", error.node.clone().into_bytes()),
-                ("weir-error-message", error.message.clone().into_bytes()),
+                ("weir-error-code", error.code.as_str().to_string()),
+                ("weir-error-node", error.node.clone()),
+                ("weir-error-message", error.message.clone()),
+                ("weir-error-rows", failed.to_string()),
             ];
             if let Some(f) = &error.field {
-                extra.push(("weir-error-field", f.clone().into_bytes()));
+                extra.push(("weir-error-field", f.clone()));
             }
             for (k, v) in &extra {
                 headers = headers.insert(Header { key: k, value: Some(v) });
             }
-            (&spec.dead_letter_topic, origin.payload.clone(), headers)
-        }
-    };
-    for (k, v) in &source_headers {
-        headers = headers.insert(Header { key: k, value: Some(v) });
-    }
-    loop {
-        let mut record = FutureRecord::to(topic).payload(&payload).headers(headers.clone());
-        if let Some(k) = &origin.key {
-            record = record.key(k);
-        }
-        match producer.send(record, Timeout::Never).await {
-            Ok(_) => break,
-            Err((e, _)) => {
-                tracing::warn!(topic = %topic, error = %e, "Kafka delivery failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            send(&producer, &spec.dead_letter_topic, key, &origin.payload, source(headers)).await;
         }
     }
     let _ = acks.send((origin.tp.clone(), origin.offset));

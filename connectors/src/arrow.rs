@@ -1,0 +1,272 @@
+//! Arrow ↔ row values, by the graph's schema: record batches in (Kafka payloads now,
+//! replay files later), record batches out.
+//!
+//! Decoding: input fields are matched to columns by name; other columns are ignored.
+//! `f32` takes a Float32, Float64, Int32 or Int64 column; `i64` an Int64 or Int32
+//! column; `bool` a Boolean column; `str` a Utf8 or LargeUtf8 column; `f32[...]` a
+//! FixedSizeList or List of Float32 whose lists hold exactly the field's element count.
+//! A missing column or one of another type fails the whole batch (the payload does not
+//! fit the graph); a null value or a list of the wrong length fails only its row
+//! (`invalid_input`, naming the field and the row).
+//!
+//! Encoding: the output fields as columns (`f32` Float32, `i64` Int64, `bool` Boolean,
+//! `str` Utf8, tensors FixedSizeList of Float32), null where a row failed, and an
+//! `error` Utf8 column holding the failed row's error as JSON (null for answered rows).
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, Field, Schema};
+use weir_operators::{DType, ErrorCode, FieldType, RowError, Value};
+
+/// A decoded row, or why that row could not be decoded.
+pub type Decoded = Result<Vec<Value>, RowError>;
+
+fn invalid(field: Option<&str>, message: String) -> RowError {
+    let e = RowError::new(ErrorCode::InvalidInput, "input", message);
+    match field {
+        Some(f) => e.with_field(f),
+        None => e,
+    }
+}
+
+/// Reads every record batch of an Arrow IPC stream.
+pub fn read_stream(bytes: &[u8]) -> Result<Vec<RecordBatch>, RowError> {
+    let reader = arrow_ipc::reader::StreamReader::try_new(Cursor::new(bytes), None)
+        .map_err(|e| invalid(None, format!("the payload is not an Arrow IPC stream: {e}")))?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| invalid(None, format!("the Arrow IPC stream is damaged: {e}")))
+}
+
+/// Writes record batches as an Arrow IPC stream.
+pub fn write_stream(batch: &RecordBatch) -> Result<Vec<u8>, String> {
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &batch.schema())
+        .map_err(|e| format!("cannot write an Arrow stream: {e}"))?;
+    writer.write(batch).map_err(|e| format!("cannot write an Arrow batch: {e}"))?;
+    writer.into_inner().map_err(|e| format!("cannot finish an Arrow stream: {e}"))
+}
+
+/// Decodes the rows of `batch`; rows get room for `capacity` values.
+pub fn decode_batch(
+    inputs: &[(String, FieldType)],
+    batch: &RecordBatch,
+    capacity: usize,
+) -> Result<Vec<Decoded>, RowError> {
+    let mut columns = Vec::with_capacity(inputs.len());
+    for (name, ty) in inputs {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            let found: Vec<String> =
+                batch.schema().fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
+            invalid(Some(name), format!("missing column '{name}' ({ty}); the batch has {}", found.join(", ")))
+        })?;
+        check_type(name, ty, column.data_type())?;
+        columns.push((name.as_str(), ty, column));
+    }
+    Ok((0..batch.num_rows())
+        .map(|row| {
+            let mut values = Vec::with_capacity(capacity.max(inputs.len()));
+            for (name, ty, column) in &columns {
+                values.push(
+                    value_at(ty, column.as_ref(), row).map_err(|m| invalid(Some(name), format!("row {row}: {m}")))?,
+                );
+            }
+            Ok(values)
+        })
+        .collect())
+}
+
+fn check_type(name: &str, ty: &FieldType, found: &DataType) -> Result<(), RowError> {
+    let ok = match (ty.dtype, ty.is_scalar(), found) {
+        (DType::F32, true, DataType::Float32 | DataType::Float64 | DataType::Int32 | DataType::Int64) => true,
+        (DType::F32, false, DataType::FixedSizeList(item, _) | DataType::List(item)) => {
+            item.data_type() == &DataType::Float32
+        }
+        (DType::I64, _, DataType::Int64 | DataType::Int32) => true,
+        (DType::Bool, _, DataType::Boolean) => true,
+        (DType::Str, _, DataType::Utf8 | DataType::LargeUtf8) => true,
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        let expected = match (ty.dtype, ty.is_scalar()) {
+            (DType::F32, true) => "Float32 (or Float64, Int32, Int64)",
+            (DType::F32, false) => "FixedSizeList or List of Float32",
+            (DType::I64, _) => "Int64 or Int32",
+            (DType::Bool, _) => "Boolean",
+            (DType::Str, _) => "Utf8 or LargeUtf8",
+        };
+        Err(invalid(Some(name), format!("column '{name}' ({ty}) must be {expected}, got {found}")))
+    }
+}
+
+fn value_at(ty: &FieldType, column: &dyn Array, row: usize) -> Result<Value, String> {
+    if column.is_null(row) {
+        return Err("null value".into());
+    }
+    Ok(match column.data_type() {
+        DataType::Float32 => Value::F32(column.as_primitive::<Float32Type>().value(row)),
+        DataType::Float64 => Value::F32(column.as_primitive::<Float64Type>().value(row) as f32),
+        DataType::Int32 if ty.dtype == DType::F32 => Value::F32(column.as_primitive::<Int32Type>().value(row) as f32),
+        DataType::Int64 if ty.dtype == DType::F32 => Value::F32(column.as_primitive::<Int64Type>().value(row) as f32),
+        DataType::Int32 => Value::I64(i64::from(column.as_primitive::<Int32Type>().value(row))),
+        DataType::Int64 => Value::I64(column.as_primitive::<Int64Type>().value(row)),
+        DataType::Boolean => Value::Bool(column.as_boolean().value(row)),
+        DataType::Utf8 => Value::Str(column.as_string::<i32>().value(row).into()),
+        DataType::LargeUtf8 => Value::Str(column.as_string::<i64>().value(row).into()),
+        DataType::FixedSizeList(_, _) => tensor(ty, column.as_fixed_size_list().value(row))?,
+        DataType::List(_) => tensor(ty, column.as_list::<i32>().value(row))?,
+        other => return Err(format!("unsupported column type {other}")),
+    })
+}
+
+fn tensor(ty: &FieldType, list: ArrayRef) -> Result<Value, String> {
+    let n: usize = ty.shape.iter().product();
+    if list.len() != n {
+        return Err(format!("expected {n} numbers ({ty}), got {}", list.len()));
+    }
+    if list.null_count() > 0 {
+        return Err("null element".into());
+    }
+    Ok(Value::Tensor(list.as_primitive::<Float32Type>().values().iter().copied().collect()))
+}
+
+/// The Arrow type of an output field.
+fn arrow_type(ty: &FieldType) -> DataType {
+    match (ty.dtype, ty.is_scalar()) {
+        (DType::F32, true) => DataType::Float32,
+        (DType::F32, false) => DataType::FixedSizeList(
+            Arc::new(Field::new("item", DataType::Float32, false)),
+            ty.shape.iter().product::<usize>() as i32,
+        ),
+        (DType::I64, _) => DataType::Int64,
+        (DType::Bool, _) => DataType::Boolean,
+        (DType::Str, _) => DataType::Utf8,
+    }
+}
+
+/// Encodes answers (output values in `outputs` order, or the row's error) as a batch.
+pub fn encode_answers(
+    outputs: &[(String, FieldType)],
+    answers: &[Result<Vec<Value>, Arc<RowError>>],
+) -> Result<RecordBatch, String> {
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (k, (name, ty)) in outputs.iter().enumerate() {
+        let cell = |a: &Result<Vec<Value>, Arc<RowError>>| a.as_ref().ok().and_then(|v| v.get(k).cloned());
+        let column: ArrayRef = match (ty.dtype, ty.is_scalar()) {
+            (DType::F32, true) => Arc::new(Float32Array::from_iter(
+                answers.iter().map(|a| cell(a).and_then(|v| v.as_f64()).map(|x| x as f32)),
+            )),
+            (DType::F32, false) => {
+                let n: usize = ty.shape.iter().product();
+                let mut flat = Vec::with_capacity(answers.len() * n);
+                let mut valid = Vec::with_capacity(answers.len());
+                for a in answers {
+                    match cell(a).as_ref().and_then(Value::as_f32s) {
+                        Some(xs) if xs.len() == n => {
+                            flat.extend_from_slice(xs);
+                            valid.push(true);
+                        }
+                        _ => {
+                            flat.extend(std::iter::repeat_n(0.0, n));
+                            valid.push(false);
+                        }
+                    }
+                }
+                let item = Arc::new(Field::new("item", DataType::Float32, false));
+                Arc::new(
+                    FixedSizeListArray::try_new(item, n as i32, Arc::new(Float32Array::from(flat)), Some(valid.into()))
+                        .map_err(|e| format!("output '{name}': {e}"))?,
+                )
+            }
+            (DType::I64, _) => Arc::new(Int64Array::from_iter(answers.iter().map(|a| match cell(a) {
+                Some(Value::I64(x)) => Some(x),
+                _ => None,
+            }))),
+            (DType::Bool, _) => Arc::new(BooleanArray::from_iter(answers.iter().map(|a| match cell(a) {
+                Some(Value::Bool(b)) => Some(b),
+                _ => None,
+            }))),
+            (DType::Str, _) => Arc::new(StringArray::from_iter(answers.iter().map(|a| match cell(a) {
+                Some(Value::Str(s)) => Some(s.to_string()),
+                _ => None,
+            }))),
+        };
+        fields.push(Field::new(name, arrow_type(ty), true));
+        columns.push(column);
+    }
+    fields.push(Field::new("error", DataType::Utf8, true));
+    columns.push(Arc::new(StringArray::from_iter(
+        answers.iter().map(|a| a.as_ref().err().map(|e| crate::json::encode_error(e).to_string())),
+    )));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| format!("cannot build the answer batch: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+    use arrow_array::Float64Array;
+
+    fn inputs() -> Vec<(String, FieldType)> {
+        vec![("a".into(), FieldType::scalar(DType::F32)), ("v".into(), FieldType::vector(2))]
+    }
+
+    fn batch() -> RecordBatch {
+        let mut v = FixedSizeListBuilder::new(Float32Builder::new(), 2);
+        for row in [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]] {
+            v.values().append_slice(&row);
+            v.append(true);
+        }
+        let a: ArrayRef = Arc::new(Float64Array::from(vec![Some(0.5), None, Some(2.0)]));
+        let extra: ArrayRef = Arc::new(StringArray::from(vec!["x", "y", "z"]));
+        RecordBatch::try_from_iter([("extra", extra), ("v", Arc::new(v.finish()) as ArrayRef), ("a", a)]).unwrap()
+    }
+
+    #[test]
+    fn rows_decode_by_column_name_and_a_null_fails_only_its_row() {
+        let bytes = write_stream(&batch()).unwrap();
+        let batches = read_stream(&bytes).unwrap();
+        let rows = decode_batch(&inputs(), &batches[0], 4).unwrap();
+        assert_eq!(rows[0].as_ref().unwrap(), &vec![Value::F32(0.5), Value::Tensor(vec![1.0, 2.0].into())]);
+        let e = rows[1].as_ref().unwrap_err();
+        assert_eq!((e.field.as_deref(), e.message.as_str()), (Some("a"), "row 1: null value"));
+        assert_eq!(rows[2].as_ref().unwrap()[0], Value::F32(2.0));
+    }
+
+    #[test]
+    fn a_missing_or_mistyped_column_fails_the_batch() {
+        let wrong = vec![("a".into(), FieldType::scalar(DType::Str))];
+        let e = decode_batch(&wrong, &batch(), 1).unwrap_err();
+        assert!(e.message.contains("must be Utf8 or LargeUtf8, got Float64"), "{}", e.message);
+        let missing = vec![("b".into(), FieldType::scalar(DType::F32))];
+        let e = decode_batch(&missing, &batch(), 1).unwrap_err();
+        assert!(e.message.contains("missing column 'b'") && e.message.contains("a: Float64"), "{}", e.message);
+        assert!(read_stream(b"not arrow").is_err());
+    }
+
+    #[test]
+    fn answers_encode_with_an_error_column() {
+        let outputs = vec![("y".into(), FieldType::scalar(DType::F32)), ("p".into(), FieldType::vector(2))];
+        let answers = vec![
+            Ok(vec![Value::F32(1.5), Value::Tensor(vec![0.25, 0.75].into())]),
+            Err(Arc::new(RowError::new(ErrorCode::ModelFailed, "m", "boom"))),
+        ];
+        let b = encode_answers(&outputs, &answers).unwrap();
+        let back = read_stream(&write_stream(&b).unwrap()).unwrap().remove(0);
+        assert_eq!(back.num_rows(), 2);
+        let y = back.column_by_name("y").unwrap().as_primitive::<Float32Type>();
+        assert_eq!((y.value(0), y.is_null(1)), (1.5, true));
+        let p = back.column_by_name("p").unwrap().as_fixed_size_list();
+        assert_eq!(p.value(0).as_primitive::<Float32Type>().values().to_vec(), vec![0.25, 0.75]);
+        let err = back.column_by_name("error").unwrap().as_string::<i32>();
+        assert!(err.is_null(0));
+        assert!(err.value(1).contains("\"node\":\"m\""), "{}", err.value(1));
+    }
+}
