@@ -6,8 +6,9 @@
 //! 1. `StreamConsumer::recv` wakes when librdkafka's queue becomes non-empty (no busy
 //!    poll: an idle consumer sleeps). A message's payload (one JSON object, or an Arrow
 //!    IPC stream of many rows, see [`crate::arrow`]) is decoded by the graph's input
-//!    schema. One that cannot be decoded goes to the dead-letter topic; a message's rows
-//!    are submitted together.
+//!    schema. One that cannot be decoded goes to the dead-letter topic. A message, and
+//!    whatever else is already fetched (up to 256 messages), enter the graph as one
+//!    submission; their answers are produced by one task.
 //! 2. Each message takes a permit of an in-flight bound (the graph's
 //!    `serving.max_in_flight`) before it is submitted: when the graph is full,
 //!    consumption waits, so memory stays bounded. The row's reply comes back to the loop
@@ -81,6 +82,10 @@ pub struct KafkaSummary {
     /// Messages sent to the dead-letter topic.
     pub dead_lettered: u64,
 }
+
+/// Messages submitted to the graph together, at most: what is already fetched when one
+/// arrives goes with it, so a backlog costs one submission per batch, not per message.
+const MESSAGES_PER_SUBMISSION: usize = 256;
 
 /// Where a message came from, and what is needed to answer it.
 struct Origin {
@@ -196,25 +201,27 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
     tracing::info!(graph = %name, topics = ?spec.input_topics, output = %spec.output_topic, "consuming from Kafka");
     let spec = Arc::new(spec);
     let permits = Arc::new(Semaphore::new(graph.max_in_flight()));
-    let (answers_tx, mut answers) = mpsc::unbounded_channel::<(Origin, Outcome)>();
+    let (answers_tx, mut answers) = mpsc::unbounded_channel::<Vec<(Origin, Outcome)>>();
     let (acks_tx, mut acks) = mpsc::unbounded_channel::<(TopicPartition, i64)>();
     let mut tracker = OffsetTracker::default();
     let mut summary = KafkaSummary::default();
     let outputs: Outputs =
         Arc::new(graph.plan().output.fields.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect());
     let mut shutdown = std::pin::pin!(shutdown);
-    let answer = |summary: &mut KafkaSummary, origin: Origin, outcome: Outcome| {
-        let (output, dead) = outcome.destinations(spec.format);
-        summary.answered += u64::from(output);
-        summary.dead_lettered += u64::from(dead);
-        tokio::spawn(produce(
-            producer.clone(),
-            Arc::clone(&spec),
-            Arc::clone(&outputs),
-            origin,
-            outcome,
-            acks_tx.clone(),
-        ));
+    // The answers of one submission are produced by one task, concurrently.
+    let answer = |summary: &mut KafkaSummary, batch: Vec<(Origin, Outcome)>| {
+        for (_, outcome) in &batch {
+            let (output, dead) = outcome.destinations(spec.format);
+            summary.answered += u64::from(output);
+            summary.dead_lettered += u64::from(dead);
+        }
+        let (producer, spec, outputs, acks) =
+            (producer.clone(), Arc::clone(&spec), Arc::clone(&outputs), acks_tx.clone());
+        tokio::spawn(async move {
+            let sends =
+                batch.into_iter().map(|(origin, outcome)| produce(&producer, &spec, &outputs, origin, outcome, &acks));
+            futures_util::future::join_all(sends).await;
+        });
     };
 
     // A permit is taken before a message is received, so that a full graph pauses
@@ -228,36 +235,39 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
                 Err(_) => break,
             },
             message = consumer.recv(), if permit.is_some() => {
-                let message = match message {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(graph = %name, error = %e, "Kafka consumer error");
-                        continue;
+                let Some(first) = permit.take() else { continue };
+                // This message, and whatever else is ready now (up to MESSAGES_PER_SUBMISSION,
+                // each with its permit), go into the graph as one submission.
+                let mut ready = Vec::new();
+                let mut next = Some((message, first));
+                while let Some((message, permit)) = next.take() {
+                    match message {
+                        Ok(m) => ready.push(origin_of(&m, permit)),
+                        Err(e) => tracing::warn!(graph = %name, error = %e, "Kafka consumer error"),
                     }
-                };
-                let Some(permit) = permit.take() else { continue };
-                summary.consumed += 1;
-                let origin = Origin {
-                    tp: (message.topic().to_string(), message.partition()),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    headers: message
-                        .headers()
-                        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
-                        .unwrap_or_default(),
-                    _permit: permit,
-                };
-                drop(message);
-                tracker.begin(&origin.tp, origin.offset);
-                match decode(&graph, spec.format, &origin.payload) {
-                    Ok(rows) => submit(&graph, rows, origin, &answers_tx).await,
-                    Err(error) => {
-                        let _ = answers_tx.send((origin, Outcome::Undecodable(Arc::new(error))));
+                    if ready.len() >= MESSAGES_PER_SUBMISSION {
+                        break;
+                    }
+                    let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else { break };
+                    // A zero timeout polls the receive once: a message already fetched.
+                    if let Ok(message) = tokio::time::timeout(Duration::ZERO, consumer.recv()).await {
+                        next = Some((message, permit));
                     }
                 }
+                summary.consumed += ready.len() as u64;
+                let mut decoded = Vec::with_capacity(ready.len());
+                for origin in ready {
+                    tracker.begin(&origin.tp, origin.offset);
+                    match decode(&graph, spec.format, &origin.payload) {
+                        Ok(rows) => decoded.push((origin, rows)),
+                        Err(error) => {
+                            let _ = answers_tx.send(vec![(origin, Outcome::Undecodable(Arc::new(error)))]);
+                        }
+                    }
+                }
+                submit(&graph, decoded, &answers_tx).await;
             }
-            Some((origin, outcome)) = answers.recv() => answer(&mut summary, origin, outcome),
+            Some(batch) = answers.recv() => answer(&mut summary, batch),
             Some((tp, offset)) = acks.recv() => store(&consumer, &mut tracker, &tp, offset),
         }
     }
@@ -272,7 +282,7 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
                 tracing::warn!(graph = %name, pending = tracker.pending(), "grace period over; these messages will be consumed again");
                 break;
             }
-            Some((origin, outcome)) = answers.recv() => answer(&mut summary, origin, outcome),
+            Some(batch) = answers.recv() => answer(&mut summary, batch),
             Some((tp, offset)) = acks.recv() => store(&consumer, &mut tracker, &tp, offset),
         }
     }
@@ -303,41 +313,40 @@ fn decode(graph: &GraphHandle, format: PayloadFormat, payload: &[u8]) -> Result<
     }
 }
 
-/// Submits a message's decodable rows as one batch; the answers of all its rows (in
-/// order, decoding errors in place) go to `answers`.
+/// Submits the decodable rows of `messages` as one batch; the answers of each message's
+/// rows (in order, decoding errors in place) go to `answers`, a message at a time.
 async fn submit(
     graph: &GraphHandle,
-    decoded: Vec<Decoded>,
-    origin: Origin,
-    answers: &mpsc::UnboundedSender<(Origin, Outcome)>,
+    messages: Vec<(Origin, Vec<Decoded>)>,
+    answers: &mpsc::UnboundedSender<Vec<(Origin, Outcome)>>,
 ) {
-    let mut results: Vec<Option<RowResult>> = Vec::with_capacity(decoded.len());
     let mut rows = Vec::new();
-    for d in decoded {
-        match d {
-            Ok(values) => {
-                rows.push(values);
-                results.push(None);
-            }
-            Err(e) => results.push(Some(Err(Arc::new(e)))),
-        }
+    let mut pending = Vec::with_capacity(messages.len());
+    for (origin, decoded) in messages {
+        let results: Vec<Option<RowResult>> = decoded
+            .into_iter()
+            .map(|d| match d {
+                Ok(values) => {
+                    rows.push(values);
+                    None
+                }
+                Err(e) => Some(Err(Arc::new(e))),
+            })
+            .collect();
+        pending.push((origin, results));
     }
-    let finish = |results: Vec<Option<RowResult>>, answered: Vec<RowResult>| -> Vec<RowResult> {
-        let mut answered = answered.into_iter();
-        results.into_iter().map(|r| r.or_else(|| answered.next()).unwrap_or_else(|| Err(Arc::new(lost())))).collect()
-    };
     if rows.is_empty() {
-        let _ = answers.send((origin, Outcome::Rows(finish(results, Vec::new()))));
+        deliver(pending, Vec::new(), answers);
         return;
     }
-    // The message rides in the reply; if the submission is refused it comes back.
-    let held = Arc::new(std::sync::Mutex::new(Some((origin, results))));
+    // The messages ride in the reply; if the submission is refused they come back.
+    let held = Arc::new(std::sync::Mutex::new(Some(pending)));
     loop {
         let tx = answers.clone();
         let in_reply = Arc::clone(&held);
         let reply = Box::new(move |answered: Vec<RowResult>| {
-            if let Some((origin, results)) = in_reply.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                let _ = tx.send((origin, Outcome::Rows(finish(results, answered))));
+            if let Some(pending) = in_reply.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                deliver(pending, answered, &tx);
             }
         });
         match graph.submit_with(rows.clone(), SubmitOptions { wait: false, deadline: None }, reply) {
@@ -347,14 +356,49 @@ async fn submit(
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             Err(e) => {
-                if let Some((origin, results)) = held.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                if let Some(pending) = held.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     let refusal = Arc::new(weir_engine::runtime::refusal(e));
                     let answered = (0..rows.len()).map(|_| Err(Arc::clone(&refusal))).collect();
-                    let _ = answers.send((origin, Outcome::Rows(finish(results, answered))));
+                    deliver(pending, answered, answers);
                 }
                 return;
             }
         }
+    }
+}
+
+/// Fills each message's missing results from `answered`, in order, and sends them on.
+fn deliver(
+    pending: Vec<(Origin, Vec<Option<RowResult>>)>,
+    answered: Vec<RowResult>,
+    answers: &mpsc::UnboundedSender<Vec<(Origin, Outcome)>>,
+) {
+    let mut answered = answered.into_iter();
+    let batch = pending
+        .into_iter()
+        .map(|(origin, results)| {
+            let rows = results
+                .into_iter()
+                .map(|r| r.or_else(|| answered.next()).unwrap_or_else(|| Err(Arc::new(lost()))))
+                .collect();
+            (origin, Outcome::Rows(rows))
+        })
+        .collect();
+    let _ = answers.send(batch);
+}
+
+/// The parts of a message that answering it needs.
+fn origin_of(message: &rdkafka::message::BorrowedMessage<'_>, permit: OwnedSemaphorePermit) -> Origin {
+    Origin {
+        tp: (message.topic().to_string(), message.partition()),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        headers: message
+            .headers()
+            .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+            .unwrap_or_default(),
+        _permit: permit,
     }
 }
 
@@ -382,12 +426,12 @@ async fn send(producer: &FutureProducer, topic: &str, key: Option<&[u8]>, payloa
 /// Produces a message's answer and, where rows failed, its dead letter, until the
 /// broker acknowledges them; then reports the message finished.
 async fn produce(
-    producer: FutureProducer,
-    spec: Arc<KafkaSpec>,
-    outputs: Outputs,
+    producer: &FutureProducer,
+    spec: &KafkaSpec,
+    outputs: &Outputs,
     origin: Origin,
     outcome: Outcome,
-    acks: mpsc::UnboundedSender<(TopicPartition, i64)>,
+    acks: &mpsc::UnboundedSender<(TopicPartition, i64)>,
 ) {
     let source = |mut headers: OwnedHeaders| {
         for (k, v) in [
@@ -419,11 +463,11 @@ async fn produce(
                     _ => Err("no answer".to_string()),
                 },
                 PayloadFormat::Arrow => {
-                    crate::arrow::encode_answers(&outputs, rows).and_then(|b| crate::arrow::write_stream(&b))
+                    crate::arrow::encode_answers(outputs, rows).and_then(|b| crate::arrow::write_stream(&b))
                 }
             };
             match payload {
-                Ok(p) => send(&producer, &spec.output_topic, key, &p, source(OwnedHeaders::new())).await,
+                Ok(p) => send(producer, &spec.output_topic, key, &p, source(OwnedHeaders::new())).await,
                 Err(e) => tracing::error!(topic = %spec.output_topic, error = %e, "cannot encode an answer"),
             }
         }
@@ -446,7 +490,7 @@ async fn produce(
             for (k, v) in &extra {
                 headers = headers.insert(Header { key: k, value: Some(v) });
             }
-            send(&producer, &spec.dead_letter_topic, key, &origin.payload, source(headers)).await;
+            send(producer, &spec.dead_letter_topic, key, &origin.payload, source(headers)).await;
         }
     }
     let _ = acks.send((origin.tp.clone(), origin.offset));
