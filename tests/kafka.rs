@@ -25,8 +25,13 @@ fn weir(broker: &Broker) -> Child {
 
 /// [`weir`] with more arguments.
 fn weir_with(broker: &Broker, extra: &[&str]) -> Child {
+    weir_graph(broker, "graphs/diamond.yaml", extra)
+}
+
+/// `weir serve GRAPH` with the test topics and `extra` arguments.
+fn weir_graph(broker: &Broker, graph: &str, extra: &[&str]) -> Child {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["serve", "graphs/diamond.yaml", "--port", "0", "--kafka-bootstrap", &broker.addr])
+        .args(["serve", graph, "--port", "0", "--kafka-bootstrap", &broker.addr])
         .args(["--kafka-input", "in", "--kafka-output", "out", "--kafka-dead-letter", "dlq", "--kafka-group", "g"])
         .args(["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
         .args(extra)
@@ -322,5 +327,34 @@ async fn arrow_payloads_answer_every_row_and_dead_letter_the_failed_ones() {
     assert_eq!(dead[0].payload, messages[1].1, "the original payload");
     assert_eq!(dead[0].headers["weir-error-rows"], "1");
     assert_eq!(dead[0].headers["weir-error-field"], "b");
+    stop(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_out_digits_are_classified_over_kafka() {
+    let broker = Broker::start();
+    broker.create_topics(&["in", "out", "dlq"], 2).await;
+    let set = weir::datasets::digits(weir::datasets::Split::Test).unwrap();
+    let messages: Vec<(String, Vec<u8>)> = set
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (format!("d{i}"), json!({"pixels": d.pixels}).to_string().into_bytes()))
+        .collect();
+    produce(&broker, &messages).await;
+    let child = weir_graph(&broker, "graphs/digits.yaml", &["--workers", "2"]);
+    let out = read_until(&broker, "out", 2, Duration::from_secs(60), |o| {
+        o.iter().map(|x| x.key.as_str()).collect::<std::collections::HashSet<_>>().len() >= set.len()
+    });
+    let mut labels: Vec<Option<i64>> = vec![None; set.len()];
+    for o in &out {
+        let i: usize = o.key[1..].parse().unwrap();
+        let body: Json = serde_json::from_slice(&o.payload).unwrap();
+        assert_eq!(body["probs"].as_array().unwrap().len(), 10);
+        labels[i] = body["label"].as_i64();
+    }
+    let right = labels.iter().zip(&set).filter(|(l, d)| **l == Some(i64::from(d.label))).count();
+    let accuracy = right as f64 / set.len() as f64;
+    assert!(labels.iter().all(Option::is_some), "every image answered");
+    assert!(accuracy >= 0.95, "held-out accuracy over Kafka: {accuracy}");
     stop(child);
 }
