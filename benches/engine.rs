@@ -287,12 +287,9 @@ fn lone_row(quick: bool) {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    weir::one_thread_per_forward_pass();
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let only = args.iter().skip(1).find(|a| !a.starts_with("--")).cloned();
-    println!("| experiment | configuration | result | ratio to baseline |\n|---|---|---|---|");
-    let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    let args = weir::bench::BenchArgs::start();
+    let quick = args.quick;
+    let run = |name: &str| args.runs(name);
     if run("diamond") {
         diamond(quick);
     }

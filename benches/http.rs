@@ -391,14 +391,11 @@ fn digits_http(client: &tokio::runtime::Runtime, quick: bool) {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    weir::one_thread_per_forward_pass();
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let only = args.iter().skip(1).find(|a| !a.starts_with("--")).cloned();
+    let args = weir::bench::BenchArgs::start();
+    let quick = args.quick;
     // The load generator: one thread (this one), shared with everything else.
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
-    println!("| experiment | configuration | result | ratio to baseline |\n|---|---|---|---|");
-    let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    let run = |name: &str| args.runs(name);
     if run("diamond") {
         diamond(&client, quick);
     }

@@ -637,15 +637,12 @@ fn latency(client: &tokio::runtime::Runtime, broker: &Broker, quick: bool) {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    weir::one_thread_per_forward_pass();
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let only = args.iter().skip(1).find(|a| !a.starts_with("--")).cloned();
+    let args = weir::bench::BenchArgs::start();
+    let quick = args.quick;
     // Producing the input and creating topics: one thread (this one).
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
     let broker = Broker::start();
-    println!("| experiment | configuration | result | ratio to baseline |\n|---|---|---|---|");
-    let run = |name: &str| only.as_deref().is_none_or(|o| name.contains(o));
+    let run = |name: &str| args.runs(name);
     if run("throughput") {
         throughput(&client, &broker, quick);
     }

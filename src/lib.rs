@@ -3,10 +3,11 @@
 //!
 //! The engine itself lives in the workspace crates: `weir-engine` (graphs, plans,
 //! runtime), `weir-operators` (rows, kernels, timely operators) and `weir-connectors`
-//! (JSON lines now; HTTP, Kafka and Arrow next).
+//! (JSON lines, HTTP, Kafka, Arrow).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod bench;
 pub mod datasets;
 
 /// Makes candle run each forward pass on the calling thread unless `RAYON_NUM_THREADS`
