@@ -19,6 +19,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use weir::bench::percentile;
 
 use weir::datasets::{digits, Split};
 use weir_engine::builder::{GraphBuilder, Model};
@@ -234,10 +235,6 @@ fn batching(quick: bool) {
             100.0 * graph_compute.as_secs_f64() / graph_wall.as_secs_f64()
         );
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 fn lone_row(quick: bool) {

@@ -36,6 +36,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use weir::bench::{median, percentile, range};
 
 use axum::http::StatusCode;
 use axum::routing::post;
@@ -127,20 +128,6 @@ impl Load {
         self.latencies.sort_unstable();
         let ms = |p: f64| percentile(&self.latencies, p).as_secs_f64() * 1e3;
         format!("{:.0} req/s; p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms", self.rate(), ms(0.5), ms(0.99), ms(0.999))
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -302,7 +289,7 @@ fn diamond(client: &tokio::runtime::Runtime, quick: bool) {
         let (mut loads, per_round) =
             alternate(client, &[&weir, &plain], "/graphs/diamond", &bodies, conns, rounds, duration);
         let ratios: Vec<f64> = per_round.iter().map(|r| r[0] / r[1]).collect();
-        let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        let (lo, hi) = range(&ratios);
         let ratio = median(ratios);
         let plain_summary = loads[1].0.summary();
         let (weir_load, batches) = &mut loads[0];
@@ -374,7 +361,7 @@ fn digits_http(client: &tokio::runtime::Runtime, quick: bool) {
             [(0, format!("batching on ({batching})")), (1, "dynamic (max_batch_size 32, max_wait_ms 0)".into())]
         {
             let ratios: Vec<f64> = per_round.iter().map(|r| r[k] / r[2]).collect();
-            let (lo, hi) = ratios.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            let (lo, hi) = range(&ratios);
             let ratio = median(ratios);
             let (l, batches) = &mut loads[k];
             println!(

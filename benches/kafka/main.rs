@@ -55,27 +55,25 @@
 //!    latency of both systems is mostly their consumer's fetch wait, and the short wait
 //!    shows what the graph itself adds.
 
-#[path = "../tests/common/kafka.rs"]
+#[path = "../../tests/common/kafka.rs"]
 mod broker;
+mod passthrough;
 
-use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use weir::bench::{median, percentile, range};
 
 use broker::Broker;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 
 /// Partitions of every topic.
 const PARTITIONS: i32 = 2;
-/// The pass-through's bound on messages in flight: weir's default `serving.max_in_flight`.
-const IN_FLIGHT: usize = 8192;
 /// Consumer-group timings both systems get (as `tests/kafka.rs` gives weir).
 const GROUP_TIMINGS: [(&str, &str); 2] = [("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")];
 
@@ -183,128 +181,6 @@ fn stop_weir(mut child: Child) {
     }
 }
 
-/// Per partition, the offsets in flight: a partition's position may move past a message
-/// only once it and every message before it is acknowledged.
-#[derive(Default)]
-struct Tracker(HashMap<i32, (BTreeSet<i64>, i64)>);
-
-impl Tracker {
-    fn begin(&mut self, partition: i32, offset: i64) {
-        let (pending, next) = self.0.entry(partition).or_default();
-        pending.insert(offset);
-        *next = (*next).max(offset + 1);
-    }
-
-    /// The partition's new position, if it moved.
-    fn finish(&mut self, partition: i32, offset: i64) -> Option<i64> {
-        let (pending, next) = self.0.get_mut(&partition)?;
-        let lowest = pending.first() == Some(&offset);
-        pending.remove(&offset);
-        lowest.then(|| pending.first().copied().unwrap_or(*next))
-    }
-
-    fn pending(&self) -> usize {
-        self.0.values().map(|(p, _)| p.len()).sum()
-    }
-}
-
-/// A consumed message on its way to the output topic.
-struct InFlight {
-    partition: i32,
-    offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Vec<u8>,
-    /// Held until the output is acknowledged.
-    _permit: OwnedSemaphorePermit,
-}
-
-/// Produces one message until the broker acknowledges it, then reports it finished.
-async fn forward(
-    producer: FutureProducer,
-    topics: Arc<(String, String)>,
-    m: InFlight,
-    acks: mpsc::UnboundedSender<(i32, i64)>,
-) {
-    let (input, output) = &*topics;
-    let (partition, offset) = (m.partition.to_string(), m.offset.to_string());
-    let headers = OwnedHeaders::new()
-        .insert(Header { key: "weir-source-topic", value: Some(input.as_bytes()) })
-        .insert(Header { key: "weir-source-partition", value: Some(partition.as_bytes()) })
-        .insert(Header { key: "weir-source-offset", value: Some(offset.as_bytes()) });
-    loop {
-        let mut record = FutureRecord::to(output).payload(&m.payload).headers(headers.clone());
-        if let Some(k) = &m.key {
-            record = record.key(k);
-        }
-        match producer.send(record, Timeout::Never).await {
-            Ok(_) => break,
-            Err((e, _)) => {
-                eprintln!("pass-through: delivery failed ({e}); retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-    let _ = acks.send((m.partition, m.offset));
-}
-
-fn store(consumer: &StreamConsumer, tracker: &mut Tracker, topic: &str, partition: i32, offset: i64) {
-    if let Some(position) = tracker.finish(partition, offset) {
-        let mut tpl = TopicPartitionList::new();
-        if tpl.add_partition_offset(topic, partition, Offset::Offset(position)).is_ok() {
-            // Fails only if the partition was revoked meanwhile.
-            let _ = consumer.store_offsets(&tpl);
-        }
-    }
-}
-
-/// The pass-through's loop: consume, forward, store offsets, until `stop`; then let
-/// the messages in flight land and commit. Returns the messages forwarded.
-async fn pass_through_loop(
-    consumer: StreamConsumer,
-    producer: FutureProducer,
-    topics: Arc<(String, String)>,
-    mut stop: oneshot::Receiver<()>,
-) -> u64 {
-    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
-    let (acks_tx, mut acks) = mpsc::unbounded_channel::<(i32, i64)>();
-    let mut tracker = Tracker::default();
-    let mut forwarded = 0;
-    let mut permit: Option<OwnedSemaphorePermit> = None;
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            p = Arc::clone(&permits).acquire_owned(), if permit.is_none() => {
-                permit = Some(p.expect("the semaphore is never closed"));
-            }
-            message = consumer.recv(), if permit.is_some() => {
-                let Ok(message) = message else { continue };
-                let Some(permit) = permit.take() else { continue };
-                let m = InFlight {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                    _permit: permit,
-                };
-                drop(message);
-                tracker.begin(m.partition, m.offset);
-                forwarded += 1;
-                tokio::spawn(forward(producer.clone(), Arc::clone(&topics), m, acks_tx.clone()));
-            }
-            Some((partition, offset)) = acks.recv() => store(&consumer, &mut tracker, &topics.0, partition, offset),
-        }
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while tracker.pending() > 0 {
-        tokio::select! {
-            () = tokio::time::sleep_until(deadline) => break,
-            Some((partition, offset)) = acks.recv() => store(&consumer, &mut tracker, &topics.0, partition, offset),
-        }
-    }
-    let _ = consumer.commit_consumer_state(CommitMode::Sync);
-    forwarded
-}
-
 /// A running system.
 enum Running {
     Weir(Child),
@@ -342,7 +218,7 @@ fn start(system: System, broker: &Broker, t: &Topics, properties: &[(&str, &str)
             consumer.subscribe(&[&t.input]).expect("subscribe");
             let (stop, stopped) = oneshot::channel();
             let topics = Arc::new((t.input.clone(), t.output.clone()));
-            let task = runtime.spawn(pass_through_loop(consumer, producer, topics, stopped));
+            let task = runtime.spawn(passthrough::run(consumer, producer, topics, stopped));
             Running::PassThrough { runtime, stop, task }
         }
     }
@@ -452,20 +328,6 @@ fn check(system: System, t: &Topics, received: &[Received], n: usize) -> Vec<Ins
 // ---------------------------------------------------------------------------------------
 // Experiments.
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// One throughput run: messages/s; the time from start to the first output; and the
 /// reader's own rate on the pre-produced input topic (the ceiling of what it can measure).
 fn throughput_run(
@@ -496,10 +358,6 @@ fn throughput_run(
     running.stop();
     let (first, rate) = window(&mut check(system, &t, &received, n).into_iter());
     (rate, first - started, reader_rate)
-}
-
-fn range(v: &[f64]) -> (f64, f64) {
-    v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| (lo.min(r), hi.max(r)))
 }
 
 fn throughput(client: &tokio::runtime::Runtime, broker: &Broker, quick: bool) {
