@@ -13,7 +13,6 @@ use common::kafka::Broker;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value as Json};
 
@@ -53,8 +52,26 @@ fn weir_graph(broker: &Broker, graph: &str, extra: &[&str]) -> Child {
 
 async fn produce(broker: &Broker, messages: &[(String, Vec<u8>)]) {
     let producer: FutureProducer = broker.config().create().unwrap();
+    // Enqueue them all, then wait for every acknowledgement: they travel in batches.
+    let mut deliveries = Vec::with_capacity(messages.len());
     for (key, payload) in messages {
-        producer.send(FutureRecord::to("in").key(key).payload(payload), Timeout::Never).await.unwrap();
+        deliveries
+            .push(producer.send_result(FutureRecord::to("in").key(key).payload(payload)).map_err(|(e, _)| e).unwrap());
+    }
+    for d in deliveries {
+        d.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+}
+
+/// A `done` for [`read_until`]: true once `n` distinct keys were read (kept as they come,
+/// so each check costs one insert).
+fn distinct_keys(n: usize) -> impl FnMut(&[Out]) -> bool {
+    let mut keys = std::collections::HashSet::new();
+    move |out| {
+        if let Some(last) = out.last() {
+            keys.insert(last.key.clone());
+        }
+        keys.len() >= n
     }
 }
 
@@ -71,7 +88,7 @@ fn read_until(
     topic: &str,
     partitions: i32,
     timeout: Duration,
-    done: impl Fn(&[Out]) -> bool,
+    mut done: impl FnMut(&[Out]) -> bool,
 ) -> Vec<Out> {
     let consumer: BaseConsumer = broker.config().set("group.id", "reader").create().unwrap();
     let mut tpl = TopicPartitionList::new();
@@ -176,13 +193,13 @@ async fn every_message_is_answered_and_poison_goes_to_the_dead_letter_topic() {
 async fn nothing_is_lost_when_weir_is_killed_mid_stream() {
     let broker = Broker::start();
     broker.create_topics(&["in", "out", "dlq"], 2).await;
-    let n = 5000;
+    let n = 20_000;
     produce(&broker, &diamond_messages(n)).await;
 
     let mut first = weir(&broker);
     // Kill it once some answers are out, and before all are.
-    let partial = read_until(&broker, "out", 2, Duration::from_secs(60), |o| o.len() >= n / 10);
-    assert!(partial.len() >= n / 10, "weir answered before the kill");
+    let partial = read_until(&broker, "out", 2, Duration::from_secs(60), |o| o.len() >= 100);
+    assert!(partial.len() >= 100, "weir answered before the kill");
     first.kill().unwrap(); // SIGKILL: no shutdown, no final commit
     first.wait().unwrap();
     let before = read_until(&broker, "out", 2, Duration::from_secs(3), |_| false);
@@ -190,11 +207,7 @@ async fn nothing_is_lost_when_weir_is_killed_mid_stream() {
     assert!(answered.len() < n, "the kill came mid-stream ({} of {n} answered before it)", answered.len());
 
     let second = weir(&broker);
-    let out = read_until(&broker, "out", 2, Duration::from_secs(120), |o| {
-        let mut seen = vec![false; n];
-        o.iter().for_each(|x| seen[x.key[1..].parse::<usize>().unwrap()] = true);
-        seen.iter().all(|&s| s)
-    });
+    let out = read_until(&broker, "out", 2, Duration::from_secs(120), distinct_keys(n));
     let mut seen = vec![0usize; n];
     for o in &out {
         seen[check_answer(o)] += 1;
@@ -240,9 +253,7 @@ async fn two_weir_processes_in_one_group_share_the_partitions() {
     tokio::time::sleep(Duration::from_secs(8)).await;
     let n = 2000;
     produce(&broker, &diamond_messages(n)).await;
-    let out = read_until(&broker, "out", 4, Duration::from_secs(60), |o| {
-        o.iter().map(|x| x.key.as_str()).collect::<std::collections::HashSet<_>>().len() >= n
-    });
+    let out = read_until(&broker, "out", 4, Duration::from_secs(60), distinct_keys(n));
     let mut seen = vec![0; n];
     for o in &out {
         seen[check_answer(o)] += 1;
@@ -342,9 +353,7 @@ async fn held_out_digits_are_classified_over_kafka() {
         .collect();
     produce(&broker, &messages).await;
     let child = weir_graph(&broker, "graphs/digits.yaml", &["--workers", "2"]);
-    let out = read_until(&broker, "out", 2, Duration::from_secs(60), |o| {
-        o.iter().map(|x| x.key.as_str()).collect::<std::collections::HashSet<_>>().len() >= set.len()
-    });
+    let out = read_until(&broker, "out", 2, Duration::from_secs(60), distinct_keys(set.len()));
     let mut labels: Vec<Option<i64>> = vec![None; set.len()];
     for o in &out {
         let i: usize = o.key[1..].parse().unwrap();

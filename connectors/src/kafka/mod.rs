@@ -40,7 +40,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
-use weir_engine::{GraphHandle, RowResult, SubmitError, SubmitOptions};
+use weir_engine::{GraphHandle, RowResult, SubmitOptions};
 use weir_operators::{ErrorCode, RowError};
 
 use crate::arrow::Decoded;
@@ -341,29 +341,29 @@ async fn submit(
     }
     // The messages ride in the reply; if the submission is refused they come back.
     let held = Arc::new(std::sync::Mutex::new(Some(pending)));
-    loop {
-        let tx = answers.clone();
-        let in_reply = Arc::clone(&held);
-        let reply = Box::new(move |answered: Vec<RowResult>| {
-            if let Some(pending) = in_reply.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                deliver(pending, answered, &tx);
-            }
-        });
-        match graph.submit_with(rows.clone(), SubmitOptions { wait: false, deadline: None }, reply) {
-            Ok(_) => return,
-            Err(SubmitError::Full(_)) => {
-                // HTTP requests share the bound: try again shortly.
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            Err(e) => {
-                if let Some(pending) = held.lock().unwrap_or_else(|p| p.into_inner()).take() {
-                    let refusal = Arc::new(weir_engine::runtime::refusal(e));
-                    let answered = (0..rows.len()).map(|_| Err(Arc::clone(&refusal))).collect();
-                    deliver(pending, answered, answers);
-                }
-                return;
-            }
+    let (in_reply, tx) = (Arc::clone(&held), answers.clone());
+    let reply = Box::new(move |answered: Vec<RowResult>| {
+        if let Some(pending) = in_reply.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            deliver(pending, answered, &tx);
         }
+    });
+    // Waiting for room under the admission bound (shared with HTTP) is the backpressure:
+    // it blocks a blocking-pool thread, not the loop, and the loop awaits it, so
+    // consumption pauses until the rows are admitted.
+    let (graph, n) = (graph.clone(), rows.len());
+    let submitted = tokio::task::spawn_blocking(move || {
+        graph.submit_with(rows, SubmitOptions { wait: true, deadline: None }, reply)
+    })
+    .await;
+    let refusal = match submitted {
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => weir_engine::runtime::refusal(e),
+        Err(e) => RowError::new(ErrorCode::Unavailable, "engine", format!("the submitting thread failed: {e}")),
+    };
+    let pending = held.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(pending) = pending {
+        let refusal = Arc::new(refusal);
+        deliver(pending, (0..n).map(|_| Err(Arc::clone(&refusal))).collect(), answers);
     }
 }
 
