@@ -1,12 +1,14 @@
 //! Kafka source and sink against a real broker (tansu, started by the test): every
 //! message answered with its key and source headers, poison messages dead-lettered with
-//! the reason, and nothing lost when weir is killed with SIGKILL mid-stream.
+//! the reason, and nothing lost when weir is killed with SIGKILL mid-stream or the group
+//! rebalances while messages are in flight.
 
 mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::kafka::Broker;
@@ -29,6 +31,11 @@ fn weir_with(broker: &Broker, extra: &[&str]) -> Child {
 
 /// `weir serve GRAPH` with the test topics and `extra` arguments.
 fn weir_graph(broker: &Broker, graph: &str, extra: &[&str]) -> Child {
+    weir_logged(broker, graph, extra).0
+}
+
+/// [`weir_graph`], also returning weir's log lines as they come.
+fn weir_logged(broker: &Broker, graph: &str, extra: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["serve", graph, "--port", "0", "--kafka-bootstrap", &broker.addr])
         .args(["--kafka-input", "in", "--kafka-output", "out", "--kafka-dead-letter", "dlq", "--kafka-group", "g"])
@@ -46,8 +53,14 @@ fn weir_graph(broker: &Broker, graph: &str, extra: &[&str]) -> Child {
         }
     }
     // Keep draining stderr so weir never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    child
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (child, log)
 }
 
 async fn produce(broker: &Broker, messages: &[(String, Vec<u8>)]) {
@@ -131,8 +144,13 @@ fn stop(mut child: Child) {
     }
 }
 
+/// Message `i` for diamond: key `k{i}`, answer `i + 2.5`.
+fn diamond_message(i: usize) -> (String, Vec<u8>) {
+    (format!("k{i}"), json!({"a": i, "b": 1, "c": 0.5}).to_string().into_bytes())
+}
+
 fn diamond_messages(n: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n).map(|i| (format!("k{i}"), json!({"a": i, "b": 1, "c": 0.5}).to_string().into_bytes())).collect()
+    (0..n).map(diamond_message).collect()
 }
 
 fn check_answer(o: &Out) -> usize {
@@ -221,6 +239,96 @@ async fn nothing_is_lost_when_weir_is_killed_mid_stream() {
     );
     assert_eq!(lost, 0, "every input has at least one output after a SIGKILL and a restart");
     stop(second);
+}
+
+/// Waits until `log` has more than `after` lines containing `what`; returns their count.
+fn wait_for_log(log: &Mutex<Vec<String>>, what: &str, after: usize) -> usize {
+    let t = Instant::now();
+    loop {
+        let count = log.lock().unwrap().iter().filter(|l| l.contains(what)).count();
+        if count > after {
+            return count;
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "weir logs '{what}' within a minute");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebalances_and_a_kill_mid_stream_lose_nothing() {
+    let broker = Broker::start();
+    broker.create_topics(&["in", "out", "dlq"], 4).await;
+    // A steady stream (about 2000 messages/s) until the test says stop, so that messages
+    // are in flight whenever the group rebalances: when B joins, when B leaves, when A
+    // is killed.
+    let stop_producing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producing = {
+        let producer: FutureProducer = broker.config().set("linger.ms", "5").create().unwrap();
+        let stop = Arc::clone(&stop_producing);
+        tokio::spawn(async move {
+            let mut deliveries = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for (key, payload) in (i..i + 100).map(diamond_message) {
+                    let record = FutureRecord::to("in").key(&key).payload(&payload);
+                    deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+                }
+                i += 100;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            for d in deliveries {
+                d.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+            i
+        })
+    };
+    let (mut a, log_a) = weir_logged(&broker, "graphs/diamond.yaml", &[]);
+    let assigned = wait_for_log(&log_a, "partition assigned", 0);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // B joins: A's partitions are revoked while it has messages in flight, and split.
+    let (b, log_b) = weir_logged(&broker, "graphs/diamond.yaml", &[]);
+    wait_for_log(&log_b, "partition assigned", 0);
+    let assigned = wait_for_log(&log_a, "partition assigned", assigned);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // B leaves: its partitions go back to A.
+    stop(b);
+    let consumed_b = consumed_in(&log_b);
+    wait_for_log(&log_a, "partition assigned", assigned);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.kill().unwrap(); // SIGKILL mid-stream
+    a.wait().unwrap();
+    let revoked = log_a.lock().unwrap().iter().filter(|l| l.contains("partition revoked")).count();
+    let c = weir(&broker);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop_producing.store(true, std::sync::atomic::Ordering::Relaxed);
+    let n = producing.await.unwrap();
+
+    let out = read_until(&broker, "out", 4, Duration::from_secs(120), distinct_keys(n));
+    let mut seen = vec![0usize; n];
+    for o in &out {
+        seen[check_answer(o)] += 1;
+    }
+    let lost: Vec<usize> = (0..n).filter(|&i| seen[i] == 0).collect();
+    eprintln!(
+        "kafka rebalance test: {n} messages, B consumed {consumed_b}, A saw {revoked} partition revocations, \
+         {} lost",
+        lost.len()
+    );
+    assert!(consumed_b > 0, "B took partitions from A while the stream ran");
+    assert!(lost.is_empty(), "every input answered after two rebalances and a SIGKILL: lost {lost:?}");
+    stop(c);
+}
+
+/// Messages consumed, from the closing Kafka line of a stopped `weir serve`'s log.
+fn consumed_in(log: &Mutex<Vec<String>>) -> usize {
+    let t = Instant::now();
+    loop {
+        if let Some(line) = log.lock().unwrap().iter().find(|l| l.starts_with("weir: kafka:")) {
+            return line.split_whitespace().nth(2).unwrap().parse().unwrap();
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "weir's summary line is logged");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Reads `weir serve`'s closing Kafka line: messages it consumed.

@@ -25,8 +25,12 @@
 //!    finished too, the partition's position is stored, and librdkafka commits stored
 //!    positions (every second, and at shutdown). A crash re-delivers everything after
 //!    the committed positions: nothing is lost, duplicates are possible.
+//! 5. A rebalance resets the tracking of the partitions revoked or assigned
+//!    ([`rebalance`]): a revoked partition's next owner resumes at its last committed
+//!    position, and a partition assigned again starts afresh.
 
 pub mod offsets;
+pub mod rebalance;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,7 +49,8 @@ use weir_operators::{ErrorCode, RowError};
 
 use crate::arrow::Decoded;
 use crate::json::{decode_row, encode_row};
-use offsets::{OffsetTracker, TopicPartition};
+use offsets::TopicPartition;
+use rebalance::Rebalances;
 
 /// Why the Kafka loop could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +122,7 @@ fn with_properties(mut config: ClientConfig, spec: &KafkaSpec) -> ClientConfig {
 pub struct KafkaLoop {
     graph: GraphHandle,
     spec: KafkaSpec,
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<Rebalances>,
     producer: FutureProducer,
 }
 
@@ -127,7 +132,7 @@ impl KafkaLoop {
     /// a bad configuration; brokers that are down are retried by librdkafka.
     pub fn connect(graph: GraphHandle, spec: KafkaSpec) -> Result<Self, KafkaRunError> {
         let name = graph.name().to_string();
-        let consumer: StreamConsumer = with_properties(
+        let consumer: StreamConsumer<Rebalances> = with_properties(
             client_config(&spec)
                 .set("group.id", &spec.group_id)
                 .set("enable.auto.commit", "true")
@@ -137,7 +142,7 @@ impl KafkaLoop {
                 .clone(),
             &spec,
         )
-        .create()
+        .create_with_context(Rebalances::new(&name))
         .map_err(|source| KafkaRunError::Client {
             graph: name.clone(),
             role: "consumer",
@@ -203,7 +208,6 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
     let permits = Arc::new(Semaphore::new(graph.max_in_flight()));
     let (answers_tx, mut answers) = mpsc::unbounded_channel::<Vec<(Origin, Outcome)>>();
     let (acks_tx, mut acks) = mpsc::unbounded_channel::<(TopicPartition, i64)>();
-    let mut tracker = OffsetTracker::default();
     let mut summary = KafkaSummary::default();
     let outputs: Outputs =
         Arc::new(graph.plan().output.fields.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect());
@@ -242,7 +246,12 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
                 let mut next = Some((message, first));
                 while let Some((message, permit)) = next.take() {
                     match message {
-                        Ok(m) => ready.push(origin_of(&m, permit)),
+                        Ok(m) => {
+                            let origin = origin_of(&m, permit);
+                            // Recorded before the next receive, which may run a rebalance.
+                            consumer.context().tracker().begin(&origin.tp, origin.offset);
+                            ready.push(origin);
+                        }
                         Err(e) => tracing::warn!(graph = %name, error = %e, "Kafka consumer error"),
                     }
                     if ready.len() >= MESSAGES_PER_SUBMISSION {
@@ -257,7 +266,6 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
                 summary.consumed += ready.len() as u64;
                 let mut decoded = Vec::with_capacity(ready.len());
                 for origin in ready {
-                    tracker.begin(&origin.tp, origin.offset);
                     match decode(&graph, spec.format, &origin.payload) {
                         Ok(rows) => decoded.push((origin, rows)),
                         Err(error) => {
@@ -268,22 +276,22 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
                 submit(&graph, decoded, &answers_tx).await;
             }
             Some(batch) = answers.recv() => answer(&mut summary, batch),
-            Some((tp, offset)) = acks.recv() => store(&consumer, &mut tracker, &tp, offset),
+            Some((tp, offset)) = acks.recv() => store(&consumer, &tp, offset),
         }
     }
     drop(permit);
 
     // Shutdown: no more messages; let the answers in flight land, then commit.
-    tracing::info!(graph = %name, pending = tracker.pending(), "stopping the Kafka consumer");
+    tracing::info!(graph = %name, pending = consumer.context().tracker().pending(), "stopping the Kafka consumer");
     let deadline = tokio::time::Instant::now() + grace;
-    while tracker.pending() > 0 {
+    while consumer.context().tracker().pending() > 0 {
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
-                tracing::warn!(graph = %name, pending = tracker.pending(), "grace period over; these messages will be consumed again");
+                tracing::warn!(graph = %name, pending = consumer.context().tracker().pending(), "grace period over; these messages will be consumed again");
                 break;
             }
             Some(batch) = answers.recv() => answer(&mut summary, batch),
-            Some((tp, offset)) = acks.recv() => store(&consumer, &mut tracker, &tp, offset),
+            Some((tp, offset)) = acks.recv() => store(&consumer, &tp, offset),
         }
     }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
@@ -497,8 +505,9 @@ async fn produce(
 }
 
 /// Finishes a message and stores its partition's position if it moved.
-fn store(consumer: &StreamConsumer, tracker: &mut OffsetTracker, tp: &TopicPartition, offset: i64) {
-    if let Some(position) = tracker.finish(tp, offset) {
+fn store(consumer: &StreamConsumer<Rebalances>, tp: &TopicPartition, offset: i64) {
+    let position = consumer.context().tracker().finish(tp, offset);
+    if let Some(position) = position {
         let mut tpl = TopicPartitionList::new();
         if tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(position)).is_ok() {
             if let Err(e) = consumer.store_offsets(&tpl) {

@@ -65,10 +65,13 @@ impl OffsetTracker {
         self.partitions.values().map(|p| p.pending.len()).sum()
     }
 
-    /// Forgets a partition (revoked in a rebalance): its pending messages will be
-    /// consumed again by its next owner from the last committed position.
-    pub fn revoke(&mut self, tp: &TopicPartition) {
-        self.partitions.remove(tp);
+    /// Forgets a partition, revoked or (re)assigned in a rebalance; returns how many of
+    /// its messages were pending. A revoked partition's pending messages are consumed
+    /// again by its next owner from the last committed position; a (re)assigned one
+    /// starts afresh at its first message, and acknowledgements of messages begun before
+    /// are ignored unless the same offset was begun again.
+    pub fn forget(&mut self, tp: &TopicPartition) -> usize {
+        self.partitions.remove(tp).map_or(0, |p| p.pending.len())
     }
 }
 
@@ -109,8 +112,32 @@ mod tests {
         t.begin(&a, 10);
         t.begin(&b, 3);
         assert_eq!(t.finish(&b, 3), Some(4));
-        t.revoke(&a);
+        assert_eq!(t.forget(&a), 1);
         assert_eq!(t.finish(&a, 10), None);
         assert_eq!(t.pending(), 0);
+    }
+
+    #[test]
+    fn a_partition_assigned_again_starts_afresh() {
+        // Messages 100..110 were consumed and stored up to 105; then the partition is
+        // revoked, and assigned back later, where consumption restarts at 105.
+        let mut t = OffsetTracker::default();
+        for o in 100..110 {
+            t.begin(&tp(), o);
+        }
+        for o in 100..105 {
+            t.finish(&tp(), o);
+        }
+        assert_eq!(t.forget(&tp()), 5, "revoked with 105..110 pending");
+        // Their answers land after the revocation: ignored.
+        for o in 105..110 {
+            assert_eq!(t.finish(&tp(), o), None);
+        }
+        t.forget(&tp()); // assigned again
+        t.begin(&tp(), 105);
+        // Had the old state been kept (one past the highest offset begun: 110), this
+        // answer would store 110 while 106..110 are not received again yet, and a crash
+        // would lose them.
+        assert_eq!(t.finish(&tp(), 105), Some(106));
     }
 }
