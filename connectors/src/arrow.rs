@@ -1,5 +1,5 @@
-//! Arrow ↔ row values, by the graph's schema: record batches in (Kafka payloads now,
-//! replay files later), record batches out.
+//! Arrow ↔ row values, by the graph's schema: record batches in (Kafka payloads, replay
+//! files), record batches out.
 //!
 //! Decoding: input fields are matched to columns by name; other columns are ignored.
 //! `f32` takes a Float32, Float64, Int32 or Int64 column; `i64` an Int64 or Int32
@@ -50,11 +50,40 @@ pub fn write_stream(batch: &RecordBatch) -> Result<Vec<u8>, String> {
     writer.into_inner().map_err(|e| format!("cannot finish an Arrow stream: {e}"))
 }
 
-/// Decodes the rows of `batch`; rows get room for `capacity` values.
+/// Checks that `schema` has a column of a fitting type for every input field; the
+/// error lists every missing or mistyped column, what was expected and what was found.
+pub fn check_columns(inputs: &[(String, FieldType)], schema: &Schema) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for (name, ty) in inputs {
+        match schema.column_with_name(name) {
+            None => problems.push(format!("missing column '{name}'")),
+            Some((_, field)) => {
+                if let Err(e) = check_type(name, ty, field.data_type()) {
+                    problems.push(e.message);
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let expected: Vec<String> = inputs.iter().map(|(n, ty)| format!("{n}: {ty} ({})", expected_type(ty))).collect();
+    let found: Vec<String> = schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
+    Err(format!(
+        "{}; the graph expects {}; the input has {}",
+        problems.join("; "),
+        expected.join(", "),
+        if found.is_empty() { "no columns".to_string() } else { found.join(", ") }
+    ))
+}
+
+/// Decodes the rows of `batch`; rows get room for `capacity` values. A row's error
+/// names it as row `first_row + i` (its place in the whole input).
 pub fn decode_batch(
     inputs: &[(String, FieldType)],
     batch: &RecordBatch,
     capacity: usize,
+    first_row: u64,
 ) -> Result<Vec<Decoded>, RowError> {
     let mut columns = Vec::with_capacity(inputs.len());
     for (name, ty) in inputs {
@@ -71,7 +100,8 @@ pub fn decode_batch(
             let mut values = Vec::with_capacity(capacity.max(inputs.len()));
             for (name, ty, column) in &columns {
                 values.push(
-                    value_at(ty, column.as_ref(), row).map_err(|m| invalid(Some(name), format!("row {row}: {m}")))?,
+                    value_at(ty, column.as_ref(), row)
+                        .map_err(|m| invalid(Some(name), format!("row {}: {m}", first_row + row as u64)))?,
                 );
             }
             Ok(values)
@@ -93,14 +123,19 @@ fn check_type(name: &str, ty: &FieldType, found: &DataType) -> Result<(), RowErr
     if ok {
         Ok(())
     } else {
-        let expected = match (ty.dtype, ty.is_scalar()) {
-            (DType::F32, true) => "Float32 (or Float64, Int32, Int64)",
-            (DType::F32, false) => "FixedSizeList or List of Float32",
-            (DType::I64, _) => "Int64 or Int32",
-            (DType::Bool, _) => "Boolean",
-            (DType::Str, _) => "Utf8 or LargeUtf8",
-        };
+        let expected = expected_type(ty);
         Err(invalid(Some(name), format!("column '{name}' ({ty}) must be {expected}, got {found}")))
+    }
+}
+
+/// The Arrow types a field of type `ty` accepts, in words.
+fn expected_type(ty: &FieldType) -> &'static str {
+    match (ty.dtype, ty.is_scalar()) {
+        (DType::F32, true) => "Float32 (or Float64, Int32, Int64)",
+        (DType::F32, false) => "FixedSizeList or List of Float32",
+        (DType::I64, _) => "Int64 or Int32",
+        (DType::Bool, _) => "Boolean",
+        (DType::Str, _) => "Utf8 or LargeUtf8",
     }
 }
 
@@ -136,7 +171,7 @@ fn tensor(ty: &FieldType, list: ArrayRef) -> Result<Value, String> {
 }
 
 /// The Arrow type of an output field.
-fn arrow_type(ty: &FieldType) -> DataType {
+pub fn arrow_type(ty: &FieldType) -> DataType {
     match (ty.dtype, ty.is_scalar()) {
         (DType::F32, true) => DataType::Float32,
         (DType::F32, false) => DataType::FixedSizeList(
@@ -154,6 +189,20 @@ pub fn encode_answers(
     outputs: &[(String, FieldType)],
     answers: &[Result<Vec<Value>, Arc<RowError>>],
 ) -> Result<RecordBatch, String> {
+    let (mut fields, mut columns) = output_columns(outputs, answers)?;
+    fields.push(Field::new("error", DataType::Utf8, true));
+    columns.push(Arc::new(StringArray::from_iter(
+        answers.iter().map(|a| a.as_ref().err().map(|e| crate::json::encode_error(e).to_string())),
+    )));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| format!("cannot build the answer batch: {e}"))
+}
+
+/// The output fields of answers as columns (see [`arrow_type`]), null where a row failed.
+pub fn output_columns(
+    outputs: &[(String, FieldType)],
+    answers: &[Result<Vec<Value>, Arc<RowError>>],
+) -> Result<(Vec<Field>, Vec<ArrayRef>), String> {
     let mut fields = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
     for (k, (name, ty)) in outputs.iter().enumerate() {
@@ -200,12 +249,7 @@ pub fn encode_answers(
         fields.push(Field::new(name, arrow_type(ty), true));
         columns.push(column);
     }
-    fields.push(Field::new("error", DataType::Utf8, true));
-    columns.push(Arc::new(StringArray::from_iter(
-        answers.iter().map(|a| a.as_ref().err().map(|e| crate::json::encode_error(e).to_string())),
-    )));
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| format!("cannot build the answer batch: {e}"))
+    Ok((fields, columns))
 }
 
 #[cfg(test)]
@@ -233,7 +277,7 @@ mod tests {
     fn rows_decode_by_column_name_and_a_null_fails_only_its_row() {
         let bytes = write_stream(&batch()).unwrap();
         let batches = read_stream(&bytes).unwrap();
-        let rows = decode_batch(&inputs(), &batches[0], 4).unwrap();
+        let rows = decode_batch(&inputs(), &batches[0], 4, 0).unwrap();
         assert_eq!(rows[0].as_ref().unwrap(), &vec![Value::F32(0.5), Value::Tensor(vec![1.0, 2.0].into())]);
         let e = rows[1].as_ref().unwrap_err();
         assert_eq!((e.field.as_deref(), e.message.as_str()), (Some("a"), "row 1: null value"));
@@ -243,10 +287,10 @@ mod tests {
     #[test]
     fn a_missing_or_mistyped_column_fails_the_batch() {
         let wrong = vec![("a".into(), FieldType::scalar(DType::Str))];
-        let e = decode_batch(&wrong, &batch(), 1).unwrap_err();
+        let e = decode_batch(&wrong, &batch(), 1, 0).unwrap_err();
         assert!(e.message.contains("must be Utf8 or LargeUtf8, got Float64"), "{}", e.message);
         let missing = vec![("b".into(), FieldType::scalar(DType::F32))];
-        let e = decode_batch(&missing, &batch(), 1).unwrap_err();
+        let e = decode_batch(&missing, &batch(), 1, 0).unwrap_err();
         assert!(e.message.contains("missing column 'b'") && e.message.contains("a: Float64"), "{}", e.message);
         assert!(read_stream(b"not arrow").is_err());
     }

@@ -4,10 +4,10 @@
 //! - [`arrow`]: Arrow record batches ↔ values by the graph's schema;
 //! - [`jsonl`]: JSON lines files through a graph, in order (`weir run`);
 //! - [`http`]: every graph of an engine over HTTP (axum; `weir serve`);
-//! - [`kafka`]: a graph's Kafka source and sink, at least once (rdkafka; `weir serve`).
+//! - [`kafka`]: a graph's Kafka source and sink, at least once (rdkafka; `weir serve`);
+//! - [`replay`]: Arrow IPC and Parquet files through a graph, in order (`weir replay`).
 //!
-//! All of them use the same [`weir_engine::GraphHandle`] submit/reply path; Arrow replay
-//! will too.
+//! All of them use the same [`weir_engine::GraphHandle`] submit/reply path.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -16,3 +16,4 @@ pub mod http;
 pub mod json;
 pub mod jsonl;
 pub mod kafka;
+pub mod replay;

@@ -314,7 +314,7 @@ fn decode(graph: &GraphHandle, format: PayloadFormat, payload: &[u8]) -> Result<
         PayloadFormat::Arrow => {
             let mut rows = Vec::new();
             for batch in crate::arrow::read_stream(payload)? {
-                rows.extend(crate::arrow::decode_batch(inputs, &batch, capacity)?);
+                rows.extend(crate::arrow::decode_batch(inputs, &batch, capacity, rows.len() as u64)?);
             }
             Ok(rows)
         }

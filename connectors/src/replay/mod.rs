@@ -1,0 +1,343 @@
+//! Replay: Arrow IPC and Parquet files through a graph, offline, with the same compiled
+//! graph and operators as serving.
+//!
+//! 1. Every input file's schema is checked against the graph's input fields (and the
+//!    `--keep` columns) before any row runs ([`crate::arrow::check_columns`]).
+//! 2. Files are read batch by batch ([`files::open`]); each batch is cut into chunks of
+//!    `chunk_rows`, decoded by the graph's schema, and a chunk's decodable rows enter
+//!    the graph as one submission. A row that does not decode fails at its place.
+//! 3. Answers come back per chunk, in any order; chunks are written strictly in input
+//!    order: one output row per input row (the graph's outputs, null where the row
+//!    failed, then the kept columns), and one errors-file row per failed row (its input
+//!    row number, the kept columns, and the error's code, node, field and message).
+//! 4. At most `in_flight` rows are between reading and writing, so memory does not grow
+//!    with the input: a chunk is read only when there is room for it.
+//!
+//! Chunks are large (1024 rows by default) and the replay keeps the graph full, so model
+//! nodes see full batches of `max_batch_size` rows; only the input's last partial batch
+//! waits out its `max_wait_ms`.
+
+pub mod error;
+pub mod files;
+pub mod progress;
+pub mod sink;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use crossbeam_channel::bounded;
+use weir_engine::runtime::refusal;
+use weir_engine::{GraphHandle, RowResult};
+use weir_operators::{FieldType, RowError};
+
+pub use error::ReplayError;
+pub use files::{discover, FileFormat, InputFile};
+
+use progress::Progress;
+use sink::Sink;
+
+/// The columns of the errors file after the row number and the kept columns.
+const ERROR_COLUMNS: [&str; 4] = ["code", "node", "field", "message"];
+
+/// How to replay.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// The output file.
+    pub output: PathBuf,
+    /// Its format.
+    pub output_format: FileFormat,
+    /// The errors file (same format as the output).
+    pub errors: PathBuf,
+    /// Input columns copied to the output and errors files, after the graph's outputs.
+    pub keep: Vec<String>,
+    /// Rows per submission (1 to 65536).
+    pub chunk_rows: usize,
+    /// Rows between reading and writing, at most.
+    pub in_flight: usize,
+    /// Draw a progress line on stderr.
+    pub progress: bool,
+}
+
+impl ReplayOptions {
+    /// Options writing `output` (format by extension, else Arrow IPC) and its errors
+    /// beside it (`NAME.errors.EXT`), with default chunking, no kept columns and no
+    /// progress line.
+    pub fn new(output: impl Into<PathBuf>) -> ReplayOptions {
+        let output = output.into();
+        let output_format = FileFormat::of_path(&output).unwrap_or(FileFormat::ArrowFile);
+        let errors = errors_path(&output);
+        ReplayOptions {
+            output,
+            output_format,
+            errors,
+            keep: Vec::new(),
+            chunk_rows: 1024,
+            in_flight: 8192,
+            progress: false,
+        }
+    }
+}
+
+/// `out.arrow` → `out.errors.arrow`.
+pub fn errors_path(output: &std::path::Path) -> PathBuf {
+    let stem = output.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "replay".into());
+    let name = match output.extension() {
+        Some(ext) => format!("{stem}.errors.{}", ext.to_string_lossy()),
+        None => format!("{stem}.errors"),
+    };
+    output.with_file_name(name)
+}
+
+/// What a replay did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Rows read (= rows written to the output).
+    pub rows: u64,
+    /// Rows that failed (= rows of the errors file).
+    pub errors: u64,
+}
+
+/// A chunk read and not yet written.
+struct Chunk {
+    /// The input row number of its first row (counted over all inputs).
+    first_row: u64,
+    /// The kept columns of its rows.
+    kept: Vec<ArrayRef>,
+    /// Per row: the decoding error, or `None` for a row submitted.
+    undecoded: Vec<Option<Arc<RowError>>>,
+    /// The answers of the submitted rows, once back.
+    answers: Option<Vec<RowResult>>,
+}
+
+/// The two files being written, and their schemas.
+struct Outputs<'a> {
+    fields: &'a [(String, FieldType)],
+    output: Sink,
+    output_schema: SchemaRef,
+    errors: Sink,
+    errors_schema: SchemaRef,
+    options: &'a ReplayOptions,
+}
+
+/// Replays `inputs` through `graph` as `options` say. Fails before any row runs if an
+/// input does not fit the graph; fails midway only if a file cannot be read or written
+/// (what was written up to then stays). Rows that fail are counted and written to the
+/// errors file.
+pub fn replay(
+    graph: &GraphHandle,
+    inputs: &[InputFile],
+    options: &ReplayOptions,
+) -> Result<ReplaySummary, ReplayError> {
+    let plan = graph.plan();
+    let fields: Vec<(String, FieldType)> = plan.output.fields.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+    let kept_fields = check_inputs(graph, inputs, &options.keep, &fields)?;
+    let output_schema = Arc::new(Schema::new(
+        fields
+            .iter()
+            .map(|(n, t)| Field::new(n, crate::arrow::arrow_type(t), true))
+            .chain(kept_fields.iter().cloned())
+            .collect::<Vec<_>>(),
+    ));
+    let errors_schema = Arc::new(Schema::new(
+        std::iter::once(Field::new("row", DataType::UInt64, false))
+            .chain(kept_fields.iter().cloned())
+            .chain(ERROR_COLUMNS.iter().map(|c| Field::new(*c, DataType::Utf8, *c == "field")))
+            .collect::<Vec<_>>(),
+    ));
+    let mut out = Outputs {
+        fields: &fields,
+        output: Sink::create(&options.output, options.output_format, &output_schema)?,
+        output_schema,
+        errors: Sink::create(&options.errors, options.output_format, &errors_schema)?,
+        errors_schema,
+        options,
+    };
+
+    let chunk_rows = options.chunk_rows.clamp(1, 1 << 16);
+    let max_chunks = (options.in_flight / chunk_rows).max(1);
+    // Each outstanding submission sends once; the room means a reply never blocks a worker.
+    let (tx, rx) = bounded::<(u64, Vec<RowResult>)>(max_chunks);
+    let mut pending: BTreeMap<u64, Chunk> = BTreeMap::new();
+    let (mut next_seq, mut write_seq, mut submitted, mut row) = (0u64, 0u64, 0usize, 0u64);
+    let mut summary = ReplaySummary::default();
+    let total = inputs.iter().map(|f| f.rows).sum::<Option<u64>>();
+    let mut progress = Progress::new(options.progress, total);
+    let capacity = graph.row_capacity();
+
+    let receive = |pending: &mut BTreeMap<u64, Chunk>, submitted: &mut usize| {
+        if let Ok((seq, answers)) = rx.recv() {
+            *submitted -= 1;
+            if let Some(chunk) = pending.get_mut(&seq) {
+                chunk.answers = Some(answers);
+            }
+        }
+    };
+    for file in inputs {
+        for batch in files::open(file, chunk_rows)? {
+            let batch = batch.map_err(|e| files::damaged(file, row, e))?;
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let len = chunk_rows.min(batch.num_rows() - offset);
+                let slice = batch.slice(offset, len);
+                offset += len;
+                // Room first: at most max_chunks submissions out at once.
+                while submitted >= max_chunks {
+                    receive(&mut pending, &mut submitted);
+                    write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
+                }
+                let decoded = crate::arrow::decode_batch(&plan.inputs, &slice, capacity, row).map_err(|e| {
+                    ReplayError::Schema { path: file.path.clone(), graph: plan.name.clone(), reason: e.message }
+                })?;
+                let mut rows = Vec::with_capacity(len);
+                let undecoded = decoded
+                    .into_iter()
+                    .map(|d| match d {
+                        Ok(values) => {
+                            rows.push(values);
+                            None
+                        }
+                        Err(e) => Some(Arc::new(e)),
+                    })
+                    .collect();
+                let kept = options.keep.iter().filter_map(|k| slice.column_by_name(k).cloned()).collect();
+                let seq = next_seq;
+                next_seq += 1;
+                let mut chunk = Chunk { first_row: row, kept, undecoded, answers: None };
+                row += len as u64;
+                if rows.is_empty() {
+                    chunk.answers = Some(Vec::new());
+                } else {
+                    let n = rows.len();
+                    let tx = tx.clone();
+                    match graph.submit_batch(rows, Box::new(move |answers| drop(tx.send((seq, answers))))) {
+                        Ok(_) => submitted += 1,
+                        Err(e) => {
+                            let e = Arc::new(refusal(e));
+                            chunk.answers = Some((0..n).map(|_| Err(Arc::clone(&e))).collect());
+                        }
+                    }
+                }
+                pending.insert(seq, chunk);
+                write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
+            }
+        }
+    }
+    while submitted > 0 {
+        receive(&mut pending, &mut submitted);
+        write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
+    }
+    progress.finish();
+    out.output.finish()?;
+    out.errors.finish()?;
+    Ok(summary)
+}
+
+/// Checks every input against the graph's input fields and the kept columns; returns
+/// the kept columns' fields (nullable, typed as in the first input).
+fn check_inputs(
+    graph: &GraphHandle,
+    inputs: &[InputFile],
+    keep: &[String],
+    outputs: &[(String, FieldType)],
+) -> Result<Vec<Field>, ReplayError> {
+    let plan = graph.plan();
+    let mut kept: Vec<Field> = Vec::new();
+    for file in inputs {
+        crate::arrow::check_columns(&plan.inputs, &file.schema).map_err(|reason| ReplayError::Schema {
+            path: file.path.clone(),
+            graph: plan.name.clone(),
+            reason,
+        })?;
+        for (i, column) in keep.iter().enumerate() {
+            let keep_error =
+                |reason: String| ReplayError::Keep { path: file.path.clone(), column: column.clone(), reason };
+            if outputs.iter().any(|(n, _)| n == column) || column == "row" || ERROR_COLUMNS.contains(&column.as_str()) {
+                return Err(keep_error(format!(
+                    "the graph's output or the errors file already has a column '{column}'"
+                )));
+            }
+            if keep[..i].contains(column) {
+                return Err(keep_error("given twice".into()));
+            }
+            let Some((_, field)) = file.schema.column_with_name(column) else {
+                let found: Vec<&str> = file.schema.fields().iter().map(|f| f.name().as_str()).collect();
+                return Err(keep_error(format!("no such column; the input has {}", found.join(", "))));
+            };
+            match kept.get(i) {
+                None => kept.push(Field::new(column, field.data_type().clone(), true)),
+                Some(first) if first.data_type() != field.data_type() => {
+                    return Err(keep_error(format!(
+                        "the column is {} here but {} in {}",
+                        field.data_type(),
+                        first.data_type(),
+                        inputs[0].path.display()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(kept)
+}
+
+/// Writes every chunk that is complete and next in input order.
+fn write_ready(
+    pending: &mut BTreeMap<u64, Chunk>,
+    write_seq: &mut u64,
+    out: &mut Outputs<'_>,
+    summary: &mut ReplaySummary,
+    progress: &mut Progress,
+) -> Result<(), ReplayError> {
+    while pending.get(write_seq).is_some_and(|c| c.answers.is_some()) {
+        let Some(chunk) = pending.remove(write_seq) else { break };
+        *write_seq += 1;
+        write_chunk(chunk, out, summary)?;
+        progress.update(summary.rows);
+    }
+    Ok(())
+}
+
+fn write_chunk(chunk: Chunk, out: &mut Outputs<'_>, summary: &mut ReplaySummary) -> Result<(), ReplayError> {
+    let Chunk { first_row, kept, undecoded, answers } = chunk;
+    let mut answers = answers.unwrap_or_default().into_iter();
+    let results: Vec<RowResult> = undecoded
+        .into_iter()
+        .map(|u| match u {
+            Some(e) => Err(e),
+            None => answers.next().unwrap_or_else(|| Err(Arc::new(lost()))),
+        })
+        .collect();
+    let broken = |reason: String| ReplayError::Write { path: out.options.output.clone(), reason };
+    let (_, mut columns) = crate::arrow::output_columns(out.fields, &results).map_err(broken)?;
+    columns.extend(kept.iter().cloned());
+    let batch = RecordBatch::try_new(Arc::clone(&out.output_schema), columns).map_err(|e| broken(e.to_string()))?;
+    out.output.write(&batch)?;
+    summary.rows += results.len() as u64;
+
+    let failed: Vec<(u32, &RowError)> =
+        results.iter().enumerate().filter_map(|(i, r)| r.as_ref().err().map(|e| (i as u32, e.as_ref()))).collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    summary.errors += failed.len() as u64;
+    let broken = |reason: String| ReplayError::Write { path: out.options.errors.clone(), reason };
+    let indices = UInt32Array::from_iter_values(failed.iter().map(|(i, _)| *i));
+    let mut columns: Vec<ArrayRef> =
+        vec![Arc::new(UInt64Array::from_iter_values(failed.iter().map(|(i, _)| first_row + u64::from(*i))))];
+    for column in &kept {
+        columns.push(arrow_select::take::take(column, &indices, None).map_err(|e| broken(e.to_string()))?);
+    }
+    columns.push(Arc::new(StringArray::from_iter_values(failed.iter().map(|(_, e)| e.code.as_str()))));
+    columns.push(Arc::new(StringArray::from_iter_values(failed.iter().map(|(_, e)| e.node.as_str()))));
+    columns.push(Arc::new(StringArray::from_iter(failed.iter().map(|(_, e)| e.field.as_deref()))));
+    columns.push(Arc::new(StringArray::from_iter_values(failed.iter().map(|(_, e)| e.message.as_str()))));
+    let batch = RecordBatch::try_new(Arc::clone(&out.errors_schema), columns).map_err(|e| broken(e.to_string()))?;
+    out.errors.write(&batch)
+}
+
+fn lost() -> RowError {
+    RowError::new(weir_operators::ErrorCode::Unavailable, "engine", "the graph gave no answer for this row")
+}

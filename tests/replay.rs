@@ -1,0 +1,366 @@
+//! `weir replay` as a user runs it: Arrow IPC and Parquet files in, one output row per
+//! input row out, bit-identical to `weir run`; failed rows in the errors file; inputs
+//! that do not fit the graph refused before any row runs; memory flat in the input size.
+
+mod common;
+
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int64Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use serde_json::{json, Value as Json};
+use weir_connectors::replay::{self, ReplayOptions};
+use weir_engine::spec::{Batching, Serving};
+
+fn weir(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("weir runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `n` digits rows (the test split, repeated) with an `id` column.
+fn digits_batch(first_id: i64, n: usize) -> RecordBatch {
+    let set = weir::datasets::digits(weir::datasets::Split::Test).unwrap();
+    let mut pixels = FixedSizeListBuilder::new(Float32Builder::new(), 64);
+    for i in 0..n {
+        pixels.values().append_slice(&set[i % set.len()].pixels);
+        pixels.append(true);
+    }
+    let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(first_id..first_id + n as i64));
+    RecordBatch::try_from_iter([("id", ids), ("pixels", Arc::new(pixels.finish()) as ArrayRef)]).unwrap()
+}
+
+/// `n` diamond rows `{a: i/7, b: 1 - i/3, c: 0.25 i}` with an `id`; `b` is null for
+/// every id in `null_b`.
+fn diamond_batch(n: usize, null_b: &[usize]) -> RecordBatch {
+    let col = |f: &dyn Fn(usize) -> Option<f64>| -> ArrayRef { Arc::new(Float64Array::from_iter((0..n).map(f))) };
+    RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from_iter_values(0..n as i64)) as ArrayRef),
+        ("a", col(&|i| Some(i as f64 / 7.0))),
+        ("b", col(&|i| (!null_b.contains(&i)).then_some(1.0 - i as f64 / 3.0))),
+        ("c", col(&|i| Some(0.25 * i as f64))),
+    ])
+    .unwrap()
+}
+
+fn write_arrow(path: &Path, batches: &[RecordBatch]) {
+    let mut w = arrow_ipc::writer::FileWriter::try_new(File::create(path).unwrap(), &batches[0].schema()).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn write_parquet(path: &Path, batches: &[RecordBatch]) {
+    let mut w = parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), batches[0].schema(), None).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+}
+
+/// Every batch of an Arrow IPC or Parquet file, concatenated.
+fn read(path: &Path) -> RecordBatch {
+    let batches: Vec<RecordBatch> = if path.extension().is_some_and(|e| e == "parquet") {
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    } else {
+        arrow_ipc::reader::FileReader::try_new(File::open(path).unwrap(), None)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    arrow_select_concat(&batches)
+}
+
+fn arrow_select_concat(batches: &[RecordBatch]) -> RecordBatch {
+    let schema = batches[0].schema();
+    let columns = (0..schema.fields().len())
+        .map(|c| {
+            let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+            arrow_select::concat::concat(&parts).unwrap()
+        })
+        .collect();
+    RecordBatch::try_new(schema, columns).unwrap()
+}
+
+/// The same rows as JSON lines, for `weir run`.
+fn jsonl(batch: &RecordBatch, fields: &[&str]) -> String {
+    let mut out = String::new();
+    for row in 0..batch.num_rows() {
+        let mut obj = serde_json::Map::new();
+        for f in fields {
+            let col = batch.column_by_name(f).unwrap();
+            let v = match col.data_type() {
+                arrow_schema::DataType::Float64 => {
+                    json!(col.as_primitive::<arrow_array::types::Float64Type>().value(row))
+                }
+                _ => json!(col.as_fixed_size_list().value(row).as_primitive::<Float32Type>().values().to_vec()),
+            };
+            obj.insert(f.to_string(), v);
+        }
+        out.push_str(&Json::Object(obj).to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// `weir run GRAPH` over `rows` (JSON lines): the answers, one per line.
+fn weir_run(dir: &Path, graph: &str, rows: &str) -> Vec<Json> {
+    let input = dir.join("rows.jsonl");
+    std::fs::write(&input, rows).unwrap();
+    let out = weir(&["run", graph, "--input", s(&input)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// `weir replay` with `args`; asserts success and returns its summary line.
+fn weir_replay(args: &[&str]) -> String {
+    let out = weir(&[&["replay"], args].concat());
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains('\r'), "no progress line when stderr is not a terminal: {stderr}");
+    stderr.lines().find(|l| l.starts_with("weir: replay:")).unwrap_or_else(|| panic!("summary in {stderr}")).to_string()
+}
+
+/// Asserts that the `f32` bits of a replayed value equal those of `weir run`'s JSON.
+fn same_bits(replayed: f32, run: &Json, what: &str) {
+    let run = run.as_f64().unwrap_or_else(|| panic!("{what}: {run}")) as f32;
+    assert_eq!(replayed.to_bits(), run.to_bits(), "{what}: replay {replayed} vs run {run}");
+}
+
+#[test]
+fn digits_replay_is_bit_identical_to_weir_run_from_arrow_and_parquet_at_1_and_2_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three batches of uneven sizes; chunks of 100 rows make batches of every size.
+    let batches = [digits_batch(0, 500), digits_batch(500, 37), digits_batch(537, 543)];
+    let all = arrow_select_concat(&batches);
+    let expected = weir_run(dir.path(), "graphs/digits.yaml", &jsonl(&all, &["pixels"]));
+    assert_eq!(expected.len(), 1080);
+    let (arrow_in, parquet_in) = (dir.path().join("in.arrow"), dir.path().join("in.parquet"));
+    write_arrow(&arrow_in, &batches);
+    write_parquet(&parquet_in, &batches);
+
+    for (input, output, workers) in [
+        (&arrow_in, dir.path().join("out.arrow"), "1"),
+        (&parquet_in, dir.path().join("out.parquet"), "1"),
+        (&arrow_in, dir.path().join("out2.arrow"), "2"),
+    ] {
+        let summary = weir_replay(&[
+            "graphs/digits.yaml",
+            "--input",
+            s(input),
+            "--output",
+            s(&output),
+            "--keep",
+            "id",
+            "--chunk-rows",
+            "100",
+            "--workers",
+            workers,
+        ]);
+        assert!(summary.contains("1080 rows, 0 errors"), "{summary}");
+        let got = read(&output);
+        assert_eq!(got.num_rows(), 1080);
+        let names: Vec<String> = got.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["label", "probs", "id"], "outputs, then the kept columns");
+        let (labels, probs, ids) = (
+            got.column(0).as_primitive::<Int64Type>(),
+            got.column(1).as_fixed_size_list(),
+            got.column(2).as_primitive::<Int64Type>(),
+        );
+        for (row, want) in expected.iter().enumerate() {
+            assert_eq!(ids.value(row), row as i64, "input order");
+            assert_eq!(labels.value(row), want["label"].as_i64().unwrap(), "row {row}");
+            let p = probs.value(row);
+            let p = p.as_primitive::<Float32Type>();
+            let want = want["probs"].as_array().unwrap();
+            assert_eq!(p.len(), want.len());
+            for (k, w) in want.iter().enumerate() {
+                same_bits(p.value(k), w, &format!("{} row {row} probs[{k}]", input.display()));
+            }
+        }
+    }
+}
+
+#[test]
+fn diamond_replay_is_bit_identical_and_failed_rows_go_to_the_errors_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let nulls = [3, 500, 999];
+    let batch = diamond_batch(1000, &nulls);
+    let expected = weir_run(dir.path(), "graphs/diamond.yaml", &jsonl(&diamond_batch(1000, &[]), &["a", "b", "c"]));
+    let input = dir.path().join("in.parquet");
+    write_parquet(&input, &[batch]);
+    let (output, errors) = (dir.path().join("out.arrow"), dir.path().join("bad.arrow"));
+    let summary = weir_replay(&[
+        "graphs/diamond.yaml",
+        "--input",
+        s(&input),
+        "--output",
+        s(&output),
+        "--errors",
+        s(&errors),
+        "--keep",
+        "id",
+    ]);
+    assert!(summary.contains("1000 rows, 3 errors"), "{summary}");
+    let got = read(&output);
+    assert_eq!(got.num_rows(), 1000, "one output row per input row, failed ones included");
+    let y = got.column_by_name("y").unwrap().as_primitive::<Float32Type>();
+    for (row, want) in expected.iter().enumerate() {
+        if nulls.contains(&row) {
+            assert!(y.is_null(row), "a failed row has null outputs");
+        } else {
+            same_bits(y.value(row), &want["y"], &format!("row {row}"));
+        }
+    }
+    let bad = read(&errors);
+    assert_eq!(bad.num_rows(), 3);
+    let rows: Vec<u64> = bad.column_by_name("row").unwrap().as_primitive::<UInt64Type>().values().to_vec();
+    assert_eq!(rows, [3, 500, 999]);
+    let ids: Vec<i64> = bad.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
+    assert_eq!(ids, [3, 500, 999], "kept columns come along");
+    let col = |name: &str| bad.column_by_name(name).unwrap().as_string::<i32>().clone();
+    assert_eq!(col("code").value(1), "invalid_input");
+    assert_eq!(col("node").value(1), "input");
+    assert_eq!(col("field").value(1), "b");
+    assert_eq!(col("message").value(1), "row 500: null value");
+}
+
+#[test]
+fn a_failing_model_fills_the_errors_file_with_its_node_and_the_replay_goes_on() {
+    let batching = Batching { max_batch_size: 1, max_wait_ms: 0, ..Batching::default() };
+    let (plan, _) = common::slow::slow_plan(Duration::ZERO, batching, Serving::default());
+    let (_engine, graph) = common::start(plan, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let xs: Vec<f64> = (0..300).map(|i| if i % 100 == 7 { -1.0 } else { i as f64 }).collect();
+    let batch = RecordBatch::try_from_iter([("x", Arc::new(Float64Array::from(xs)) as ArrayRef)]).unwrap();
+    let input = dir.path().join("in.arrows");
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(File::create(&input).unwrap(), &batch.schema()).unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+    let inputs = replay::discover(&[input], None).unwrap();
+    let mut options = ReplayOptions::new(dir.path().join("out.arrow"));
+    options.chunk_rows = 64;
+    let summary = replay::replay(&graph, &inputs, &options).unwrap();
+    assert_eq!((summary.rows, summary.errors), (300, 3));
+    let bad = read(&dir.path().join("out.errors.arrow"));
+    let rows: Vec<u64> = bad.column_by_name("row").unwrap().as_primitive::<UInt64Type>().values().to_vec();
+    assert_eq!(rows, [7, 107, 207]);
+    let nodes = bad.column_by_name("node").unwrap().as_string::<i32>().clone();
+    assert!(nodes.iter().all(|n| n == Some("double")), "the failing node is named");
+    let out = read(&dir.path().join("out.arrow"));
+    let y = out.column_by_name("y").unwrap().as_primitive::<Float32Type>();
+    assert_eq!((y.value(8), y.null_count()), (16.0, 3));
+}
+
+#[test]
+fn inputs_that_do_not_fit_the_graph_are_refused_before_any_row_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.arrow");
+    // No column c, and a as text.
+    let batch = RecordBatch::try_from_iter([
+        ("a", Arc::new(StringArray::from(vec!["1"])) as ArrayRef),
+        ("b", Arc::new(Float64Array::from(vec![2.0])) as ArrayRef),
+    ])
+    .unwrap();
+    let input = dir.path().join("wrong.arrow");
+    write_arrow(&input, &[batch]);
+    let out = weir(&["replay", "graphs/diamond.yaml", "--input", s(&input), "--output", s(&output)]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    for part in [
+        "wrong.arrow: the columns do not fit graph 'diamond'",
+        "column 'a' (f32) must be Float32 (or Float64, Int32, Int64), got Utf8",
+        "missing column 'c'",
+        "the graph expects a: f32",
+        "the input has a: Utf8, b: Float64",
+    ] {
+        assert!(stderr.contains(part), "'{part}' in {stderr}");
+    }
+    assert!(!output.exists(), "nothing written");
+
+    let input = dir.path().join("ok.arrow");
+    write_arrow(&input, &[diamond_batch(3, &[])]);
+    let out = weir(&["replay", "graphs/diamond.yaml", "--input", s(&input), "--output", s(&output), "--keep", "ts"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("ok.arrow: --keep ts: no such column; the input has id, a, b, c"));
+    let out =
+        weir(&["replay", "graphs/diamond.yaml", "--input", s(&input), "--output", s(&dir.path().join("out.csv"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("out.csv: cannot tell the format"), "{}", text(&out.stderr));
+
+    // A damaged file: exit 2, naming it.
+    let bytes = std::fs::read(&input).unwrap();
+    let damaged = dir.path().join("damaged.arrow");
+    std::fs::write(&damaged, &bytes[..bytes.len() / 2]).unwrap();
+    let out = weir(&["replay", "graphs/diamond.yaml", "--input", s(&damaged), "--output", s(&output)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("damaged.arrow: not a readable Arrow IPC"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn a_directory_replays_its_files_in_name_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("day");
+    std::fs::create_dir(&inputs).unwrap();
+    write_parquet(&inputs.join("part-2.parquet"), &[digits_batch(100, 50)]);
+    write_arrow(&inputs.join("part-1.arrow"), &[digits_batch(0, 100)]);
+    std::fs::write(inputs.join("README.txt"), "not an input").unwrap();
+    let output = dir.path().join("out.parquet");
+    let summary =
+        weir_replay(&["graphs/digits.yaml", "--input", s(&inputs), "--output", s(&output), "--keep", "id", "--quiet"]);
+    assert!(summary.contains("150 rows, 0 errors"), "{summary}");
+    let ids: Vec<i64> = read(&output).column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
+    assert_eq!(ids, (0..150).collect::<Vec<i64>>());
+}
+
+/// The peak RSS in a summary line, in MiB.
+fn peak_rss(summary: &str) -> f64 {
+    let at = summary.find("peak RSS ").unwrap_or_else(|| panic!("peak RSS in {summary}"));
+    summary[at + 9..].split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn peak_memory_does_not_grow_with_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rss = Vec::new();
+    for (name, n) in [("1x", 20_000usize), ("10x", 200_000)] {
+        let input = dir.path().join(format!("{name}.arrow"));
+        // Batches of 1000 rows, as a writer streaming a day of traffic would leave them.
+        let batches: Vec<RecordBatch> = (0..n / 1000).map(|i| digits_batch(i as i64 * 1000, 1000)).collect();
+        write_arrow(&input, &batches);
+        let summary = weir_replay(&[
+            "graphs/digits.yaml",
+            "--input",
+            s(&input),
+            "--output",
+            s(&dir.path().join(format!("{name}.out.arrow"))),
+        ]);
+        assert!(summary.contains(&format!("{n} rows, 0 errors")), "{summary}");
+        rss.push(peak_rss(&summary));
+    }
+    // The 10x input is 51 MiB of pixels more than the 1x one; holding it would show.
+    eprintln!("replay peak RSS: 1x {:.1} MiB, 10x {:.1} MiB", rss[0], rss[1]);
+    assert!(rss[1] < rss[0] + 16.0, "peak RSS 1x {:.1} MiB, 10x {:.1} MiB", rss[0], rss[1]);
+}
