@@ -1,0 +1,193 @@
+//! Replay benchmark: `weir replay` of `graphs/digits.yaml` over an Arrow IPC file
+//! against the raw batched forward passes of the same models over the same rows.
+//!
+//! Run: `cargo bench --bench replay` (add `-- --quick` for a short run).
+//!
+//! - **Baseline, one thread**: the rows already decoded in memory, standardized and
+//!   passed through the softmax regression and the MLP in batches of 32 (the graph's
+//!   `max_batch_size`), in a one-thread rayon pool (as replicas run). No file, no graph.
+//! - **Baseline, two threads**: the same, each thread taking half the rows: what the
+//!   two cores give without any engine, the stronger baseline.
+//! - **weir replay** (in process, 1 timely worker): reading the Arrow file, decoding,
+//!   the whole graph (standardize, both models on their replica threads, the ensemble
+//!   mean, argmax), encoding and writing the output Arrow file.
+//!
+//! Rounds alternate the three; ratios are medians of per-round ratios. Then peak RSS of
+//! the `weir` binary replaying the 1x file and a 10x file.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use weir::bench::{median, range};
+use weir::datasets::{digits, graphs_dir, Split};
+use weir_connectors::replay::{self, ReplayOptions};
+use weir_engine::{load_plan, Engine, EngineConfig};
+use weir_operators::kernel::model::{Activation, Arch, DenseModel};
+use weir_operators::kernel::BatchKernel;
+use weir_operators::Value;
+
+/// The allocator the `weir` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCH: usize = 32;
+
+fn write_input(path: &std::path::Path, rows: usize) {
+    let set = digits(Split::Train).expect("digits");
+    let schema_batch = |first: usize, n: usize| {
+        let mut pixels = FixedSizeListBuilder::new(Float32Builder::new(), 64);
+        for i in first..first + n {
+            pixels.values().append_slice(&set[i % set.len()].pixels);
+            pixels.append(true);
+        }
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(first as i64..(first + n) as i64));
+        RecordBatch::try_from_iter([("id", ids), ("pixels", Arc::new(pixels.finish()) as ArrayRef)]).expect("batch")
+    };
+    let first = schema_batch(0, 1);
+    let file = std::fs::File::create(path).expect("input file");
+    let mut w = arrow_ipc::writer::FileWriter::try_new(std::io::BufWriter::new(file), &first.schema()).expect("writer");
+    // Batches of 4096 rows, as a writer streaming traffic to a file would leave them.
+    for start in (0..rows).step_by(4096) {
+        w.write(&schema_batch(start, 4096.min(rows - start))).expect("write");
+    }
+    w.finish().expect("finish");
+}
+
+/// The digits models, loaded from the graph's files.
+struct Raw {
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    softmax: Arc<DenseModel>,
+    mlp: Arc<DenseModel>,
+}
+
+impl Raw {
+    fn load() -> Raw {
+        let dir = graphs_dir().join("digits");
+        let params = candle_core::safetensors::load(dir.join("standardize.safetensors"), &candle_core::Device::Cpu)
+            .expect("standardize params");
+        let vec = |name: &str| params[name].to_vec1::<f32>().expect(name);
+        let softmax = DenseModel::load(
+            &dir.join("softmax.safetensors"),
+            Arch::Linear,
+            None,
+            Activation::None,
+            Activation::Softmax,
+        )
+        .expect("softmax");
+        let mlp = DenseModel::load(&dir.join("mlp.safetensors"), Arch::Mlp, None, Activation::Relu, Activation::Softmax)
+            .expect("mlp");
+        Raw { mean: vec("mean"), std: vec("std"), softmax: Arc::new(softmax), mlp: Arc::new(mlp) }
+    }
+
+    /// Standardize and both forward passes over `rows`, in batches of [`BATCH`], on the
+    /// calling thread (inside a one-thread pool); returns rows/s.
+    fn run(&self, rows: &[Vec<f32>]) -> f64 {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+        pool.install(|| {
+            let device = candle_core::Device::Cpu;
+            let (mut a, mut b) =
+                (self.softmax.instantiate(&device).expect("softmax"), self.mlp.instantiate(&device).expect("mlp"));
+            let t = Instant::now();
+            for chunk in rows.chunks(BATCH) {
+                let x: Vec<Value> = chunk
+                    .iter()
+                    .map(|p| {
+                        let s: Vec<f32> =
+                            p.iter().zip(self.mean.iter().zip(&self.std)).map(|(x, (m, s))| (x - m) / s).collect();
+                        Value::Tensor(s.into())
+                    })
+                    .collect();
+                std::hint::black_box(a.forward(&x).expect("forward"));
+                std::hint::black_box(b.forward(&x).expect("forward"));
+            }
+            rows.len() as f64 / t.elapsed().as_secs_f64()
+        })
+    }
+}
+
+fn main() {
+    let args = weir::bench::BenchArgs::start();
+    let rows = if args.quick { 20_000 } else { 100_000 };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("digits.arrow");
+    write_input(&input, rows);
+
+    let set = digits(Split::Train).expect("digits");
+    let pixels: Vec<Vec<f32>> = (0..rows).map(|i| set[i % set.len()].pixels.clone()).collect();
+    let raw = Raw::load();
+    let engine = Engine::start(
+        vec![load_plan(&graphs_dir().join("digits.yaml")).expect("digits.yaml")],
+        EngineConfig { workers: 1, ..EngineConfig::default() },
+    )
+    .expect("engine");
+    let graph = &engine.graphs()[0];
+    let inputs = replay::discover(std::slice::from_ref(&input), None).expect("input");
+    let options = ReplayOptions::new(dir.path().join("out.arrow"));
+
+    let (mut one, mut two, mut weir_rates, mut vs_one, mut vs_two) = (vec![], vec![], vec![], vec![], vec![]);
+    for _ in 0..if args.quick { 2 } else { 5 } {
+        let r1 = raw.run(&pixels);
+        let half = pixels.len() / 2;
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            let (lo, hi) = pixels.split_at(half);
+            let a = s.spawn(|| raw.run(lo));
+            raw.run(hi);
+            a.join().expect("thread");
+        });
+        let r2 = rows as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let summary = replay::replay(graph, &inputs, &options).expect("replay");
+        let rw = rows as f64 / t.elapsed().as_secs_f64();
+        assert_eq!((summary.rows, summary.errors), (rows as u64, 0));
+        (one.push(r1), two.push(r2), weir_rates.push(rw), vs_one.push(rw / r1), vs_two.push(rw / r2));
+    }
+    let stats = graph.batch_stats();
+    let batches: Vec<String> = stats.iter().map(|(n, s)| format!("{n} {:.1}", s.mean_batch())).collect();
+    let (lo1, hi1) = range(&vs_one);
+    let (lo2, hi2) = range(&vs_two);
+    println!("| replay | raw: standardize + softmax + MLP forward, batches of {BATCH}, rows in memory, 1 thread (baseline) | {:.0} rows/s (median) | 1.00 |", median(one));
+    println!("| replay | raw: the same on 2 threads, half the rows each (baseline) | {:.0} rows/s (median) | 1.00 |", median(two));
+    println!(
+        "| replay | weir replay digits.yaml, Arrow file → Arrow file, {rows} rows, 1 worker; mean batch {} | {:.0} rows/s (median) | {:.2} of raw 1 thread (range {lo1:.2} to {hi1:.2}); {:.2} of raw 2 threads (range {lo2:.2} to {hi2:.2}) |",
+        batches.join(", "),
+        median(weir_rates),
+        median(vs_one),
+        median(vs_two)
+    );
+    drop(engine);
+
+    // Peak memory of the binary for the input and for ten times the input.
+    let mut rss = Vec::new();
+    for (label, n) in [("1x", rows), ("10x", rows * 10)] {
+        let path = dir.path().join(format!("{label}.arrow"));
+        write_input(&path, n);
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["replay", "graphs/digits.yaml", "--input"])
+            .arg(&path)
+            .arg("--output")
+            .arg(dir.path().join(format!("{label}.out.arrow")))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("weir replay");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let summary = stderr.lines().find(|l| l.starts_with("weir: replay:")).expect("summary").to_string();
+        let mib: f64 = summary
+            .split("peak RSS ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse().ok())
+            .expect("peak RSS");
+        let size = std::fs::metadata(&path).expect("size").len() as f64 / (1 << 20) as f64;
+        rss.push(mib);
+        println!(
+            "| replay memory | weir replay digits.yaml, {label} input ({n} rows, {size:.0} MiB Arrow file) | peak RSS {mib:.1} MiB | {:.2}x of 1x |",
+            mib / rss[0]
+        );
+    }
+}
