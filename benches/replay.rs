@@ -78,8 +78,9 @@ impl Raw {
             Activation::Softmax,
         )
         .expect("softmax");
-        let mlp = DenseModel::load(&dir.join("mlp.safetensors"), Arch::Mlp, None, Activation::Relu, Activation::Softmax)
-            .expect("mlp");
+        let mlp =
+            DenseModel::load(&dir.join("mlp.safetensors"), Arch::Mlp, None, Activation::Relu, Activation::Softmax)
+                .expect("mlp");
         Raw { mean: vec("mean"), std: vec("std"), softmax: Arc::new(softmax), mlp: Arc::new(mlp) }
     }
 
@@ -144,14 +145,21 @@ fn main() {
         let summary = replay::replay(graph, &inputs, &options).expect("replay");
         let rw = rows as f64 / t.elapsed().as_secs_f64();
         assert_eq!((summary.rows, summary.errors), (rows as u64, 0));
-        (one.push(r1), two.push(r2), weir_rates.push(rw), vs_one.push(rw / r1), vs_two.push(rw / r2));
+        one.push(r1);
+        two.push(r2);
+        weir_rates.push(rw);
+        vs_one.push(rw / r1);
+        vs_two.push(rw / r2);
     }
     let stats = graph.batch_stats();
     let batches: Vec<String> = stats.iter().map(|(n, s)| format!("{n} {:.1}", s.mean_batch())).collect();
     let (lo1, hi1) = range(&vs_one);
     let (lo2, hi2) = range(&vs_two);
     println!("| replay | raw: standardize + softmax + MLP forward, batches of {BATCH}, rows in memory, 1 thread (baseline) | {:.0} rows/s (median) | 1.00 |", median(one));
-    println!("| replay | raw: the same on 2 threads, half the rows each (baseline) | {:.0} rows/s (median) | 1.00 |", median(two));
+    println!(
+        "| replay | raw: the same on 2 threads, half the rows each (baseline) | {:.0} rows/s (median) | 1.00 |",
+        median(two)
+    );
     println!(
         "| replay | weir replay digits.yaml, Arrow file → Arrow file, {rows} rows, 1 worker; mean batch {} | {:.0} rows/s (median) | {:.2} of raw 1 thread (range {lo1:.2} to {hi1:.2}); {:.2} of raw 2 threads (range {lo2:.2} to {hi2:.2}) |",
         batches.join(", "),

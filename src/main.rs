@@ -6,6 +6,8 @@
 //!   JSON lines out, in order;
 //! - `weir replay GRAPH.yaml --input PATH... --output PATH`: Arrow IPC or Parquet files
 //!   through a graph, one output row per input row, failed rows in an errors file;
+//! - `weir capture GRAPH.yaml --topic T [--from P:O,...] [--to P:O,...] --output PATH`:
+//!   export a range of a Kafka topic to a file `weir replay` takes;
 //! - `weir serve GRAPH.yaml... [--host H] [--port P] [--workers N]`: serve every graph
 //!   over HTTP until SIGINT or SIGTERM.
 //!
@@ -101,6 +103,42 @@ enum Command {
         /// No progress line (there is none when stderr is not a terminal anyway).
         #[arg(long)]
         quiet: bool,
+    },
+    /// Export a range of a Kafka topic (by offsets) to an Arrow IPC or Parquet file that
+    /// `weir replay` takes: the graph's input fields decoded from each message, plus
+    /// the message's topic, partition, offset and key.
+    Capture {
+        /// Graph file: its input fields say how to decode the messages.
+        graph: PathBuf,
+        /// Kafka brokers (`host:port,...`); default: the graph's `kafka.bootstrap_servers`.
+        #[arg(long)]
+        bootstrap: Option<String>,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// First offsets, `PARTITION:OFFSET,...` (other partitions start at their first message).
+        #[arg(long, value_delimiter = ',')]
+        from: Vec<String>,
+        /// End offsets, exclusive, `PARTITION:OFFSET,...` (other partitions end where
+        /// the capture first reaches their end).
+        #[arg(long, value_delimiter = ',')]
+        to: Vec<String>,
+        /// Output file (.arrow, .arrows or .parquet).
+        #[arg(long)]
+        output: PathBuf,
+        /// Format of the output, overriding its extension: arrow, arrows or parquet.
+        #[arg(long)]
+        output_format: Option<String>,
+        /// Payload format of the messages: json or arrow (default: the graph's
+        /// `kafka.format`, else json).
+        #[arg(long)]
+        payload_format: Option<String>,
+        /// A librdkafka property, `KEY=VALUE` (repeatable).
+        #[arg(long = "kafka-property")]
+        kafka_properties: Vec<String>,
+        /// Give up when a partition delivers nothing for this long, in ms.
+        #[arg(long, default_value_t = 10_000)]
+        timeout_ms: u64,
     },
     /// Serve graphs over HTTP at POST /graphs/{name} until SIGINT or SIGTERM.
     Serve {
@@ -277,6 +315,81 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => fail(replay_exit_code(&e), &e),
+            }
+        }
+        Command::Capture {
+            graph,
+            bootstrap,
+            topic,
+            from,
+            to,
+            output,
+            output_format,
+            payload_format,
+            kafka_properties,
+            timeout_ms,
+        } => {
+            use weir_connectors::kafka::capture::{capture, CaptureSpec};
+            use weir_connectors::replay::FileFormat;
+            let plan = match load_plan(&graph) {
+                Ok(plan) => plan,
+                Err(e) => return fail(1, &e),
+            };
+            let (from, to) = match (offsets("--from", &from), offsets("--to", &to)) {
+                (Ok(f), Ok(t)) => (f, t),
+                (Err(e), _) | (_, Err(e)) => return fail(1, &e),
+            };
+            let output_format = match output_format.map(|f| f.parse::<FileFormat>()) {
+                Some(Ok(f)) => f,
+                Some(Err(e)) => return fail(1, &format!("--output-format: {e}")),
+                None => match FileFormat::of_path(&output) {
+                    Some(f) => f,
+                    None => {
+                        return fail(1, &weir_connectors::replay::ReplayError::UnknownFormat { path: output });
+                    }
+                },
+            };
+            let format = match payload_format.as_deref() {
+                None => plan.kafka.as_ref().map_or(PayloadFormat::Json, |k| k.format),
+                Some("json") => PayloadFormat::Json,
+                Some("arrow") => PayloadFormat::Arrow,
+                Some(other) => return fail(1, &format!("--payload-format takes json or arrow, got '{other}'")),
+            };
+            let Some(bootstrap) = bootstrap.or_else(|| plan.kafka.as_ref().map(|k| k.bootstrap_servers.clone())) else {
+                return fail(1, &format!("graph '{}' has no kafka: section; give --bootstrap", plan.name));
+            };
+            let mut properties: Vec<(String, String)> =
+                plan.kafka.iter().flat_map(|k| k.properties.iter().cloned()).collect();
+            for p in &kafka_properties {
+                match p.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => properties.push((k.to_string(), v.to_string())),
+                    _ => return fail(1, &format!("--kafka-property takes KEY=VALUE, got '{p}'")),
+                };
+            }
+            let spec = CaptureSpec {
+                bootstrap_servers: bootstrap,
+                properties,
+                topic,
+                from,
+                to,
+                format,
+                output,
+                output_format,
+                timeout: Duration::from_millis(timeout_ms),
+            };
+            match capture(&plan.inputs, &spec) {
+                Ok(s) => {
+                    eprintln!(
+                        "weir: capture: {} messages from {} partitions, {} rows ({} undecodable) to {}",
+                        s.messages,
+                        s.partitions,
+                        s.rows,
+                        s.undecodable,
+                        spec.output.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(2, &e),
             }
         }
         Command::Serve {
@@ -483,6 +596,18 @@ impl KafkaFlags {
         }
         Ok(())
     }
+}
+
+/// `PARTITION:OFFSET` pairs.
+fn offsets(flag: &str, pairs: &[String]) -> Result<std::collections::BTreeMap<i32, i64>, String> {
+    pairs
+        .iter()
+        .map(|pair| {
+            pair.split_once(':')
+                .and_then(|(p, o)| Some((p.trim().parse().ok()?, o.trim().parse().ok()?)))
+                .ok_or_else(|| format!("{flag} takes PARTITION:OFFSET pairs, got '{pair}'"))
+        })
+        .collect()
 }
 
 /// 1 when the inputs do not fit the graph or the command line, 2 for I/O.

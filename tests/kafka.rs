@@ -475,3 +475,122 @@ async fn held_out_digits_are_classified_over_kafka() {
     assert!(accuracy >= 0.95, "held-out accuracy over Kafka: {accuracy}");
     stop(child);
 }
+
+/// Every batch of an Arrow IPC file, concatenated.
+fn read_arrow(path: &std::path::Path) -> arrow_array::RecordBatch {
+    let reader = arrow_ipc::reader::FileReader::try_new(std::fs::File::open(path).unwrap(), None).unwrap();
+    let schema = reader.schema();
+    let batches: Vec<_> = reader.collect::<Result<_, _>>().unwrap();
+    arrow_select::concat::concat_batches(&schema, &batches).unwrap()
+}
+
+fn weir_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weir")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_traffic_replays_to_the_same_answers() {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float32Type, Int32Type, Int64Type};
+    use arrow_array::Array;
+    let broker = Broker::start();
+    broker.create_topics(&["in"], 2).await;
+    let n = 200;
+    let mut messages = diamond_messages(n);
+    messages.insert(77, ("bad-json".to_string(), b"{\"a\": 1,".to_vec()));
+    produce(&broker, &messages).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (captured, replayed) = (dir.path().join("cap.arrow"), dir.path().join("out.arrow"));
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+
+    let out = weir_cli(&[
+        "capture",
+        "graphs/diamond.yaml",
+        "--bootstrap",
+        &broker.addr,
+        "--topic",
+        "in",
+        "--output",
+        &path(&captured),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("weir: capture: 201 messages from 2 partitions, 201 rows (1 undecodable)"), "{stderr}");
+    let cap = read_arrow(&captured);
+    let errors = cap.column_by_name("capture_error").unwrap().as_string::<i32>();
+    let payloads = cap.column_by_name("kafka_payload").unwrap().as_binary::<i32>();
+    let bad = (0..cap.num_rows()).find(|&r| !errors.is_null(r)).unwrap();
+    assert_eq!(payloads.value(bad), b"{\"a\": 1,", "the undecodable payload is kept as it was");
+
+    let out = weir_cli(&[
+        "replay",
+        "graphs/diamond.yaml",
+        "--input",
+        &path(&captured),
+        "--output",
+        &path(&replayed),
+        "--keep",
+        "kafka_key",
+        "--keep",
+        "kafka_partition",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("201 rows, 1 errors"), "{stderr}");
+    let got = read_arrow(&replayed);
+    let (y, keys) = (
+        got.column_by_name("y").unwrap().as_primitive::<Float32Type>(),
+        got.column_by_name("kafka_key").unwrap().as_binary::<i32>(),
+    );
+    let mut seen = vec![false; n];
+    for r in 0..got.num_rows() {
+        let key = String::from_utf8_lossy(keys.value(r)).into_owned();
+        if key == "bad-json" {
+            assert!(y.is_null(r));
+            continue;
+        }
+        let i: usize = key[1..].parse().unwrap();
+        assert_eq!(y.value(r), i as f32 + 2.5, "the replayed answer to {key}");
+        seen[i] = true;
+    }
+    assert!(seen.iter().all(|&s| s), "every captured message replayed");
+
+    // A range: offsets 5 to 14 of partition 0, nothing of partition 1.
+    let out = weir_cli(&[
+        "capture",
+        "graphs/diamond.yaml",
+        "--bootstrap",
+        &broker.addr,
+        "--topic",
+        "in",
+        "--from",
+        "0:5",
+        "--to",
+        "0:15,1:0",
+        "--output",
+        &path(&captured),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cap = read_arrow(&captured);
+    let partitions = cap.column_by_name("kafka_partition").unwrap().as_primitive::<Int32Type>();
+    let offsets = cap.column_by_name("kafka_offset").unwrap().as_primitive::<Int64Type>();
+    assert!(partitions.values().iter().all(|&p| p == 0));
+    assert_eq!(offsets.values().to_vec(), (5..15).collect::<Vec<i64>>());
+
+    // A range past the end is refused, naming the partition.
+    let out = weir_cli(&[
+        "capture",
+        "graphs/diamond.yaml",
+        "--bootstrap",
+        &broker.addr,
+        "--topic",
+        "in",
+        "--to",
+        "1:999999",
+        "--output",
+        &path(&captured),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("topic 'in', partition 1: --to 999999 is past the end of the partition"), "{stderr}");
+}

@@ -29,6 +29,7 @@
 //!    ([`rebalance`]): a revoked partition's next owner resumes at its last committed
 //!    position, and a partition assigned again starts afresh.
 
+pub mod capture;
 pub mod offsets;
 pub mod rebalance;
 
@@ -303,7 +304,16 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
 /// The rows of a payload, each decoded or not; an error if the payload as a whole
 /// does not fit the graph.
 fn decode(graph: &GraphHandle, format: PayloadFormat, payload: &[u8]) -> Result<Vec<Decoded>, RowError> {
-    let (inputs, capacity) = (&graph.plan().inputs, graph.row_capacity());
+    decode_payload(&graph.plan().inputs, graph.row_capacity(), format, payload)
+}
+
+/// [`decode`] by input fields; rows get room for `capacity` values.
+pub(crate) fn decode_payload(
+    inputs: &[(String, weir_operators::FieldType)],
+    capacity: usize,
+    format: PayloadFormat,
+    payload: &[u8],
+) -> Result<Vec<Decoded>, RowError> {
     match format {
         PayloadFormat::Json => {
             let json: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
