@@ -360,11 +360,9 @@ fn main() -> ExitCode {
             };
             let mut properties: Vec<(String, String)> =
                 plan.kafka.iter().flat_map(|k| k.properties.iter().cloned()).collect();
-            for p in &kafka_properties {
-                match p.split_once('=') {
-                    Some((k, v)) if !k.is_empty() => properties.push((k.to_string(), v.to_string())),
-                    _ => return fail(1, &format!("--kafka-property takes KEY=VALUE, got '{p}'")),
-                };
+            match key_values(&kafka_properties) {
+                Ok(more) => properties.extend(more),
+                Err(e) => return fail(1, &e),
             }
             let spec = CaptureSpec {
                 bootstrap_servers: bootstrap,
@@ -415,13 +413,10 @@ fn main() -> ExitCode {
                 Some("arrow") => Some(PayloadFormat::Arrow),
                 Some(other) => return fail(1, &format!("--kafka-format takes json or arrow, got '{other}'")),
             };
-            let mut properties = Vec::new();
-            for p in &kafka_properties {
-                match p.split_once('=') {
-                    Some((k, v)) if !k.is_empty() => properties.push((k.to_string(), v.to_string())),
-                    _ => return fail(1, &format!("--kafka-property takes KEY=VALUE, got '{p}'")),
-                }
-            }
+            let properties = match key_values(&kafka_properties) {
+                Ok(properties) => properties,
+                Err(e) => return fail(1, &e),
+            };
             let kafka_flags = KafkaFlags {
                 bootstrap: kafka_bootstrap,
                 input: kafka_input,
@@ -596,6 +591,17 @@ impl KafkaFlags {
         }
         Ok(())
     }
+}
+
+/// `--kafka-property KEY=VALUE` flags.
+fn key_values(flags: &[String]) -> Result<Vec<(String, String)>, String> {
+    flags
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("--kafka-property takes KEY=VALUE, got '{p}'")),
+        })
+        .collect()
 }
 
 /// `PARTITION:OFFSET` pairs.

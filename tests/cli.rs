@@ -1,19 +1,10 @@
 //! The `weir` binary as a user runs it: real processes, real files.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("weir runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{text, weir_cli as weir};
 
 #[test]
 fn check_prints_the_plan_of_every_bundled_graph() {

@@ -484,8 +484,10 @@ fn read_arrow(path: &std::path::Path) -> arrow_array::RecordBatch {
     arrow_select::concat::concat_batches(&schema, &batches).unwrap()
 }
 
-fn weir_cli(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_weir")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+/// `weir capture graphs/diamond.yaml` of topic `in` to `output`, with `extra` arguments.
+fn capture(broker: &Broker, output: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let base = ["capture", "graphs/diamond.yaml", "--bootstrap", &broker.addr, "--topic", "in", "--output"];
+    common::weir_cli(&[&base[..], &[output.to_str().unwrap()], extra].concat())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,16 +505,7 @@ async fn captured_traffic_replays_to_the_same_answers() {
     let (captured, replayed) = (dir.path().join("cap.arrow"), dir.path().join("out.arrow"));
     let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
 
-    let out = weir_cli(&[
-        "capture",
-        "graphs/diamond.yaml",
-        "--bootstrap",
-        &broker.addr,
-        "--topic",
-        "in",
-        "--output",
-        &path(&captured),
-    ]);
+    let out = capture(&broker, &captured, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("weir: capture: 201 messages from 2 partitions, 201 rows (1 undecodable)"), "{stderr}");
@@ -522,7 +515,7 @@ async fn captured_traffic_replays_to_the_same_answers() {
     let bad = (0..cap.num_rows()).find(|&r| !errors.is_null(r)).unwrap();
     assert_eq!(payloads.value(bad), b"{\"a\": 1,", "the undecodable payload is kept as it was");
 
-    let out = weir_cli(&[
+    let out = common::weir_cli(&[
         "replay",
         "graphs/diamond.yaml",
         "--input",
@@ -556,20 +549,7 @@ async fn captured_traffic_replays_to_the_same_answers() {
     assert!(seen.iter().all(|&s| s), "every captured message replayed");
 
     // A range: offsets 5 to 14 of partition 0, nothing of partition 1.
-    let out = weir_cli(&[
-        "capture",
-        "graphs/diamond.yaml",
-        "--bootstrap",
-        &broker.addr,
-        "--topic",
-        "in",
-        "--from",
-        "0:5",
-        "--to",
-        "0:15,1:0",
-        "--output",
-        &path(&captured),
-    ]);
+    let out = capture(&broker, &captured, &["--from", "0:5", "--to", "0:15,1:0"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cap = read_arrow(&captured);
     let partitions = cap.column_by_name("kafka_partition").unwrap().as_primitive::<Int32Type>();
@@ -578,18 +558,7 @@ async fn captured_traffic_replays_to_the_same_answers() {
     assert_eq!(offsets.values().to_vec(), (5..15).collect::<Vec<i64>>());
 
     // A range past the end is refused, naming the partition.
-    let out = weir_cli(&[
-        "capture",
-        "graphs/diamond.yaml",
-        "--bootstrap",
-        &broker.addr,
-        "--topic",
-        "in",
-        "--to",
-        "1:999999",
-        "--output",
-        &path(&captured),
-    ]);
+    let out = capture(&broker, &captured, &["--to", "1:999999"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("topic 'in', partition 1: --to 999999 is past the end of the partition"), "{stderr}");

@@ -6,7 +6,6 @@ mod common;
 
 use std::fs::File;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,17 +17,7 @@ use serde_json::{json, Value as Json};
 use weir_connectors::replay::{self, ReplayOptions};
 use weir_engine::spec::{Batching, Serving};
 
-fn weir(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("weir runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{text, weir_cli as weir};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -5,10 +5,25 @@ pub mod kafka;
 pub mod slow;
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use weir::datasets::{digits, Digit, Split};
 use weir_engine::{load_plan, Engine, EngineConfig, GraphHandle, Plan, RowResult};
 use weir_operators::Value;
+
+/// Runs the `weir` binary with `args` in the repository root, to completion.
+pub fn weir_cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("weir runs")
+}
+
+/// Bytes as text, lossily.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
 
 /// `graphs/NAME`.
 pub fn graph_path(name: &str) -> PathBuf {
