@@ -309,6 +309,28 @@ fn inputs_that_do_not_fit_the_graph_are_refused_before_any_row_runs() {
 }
 
 #[test]
+fn a_file_damaged_midway_stops_the_replay_after_writing_every_row_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("cut.arrows");
+    let batches = [digits_batch(0, 1000), digits_batch(1000, 1000)];
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(File::create(&input).unwrap(), &batches[0].schema()).unwrap();
+    for b in &batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+    let bytes = std::fs::read(&input).unwrap();
+    std::fs::write(&input, &bytes[..bytes.len() * 3 / 4]).unwrap(); // into the second batch
+    let output = dir.path().join("out.arrow");
+    let out = weir(&["replay", "graphs/digits.yaml", "--input", s(&input), "--output", s(&output), "--keep", "id"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("cut.arrows: not a readable Arrow IPC stream file (at row 1000)"), "{stderr}");
+    let written = read(&output);
+    let ids: Vec<i64> = written.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
+    assert_eq!(ids, (0..1000).collect::<Vec<i64>>(), "the rows read before the damage are answered and readable");
+}
+
+#[test]
 fn a_directory_replays_its_files_in_name_order() {
     let dir = tempfile::tempdir().unwrap();
     let inputs = dir.path().join("day");

@@ -12,6 +12,9 @@
 //!    row number, the kept columns, and the error's code, node, field and message).
 //! 4. At most `in_flight` rows are between reading and writing, so memory does not grow
 //!    with the input: a chunk is read only when there is room for it.
+//! 5. If a file turns out damaged midway (or a file cannot be written), the replay stops
+//!    with that error, after answering and writing every row read before it; both files
+//!    get their footers, so what was written stays readable.
 //!
 //! Chunks are large (1024 rows by default) and the replay keeps the graph full, so model
 //! nodes see full batches of `max_batch_size` rows; only the input's last partial batch
@@ -124,7 +127,7 @@ struct Outputs<'a> {
 
 /// Replays `inputs` through `graph` as `options` say. Fails before any row runs if an
 /// input does not fit the graph; fails midway only if a file cannot be read or written
-/// (what was written up to then stays). Rows that fail are counted and written to the
+/// (the rows read up to then are written). Rows that fail are counted and written to the
 /// errors file.
 pub fn replay(
     graph: &GraphHandle,
@@ -175,63 +178,73 @@ pub fn replay(
             }
         }
     };
-    for file in inputs {
-        for batch in files::open(file, chunk_rows)? {
-            let batch = batch.map_err(|e| files::damaged(file, row, e))?;
-            let mut offset = 0;
-            while offset < batch.num_rows() {
-                let len = chunk_rows.min(batch.num_rows() - offset);
-                let slice = batch.slice(offset, len);
-                offset += len;
-                // Room first: at most max_chunks submissions out at once.
-                while submitted >= max_chunks {
-                    receive(&mut pending, &mut submitted);
-                    write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
-                }
-                let decoded = crate::arrow::decode_batch(&plan.inputs, &slice, capacity, row).map_err(|e| {
-                    ReplayError::Schema { path: file.path.clone(), graph: plan.name.clone(), reason: e.message }
-                })?;
-                let mut rows = Vec::with_capacity(len);
-                let undecoded = decoded
-                    .into_iter()
-                    .map(|d| match d {
-                        Ok(values) => {
-                            rows.push(values);
-                            None
-                        }
-                        Err(e) => Some(Arc::new(e)),
-                    })
-                    .collect();
-                let kept = options.keep.iter().filter_map(|k| slice.column_by_name(k).cloned()).collect();
-                let seq = next_seq;
-                next_seq += 1;
-                let mut chunk = Chunk { first_row: row, kept, undecoded, answers: None };
-                row += len as u64;
-                if rows.is_empty() {
-                    chunk.answers = Some(Vec::new());
-                } else {
-                    let n = rows.len();
-                    let tx = tx.clone();
-                    match graph.submit_batch(rows, Box::new(move |answers| drop(tx.send((seq, answers))))) {
-                        Ok(_) => submitted += 1,
-                        Err(e) => {
-                            let e = Arc::new(refusal(e));
-                            chunk.answers = Some((0..n).map(|_| Err(Arc::clone(&e))).collect());
+    // On an error midway, the rows read so far are still written, and the files get their
+    // footers: the output stays readable.
+    let mut feed = || -> Result<(), ReplayError> {
+        for file in inputs {
+            for batch in files::open(file, chunk_rows)? {
+                let batch = batch.map_err(|e| files::damaged(file, row, e))?;
+                let mut offset = 0;
+                while offset < batch.num_rows() {
+                    let len = chunk_rows.min(batch.num_rows() - offset);
+                    let slice = batch.slice(offset, len);
+                    offset += len;
+                    // Room first: at most max_chunks submissions out at once.
+                    while submitted >= max_chunks {
+                        receive(&mut pending, &mut submitted);
+                        write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
+                    }
+                    let decoded = crate::arrow::decode_batch(&plan.inputs, &slice, capacity, row).map_err(|e| {
+                        ReplayError::Schema { path: file.path.clone(), graph: plan.name.clone(), reason: e.message }
+                    })?;
+                    let mut rows = Vec::with_capacity(len);
+                    let undecoded = decoded
+                        .into_iter()
+                        .map(|d| match d {
+                            Ok(values) => {
+                                rows.push(values);
+                                None
+                            }
+                            Err(e) => Some(Arc::new(e)),
+                        })
+                        .collect();
+                    let kept = options.keep.iter().filter_map(|k| slice.column_by_name(k).cloned()).collect();
+                    let seq = next_seq;
+                    next_seq += 1;
+                    let mut chunk = Chunk { first_row: row, kept, undecoded, answers: None };
+                    row += len as u64;
+                    if rows.is_empty() {
+                        chunk.answers = Some(Vec::new());
+                    } else {
+                        let n = rows.len();
+                        let tx = tx.clone();
+                        match graph.submit_batch(rows, Box::new(move |answers| drop(tx.send((seq, answers))))) {
+                            Ok(_) => submitted += 1,
+                            Err(e) => {
+                                let e = Arc::new(refusal(e));
+                                chunk.answers = Some((0..n).map(|_| Err(Arc::clone(&e))).collect());
+                            }
                         }
                     }
+                    pending.insert(seq, chunk);
+                    write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
                 }
-                pending.insert(seq, chunk);
-                write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
             }
         }
-    }
+        Ok(())
+    };
+    let mut fed = feed();
+    // Every row read is answered and written, also when reading stopped at an error.
     while submitted > 0 {
         receive(&mut pending, &mut submitted);
-        write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
+        if let Err(e) = write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress) {
+            fed = fed.and(Err(e));
+            break;
+        }
     }
     progress.finish();
-    out.output.finish()?;
-    out.errors.finish()?;
+    let (output, errors) = (out.output.finish(), out.errors.finish());
+    fed.and(output).and(errors)?;
     Ok(summary)
 }
 
