@@ -9,14 +9,16 @@
 //! missing, so it is bounded by the rows in flight.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::core::{Concatenate, Map};
-use timely::dataflow::operators::generic::Operator;
-
-use timely::dataflow::Stream;
+use timely::dataflow::operators::core::Map;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::progress::operate::FrontierInterest;
 
 use super::{RowStream, Time};
 use crate::kernel::aggregate::Aggregate;
@@ -53,28 +55,59 @@ impl<'scope> CombineRows<'scope> for RowStream<'scope> {
                 finish(&spec, row.id, row.data.map(|v| vec![v]).map_err(|e| vec![e])).until(deadline)
             });
         }
-        let scope = self.scope();
-        let inputs = others.len() + 1;
-        let tagged: Vec<Stream<'scope, Time, Vec<(usize, Row)>>> =
-            std::iter::once(self).chain(others).enumerate().map(|(i, s)| s.map(move |row: Row| (i, row))).collect();
-        let name = format!("Combine({})", spec.node);
-        scope.concatenate(tagged).unary(Pipeline, &name, move |_cap, _info| {
-            let mut pending: HashMap<RowId, Vec<Option<Row>>> = HashMap::new();
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let mut session = output.session(&cap);
-                    for (i, row) in data.flat_map(|d| d.drain(..)) {
-                        let id = row.id;
-                        let slots = pending.entry(id).or_insert_with(|| vec![None; inputs]);
-                        slots[i] = Some(row);
-                        if slots.iter().all(Option::is_some) {
-                            let parts: Vec<Row> = pending.remove(&id).into_iter().flatten().flatten().collect();
-                            session.give(join(&spec, id, parts));
+        // One operator reads every input directly (no tagging and merging of the streams
+        // first: each such step would move every row once more).
+        let n = others.len() + 1;
+        let mut builder = OperatorBuilder::new(format!("Combine({})", spec.node), self.scope());
+        let mut inputs: Vec<_> = std::iter::once(self).chain(others).map(|s| builder.new_input(s, Pipeline)).collect();
+        for i in 0..n {
+            builder.set_notify_for(i, FrontierInterest::Never);
+        }
+        let (output, stream) = builder.new_output::<Vec<Row>>();
+        let mut output: OutputBuilder<Time, CapacityContainerBuilder<Vec<Row>>> = OutputBuilder::from(output);
+        builder.build(move |_capabilities| {
+            let mut pending: HashMap<RowId, Vec<Option<Row>>, BuildHasherDefault<IdHasher>> = HashMap::default();
+            move |_frontiers| {
+                let mut output = output.activate();
+                for (i, input) in inputs.iter_mut().enumerate() {
+                    input.for_each_stamp(|cap, data| {
+                        let mut session = output.session(&cap);
+                        for row in data.flat_map(|d| d.drain(..)) {
+                            let id = row.id;
+                            let slots = pending.entry(id).or_insert_with(|| vec![None; n]);
+                            slots[i] = Some(row);
+                            if slots.iter().all(Option::is_some) {
+                                let parts: Vec<Row> = pending.remove(&id).into_iter().flatten().flatten().collect();
+                                session.give(join(&spec, id, parts));
+                            }
                         }
-                    }
-                });
+                    });
+                }
             }
-        })
+        });
+        stream
+    }
+}
+
+/// Hashes row ids (already unique `u64`s: `slot << 20 | index`) with one multiply,
+/// instead of SipHash: the join looks every row up twice or more.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, x: u64) {
+        // Fibonacci hashing: spreads consecutive ids over the high bits hashbrown uses.
+        self.0 = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 
@@ -99,8 +132,13 @@ fn finish(spec: &CombineSpec, id: RowId, records: Result<Vec<Vec<Value>>, Vec<Ar
     let Some(mut joined) = records.next() else {
         return Row::failed(id, RowError::new(ErrorCode::NodeFailed, &*spec.node, "no inputs"));
     };
-    for (record, extra) in records.zip(&spec.extra_fields) {
-        joined.extend(extra.iter().map(|&i| record[i].clone()));
+    for (mut record, extra) in records.zip(&spec.extra_fields) {
+        if extra.windows(2).all(|w| w[0] < w[1]) {
+            // Each value is taken once and the record dropped after: move, do not clone.
+            joined.extend(extra.iter().map(|&i| std::mem::replace(&mut record[i], Value::Bool(false))));
+        } else {
+            joined.extend(extra.iter().map(|&i| record[i].clone()));
+        }
     }
     let values: Vec<&Value> = spec.parts.iter().map(|&i| &joined[i]).collect();
     let result = catch_unwind(AssertUnwindSafe(|| spec.aggregate.apply(&values)));

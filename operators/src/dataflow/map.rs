@@ -38,6 +38,9 @@ impl<'scope> MapRows<'scope> for RowStream<'scope> {
     }
 }
 
+/// Fills unused argument slots; never passed to a function.
+static PLACEHOLDER: Value = Value::Bool(false);
+
 fn apply(
     node: &str,
     inputs: &[usize],
@@ -45,8 +48,19 @@ fn apply(
     f: &MapFn,
     values: &[Value],
 ) -> Result<Vec<Value>, RowError> {
-    let args: Vec<&Value> = inputs.iter().map(|&i| &values[i]).collect();
-    let out = match catch_unwind(AssertUnwindSafe(|| f(&args))) {
+    // Up to four arguments on the stack: a map runs once per row.
+    let mut few = [&PLACEHOLDER; 4];
+    let many: Vec<&Value>;
+    let args: &[&Value] = if inputs.len() <= few.len() {
+        for (slot, &i) in few.iter_mut().zip(inputs) {
+            *slot = &values[i];
+        }
+        &few[..inputs.len()]
+    } else {
+        many = inputs.iter().map(|&i| &values[i]).collect();
+        &many
+    };
+    let out = match catch_unwind(AssertUnwindSafe(|| f(args))) {
         Ok(Ok(out)) => out,
         Ok(Err(message)) => return Err(RowError::new(ErrorCode::NodeFailed, node, message)),
         Err(panic) => {
