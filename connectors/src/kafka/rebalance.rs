@@ -12,24 +12,24 @@
 //!   would keep its old state, and its first acknowledgement could store a position past
 //!   messages of the new assignment not yet received, which a crash would then lose.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::ClientContext;
 
 use super::offsets::OffsetTracker;
 
-/// The consumer's context: shares the offset tracker with the loop.
-#[derive(Clone, Default)]
+/// The consumer's context: holds the offset tracker, which the loop reaches through
+/// `consumer.context()`.
 pub struct Rebalances {
-    tracker: Arc<Mutex<OffsetTracker>>,
+    tracker: Mutex<OffsetTracker>,
     graph: String,
 }
 
 impl Rebalances {
     /// A context for `graph`'s consumer, with an empty tracker.
     pub fn new(graph: &str) -> Self {
-        Rebalances { tracker: Arc::default(), graph: graph.to_string() }
+        Rebalances { tracker: Mutex::default(), graph: graph.to_string() }
     }
 
     /// The tracker (held briefly: the rebalance callback takes it too).

@@ -6,7 +6,7 @@
 //! A directory stands for its files of a known format, in name order (not recursive).
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -109,23 +109,24 @@ fn inspect(path: &Path, format: Option<FileFormat>) -> Result<InputFile, ReplayE
     let format = format
         .or_else(|| FileFormat::of_path(path))
         .ok_or_else(|| ReplayError::UnknownFormat { path: path.to_path_buf() })?;
+    let mut file = File::open(path).map_err(|e| io(path, "cannot open", &e))?;
     let format =
-        if format == FileFormat::ArrowFile && !has_file_magic(path)? { FileFormat::ArrowStream } else { format };
-    let open = || File::open(path).map_err(|e| io(path, "cannot open", &e));
+        if format == FileFormat::ArrowFile && !has_file_magic(&mut file) { FileFormat::ArrowStream } else { format };
+    file.rewind().map_err(|e| io(path, "cannot read", &e))?;
     let (schema, rows) = match format {
         FileFormat::ArrowFile => {
             let reader =
-                arrow_ipc::reader::FileReader::try_new(open()?, None).map_err(|e| unreadable(path, format, None, e))?;
+                arrow_ipc::reader::FileReader::try_new(file, None).map_err(|e| unreadable(path, format, None, e))?;
             (reader.schema(), None)
         }
         FileFormat::ArrowStream => {
-            let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(open()?), None)
+            let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
                 .map_err(|e| unreadable(path, format, None, e))?;
             (reader.schema(), None)
         }
         FileFormat::Parquet => {
             let builder =
-                ParquetRecordBatchReaderBuilder::try_new(open()?).map_err(|e| unreadable(path, format, None, e))?;
+                ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| unreadable(path, format, None, e))?;
             let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).ok();
             (builder.schema().clone(), rows)
         }
@@ -133,11 +134,10 @@ fn inspect(path: &Path, format: Option<FileFormat>) -> Result<InputFile, ReplayE
     Ok(InputFile { path: path.to_path_buf(), format, schema, rows })
 }
 
-/// Whether the file starts with the Arrow IPC file magic.
-fn has_file_magic(path: &Path) -> Result<bool, ReplayError> {
+/// Whether the file starts with the Arrow IPC file magic (reads its first bytes).
+fn has_file_magic(file: &mut File) -> bool {
     let mut magic = [0u8; 6];
-    let mut file = File::open(path).map_err(|e| io(path, "cannot open", &e))?;
-    Ok(file.read_exact(&mut magic).is_ok() && &magic == b"ARROW1")
+    file.read_exact(&mut magic).is_ok() && &magic == b"ARROW1"
 }
 
 /// Reads `file` batch by batch; Parquet is decoded `batch_rows` rows at a time (Arrow

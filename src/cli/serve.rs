@@ -1,0 +1,253 @@
+//! `weir serve`: every graph over HTTP, and over Kafka where configured.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use weir_connectors::http::{self, AppState, ServerConfig};
+use weir_connectors::kafka::KafkaLoop;
+use weir_engine::spec::{KafkaSpec, PayloadFormat};
+use weir_engine::{load_plan, Engine, EngineConfig};
+
+use super::fail;
+
+/// `weir serve`'s flags.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Graph files; each is served under its `name`.
+    #[arg(required = true)]
+    pub graphs: Vec<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port; the chosen one is logged).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Timely worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Rows in flight per graph at most (overrides the graphs' serving.max_in_flight).
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Deadline of requests that set no X-Request-Timeout-Ms, in milliseconds
+    /// (overrides the graphs' serving.timeout_ms).
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    pub body_limit: usize,
+    /// After SIGINT/SIGTERM, how long requests in flight may take to finish, in ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub grace_ms: u64,
+    /// Kafka brokers (`host:port,...`) for every graph with a `kafka:` section,
+    /// overriding the files' `bootstrap_servers`.
+    #[arg(long)]
+    pub kafka_bootstrap: Option<String>,
+    /// Consume these topics (comma-separated) into the graph (one graph only); with
+    /// --kafka-output, this sets up Kafka for a graph file without a `kafka:` section.
+    #[arg(long, value_delimiter = ',')]
+    pub kafka_input: Vec<String>,
+    /// Produce the graph's answers to this topic.
+    #[arg(long)]
+    pub kafka_output: Option<String>,
+    /// Consumer group (default `weir-GRAPH`).
+    #[arg(long)]
+    pub kafka_group: Option<String>,
+    /// Dead-letter topic (default `OUTPUT.dead-letter`).
+    #[arg(long)]
+    pub kafka_dead_letter: Option<String>,
+    /// Payload format of input messages: `json` (an object per message) or `arrow`
+    /// (an Arrow IPC stream per message).
+    #[arg(long)]
+    pub kafka_format: Option<String>,
+    /// A librdkafka property, `KEY=VALUE` (repeatable), added to the graph's.
+    #[arg(long = "kafka-property")]
+    pub kafka_properties: Vec<String>,
+}
+
+/// Runs `weir serve`.
+pub fn serve(args: ServeArgs) -> ExitCode {
+    let ServeArgs {
+        graphs,
+        host,
+        port,
+        workers,
+        max_in_flight,
+        timeout_ms,
+        body_limit,
+        grace_ms,
+        kafka_bootstrap,
+        kafka_input,
+        kafka_output,
+        kafka_group,
+        kafka_dead_letter,
+        kafka_properties,
+        kafka_format,
+    } = args;
+    let format = match kafka_format.as_deref() {
+        None => None,
+        Some("json") => Some(PayloadFormat::Json),
+        Some("arrow") => Some(PayloadFormat::Arrow),
+        Some(other) => return fail(1, &format!("--kafka-format takes json or arrow, got '{other}'")),
+    };
+    let properties = match key_values(&kafka_properties) {
+        Ok(properties) => properties,
+        Err(e) => return fail(1, &e),
+    };
+    let kafka_flags = KafkaFlags {
+        bootstrap: kafka_bootstrap,
+        input: kafka_input,
+        output: kafka_output,
+        group: kafka_group,
+        dead_letter: kafka_dead_letter,
+        properties,
+        format,
+    };
+    if kafka_flags.sets_topics() && graphs.len() != 1 {
+        return fail(1, &"--kafka-input and --kafka-output apply to one graph; give one graph file");
+    }
+    let mut plans = Vec::new();
+    for path in &graphs {
+        match load_plan(path) {
+            Ok(mut plan) => {
+                if let Some(n) = max_in_flight {
+                    plan.serving.max_in_flight = n.max(1);
+                }
+                if let Err(e) = kafka_flags.apply(&mut plan) {
+                    return fail(1, &e);
+                }
+                plans.push(plan);
+            }
+            Err(e) => return fail(1, &e),
+        }
+    }
+    let engine = match Engine::start(plans, EngineConfig { workers, ..EngineConfig::default() }) {
+        Ok(engine) => engine,
+        Err(e) => return fail(1, &e),
+    };
+    let config = ServerConfig { body_limit, default_timeout: timeout_ms.map(Duration::from_millis) };
+    let served = run(&engine, &host, port, config, Duration::from_millis(grace_ms));
+    // Rows still in the engine are answered `unavailable` as it stops.
+    drop(engine);
+    match served {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(2, &e),
+    }
+}
+
+/// Serves until a signal, then stops HTTP and every Kafka loop.
+fn run(engine: &Engine, host: &str, port: u16, config: ServerConfig, grace: Duration) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("weir-http")
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((host, port))
+            .await
+            .with_context(|| format!("cannot listen on {host}:{port}"))?;
+        let addr = listener.local_addr()?;
+        let state = AppState::new(engine.graphs(), config);
+        let mut kafka = Vec::new();
+        for g in engine.graphs() {
+            tracing::info!("serving graph '{}' at http://{addr}/graphs/{}", g.name(), g.name());
+            if let Some(spec) = g.plan().kafka.clone() {
+                kafka.push(KafkaLoop::connect(g.clone(), spec)?);
+            }
+        }
+        // One signal stops HTTP and every Kafka loop.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            http::shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let loops: Vec<_> = kafka.into_iter().map(|k| tokio::spawn(k.run(stopped(stop_rx.clone()), grace))).collect();
+        eprintln!("weir: listening on http://{addr}");
+        http::serve(listener, state, stopped(stop_rx), grace).await?;
+        for l in loops {
+            if let Ok(s) = l.await {
+                eprintln!(
+                    "weir: kafka: {} consumed, {} answered, {} dead-lettered",
+                    s.consumed, s.answered, s.dead_lettered
+                );
+            }
+        }
+        eprintln!("weir: stopped");
+        Ok(())
+    })
+}
+
+/// `weir serve`'s Kafka flags.
+struct KafkaFlags {
+    bootstrap: Option<String>,
+    input: Vec<String>,
+    output: Option<String>,
+    group: Option<String>,
+    dead_letter: Option<String>,
+    properties: Vec<(String, String)>,
+    format: Option<PayloadFormat>,
+}
+
+impl KafkaFlags {
+    fn sets_topics(&self) -> bool {
+        !self.input.is_empty() || self.output.is_some()
+    }
+
+    /// Overrides (or creates) the plan's Kafka section from the flags.
+    fn apply(&self, plan: &mut weir_engine::Plan) -> Result<(), String> {
+        if self.sets_topics() && plan.kafka.is_none() {
+            let (Some(output), false, Some(bootstrap)) = (&self.output, self.input.is_empty(), &self.bootstrap) else {
+                return Err(format!(
+                    "graph '{}' has no kafka: section; give --kafka-bootstrap, --kafka-input and --kafka-output",
+                    plan.name
+                ));
+            };
+            plan.kafka = Some(KafkaSpec {
+                bootstrap_servers: bootstrap.clone(),
+                input_topics: self.input.clone(),
+                output_topic: output.clone(),
+                group_id: format!("weir-{}", plan.name),
+                dead_letter_topic: format!("{output}.dead-letter"),
+                format: PayloadFormat::Json,
+                properties: Vec::new(),
+            });
+        }
+        if let Some(k) = plan.kafka.as_mut() {
+            if let Some(b) = &self.bootstrap {
+                k.bootstrap_servers = b.clone();
+            }
+            if !self.input.is_empty() {
+                k.input_topics = self.input.clone();
+            }
+            if let Some(o) = &self.output {
+                k.output_topic = o.clone();
+            }
+            if let Some(g) = &self.group {
+                k.group_id = g.clone();
+            }
+            if let Some(d) = &self.dead_letter {
+                k.dead_letter_topic = d.clone();
+            }
+            k.properties.extend(self.properties.iter().cloned());
+            if let Some(f) = self.format {
+                k.format = f;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `--kafka-property KEY=VALUE` flags.
+pub fn key_values(flags: &[String]) -> Result<Vec<(String, String)>, String> {
+    flags
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(format!("--kafka-property takes KEY=VALUE, got '{p}'")),
+        })
+        .collect()
+}
