@@ -9,7 +9,7 @@
 //!    workers (4096 rows in flight), against calling its two models directly on batches
 //!    of 64 and summing on one thread (the same work without the engine).
 //! 2. **batching efficiency**: the digits MLP as the only node of a graph
-//!    (`max_batch_size` B, fed 1024-row submissions with 8192 rows in flight, so batches
+//!    (`max_batch_size` B, fed 1024-row submissions by column with 8192 rows in flight, so batches
 //!    fill) against calling the same candle forward directly on batches of B rows, same
 //!    rows, each in a one-thread rayon pool. Target ≥ 90%. A wide synthetic MLP shows the
 //!    same ratio for a costlier model.
@@ -24,10 +24,10 @@ use weir::bench::percentile;
 use weir::datasets::{digits, Split};
 use weir_engine::builder::{GraphBuilder, Model};
 use weir_engine::spec::Batching;
-use weir_engine::{load_plan, Engine, EngineConfig, GraphHandle};
+use weir_engine::{load_plan, Engine, EngineConfig, GraphHandle, SubmitOptions};
 use weir_operators::kernel::model::{Activation, Arch, DenseLayer, DenseModel};
 use weir_operators::kernel::BatchKernel;
-use weir_operators::{FieldType, Value};
+use weir_operators::{Column, FieldType, Value};
 
 fn start(plan: weir_engine::Plan, workers: usize) -> (Engine, GraphHandle) {
     let engine = Engine::start(vec![plan], EngineConfig { workers, ..EngineConfig::default() }).expect("engine");
@@ -35,47 +35,42 @@ fn start(plan: weir_engine::Plan, workers: usize) -> (Engine, GraphHandle) {
     (engine, g)
 }
 
-/// Pushes pre-built rows through `g` in batches of `chunk`, at most `in_flight` rows
-/// outstanding, like a server that answers and forgets: answers are checked and dropped
-/// on the worker thread. Returns once every row is answered.
-fn drive(g: &GraphHandle, rows: Vec<Vec<Value>>, chunk: usize, in_flight: usize) {
+/// Pushes pre-built submissions (one column per input field) through `g`, at most
+/// `in_flight` rows outstanding, like a server that answers and forgets: answers are
+/// checked and dropped on the worker thread. Returns once every row is answered.
+fn drive(g: &GraphHandle, submissions: Vec<Vec<Column>>, in_flight: usize) {
+    let chunk = submissions.first().and_then(|c| c.first()).map_or(1, Column::len);
     let max_batches = (in_flight / chunk).max(1);
-    let (tx, rx) = crossbeam_channel::bounded::<usize>(max_batches);
+    let (tx, rx) = crossbeam_channel::bounded::<bool>(max_batches);
     let mut outstanding = 0;
-    let mut rows = rows.into_iter();
-    loop {
-        let batch: Vec<Vec<Value>> = rows.by_ref().take(chunk).collect();
-        if batch.is_empty() {
-            break;
-        }
+    for columns in submissions {
         if outstanding == max_batches {
-            rx.recv().expect("answers");
+            assert!(rx.recv().expect("answers"), "every row succeeds");
             outstanding -= 1;
         }
         let tx = tx.clone();
-        g.submit_batch(
-            batch,
-            Box::new(move |r| {
-                let _ = tx.send(r.iter().filter(|x| x.is_err()).count());
+        let options = SubmitOptions { wait: true, deadline: None };
+        g.submit_columns(
+            columns,
+            options,
+            Box::new(move |answers| {
+                let _ = tx.send(!answers.has_errors());
             }),
         )
         .expect("submit");
         outstanding += 1;
     }
     for _ in 0..outstanding {
-        assert_eq!(rx.recv().expect("answers"), 0, "every row succeeds");
+        assert!(rx.recv().expect("answers"), "every row succeeds");
     }
 }
 
-/// Copies of `rows` with room for every field they gain in `g`, as a client sizes its
-/// rows with [`GraphHandle::row_capacity`] (made before the clock starts: the direct
-/// baselines read prepared inputs too).
-fn sized(rows: &[Vec<Value>], g: &GraphHandle) -> Vec<Vec<Value>> {
-    rows.iter()
-        .map(|r| {
-            let mut v = Vec::with_capacity(g.row_capacity());
-            v.extend(r.iter().cloned());
-            v
+/// `rows` cut into submissions of `chunk` rows, by column (made before the clock
+/// starts: the direct baselines read prepared inputs too).
+fn submissions(rows: &[Vec<Value>], types: &[FieldType], chunk: usize) -> Vec<Vec<Column>> {
+    rows.chunks(chunk)
+        .map(|part| {
+            types.iter().enumerate().map(|(f, ty)| Column::from_values(ty, part.iter().map(|r| &r[f]))).collect()
         })
         .collect()
 }
@@ -104,16 +99,18 @@ fn diamond(quick: bool) {
             .expect("diamond weights")
     };
     let (mut m1, mut m2) = (load("m1.safetensors"), load("m2.safetensors"));
+    let column = |f: usize| -> Vec<f32> { rows.iter().map(|r| r[f].as_f64().unwrap_or(0.0) as f32).collect() };
+    let (a, b, c) = (column(0), column(1), column(2));
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
     let direct = pool.install(|| {
         best_rate(n, 3, || {
-            for chunk in rows.chunks(64) {
-                let a: Vec<Value> = chunk.iter().map(|r| r[0].clone()).collect();
-                let b: Vec<Value> = chunk.iter().map(|r| r[1].clone()).collect();
-                let (ya, yb) = (m1.forward(&a).expect("m1"), m2.forward(&b).expect("m2"));
-                for ((r, x), y) in chunk.iter().zip(ya).zip(yb) {
-                    let c = r[2].as_f64().unwrap_or(0.0) as f32;
-                    std::hint::black_box(x.as_f64().unwrap_or(0.0) as f32 + y.as_f64().unwrap_or(0.0) as f32 + c);
+            for start in (0..n).step_by(64) {
+                let end = (start + 64).min(n);
+                let ya = m1.forward(&Column::F32(a[start..end].to_vec())).expect("m1");
+                let yb = m2.forward(&Column::F32(b[start..end].to_vec())).expect("m2");
+                let (ya, yb) = (ya.f32s().expect("f32").0, yb.f32s().expect("f32").0);
+                for ((x, y), c) in ya.iter().zip(yb).zip(&c[start..end]) {
+                    std::hint::black_box(x + y + c);
                 }
             }
         })
@@ -123,13 +120,14 @@ fn diamond(quick: bool) {
     // Both engines stay up (an idle engine parks its threads); rounds alternate them.
     let engines: Vec<(Engine, GraphHandle)> =
         [1, 2].iter().map(|&w| start(load_plan(&path).expect("diamond"), w)).collect();
+    let types: Vec<FieldType> = engines[0].1.plan().inputs.iter().map(|(_, t)| t.clone()).collect();
     let mut best = [0.0f64; 2];
     let mut ratios = Vec::new();
     for _ in 0..if quick { 3 } else { 7 } {
         let mut round = [0.0f64; 2];
         for (k, (_, g)) in engines.iter().enumerate() {
-            let mut copy = Some(sized(&rows, g));
-            round[k] = best_rate(n, 1, || drive(g, copy.take().unwrap_or_default(), 256, 4096));
+            let mut copy = Some(submissions(&rows, &types, 256));
+            round[k] = best_rate(n, 1, || drive(g, copy.take().unwrap_or_default(), 4096));
             best[k] = best[k].max(round[k]);
         }
         ratios.push(round[1] / round[0]);
@@ -190,7 +188,7 @@ fn batching(quick: bool) {
         let n = if label.starts_with("wide") { n / 20 } else { n };
         let rows: Vec<Vec<Value>> = rows[..n].to_vec();
         let mut direct = model.instantiate(&candle_core::Device::Cpu).expect("instantiate");
-        let inputs: Vec<Value> = rows.iter().map(|r| r[0].clone()).collect();
+        let pixels: Vec<f32> = rows.iter().flat_map(|r| r[0].as_f32s().unwrap_or_default().to_vec()).collect();
         let mut g = GraphBuilder::new("mlp_only");
         let x = g.input("pixels", FieldType::vector(64));
         let batching = Batching { max_batch_size: batch, max_wait_ms: 1, replicas: 1, ..Batching::default() };
@@ -209,14 +207,15 @@ fn batching(quick: bool) {
         for _ in 0..if quick { 3 } else { 9 } {
             let d = pool.install(|| {
                 best_rate(n, 1, || {
-                    for chunk in inputs.chunks(batch) {
-                        std::hint::black_box(direct.forward(chunk).expect("forward"));
+                    for part in pixels.chunks(batch * 64) {
+                        let x = Column::Tensor { width: 64, data: part.to_vec() };
+                        std::hint::black_box(direct.forward(&x).expect("forward"));
                     }
                 })
             });
-            let mut copy = Some(sized(&rows, &h));
+            let mut copy = Some(submissions(&rows, &[FieldType::vector(64)], 1024));
             let (compute_before, started) = (h.batch_stats()[0].1.compute_ns, Instant::now());
-            let g = best_rate(n, 1, || drive(&h, copy.take().unwrap_or_default(), 1024, 8192));
+            let g = best_rate(n, 1, || drive(&h, copy.take().unwrap_or_default(), 8192));
             graph_wall += started.elapsed();
             graph_compute += Duration::from_nanos(h.batch_stats()[0].1.compute_ns - compute_before);
             direct_rate = direct_rate.max(d);
@@ -260,7 +259,7 @@ fn lone_row(quick: bool) {
     .expect("softmax");
     let mut a = softmax.instantiate(&candle_core::Device::Cpu).expect("softmax");
     let mut b = mlp_model().instantiate(&candle_core::Device::Cpu).expect("mlp");
-    let one = [Value::Tensor(set[0].pixels.clone().into())];
+    let one = Column::Tensor { width: 64, data: set[0].pixels.clone() };
     let t = Instant::now();
     for _ in 0..100 {
         std::hint::black_box(a.forward(&one).expect("forward"));

@@ -3,9 +3,10 @@
 //!
 //! Run: `cargo bench --bench replay` (add `-- --quick` for a short run).
 //!
-//! - **Baseline, one thread**: the rows already decoded in memory, standardized and
-//!   passed through the softmax regression and the MLP in batches of 32 (the graph's
-//!   `max_batch_size`), in a one-thread rayon pool (as replicas run). No file, no graph.
+//! - **Baseline, one thread**: the rows already decoded in memory (one flat buffer),
+//!   standardized and passed through the softmax regression and the MLP in batches of
+//!   32 (the graph's `max_batch_size`), in a one-thread rayon pool (as replicas run).
+//!   No file, no graph.
 //! - **Baseline, two threads**: the same, each thread taking half the rows: what the
 //!   two cores give without any engine, the stronger baseline.
 //! - **weir replay** (in process, 1 timely worker): reading the Arrow file, decoding,
@@ -27,7 +28,7 @@ use weir_connectors::replay::{self, ReplayOptions};
 use weir_engine::{load_plan, Engine, EngineConfig};
 use weir_operators::kernel::model::{Activation, Arch, DenseModel};
 use weir_operators::kernel::BatchKernel;
-use weir_operators::Value;
+use weir_operators::Column;
 
 /// The allocator the `weir` binary uses.
 #[global_allocator]
@@ -84,28 +85,26 @@ impl Raw {
         Raw { mean: vec("mean"), std: vec("std"), softmax: Arc::new(softmax), mlp: Arc::new(mlp) }
     }
 
-    /// Standardize and both forward passes over `rows`, in batches of [`BATCH`], on the
-    /// calling thread (inside a one-thread pool); returns rows/s.
-    fn run(&self, rows: &[Vec<f32>]) -> f64 {
+    /// Standardize and both forward passes over `pixels` (64 numbers per row, flat), in
+    /// batches of [`BATCH`] rows, on the calling thread (inside a one-thread pool);
+    /// returns rows/s.
+    fn run(&self, pixels: &[f32]) -> f64 {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
         pool.install(|| {
             let device = candle_core::Device::Cpu;
             let (mut a, mut b) =
                 (self.softmax.instantiate(&device).expect("softmax"), self.mlp.instantiate(&device).expect("mlp"));
             let t = Instant::now();
-            for chunk in rows.chunks(BATCH) {
-                let x: Vec<Value> = chunk
-                    .iter()
-                    .map(|p| {
-                        let s: Vec<f32> =
-                            p.iter().zip(self.mean.iter().zip(&self.std)).map(|(x, (m, s))| (x - m) / s).collect();
-                        Value::Tensor(s.into())
-                    })
-                    .collect();
+            for batch in pixels.chunks(BATCH * 64) {
+                let mut x = Vec::with_capacity(batch.len());
+                for row in batch.chunks_exact(64) {
+                    x.extend(row.iter().zip(self.mean.iter().zip(&self.std)).map(|(x, (m, s))| (x - m) / s));
+                }
+                let x = Column::Tensor { width: 64, data: x };
                 std::hint::black_box(a.forward(&x).expect("forward"));
                 std::hint::black_box(b.forward(&x).expect("forward"));
             }
-            rows.len() as f64 / t.elapsed().as_secs_f64()
+            (pixels.len() / 64) as f64 / t.elapsed().as_secs_f64()
         })
     }
 }
@@ -118,7 +117,7 @@ fn main() {
     write_input(&input, rows);
 
     let set = digits(Split::Train).expect("digits");
-    let pixels: Vec<Vec<f32>> = (0..rows).map(|i| set[i % set.len()].pixels.clone()).collect();
+    let pixels: Vec<f32> = (0..rows).flat_map(|i| set[i % set.len()].pixels.iter().copied()).collect();
     let raw = Raw::load();
     let engine = Engine::start(
         vec![load_plan(&graphs_dir().join("digits.yaml")).expect("digits.yaml")],
@@ -132,7 +131,7 @@ fn main() {
     let (mut one, mut two, mut weir_rates, mut vs_one, mut vs_two) = (vec![], vec![], vec![], vec![], vec![]);
     for _ in 0..if args.quick { 2 } else { 5 } {
         let r1 = raw.run(&pixels);
-        let half = pixels.len() / 2;
+        let half = rows / 2 * 64;
         let t = Instant::now();
         std::thread::scope(|s| {
             let (lo, hi) = pixels.split_at(half);

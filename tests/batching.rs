@@ -10,7 +10,7 @@ use weir_engine::builder::{GraphBuilder, Model};
 use weir_engine::spec::{Batching, ModelSource};
 use weir_engine::{Engine, EngineConfig, GraphHandle};
 use weir_operators::kernel::BatchKernel;
-use weir_operators::{DType, FieldType, Value};
+use weir_operators::{Column, DType, FieldType, Value};
 
 /// Doubles its input, taking `per_batch` for every batch.
 struct Slow {
@@ -18,9 +18,10 @@ struct Slow {
 }
 
 impl BatchKernel for Slow {
-    fn forward(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
+    fn forward(&mut self, inputs: &Column) -> Result<Column, String> {
         std::thread::sleep(self.per_batch);
-        Ok(inputs.iter().map(|v| Value::F32(2.0 * v.as_f64().unwrap_or(f64::NAN) as f32)).collect())
+        let (xs, _) = inputs.f32s().ok_or("expected f32 inputs")?;
+        Ok(Column::F32(xs.iter().map(|x| 2.0 * x).collect()))
     }
 }
 

@@ -9,7 +9,7 @@ use weir_engine::{Engine, EngineConfig, GraphHandle, SubmitError};
 use weir_operators::kernel::aggregate::Aggregate;
 use weir_operators::kernel::condition::Condition;
 use weir_operators::kernel::BatchKernel;
-use weir_operators::{DType, ErrorCode, FieldType, Value};
+use weir_operators::{Column, DType, ErrorCode, FieldType, Value};
 
 fn scalar() -> FieldType {
     FieldType::scalar(DType::F32)
@@ -23,14 +23,15 @@ fn num(v: &Value) -> f32 {
 struct Picky;
 
 impl BatchKernel for Picky {
-    fn forward(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
+    fn forward(&mut self, inputs: &Column) -> Result<Column, String> {
+        let inputs = inputs.values();
         if inputs.iter().any(|v| num(v) == 666.0) {
             panic!("the devil's number");
         }
         if inputs.iter().any(|v| num(v) == 13.0) {
             return Err("unlucky batch".into());
         }
-        Ok(inputs.iter().map(|v| Value::F32(num(v) + 1.0)).collect())
+        Ok(Column::F32(inputs.iter().map(|v| num(v) + 1.0).collect()))
     }
 }
 

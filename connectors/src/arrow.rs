@@ -1,5 +1,5 @@
-//! Arrow ↔ row values, by the graph's schema: record batches in (Kafka payloads, replay
-//! files), record batches out.
+//! Arrow ↔ columns and row values, by the graph's schema: record batches in (Kafka
+//! payloads, replay files), record batches out.
 //!
 //! Decoding: input fields are matched to columns by name; other columns are ignored.
 //! `f32` takes a Float32, Float64, Int32 or Int64 column; `i64` an Int64 or Int32
@@ -21,8 +21,9 @@ use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
 };
+use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Field, Schema};
-use weir_operators::{DType, ErrorCode, FieldType, RowError, Value};
+use weir_operators::{Chunk, Column, DType, ErrorCode, FieldType, RowError, Value};
 
 /// A decoded row, or why that row could not be decoded.
 pub type Decoded = Result<Vec<Value>, RowError>;
@@ -77,36 +78,137 @@ pub fn check_columns(inputs: &[(String, FieldType)], schema: &Schema) -> Result<
     ))
 }
 
-/// Decodes the rows of `batch`; rows get room for `capacity` values. A row's error
-/// names it as row `first_row + i` (its place in the whole input).
-pub fn decode_batch(
+/// The input columns of a record batch, decoded: one [`Column`] per input field, and the
+/// rows that could not be decoded (their slots hold fillers), in row order.
+pub struct DecodedColumns {
+    /// One column per input field, in the graph's input order.
+    pub columns: Vec<Column>,
+    /// Rows that could not be decoded, with why.
+    pub failed: Vec<(usize, RowError)>,
+}
+
+/// Decodes the input columns of `batch` as columns. A row's error names it as row
+/// `first_row + i` (its place in the whole input).
+pub fn decode_columns(
     inputs: &[(String, FieldType)],
     batch: &RecordBatch,
-    capacity: usize,
     first_row: u64,
-) -> Result<Vec<Decoded>, RowError> {
+) -> Result<DecodedColumns, RowError> {
     let mut columns = Vec::with_capacity(inputs.len());
+    let mut failed: Vec<(usize, RowError)> = Vec::new();
     for (name, ty) in inputs {
-        let column = batch.column_by_name(name).ok_or_else(|| {
+        let array = batch.column_by_name(name).ok_or_else(|| {
             let found: Vec<String> =
                 batch.schema().fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
             invalid(Some(name), format!("missing column '{name}' ({ty}); the batch has {}", found.join(", ")))
         })?;
-        check_type(name, ty, column.data_type())?;
-        columns.push((name.as_str(), ty, column));
-    }
-    Ok((0..batch.num_rows())
-        .map(|row| {
-            let mut values = Vec::with_capacity(capacity.max(inputs.len()));
-            for (name, ty, column) in &columns {
-                values.push(
-                    value_at(ty, column.as_ref(), row)
-                        .map_err(|m| invalid(Some(name), format!("row {}: {m}", first_row + row as u64)))?,
-                );
+        check_type(name, ty, array.data_type())?;
+        let (column, bad) = column_of(ty, array.as_ref());
+        for (row, message) in bad {
+            // One error per row: the first field that fails.
+            if !failed.iter().any(|(r, _)| *r == row) {
+                failed.push((row, invalid(Some(name), format!("row {}: {message}", first_row + row as u64))));
             }
-            Ok(values)
+        }
+        columns.push(column);
+    }
+    failed.sort_by_key(|(r, _)| *r);
+    Ok(DecodedColumns { columns, failed })
+}
+
+/// Decodes the rows of `batch` (see [`decode_columns`]).
+pub fn decode_batch(
+    inputs: &[(String, FieldType)],
+    batch: &RecordBatch,
+    first_row: u64,
+) -> Result<Vec<Decoded>, RowError> {
+    let DecodedColumns { columns, failed } = decode_columns(inputs, batch, first_row)?;
+    let mut failed = failed.into_iter().peekable();
+    Ok((0..batch.num_rows())
+        .map(|row| match failed.next_if(|(r, _)| *r == row) {
+            Some((_, e)) => Err(e),
+            None => Ok(columns.iter().map(|c| c.value(row)).collect()),
         })
         .collect())
+}
+
+/// One Arrow array (of a type [`check_type`] accepts for `ty`) as a column, and the rows
+/// whose value is missing or malformed.
+fn column_of(ty: &FieldType, array: &dyn Array) -> (Column, Vec<(usize, String)>) {
+    let rows = array.len();
+    let mut bad: Vec<(usize, String)> =
+        (0..rows).filter(|&r| array.is_null(r)).map(|r| (r, "null value".into())).collect();
+    let column = match array.data_type() {
+        DataType::Float32 => Column::F32(array.as_primitive::<Float32Type>().values().to_vec()),
+        DataType::Float64 => {
+            Column::F32(array.as_primitive::<Float64Type>().values().iter().map(|&x| x as f32).collect())
+        }
+        DataType::Int32 if ty.dtype == DType::F32 => {
+            Column::F32(array.as_primitive::<Int32Type>().values().iter().map(|&x| x as f32).collect())
+        }
+        DataType::Int64 if ty.dtype == DType::F32 => {
+            Column::F32(array.as_primitive::<Int64Type>().values().iter().map(|&x| x as f32).collect())
+        }
+        DataType::Int32 => {
+            Column::I64(array.as_primitive::<Int32Type>().values().iter().map(|&x| i64::from(x)).collect())
+        }
+        DataType::Int64 => Column::I64(array.as_primitive::<Int64Type>().values().to_vec()),
+        DataType::Boolean => Column::Bool(array.as_boolean().iter().map(|b| b.unwrap_or(false)).collect()),
+        DataType::Utf8 => Column::Str(array.as_string::<i32>().iter().map(|s| Arc::from(s.unwrap_or(""))).collect()),
+        DataType::LargeUtf8 => {
+            Column::Str(array.as_string::<i64>().iter().map(|s| Arc::from(s.unwrap_or(""))).collect())
+        }
+        DataType::FixedSizeList(_, _) => {
+            let list = array.as_fixed_size_list();
+            let n = ty.width().unwrap_or(1);
+            let values = list.values().as_primitive::<Float32Type>();
+            if list.value_length() as usize != n {
+                let message = format!("expected {n} numbers ({ty}), got {}", list.value_length());
+                bad = (0..rows).map(|r| (r, message.clone())).collect();
+                Column::filler(ty, rows)
+            } else {
+                let start = if rows == 0 { 0 } else { list.value_offset_at(0) };
+                let data = values.values()[start..start + rows * n].to_vec();
+                if values.null_count() > 0 {
+                    for r in 0..rows {
+                        let first = list.value_offset_at(r);
+                        if !list.is_null(r) && (first..first + n).any(|i| values.is_null(i)) {
+                            bad.push((r, "null element".into()));
+                        }
+                    }
+                }
+                Column::Tensor { width: n, data }
+            }
+        }
+        DataType::List(_) => {
+            let list = array.as_list::<i32>();
+            let n = ty.width().unwrap_or(1);
+            let mut column = Column::with_capacity(ty, rows);
+            for r in 0..rows {
+                let numbers = list.value(r);
+                if list.is_null(r) {
+                    column.push_fillers(1);
+                } else if numbers.len() != n {
+                    bad.push((r, format!("expected {n} numbers ({ty}), got {}", numbers.len())));
+                    column.push_fillers(1);
+                } else if numbers.null_count() > 0 {
+                    bad.push((r, "null element".into()));
+                    column.push_fillers(1);
+                } else {
+                    column
+                        .push(&Value::Tensor(numbers.as_primitive::<Float32Type>().values().iter().copied().collect()));
+                }
+            }
+            column
+        }
+        other => {
+            let message = format!("unsupported column type {other}");
+            bad = (0..rows).map(|r| (r, message.clone())).collect();
+            Column::filler(ty, rows)
+        }
+    };
+    bad.sort_by_key(|(r, _)| *r);
+    (column, bad)
 }
 
 fn check_type(name: &str, ty: &FieldType, found: &DataType) -> Result<(), RowError> {
@@ -137,37 +239,6 @@ fn expected_type(ty: &FieldType) -> &'static str {
         (DType::Bool, _) => "Boolean",
         (DType::Str, _) => "Utf8 or LargeUtf8",
     }
-}
-
-fn value_at(ty: &FieldType, column: &dyn Array, row: usize) -> Result<Value, String> {
-    if column.is_null(row) {
-        return Err("null value".into());
-    }
-    Ok(match column.data_type() {
-        DataType::Float32 => Value::F32(column.as_primitive::<Float32Type>().value(row)),
-        DataType::Float64 => Value::F32(column.as_primitive::<Float64Type>().value(row) as f32),
-        DataType::Int32 if ty.dtype == DType::F32 => Value::F32(column.as_primitive::<Int32Type>().value(row) as f32),
-        DataType::Int64 if ty.dtype == DType::F32 => Value::F32(column.as_primitive::<Int64Type>().value(row) as f32),
-        DataType::Int32 => Value::I64(i64::from(column.as_primitive::<Int32Type>().value(row))),
-        DataType::Int64 => Value::I64(column.as_primitive::<Int64Type>().value(row)),
-        DataType::Boolean => Value::Bool(column.as_boolean().value(row)),
-        DataType::Utf8 => Value::Str(column.as_string::<i32>().value(row).into()),
-        DataType::LargeUtf8 => Value::Str(column.as_string::<i64>().value(row).into()),
-        DataType::FixedSizeList(_, _) => tensor(ty, column.as_fixed_size_list().value(row))?,
-        DataType::List(_) => tensor(ty, column.as_list::<i32>().value(row))?,
-        other => return Err(format!("unsupported column type {other}")),
-    })
-}
-
-fn tensor(ty: &FieldType, list: ArrayRef) -> Result<Value, String> {
-    let n: usize = ty.shape.iter().product();
-    if list.len() != n {
-        return Err(format!("expected {n} numbers ({ty}), got {}", list.len()));
-    }
-    if list.null_count() > 0 {
-        return Err("null element".into());
-    }
-    Ok(Value::Tensor(list.as_primitive::<Float32Type>().values().iter().copied().collect()))
 }
 
 /// The Arrow type of an output field.
@@ -203,53 +274,61 @@ pub fn output_columns(
     outputs: &[(String, FieldType)],
     answers: &[Result<Vec<Value>, Arc<RowError>>],
 ) -> Result<(Vec<Field>, Vec<ArrayRef>), String> {
-    let mut fields = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    for (k, (name, ty)) in outputs.iter().enumerate() {
-        let cell = |a: &Result<Vec<Value>, Arc<RowError>>| a.as_ref().ok().and_then(|v| v.get(k).cloned());
-        let column: ArrayRef = match (ty.dtype, ty.is_scalar()) {
-            (DType::F32, true) => Arc::new(Float32Array::from_iter(
-                answers.iter().map(|a| cell(a).and_then(|v| v.as_f64()).map(|x| x as f32)),
-            )),
-            (DType::F32, false) => {
-                let n: usize = ty.shape.iter().product();
-                let mut flat = Vec::with_capacity(answers.len() * n);
-                let mut valid = Vec::with_capacity(answers.len());
-                for a in answers {
-                    match cell(a).as_ref().and_then(Value::as_f32s) {
-                        Some(xs) if xs.len() == n => {
-                            flat.extend_from_slice(xs);
-                            valid.push(true);
-                        }
-                        _ => {
-                            flat.extend(std::iter::repeat_n(0.0, n));
-                            valid.push(false);
-                        }
+    let columns = outputs
+        .iter()
+        .enumerate()
+        .map(|(k, (_, ty))| {
+            let mut c = Column::with_capacity(ty, answers.len());
+            for a in answers {
+                match a.as_ref().ok().and_then(|v| v.get(k)) {
+                    Some(v) => {
+                        c.push(v);
                     }
+                    None => c.push_fillers(1),
                 }
+            }
+            Arc::new(c)
+        })
+        .collect();
+    let errors = answers.iter().map(|a| a.as_ref().err().cloned()).collect();
+    let chunk = Chunk { slot: 0, ids: vec![0; answers.len()], columns, errors, deadline: None };
+    chunk_columns(outputs, chunk)
+}
+
+/// The output columns of an answered chunk as Arrow columns (see [`arrow_type`]), null
+/// where a row failed. Numeric columns move into Arrow buffers without a copy when the
+/// chunk holds the only reference to them.
+pub fn chunk_columns(outputs: &[(String, FieldType)], chunk: Chunk) -> Result<(Vec<Field>, Vec<ArrayRef>), String> {
+    let nulls =
+        chunk.has_errors().then(|| NullBuffer::from((0..chunk.len()).map(|r| chunk.is_ok(r)).collect::<Vec<_>>()));
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for ((name, ty), column) in outputs.iter().zip(chunk.columns) {
+        let column = Arc::try_unwrap(column).unwrap_or_else(|shared| (*shared).clone());
+        if !column.fits(ty) {
+            return Err(format!("output '{name}' is {}, the graph declares {ty}", column.type_name()));
+        }
+        let nulls = nulls.clone();
+        let array: ArrayRef = match column {
+            Column::F32(v) => Arc::new(Float32Array::new(v.into(), nulls)),
+            Column::Tensor { width, data } => {
                 let item = Arc::new(Field::new("item", DataType::Float32, false));
+                let values = Arc::new(Float32Array::new(data.into(), None));
                 Arc::new(
-                    FixedSizeListArray::try_new(item, n as i32, Arc::new(Float32Array::from(flat)), Some(valid.into()))
+                    FixedSizeListArray::try_new(item, width as i32, values, nulls)
                         .map_err(|e| format!("output '{name}': {e}"))?,
                 )
             }
-            (DType::I64, _) => Arc::new(Int64Array::from_iter(answers.iter().map(|a| match cell(a) {
-                Some(Value::I64(x)) => Some(x),
-                _ => None,
-            }))),
-            (DType::Bool, _) => Arc::new(BooleanArray::from_iter(answers.iter().map(|a| match cell(a) {
-                Some(Value::Bool(b)) => Some(b),
-                _ => None,
-            }))),
-            (DType::Str, _) => Arc::new(StringArray::from_iter(answers.iter().map(|a| match cell(a) {
-                Some(Value::Str(s)) => Some(s.to_string()),
-                _ => None,
-            }))),
+            Column::I64(v) => Arc::new(Int64Array::new(v.into(), nulls)),
+            Column::Bool(v) => Arc::new(BooleanArray::new(v.into(), nulls)),
+            Column::Str(v) => Arc::new(StringArray::from_iter(
+                v.iter().enumerate().map(|(r, s)| nulls.as_ref().is_none_or(|n| n.is_valid(r)).then(|| &**s)),
+            )),
         };
         fields.push(Field::new(name, arrow_type(ty), true));
-        columns.push(column);
+        arrays.push(array);
     }
-    Ok((fields, columns))
+    Ok((fields, arrays))
 }
 
 #[cfg(test)]
@@ -277,7 +356,7 @@ mod tests {
     fn rows_decode_by_column_name_and_a_null_fails_only_its_row() {
         let bytes = write_stream(&batch()).unwrap();
         let batches = read_stream(&bytes).unwrap();
-        let rows = decode_batch(&inputs(), &batches[0], 4, 0).unwrap();
+        let rows = decode_batch(&inputs(), &batches[0], 0).unwrap();
         assert_eq!(rows[0].as_ref().unwrap(), &vec![Value::F32(0.5), Value::Tensor(vec![1.0, 2.0].into())]);
         let e = rows[1].as_ref().unwrap_err();
         assert_eq!((e.field.as_deref(), e.message.as_str()), (Some("a"), "row 1: null value"));
@@ -287,10 +366,10 @@ mod tests {
     #[test]
     fn a_missing_or_mistyped_column_fails_the_batch() {
         let wrong = vec![("a".into(), FieldType::scalar(DType::Str))];
-        let e = decode_batch(&wrong, &batch(), 1, 0).unwrap_err();
+        let e = decode_batch(&wrong, &batch(), 0).unwrap_err();
         assert!(e.message.contains("must be Utf8 or LargeUtf8, got Float64"), "{}", e.message);
         let missing = vec![("b".into(), FieldType::scalar(DType::F32))];
-        let e = decode_batch(&missing, &batch(), 1, 0).unwrap_err();
+        let e = decode_batch(&missing, &batch(), 0).unwrap_err();
         assert!(e.message.contains("missing column 'b'") && e.message.contains("a: Float64"), "{}", e.message);
         assert!(read_stream(b"not arrow").is_err());
     }

@@ -13,13 +13,12 @@
 use serde_json::{Map, Number, Value as Json};
 use weir_operators::{DType, ErrorCode, FieldType, RowError, Value};
 
-/// Decodes one row from a JSON value, into a vector with room for `capacity` values
-/// (a graph's [`row_capacity`](weir_engine::GraphHandle::row_capacity)).
-pub fn decode_row(inputs: &[(String, FieldType)], json: &Json, capacity: usize) -> Result<Vec<Value>, RowError> {
+/// Decodes one row from a JSON value.
+pub fn decode_row(inputs: &[(String, FieldType)], json: &Json) -> Result<Vec<Value>, RowError> {
     let Json::Object(map) = json else {
         return Err(invalid(None, format!("expected a JSON object with fields {}", field_list(inputs))));
     };
-    let mut row = Vec::with_capacity(capacity.max(inputs.len()));
+    let mut row = Vec::with_capacity(inputs.len());
     for (name, ty) in inputs {
         let v = map.get(name).ok_or_else(|| invalid(Some(name), format!("missing field '{name}' ({ty})")))?;
         row.push(decode_value(ty, v).map_err(|m| invalid(Some(name), m))?);
@@ -141,18 +140,17 @@ mod tests {
 
     #[test]
     fn decodes_and_reports_fields() {
-        let ok =
-            decode_row(&inputs(), &json!({"a": 1, "v": [1, 2, 3], "m": [[1, 2], [3, 4]], "extra": true}), 0).unwrap();
+        let ok = decode_row(&inputs(), &json!({"a": 1, "v": [1, 2, 3], "m": [[1, 2], [3, 4]], "extra": true})).unwrap();
         assert_eq!(ok[0], Value::F32(1.0));
         assert_eq!(ok[2], Value::Tensor(vec![1.0, 2.0, 3.0, 4.0].into()));
-        let missing = decode_row(&inputs(), &json!({"v": [1, 2, 3]}), 0).unwrap_err();
+        let missing = decode_row(&inputs(), &json!({"v": [1, 2, 3]})).unwrap_err();
         assert_eq!(missing.field.as_deref(), Some("a"));
-        let short = decode_row(&inputs(), &json!({"a": 1, "v": [1, 2], "m": [1, 2, 3, 4]}), 0).unwrap_err();
+        let short = decode_row(&inputs(), &json!({"a": 1, "v": [1, 2], "m": [1, 2, 3, 4]})).unwrap_err();
         assert_eq!(short.field.as_deref(), Some("v"));
         assert!(short.message.contains("2 elements, expected 3"), "{}", short.message);
-        let wrong = decode_row(&inputs(), &json!({"a": "x", "v": [1, 2, 3], "m": [1, 2, 3, 4]}), 0).unwrap_err();
+        let wrong = decode_row(&inputs(), &json!({"a": "x", "v": [1, 2, 3], "m": [1, 2, 3, 4]})).unwrap_err();
         assert!(wrong.message.contains("expected f32, got a string"));
-        assert!(decode_row(&inputs(), &json!([1, 2]), 0).is_err());
+        assert!(decode_row(&inputs(), &json!([1, 2])).is_err());
     }
 
     #[test]

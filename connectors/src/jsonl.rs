@@ -43,7 +43,6 @@ pub fn run_jsonl(
     let in_flight = in_flight.max(1);
     let names: Vec<String> = graph.plan().output.fields.iter().map(|(n, _, _)| n.clone()).collect();
     let inputs = graph.plan().inputs.clone();
-    let capacity = graph.row_capacity();
     // Each outstanding batch holds at least one row, so this never blocks a worker.
     let (tx, rx) = bounded::<(Vec<u64>, Vec<RowResult>)>(in_flight);
     let mut order = Reorder::default();
@@ -98,7 +97,7 @@ pub fn run_jsonl(
         let text = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
         let decoded = serde_json::from_str::<Json>(text)
             .map_err(|e| RowError::new(ErrorCode::InvalidInput, "input", format!("line {}: invalid JSON: {e}", i + 1)))
-            .and_then(|json| decode_row(&inputs, &json, capacity));
+            .and_then(|json| decode_row(&inputs, &json));
         match decoded {
             Err(e) => {
                 order.pending.insert(i, Some(Err(Arc::new(e))));

@@ -2,7 +2,7 @@
 //!
 //! Each step becomes one operator (see `weir_operators::dataflow`), wired to the streams
 //! it reads; fan-out is a stream read by several steps. The result is the stream of
-//! rows the outputs read; the sink keeps the output fields of each ([`project`]).
+//! chunks the outputs read; the sink keeps their output columns.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use crossbeam_channel::Sender;
 use weir_operators::dataflow::{merge_rows, BatchConfig, BatchForward, CombineRows, MapRows, RouteRows, RowStream};
 use weir_operators::replica::Job;
 use weir_operators::stats::BatchStats;
-use weir_operators::Value;
+use weir_operators::FieldType;
 
 use crate::plan::{Plan, StepOp, StreamId};
 
@@ -34,8 +34,8 @@ pub struct ModelResources {
     pub stats: Arc<BatchStats>,
 }
 
-/// Builds `plan` on `input` and returns the stream the outputs read (project its rows
-/// with [`project`] and the plan's output indices to get answers). `models` holds the
+/// Builds `plan` on `input` and returns the stream the outputs read (project its chunks
+/// to the plan's output indices to get answers). `models` holds the
 /// resources of every model step, by step index.
 pub fn compile<'scope>(
     plan: &Plan,
@@ -52,9 +52,13 @@ pub fn compile<'scope>(
         match &step.op {
             StepOp::Model { input, batching, .. } => {
                 let res = &models[&i];
+                // A model step adds one field, its output, last in its schema.
+                let output =
+                    step.schema.fields.last().map(|(_, ty)| ty.clone()).unwrap_or_else(|| FieldType::vector(1));
                 let config = BatchConfig {
                     node,
                     input: *input,
+                    output,
                     max_batch_size: batching.max_batch_size,
                     max_wait: Duration::from_millis(batching.max_wait_ms),
                     replicas: batching.replicas,
@@ -64,7 +68,7 @@ pub fn compile<'scope>(
                 streams.insert(StreamId::Node(i), out);
             }
             StepOp::Map { inputs, outputs, f, .. } => {
-                let out = first(&mut from).map_rows(node, inputs.clone(), outputs.clone(), Arc::clone(&f.0));
+                let out = first(&mut from).map_rows(node, inputs.clone(), outputs.clone(), f.clone());
                 streams.insert(StreamId::Node(i), out);
             }
             StepOp::Route { by, conditions, .. } => {
@@ -84,20 +88,6 @@ pub fn compile<'scope>(
         }
     }
     streams[&plan.output.stream].clone()
-}
-
-/// Keeps the fields at `indices`, in that order, reusing the row's allocation.
-pub fn project(mut values: Vec<Value>, indices: &[usize]) -> Vec<Value> {
-    if indices.windows(2).all(|w| w[0] < w[1]) {
-        // Increasing indices: move each into place; `i >= k`, so nothing is overwritten early.
-        for (k, &i) in indices.iter().enumerate() {
-            values.swap(k, i);
-        }
-        values.truncate(indices.len());
-        values
-    } else {
-        indices.iter().map(|&i| values[i].clone()).collect()
-    }
 }
 
 fn first<'scope>(from: &mut impl Iterator<Item = RowStream<'scope>>) -> RowStream<'scope> {

@@ -38,7 +38,7 @@ pub mod yaml;
 pub use builder::GraphBuilder;
 pub use error::{GraphError, Problem};
 pub use plan::Plan;
-pub use replies::BatchReply;
+pub use replies::{BatchReply, ChunkReply};
 pub use runtime::{Engine, EngineConfig, GraphHandle, Reply, RowResult, SubmitError, SubmitOptions};
 pub use spec::GraphSpec;
 

@@ -1,15 +1,17 @@
-//! Where answers go: reply slots for submitted batches, found by row id.
+//! Where answers go: reply slots for submitted batches, found by slot id.
 //!
 //! A submitted batch of `n` rows gets a slot id; its rows get the ids
-//! `slot << ROW_BITS | index`, so the sink finds a row's slot without a per-row table
-//! entry. The slot collects answers in input order and calls the batch's reply once,
-//! when the last one arrives, on the worker thread that delivered it. Slots live in a
-//! sharded map to spread lock contention between workers and submitters.
+//! `slot << ROW_BITS | index`, and its chunk carries the slot. The sink hands each
+//! finished chunk (its output columns) to the slot, which collects the pieces (a route
+//! may have split the batch) and calls the batch's reply once, when the last row is
+//! answered, on the worker thread that delivered it: with the answers as rows in input
+//! order ([`BatchReply`]), or as one chunk of output columns ([`ChunkReply`]). Slots live
+//! in a sharded map to spread lock contention between workers and submitters.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use weir_operators::{ErrorCode, RowError, RowId};
+use weir_operators::{Chunk, Column, ErrorCode, FieldType, RowError, RowId};
 
 use crate::runtime::RowResult;
 
@@ -24,38 +26,38 @@ pub const MAX_BATCH_ROWS: usize = 1 << ROW_BITS;
 /// not block.
 pub type BatchReply = Box<dyn FnOnce(Vec<RowResult>) + Send>;
 
+/// Called once with the answers of a batch as one chunk: the graph's output columns in
+/// the plan's output order, rows in input order, and per row the error if it failed
+/// (its column slots then hold fillers). On a worker thread; must not block.
+pub type ChunkReply = Box<dyn FnOnce(Chunk) + Send>;
+
+/// How a batch wants its answers.
+pub(crate) enum Replier {
+    /// As rows.
+    Rows(BatchReply),
+    /// As one chunk.
+    Chunk(ChunkReply),
+}
+
 const SHARDS: usize = 16;
 
 struct SlotState {
-    results: Vec<Option<RowResult>>,
+    pieces: Vec<Chunk>,
+    rows: usize,
     remaining: usize,
-    reply: Option<BatchReply>,
+    reply: Option<Replier>,
 }
 
 /// The reply slots of one graph.
 pub(crate) struct ReplyTable {
     shards: Vec<Mutex<HashMap<u64, Arc<Mutex<SlotState>>>>>,
+    /// The graph's output types, for the fillers of rows never answered.
+    outputs: Vec<FieldType>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means a reply callback panicked; the data is intact.
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl SlotState {
-    /// Records one answer; a second answer for the same row is ignored.
-    fn store(&mut self, id: RowId, result: RowResult) {
-        let index = (id & ((1 << ROW_BITS) - 1)) as usize;
-        if let Some(slot @ None) = self.results.get_mut(index) {
-            *slot = Some(result);
-            self.remaining -= 1;
-        }
-    }
-}
-
-/// The slot of a row id.
-pub(crate) fn slot_of(id: RowId) -> u64 {
-    id >> ROW_BITS
 }
 
 /// The row id of row `index` of slot `slot`.
@@ -64,8 +66,8 @@ pub(crate) fn row_id(slot: u64, index: usize) -> RowId {
 }
 
 impl ReplyTable {
-    pub(crate) fn new() -> Self {
-        ReplyTable { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+    pub(crate) fn new(outputs: Vec<FieldType>) -> Self {
+        ReplyTable { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), outputs }
     }
 
     fn shard(&self, slot: u64) -> &Mutex<HashMap<u64, Arc<Mutex<SlotState>>>> {
@@ -73,8 +75,8 @@ impl ReplyTable {
     }
 
     /// Registers a slot for `rows` answers.
-    pub(crate) fn open(&self, slot: u64, rows: usize, reply: BatchReply) {
-        let state = SlotState { results: (0..rows).map(|_| None).collect(), remaining: rows, reply: Some(reply) };
+    pub(crate) fn open(&self, slot: u64, rows: usize, reply: Replier) {
+        let state = SlotState { pieces: Vec::new(), rows, remaining: rows, reply: Some(reply) };
         lock(self.shard(slot)).insert(slot, Arc::new(Mutex::new(state)));
     }
 
@@ -83,29 +85,24 @@ impl ReplyTable {
         lock(self.shard(slot)).remove(&slot);
     }
 
-    /// Delivers answers; calls a batch's reply when its last answer arrives. Consecutive
-    /// answers of one slot are stored under one lock.
-    pub(crate) fn deliver(&self, answers: impl IntoIterator<Item = (RowId, RowResult)>) {
-        let mut answers = answers.into_iter().peekable();
-        while let Some((id, result)) = answers.next() {
-            let slot = slot_of(id);
-            let Some(state) = lock(self.shard(slot)).get(&slot).map(Arc::clone) else { continue };
-            let finished = {
-                let mut st = lock(&state);
-                st.store(id, result);
-                while let Some((id, result)) = answers.next_if(|(next, _)| slot_of(*next) == slot) {
-                    st.store(id, result);
-                }
-                if st.remaining == 0 {
-                    st.reply.take().map(|reply| (reply, std::mem::take(&mut st.results)))
-                } else {
-                    None
-                }
-            };
-            if let Some((reply, results)) = finished {
-                lock(self.shard(slot)).remove(&slot);
-                reply(results.into_iter().map(|r| r.unwrap_or_else(|| Err(unavailable()))).collect());
+    /// Delivers answered chunks (their output columns); calls a batch's reply when its
+    /// last row is answered.
+    pub(crate) fn deliver(&self, chunk: Chunk) {
+        let slot = chunk.slot;
+        let Some(state) = lock(self.shard(slot)).get(&slot).map(Arc::clone) else { return };
+        let finished = {
+            let mut st = lock(&state);
+            st.remaining = st.remaining.saturating_sub(chunk.len());
+            st.pieces.push(chunk);
+            if st.remaining == 0 {
+                st.reply.take().map(|reply| (reply, std::mem::take(&mut st.pieces), st.rows))
+            } else {
+                None
             }
+        };
+        if let Some((reply, pieces, rows)) = finished {
+            lock(self.shard(slot)).remove(&slot);
+            self.finish(slot, rows, pieces, reply);
         }
     }
 
@@ -113,18 +110,74 @@ impl ReplyTable {
     pub(crate) fn fail_all(&self) {
         let mut slots = Vec::new();
         for shard in &self.shards {
-            slots.extend(lock(shard).drain().map(|(_, s)| s));
+            slots.extend(lock(shard).drain());
         }
-        for state in slots {
-            let (reply, results) = {
+        for (slot, state) in slots {
+            let (reply, pieces, rows) = {
                 let mut st = lock(&state);
-                (st.reply.take(), std::mem::take(&mut st.results))
+                (st.reply.take(), std::mem::take(&mut st.pieces), st.rows)
             };
             if let Some(reply) = reply {
-                reply(results.into_iter().map(|r| r.unwrap_or_else(|| Err(unavailable()))).collect());
+                self.finish(slot, rows, pieces, reply);
             }
         }
     }
+
+    /// Puts a slot's pieces in input order (rows missing from them fail with
+    /// `unavailable`) and calls its reply.
+    fn finish(&self, slot: u64, rows: usize, pieces: Vec<Chunk>, reply: Replier) {
+        let chunk = self.assemble(slot, rows, pieces);
+        match reply {
+            Replier::Chunk(reply) => reply(chunk),
+            Replier::Rows(reply) => {
+                let all: Vec<usize> = (0..chunk.columns.len()).collect();
+                reply(
+                    (0..chunk.len())
+                        .map(|row| match chunk.error(row) {
+                            Some(error) => Err(Arc::clone(error)),
+                            None => Ok(chunk.values(row, &all)),
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    fn assemble(&self, slot: u64, rows: usize, mut pieces: Vec<Chunk>) -> Chunk {
+        let in_order = |c: &Chunk| c.len() == rows && c.ids.iter().enumerate().all(|(i, &id)| index_of(id) == i);
+        if pieces.len() == 1 && in_order(&pieces[0]) {
+            return pieces.remove(0);
+        }
+        let mut whole =
+            Chunk::new(slot, Vec::new(), self.outputs.iter().map(|ty| Column::with_capacity(ty, rows)).collect());
+        for piece in &pieces {
+            whole.append(piece);
+        }
+        let mut at: Vec<Option<usize>> = vec![None; rows];
+        for (r, &id) in whole.ids.iter().enumerate() {
+            if let Some(slot @ None) = at.get_mut(index_of(id)) {
+                *slot = Some(r);
+            }
+        }
+        if at.iter().any(Option::is_none) {
+            let missing: Vec<usize> = (0..rows).filter(|&i| at[i].is_none()).collect();
+            let fillers = self.outputs.iter().map(|ty| Column::filler(ty, missing.len())).collect();
+            let mut lost = Chunk::new(slot, missing.iter().map(|&i| row_id(slot, i)).collect(), fillers);
+            lost.fail_all(unavailable());
+            let base = whole.len();
+            whole.append(&lost);
+            for (k, &i) in missing.iter().enumerate() {
+                at[i] = Some(base + k);
+            }
+        }
+        let order: Vec<usize> = at.into_iter().flatten().collect();
+        whole.gather(&order)
+    }
+}
+
+/// The index of a row in its batch.
+fn index_of(id: RowId) -> usize {
+    (id & ((1 << ROW_BITS) - 1)) as usize
 }
 
 fn unavailable() -> Arc<RowError> {

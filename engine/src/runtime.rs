@@ -30,13 +30,13 @@ use weir_operators::dataflow::sink::SinkRows;
 use weir_operators::dataflow::source::row_source;
 use weir_operators::replica::ReplicaPool;
 use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
-use weir_operators::{ErrorCode, Row, RowError, RowId, Value};
+use weir_operators::{Chunk, Column, ErrorCode, RowError, RowId, Value};
 
 use crate::admission::Admission;
-use crate::compile::{compile, project, ModelResources, BATCHES_PER_REPLICA};
+use crate::compile::{compile, ModelResources, BATCHES_PER_REPLICA};
 use crate::error::{GraphError, Problem};
 use crate::plan::{Plan, StepOp};
-use crate::replies::{row_id, BatchReply, ReplyTable, MAX_BATCH_ROWS};
+use crate::replies::{row_id, BatchReply, ChunkReply, Replier, ReplyTable, MAX_BATCH_ROWS};
 
 /// Adapts a one-row reply to a batch reply.
 fn one(reply: Reply) -> BatchReply {
@@ -86,12 +86,10 @@ pub enum SubmitError {
 
 struct GraphShared {
     plan: Arc<Plan>,
-    senders: Vec<Sender<Vec<Row>>>,
+    senders: Vec<Sender<Chunk>>,
     doorbells: Vec<Arc<Doorbell>>,
     replies: Arc<ReplyTable>,
     next_slot: AtomicU64,
-    /// Capacity reserved in every submitted row: the widest row of the plan.
-    width: usize,
     stop: Arc<AtomicBool>,
     stats: Vec<(String, Arc<BatchStats>)>,
     admission: Arc<Admission>,
@@ -117,7 +115,7 @@ pub struct GraphHandle {
 /// Everything a worker needs to build one graph's dataflow.
 struct GraphBuild {
     plan: Arc<Plan>,
-    receivers: Vec<Mutex<Option<Receiver<Vec<Row>>>>>,
+    receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,
     doorbells: Mutex<std::sync::mpsc::SyncSender<(usize, Arc<Doorbell>)>>,
     models: HashMap<usize, ModelResources>,
     replies: Arc<ReplyTable>,
@@ -170,9 +168,9 @@ impl Engine {
                 }
             }
             let (senders, receivers): (Vec<_>, Vec<_>) =
-                (0..workers).map(|_| bounded::<Vec<Row>>(config.ingress_capacity.max(1))).unzip();
+                (0..workers).map(|_| bounded::<Chunk>(config.ingress_capacity.max(1))).unzip();
             let (bell_tx, bell_rx) = sync_channel(workers);
-            let replies = Arc::new(ReplyTable::new());
+            let replies = Arc::new(ReplyTable::new(plan.output.fields.iter().map(|(_, _, ty)| ty.clone()).collect()));
             let stop = Arc::new(AtomicBool::new(false));
             builds.push(GraphBuild {
                 plan: Arc::clone(&plan),
@@ -198,8 +196,10 @@ impl Engine {
                 worker.dataflow_named::<u64, _, _>(&build.plan.name, |scope| {
                     let input = row_source(scope, "Input", rows, 1024, doorbells, Arc::clone(&build.stop));
                     let outputs: Vec<usize> = build.plan.output.fields.iter().map(|(_, i, _)| *i).collect();
-                    compile(&build.plan, input, &build.models).sink_rows("Output", move |rows: &mut Vec<Row>| {
-                        replies.deliver(rows.drain(..).map(|r| (r.id, r.data.map(|v| project(v, &outputs)))))
+                    compile(&build.plan, input, &build.models).sink_rows("Output", move |chunks: &mut Vec<Chunk>| {
+                        for chunk in chunks.drain(..) {
+                            replies.deliver(chunk.project(&outputs));
+                        }
                     });
                 });
             }
@@ -217,10 +217,8 @@ impl Engine {
                 doorbells[i] = Some(bell);
             }
             let plan_limit = plan.serving.max_in_flight;
-            let width = plan.steps.iter().map(|s| s.schema.fields.len()).max().unwrap_or(0).max(plan.inputs.len());
             graphs.push(GraphHandle {
                 shared: Arc::new(GraphShared {
-                    width,
                     plan,
                     senders,
                     doorbells: doorbells.into_iter().flatten().collect(),
@@ -281,13 +279,6 @@ impl GraphHandle {
         &self.shared.plan.name
     }
 
-    /// How many fields a row of this graph holds at most on its way through. A row
-    /// submitted with this capacity never reallocates; others are grown once at
-    /// submission.
-    pub fn row_capacity(&self) -> usize {
-        self.shared.width
-    }
-
     /// Rows admitted and not yet answered.
     pub fn in_flight(&self) -> usize {
         self.shared.admission.in_flight()
@@ -306,24 +297,24 @@ impl GraphHandle {
     /// Submits a row, waiting while the ingress channel is full. `reply` is called
     /// exactly once with the answer, unless this returns an error (then never).
     pub fn submit(&self, values: Vec<Value>, reply: Reply) -> Result<RowId, SubmitError> {
-        self.enter(vec![values], one(reply), SubmitOptions { wait: true, deadline: None })
+        self.submit_with(vec![values], SubmitOptions { wait: true, deadline: None }, one(reply))
     }
 
     /// Submits a row, refusing with [`SubmitError::Full`] instead of waiting.
     pub fn try_submit(&self, values: Vec<Value>, reply: Reply) -> Result<RowId, SubmitError> {
-        self.enter(vec![values], one(reply), SubmitOptions::default())
+        self.submit_with(vec![values], SubmitOptions::default(), one(reply))
     }
 
     /// Submits a batch of rows (all or none), waiting while the ingress channel is
     /// full. `reply` is called once with every answer, in input order. The rows travel
     /// together to one worker; their model nodes may still batch them with others.
     pub fn submit_batch(&self, rows: Vec<Vec<Value>>, reply: BatchReply) -> Result<RowId, SubmitError> {
-        self.enter(rows, reply, SubmitOptions { wait: true, deadline: None })
+        self.submit_with(rows, SubmitOptions { wait: true, deadline: None }, reply)
     }
 
     /// Submits a batch, refusing with [`SubmitError::Full`] instead of waiting.
     pub fn try_submit_batch(&self, rows: Vec<Vec<Value>>, reply: BatchReply) -> Result<RowId, SubmitError> {
-        self.enter(rows, reply, SubmitOptions::default())
+        self.submit_with(rows, SubmitOptions::default(), reply)
     }
 
     /// Submits a batch as `options` say: waiting or refusing when the graph is full,
@@ -334,27 +325,80 @@ impl GraphHandle {
         options: SubmitOptions,
         reply: BatchReply,
     ) -> Result<RowId, SubmitError> {
-        self.enter(rows, reply, options)
+        self.check_size(rows.len())?;
+        for values in &rows {
+            check_inputs(&self.shared.plan, values).map_err(SubmitError::Invalid)?;
+        }
+        let columns = self
+            .shared
+            .plan
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(f, (_, ty))| Column::from_values(ty, rows.iter().map(|r| &r[f])))
+            .collect();
+        self.enter(rows.len(), columns, Replier::Rows(reply), options)
     }
 
-    /// Returns the id of the batch's first row.
-    fn enter(&self, rows: Vec<Vec<Value>>, reply: BatchReply, options: SubmitOptions) -> Result<RowId, SubmitError> {
+    /// Submits a batch given by column (one column per input field, in the plan's input
+    /// order, all of one length), as `options` say. `reply` is called once with the
+    /// answers as one chunk of output columns. This is the bulk path (replay): no value
+    /// is built per row on the way in or out.
+    pub fn submit_columns(
+        &self,
+        columns: Vec<Column>,
+        options: SubmitOptions,
+        reply: ChunkReply,
+    ) -> Result<RowId, SubmitError> {
+        let plan = &self.shared.plan;
+        let invalid = |field: &str, message: String| {
+            SubmitError::Invalid(RowError::new(ErrorCode::InvalidInput, "input", message).with_field(field))
+        };
+        if columns.len() != plan.inputs.len() {
+            return Err(SubmitError::Invalid(RowError::new(
+                ErrorCode::InvalidInput,
+                "input",
+                format!("expected {} input columns, got {}", plan.inputs.len(), columns.len()),
+            )));
+        }
+        let rows = columns.first().map_or(0, Column::len);
+        for ((name, ty), c) in plan.inputs.iter().zip(&columns) {
+            if !c.fits(ty) {
+                return Err(invalid(name, format!("expected {ty}, got {}", c.type_name())));
+            }
+            if c.len() != rows {
+                return Err(invalid(name, format!("the column has {} rows, the first has {rows}", c.len())));
+            }
+        }
+        self.check_size(rows)?;
+        self.enter(rows, columns, Replier::Chunk(reply), options)
+    }
+
+    fn check_size(&self, rows: usize) -> Result<(), SubmitError> {
+        if rows == 0 || rows > MAX_BATCH_ROWS {
+            return Err(SubmitError::Invalid(RowError::new(
+                ErrorCode::InvalidInput,
+                "input",
+                format!("a batch holds 1 to {MAX_BATCH_ROWS} rows, got {rows}"),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Admits `n` rows given by (checked) columns and sends them to a worker. Returns
+    /// the id of the batch's first row.
+    fn enter(
+        &self,
+        n: usize,
+        columns: Vec<Column>,
+        reply: Replier,
+        options: SubmitOptions,
+    ) -> Result<RowId, SubmitError> {
         let wait = options.wait;
         let s = &*self.shared;
         if s.stop.load(Ordering::Acquire) {
             return Err(SubmitError::Closed);
         }
-        if rows.is_empty() || rows.len() > MAX_BATCH_ROWS {
-            return Err(SubmitError::Invalid(RowError::new(
-                ErrorCode::InvalidInput,
-                "input",
-                format!("a batch holds 1 to {MAX_BATCH_ROWS} rows, got {}", rows.len()),
-            )));
-        }
-        for values in &rows {
-            check_inputs(&s.plan, values).map_err(SubmitError::Invalid)?;
-        }
-        let n = rows.len();
         let admitted = if wait { s.admission.acquire(n, &s.stop) } else { s.admission.try_acquire(n) };
         if !admitted {
             return Err(if s.stop.load(Ordering::Acquire) {
@@ -365,26 +409,25 @@ impl GraphHandle {
         }
         // The permits go back when the reply is called (or below, if the rows never enter).
         let admission = Arc::clone(&s.admission);
-        let reply: BatchReply = Box::new(move |results| {
-            admission.release(n);
-            reply(results)
-        });
+        let reply = match reply {
+            Replier::Rows(reply) => Replier::Rows(Box::new(move |results| {
+                admission.release(n);
+                reply(results)
+            })),
+            Replier::Chunk(reply) => Replier::Chunk(Box::new(move |chunk| {
+                admission.release(n);
+                reply(chunk)
+            })),
+        };
         let slot = s.next_slot.fetch_add(1, Ordering::Relaxed);
         let worker = (slot % s.senders.len() as u64) as usize;
-        let batch: Vec<Row> = rows
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut values)| {
-                // Room for every field the row will gain, so operators never reallocate.
-                values.reserve_exact(s.width.saturating_sub(values.len()));
-                Row::new(row_id(slot, i), values).until(options.deadline)
-            })
-            .collect();
+        let mut chunk = Chunk::new(slot, (0..n).map(|i| row_id(slot, i)).collect(), columns);
+        chunk.deadline = options.deadline;
         s.replies.open(slot, n, reply);
         let sent = if wait {
-            s.senders[worker].send(batch).map_err(|_| SubmitError::Closed)
+            s.senders[worker].send(chunk).map_err(|_| SubmitError::Closed)
         } else {
-            s.senders[worker].try_send(batch).map_err(|e| match e {
+            s.senders[worker].try_send(chunk).map_err(|e| match e {
                 TrySendError::Full(_) => SubmitError::Full(s.plan.name.clone()),
                 TrySendError::Disconnected(_) => SubmitError::Closed,
             })

@@ -2,7 +2,9 @@
 //!
 //! A tour, from data to computation:
 //! - [`value`]: the [`Value`] of a field and its [`FieldType`].
-//! - [`row`]: a [`Row`] is an id plus values, or the [`RowError`] that stopped it.
+//! - [`column`]: a [`Column`] holds one field's values for many rows.
+//! - [`chunk`]: a [`Chunk`] is rows of one submission by column, each row's values or
+//!   the [`RowError`] that stopped it ([`row`]); chunks flow along the graph's edges.
 //! - [`kernel`]: what nodes compute: candle models, built-in maps, aggregates, conditions.
 //! - [`replica`]: threads that run model forward passes off the timely workers.
 //! - [`dataflow`]: the timely operators a compiled graph is built from.
@@ -12,6 +14,8 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod chunk;
+pub mod column;
 pub mod dataflow;
 pub mod kernel;
 pub mod replica;
@@ -19,5 +23,7 @@ pub mod row;
 pub mod stats;
 pub mod value;
 
-pub use row::{ErrorCode, Row, RowError, RowId};
+pub use chunk::Chunk;
+pub use column::Column;
+pub use row::{ErrorCode, RowError, RowId};
 pub use value::{DType, FieldType, Value};

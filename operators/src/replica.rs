@@ -17,18 +17,18 @@ use std::time::Instant;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::column::Column;
 use crate::dataflow::doorbell::Doorbell;
 use crate::kernel::{BatchKernel, KernelFactory};
 use crate::row::panic_message;
 use crate::stats::BatchStats;
-use crate::value::Value;
 
 /// A batch for a replica: the input field of each row, in order.
 pub struct Job {
     /// Identifies the batch within its operator.
     pub ticket: u64,
-    /// One input value per row.
-    pub inputs: Vec<Value>,
+    /// The rows' input field, one row per batch row.
+    pub inputs: Column,
     /// Where the result goes.
     pub reply: Sender<Completion>,
     /// Wakes the operator that sent the job, if it waits.
@@ -42,11 +42,8 @@ pub struct Job {
 pub struct Completion {
     /// The job's ticket.
     pub ticket: u64,
-    /// The job's inputs, handed back (moving them avoids reference-count traffic
-    /// between threads).
-    pub inputs: Vec<Value>,
-    /// One output value per input row, or the failure.
-    pub result: Result<Vec<Value>, String>,
+    /// The outputs, one row per input row, or the failure.
+    pub result: Result<Column, String>,
     /// The forward pass was skipped: every row was past its deadline.
     pub expired: bool,
 }
@@ -171,9 +168,9 @@ fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchSta
                 Err(panic) => Err(format!("the forward pass panicked: {}", panic_message(&*panic))),
             }
         };
-        let Job { ticket, inputs, reply, wake, .. } = job;
+        let Job { ticket, reply, wake, .. } = job;
         // The operator may be gone at shutdown; then nobody waits for this result.
-        let delivered = reply.send(Completion { ticket, inputs, result, expired }).is_ok();
+        let delivered = reply.send(Completion { ticket, result, expired }).is_ok();
         let next = jobs.try_recv().ok();
         let defer = next.as_ref().is_some_and(|n| Arc::ptr_eq(&n.wake, &wake) && !half_full(&reply));
         if delivered && !defer {

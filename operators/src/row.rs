@@ -1,50 +1,13 @@
-//! Rows: what flows along every edge of a compiled graph.
+//! Rows: their ids, and the errors that end them.
 //!
-//! A row is either its values (laid out by the edge's schema) or the error that ended
-//! its computation. Errors are data: an operator that receives an error row passes it on
-//! untouched, so every row that enters a graph leaves it exactly once, as an answer or as
-//! an error that names the node that failed.
-
-use std::fmt;
-use std::sync::Arc;
-use std::time::Instant;
+//! Rows travel in [`Chunk`](crate::chunk::Chunk)s; a row that fails carries a
+//! [`RowError`] that says what went wrong, where, and whose fault it is.
 
 use serde::{Deserialize, Serialize};
-
-use crate::value::Value;
+use std::fmt;
 
 /// Identifies a row from the moment it enters an engine until its answer leaves.
 pub type RowId = u64;
-
-/// A row in flight: its id and either its values or the error that stopped it.
-#[derive(Clone, Debug)]
-pub struct Row {
-    /// Unique within one running graph.
-    pub id: RowId,
-    /// The fields of the edge's schema, in order, or the error.
-    pub data: Result<Vec<Value>, Arc<RowError>>,
-    /// When the row's answer stops being useful: a model node does not compute a row
-    /// past it (the row fails with `deadline_exceeded`), and closes a partial batch
-    /// early to meet it.
-    pub deadline: Option<Instant>,
-}
-
-impl Row {
-    /// A row with values and no deadline.
-    pub fn new(id: RowId, values: Vec<Value>) -> Self {
-        Row { id, data: Ok(values), deadline: None }
-    }
-
-    /// A failed row.
-    pub fn failed(id: RowId, error: RowError) -> Self {
-        Row { id, data: Err(Arc::new(error)), deadline: None }
-    }
-
-    /// The same row with `deadline`.
-    pub fn until(self, deadline: Option<Instant>) -> Self {
-        Row { deadline, ..self }
-    }
-}
 
 /// What kind of failure a row met, and so whose fault it is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

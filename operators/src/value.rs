@@ -1,9 +1,9 @@
 //! Values and their types: what one field of a row holds.
 //!
-//! weir's data plane is row-oriented: a row is a `Vec<Value>` whose layout (names and
-//! types) is fixed per edge of the compiled graph, so operators address fields by index.
-//! Tensors are flat `f32` buffers behind an `Arc`, so fanning a row out to several
-//! branches copies pointers, not pixels.
+//! Inside a graph, fields travel by column ([`Column`](crate::column::Column)); a
+//! `Value` is one field of one row where code sees rows: submissions and answers, user
+//! closures, aggregates and conditions. Every edge of the compiled graph has a fixed
+//! layout (names and types), so operators address fields by index.
 
 use std::fmt;
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use weir_engine::builder::{GraphBuilder, Model};
 use weir_engine::spec::{Batching, ModelSource, Serving};
 use weir_engine::Plan;
 use weir_operators::kernel::BatchKernel;
-use weir_operators::{DType, FieldType, Value};
+use weir_operators::{Column, DType, FieldType};
 
 /// The input that makes the model panic.
 pub const PANIC_INPUT: f64 = 666.0;
@@ -21,15 +21,15 @@ struct Slow {
 }
 
 impl BatchKernel for Slow {
-    fn forward(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
-        let xs: Vec<f64> = inputs.iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
+    fn forward(&mut self, inputs: &Column) -> Result<Column, String> {
+        let xs: Vec<f64> = inputs.values().iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
         assert!(!xs.contains(&PANIC_INPUT), "unlucky input");
         if xs.iter().any(|&x| x < 0.0) {
             return Err("negative input".into());
         }
         std::thread::sleep(self.per_batch);
         self.computed.fetch_add(inputs.len(), Ordering::SeqCst);
-        Ok(xs.iter().map(|&x| Value::F32(2.0 * x as f32)).collect())
+        Ok(Column::F32(xs.iter().map(|&x| 2.0 * x as f32).collect()))
     }
 }
 

@@ -259,12 +259,11 @@ async fn answer(
     let json: Json = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not JSON: {e}")))?;
     let plan = graph.handle.plan();
-    let capacity = graph.handle.row_capacity();
     let (rows, many) = match &json {
         Json::Array(items) => {
             let mut rows = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let row = decode_row(&plan.inputs, item, capacity).map_err(|e| {
+                let row = decode_row(&plan.inputs, item).map_err(|e| {
                     let mut err = ApiError::from_row(&e);
                     err.message = format!("row {i}: {}", err.message);
                     err
@@ -273,7 +272,7 @@ async fn answer(
             }
             (rows, true)
         }
-        single => (vec![decode_row(&plan.inputs, single, capacity).map_err(|e| ApiError::from_row(&e))?], false),
+        single => (vec![decode_row(&plan.inputs, single).map_err(|e| ApiError::from_row(&e))?], false),
     };
     if rows.is_empty() {
         return Ok(JsonBody(json!([])).into_response());

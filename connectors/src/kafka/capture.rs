@@ -251,7 +251,7 @@ pub fn capture(inputs: &[(String, FieldType)], spec: &CaptureSpec) -> Result<Cap
         summary.messages += 1;
         let payload = message.payload().unwrap_or_default();
         let key = message.key().map(<[u8]>::to_vec);
-        let decoded = super::decode_payload(inputs, inputs.len(), spec.format, payload);
+        let decoded = super::decode_payload(inputs, spec.format, payload);
         let mut push = |row: RowResult| {
             let failed = row.is_err();
             rows.push(Captured {

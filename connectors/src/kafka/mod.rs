@@ -304,13 +304,12 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
 /// The rows of a payload, each decoded or not; an error if the payload as a whole
 /// does not fit the graph.
 fn decode(graph: &GraphHandle, format: PayloadFormat, payload: &[u8]) -> Result<Vec<Decoded>, RowError> {
-    decode_payload(&graph.plan().inputs, graph.row_capacity(), format, payload)
+    decode_payload(&graph.plan().inputs, format, payload)
 }
 
-/// [`decode`] by input fields; rows get room for `capacity` values.
+/// [`decode`] by input fields.
 pub(crate) fn decode_payload(
     inputs: &[(String, weir_operators::FieldType)],
-    capacity: usize,
     format: PayloadFormat,
     payload: &[u8],
 ) -> Result<Vec<Decoded>, RowError> {
@@ -319,12 +318,12 @@ pub(crate) fn decode_payload(
             let json: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
                 RowError::new(ErrorCode::InvalidInput, "input", format!("the payload is not JSON: {e}"))
             })?;
-            Ok(vec![Ok(decode_row(inputs, &json, capacity)?)])
+            Ok(vec![Ok(decode_row(inputs, &json)?)])
         }
         PayloadFormat::Arrow => {
             let mut rows = Vec::new();
             for batch in crate::arrow::read_stream(payload)? {
-                rows.extend(crate::arrow::decode_batch(inputs, &batch, capacity, rows.len() as u64)?);
+                rows.extend(crate::arrow::decode_batch(inputs, &batch, rows.len() as u64)?);
             }
             Ok(rows)
         }

@@ -3,20 +3,22 @@
 //!
 //! 1. Every input file's schema is checked against the graph's input fields (and the
 //!    `--keep` columns) before any row runs ([`crate::arrow::check_columns`]).
-//! 2. Files are read batch by batch ([`files::open`]); each batch is cut into chunks of
-//!    `chunk_rows`, decoded by the graph's schema, and a chunk's decodable rows enter
-//!    the graph as one submission. A row that does not decode fails at its place.
-//! 3. Answers come back per chunk, in any order; chunks are written strictly in input
+//! 2. Files are read batch by batch ([`files::open`]); each batch is cut into blocks of
+//!    `chunk_rows`, decoded by the graph's schema into columns, and a block's decodable
+//!    rows enter the graph as one submission by column
+//!    ([`GraphHandle::submit_columns`]), answered by column: no value is built per row.
+//!    A row that does not decode fails at its place.
+//! 3. Answers come back per block, in any order; blocks are written strictly in input
 //!    order: one output row per input row (the graph's outputs, null where the row
 //!    failed, then the kept columns), and one errors-file row per failed row (its input
 //!    row number, the kept columns, and the error's code, node, field and message).
 //! 4. At most `in_flight` rows are between reading and writing, so memory does not grow
-//!    with the input: a chunk is read only when there is room for it.
+//!    with the input: a block is read only when there is room for it.
 //! 5. If a file turns out damaged midway (or a file cannot be written), the replay stops
 //!    with that error, after answering and writing every row read before it; both files
 //!    get their footers, so what was written stays readable.
 //!
-//! Chunks are large (1024 rows by default) and the replay keeps the graph full, so model
+//! Blocks are large (1024 rows by default) and the replay keeps the graph full, so model
 //! nodes see full batches of `max_batch_size` rows; only the input's last partial batch
 //! waits out its `max_wait_ms`.
 
@@ -33,8 +35,8 @@ use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use crossbeam_channel::bounded;
 use weir_engine::runtime::refusal;
-use weir_engine::{GraphHandle, RowResult};
-use weir_operators::{FieldType, RowError};
+use weir_engine::{GraphHandle, SubmitOptions};
+use weir_operators::{Chunk, Column, FieldType, RowError};
 
 pub use error::ReplayError;
 pub use files::{discover, FileFormat, InputFile};
@@ -103,16 +105,19 @@ pub struct ReplaySummary {
     pub errors: u64,
 }
 
-/// A chunk read and not yet written.
-struct Chunk {
+/// A block of input rows read and not yet written.
+struct Block {
     /// The input row number of its first row (counted over all inputs).
     first_row: u64,
+    /// The number of input rows.
+    rows: usize,
     /// The kept columns of its rows.
     kept: Vec<ArrayRef>,
-    /// Per row: the decoding error, or `None` for a row submitted.
-    undecoded: Vec<Option<Arc<RowError>>>,
-    /// The answers of the submitted rows, once back.
-    answers: Option<Vec<RowResult>>,
+    /// The rows that could not be decoded (by index in the block), with why; the
+    /// others were submitted, in order.
+    undecoded: Vec<(usize, Arc<RowError>)>,
+    /// The answers of the submitted rows (output columns), once back.
+    answers: Option<Chunk>,
 }
 
 /// The two files being written, and their schemas.
@@ -162,19 +167,20 @@ pub fn replay(
     let chunk_rows = options.chunk_rows.clamp(1, 1 << 16);
     let max_chunks = (options.in_flight / chunk_rows).max(1);
     // Each outstanding submission sends once; the room means a reply never blocks a worker.
-    let (tx, rx) = bounded::<(u64, Vec<RowResult>)>(max_chunks);
-    let mut pending: BTreeMap<u64, Chunk> = BTreeMap::new();
+    let (tx, rx) = bounded::<(u64, Chunk)>(max_chunks);
+    let mut pending: BTreeMap<u64, Block> = BTreeMap::new();
     let (mut next_seq, mut write_seq, mut submitted, mut row) = (0u64, 0u64, 0usize, 0u64);
     let mut summary = ReplaySummary::default();
     let total = inputs.iter().map(|f| f.rows).sum::<Option<u64>>();
     let mut progress = Progress::new(options.progress, total);
-    let capacity = graph.row_capacity();
+    let no_answers =
+        |rows: usize| Chunk::new(0, vec![0; rows], fields.iter().map(|(_, ty)| Column::filler(ty, rows)).collect());
 
-    let receive = |pending: &mut BTreeMap<u64, Chunk>, submitted: &mut usize| {
+    let receive = |pending: &mut BTreeMap<u64, Block>, submitted: &mut usize| {
         if let Ok((seq, answers)) = rx.recv() {
             *submitted -= 1;
-            if let Some(chunk) = pending.get_mut(&seq) {
-                chunk.answers = Some(answers);
+            if let Some(block) = pending.get_mut(&seq) {
+                block.answers = Some(answers);
             }
         }
     };
@@ -194,39 +200,42 @@ pub fn replay(
                         receive(&mut pending, &mut submitted);
                         write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
                     }
-                    let decoded = crate::arrow::decode_batch(&plan.inputs, &slice, capacity, row).map_err(|e| {
+                    let decoded = crate::arrow::decode_columns(&plan.inputs, &slice, row).map_err(|e| {
                         ReplayError::Schema { path: file.path.clone(), graph: plan.name.clone(), reason: e.message }
                     })?;
-                    let mut rows = Vec::with_capacity(len);
-                    let undecoded = decoded
-                        .into_iter()
-                        .map(|d| match d {
-                            Ok(values) => {
-                                rows.push(values);
-                                None
-                            }
-                            Err(e) => Some(Arc::new(e)),
-                        })
-                        .collect();
+                    let undecoded: Vec<(usize, Arc<RowError>)> =
+                        decoded.failed.into_iter().map(|(r, e)| (r, Arc::new(e))).collect();
+                    let columns: Vec<Column> = if undecoded.is_empty() {
+                        decoded.columns
+                    } else {
+                        let good: Vec<usize> = (0..len).filter(|r| !undecoded.iter().any(|(u, _)| u == r)).collect();
+                        decoded.columns.iter().map(|c| c.gather(&good)).collect()
+                    };
+                    let n = len - undecoded.len();
                     let kept = options.keep.iter().filter_map(|k| slice.column_by_name(k).cloned()).collect();
                     let seq = next_seq;
                     next_seq += 1;
-                    let mut chunk = Chunk { first_row: row, kept, undecoded, answers: None };
+                    let mut block = Block { first_row: row, rows: len, kept, undecoded, answers: None };
                     row += len as u64;
-                    if rows.is_empty() {
-                        chunk.answers = Some(Vec::new());
+                    if n == 0 {
+                        block.answers = Some(no_answers(0));
                     } else {
-                        let n = rows.len();
                         let tx = tx.clone();
-                        match graph.submit_batch(rows, Box::new(move |answers| drop(tx.send((seq, answers))))) {
+                        let options = SubmitOptions { wait: true, deadline: None };
+                        match graph.submit_columns(
+                            columns,
+                            options,
+                            Box::new(move |answers| drop(tx.send((seq, answers)))),
+                        ) {
                             Ok(_) => submitted += 1,
                             Err(e) => {
-                                let e = Arc::new(refusal(e));
-                                chunk.answers = Some((0..n).map(|_| Err(Arc::clone(&e))).collect());
+                                let mut refused = no_answers(n);
+                                refused.fail_all(Arc::new(refusal(e)));
+                                block.answers = Some(refused);
                             }
                         }
                     }
-                    pending.insert(seq, chunk);
+                    pending.insert(seq, block);
                     write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
                 }
             }
@@ -296,42 +305,68 @@ fn check_inputs(
     Ok(kept)
 }
 
-/// Writes every chunk that is complete and next in input order.
+/// Writes every block that is complete and next in input order.
 fn write_ready(
-    pending: &mut BTreeMap<u64, Chunk>,
+    pending: &mut BTreeMap<u64, Block>,
     write_seq: &mut u64,
     out: &mut Outputs<'_>,
     summary: &mut ReplaySummary,
     progress: &mut Progress,
 ) -> Result<(), ReplayError> {
     while pending.get(write_seq).is_some_and(|c| c.answers.is_some()) {
-        let Some(chunk) = pending.remove(write_seq) else { break };
+        let Some(block) = pending.remove(write_seq) else { break };
         *write_seq += 1;
-        write_chunk(chunk, out, summary)?;
+        write_block(block, out, summary)?;
         progress.update(summary.rows);
     }
     Ok(())
 }
 
-fn write_chunk(chunk: Chunk, out: &mut Outputs<'_>, summary: &mut ReplaySummary) -> Result<(), ReplayError> {
-    let Chunk { first_row, kept, undecoded, answers } = chunk;
-    let mut answers = answers.unwrap_or_default().into_iter();
-    let results: Vec<RowResult> = undecoded
-        .into_iter()
-        .map(|u| match u {
-            Some(e) => Err(e),
-            None => answers.next().unwrap_or_else(|| Err(Arc::new(lost()))),
+/// The answers of every row of a block, in input order: the graph's for the rows
+/// submitted, the decoding error for the others.
+fn answers_in_order(block: &mut Block, outputs: &[(String, FieldType)]) -> Chunk {
+    let fillers = |rows: usize| outputs.iter().map(|(_, ty)| Column::filler(ty, rows)).collect::<Vec<_>>();
+    let mut answers = block.answers.take().unwrap_or_else(|| Chunk::new(0, Vec::new(), fillers(0)));
+    let submitted = block.rows - block.undecoded.len();
+    if answers.len() != submitted {
+        // The graph answers every row it takes; say so rather than misalign rows.
+        answers = Chunk::new(0, vec![0; submitted], fillers(submitted));
+        answers.fail_all(Arc::new(lost()));
+    }
+    if block.undecoded.is_empty() {
+        return answers;
+    }
+    let mut failed = Chunk::new(0, vec![0; block.undecoded.len()], fillers(block.undecoded.len()));
+    for (k, (_, e)) in block.undecoded.iter().enumerate() {
+        failed.fail(k, Arc::clone(e));
+    }
+    answers.append(&failed);
+    let (mut next_answer, mut undecoded) = (0, block.undecoded.iter().map(|(r, _)| *r).enumerate().peekable());
+    let order: Vec<usize> = (0..block.rows)
+        .map(|r| match undecoded.next_if(|(_, u)| *u == r) {
+            Some((k, _)) => submitted + k,
+            None => {
+                next_answer += 1;
+                next_answer - 1
+            }
         })
         .collect();
+    answers.gather(&order)
+}
+
+fn write_block(mut block: Block, out: &mut Outputs<'_>, summary: &mut ReplaySummary) -> Result<(), ReplayError> {
+    let answers = answers_in_order(&mut block, out.fields);
+    let failed: Vec<(u32, Arc<RowError>)> =
+        (0..answers.len()).filter_map(|i| answers.error(i).map(|e| (i as u32, Arc::clone(e)))).collect();
+    let rows = answers.len();
     let broken = |reason: String| ReplayError::Write { path: out.options.output.clone(), reason };
-    let (_, mut columns) = crate::arrow::output_columns(out.fields, &results).map_err(broken)?;
+    let (_, mut columns) = crate::arrow::chunk_columns(out.fields, answers).map_err(broken)?;
+    let Block { first_row, kept, .. } = block;
     columns.extend(kept.iter().cloned());
     let batch = RecordBatch::try_new(Arc::clone(&out.output_schema), columns).map_err(|e| broken(e.to_string()))?;
     out.output.write(&batch)?;
-    summary.rows += results.len() as u64;
+    summary.rows += rows as u64;
 
-    let failed: Vec<(u32, &RowError)> =
-        results.iter().enumerate().filter_map(|(i, r)| r.as_ref().err().map(|e| (i as u32, e.as_ref()))).collect();
     if failed.is_empty() {
         return Ok(());
     }

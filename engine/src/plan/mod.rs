@@ -29,7 +29,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use weir_operators::dataflow::CombineSpec as CombineOp;
 use weir_operators::kernel::condition::Condition;
-use weir_operators::kernel::{KernelFactory, MapFn};
+use weir_operators::kernel::{KernelFactory, MapKernel};
 use weir_operators::FieldType;
 
 use crate::error::{GraphError, Problem};
@@ -83,7 +83,7 @@ pub enum StepOp {
         /// Types of its outputs.
         outputs: Vec<FieldType>,
         /// The function.
-        f: MapFnDebug,
+        f: MapKernel,
     },
     /// Dispatch: the first matching condition's branch, else the last (default) branch.
     Route {
@@ -110,16 +110,6 @@ pub struct KernelFactoryDebug(pub KernelFactory);
 impl std::fmt::Debug for KernelFactoryDebug {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<kernel>")
-    }
-}
-
-/// A [`MapFn`] that prints as `<fn>`.
-#[derive(Clone)]
-pub struct MapFnDebug(pub MapFn);
-
-impl std::fmt::Debug for MapFnDebug {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<fn>")
     }
 }
 

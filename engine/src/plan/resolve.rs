@@ -8,7 +8,7 @@ use std::sync::Arc;
 use weir_operators::dataflow::CombineSpec as CombineOp;
 use weir_operators::kernel::builtin::Builtin;
 use weir_operators::kernel::model::DenseModel;
-use weir_operators::kernel::{KernelFactory, MapFn};
+use weir_operators::kernel::{KernelFactory, MapKernel};
 use weir_operators::FieldType;
 
 use crate::error::Problem;
@@ -260,10 +260,10 @@ impl Resolver<'_> {
                     inputs.push(i);
                     types.push(ty);
                 }
-                let (name, f, out_types): (&'static str, MapFn, Vec<FieldType>) = match &m.op {
+                let (name, f, out_types): (&'static str, MapKernel, Vec<FieldType>) = match &m.op {
                     MapOp::Builtin(b) => {
                         let out = at("inputs", b.output_types(&types).map_err(Problem::Type))?;
-                        (b.name(), b.clone().into_fn(), out)
+                        (b.name(), MapKernel::Builtin(b.clone()), out)
                     }
                     MapOp::StandardizeFile(p) => {
                         let path = self.spec.base_dir.join(p);
@@ -271,9 +271,9 @@ impl Resolver<'_> {
                         let std = at("params", load_vector(&path, "std"))?;
                         let b = Builtin::Standardize { mean, std };
                         let out = at("inputs", b.output_types(&types).map_err(Problem::Type))?;
-                        (b.name(), b.into_fn(), out)
+                        (b.name(), MapKernel::Builtin(b), out)
                     }
-                    MapOp::Custom(f, out) => ("custom", Arc::clone(f), out.clone()),
+                    MapOp::Custom(f, out) => ("custom", MapKernel::Rows(Arc::clone(f)), out.clone()),
                 };
                 let names: Vec<String> = if m.outputs.is_empty() {
                     match &m.op {
@@ -295,7 +295,7 @@ impl Resolver<'_> {
                     ));
                 }
                 let out = names.into_iter().zip(out_types.iter().cloned()).collect();
-                (StepOp::Map { op: name, inputs, outputs: out_types, f: MapFnDebug(f) }, out, context)
+                (StepOp::Map { op: name, inputs, outputs: out_types, f }, out, context)
             }
             NodeKind::Route(rt) => {
                 let (by, ty) = self.field_index(&schema, "by", &rt.by, &path)?;

@@ -1,26 +1,32 @@
 //! The batching operator of `model` nodes.
 //!
-//! Rows queue in the operator; a batch leaves for the node's replica threads when it is
-//! full (`max_batch_size`) or when its oldest row has waited `max_wait`. With `max_wait`
-//! zero a partial batch leaves as soon as one of the node's replicas is free (this
-//! operator has fewer batches out than the node has replicas): a lone row goes at once,
-//! and under load rows gather while the replicas compute, so batches grow with the load
-//! without a fixed wait (like Triton's dynamic batcher with no queue delay). At most `max_in_flight` batches of one operator are out at a time
-//! (the engine allows four per replica, so a replica finds its next batch queued); while
-//! they are, rows keep queueing, so under load batches fill. The operator holds a
-//! capability for the time of every queued or in-flight row and releases it when the
-//! row's result has been sent on, so downstream frontiers never pass an unanswered row.
-//! Replicas wake the operator through its doorbell; a partial batch wakes it with a
-//! delayed activation. A batch's inputs move to the replica and back, so no reference
-//! count is touched from two threads. Nothing here blocks the worker.
+//! Chunks are held in the operator and their rows queue; a batch leaves for the node's
+//! replica threads when it is full (`max_batch_size`, taking rows of as many chunks as
+//! it needs) or when its oldest row has waited `max_wait`. With `max_wait` zero a
+//! partial batch leaves as soon as one of the node's replicas is free (this operator has
+//! fewer batches out than the node has replicas): a lone row goes at once, and under
+//! load rows gather while the replicas compute, so batches grow with the load without a
+//! fixed wait (like Triton's dynamic batcher with no queue delay). At most
+//! `max_in_flight` batches of one operator are out at a time (the engine allows several
+//! per replica, so a replica finds its next batch queued); while they are, rows keep
+//! queueing, so under load batches fill.
+//!
+//! A batch is the rows' input field copied into one column, which moves to the replica;
+//! the output column comes back and its rows are copied into each chunk's output
+//! column. A chunk leaves, with the model's output as a new column, once all its rows
+//! are answered, so chunks stay whole. The operator holds a capability for the time of
+//! every held chunk and releases it when the chunk is sent on, so downstream frontiers
+//! never pass an unanswered row. Replicas wake the operator through its doorbell; a
+//! partial batch wakes it with a delayed activation. Nothing here blocks the worker.
 //!
 //! Deadlines: a row whose deadline has passed when its batch leaves is not computed; it
-//! is answered at once with a `deadline_exceeded` error naming the node. A replica that
-//! reaches a batch after the deadline of every row in it skips it the same way. A partial batch
-//! also leaves early when its earliest deadline, less one mean forward pass and a small
-//! slack, comes before its oldest row's `max_wait`.
+//! fails at once with a `deadline_exceeded` error naming the node. A replica that
+//! reaches a batch after the deadline of every row in it skips it the same way. A
+//! partial batch also leaves early when its earliest deadline, less one mean forward
+//! pass and a small slack, comes before its oldest row's `max_wait`.
 //!
-//! Error rows pass through at once. A failed forward pass fails every row of its batch
+//! Failed rows are not computed (their output is a filler). A failed forward pass, or
+//! one that returns the wrong number or type of outputs, fails every row of its batch
 //! with a `model_failed` error naming the node; the operator keeps running.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -37,18 +43,22 @@ use timely::dataflow::operators::Capability;
 
 use super::doorbell::Doorbell;
 use super::{RowStream, Time};
+use crate::chunk::Chunk;
+use crate::column::Column;
 use crate::replica::{Completion, Job};
-use crate::row::{ErrorCode, Row, RowError, RowId};
+use crate::row::{ErrorCode, RowError};
 use crate::stats::BatchStats;
-use crate::value::Value;
+use crate::value::FieldType;
 
 /// How one model node batches.
 #[derive(Clone, Debug)]
 pub struct BatchConfig {
     /// The node's name, for errors.
     pub node: Arc<str>,
-    /// Index of the input field in the incoming rows.
+    /// Index of the input field in the incoming chunks.
     pub input: usize,
+    /// The type of the model's output, appended to every chunk.
+    pub output: FieldType,
     /// A batch never holds more rows.
     pub max_batch_size: usize,
     /// A partial batch leaves once its oldest row has waited this long. Zero: it leaves
@@ -62,18 +72,48 @@ pub struct BatchConfig {
 
 /// Extension trait: run a model node's forward passes on batches of the stream.
 pub trait BatchForward<'scope> {
-    /// Appends the model's output to every row, computed in batches by the replicas
+    /// Appends the model's output to every chunk, computed in batches by the replicas
     /// behind `jobs`.
     fn batch_forward(self, config: BatchConfig, jobs: Sender<Job>, stats: Arc<BatchStats>) -> RowStream<'scope>;
 }
 
-struct Queued {
-    id: RowId,
-    values: Vec<Value>,
+/// A chunk waiting for its rows' outputs.
+struct Held {
+    chunk: Chunk,
     time: Time,
     arrived: Instant,
-    deadline: Option<Instant>,
+    /// The model's output, one row per chunk row (fillers until computed).
+    output: Column,
+    /// Rows queued or in a batch.
+    remaining: usize,
 }
+
+/// Consecutive rows of one held chunk, queued or in a batch: the chunk's key, the first
+/// row, and how many.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    key: u64,
+    start: usize,
+    len: usize,
+}
+
+/// The operator's state.
+struct State {
+    config: BatchConfig,
+    held: HashMap<u64, Held>,
+    /// Queued rows, oldest first.
+    queue: VecDeque<Run>,
+    /// Rows in `queue`.
+    queued: usize,
+    /// Per batch out at the replicas, its rows in batch order.
+    in_flight: HashMap<u64, Vec<Run>>,
+    /// One capability per time with held chunks, and how many chunks hold it.
+    caps: BTreeMap<Time, (Capability<Time>, usize)>,
+    next_key: u64,
+    next_ticket: u64,
+}
+
+type Output<'a> = OutputBuilderSession<'a, Time, CapacityContainerBuilder<Vec<Chunk>>>;
 
 impl<'scope> BatchForward<'scope> for RowStream<'scope> {
     fn batch_forward(self, config: BatchConfig, jobs: Sender<Job>, stats: Arc<BatchStats>) -> RowStream<'scope> {
@@ -83,11 +123,16 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
             let activator = scope.activator_for(Rc::clone(&info.address));
             let bell = Arc::new(Doorbell::new(scope.worker().sync_activator_for(info.address.to_vec())));
             let (done_tx, done_rx): (Sender<Completion>, Receiver<Completion>) = bounded(config.max_in_flight.max(1));
-            let mut queue: VecDeque<Queued> = VecDeque::new();
-            let mut in_flight: HashMap<u64, Vec<Queued>> = HashMap::new();
-            // One capability per time with queued or in-flight rows, and how many rows hold it.
-            let mut caps = HeldCaps::new();
-            let mut next_ticket = 0u64;
+            let mut st = State {
+                config,
+                held: HashMap::new(),
+                queue: VecDeque::new(),
+                queued: 0,
+                in_flight: HashMap::new(),
+                caps: BTreeMap::new(),
+                next_key: 0,
+                next_ticket: 0,
+            };
 
             move |input, output| {
                 let arrived = Instant::now();
@@ -95,25 +140,33 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                     let Some(&time) = cap.least() else {
                         // Only a message sent without a capability has no time; weir's
                         // operators never send one. Say so rather than drop rows quietly.
-                        tracing::error!(node = &*config.node, "rows without a timestamp reached a batching operator");
+                        tracing::error!(
+                            node = &*st.config.node,
+                            "rows without a timestamp reached a batching operator"
+                        );
                         return;
                     };
-                    let before = queue.len();
-                    for row in data.flat_map(|d| d.drain(..)) {
-                        match row.data {
-                            Ok(values) => {
-                                queue.push_back(Queued { id: row.id, values, time, arrived, deadline: row.deadline })
-                            }
-                            Err(_) => output.session(&cap).give(row),
+                    for chunk in data.flat_map(|d| d.drain(..)) {
+                        let runs = ok_runs(&chunk);
+                        let remaining: usize = runs.iter().map(|&(_, len)| len).sum();
+                        let output_column = Column::filler(&st.config.output, chunk.len());
+                        if remaining == 0 {
+                            // Nothing to compute: on at once, with the output column.
+                            let mut chunk = chunk;
+                            chunk.columns.push(Arc::new(output_column));
+                            output.session(&cap).give(chunk);
+                            continue;
                         }
-                    }
-                    // Every row queued from this message holds the capability for its time.
-                    let queued = queue.len() - before;
-                    if queued > 0 {
-                        if let Some(retained) = caps.get_mut(&time) {
-                            retained.1 += queued;
+                        let key = st.next_key;
+                        st.next_key += 1;
+                        st.queue.extend(runs.iter().map(|&(start, len)| Run { key, start, len }));
+                        st.queued += remaining;
+                        st.held.insert(key, Held { chunk, time, arrived, output: output_column, remaining });
+                        // Every held chunk holds the capability for its time.
+                        if let Some(retained) = st.caps.get_mut(&time) {
+                            retained.1 += 1;
                         } else if let Some(held) = cap.retain_least(output.output_index()) {
-                            caps.insert(time, (held, queued));
+                            st.caps.insert(time, (held, 1));
                         }
                     }
                 });
@@ -121,119 +174,44 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                 // Until no batch is out, or the doorbell is armed with none finished: a batch
                 // that finishes after the arming rings it (see `doorbell.rs`).
                 loop {
-                    // Results of finished batches go downstream, releasing capabilities.
+                    // Results of finished batches go into their chunks.
                     while let Ok(done) = done_rx.try_recv() {
-                        let Some(rows) = in_flight.remove(&done.ticket) else { continue };
-                        let outputs = match done.result {
-                            Ok(outputs) => outputs.into_iter().map(Ok).collect::<Vec<_>>(),
-                            Err(reason) if done.expired => {
-                                let error = Arc::new(RowError::new(ErrorCode::DeadlineExceeded, &*config.node, reason));
-                                vec![Err(error); rows.len()]
-                            }
-                            Err(reason) => {
-                                stats.record_failure();
-                                let error = Arc::new(RowError::new(ErrorCode::ModelFailed, &*config.node, reason));
-                                vec![Err(error); rows.len()]
-                            }
-                        };
-                        let answered =
-                            rows.into_iter().zip(done.inputs).zip(outputs).map(|((queued, input), result)| {
-                                let Queued { id, mut values, time, deadline, .. } = queued;
-                                values[config.input] = input;
-                                let data = result.map(|out| {
-                                    values.push(out);
-                                    values
-                                });
-                                (time, Row { id, data, deadline })
-                            });
-                        emit(output, &mut caps, answered);
+                        st.complete(output, done, &stats);
                     }
 
                     // Send batches: full ones, or a partial one whose oldest row has waited
                     // enough or whose earliest deadline needs it to leave now.
                     let now = Instant::now();
-                    while in_flight.len() < config.max_in_flight {
-                        let Some(oldest) = queue.front() else { break };
-                        if queue.len() < config.max_batch_size && config.max_wait.is_zero() {
-                            // Partial batches wait for a free replica; a completion wakes
-                            // the operator.
-                            if in_flight.len() >= config.replicas.max(1) {
-                                break;
-                            }
-                        } else if queue.len() < config.max_batch_size {
-                            let mut close_at = oldest.arrived + config.max_wait;
-                            if let Some(d) = queue.iter().filter_map(|q| q.deadline).min() {
-                                // Leave one forward pass's time to compute before it, and
-                                // room for a late timer.
-                                let lead = stats.mean_forward() + DEADLINE_SLACK;
-                                close_at = close_at.min(d.checked_sub(lead).unwrap_or(d));
-                            }
-                            if now < close_at {
-                                activator.activate_after(close_at - now);
-                                break;
-                            }
-                        }
-                        let take = queue.len().min(config.max_batch_size);
-                        let (mut rows, late): (Vec<Queued>, Vec<Queued>) =
-                            queue.drain(..take).partition(|q| q.deadline.is_none_or(|d| d > now));
-                        if !late.is_empty() {
-                            // Past their deadline: answered at once, not computed.
-                            let error = RowError::new(
-                                ErrorCode::DeadlineExceeded,
-                                &*config.node,
-                                "the row's deadline passed before its batch was computed",
-                            );
-                            emit(output, &mut caps, failed(late, error));
-                            if rows.is_empty() {
-                                continue;
-                            }
-                        }
-                        // The inputs move to the replica and come back with the result; a
-                        // placeholder holds their place in the row meanwhile.
-                        let inputs = rows
-                            .iter_mut()
-                            .map(|q| std::mem::replace(&mut q.values[config.input], Value::Bool(false)))
-                            .collect();
-                        let ticket = next_ticket;
-                        let expires = rows.iter().map(|q| q.deadline).try_fold(None, |latest: Option<Instant>, d| {
-                            d.map(|d| Some(latest.map_or(d, |l| l.max(d))))
-                        });
-                        let job = Job {
-                            ticket,
-                            inputs,
-                            reply: done_tx.clone(),
-                            wake: Arc::clone(&bell),
-                            expires: expires.flatten(),
-                        };
-                        match jobs.try_send(job) {
-                            Ok(()) => {
-                                next_ticket += 1;
-                                stats.record_batch(
-                                    rows.iter().map(|q| now.saturating_duration_since(q.arrived).as_micros() as u64),
-                                );
-                                in_flight.insert(ticket, rows);
-                            }
-                            Err(TrySendError::Full(job)) => {
-                                // Every replica is busy with other workers' batches: retry shortly.
-                                for (mut q, input) in rows.into_iter().zip(job.inputs).rev() {
-                                    q.values[config.input] = input;
-                                    queue.push_front(q);
+                    while st.in_flight.len() < st.config.max_in_flight {
+                        let Some(&Run { key: oldest, .. }) = st.queue.front() else { break };
+                        if st.queued < st.config.max_batch_size {
+                            if st.config.max_wait.is_zero() {
+                                // Partial batches wait for a free replica; a completion wakes
+                                // the operator.
+                                if st.in_flight.len() >= st.config.replicas.max(1) {
+                                    break;
                                 }
-                                activator.activate_after(Duration::from_millis(1));
-                                break;
+                            } else {
+                                let mut close_at = st.held[&oldest].arrived + st.config.max_wait;
+                                if let Some(d) = st.earliest_deadline() {
+                                    // Leave one forward pass's time to compute before it, and
+                                    // room for a late timer.
+                                    let lead = stats.mean_forward() + DEADLINE_SLACK;
+                                    close_at = close_at.min(d.checked_sub(lead).unwrap_or(d));
+                                }
+                                if now < close_at {
+                                    activator.activate_after(close_at - now);
+                                    break;
+                                }
                             }
-                            Err(TrySendError::Disconnected(_)) => {
-                                let error = RowError::new(
-                                    ErrorCode::Unavailable,
-                                    &*config.node,
-                                    "the node's replicas have stopped",
-                                );
-                                emit(output, &mut caps, failed(rows, error));
-                            }
+                        }
+                        if !st.send_batch(output, &jobs, &done_tx, &bell, &stats, now) {
+                            activator.activate_after(Duration::from_millis(1));
+                            break;
                         }
                     }
 
-                    if in_flight.is_empty() {
+                    if st.in_flight.is_empty() {
                         break;
                     }
                     bell.arm();
@@ -251,36 +229,176 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
 /// a delayed activation may fire a little late.
 const DEADLINE_SLACK: Duration = Duration::from_millis(2);
 
-/// Capabilities held for queued and in-flight rows: one per time, with a row count.
-type HeldCaps = BTreeMap<Time, (Capability<Time>, usize)>;
+impl State {
+    /// The earliest deadline of a held chunk with rows still to compute.
+    fn earliest_deadline(&self) -> Option<Instant> {
+        self.held.values().filter_map(|h| h.chunk.deadline).min()
+    }
 
-/// Queued rows answered with one error, ready for [`emit`].
-fn failed(rows: Vec<Queued>, error: RowError) -> impl Iterator<Item = (Time, Row)> {
-    let error = Arc::new(error);
-    rows.into_iter().map(move |q| (q.time, Row { id: q.id, data: Err(Arc::clone(&error)), deadline: q.deadline }))
-}
-
-/// Sends answered rows downstream and releases their hold on their time's capability.
-/// Rows are sent in one output session per run of equal times, so containers stay full
-/// (a session per row would ship one-row containers through the rest of the graph).
-fn emit(
-    output: &mut OutputBuilderSession<'_, Time, CapacityContainerBuilder<Vec<Row>>>,
-    caps: &mut HeldCaps,
-    rows: impl Iterator<Item = (Time, Row)>,
-) {
-    let mut rows = rows.peekable();
-    while let Some((time, row)) = rows.next() {
-        let Some((cap, held)) = caps.get_mut(&time) else { continue };
-        let mut session = output.session(&*cap);
-        session.give(row);
-        *held -= 1;
-        while let Some((_, row)) = rows.next_if(|(t, _)| *t == time) {
-            session.give(row);
-            *held -= 1;
+    /// Sends the next batch from the front of the queue. Returns false when every
+    /// replica is busy with other workers' batches (the rows stay queued: retry soon).
+    fn send_batch(
+        &mut self,
+        output: &mut Output<'_>,
+        jobs: &Sender<Job>,
+        done_tx: &Sender<Completion>,
+        bell: &Arc<Doorbell>,
+        stats: &BatchStats,
+        now: Instant,
+    ) -> bool {
+        // Take up to a batch of rows from the front, splitting the last run if needed.
+        let mut take = self.queued.min(self.config.max_batch_size);
+        let mut runs: Vec<Run> = Vec::new();
+        let mut late: Vec<Run> = Vec::new();
+        while take > 0 {
+            let Some(front) = self.queue.front_mut() else { break };
+            let n = front.len.min(take);
+            let run = Run { len: n, ..*front };
+            front.start += n;
+            front.len -= n;
+            if front.len == 0 {
+                self.queue.pop_front();
+            }
+            take -= n;
+            self.queued -= n;
+            let deadline = self.held[&run.key].chunk.deadline;
+            if deadline.is_none_or(|d| d > now) {
+                runs.push(run);
+            } else {
+                late.push(run);
+            }
         }
-        drop(session);
-        if *held == 0 {
-            caps.remove(&time);
+        if !late.is_empty() {
+            // Past their deadline: failed at once, not computed.
+            let error = Arc::new(RowError::new(
+                ErrorCode::DeadlineExceeded,
+                &*self.config.node,
+                "the row's deadline passed before its batch was computed",
+            ));
+            self.answer(output, &late, Err(&error));
+            if runs.is_empty() {
+                return true;
+            }
+        }
+        // The rows' inputs, copied into one column a run at a time.
+        let rows: usize = runs.iter().map(|r| r.len).sum();
+        let mut inputs: Option<Column> = None;
+        let mut expires: Option<Instant> = None;
+        let mut every_row_has_deadline = true;
+        let mut waits: Vec<(u64, usize)> = Vec::with_capacity(runs.len());
+        for run in &runs {
+            let held = &self.held[&run.key];
+            let column = &held.chunk.columns[self.config.input];
+            inputs.get_or_insert_with(|| column.empty_like(rows)).extend_range(column, run.start, run.len);
+            waits.push((now.saturating_duration_since(held.arrived).as_micros() as u64, run.len));
+            match held.chunk.deadline {
+                Some(d) => expires = Some(expires.map_or(d, |e: Instant| e.max(d))),
+                None => every_row_has_deadline = false,
+            }
+        }
+        let Some(inputs) = inputs else { return true };
+        let ticket = self.next_ticket;
+        let job = Job {
+            ticket,
+            inputs,
+            reply: done_tx.clone(),
+            wake: Arc::clone(bell),
+            expires: expires.filter(|_| every_row_has_deadline),
+        };
+        match jobs.try_send(job) {
+            Ok(()) => {
+                self.next_ticket += 1;
+                stats.record_batch(waits.iter().flat_map(|&(wait, n)| std::iter::repeat_n(wait, n)));
+                self.in_flight.insert(ticket, runs);
+                true
+            }
+            Err(TrySendError::Full(_)) => {
+                for run in runs.into_iter().rev() {
+                    self.queued += run.len;
+                    self.queue.push_front(run);
+                }
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                let error = Arc::new(RowError::new(
+                    ErrorCode::Unavailable,
+                    &*self.config.node,
+                    "the node's replicas have stopped",
+                ));
+                self.answer(output, &runs, Err(&error));
+                true
+            }
         }
     }
+
+    /// Takes a finished batch's results into its chunks.
+    fn complete(&mut self, output: &mut Output<'_>, done: Completion, stats: &BatchStats) {
+        let Some(runs) = self.in_flight.remove(&done.ticket) else { return };
+        let result = match done.result {
+            Ok(column) if column.fits(&self.config.output) => Ok(column),
+            Ok(column) => {
+                Err(format!("the model returned {}, the node declares {}", column.type_name(), self.config.output))
+            }
+            Err(reason) => Err(reason),
+        };
+        match result {
+            Ok(column) => self.answer(output, &runs, Ok(&column)),
+            Err(reason) => {
+                let code = if done.expired {
+                    ErrorCode::DeadlineExceeded
+                } else {
+                    stats.record_failure();
+                    ErrorCode::ModelFailed
+                };
+                let error = Arc::new(RowError::new(code, &*self.config.node, reason));
+                self.answer(output, &runs, Err(&error));
+            }
+        }
+    }
+
+    /// Records the answers of the rows of `runs` (in batch order: the rows of `outputs`,
+    /// or `error`), and sends on every chunk whose rows are all answered.
+    fn answer(&mut self, output: &mut Output<'_>, runs: &[Run], result: Result<&Column, &Arc<RowError>>) {
+        let mut at = 0;
+        for run in runs {
+            let Some(held) = self.held.get_mut(&run.key) else { continue };
+            match result {
+                Ok(outputs) => held.output.set_range(run.start, outputs, at, run.len),
+                Err(error) => (run.start..run.start + run.len).for_each(|row| held.chunk.fail(row, Arc::clone(error))),
+            }
+            at += run.len;
+            held.remaining -= run.len;
+            if held.remaining == 0 {
+                if let Some(Held { mut chunk, time, output: column, .. }) = self.held.remove(&run.key) {
+                    chunk.columns.push(Arc::new(column));
+                    self.emit(output, time, chunk);
+                }
+            }
+        }
+    }
+
+    /// Sends a finished chunk downstream and releases its hold on its time.
+    fn emit(&mut self, output: &mut Output<'_>, time: Time, chunk: Chunk) {
+        let Some((cap, held)) = self.caps.get_mut(&time) else { return };
+        output.session(&*cap).give(chunk);
+        *held -= 1;
+        if *held == 0 {
+            self.caps.remove(&time);
+        }
+    }
+}
+
+/// The runs of rows of `chunk` that have not failed, as (first row, count).
+fn ok_runs(chunk: &Chunk) -> Vec<(usize, usize)> {
+    if !chunk.has_errors() {
+        return if chunk.is_empty() { Vec::new() } else { vec![(0, chunk.len())] };
+    }
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for row in (0..chunk.len()).filter(|&r| chunk.is_ok(r)) {
+        match runs.last_mut() {
+            Some((start, len)) if *start + *len == row => *len += 1,
+            _ => runs.push((row, 1)),
+        }
+    }
+    runs
 }

@@ -1,15 +1,18 @@
 //! The operator of `combine` nodes: an ensemble that joins branches per row.
 //!
 //! Each input stream carries every row of the node's route context exactly once (fan-out
-//! branches never drop rows: failures travel as error rows). The operator keeps the parts
-//! of a row until all have arrived, builds the joined record (the first input's fields,
-//! then the fields only the others have), and appends the aggregate of the part values.
-//! If any part is an error row, the row fails with the error of the first failed input
-//! in input order: never a silent partial answer. State holds only rows with parts still
-//! missing, so it is bounded by the rows in flight.
+//! branches never drop rows: failures travel as failed rows). The operator keeps, per
+//! submission (`slot`), the chunks each input has delivered; as soon as every input holds
+//! the same rows of that submission, it joins them: the first input's fields, then the
+//! fields only the others have (columns shared, not copied), and appends the aggregate
+//! of the part values. Usually each branch returns the submission's chunk whole and the
+//! join is a comparison of ids; where a route inside a branch split the chunk, the
+//! pieces are gathered and put in row order first. A row that failed in any input fails
+//! with the error of the first failed input in input order: never a silent partial
+//! answer. State holds only submissions with parts still missing, so it is bounded by
+//! the rows in flight.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -21,8 +24,10 @@ use timely::dataflow::operators::generic::OutputBuilder;
 use timely::progress::operate::FrontierInterest;
 
 use super::{RowStream, Time};
+use crate::chunk::Chunk;
+use crate::column::Column;
 use crate::kernel::aggregate::Aggregate;
-use crate::row::{panic_message, ErrorCode, Row, RowError, RowId};
+use crate::row::{panic_message, ErrorCode, RowError};
 use crate::value::{FieldType, Value};
 
 /// How a combine node joins and aggregates.
@@ -43,42 +48,42 @@ pub struct CombineSpec {
 
 /// Extension trait: join streams per row and aggregate.
 pub trait CombineRows<'scope> {
-    /// Joins `self` with `others` (one row per id on each) and appends the aggregate.
+    /// Joins `self` with `others` (each row once on each) and appends the aggregate.
     fn combine_rows(self, others: Vec<RowStream<'scope>>, spec: CombineSpec) -> RowStream<'scope>;
 }
 
 impl<'scope> CombineRows<'scope> for RowStream<'scope> {
     fn combine_rows(self, others: Vec<RowStream<'scope>>, spec: CombineSpec) -> RowStream<'scope> {
         if others.is_empty() {
-            return self.map(move |row: Row| {
-                let deadline = row.deadline;
-                finish(&spec, row.id, row.data.map(|v| vec![v]).map_err(|e| vec![e])).until(deadline)
-            });
+            return self.map(move |chunk: Chunk| aggregate(&spec, chunk));
         }
         // One operator reads every input directly (no tagging and merging of the streams
-        // first: each such step would move every row once more).
+        // first: each such step would move every chunk once more).
         let n = others.len() + 1;
         let mut builder = OperatorBuilder::new(format!("Combine({})", spec.node), self.scope());
         let mut inputs: Vec<_> = std::iter::once(self).chain(others).map(|s| builder.new_input(s, Pipeline)).collect();
         for i in 0..n {
             builder.set_notify_for(i, FrontierInterest::Never);
         }
-        let (output, stream) = builder.new_output::<Vec<Row>>();
-        let mut output: OutputBuilder<Time, CapacityContainerBuilder<Vec<Row>>> = OutputBuilder::from(output);
+        let (output, stream) = builder.new_output::<Vec<Chunk>>();
+        let mut output: OutputBuilder<Time, CapacityContainerBuilder<Vec<Chunk>>> = OutputBuilder::from(output);
         builder.build(move |_capabilities| {
-            let mut pending: HashMap<RowId, Vec<Option<Row>>, BuildHasherDefault<IdHasher>> = HashMap::default();
+            // Per submission, per input, the chunks received and not yet joined.
+            let mut pending: HashMap<u64, Vec<Vec<Chunk>>> = HashMap::new();
             move |_frontiers| {
                 let mut output = output.activate();
                 for (i, input) in inputs.iter_mut().enumerate() {
                     input.for_each_stamp(|cap, data| {
                         let mut session = output.session(&cap);
-                        for row in data.flat_map(|d| d.drain(..)) {
-                            let id = row.id;
-                            let slots = pending.entry(id).or_insert_with(|| vec![None; n]);
-                            slots[i] = Some(row);
-                            if slots.iter().all(Option::is_some) {
-                                let parts: Vec<Row> = pending.remove(&id).into_iter().flatten().flatten().collect();
-                                session.give(join(&spec, id, parts));
+                        for chunk in data.flat_map(|d| d.drain(..)) {
+                            let slot = chunk.slot;
+                            let parts = pending.entry(slot).or_insert_with(|| vec![Vec::new(); n]);
+                            parts[i].push(chunk);
+                            if let Some(aligned) = align(parts) {
+                                if parts.iter().all(Vec::is_empty) {
+                                    pending.remove(&slot);
+                                }
+                                session.give(aggregate(&spec, join(&spec, aligned)));
                             }
                         }
                     });
@@ -89,69 +94,101 @@ impl<'scope> CombineRows<'scope> for RowStream<'scope> {
     }
 }
 
-/// Hashes row ids (already unique `u64`s: `slot << 20 | index`) with one multiply,
-/// instead of SipHash: the join looks every row up twice or more.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
+/// If every input holds the same rows, takes one chunk per input, all with the rows in
+/// the same order; otherwise leaves `parts` as they are (in a form quicker to compare).
+fn align(parts: &mut [Vec<Chunk>]) -> Option<Vec<Chunk>> {
+    if parts.iter().any(Vec::is_empty) {
+        return None;
     }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    let count = |p: &Vec<Chunk>| p.iter().map(Chunk::len).sum::<usize>();
+    let rows = count(&parts[0]);
+    if parts.iter().any(|p| count(p) != rows) {
+        return None;
+    }
+    // Usual case: each branch returned the submission's chunk whole.
+    if parts.iter().all(|p| p.len() == 1 && p[0].ids == parts[0][0].ids) {
+        return Some(parts.iter_mut().map(|p| p.remove(0)).collect());
+    }
+    // Pieces: one chunk per input, rows in id order, then compare.
+    for p in parts.iter_mut() {
+        if p.len() > 1 || !p[0].ids.is_sorted() {
+            let mut whole = p.remove(0);
+            for piece in p.drain(..) {
+                whole.append(&piece);
+            }
+            let mut order: Vec<usize> = (0..whole.len()).collect();
+            order.sort_unstable_by_key(|&r| whole.ids[r]);
+            p.push(whole.gather(&order));
         }
     }
-
-    fn write_u64(&mut self, x: u64) {
-        // Fibonacci hashing: spreads consecutive ids over the high bits hashbrown uses.
-        self.0 = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    if parts.iter().all(|p| p[0].ids == parts[0][0].ids) {
+        Some(parts.iter_mut().map(|p| p.remove(0)).collect())
+    } else {
+        None
     }
 }
 
-/// Joins the parts of one row (one per input, in input order) and aggregates.
-fn join(spec: &CombineSpec, id: RowId, parts: Vec<Row>) -> Row {
-    let deadline = parts.first().and_then(|p| p.deadline);
-    let mut records = Vec::with_capacity(parts.len());
-    for part in parts {
-        match part.data {
-            Ok(values) => records.push(values),
-            Err(e) => return Row { id, data: Err(e), deadline },
+/// Joins aligned chunks (same rows, same order) into the first one's layout plus the
+/// others' extra fields; a row failed anywhere fails with the first input's error.
+fn join(spec: &CombineSpec, aligned: Vec<Chunk>) -> Chunk {
+    let mut inputs = aligned.into_iter();
+    let Some(mut joined) = inputs.next() else {
+        return Chunk::new(0, Vec::new(), Vec::new());
+    };
+    for (other, extra) in inputs.zip(&spec.extra_fields) {
+        for (row, error) in other.errors.iter().enumerate() {
+            if let Some(error) = error {
+                joined.fail(row, Arc::clone(error));
+            }
         }
+        joined.columns.extend(extra.iter().map(|&f| Arc::clone(&other.columns[f])));
     }
-    finish(spec, id, Ok(records)).until(deadline)
+    joined
 }
 
-fn finish(spec: &CombineSpec, id: RowId, records: Result<Vec<Vec<Value>>, Vec<Arc<RowError>>>) -> Row {
-    let mut records = match records {
-        Ok(records) => records.into_iter(),
-        Err(mut errors) => return Row { id, data: Err(errors.remove(0)), deadline: None },
-    };
-    let Some(mut joined) = records.next() else {
-        return Row::failed(id, RowError::new(ErrorCode::NodeFailed, &*spec.node, "no inputs"));
-    };
-    for (mut record, extra) in records.zip(&spec.extra_fields) {
-        if extra.windows(2).all(|w| w[0] < w[1]) {
-            // Each value is taken once and the record dropped after: move, do not clone.
-            joined.extend(extra.iter().map(|&i| std::mem::replace(&mut record[i], Value::Bool(false))));
-        } else {
-            joined.extend(extra.iter().map(|&i| record[i].clone()));
+/// Appends the aggregate of the parts to a joined chunk.
+fn aggregate(spec: &CombineSpec, mut chunk: Chunk) -> Chunk {
+    let parts: Vec<&Column> = spec.parts.iter().map(|&i| &*chunk.columns[i]).collect();
+    let column = match spec.aggregate.apply_columns(&parts) {
+        Some(column) => column,
+        None => {
+            let mut column = Column::with_capacity(&spec.output, chunk.len());
+            let mut failures = Vec::new();
+            for row in 0..chunk.len() {
+                if !chunk.is_ok(row) {
+                    column.push_fillers(1);
+                    continue;
+                }
+                match by_row(spec, &parts, row) {
+                    Ok(value) => {
+                        column.push(&value);
+                    }
+                    Err(message) => {
+                        column.push_fillers(1);
+                        failures.push((row, message));
+                    }
+                }
+            }
+            for (row, message) in failures {
+                chunk.fail(row, Arc::new(RowError::new(ErrorCode::NodeFailed, &*spec.node, message)));
+            }
+            column
         }
-    }
-    let values: Vec<&Value> = spec.parts.iter().map(|&i| &joined[i]).collect();
-    let result = catch_unwind(AssertUnwindSafe(|| spec.aggregate.apply(&values)));
-    let error = |message: String| Row::failed(id, RowError::new(ErrorCode::NodeFailed, &*spec.node, message));
-    match result {
-        Ok(Ok(value)) if value.conforms_to(&spec.output) => {
-            joined.push(value);
-            Row::new(id, joined)
-        }
+    };
+    chunk.columns.push(Arc::new(column));
+    chunk
+}
+
+/// The aggregate of one row's parts, checked against the declared type.
+fn by_row(spec: &CombineSpec, parts: &[&Column], row: usize) -> Result<Value, String> {
+    let values: Vec<Value> = parts.iter().map(|c| c.value(row)).collect();
+    let refs: Vec<&Value> = values.iter().collect();
+    match catch_unwind(AssertUnwindSafe(|| spec.aggregate.apply(&refs))) {
+        Ok(Ok(value)) if value.conforms_to(&spec.output) => Ok(value),
         Ok(Ok(value)) => {
-            error(format!("the aggregate returned {}, the node declares {}", value.type_name(), spec.output))
+            Err(format!("the aggregate returned {}, the node declares {}", value.type_name(), spec.output))
         }
-        Ok(Err(message)) => error(message),
-        Err(panic) => error(format!("the aggregate panicked: {}", panic_message(&*panic))),
+        Ok(Err(message)) => Err(message),
+        Err(panic) => Err(format!("the aggregate panicked: {}", panic_message(&*panic))),
     }
 }

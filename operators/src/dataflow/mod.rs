@@ -1,14 +1,14 @@
 //! The timely operators a compiled graph is made of, one per file.
 //!
-//! Every operator takes and gives a [`RowStream`]: rows timestamped with the ingress epoch
-//! at which they entered. Error rows pass through every operator untouched, so every row
-//! that enters reaches the sink exactly once.
+//! Every operator takes and gives a [`RowStream`]: [`Chunk`]s of rows timestamped with
+//! the ingress epoch at which they entered. Failed rows pass through every operator
+//! untouched, so every row that enters reaches the sink exactly once.
 //!
 //! | operator | node kind | file |
 //! |---|---|---|
 //! | [`source::row_source`] | graph input, fed by a bounded channel | `source.rs` |
 //! | [`BatchForward`] | `model`: batches to replica threads | `batch.rs` |
-//! | [`MapRows`] | `map`: a row function inline | `map.rs` |
+//! | [`MapRows`] | `map`: a built-in over columns, or a row function, inline | `map.rs` |
 //! | [`RouteRows`] | `route`: one branch per row | `route.rs` |
 //! | [`CombineRows`] | `combine`: join branches per row, aggregate | `combine.rs` |
 //! | [`merge_rows`] | `merge`: union of a route's branches | `merge.rs` |
@@ -34,10 +34,10 @@ pub use sink::SinkRows;
 
 use timely::dataflow::Stream;
 
-use crate::row::Row;
+use crate::chunk::Chunk;
 
 /// Timestamps of weir's dataflows: the ingress epoch of a row.
 pub type Time = u64;
 
-/// A stream of rows.
-pub type RowStream<'scope> = Stream<'scope, Time, Vec<Row>>;
+/// A stream of rows, in chunks.
+pub type RowStream<'scope> = Stream<'scope, Time, Vec<Chunk>>;

@@ -1,7 +1,7 @@
 //! The graph input: a source operator fed by a bounded channel.
 //!
-//! Producers (the engine's submit path, on any thread) push batches of rows into the
-//! channel and ring the source's [`Doorbell`]; the operator drains about `chunk` rows per
+//! Producers (the engine's submit path, on any thread) push chunks of rows into the
+//! channel and ring the source's [`Doorbell`]; the operator drains about `rows` rows per
 //! activation at its current epoch, then advances the epoch, and asks to run again while
 //! rows remain. When every sender is gone, or the engine sets `stop` and the channel is
 //! empty, it drops its capability, which lets the dataflow complete. It never polls: an
@@ -17,16 +17,16 @@ use timely::dataflow::Scope;
 
 use super::doorbell::Doorbell;
 use super::{RowStream, Time};
-use crate::row::Row;
+use crate::chunk::Chunk;
 
-/// Builds a source of the rows sent on `rows`. The operator's doorbell is sent on
+/// Builds a source of the chunks sent on `chunks`. The operator's doorbell is sent on
 /// `doorbell`, with the worker's index, while the dataflow is built, so producers can
 /// wake it. Once `stop` is set and the channel is empty, the source closes.
 pub fn row_source<'scope>(
     scope: Scope<'scope, Time>,
     name: &str,
-    rows: Receiver<Vec<Row>>,
-    chunk: usize,
+    chunks: Receiver<Chunk>,
+    rows: usize,
     doorbell: SyncSender<(usize, Arc<Doorbell>)>,
     stop: Arc<AtomicBool>,
 ) -> RowStream<'scope> {
@@ -42,18 +42,17 @@ pub fn row_source<'scope>(
             let mut closed = false;
             {
                 let mut session = output.session(&*held);
-                while sent < chunk {
-                    match rows.try_recv() {
-                        Ok(mut batch) => {
-                            sent += batch.len();
-                            // A submitted batch travels as one container, without a copy.
-                            session.give_container(&mut batch);
+                while sent < rows {
+                    match chunks.try_recv() {
+                        Ok(chunk) => {
+                            sent += chunk.len();
+                            session.give(chunk);
                         }
                         Err(TryRecvError::Empty) => {
                             // Arm, then look once more: a row sent before arming is
                             // seen here, one sent after rings the bell.
                             bell.arm();
-                            if !rows.is_empty() {
+                            if !chunks.is_empty() {
                                 bell.disarm();
                                 continue;
                             }
@@ -75,7 +74,7 @@ pub fn row_source<'scope>(
                 let next = held.time() + 1;
                 held.downgrade(&next);
             }
-            if sent >= chunk {
+            if sent >= rows {
                 self_activator.activate();
             }
         }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::column::Column;
 use crate::value::{DType, FieldType, Value};
 
 /// A user aggregation: the parts, in the node's input order, to one value.
@@ -66,6 +67,41 @@ impl Aggregate {
                 Ok(first.clone())
             }
         }
+    }
+
+    /// Aggregates whole columns at once where the aggregation is numeric (mean,
+    /// weighted mean, sum over `f32` columns): one column out, one row per input row.
+    /// `None` for the others, which run per row through [`Aggregate::apply`].
+    pub fn apply_columns(&self, parts: &[&Column]) -> Option<Column> {
+        let weights: Option<&[f32]> = match self {
+            Aggregate::Mean | Aggregate::Sum => None,
+            Aggregate::WeightedMean(w) => Some(w),
+            Aggregate::Vote | Aggregate::Custom(..) => return None,
+        };
+        let first = parts.first()?;
+        let (xs, _) = first.f32s()?;
+        let mut acc = vec![0.0f32; xs.len()];
+        let mut total = 0.0f32;
+        for (i, p) in parts.iter().enumerate() {
+            let (xs, _) = p.f32s()?;
+            if xs.len() != acc.len() {
+                return None;
+            }
+            let w = weights.map_or(1.0, |w| w[i]);
+            total += w;
+            if w == 1.0 {
+                acc.iter_mut().zip(xs).for_each(|(a, x)| *a += x);
+            } else {
+                acc.iter_mut().zip(xs).for_each(|(a, x)| *a += w * x);
+            }
+        }
+        if !matches!(self, Aggregate::Sum) {
+            acc.iter_mut().for_each(|a| *a /= total);
+        }
+        Some(match first {
+            Column::Tensor { width, .. } => Column::Tensor { width: *width, data: acc },
+            _ => Column::F32(acc),
+        })
     }
 
     /// Aggregates the parts of one row.
@@ -148,6 +184,19 @@ mod tests {
         assert_eq!(w.apply(&[&a, &b]).unwrap(), Value::Tensor(vec![1.5, 3.5].into()));
         assert!(w.output_type(&[FieldType::vector(2)]).unwrap_err().contains("2 weights for 1"));
         assert!(Aggregate::Mean.output_type(&[FieldType::vector(2), FieldType::vector(3)]).is_err());
+    }
+
+    #[test]
+    fn columns_agree_with_rows() {
+        let a = Column::Tensor { width: 2, data: vec![1.0, 3.0, 0.0, 1.0] };
+        let b = Column::Tensor { width: 2, data: vec![3.0, 5.0, 2.0, 2.0] };
+        for agg in [Aggregate::Mean, Aggregate::Sum, Aggregate::WeightedMean(vec![3.0, 1.0])] {
+            let columns = agg.apply_columns(&[&a, &b]).unwrap();
+            for row in 0..2 {
+                assert_eq!(columns.value(row), agg.apply(&[&a.value(row), &b.value(row)]).unwrap(), "{agg:?}");
+            }
+        }
+        assert!(Aggregate::Vote.apply_columns(&[&Column::I64(vec![1])]).is_none());
     }
 
     #[test]

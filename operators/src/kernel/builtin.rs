@@ -11,8 +11,8 @@
 
 use std::sync::Arc;
 
-use super::MapFn;
-use crate::value::{DType, FieldType, Value};
+use crate::column::Column;
+use crate::value::{DType, FieldType};
 
 /// A built-in map function with its parameters.
 #[derive(Clone, Debug, PartialEq)]
@@ -125,51 +125,88 @@ impl Builtin {
         }
     }
 
-    /// The row function. Assumes inputs of the types accepted by [`Builtin::output_types`].
-    pub fn into_fn(self) -> MapFn {
-        match self {
-            Builtin::Standardize { mean, std } => Arc::new(move |v| {
-                let out: Vec<f32> =
-                    numbers(v[0])?.iter().zip(mean.iter().zip(&std)).map(|(x, (m, s))| (x - m) / s).collect();
-                Ok(vec![match v[0] {
-                    Value::F32(_) => Value::F32(out[0]),
-                    _ => Value::Tensor(out.into()),
-                }])
-            }),
-            Builtin::Argmax { labels } => Arc::new(move |v| {
-                let xs = numbers(v[0])?;
-                let (index, score) = argmax(xs).ok_or("argmax of an empty vector")?;
-                let label = match &labels {
-                    Some(names) => Value::Str(names[index].as_str().into()),
-                    None => Value::I64(index as i64),
+    /// Computes the outputs of every row at once: one column per output, and the rows
+    /// that failed with why (their slots in the output columns hold fillers). Assumes
+    /// input columns of the types accepted by [`Builtin::output_types`].
+    pub fn apply(&self, inputs: &[&Column]) -> (Vec<Column>, Vec<(usize, String)>) {
+        let rows = inputs.first().map_or(0, |c| c.len());
+        let mut failures = Vec::new();
+        let columns = match self {
+            Builtin::Standardize { mean, std } => {
+                let (xs, width) = numbers(inputs[0]);
+                let mut out = vec![0.0f32; xs.len()];
+                let width = width.max(1);
+                for (o, x) in out.chunks_exact_mut(width).zip(xs.chunks_exact(width)) {
+                    for (((o, x), m), s) in o.iter_mut().zip(x).zip(mean).zip(std) {
+                        *o = (x - m) / s;
+                    }
+                }
+                vec![match inputs[0] {
+                    Column::F32(_) => Column::F32(out),
+                    _ => Column::Tensor { width, data: out },
+                }]
+            }
+            Builtin::Argmax { labels } => {
+                let (xs, width) = numbers(inputs[0]);
+                let mut scores = Vec::with_capacity(rows);
+                let mut indices = Vec::with_capacity(rows);
+                for (r, row) in xs.chunks_exact(width.max(1)).enumerate() {
+                    let (index, score) = argmax(row).unwrap_or_else(|| {
+                        failures.push((r, "argmax of a vector of NaNs".to_string()));
+                        (0, 0.0)
+                    });
+                    indices.push(index);
+                    scores.push(score);
+                }
+                let label = match labels {
+                    Some(names) => {
+                        let names: Vec<Arc<str>> = names.iter().map(|n| Arc::from(n.as_str())).collect();
+                        Column::Str(indices.iter().map(|&i| Arc::clone(&names[i])).collect())
+                    }
+                    None => Column::I64(indices.iter().map(|&i| i as i64).collect()),
                 };
-                Ok(vec![label, Value::F32(score)])
-            }),
-            Builtin::Threshold { threshold, labels } => Arc::new(move |v| {
-                let x = numbers(v[0])?[0];
-                if x.is_nan() {
-                    return Err("threshold of NaN".into());
+                vec![label, Column::F32(scores)]
+            }
+            Builtin::Threshold { threshold, labels } => {
+                let (xs, _) = numbers(inputs[0]);
+                let above: Vec<bool> = xs
+                    .iter()
+                    .enumerate()
+                    .map(|(r, &x)| {
+                        if x.is_nan() {
+                            failures.push((r, "threshold of NaN".to_string()));
+                        }
+                        x >= *threshold
+                    })
+                    .collect();
+                vec![match labels {
+                    Some([below, over]) => {
+                        let (below, over): (Arc<str>, Arc<str>) = (below.as_str().into(), over.as_str().into());
+                        Column::Str(above.iter().map(|&a| Arc::clone(if a { &over } else { &below })).collect())
+                    }
+                    None => Column::Bool(above),
+                }]
+            }
+            Builtin::Select => inputs.iter().map(|c| (*c).clone()).collect(),
+            Builtin::Concat => {
+                let parts: Vec<(&[f32], usize)> = inputs.iter().map(|c| numbers(c)).collect();
+                let width = parts.iter().map(|(_, w)| w).sum();
+                let mut out = Vec::with_capacity(rows * width);
+                for r in 0..rows {
+                    for (xs, w) in &parts {
+                        out.extend_from_slice(&xs[r * w..(r + 1) * w]);
+                    }
                 }
-                let above = x >= threshold;
-                Ok(vec![match &labels {
-                    Some([below, over]) => Value::Str(if above { over } else { below }.as_str().into()),
-                    None => Value::Bool(above),
-                }])
-            }),
-            Builtin::Select => Arc::new(|v| Ok(v.iter().map(|x| (*x).clone()).collect())),
-            Builtin::Concat => Arc::new(|v| {
-                let mut out = Vec::new();
-                for x in v {
-                    out.extend_from_slice(numbers(x)?);
-                }
-                Ok(vec![Value::Tensor(out.into())])
-            }),
-        }
+                vec![Column::Tensor { width, data: out }]
+            }
+        };
+        (columns, failures)
     }
 }
 
-fn numbers(v: &Value) -> Result<&[f32], String> {
-    v.as_f32s().ok_or_else(|| format!("expected f32 values, got {}", v.type_name()))
+/// The numbers of an `f32` column (the types were checked when the graph was built).
+fn numbers(c: &Column) -> (&[f32], usize) {
+    c.f32s().unwrap_or((&[], 1))
 }
 
 /// The first index of the largest element, and the element; NaNs never win.
@@ -189,9 +226,10 @@ pub fn argmax(xs: &[f32]) -> Option<(usize, f32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::Value;
 
-    fn t(xs: &[f32]) -> Value {
-        Value::Tensor(xs.to_vec().into())
+    fn t(xs: &[f32]) -> Column {
+        Column::Tensor { width: xs.len(), data: xs.to_vec() }
     }
 
     #[test]
@@ -199,29 +237,34 @@ mod tests {
         let b = Builtin::Standardize { mean: vec![1.0, 2.0], std: vec![2.0, 4.0] };
         assert_eq!(b.output_types(&[FieldType::vector(2)]).unwrap(), vec![FieldType::vector(2)]);
         assert!(b.output_types(&[FieldType::vector(3)]).unwrap_err().contains("3 elements"));
-        assert_eq!(b.into_fn()(&[&t(&[3.0, 6.0])]).unwrap(), vec![t(&[1.0, 1.0])]);
+        let two_rows = Column::Tensor { width: 2, data: vec![3.0, 6.0, 1.0, 2.0] };
+        assert_eq!(b.apply(&[&two_rows]).0, vec![Column::Tensor { width: 2, data: vec![1.0, 1.0, 0.0, 0.0] }]);
         let zero = Builtin::Standardize { mean: vec![0.0], std: vec![0.0] };
         assert!(zero.output_types(&[FieldType::scalar(DType::F32)]).unwrap_err().contains("std[0]"));
     }
 
     #[test]
     fn argmax_with_and_without_labels() {
-        let plain = Builtin::Argmax { labels: None }.into_fn();
-        assert_eq!(plain(&[&t(&[0.1, 0.7, 0.2])]).unwrap(), vec![Value::I64(1), Value::F32(0.7)]);
+        let plain = Builtin::Argmax { labels: None };
+        assert_eq!(plain.apply(&[&t(&[0.1, 0.7, 0.2])]).0, vec![Column::I64(vec![1]), Column::F32(vec![0.7])]);
         let named = Builtin::Argmax { labels: Some(vec!["a".into(), "b".into()]) };
         assert_eq!(named.output_types(&[FieldType::vector(2)]).unwrap()[0], FieldType::scalar(DType::Str));
-        assert_eq!(named.into_fn()(&[&t(&[0.9, 0.1])]).unwrap()[0], Value::Str("a".into()));
+        assert_eq!(named.apply(&[&t(&[0.9, 0.1])]).0[0].value(0), Value::Str("a".into()));
         assert_eq!(argmax(&[f32::NAN, 1.0, 1.0]), Some((1, 1.0)));
+        let (_, failed) = plain.apply(&[&t(&[f32::NAN, f32::NAN])]);
+        assert_eq!(failed.len(), 1, "a row of NaNs fails alone");
     }
 
     #[test]
     fn threshold_and_concat() {
-        let th = Builtin::Threshold { threshold: 0.5, labels: None }.into_fn();
-        assert_eq!(th(&[&Value::F32(0.5)]).unwrap(), vec![Value::Bool(true)]);
-        assert!(th(&[&Value::F32(f32::NAN)]).is_err());
+        let th = Builtin::Threshold { threshold: 0.5, labels: None };
+        let (out, failed) = th.apply(&[&Column::F32(vec![0.5, f32::NAN, 0.1])]);
+        assert_eq!(out[0].value(0), Value::Bool(true));
+        assert_eq!(out[0].value(2), Value::Bool(false));
+        assert_eq!(failed.iter().map(|f| f.0).collect::<Vec<_>>(), vec![1]);
         let cat = Builtin::Concat;
         let ty = cat.output_types(&[FieldType::scalar(DType::F32), FieldType::vector(2)]).unwrap();
         assert_eq!(ty, vec![FieldType::vector(3)]);
-        assert_eq!(cat.into_fn()(&[&Value::F32(1.0), &t(&[2.0, 3.0])]).unwrap(), vec![t(&[1.0, 2.0, 3.0])]);
+        assert_eq!(cat.apply(&[&Column::F32(vec![1.0]), &t(&[2.0, 3.0])]).0, vec![t(&[1.0, 2.0, 3.0])]);
     }
 }

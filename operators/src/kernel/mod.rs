@@ -15,17 +15,39 @@ pub mod model;
 
 use std::sync::Arc;
 
+use crate::column::Column;
 use crate::value::Value;
+use builtin::Builtin;
 
 /// A row function: the values of a node's input fields in, its output fields out.
 /// An `Err` becomes an error row naming the node; a panic is caught and does the same.
 pub type MapFn = Arc<dyn Fn(&[&Value]) -> Result<Vec<Value>, String> + Send + Sync>;
 
-/// A batch computation owned by one replica thread: one output value per input value,
-/// in order, or an error that fails every row of the batch.
+/// What a `map` node computes: a built-in over whole columns, or a row function called
+/// once per row.
+#[derive(Clone)]
+pub enum MapKernel {
+    /// A built-in function, applied to columns.
+    Builtin(Builtin),
+    /// A user function, applied to each row.
+    Rows(MapFn),
+}
+
+impl std::fmt::Debug for MapKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MapKernel::Builtin(b) => f.write_str(b.name()),
+            MapKernel::Rows(_) => f.write_str("<fn>"),
+        }
+    }
+}
+
+/// A batch computation owned by one replica thread: the batch's input column in (one
+/// row per batch row, of the node's input type), a column of the node's output type
+/// out, one row per input row in order; or an error that fails every row of the batch.
 pub trait BatchKernel: Send {
     /// Computes the outputs of a batch.
-    fn forward(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String>;
+    fn forward(&mut self, inputs: &Column) -> Result<Column, String>;
 }
 
 /// Builds one kernel per replica thread (each replica owns its own model instance).

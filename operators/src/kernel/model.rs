@@ -18,7 +18,8 @@ use candle_core::{DType as CDType, Device, Tensor};
 
 use super::device::DeviceSpec;
 use super::{BatchKernel, KernelFactory};
-use crate::value::{FieldType, Value};
+use crate::column::Column;
+use crate::value::FieldType;
 
 /// The architecture of a model node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -363,18 +364,18 @@ impl DenseForward {
 }
 
 impl BatchKernel for DenseForward {
-    fn forward(&mut self, inputs: &[Value]) -> Result<Vec<Value>, String> {
-        let mut flat = Vec::with_capacity(inputs.len() * self.input_width);
-        for value in inputs {
-            let numbers = value.as_f32s().ok_or_else(|| format!("expected f32 input, got {}", value.type_name()))?;
-            if numbers.len() != self.input_width {
-                return Err(format!("expected {} inputs per row, got {}", self.input_width, numbers.len()));
-            }
-            flat.extend_from_slice(numbers);
+    fn forward(&mut self, inputs: &Column) -> Result<Column, String> {
+        let (numbers, width) =
+            inputs.f32s().ok_or_else(|| format!("expected f32 input, got {}", inputs.type_name()))?;
+        if width != self.input_width {
+            return Err(format!("expected {} inputs per row, got {width}", self.input_width));
         }
-        let out = self.forward_flat(flat, inputs.len()).map_err(|e| e.to_string())?;
-        let width = self.output_type.width().unwrap_or(1).max(1);
-        Ok(out.chunks(width).map(|c| Value::from_f32s(&self.output_type, c)).collect())
+        let rows = inputs.len();
+        let out = self.forward_flat(numbers.to_vec(), rows).map_err(|e| e.to_string())?;
+        Ok(match self.output_type.width() {
+            Some(width) if !self.output_type.is_scalar() => Column::Tensor { width, data: out },
+            _ => Column::F32(out),
+        })
     }
 }
 
@@ -399,14 +400,14 @@ mod tests {
         let model = two_layer();
         let mut f = model.instantiate(&Device::Cpu).unwrap();
         // x = [1, 3]: h = relu([1-3, 2+1.5+1]) = [0, 4.5]; y = 4.5 - 1 = 3.5
-        let out = f.forward(&[Value::Tensor(vec![1.0, 3.0].into())]).unwrap();
-        assert_eq!(out, vec![Value::F32(3.5)]);
+        let out = f.forward(&Column::Tensor { width: 2, data: vec![1.0, 3.0] }).unwrap();
+        assert_eq!(out, Column::F32(vec![3.5]));
     }
 
     #[test]
     fn wrong_width_is_an_error_not_a_panic() {
         let mut f = two_layer().instantiate(&Device::Cpu).unwrap();
-        let err = f.forward(&[Value::Tensor(vec![1.0].into())]).unwrap_err();
+        let err = f.forward(&Column::Tensor { width: 1, data: vec![1.0] }).unwrap_err();
         assert!(err.contains("expected 2 inputs"), "{err}");
     }
 }
