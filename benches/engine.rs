@@ -204,7 +204,7 @@ fn batching(quick: bool) {
         // How busy the replica was with forward passes while the graph ran: what the
         // engine leaves of the model's own speed.
         let (mut graph_wall, mut graph_compute) = (Duration::ZERO, Duration::ZERO);
-        for _ in 0..if quick { 3 } else { 9 } {
+        for _ in 0..if quick { 3 } else { 21 } {
             let d = pool.install(|| {
                 best_rate(n, 1, || {
                     for part in pixels.chunks(batch * 64) {

@@ -42,6 +42,9 @@ pub struct Job {
 pub struct Completion {
     /// The job's ticket.
     pub ticket: u64,
+    /// The job's input column, handed back so that its sender reuses the buffer (an
+    /// allocation freed on the thread that made it, and none for the next batch).
+    pub inputs: Column,
     /// The outputs, one row per input row, or the failure.
     pub result: Result<Column, String>,
     /// The forward pass was skipped: every row was past its deadline.
@@ -168,9 +171,9 @@ fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchSta
                 Err(panic) => Err(format!("the forward pass panicked: {}", panic_message(&*panic))),
             }
         };
-        let Job { ticket, reply, wake, .. } = job;
+        let Job { ticket, inputs, reply, wake, .. } = job;
         // The operator may be gone at shutdown; then nobody waits for this result.
-        let delivered = reply.send(Completion { ticket, result, expired }).is_ok();
+        let delivered = reply.send(Completion { ticket, inputs, result, expired }).is_ok();
         let next = jobs.try_recv().ok();
         let defer = next.as_ref().is_some_and(|n| Arc::ptr_eq(&n.wake, &wake) && !half_full(&reply));
         if delivered && !defer {

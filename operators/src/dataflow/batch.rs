@@ -111,6 +111,8 @@ struct State {
     caps: BTreeMap<Time, (Capability<Time>, usize)>,
     next_key: u64,
     next_ticket: u64,
+    /// Input columns of finished batches, emptied, for the next batches to fill.
+    spare: Vec<Column>,
 }
 
 type Output<'a> = OutputBuilderSession<'a, Time, CapacityContainerBuilder<Vec<Chunk>>>;
@@ -132,6 +134,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                 caps: BTreeMap::new(),
                 next_key: 0,
                 next_ticket: 0,
+                spare: Vec::new(),
             };
 
             move |input, output| {
@@ -289,7 +292,9 @@ impl State {
         for run in &runs {
             let held = &self.held[&run.key];
             let column = &held.chunk.columns[self.config.input];
-            inputs.get_or_insert_with(|| column.empty_like(rows)).extend_range(column, run.start, run.len);
+            inputs
+                .get_or_insert_with(|| self.spare.pop().unwrap_or_else(|| column.empty_like(rows)))
+                .extend_range(column, run.start, run.len);
             waits.push((now.saturating_duration_since(held.arrived).as_micros() as u64, run.len));
             match held.chunk.deadline {
                 Some(d) => expires = Some(expires.map_or(d, |e: Instant| e.max(d))),
@@ -334,6 +339,9 @@ impl State {
     /// Takes a finished batch's results into its chunks.
     fn complete(&mut self, output: &mut Output<'_>, done: Completion, stats: &BatchStats) {
         let Some(runs) = self.in_flight.remove(&done.ticket) else { return };
+        let mut spare = done.inputs;
+        spare.clear();
+        self.spare.push(spare);
         let result = match done.result {
             Ok(column) if column.fits(&self.config.output) => Ok(column),
             Ok(column) => {
