@@ -18,7 +18,7 @@ struct Slow {
 }
 
 impl BatchKernel for Slow {
-    fn forward(&mut self, inputs: &Column) -> Result<Column, String> {
+    fn forward(&mut self, inputs: Column) -> Result<Column, String> {
         std::thread::sleep(self.per_batch);
         let (xs, _) = inputs.f32s().ok_or("expected f32 inputs")?;
         Ok(Column::F32(xs.iter().map(|x| 2.0 * x).collect()))

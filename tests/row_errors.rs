@@ -23,7 +23,7 @@ fn num(v: &Value) -> f32 {
 struct Picky;
 
 impl BatchKernel for Picky {
-    fn forward(&mut self, inputs: &Column) -> Result<Column, String> {
+    fn forward(&mut self, inputs: Column) -> Result<Column, String> {
         let inputs = inputs.values();
         if inputs.iter().any(|v| num(v) == 666.0) {
             panic!("the devil's number");

@@ -213,17 +213,6 @@ impl Column {
         }
     }
 
-    /// Removes every row, keeping the allocation.
-    pub fn clear(&mut self) {
-        match self {
-            Column::F32(c) => c.clear(),
-            Column::Tensor { data, .. } => data.clear(),
-            Column::I64(c) => c.clear(),
-            Column::Bool(c) => c.clear(),
-            Column::Str(c) => c.clear(),
-        }
-    }
-
     /// Whether this column can hold values of type `ty`.
     pub fn fits(&self, ty: &FieldType) -> bool {
         match self {

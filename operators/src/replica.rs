@@ -23,12 +23,44 @@ use crate::kernel::{BatchKernel, KernelFactory};
 use crate::row::panic_message;
 use crate::stats::BatchStats;
 
+/// The rows of a batch: runs of consecutive rows of input columns, in batch order. The
+/// columns are shared with the chunks they belong to; the replica copies the rows into
+/// the batch's own column, so the copy, its allocation and its release all happen on
+/// the replica's thread.
+pub struct BatchRows {
+    /// (column, first row, rows).
+    pub runs: Vec<(Arc<Column>, usize, usize)>,
+}
+
+impl BatchRows {
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.runs.iter().map(|r| r.2).sum()
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows as one column.
+    pub fn gather(&self) -> Column {
+        let rows = self.len();
+        let Some((first, _, _)) = self.runs.first() else { return Column::F32(Vec::new()) };
+        let mut column = first.empty_like(rows);
+        for (c, start, n) in &self.runs {
+            column.extend_range(c, *start, *n);
+        }
+        column
+    }
+}
+
 /// A batch for a replica: the input field of each row, in order.
 pub struct Job {
     /// Identifies the batch within its operator.
     pub ticket: u64,
     /// The rows' input field, one row per batch row.
-    pub inputs: Column,
+    pub inputs: BatchRows,
     /// Where the result goes.
     pub reply: Sender<Completion>,
     /// Wakes the operator that sent the job, if it waits.
@@ -42,9 +74,6 @@ pub struct Job {
 pub struct Completion {
     /// The job's ticket.
     pub ticket: u64,
-    /// The job's input column, handed back so that its sender reuses the buffer (an
-    /// allocation freed on the thread that made it, and none for the next batch).
-    pub inputs: Column,
     /// The outputs, one row per input row, or the failure.
     pub result: Result<Column, String>,
     /// The forward pass was skipped: every row was past its deadline.
@@ -162,7 +191,7 @@ fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchSta
         let result = if expired {
             Err("every row of the batch was past its deadline".to_string())
         } else {
-            let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(&job.inputs)));
+            let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(job.inputs.gather())));
             stats.record_compute(started.elapsed());
             match outcome {
                 Ok(Ok(out)) if out.len() == rows => Ok(out),
@@ -171,9 +200,9 @@ fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchSta
                 Err(panic) => Err(format!("the forward pass panicked: {}", panic_message(&*panic))),
             }
         };
-        let Job { ticket, inputs, reply, wake, .. } = job;
+        let Job { ticket, reply, wake, .. } = job;
         // The operator may be gone at shutdown; then nobody waits for this result.
-        let delivered = reply.send(Completion { ticket, inputs, result, expired }).is_ok();
+        let delivered = reply.send(Completion { ticket, result, expired }).is_ok();
         let next = jobs.try_recv().ok();
         let defer = next.as_ref().is_some_and(|n| Arc::ptr_eq(&n.wake, &wake) && !half_full(&reply));
         if delivered && !defer {

@@ -21,7 +21,7 @@ struct Slow {
 }
 
 impl BatchKernel for Slow {
-    fn forward(&mut self, inputs: &Column) -> Result<Column, String> {
+    fn forward(&mut self, inputs: Column) -> Result<Column, String> {
         let xs: Vec<f64> = inputs.values().iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
         assert!(!xs.contains(&PANIC_INPUT), "unlucky input");
         if xs.iter().any(|&x| x < 0.0) {

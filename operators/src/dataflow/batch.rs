@@ -11,9 +11,9 @@
 //! per replica, so a replica finds its next batch queued); while they are, rows keep
 //! queueing, so under load batches fill.
 //!
-//! A batch is the rows' input field copied into one column, which moves to the replica;
-//! the output column comes back and its rows are copied into each chunk's output
-//! column. A chunk leaves, with the model's output as a new column, once all its rows
+//! A batch is runs of rows of the chunks' input columns (shared, not copied), sent to a
+//! replica, which copies them into the batch's own column; the output column comes back
+//! and its rows are copied into each chunk's output column. A chunk leaves, with the model's output as a new column, once all its rows
 //! are answered, so chunks stay whole. The operator holds a capability for the time of
 //! every held chunk and releases it when the chunk is sent on, so downstream frontiers
 //! never pass an unanswered row. Replicas wake the operator through its doorbell; a
@@ -45,7 +45,7 @@ use super::doorbell::Doorbell;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
-use crate::replica::{Completion, Job};
+use crate::replica::{BatchRows, Completion, Job};
 use crate::row::{ErrorCode, RowError};
 use crate::stats::BatchStats;
 use crate::value::FieldType;
@@ -111,8 +111,6 @@ struct State {
     caps: BTreeMap<Time, (Capability<Time>, usize)>,
     next_key: u64,
     next_ticket: u64,
-    /// Input columns of finished batches, emptied, for the next batches to fill.
-    spare: Vec<Column>,
 }
 
 type Output<'a> = OutputBuilderSession<'a, Time, CapacityContainerBuilder<Vec<Chunk>>>;
@@ -134,7 +132,6 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                 caps: BTreeMap::new(),
                 next_key: 0,
                 next_ticket: 0,
-                spare: Vec::new(),
             };
 
             move |input, output| {
@@ -283,25 +280,23 @@ impl State {
                 return true;
             }
         }
-        // The rows' inputs, copied into one column a run at a time.
-        let rows: usize = runs.iter().map(|r| r.len).sum();
-        let mut inputs: Option<Column> = None;
+        // The rows' inputs: runs of the chunks' input columns, shared (the replica copies).
+        let mut inputs = BatchRows { runs: Vec::with_capacity(runs.len()) };
         let mut expires: Option<Instant> = None;
         let mut every_row_has_deadline = true;
         let mut waits: Vec<(u64, usize)> = Vec::with_capacity(runs.len());
         for run in &runs {
             let held = &self.held[&run.key];
-            let column = &held.chunk.columns[self.config.input];
-            inputs
-                .get_or_insert_with(|| self.spare.pop().unwrap_or_else(|| column.empty_like(rows)))
-                .extend_range(column, run.start, run.len);
+            inputs.runs.push((Arc::clone(&held.chunk.columns[self.config.input]), run.start, run.len));
             waits.push((now.saturating_duration_since(held.arrived).as_micros() as u64, run.len));
             match held.chunk.deadline {
                 Some(d) => expires = Some(expires.map_or(d, |e: Instant| e.max(d))),
                 None => every_row_has_deadline = false,
             }
         }
-        let Some(inputs) = inputs else { return true };
+        if inputs.is_empty() {
+            return true;
+        }
         let ticket = self.next_ticket;
         let job = Job {
             ticket,
@@ -339,9 +334,6 @@ impl State {
     /// Takes a finished batch's results into its chunks.
     fn complete(&mut self, output: &mut Output<'_>, done: Completion, stats: &BatchStats) {
         let Some(runs) = self.in_flight.remove(&done.ticket) else { return };
-        let mut spare = done.inputs;
-        spare.clear();
-        self.spare.push(spare);
         let result = match done.result {
             Ok(column) if column.fits(&self.config.output) => Ok(column),
             Ok(column) => {

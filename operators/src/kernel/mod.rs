@@ -47,7 +47,7 @@ impl std::fmt::Debug for MapKernel {
 /// out, one row per input row in order; or an error that fails every row of the batch.
 pub trait BatchKernel: Send {
     /// Computes the outputs of a batch.
-    fn forward(&mut self, inputs: &Column) -> Result<Column, String>;
+    fn forward(&mut self, inputs: Column) -> Result<Column, String>;
 }
 
 /// Builds one kernel per replica thread (each replica owns its own model instance).

@@ -364,14 +364,17 @@ impl DenseForward {
 }
 
 impl BatchKernel for DenseForward {
-    fn forward(&mut self, inputs: &Column) -> Result<Column, String> {
-        let (numbers, width) =
-            inputs.f32s().ok_or_else(|| format!("expected f32 input, got {}", inputs.type_name()))?;
+    fn forward(&mut self, inputs: Column) -> Result<Column, String> {
+        let rows = inputs.len();
+        let (numbers, width) = match inputs {
+            Column::F32(data) => (data, 1),
+            Column::Tensor { width, data } => (data, width),
+            other => return Err(format!("expected f32 input, got {}", other.type_name())),
+        };
         if width != self.input_width {
             return Err(format!("expected {} inputs per row, got {width}", self.input_width));
         }
-        let rows = inputs.len();
-        let out = self.forward_flat(numbers.to_vec(), rows).map_err(|e| e.to_string())?;
+        let out = self.forward_flat(numbers, rows).map_err(|e| e.to_string())?;
         Ok(match self.output_type.width() {
             Some(width) if !self.output_type.is_scalar() => Column::Tensor { width, data: out },
             _ => Column::F32(out),
@@ -400,14 +403,14 @@ mod tests {
         let model = two_layer();
         let mut f = model.instantiate(&Device::Cpu).unwrap();
         // x = [1, 3]: h = relu([1-3, 2+1.5+1]) = [0, 4.5]; y = 4.5 - 1 = 3.5
-        let out = f.forward(&Column::Tensor { width: 2, data: vec![1.0, 3.0] }).unwrap();
+        let out = f.forward(Column::Tensor { width: 2, data: vec![1.0, 3.0] }).unwrap();
         assert_eq!(out, Column::F32(vec![3.5]));
     }
 
     #[test]
     fn wrong_width_is_an_error_not_a_panic() {
         let mut f = two_layer().instantiate(&Device::Cpu).unwrap();
-        let err = f.forward(&Column::Tensor { width: 1, data: vec![1.0] }).unwrap_err();
+        let err = f.forward(Column::Tensor { width: 1, data: vec![1.0] }).unwrap_err();
         assert!(err.contains("expected 2 inputs"), "{err}");
     }
 }
