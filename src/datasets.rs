@@ -1,4 +1,5 @@
-//! The bundled real data sets (`graphs/data/`), parsed, with their fixed splits.
+//! The bundled real data sets (`graphs/data/`), parsed: digits with their fixed split,
+//! and River's phishing stream in stream order.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,38 @@ pub fn digits(split: Split) -> std::io::Result<Vec<Digit>> {
             return Err(bad(i + 1, "expected 65 values"));
         }
         out.push(Digit { pixels: values[..64].to_vec(), label: values[64] as u8 });
+    }
+    Ok(out)
+}
+
+/// One page of River's phishing stream: 9 features and whether it is phishing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    /// `empty_server_form_handler` ... `ip_in_url`, in the file's column order.
+    pub features: Vec<f32>,
+    /// `is_phishing`.
+    pub phishing: bool,
+}
+
+/// Reads River's phishing stream from `graphs/data/phishing.csv.gz`, in stream order.
+pub fn phishing() -> std::io::Result<Vec<Page>> {
+    let path = graphs_dir().join("data/phishing.csv.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path)?).read_to_string(&mut text)?;
+    let bad = |line: usize, what: &str| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: line {line}: {what}", path.display()))
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let values: Vec<f32> = line
+            .split(',')
+            .map(|v| v.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad(i + 1, "not a number"))?;
+        if values.len() != 10 {
+            return Err(bad(i + 1, "expected 10 values"));
+        }
+        out.push(Page { features: values[..9].to_vec(), phishing: values[9] == 1.0 });
     }
     Ok(out)
 }

@@ -6,11 +6,14 @@
 //! - [`aggregate`]: the ensemble functions of `combine` nodes.
 //! - [`condition`]: the branch conditions of `route` nodes.
 //! - [`device`]: where a model's forward passes run.
+//! - [`learn`]: online learners (running standardisation, logistic and softmax
+//!   regression by SGD or Adam).
 
 pub mod aggregate;
 pub mod builtin;
 pub mod condition;
 pub mod device;
+pub mod learn;
 pub mod model;
 
 use std::sync::Arc;

@@ -1,0 +1,272 @@
+//! Online learners: linear classifiers whose weights are updated from labelled rows
+//! while they serve, the arithmetic of `learn:` model nodes.
+//!
+//! - [`RunningScaler`]: per-feature running mean and variance (Welford's algorithm);
+//!   standardizes with the statistics seen so far, as River's `StandardScaler` does.
+//! - [`OnlineLinear`]: logistic regression (two classes, one sigmoid output: the
+//!   probability of class 1) or softmax regression (`k` classes), trained by log loss
+//!   with an optional L2 penalty, by [`Optimizer`] steps (SGD or Adam), one step per
+//!   call of [`OnlineLinear::learn`] with the mean gradient of the rows given.
+//!
+//! Everything is deterministic: the same rows in the same order give the same weights,
+//! bit for bit. Each step advances [`OnlineLinear::version`]; the weights export as a
+//! [`DenseLayer`] that a model kernel serves.
+
+use super::model::DenseLayer;
+
+/// How a step turns a gradient into a weight update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    /// Plain gradient descent: `w -= lr * g`.
+    Sgd {
+        /// Learning rate.
+        lr: f32,
+    },
+    /// Adam (Kingma and Ba), with bias correction.
+    Adam {
+        /// Learning rate.
+        lr: f32,
+        /// Decay of the first moment.
+        beta1: f32,
+        /// Decay of the second moment.
+        beta2: f32,
+        /// Added to the root of the second moment.
+        eps: f32,
+    },
+}
+
+impl Optimizer {
+    /// Adam with the usual constants and learning rate `lr`.
+    pub fn adam(lr: f32) -> Optimizer {
+        Optimizer::Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+}
+
+/// Per-feature running mean and variance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunningScaler {
+    count: f64,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl RunningScaler {
+    /// A scaler for `width` features that has seen nothing.
+    pub fn new(width: usize) -> RunningScaler {
+        RunningScaler { count: 0.0, mean: vec![0.0; width], m2: vec![0.0; width] }
+    }
+
+    /// Takes one row into the statistics.
+    pub fn update(&mut self, x: &[f32]) {
+        self.count += 1.0;
+        for ((m, m2), &x) in self.mean.iter_mut().zip(&mut self.m2).zip(x) {
+            let x = f64::from(x);
+            let delta = x - *m;
+            *m += delta / self.count;
+            *m2 += delta * (x - *m);
+        }
+    }
+
+    /// `(x - mean) / std` with the statistics so far (population variance); a feature
+    /// whose variance is still zero gives 0.
+    pub fn transform(&self, x: &[f32], out: &mut [f32]) {
+        for (((o, &x), m), m2) in out.iter_mut().zip(x).zip(&self.mean).zip(&self.m2) {
+            let var = if self.count > 0.0 { m2 / self.count } else { 0.0 };
+            *o = if var > 0.0 { ((f64::from(x) - m) / var.sqrt()) as f32 } else { 0.0 };
+        }
+    }
+}
+
+/// A linear classifier learned online.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OnlineLinear {
+    inputs: usize,
+    /// 1 (logistic: the probability of class 1) or the number of classes (softmax).
+    outputs: usize,
+    /// Row-major `[outputs, inputs]`, as [`DenseLayer`].
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    optimizer: Optimizer,
+    l2: f32,
+    /// Adam's moments, for the weights then the biases.
+    first: Vec<f32>,
+    second: Vec<f32>,
+    version: u64,
+}
+
+impl OnlineLinear {
+    /// Logistic regression over `inputs` features, all weights zero.
+    pub fn logistic(inputs: usize, optimizer: Optimizer, l2: f32) -> OnlineLinear {
+        OnlineLinear::with_outputs(inputs, 1, optimizer, l2)
+    }
+
+    /// Softmax regression over `inputs` features and `classes` classes (at least 2),
+    /// all weights zero.
+    pub fn softmax(inputs: usize, classes: usize, optimizer: Optimizer, l2: f32) -> OnlineLinear {
+        OnlineLinear::with_outputs(inputs, classes.max(2), optimizer, l2)
+    }
+
+    fn with_outputs(inputs: usize, outputs: usize, optimizer: Optimizer, l2: f32) -> OnlineLinear {
+        let params = outputs * (inputs + 1);
+        let moments = if matches!(optimizer, Optimizer::Adam { .. }) { params } else { 0 };
+        OnlineLinear {
+            inputs,
+            outputs,
+            weight: vec![0.0; outputs * inputs],
+            bias: vec![0.0; outputs],
+            optimizer,
+            l2,
+            first: vec![0.0; moments],
+            second: vec![0.0; moments],
+            version: 0,
+        }
+    }
+
+    /// How many steps have been taken: 0 for the initial weights.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The number of classes (2 for logistic regression).
+    pub fn classes(&self) -> usize {
+        self.outputs.max(2)
+    }
+
+    /// Class probabilities of one row (`classes()` numbers).
+    pub fn predict(&self, x: &[f32]) -> Vec<f32> {
+        let z = self.scores(x);
+        if self.outputs == 1 {
+            let p = sigmoid(z[0]);
+            vec![1.0 - p, p]
+        } else {
+            softmax(&z)
+        }
+    }
+
+    /// One step with the mean log-loss gradient of `rows` (`labels.len()` rows of
+    /// `inputs` features, flat). Labels outside `0..classes()` are skipped; returns how
+    /// many rows counted. A step with no row counted changes nothing.
+    pub fn learn(&mut self, rows: &[f32], labels: &[usize]) -> usize {
+        let (n_in, n_out) = (self.inputs, self.outputs);
+        let mut grad_w = vec![0.0f32; n_out * n_in];
+        let mut grad_b = vec![0.0f32; n_out];
+        let mut counted = 0usize;
+        for (x, &label) in rows.chunks_exact(n_in.max(1)).zip(labels) {
+            if label >= self.classes() {
+                continue;
+            }
+            counted += 1;
+            // d(loss)/d(score) = p - y, per output.
+            let errors: Vec<f32> = if n_out == 1 {
+                vec![sigmoid(self.scores(x)[0]) - if label == 1 { 1.0 } else { 0.0 }]
+            } else {
+                let mut p = softmax(&self.scores(x));
+                p[label] -= 1.0;
+                p
+            };
+            for (o, e) in errors.iter().enumerate() {
+                for (g, xi) in grad_w[o * n_in..(o + 1) * n_in].iter_mut().zip(x) {
+                    *g += e * xi;
+                }
+                grad_b[o] += e;
+            }
+        }
+        if counted == 0 {
+            return 0;
+        }
+        let scale = 1.0 / counted as f32;
+        for (g, w) in grad_w.iter_mut().zip(&self.weight) {
+            *g = *g * scale + self.l2 * w;
+        }
+        grad_b.iter_mut().for_each(|g| *g *= scale);
+        self.version += 1;
+        let t = self.version as i32;
+        match self.optimizer {
+            Optimizer::Sgd { lr } => {
+                self.weight.iter_mut().zip(&grad_w).for_each(|(w, g)| *w -= lr * g);
+                self.bias.iter_mut().zip(&grad_b).for_each(|(b, g)| *b -= lr * g);
+            }
+            Optimizer::Adam { lr, beta1, beta2, eps } => {
+                let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
+                let params = self.weight.iter_mut().chain(self.bias.iter_mut());
+                let grads = grad_w.iter().chain(&grad_b);
+                for (((p, g), m), v) in params.zip(grads).zip(&mut self.first).zip(&mut self.second) {
+                    *m = beta1 * *m + (1.0 - beta1) * g;
+                    *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+                }
+            }
+        }
+        counted
+    }
+
+    /// The weights as a dense layer (`[outputs, inputs]`), for a model kernel to serve
+    /// with a sigmoid (logistic) or softmax output.
+    pub fn to_layer(&self) -> DenseLayer {
+        DenseLayer { weight: self.weight.clone(), bias: self.bias.clone(), inputs: self.inputs, outputs: self.outputs }
+    }
+
+    fn scores(&self, x: &[f32]) -> Vec<f32> {
+        (0..self.outputs)
+            .map(|o| {
+                let w = &self.weight[o * self.inputs..(o + 1) * self.inputs];
+                self.bias[o] + w.iter().zip(x).map(|(w, x)| w * x).sum::<f32>()
+            })
+            .collect()
+    }
+}
+
+fn sigmoid(z: f32) -> f32 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+fn softmax(z: &[f32]) -> Vec<f32> {
+    let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = z.iter().map(|z| (z - max).exp()).collect();
+    let total: f32 = e.iter().sum();
+    e.iter().map(|e| e / total).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaler_matches_the_two_pass_statistics() {
+        let rows = [[1.0f32, 10.0], [3.0, 10.0], [5.0, 10.0]];
+        let mut s = RunningScaler::new(2);
+        rows.iter().for_each(|r| s.update(r));
+        let mut out = [0.0; 2];
+        s.transform(&[5.0, 10.0], &mut out);
+        // mean 3, population std sqrt(8/3); the constant feature gives 0.
+        assert!((out[0] - 2.0 / (8.0f32 / 3.0).sqrt()).abs() < 1e-6, "{out:?}");
+        assert_eq!(out[1], 0.0);
+    }
+
+    #[test]
+    fn sgd_step_matches_hand_computation() {
+        // Zero weights: p = 0.5, label 1: error -0.5; w -= 0.1 * (-0.5 * x).
+        let mut m = OnlineLinear::logistic(2, Optimizer::Sgd { lr: 0.1 }, 0.0);
+        assert_eq!(m.learn(&[2.0, -4.0], &[1]), 1);
+        assert_eq!(m.to_layer().weight, vec![0.1, -0.2]);
+        assert_eq!(m.to_layer().bias, vec![0.05]);
+        assert_eq!(m.version(), 1);
+        assert_eq!(m.learn(&[1.0, 1.0], &[7]), 0, "an unknown label is skipped");
+        assert_eq!(m.version(), 1);
+    }
+
+    #[test]
+    fn softmax_regression_separates_three_blobs() {
+        let mut m = OnlineLinear::softmax(2, 3, Optimizer::adam(0.05), 1e-4);
+        let centre = [[0.0f32, 3.0], [3.0, -2.0], [-3.0, -2.0]];
+        for step in 0..300 {
+            let label = step % 3;
+            let wobble = ((step * 7919) % 13) as f32 / 13.0 - 0.5;
+            m.learn(&[centre[label][0] + wobble, centre[label][1] - wobble], &[label]);
+        }
+        for (label, c) in centre.iter().enumerate() {
+            let p = m.predict(c);
+            assert!(p[label] > 0.9, "class {label}: {p:?}");
+        }
+    }
+}
