@@ -29,29 +29,13 @@ pub fn graphs_dir() -> PathBuf {
 
 /// Reads scikit-learn's digits from `graphs/data/digits.csv.gz`, one split of it.
 pub fn digits(split: Split) -> std::io::Result<Vec<Digit>> {
-    let path = graphs_dir().join("data/digits.csv.gz");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&path)?).read_to_string(&mut text)?;
-    let bad = |line: usize, what: &str| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: line {line}: {what}", path.display()))
-    };
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let in_test = i % 5 == 0;
-        if in_test != (split == Split::Test) {
-            continue;
-        }
-        let values: Vec<f32> = line
-            .split(',')
-            .map(|v| v.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad(i + 1, "not a number"))?;
-        if values.len() != 65 {
-            return Err(bad(i + 1, "expected 65 values"));
-        }
-        out.push(Digit { pixels: values[..64].to_vec(), label: values[64] as u8 });
-    }
-    Ok(out)
+    let rows = read_numbers("digits.csv.gz", 0, 65)?;
+    Ok(rows
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| (i % 5 == 0) == (split == Split::Test))
+        .map(|(_, values)| Digit { pixels: values[..64].to_vec(), label: values[64] as u8 })
+        .collect())
 }
 
 /// One page of River's phishing stream: 9 features and whether it is phishing.
@@ -65,23 +49,32 @@ pub struct Page {
 
 /// Reads River's phishing stream from `graphs/data/phishing.csv.gz`, in stream order.
 pub fn phishing() -> std::io::Result<Vec<Page>> {
-    let path = graphs_dir().join("data/phishing.csv.gz");
+    let rows = read_numbers("phishing.csv.gz", 1, 10)?;
+    Ok(rows.into_iter().map(|values| Page { features: values[..9].to_vec(), phishing: values[9] == 1.0 }).collect())
+}
+
+/// The rows of `graphs/data/NAME` (gzipped CSV) after `header` lines, each `width`
+/// numbers; an error names the file and line.
+fn read_numbers(name: &str, header: usize, width: usize) -> std::io::Result<Vec<Vec<f32>>> {
+    let path = graphs_dir().join("data").join(name);
     let mut text = String::new();
     flate2::read::GzDecoder::new(std::fs::File::open(&path)?).read_to_string(&mut text)?;
-    let bad = |line: usize, what: &str| {
+    let bad = |line: usize, what: String| {
         std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: line {line}: {what}", path.display()))
     };
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let values: Vec<f32> = line
-            .split(',')
-            .map(|v| v.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad(i + 1, "not a number"))?;
-        if values.len() != 10 {
-            return Err(bad(i + 1, "expected 10 values"));
-        }
-        out.push(Page { features: values[..9].to_vec(), phishing: values[9] == 1.0 });
-    }
-    Ok(out)
+    text.lines()
+        .enumerate()
+        .skip(header)
+        .map(|(i, line)| {
+            let values: Vec<f32> = line
+                .split(',')
+                .map(|v| v.trim().parse::<f32>())
+                .collect::<Result<_, _>>()
+                .map_err(|_| bad(i + 1, "not a number".into()))?;
+            if values.len() != width {
+                return Err(bad(i + 1, format!("expected {width} values, got {}", values.len())));
+            }
+            Ok(values)
+        })
+        .collect()
 }
