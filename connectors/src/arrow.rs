@@ -291,7 +291,7 @@ pub fn output_columns(
         })
         .collect();
     let errors = answers.iter().map(|a| a.as_ref().err().cloned()).collect();
-    let chunk = Chunk { slot: 0, ids: vec![0; answers.len()], columns, errors, deadline: None };
+    let chunk = Chunk { slot: 0, ids: vec![0; answers.len()], columns, errors, deadline: None, time: None };
     chunk_columns(outputs, chunk)
 }
 

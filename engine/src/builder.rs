@@ -138,17 +138,24 @@ pub struct Model {
     source: ModelSource,
     output: String,
     batching: Batching,
+    learn: Option<Box<LearnSpec>>,
 }
 
 impl Model {
     /// A model whose parameters are already in memory.
     pub fn loaded(model: Arc<DenseModel>) -> Self {
-        Model { source: ModelSource::Loaded(model), output: "y".into(), batching: Batching::default() }
+        Model { source: ModelSource::Loaded(model), output: "y".into(), batching: Batching::default(), learn: None }
     }
 
     /// A model read from a safetensors file (see `ModelSource::File`).
     pub fn file(source: ModelSource) -> Self {
-        Model { source, output: "y".into(), batching: Batching::default() }
+        Model { source, output: "y".into(), batching: Batching::default(), learn: None }
+    }
+
+    /// A linear model learned from feedback while it serves, from all-zero weights
+    /// (see [`LearnSpec`]).
+    pub fn learning(learn: LearnSpec) -> Self {
+        Model { source: ModelSource::Untrained, output: "y".into(), batching: Batching::default(), learn: Some(Box::new(learn)) }
     }
 
     /// Names the output field (default `y`).
@@ -171,6 +178,7 @@ impl Model {
                 input,
                 output: self.output,
                 batching: self.batching,
+                learn: self.learn,
             }),
             from: Vec::new(),
         }

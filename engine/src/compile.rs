@@ -8,13 +8,28 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use crossbeam_channel::Sender;
-use weir_operators::dataflow::{merge_rows, BatchConfig, BatchForward, CombineRows, MapRows, RouteRows, RowStream};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::{ConnectLoop, Feedback};
+use weir_operators::dataflow::learner::{labels, learn_online, samples, CheckpointFn, Labels, LearnConfig, Samples};
+use weir_operators::dataflow::{
+    merge_rows, BatchConfig, BatchForward, CombineRows, MapRows, PredictConfig, PredictOnline, RouteRows, RowStream,
+};
+use weir_operators::kernel::checkpoint;
+use weir_operators::kernel::learn::Weights;
+use weir_operators::kernel::learner::Learner;
+use weir_operators::learn_stats::LearnStats;
 use weir_operators::replica::Job;
 use weir_operators::stats::BatchStats;
 use weir_operators::FieldType;
 
 use crate::plan::{Plan, StepOp, StreamId};
+use crate::spec::LearnSpec;
 
 /// Batches a batching operator may have out per replica of its node: the next ones
 /// are queued while one computes, so a replica never idles waiting for the worker to
@@ -38,13 +53,25 @@ pub struct ModelResources {
     pub stats: Arc<BatchStats>,
 }
 
+/// What a graph's learning node needs from the process: the graph's feedback stream on
+/// this worker, its counters, and whether the engine is deterministic.
+pub struct LearnResources<'scope> {
+    /// The feedback rows (`[key, label, features, has_features]`).
+    pub feedback: RowStream<'scope>,
+    /// The node's counters.
+    pub stats: Arc<LearnStats>,
+    /// Hold predictions and feedback until their time is complete.
+    pub deterministic: bool,
+}
+
 /// Builds `plan` on `input` and returns the stream the outputs read (project its chunks
 /// to the plan's output indices to get answers). `models` holds the
-/// resources of every model step, by step index.
+/// resources of every model step, by step index; `learn` those of its learning step.
 pub fn compile<'scope>(
     plan: &Plan,
     input: RowStream<'scope>,
     models: &HashMap<usize, ModelResources>,
+    mut learn: Option<LearnResources<'scope>>,
 ) -> RowStream<'scope> {
     let scope = input.scope();
     let mut streams: HashMap<StreamId, RowStream<'scope>> = HashMap::new();
@@ -71,6 +98,19 @@ pub fn compile<'scope>(
                 let out = first(&mut from).batch_forward(config, res.jobs.clone(), Arc::clone(&res.stats));
                 streams.insert(StreamId::Node(i), out);
             }
+            StepOp::Learn { input, key, learner, spec, checkpoint, .. } => {
+                let Some(res) = learn.take() else {
+                    // The engine gives every graph with a learning step its feedback.
+                    tracing::error!(node = &*node, "a learning node without a feedback stream");
+                    continue;
+                };
+                let out = learning_node(
+                    first(&mut from),
+                    res,
+                    LearnParts { node, input: *input, key: *key, learner, spec, checkpoint: checkpoint.as_ref() },
+                );
+                streams.insert(StreamId::Node(i), out);
+            }
             StepOp::Map { inputs, outputs, f, .. } => {
                 let out = first(&mut from).map_rows(node, inputs.clone(), outputs.clone(), f.clone());
                 streams.insert(StreamId::Node(i), out);
@@ -92,6 +132,75 @@ pub fn compile<'scope>(
         }
     }
     streams[&plan.output.stream].clone()
+}
+
+/// A learning step's parts from the plan.
+struct LearnParts<'a> {
+    node: Arc<str>,
+    input: usize,
+    key: Option<usize>,
+    learner: &'a Learner,
+    spec: &'a LearnSpec,
+    checkpoint: Option<&'a PathBuf>,
+}
+
+/// The cycle of a learning node: its predict operator reads the weights its learner
+/// sends around a feedback loop (one time step later), and the learner reads the
+/// node's predictions and the graph's feedback.
+fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p: LearnParts<'_>) -> RowStream<'scope> {
+    let scope = rows.scope();
+    let (handle, weights) = scope.feedback::<Vec<Arc<Weights>>>(1);
+    let predicted = rows.predict_online(
+        weights,
+        PredictConfig {
+            node: Arc::clone(&p.node),
+            input: p.input,
+            initial: Arc::new(p.learner.weights()),
+            deterministic: res.deterministic,
+        },
+    );
+    let (key, input) = (p.key, p.input);
+    let samples =
+        predicted.clone().unary::<CapacityContainerBuilder<Vec<Samples>>, _, _, _>(Pipeline, "Samples", |_, _| {
+            move |rows, output| {
+                rows.for_each_stamp(|cap, data| {
+                    let Some(key) = key else { return };
+                    let mut session = output.session(&cap);
+                    for chunk in data.flat_map(|d| d.iter()) {
+                        if let Some(s) = samples(chunk, key, input) {
+                            session.give(s);
+                        }
+                    }
+                });
+            }
+        });
+    let feedback = res.feedback.unary::<CapacityContainerBuilder<Vec<Labels>>, _, _, _>(Pipeline, "Labels", |_, _| {
+        |rows, output| {
+            rows.for_each_stamp(|cap, data| {
+                let mut session = output.session(&cap);
+                for chunk in data.flat_map(|d| d.iter()) {
+                    session.give(labels(chunk));
+                }
+            });
+        }
+    });
+    let checkpoint = p.checkpoint.map(|dir| {
+        let dir = dir.clone();
+        let save: CheckpointFn = Arc::new(move |learner: &Learner| checkpoint::save(learner, &dir));
+        (p.spec.checkpoint.as_ref().map_or(1, |c| c.every), save)
+    });
+    let config = LearnConfig {
+        node: p.node,
+        learner: p.learner.clone(),
+        deterministic: res.deterministic,
+        keep_rows: p.spec.keep_rows,
+        keep_for: p.spec.keep_ms.map(Duration::from_millis),
+        update_every_ms: p.spec.update_every_ms.map(Duration::from_millis),
+        stats: res.stats,
+        checkpoint,
+    };
+    learn_online(samples, feedback, config).broadcast().connect_loop(handle);
+    predicted
 }
 
 fn first<'scope>(from: &mut impl Iterator<Item = RowStream<'scope>>) -> RowStream<'scope> {

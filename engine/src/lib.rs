@@ -8,7 +8,9 @@
 //! - [`render`]: the plan as text, Graphviz dot or Mermaid;
 //! - [`compile`]: a plan becomes timely operators from `weir_operators`;
 //! - [`runtime`]: the [`Engine`]: workers, replica threads, submit;
-//! - [`replies`]: reply slots, found by row id when answers leave the graph.
+//! - [`replies`]: reply slots, found by row id when answers leave the graph;
+//! - [`feedback`]: labels for a graph's learning node; [`prequential`]: backtesting a
+//!   learning graph, predict then learn, over a labelled stream.
 //!
 //! ```no_run
 //! use weir_engine::{yaml, Engine, EngineConfig, Plan};
@@ -28,7 +30,9 @@ pub mod admission;
 pub mod builder;
 pub mod compile;
 pub mod error;
+pub mod feedback;
 pub mod plan;
+pub mod prequential;
 pub mod render;
 pub mod replies;
 pub mod runtime;
@@ -37,6 +41,7 @@ pub mod yaml;
 
 pub use builder::GraphBuilder;
 pub use error::{GraphError, Problem};
+pub use feedback::{Feedback, FeedbackKinds};
 pub use plan::Plan;
 pub use replies::{BatchReply, ChunkReply};
 pub use runtime::{Engine, EngineConfig, GraphHandle, Reply, RowResult, SubmitError, SubmitOptions};

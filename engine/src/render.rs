@@ -26,6 +26,10 @@ fn label(plan: &Plan, i: usize) -> String {
             "{} ({description}, batch {}, wait {}ms, x{} {})",
             step.name, batching.max_batch_size, batching.max_wait_ms, batching.replicas, batching.device
         ),
+        StepOp::Learn { description, spec, .. } => {
+            let key = spec.key.as_ref().map_or("feedback brings features".to_string(), |k| format!("feedback by {k}"));
+            format!("{} ({description}, {:?}, step every {} rows, {key})", step.name, spec.optimizer, spec.update_every)
+        }
         StepOp::Map { op, .. } => format!("{} (map {op})", step.name),
         StepOp::Route { .. } => format!("{} (route)", step.name),
         StepOp::Combine(c) => format!("{} (combine {:?})", step.name, c.aggregate),
@@ -88,7 +92,7 @@ pub fn dot(plan: &Plan) -> String {
     let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  input [shape=box];\n  output [shape=box];\n", plan.name);
     for (i, step) in plan.steps.iter().enumerate() {
         let shape = match step.op {
-            StepOp::Model { .. } => "box3d",
+            StepOp::Model { .. } | StepOp::Learn { .. } => "box3d",
             StepOp::Route { .. } => "diamond",
             StepOp::Combine(_) | StepOp::Merge { .. } => "invtrapezium",
             StepOp::Map { .. } => "ellipse",
@@ -112,7 +116,7 @@ pub fn mermaid(plan: &Plan) -> String {
         let text = label(plan, i).replace('"', "'");
         let node = match step.op {
             StepOp::Route { .. } => format!("{}{{\"{text}\"}}", step.name),
-            StepOp::Model { .. } => format!("{}[[\"{text}\"]]", step.name),
+            StepOp::Model { .. } | StepOp::Learn { .. } => format!("{}[[\"{text}\"]]", step.name),
             _ => format!("{}[\"{text}\"]", step.name),
         };
         let _ = writeln!(out, "  {node}");

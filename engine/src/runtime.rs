@@ -25,16 +25,19 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use timely::WorkerConfig;
+use weir_operators::dataflow::clock::EventClock;
 use weir_operators::dataflow::doorbell::Doorbell;
 use weir_operators::dataflow::sink::SinkRows;
 use weir_operators::dataflow::source::row_source;
+use weir_operators::learn_stats::{LearnStats, LearnStatsSnapshot};
 use weir_operators::replica::ReplicaPool;
 use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
 use weir_operators::{Chunk, Column, ErrorCode, RowError, RowId, Value};
 
 use crate::admission::Admission;
-use crate::compile::{compile, ModelResources, BATCHES_PER_REPLICA};
+use crate::compile::{compile, LearnResources, ModelResources, BATCHES_PER_REPLICA};
 use crate::error::{GraphError, Problem};
+use crate::feedback::{Feedback, FeedbackKinds};
 use crate::plan::{Plan, StepOp};
 use crate::replies::{row_id, BatchReply, ChunkReply, Replier, ReplyTable, MAX_BATCH_ROWS};
 
@@ -61,11 +64,18 @@ pub struct EngineConfig {
     /// Rows each worker's ingress channel holds per graph before `submit` waits
     /// (and `try_submit` refuses).
     pub ingress_capacity: usize,
+    /// Deterministic: every submission (rows and feedback) takes the next time of its
+    /// graph's clock, and learning nodes predict a row at time `t` only with what was
+    /// learned from feedback before `t`. Answers and weights then depend only on the
+    /// order of submissions, not on the number of workers (replay). Otherwise (serving)
+    /// a row enters at its worker's current epoch and is predicted with the latest
+    /// weights at hand.
+    pub deterministic: bool,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { workers: 1, ingress_capacity: 4096 }
+        EngineConfig { workers: 1, ingress_capacity: 4096, deterministic: false }
     }
 }
 
@@ -93,6 +103,61 @@ struct GraphShared {
     stop: Arc<AtomicBool>,
     stats: Vec<(String, Arc<BatchStats>)>,
     admission: Arc<Admission>,
+    clock: Option<Arc<EventClock>>,
+    feedback: Option<FeedbackIngress>,
+}
+
+/// Where a graph's feedback enters: one channel per worker, like its rows.
+struct FeedbackIngress {
+    node: String,
+    senders: Vec<Sender<Chunk>>,
+    doorbells: Vec<Arc<Doorbell>>,
+    kinds: FeedbackKinds,
+    stats: Arc<LearnStats>,
+}
+
+impl GraphShared {
+    /// Every source's doorbell: the rows', then the feedback's.
+    fn all_doorbells(&self) -> impl Iterator<Item = &Arc<Doorbell>> {
+        self.doorbells.iter().chain(self.feedback.iter().flat_map(|f| f.doorbells.iter()))
+    }
+
+    /// Sends `chunk` into one worker's channel of `senders` (round-robin by slot) and
+    /// wakes that worker's source. In a deterministic engine the chunk first takes the
+    /// clock's next time, and every source is woken, as the watermark moved for all.
+    fn send(
+        &self,
+        senders: &[Sender<Chunk>],
+        doorbells: &[Arc<Doorbell>],
+        mut chunk: Chunk,
+        wait: bool,
+    ) -> Result<(), SubmitError> {
+        let worker = (chunk.slot % senders.len() as u64) as usize;
+        let put = |chunk: Chunk| {
+            if wait {
+                senders[worker].send(chunk).map_err(|_| SubmitError::Closed)
+            } else {
+                senders[worker].try_send(chunk).map_err(|e| match e {
+                    TrySendError::Full(_) => SubmitError::Full(self.plan.name.clone()),
+                    TrySendError::Disconnected(_) => SubmitError::Closed,
+                })
+            }
+        };
+        match &self.clock {
+            None => {
+                put(chunk)?;
+                doorbells[worker].ring();
+            }
+            Some(clock) => {
+                clock.stamp(|time| {
+                    chunk.time = Some(time);
+                    put(chunk)
+                })?;
+                self.all_doorbells().for_each(|b| b.ring());
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How a submission enters a graph.
@@ -120,6 +185,15 @@ struct GraphBuild {
     models: HashMap<usize, ModelResources>,
     replies: Arc<ReplyTable>,
     stop: Arc<AtomicBool>,
+    clock: Option<Arc<EventClock>>,
+    /// The learning node's feedback channels and counters, if the graph learns.
+    feedback: Option<FeedbackBuild>,
+}
+
+struct FeedbackBuild {
+    receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,
+    doorbells: Mutex<std::sync::mpsc::SyncSender<(usize, Arc<Doorbell>)>>,
+    stats: Arc<LearnStats>,
 }
 
 /// A running engine. Dropping it shuts it down (see [`Engine::shutdown`]).
@@ -170,6 +244,26 @@ impl Engine {
             let (senders, receivers): (Vec<_>, Vec<_>) =
                 (0..workers).map(|_| bounded::<Chunk>(config.ingress_capacity.max(1))).unzip();
             let (bell_tx, bell_rx) = sync_channel(workers);
+            let learning = plan.steps.iter().find_map(|s| match &s.op {
+                StepOp::Learn { .. } => FeedbackKinds::of(s).map(|k| (s.name.clone(), k)),
+                _ => None,
+            });
+            let (feedback_build, feedback_wait) = match learning {
+                Some((node, kinds)) => {
+                    let (fb_senders, fb_receivers): (Vec<_>, Vec<_>) =
+                        (0..workers).map(|_| bounded::<Chunk>(config.ingress_capacity.max(1))).unzip();
+                    let (fb_bell_tx, fb_bell_rx) = sync_channel(workers);
+                    let stats = Arc::new(LearnStats::new());
+                    let build = FeedbackBuild {
+                        receivers: fb_receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
+                        doorbells: Mutex::new(fb_bell_tx),
+                        stats: Arc::clone(&stats),
+                    };
+                    (Some(build), Some((node, fb_senders, fb_bell_rx, kinds, stats)))
+                }
+                None => (None, None),
+            };
+            let clock = config.deterministic.then(|| Arc::new(EventClock::new()));
             let replies = Arc::new(ReplyTable::new(plan.output.fields.iter().map(|(_, _, ty)| ty.clone()).collect()));
             let stop = Arc::new(AtomicBool::new(false));
             builds.push(GraphBuild {
@@ -179,10 +273,13 @@ impl Engine {
                 models,
                 replies: Arc::clone(&replies),
                 stop: Arc::clone(&stop),
+                clock: clock.clone(),
+                feedback: feedback_build,
             });
-            waiting.push((plan, senders, bell_rx, replies, stop, stats));
+            waiting.push((plan, senders, bell_rx, replies, stop, stats, clock, feedback_wait));
         }
         let builds = Arc::new(builds);
+        let deterministic = config.deterministic;
         let config = timely::Config {
             communication: timely::CommunicationConfig::Process(workers),
             worker: WorkerConfig::default(),
@@ -194,13 +291,26 @@ impl Engine {
                 let Ok(doorbells) = build.doorbells.lock().map(|a| a.clone()) else { continue };
                 let replies = Arc::clone(&build.replies);
                 worker.dataflow_named::<u64, _, _>(&build.plan.name, |scope| {
-                    let input = row_source(scope, "Input", rows, 1024, doorbells, Arc::clone(&build.stop));
-                    let outputs: Vec<usize> = build.plan.output.fields.iter().map(|(_, i, _)| *i).collect();
-                    compile(&build.plan, input, &build.models).sink_rows("Output", move |chunks: &mut Vec<Chunk>| {
-                        for chunk in chunks.drain(..) {
-                            replies.deliver(chunk.project(&outputs));
-                        }
+                    let (stop, clock) = (Arc::clone(&build.stop), build.clock.clone());
+                    let input = row_source(scope, "Input", rows, 1024, doorbells, Arc::clone(&stop), clock.clone());
+                    let learn = build.feedback.as_ref().and_then(|fb| {
+                        let rows = fb.receivers[index].lock().ok().and_then(|mut r| r.take())?;
+                        let bells = fb.doorbells.lock().map(|a| a.clone()).ok()?;
+                        Some(LearnResources {
+                            feedback: row_source(scope, "Feedback", rows, 1024, bells, stop, clock),
+                            stats: Arc::clone(&fb.stats),
+                            deterministic,
+                        })
                     });
+                    let outputs: Vec<usize> = build.plan.output.fields.iter().map(|(_, i, _)| *i).collect();
+                    compile(&build.plan, input, &build.models, learn).sink_rows(
+                        "Output",
+                        move |chunks: &mut Vec<Chunk>| {
+                            for chunk in chunks.drain(..) {
+                                replies.deliver(chunk.project(&outputs));
+                            }
+                        },
+                    );
                 });
             }
             while worker.step_or_park(None) {}
@@ -208,25 +318,31 @@ impl Engine {
         .map_err(|e| GraphError::new("engine", Problem::Start(e)))?;
 
         let mut graphs = Vec::new();
-        for (plan, senders, bell_rx, replies, stop, stats) in waiting {
-            let mut doorbells: Vec<Option<Arc<Doorbell>>> = vec![None; workers];
-            for _ in 0..workers {
-                let (i, bell) = bell_rx
-                    .recv_timeout(Duration::from_secs(30))
-                    .map_err(|_| GraphError::new(&plan.origin, Problem::Start("a worker did not start".into())))?;
-                doorbells[i] = Some(bell);
-            }
+        for (plan, senders, bell_rx, replies, stop, stats, clock, feedback) in waiting {
+            let doorbells = collect_doorbells(&plan, &bell_rx, workers)?;
+            let feedback = match feedback {
+                Some((node, senders, bells, kinds, stats)) => Some(FeedbackIngress {
+                    node,
+                    senders,
+                    doorbells: collect_doorbells(&plan, &bells, workers)?,
+                    kinds,
+                    stats,
+                }),
+                None => None,
+            };
             let plan_limit = plan.serving.max_in_flight;
             graphs.push(GraphHandle {
                 shared: Arc::new(GraphShared {
                     plan,
                     senders,
-                    doorbells: doorbells.into_iter().flatten().collect(),
+                    doorbells,
                     replies,
                     next_slot: AtomicU64::new(0),
                     stop,
                     stats,
                     admission: Arc::new(Admission::new(plan_limit)),
+                    clock,
+                    feedback,
                 }),
             });
         }
@@ -253,7 +369,7 @@ impl Engine {
     fn stop(&mut self) {
         for g in &self.graphs {
             g.shared.stop.store(true, Ordering::Release);
-            for bell in &g.shared.doorbells {
+            for bell in g.shared.all_doorbells() {
                 bell.wake();
             }
         }
@@ -265,6 +381,22 @@ impl Engine {
             g.shared.replies.fail_all();
         }
     }
+}
+
+/// The doorbell of every worker's instance of a source, in worker order.
+fn collect_doorbells(
+    plan: &Plan,
+    bells: &std::sync::mpsc::Receiver<(usize, Arc<Doorbell>)>,
+    workers: usize,
+) -> Result<Vec<Arc<Doorbell>>, GraphError> {
+    let mut doorbells: Vec<Option<Arc<Doorbell>>> = vec![None; workers];
+    for _ in 0..workers {
+        let (i, bell) = bells
+            .recv_timeout(Duration::from_secs(30))
+            .map_err(|_| GraphError::new(&plan.origin, Problem::Start("a worker did not start".into())))?;
+        doorbells[i] = Some(bell);
+    }
+    Ok(doorbells.into_iter().flatten().collect())
 }
 
 impl Drop for Engine {
@@ -420,25 +552,49 @@ impl GraphHandle {
             })),
         };
         let slot = s.next_slot.fetch_add(1, Ordering::Relaxed);
-        let worker = (slot % s.senders.len() as u64) as usize;
         let mut chunk = Chunk::new(slot, (0..n).map(|i| row_id(slot, i)).collect(), columns);
         chunk.deadline = options.deadline;
         s.replies.open(slot, n, reply);
-        let sent = if wait {
-            s.senders[worker].send(chunk).map_err(|_| SubmitError::Closed)
-        } else {
-            s.senders[worker].try_send(chunk).map_err(|e| match e {
-                TrySendError::Full(_) => SubmitError::Full(s.plan.name.clone()),
-                TrySendError::Disconnected(_) => SubmitError::Closed,
-            })
-        };
-        if let Err(e) = sent {
+        if let Err(e) = s.send(&s.senders, &s.doorbells, chunk, wait) {
             s.replies.cancel(slot);
             s.admission.release(n);
             return Err(e);
         }
-        s.doorbells[worker].ring();
         Ok(row_id(slot, 0))
+    }
+
+    /// What feedback for this graph looks like, if it has a learning node.
+    pub fn feedback_kinds(&self) -> Option<&FeedbackKinds> {
+        self.shared.feedback.as_ref().map(|f| &f.kinds)
+    }
+
+    /// Sends feedback rows to the graph's learning node, waiting for room in the
+    /// feedback channel when `wait` is set (else refusing with [`SubmitError::Full`]).
+    /// Returns how many rows went in. In a deterministic engine the rows take the next
+    /// time of the graph's clock, after every submission made before.
+    pub fn submit_feedback(&self, feedback: Feedback, wait: bool) -> Result<usize, SubmitError> {
+        let s = &*self.shared;
+        let Some(ingress) = &s.feedback else {
+            return Err(SubmitError::Invalid(RowError::new(
+                ErrorCode::InvalidInput,
+                "feedback",
+                format!("graph '{}' has no learning node; it takes no feedback", s.plan.name),
+            )));
+        };
+        let n = feedback.len();
+        self.check_size(n)?;
+        if s.stop.load(Ordering::Acquire) {
+            return Err(SubmitError::Closed);
+        }
+        let slot = s.next_slot.fetch_add(1, Ordering::Relaxed);
+        let chunk = Chunk::new(slot, (0..n).map(|i| row_id(slot, i)).collect(), feedback.into_columns());
+        s.send(&ingress.senders, &ingress.doorbells, chunk, wait)?;
+        Ok(n)
+    }
+
+    /// The learning node's name and counters, if the graph learns.
+    pub fn learn_stats(&self) -> Option<(String, LearnStatsSnapshot)> {
+        self.shared.feedback.as_ref().map(|f| (f.node.clone(), f.stats.snapshot()))
     }
 
     /// Computes one row and waits for its answer.

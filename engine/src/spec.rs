@@ -16,6 +16,7 @@ use weir_operators::kernel::aggregate::Aggregate;
 use weir_operators::kernel::builtin::Builtin;
 use weir_operators::kernel::condition::Condition;
 use weir_operators::kernel::device::DeviceSpec;
+use weir_operators::kernel::learn::Optimizer;
 use weir_operators::kernel::model::{Activation, Arch, DenseModel};
 use weir_operators::kernel::{KernelFactory, MapFn};
 use weir_operators::FieldType;
@@ -215,6 +216,9 @@ pub enum ModelSource {
     },
     /// Parameters already in memory (builder API).
     Loaded(Arc<DenseModel>),
+    /// No file: every weight starts at zero, to be learned from feedback (only with
+    /// `learn:`).
+    Untrained,
     /// Any batch kernel (builder API): bring your own candle model. The factory is
     /// called once per replica thread.
     Custom {
@@ -234,6 +238,7 @@ impl fmt::Debug for ModelSource {
         match self {
             ModelSource::File { path, arch, .. } => write!(f, "{arch} from {}", path.display()),
             ModelSource::Loaded(m) => write!(f, "{} {:?} in memory", m.arch, m.sizes()),
+            ModelSource::Untrained => f.write_str("untrained"),
             ModelSource::Custom { description, input, output, .. } => write!(f, "{description} ({input} -> {output})"),
         }
     }
@@ -250,6 +255,67 @@ pub struct ModelSpec {
     pub output: String,
     /// Batching and placement.
     pub batching: Batching,
+    /// Learning from feedback while serving, if the node learns.
+    pub learn: Option<Box<LearnSpec>>,
+}
+
+/// How a model node learns from feedback (the `learn:` section): a linear model
+/// (logistic regression for 2 classes, softmax regression for more) whose weights the
+/// graph's learner updates from labelled feedback while the node serves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LearnSpec {
+    /// Classes: 2 for logistic regression (the output is the probability of class 1),
+    /// more for softmax regression (the output is every class's probability).
+    pub classes: usize,
+    /// The optimizer and its learning rate.
+    pub optimizer: Optimizer,
+    /// L2 penalty on the weights.
+    pub l2: f32,
+    /// Standardize inputs with running statistics learned from the feedback.
+    pub standardize: bool,
+    /// Feedback rows per optimizer step (1..=65536).
+    pub update_every: usize,
+    /// Also step on fewer rows once the first waited this many ms (live serving only).
+    pub update_every_ms: Option<u64>,
+    /// The field feedback names its prediction by; `None`: feedback carries its own
+    /// features.
+    pub key: Option<FieldRef>,
+    /// Predictions kept for their feedback, at most.
+    pub keep_rows: usize,
+    /// How long a prediction is kept for its feedback (live serving only).
+    pub keep_ms: Option<u64>,
+    /// Where and how often the learner saves its state.
+    pub checkpoint: Option<CheckpointSpec>,
+}
+
+impl LearnSpec {
+    /// Logistic or softmax regression over `classes` classes by `optimizer`, one step
+    /// per feedback row, inputs standardized, no key, 100000 predictions kept for 10
+    /// minutes, no checkpoints.
+    pub fn new(classes: usize, optimizer: Optimizer) -> LearnSpec {
+        LearnSpec {
+            classes,
+            optimizer,
+            l2: 0.0,
+            standardize: true,
+            update_every: 1,
+            update_every_ms: None,
+            key: None,
+            keep_rows: 100_000,
+            keep_ms: Some(600_000),
+            checkpoint: None,
+        }
+    }
+}
+
+/// Where a learner saves its state: `dir/latest.safetensors`, replaced every `every`
+/// versions and at shutdown; a node with a checkpoint there resumes from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointSpec {
+    /// The directory (relative to the graph's directory).
+    pub dir: PathBuf,
+    /// Versions between checkpoints (at least 1).
+    pub every: u64,
 }
 
 /// Per-node batching and placement.

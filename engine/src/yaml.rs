@@ -22,6 +22,7 @@ use serde_yaml::{Mapping, Value as Yaml};
 use weir_operators::kernel::aggregate::Aggregate;
 use weir_operators::kernel::builtin::Builtin;
 use weir_operators::kernel::condition::{Condition, Literal};
+use weir_operators::kernel::learn::Optimizer;
 use weir_operators::FieldType;
 
 use crate::error::{GraphError, Problem};
@@ -228,7 +229,8 @@ fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str, field: &str) -> NodeR
 #[serde(deny_unknown_fields)]
 struct ModelFile {
     arch: String,
-    weights: PathBuf,
+    #[serde(default)]
+    weights: Option<PathBuf>,
     input: String,
     #[serde(default)]
     output: Option<String>,
@@ -246,18 +248,130 @@ struct ModelFile {
     replicas: Option<usize>,
     #[serde(default)]
     device: Option<String>,
+    #[serde(default)]
+    learn: Option<LearnFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LearnFile {
+    #[serde(default)]
+    classes: Option<usize>,
+    #[serde(default)]
+    optimizer: Option<String>,
+    lr: f32,
+    #[serde(default)]
+    l2: Option<f32>,
+    #[serde(default)]
+    standardize: Option<bool>,
+    #[serde(default)]
+    update_every: Option<usize>,
+    #[serde(default)]
+    update_every_ms: Option<u64>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    keep_rows: Option<usize>,
+    #[serde(default)]
+    keep_ms: Option<u64>,
+    #[serde(default)]
+    checkpoint: Option<CheckpointFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointFile {
+    dir: PathBuf,
+    every: u64,
+}
+
+fn learn(f: LearnFile) -> NodeResult<LearnSpec> {
+    let field = |name: &str| Some(format!("learn.{name}"));
+    let optimizer = match f.optimizer.as_deref().unwrap_or("sgd") {
+        "sgd" => Optimizer::Sgd { lr: f.lr },
+        "adam" => Optimizer::adam(f.lr),
+        other => {
+            return Err((
+                field("optimizer"),
+                Problem::Option(format!("unknown optimizer '{other}' (expected sgd or adam)")),
+            ))
+        }
+    };
+    if !(f.lr.is_finite() && f.lr > 0.0) {
+        return Err((field("lr"), Problem::Option(format!("the learning rate must be positive, got {}", f.lr))));
+    }
+    let mut spec = LearnSpec::new(f.classes.unwrap_or(2), optimizer);
+    if spec.classes < 2 {
+        return Err((
+            field("classes"),
+            Problem::Option(format!("a classifier needs at least 2 classes, got {}", spec.classes)),
+        ));
+    }
+    if let Some(l2) = f.l2 {
+        if !(l2.is_finite() && l2 >= 0.0) {
+            return Err((field("l2"), Problem::Option(format!("l2 must be 0 or more, got {l2}"))));
+        }
+        spec.l2 = l2;
+    }
+    spec.standardize = f.standardize.unwrap_or(spec.standardize);
+    if let Some(n) = f.update_every {
+        if !(1..=65536).contains(&n) {
+            return Err((field("update_every"), Problem::Option(format!("update_every is 1 to 65536 rows, got {n}"))));
+        }
+        spec.update_every = n;
+    }
+    spec.update_every_ms = f.update_every_ms;
+    spec.key = f.key.as_deref().map(|k| parse_ref(k, "learn.key")).transpose()?;
+    if let Some(n) = f.keep_rows {
+        if n == 0 {
+            return Err((field("keep_rows"), Problem::Option("keep_rows must be at least 1".into())));
+        }
+        spec.keep_rows = n;
+    }
+    if f.keep_ms.is_some() {
+        spec.keep_ms = f.keep_ms;
+    }
+    if let Some(c) = f.checkpoint {
+        if c.every == 0 {
+            return Err((field("checkpoint.every"), Problem::Option("checkpoint.every must be at least 1".into())));
+        }
+        spec.checkpoint = Some(CheckpointSpec { dir: c.dir, every: c.every });
+    }
+    Ok(spec)
 }
 
 fn model(f: ModelFile) -> NodeResult<ModelSpec> {
     let defaults = Batching::default();
-    Ok(ModelSpec {
-        source: ModelSource::File {
-            path: f.weights,
+    let learn = f.learn.map(learn).transpose()?.map(Box::new);
+    let source = match (f.weights, &learn) {
+        (Some(path), _) => ModelSource::File {
+            path,
             arch: parse_enum(&f.arch, "arch")?,
             sizes: f.layers,
             hidden_activation: parse_enum(f.activation.as_deref().unwrap_or("relu"), "activation")?,
             output_activation: parse_enum(f.output_activation.as_deref().unwrap_or("none"), "output_activation")?,
         },
+        (None, Some(_)) => {
+            if f.arch != "linear" {
+                return Err((
+                    Some("arch".into()),
+                    Problem::Option(format!("a learning model is 'linear', got '{}'", f.arch)),
+                ));
+            }
+            ModelSource::Untrained
+        }
+        (None, None) => {
+            return Err((
+                Some("weights".into()),
+                Problem::Option(
+                    "a model node needs 'weights' (a safetensors file), or 'learn:' to learn them from feedback".into(),
+                ),
+            ))
+        }
+    };
+    Ok(ModelSpec {
+        source,
+        learn,
         input: parse_ref(&f.input, "input")?,
         output: f.output.unwrap_or_else(|| "y".into()),
         batching: Batching {

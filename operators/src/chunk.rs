@@ -35,12 +35,22 @@ pub struct Chunk {
     /// past it (the row fails with `deadline_exceeded`), and closes a partial batch
     /// early to meet it.
     pub deadline: Option<Instant>,
+    /// The logical time the submitter gave the rows (deterministic engines, see
+    /// `dataflow::clock`); `None`: the source's current epoch.
+    pub time: Option<u64>,
 }
 
 impl Chunk {
     /// A chunk of rows with these columns, none failed.
     pub fn new(slot: u64, ids: Vec<RowId>, columns: Vec<Column>) -> Chunk {
-        Chunk { slot, ids, columns: columns.into_iter().map(Arc::new).collect(), errors: Vec::new(), deadline: None }
+        Chunk {
+            slot,
+            ids,
+            columns: columns.into_iter().map(Arc::new).collect(),
+            errors: Vec::new(),
+            deadline: None,
+            time: None,
+        }
     }
 
     /// The number of rows.
@@ -100,6 +110,7 @@ impl Chunk {
             columns: self.columns.iter().map(|c| Arc::new(c.gather(rows))).collect(),
             errors,
             deadline: self.deadline,
+            time: self.time,
         }
     }
 

@@ -8,7 +8,8 @@
 //! - [`kernel`]: what nodes compute: candle models, built-in maps, aggregates, conditions.
 //! - [`replica`]: threads that run model forward passes off the timely workers.
 //! - [`dataflow`]: the timely operators a compiled graph is built from.
-//! - [`stats`]: batch counters of model nodes.
+//! - [`stats`]: batch counters of model nodes; [`learn_stats`]: counters of learning
+//!   nodes.
 //!
 //! The `weir-engine` crate compiles deployment graphs into these operators.
 
@@ -18,6 +19,7 @@ pub mod chunk;
 pub mod column;
 pub mod dataflow;
 pub mod kernel;
+pub mod learn_stats;
 pub mod replica;
 pub mod row;
 pub mod stats;

@@ -18,10 +18,12 @@
 //!   per branch of one route, the outputs sit outside every route, and every node leads
 //!   to the outputs (nothing computed is silently dropped).
 
+mod learn;
 mod order;
 mod params;
 mod resolve;
 
+pub use learn::MODEL_VERSION;
 use order::topological_order;
 use resolve::{Resolver, StreamInfo};
 
@@ -29,6 +31,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use weir_operators::dataflow::CombineSpec as CombineOp;
 use weir_operators::kernel::condition::Condition;
+use weir_operators::kernel::learner::Learner;
 use weir_operators::kernel::{KernelFactory, MapKernel};
 use weir_operators::FieldType;
 
@@ -73,6 +76,21 @@ pub enum StepOp {
         factory: KernelFactoryDebug,
         /// Batching and placement.
         batching: Batching,
+    },
+    /// A linear model that learns from the graph's feedback while it serves.
+    Learn {
+        /// Index of the input field (the features).
+        input: usize,
+        /// Index of the key field feedback is joined on, if feedback names keys.
+        key: Option<usize>,
+        /// The learner at its starting point (zeros, a weights file or a checkpoint).
+        learner: Box<Learner>,
+        /// The node's `learn:` settings.
+        spec: Box<LearnSpec>,
+        /// What the model is, for plans.
+        description: String,
+        /// Where checkpoints go (resolved against the graph's directory).
+        checkpoint: Option<std::path::PathBuf>,
     },
     /// A row function.
     Map {
@@ -233,6 +251,16 @@ impl Plan {
             serving: spec.serving.clone(),
             kafka: spec.kafka.clone(),
         })
+    }
+
+    /// The qualified name of field `index` of the stream the outputs read.
+    pub fn output_field(&self, index: usize) -> Option<FieldRef> {
+        match self.output.stream {
+            StreamId::Input => self.inputs.get(index).map(|(n, _)| FieldRef::new(INPUT, n)),
+            StreamId::Node(i) | StreamId::Branch(i, _) => {
+                self.steps[i].schema.fields.get(index).map(|(f, _)| f.clone())
+            }
+        }
     }
 
     /// The step named `name`.

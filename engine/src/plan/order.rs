@@ -12,7 +12,10 @@ pub(super) fn reads(node: &NodeSpec) -> Vec<(String, &FieldRef)> {
         (0..refs.len()).map(|i| (format!("{key}[{i}]"), i)).collect()
     };
     match &node.kind {
-        NodeKind::Model(m) => vec![("input".into(), &m.input)],
+        NodeKind::Model(m) => {
+            let key = m.learn.as_ref().and_then(|l| l.key.as_ref()).map(|k| ("learn.key".to_string(), k));
+            std::iter::once(("input".to_string(), &m.input)).chain(key).collect()
+        }
         NodeKind::Map(m) => many("inputs", &m.inputs).into_iter().map(|(k, i)| (k, &m.inputs[i])).collect(),
         NodeKind::Route(r) => vec![("by".into(), &r.by)],
         NodeKind::Combine(c) => many("inputs", &c.inputs).into_iter().map(|(k, i)| (k, &c.inputs[i])).collect(),

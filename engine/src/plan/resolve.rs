@@ -225,6 +225,25 @@ impl Resolver<'_> {
         }
         let own = |field: &str| FieldRef::new(&node.name, field);
         let (op, out_fields, out_context): (StepOp, Vec<(String, FieldType)>, Context) = match &node.kind {
+            NodeKind::Model(ModelSpec { learn: Some(learn), .. }) => {
+                let NodeKind::Model(m) = &node.kind else { unreachable!("matched above") };
+                if let Some(other) = self.steps.iter().find(|s| matches!(s.op, StepOp::Learn { .. })) {
+                    return Err((
+                        Some("learn".into()),
+                        Problem::Option(format!(
+                            "a graph has one learning node (its feedback has one destination); '{}' already learns",
+                            other.name
+                        )),
+                    ));
+                }
+                let input = self.field_index(&schema, "input", &m.input, &path)?;
+                let key = match &learn.key {
+                    Some(k) => Some(self.field_index(&schema, "learn.key", k, &path)?),
+                    None => None,
+                };
+                let step = super::learn::resolve(m, learn, input, key, &self.spec.base_dir)?;
+                (step.op, step.outputs, context)
+            }
             NodeKind::Model(m) => {
                 let (input, ty) = self.field_index(&schema, "input", &m.input, &path)?;
                 check_batching(&m.batching)?;
@@ -489,6 +508,10 @@ impl Resolver<'_> {
             ModelSource::Custom { description, factory, input, output } => {
                 Ok((description.clone(), Arc::clone(factory), Accepts::Type(input.clone()), output.clone()))
             }
+            ModelSource::Untrained => Err((
+                Some("weights".into()),
+                Problem::Option("an untrained model needs 'learn:' to learn its weights".into()),
+            )),
         }
     }
 

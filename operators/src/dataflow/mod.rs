@@ -13,14 +13,20 @@
 //! | [`CombineRows`] | `combine`: join branches per row, aggregate | `combine.rs` |
 //! | [`merge_rows`] | `merge`: union of a route's branches | `merge.rs` |
 //! | [`SinkRows`] | graph output | `sink.rs` |
+//! | [`PredictOnline`] | `model` with `learn:`: predicts with weights from its learner | `predict.rs` |
+//! | [`learner::learn_online`] | the learner of a `learn:` node, on the feedback loop | `learner.rs` |
 //!
 //! [`doorbell::Doorbell`] wakes operators from other threads without a syscall per message.
+//! [`clock::EventClock`] gives submissions their times in deterministic engines.
 
 pub mod batch;
+pub mod clock;
 pub mod combine;
 pub mod doorbell;
+pub mod learner;
 pub mod map;
 pub mod merge;
+pub mod predict;
 pub mod route;
 pub mod sink;
 pub mod source;
@@ -29,6 +35,7 @@ pub use batch::{BatchConfig, BatchForward};
 pub use combine::{CombineRows, CombineSpec};
 pub use map::MapRows;
 pub use merge::merge_rows;
+pub use predict::{PredictConfig, PredictOnline, WeightStream};
 pub use route::RouteRows;
 pub use sink::SinkRows;
 

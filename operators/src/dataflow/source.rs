@@ -6,6 +6,10 @@
 //! rows remain. When every sender is gone, or the engine sets `stop` and the channel is
 //! empty, it drops its capability, which lets the dataflow complete. It never polls: an
 //! idle source costs nothing.
+//!
+//! In a deterministic engine (with an [`EventClock`]) each chunk carries the time its
+//! submitter took from the clock: the source emits it at that time and moves its
+//! capability up to the clock's watermark (see `clock.rs`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
@@ -15,13 +19,15 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::Scope;
 
+use super::clock::EventClock;
 use super::doorbell::Doorbell;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 
 /// Builds a source of the chunks sent on `chunks`. The operator's doorbell is sent on
 /// `doorbell`, with the worker's index, while the dataflow is built, so producers can
-/// wake it. Once `stop` is set and the channel is empty, the source closes.
+/// wake it. Once `stop` is set and the channel is empty, the source closes. With a
+/// `clock`, chunks are emitted at their own times (see the module docs).
 pub fn row_source<'scope>(
     scope: Scope<'scope, Time>,
     name: &str,
@@ -29,6 +35,7 @@ pub fn row_source<'scope>(
     rows: usize,
     doorbell: SyncSender<(usize, Arc<Doorbell>)>,
     stop: Arc<AtomicBool>,
+    clock: Option<Arc<EventClock>>,
 ) -> RowStream<'scope> {
     source(scope, name, move |cap, info| {
         let bell = Arc::new(Doorbell::new(scope.worker().sync_activator_for(info.address.to_vec())));
@@ -40,13 +47,22 @@ pub fn row_source<'scope>(
             let Some(held) = cap.as_mut() else { return };
             let mut sent = 0;
             let mut closed = false;
+            // Read before draining: every chunk stamped below it is in the channel now.
+            let watermark = clock.as_ref().map(|c| c.watermark());
+            let mut last_time = None;
             {
-                let mut session = output.session(&*held);
                 while sent < rows {
                     match chunks.try_recv() {
                         Ok(chunk) => {
                             sent += chunk.len();
-                            session.give(chunk);
+                            match chunk.time.filter(|_| watermark.is_some()) {
+                                Some(t) => {
+                                    let t = t.max(*held.time());
+                                    last_time = Some(t);
+                                    output.session(&held.delayed(&t)).give(chunk);
+                                }
+                                None => output.session(&*held).give(chunk),
+                            }
                         }
                         Err(TryRecvError::Empty) => {
                             // Arm, then look once more: a row sent before arming is
@@ -55,6 +71,12 @@ pub fn row_source<'scope>(
                             if !chunks.is_empty() {
                                 bell.disarm();
                                 continue;
+                            }
+                            // A watermark that moved since it was read may have rung the
+                            // bell before it was armed: run again to move up to it.
+                            if clock.as_ref().zip(watermark).is_some_and(|(c, w)| c.watermark() != w) {
+                                bell.disarm();
+                                self_activator.activate();
                             }
                             closed = stop.load(Ordering::Acquire);
                             break;
@@ -70,9 +92,20 @@ pub fn row_source<'scope>(
                 cap = None;
                 return;
             }
-            if sent > 0 {
-                let next = held.time() + 1;
-                held.downgrade(&next);
+            match watermark {
+                // Drained: nothing below the watermark is left. Cut short: chunks come
+                // in time order, so nothing below the last one sent is left.
+                Some(w) => {
+                    let next = if sent < rows { w } else { last_time.unwrap_or(w).min(w) };
+                    if next > *held.time() {
+                        held.downgrade(&next);
+                    }
+                }
+                None if sent > 0 => {
+                    let next = held.time() + 1;
+                    held.downgrade(&next);
+                }
+                None => {}
             }
             if sent >= rows {
                 self_activator.activate();

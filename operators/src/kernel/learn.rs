@@ -12,6 +12,8 @@
 //! bit for bit. Each step advances [`OnlineLinear::version`]; the weights export as a
 //! [`DenseLayer`] that a model kernel serves.
 
+use serde::{Deserialize, Serialize};
+
 use super::model::DenseLayer;
 
 /// How a step turns a gradient into a weight update.
@@ -45,9 +47,9 @@ impl Optimizer {
 /// Per-feature running mean and variance.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunningScaler {
-    count: f64,
-    mean: Vec<f64>,
-    m2: Vec<f64>,
+    pub(crate) count: f64,
+    pub(crate) mean: Vec<f64>,
+    pub(crate) m2: Vec<f64>,
 }
 
 impl RunningScaler {
@@ -67,6 +69,12 @@ impl RunningScaler {
         }
     }
 
+    /// The means and population standard deviations so far, as [`Scale`] applies them.
+    pub fn scale(&self) -> Scale {
+        let std = self.m2.iter().map(|m2| if self.count > 0.0 { (m2 / self.count).sqrt() } else { 0.0 }).collect();
+        Scale { mean: self.mean.clone(), std }
+    }
+
     /// `(x - mean) / std` with the statistics so far (population variance); a feature
     /// whose variance is still zero gives 0.
     pub fn transform(&self, x: &[f32], out: &mut [f32]) {
@@ -80,18 +88,18 @@ impl RunningScaler {
 /// A linear classifier learned online.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OnlineLinear {
-    inputs: usize,
+    pub(crate) inputs: usize,
     /// 1 (logistic: the probability of class 1) or the number of classes (softmax).
-    outputs: usize,
+    pub(crate) outputs: usize,
     /// Row-major `[outputs, inputs]`, as [`DenseLayer`].
-    weight: Vec<f32>,
-    bias: Vec<f32>,
+    pub(crate) weight: Vec<f32>,
+    pub(crate) bias: Vec<f32>,
     optimizer: Optimizer,
     l2: f32,
     /// Adam's moments, for the weights then the biases.
-    first: Vec<f32>,
-    second: Vec<f32>,
-    version: u64,
+    pub(crate) first: Vec<f32>,
+    pub(crate) second: Vec<f32>,
+    pub(crate) version: u64,
 }
 
 impl OnlineLinear {
@@ -120,6 +128,25 @@ impl OnlineLinear {
             second: vec![0.0; moments],
             version: 0,
         }
+    }
+
+    /// Replaces the weights (`[outputs, inputs]` row-major) and biases, e.g. with a
+    /// trained model's to fine-tune it. Fails if the shapes differ.
+    pub fn set_params(&mut self, weight: Vec<f32>, bias: Vec<f32>) -> Result<(), String> {
+        if weight.len() != self.weight.len() || bias.len() != self.bias.len() {
+            return Err(format!(
+                "expected {} weights and {} biases ([{}, {}]), got {} and {}",
+                self.weight.len(),
+                self.bias.len(),
+                self.outputs,
+                self.inputs,
+                weight.len(),
+                bias.len()
+            ));
+        }
+        self.weight = weight;
+        self.bias = bias;
+        Ok(())
     }
 
     /// How many steps have been taken: 0 for the initial weights.
@@ -213,6 +240,72 @@ impl OnlineLinear {
                 self.bias[o] + w.iter().zip(x).map(|(w, x)| w * x).sum::<f32>()
             })
             .collect()
+    }
+}
+
+/// Per-feature means and standard deviations: `x` becomes `(x - mean) / std`, or 0
+/// where `std` is 0. Computed in `f64`, as [`RunningScaler::transform`] does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scale {
+    /// Per feature.
+    pub mean: Vec<f64>,
+    /// Per feature (population).
+    pub std: Vec<f64>,
+}
+
+impl Scale {
+    /// Standardizes one row into `out`.
+    pub fn apply(&self, x: &[f32], out: &mut [f32]) {
+        for (((o, &x), m), s) in out.iter_mut().zip(x).zip(&self.mean).zip(&self.std) {
+            *o = if *s > 0.0 { ((f64::from(x) - m) / s) as f32 } else { 0.0 };
+        }
+    }
+}
+
+/// What a learning model node serves: one version of a learner's parameters, as sent
+/// from the learner to the model operators. Immutable; shared behind an `Arc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Weights {
+    /// Learning steps behind these weights (0: the initial ones).
+    pub version: u64,
+    /// Input width.
+    pub inputs: usize,
+    /// 1 (logistic regression: the probability of class 1) or the number of classes.
+    pub outputs: usize,
+    /// Row-major `[outputs, inputs]`.
+    pub weight: Vec<f32>,
+    /// `[outputs]`.
+    pub bias: Vec<f32>,
+    /// The input standardisation learned with the weights, if the node standardizes.
+    pub scale: Option<Scale>,
+}
+
+impl Weights {
+    /// The outputs of `rows` rows of `inputs` features (flat): per row the probability
+    /// of class 1 (logistic) or the probabilities of every class (softmax), flat.
+    pub fn predict(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        let mut out = Vec::with_capacity(rows * self.outputs);
+        let mut scaled = vec![0.0f32; self.inputs];
+        let mut z = vec![0.0f32; self.outputs];
+        for row in x.chunks_exact(self.inputs.max(1)).take(rows) {
+            let row = match &self.scale {
+                Some(scale) => {
+                    scale.apply(row, &mut scaled);
+                    &scaled[..]
+                }
+                None => row,
+            };
+            for (o, z) in z.iter_mut().enumerate() {
+                let w = &self.weight[o * self.inputs..(o + 1) * self.inputs];
+                *z = self.bias[o] + w.iter().zip(row).map(|(w, x)| w * x).sum::<f32>();
+            }
+            if self.outputs == 1 {
+                out.push(sigmoid(z[0]));
+            } else {
+                out.extend(softmax(&z));
+            }
+        }
+        out
     }
 }
 

@@ -7,13 +7,19 @@
 //! - [`condition`]: the branch conditions of `route` nodes.
 //! - [`device`]: where a model's forward passes run.
 //! - [`learn`]: online learners (running standardisation, logistic and softmax
-//!   regression by SGD or Adam).
+//!   regression by SGD or Adam) and the [`learn::Weights`] they serve.
+//! - [`learner`]: a learning node's update policy around them.
+//! - [`checkpoint`]: a learner saved to and resumed from safetensors.
+//! - [`keeper`]: the features of predictions kept until their labels come.
 
 pub mod aggregate;
 pub mod builtin;
+pub mod checkpoint;
 pub mod condition;
 pub mod device;
+pub mod keeper;
 pub mod learn;
+pub mod learner;
 pub mod model;
 
 use std::sync::Arc;

@@ -1,0 +1,123 @@
+//! Resolution of learning model nodes (`learn:`): their input width, key, starting
+//! weights (zeros, a weights file, or the latest checkpoint) and the fields they add.
+
+use std::path::Path;
+
+use weir_operators::kernel::checkpoint;
+use weir_operators::kernel::learner::{Learner, LearnerConfig};
+use weir_operators::kernel::model::{Arch, DenseModel};
+use weir_operators::{DType, FieldType};
+
+use super::resolve::NodeResult;
+use super::StepOp;
+use crate::error::Problem;
+use crate::spec::{LearnSpec, ModelSource, ModelSpec};
+
+/// The name of the field a learning node adds beside its output: the version of the
+/// weights that made each prediction.
+pub const MODEL_VERSION: &str = "model_version";
+
+/// A learning node's resolved parts.
+pub(super) struct LearnStep {
+    pub op: StepOp,
+    pub outputs: Vec<(String, FieldType)>,
+}
+
+/// Resolves a model node with `learn:` reading `input` (index and type) and keyed by
+/// `key` (index and type), its files relative to `base_dir`.
+pub(super) fn resolve(
+    m: &ModelSpec,
+    learn: &LearnSpec,
+    input: (usize, FieldType),
+    key: Option<(usize, FieldType)>,
+    base_dir: &Path,
+) -> NodeResult<LearnStep> {
+    let (input, ty) = input;
+    let width = match (ty.dtype, ty.width()) {
+        (DType::F32, Some(w)) if w > 0 => w,
+        _ => {
+            return Err((
+                Some("input".into()),
+                Problem::Type(format!("a learning model reads f32 or f32[N] features, but '{}' is {ty}", m.input)),
+            ))
+        }
+    };
+    if let Some((_, key_ty)) = &key {
+        if !(key_ty.is_scalar() && matches!(key_ty.dtype, DType::I64 | DType::Str)) {
+            return Err((
+                Some("learn.key".into()),
+                Problem::Type(format!("a feedback key is i64 or str, but it is {key_ty}")),
+            ));
+        }
+    }
+    let config = LearnerConfig {
+        classes: learn.classes,
+        optimizer: learn.optimizer,
+        l2: learn.l2,
+        standardize: learn.standardize,
+        update_every: learn.update_every,
+    };
+    let outputs_per_row = if learn.classes == 2 { 1 } else { learn.classes };
+    let mut learner = Learner::new(width, config);
+    let mut start = "untrained".to_string();
+    match &m.source {
+        ModelSource::Untrained => {}
+        ModelSource::File { path, arch, .. } => {
+            let full = base_dir.join(path);
+            let model = DenseModel::load(&full, *arch, None, Default::default(), Default::default())
+                .map_err(|e| (Some("weights".into()), Problem::Weights(e)))?;
+            learner = start_from(learner, &model, width, outputs_per_row)?;
+            start = format!("from {}", path.display());
+        }
+        ModelSource::Loaded(model) => {
+            learner = start_from(learner, model, width, outputs_per_row)?;
+            start = "from weights in memory".into();
+        }
+        ModelSource::Custom { description, .. } => {
+            return Err((
+                Some("learn".into()),
+                Problem::Option(format!("only linear models learn; '{description}' is a custom kernel")),
+            ))
+        }
+    }
+    let checkpoint_dir = learn.checkpoint.as_ref().map(|c| base_dir.join(&c.dir));
+    if let Some(dir) = &checkpoint_dir {
+        let file = checkpoint::latest(dir);
+        if file.exists() {
+            learner = checkpoint::load(&file, learner.config().clone(), width)
+                .map_err(|e| (Some("learn.checkpoint".into()), Problem::Option(e)))?;
+            start = format!("resumed at version {} from {}", learner.version(), file.display());
+        }
+    }
+    let task =
+        if learn.classes == 2 { "logistic".to_string() } else { format!("softmax over {} classes", learn.classes) };
+    let description = format!("linear [{width}, {outputs_per_row}], {task}, learning, {start}");
+    let out_ty = if outputs_per_row == 1 { FieldType::scalar(DType::F32) } else { FieldType::vector(outputs_per_row) };
+    let outputs = vec![(m.output.clone(), out_ty), (MODEL_VERSION.to_string(), FieldType::scalar(DType::I64))];
+    let op = StepOp::Learn {
+        input,
+        key: key.map(|(i, _)| i),
+        learner: Box::new(learner),
+        spec: Box::new(learn.clone()),
+        description,
+        checkpoint: checkpoint_dir,
+    };
+    Ok(LearnStep { op, outputs })
+}
+
+fn start_from(learner: Learner, model: &DenseModel, width: usize, outputs: usize) -> NodeResult<Learner> {
+    let sizes = model.sizes();
+    if model.arch != Arch::Linear || sizes != [width, outputs] {
+        return Err((
+            Some("weights".into()),
+            Problem::Option(format!(
+                "a learning model starts from a linear model of sizes [{width}, {outputs}], the file holds {} {sizes:?}",
+                model.arch
+            )),
+        ));
+    }
+    let layer = &model.layers[0];
+    learner
+        .with_params(layer.weight.clone(), layer.bias.clone())
+        .map_err(|e| (Some("weights".into()), Problem::Option(e)))
+}

@@ -1,0 +1,162 @@
+//! Prequential evaluation (backtesting) of a learning graph: each row of a labelled
+//! stream is predicted, then its label is fed back, in stream order.
+//!
+//! Rows go in blocks: a block's rows are submitted as one batch, then their labels as
+//! one feedback batch, so a block's rows are predicted with what was learned from every
+//! earlier block. Blocks double from one row up to `max_block` rows (while the model
+//! changes most, its labels come back soonest). In a deterministic engine the answers
+//! depend only on the stream and `max_block`, and the run pipelines: blocks are
+//! submitted without waiting for answers, up to the graph's `max_in_flight` rows.
+//!
+//! Feedback names each row by the learning node's key when that key is a graph input
+//! field; otherwise it carries the row's features, which must then be a graph input.
+
+use std::sync::mpsc::channel;
+use std::time::Instant;
+
+use weir_operators::{Chunk, Column, ErrorCode, RowError};
+
+use crate::feedback::Feedback;
+use crate::plan::StepOp;
+use crate::runtime::{GraphHandle, SubmitError, SubmitOptions};
+use crate::spec::INPUT;
+
+/// What a prequential run saw.
+#[derive(Debug)]
+pub struct PrequentialRun {
+    /// The graph's answers, one chunk of output columns per block, in stream order.
+    pub blocks: Vec<Chunk>,
+    /// The index, among the graph's outputs, of the learning node's prediction.
+    pub prediction: usize,
+    /// Rows whose predicted class was their label.
+    pub right: usize,
+    /// Rows predicted (failed rows are not right).
+    pub rows: usize,
+    /// Seconds from the first submission to the last answer.
+    pub seconds: f64,
+}
+
+impl PrequentialRun {
+    /// The share of rows predicted right.
+    pub fn accuracy(&self) -> f64 {
+        self.right as f64 / self.rows.max(1) as f64
+    }
+}
+
+/// Why a prequential run could not go.
+#[derive(Debug, thiserror::Error)]
+pub enum PrequentialError {
+    /// The graph cannot be evaluated this way (the caller's fault).
+    #[error("{0}")]
+    Graph(String),
+    /// A submission was refused.
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+}
+
+/// Runs `inputs` (one column per graph input, all of one length) with `labels`
+/// prequentially through `graph`, in blocks of at most `max_block` rows.
+pub fn prequential(
+    graph: &GraphHandle,
+    inputs: &[Column],
+    labels: &[i64],
+    max_block: usize,
+) -> Result<PrequentialRun, PrequentialError> {
+    let plan = graph.plan();
+    let bad = |m: String| PrequentialError::Graph(format!("graph '{}': {m}", plan.name));
+    let Some(step) = plan.steps.iter().find(|s| matches!(s.op, StepOp::Learn { .. })) else {
+        return Err(bad("it has no learning node".into()));
+    };
+    let StepOp::Learn { input, key, spec, .. } = &step.op else { unreachable!("found above") };
+    let kinds = graph.feedback_kinds().ok_or_else(|| bad("it takes no feedback".into()))?.clone();
+    // The graph input a field of the learning node's stream comes from, if any.
+    let from_input = |index: usize| -> Option<usize> {
+        let (field, _) = step.schema.fields.get(index)?;
+        (field.node == INPUT).then(|| plan.inputs.iter().position(|(n, _)| *n == field.field)).flatten()
+    };
+    let key_input = key.and_then(from_input);
+    let features_input = from_input(*input);
+    if key_input.is_none() && features_input.is_none() {
+        return Err(bad(format!(
+            "the learning node '{}' reads computed features by a computed key; prequential runs need one of them to be a graph input",
+            step.name
+        )));
+    }
+    // A learning step adds its prediction, then its version, last in its schema.
+    let fields = &step.schema.fields;
+    let predicted = fields.get(fields.len().saturating_sub(2)).map(|(f, _)| f.clone());
+    let prediction = plan
+        .output
+        .fields
+        .iter()
+        .position(|(_, i, _)| predicted.is_some() && plan.output_field(*i) == predicted)
+        .ok_or_else(|| bad(format!("no output reads the prediction of '{}'", step.name)))?;
+    let rows = labels.len();
+    if inputs.len() != plan.inputs.len() || inputs.iter().any(|c| c.len() != rows) {
+        return Err(bad(format!("expected {} input columns of {rows} rows", plan.inputs.len())));
+    }
+    let started = Instant::now();
+    let (tx, rx) = channel::<(usize, Chunk)>();
+    let (mut at, mut size, mut blocks) = (0, 1usize, 0usize);
+    while at < rows {
+        let n = size.min(rows - at);
+        let slice = |c: &Column| {
+            let mut out = c.empty_like(n);
+            out.extend_range(c, at, n);
+            out
+        };
+        let tx = tx.clone();
+        let block = blocks;
+        graph.submit_columns(
+            inputs.iter().map(slice).collect(),
+            SubmitOptions { wait: true, deadline: None },
+            Box::new(move |chunk| drop(tx.send((block, chunk)))),
+        )?;
+        let mut feedback = Feedback::new(&kinds);
+        for (row, &label) in labels.iter().enumerate().skip(at).take(n) {
+            let key = key_input.map(|k| inputs[k].value(row));
+            let features = if key.is_none() { features_input.map(|f| inputs[f].value(row)) } else { None };
+            feedback.push(key.as_ref(), label, features.as_ref()).map_err(|m| {
+                SubmitError::Invalid(RowError::new(ErrorCode::InvalidInput, "feedback", format!("row {row}: {m}")))
+            })?;
+        }
+        graph.submit_feedback(feedback, true)?;
+        at += n;
+        blocks += 1;
+        size = (size * 2).min(max_block.max(1));
+    }
+    drop(tx);
+    let mut answers: Vec<Option<Chunk>> = (0..blocks).map(|_| None).collect();
+    for (block, chunk) in rx.iter().take(blocks) {
+        answers[block] = Some(chunk);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let blocks: Vec<Chunk> = answers.into_iter().flatten().collect();
+    let classes = spec.classes;
+    let mut right = 0;
+    let mut row = 0;
+    for chunk in &blocks {
+        for r in 0..chunk.len() {
+            if chunk.is_ok(r) && predicted_class(&chunk.columns[prediction], r, classes) == Some(labels[row]) {
+                right += 1;
+            }
+            row += 1;
+        }
+    }
+    Ok(PrequentialRun { blocks, prediction, right, rows, seconds })
+}
+
+/// The class a learning node's output predicts for row `r`: the probability of class 1
+/// at least one half (logistic), or the most probable class (softmax).
+pub fn predicted_class(column: &Column, r: usize, classes: usize) -> Option<i64> {
+    match column {
+        Column::F32(p) if classes == 2 => Some(i64::from(p[r] >= 0.5)),
+        Column::Tensor { width, data } => {
+            let row = &data[r * width..(r + 1) * width];
+            let best =
+                row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &p)| if p > b.1 { (i, p) } else { b });
+            Some(best.0 as i64)
+        }
+        _ => None,
+    }
+}

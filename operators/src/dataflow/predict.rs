@@ -1,0 +1,152 @@
+//! The operator of learning model nodes: predictions with weights that change while it
+//! serves.
+//!
+//! It reads two streams: the rows, and the node's weights, which its learner sends back
+//! around the graph's feedback loop (each version at the time of the feedback it was
+//! learned from, plus one). It appends two columns to every chunk: the model's output
+//! (the probability of class 1 for logistic regression, the class probabilities for
+//! softmax regression) and `model_version`, the version of the weights that made it.
+//!
+//! The forward pass of a linear model over a chunk costs less than sending it to another
+//! thread, so it runs here, inline.
+//!
+//! - Live (serving): a row is predicted on arrival with the latest weights received.
+//! - Deterministic: a chunk at time `t` waits until the weights stream's frontier has
+//!   passed `t`, so every version learned from feedback before `t` has arrived, and is
+//!   predicted with the latest of those (none later: the learner cannot finish a time
+//!   this operator still holds a chunk before). Same times, same answers, at any
+//!   number of workers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::Stream;
+
+use super::{RowStream, Time};
+use crate::chunk::Chunk;
+use crate::column::Column;
+use crate::kernel::learn::Weights;
+
+/// Versions of a node's weights, as they travel from its learner to its operators.
+pub type WeightStream<'scope> = Stream<'scope, Time, Vec<Arc<Weights>>>;
+
+/// How one learning node predicts.
+#[derive(Clone, Debug)]
+pub struct PredictConfig {
+    /// The node's name, for errors.
+    pub node: Arc<str>,
+    /// Index of the input field (the features) in incoming chunks.
+    pub input: usize,
+    /// The weights before any feedback.
+    pub initial: Arc<Weights>,
+    /// Hold rows until the weights for their time are in (see the module docs).
+    pub deterministic: bool,
+}
+
+/// Extension trait: predict with weights from a stream.
+pub trait PredictOnline<'scope> {
+    /// Appends the model's output and `model_version` to every chunk.
+    fn predict_online(self, weights: WeightStream<'scope>, config: PredictConfig) -> RowStream<'scope>;
+}
+
+impl<'scope> PredictOnline<'scope> for RowStream<'scope> {
+    fn predict_online(self, weights: WeightStream<'scope>, config: PredictConfig) -> RowStream<'scope> {
+        let name = format!("Predict({})", config.node);
+        self.binary_frontier::<_, CapacityContainerBuilder<Vec<Chunk>>, _, _, _, _>(
+            weights,
+            Pipeline,
+            Pipeline,
+            &name,
+            move |_cap, _info| {
+                let mut current = Arc::clone(&config.initial);
+                // Versions received and not yet in use, by time (deterministic).
+                let mut stash: BTreeMap<Time, Arc<Weights>> = BTreeMap::new();
+                // Chunks waiting for their time's weights (deterministic).
+                let mut held: BTreeMap<Time, (Capability<Time>, Vec<Chunk>)> = BTreeMap::new();
+                move |(rows, _), (versions, weights_frontier), output| {
+                    versions.for_each_stamp(|cap, data| {
+                        let Some(&time) = cap.least() else { return };
+                        for w in data.flat_map(|d| d.drain(..)) {
+                            let entry = stash.entry(time).or_insert_with(|| Arc::clone(&w));
+                            if w.version > entry.version {
+                                *entry = w;
+                            }
+                        }
+                    });
+                    if !config.deterministic {
+                        adopt(&mut current, std::mem::take(&mut stash).into_values());
+                    }
+                    rows.for_each_stamp(|cap, data| {
+                        let chunks = data.flat_map(|d| d.drain(..));
+                        if config.deterministic {
+                            let Some(&time) = cap.least() else { return };
+                            match held.get_mut(&time) {
+                                Some((_, waiting)) => waiting.extend(chunks),
+                                None => {
+                                    if let Some(retained) = cap.retain_least(output.output_index()) {
+                                        held.insert(time, (retained, chunks.collect()));
+                                    }
+                                }
+                            }
+                        } else {
+                            let mut session = output.session(&cap);
+                            for chunk in chunks {
+                                session.give(predict(chunk, config.input, &current));
+                            }
+                        }
+                    });
+                    // Times whose weights are all in, oldest first.
+                    while let Some((&time, _)) = held.first_key_value() {
+                        if weights_frontier.less_equal(&time) {
+                            break;
+                        }
+                        let later = stash.split_off(&(time + 1));
+                        adopt(&mut current, std::mem::replace(&mut stash, later).into_values());
+                        if let Some((cap, chunks)) = held.remove(&time) {
+                            let mut session = output.session(&cap);
+                            for chunk in chunks {
+                                session.give(predict(chunk, config.input, &current));
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// Moves `current` to the latest of `versions`, if any is newer.
+fn adopt(current: &mut Arc<Weights>, versions: impl Iterator<Item = Arc<Weights>>) {
+    for w in versions {
+        if w.version > current.version {
+            *current = w;
+        }
+    }
+}
+
+/// Appends the outputs of `weights` for the chunk's rows and their version. Failed rows
+/// get fillers.
+fn predict(mut chunk: Chunk, input: usize, weights: &Weights) -> Chunk {
+    let rows = chunk.len();
+    let mut out = match chunk.columns[input].f32s() {
+        // The plan checks the input width against the weights'.
+        Some((data, width)) if width == weights.inputs => weights.predict(data, rows),
+        _ => vec![0.0; rows * weights.outputs],
+    };
+    if chunk.has_errors() {
+        let width = weights.outputs;
+        for row in (0..rows).filter(|&r| !chunk.is_ok(r)) {
+            out[row * width..(row + 1) * width].iter_mut().for_each(|v| *v = 0.0);
+        }
+    }
+    let output =
+        if weights.outputs == 1 { Column::F32(out) } else { Column::Tensor { width: weights.outputs, data: out } };
+    let version = i64::try_from(weights.version).unwrap_or(i64::MAX);
+    chunk.columns.push(Arc::new(output));
+    chunk.columns.push(Arc::new(Column::I64(vec![version; rows])));
+    chunk
+}
