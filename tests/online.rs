@@ -206,3 +206,107 @@ fn feedback_for_unknown_or_expired_keys_is_counted_not_fatal() {
     }
     engine.shutdown();
 }
+
+mod http_feedback {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use serde_json::{json, Value as Json};
+    use tower::ServiceExt;
+    use weir_connectors::http::{self, AppState, ServerConfig};
+    use weir_engine::{load_plan, Engine, EngineConfig};
+
+    async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Json) {
+        let res = app.clone().oneshot(req).await.expect("a response");
+        let status = res.status();
+        let bytes = res.into_body().collect().await.expect("a body").to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Json::String(String::from_utf8_lossy(&bytes).into())),
+        )
+    }
+
+    fn post(path: &str, body: &Json) -> Request<Body> {
+        Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request")
+    }
+
+    #[tokio::test]
+    async fn labels_posted_as_feedback_move_the_served_version() {
+        let graphs = weir::datasets::graphs_dir();
+        let plans = ["phishing-online", "diamond"].map(|n| load_plan(&graphs.join(format!("{n}.yaml"))).expect("plan"));
+        let engine = Engine::start(plans.to_vec(), EngineConfig::default()).expect("engine");
+        let app = http::router(AppState::new(engine.graphs(), ServerConfig::default()));
+        let pages = weir::datasets::phishing().expect("phishing stream");
+        let rows: Vec<Json> =
+            pages[..20].iter().enumerate().map(|(i, p)| json!({"id": i, "features": p.features})).collect();
+        let (status, answers) = call(&app, post("/graphs/phishing_online", &Json::Array(rows))).await;
+        assert_eq!(status, StatusCode::OK, "{answers}");
+        assert!(answers.as_array().expect("an array").iter().all(|a| a["model_version"] == json!(0)));
+        let labels: Vec<Json> =
+            pages[..20].iter().enumerate().map(|(i, p)| json!({"key": i, "label": i64::from(p.phishing)})).collect();
+        let (status, body) = call(&app, post("/graphs/phishing_online/feedback", &Json::Array(labels))).await;
+        assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"accepted": 20})));
+        // The learner steps once per label and sends its weights around the loop.
+        let probe = json!({"id": 99, "features": pages[20].features});
+        let started = std::time::Instant::now();
+        loop {
+            let (status, answer) = call(&app, post("/graphs/phishing_online", &probe)).await;
+            assert_eq!(status, StatusCode::OK);
+            if answer["model_version"] == json!(20) {
+                break;
+            }
+            assert!(started.elapsed().as_secs() < 10, "the served version reaches 20: {answer}");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let metrics = app
+            .clone()
+            .oneshot(Request::get("/metrics").body(Body::empty()).expect("request"))
+            .await
+            .expect("metrics")
+            .into_body()
+            .collect()
+            .await
+            .expect("a body")
+            .to_bytes();
+        let metrics = String::from_utf8_lossy(&metrics);
+        assert!(
+            metrics.contains(r#"weir_feedback_total{graph="phishing_online",node="model",outcome="learned"} 20"#),
+            "{metrics}"
+        );
+        assert!(metrics.contains(r#"weir_model_version{graph="phishing_online",node="model"} 20"#), "{metrics}");
+
+        // Bad feedback is refused whole, naming the field; a graph that does not learn
+        // has no feedback route.
+        let cases = [
+            (
+                "/graphs/phishing_online/feedback",
+                json!({"key": 1, "label": "yes"}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("label"),
+            ),
+            (
+                "/graphs/phishing_online/feedback",
+                json!({"key": 1, "lable": 1}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("lable"),
+            ),
+            (
+                "/graphs/phishing_online/feedback",
+                json!({"key": "a", "label": 1}),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("key"),
+            ),
+            ("/graphs/phishing_online/feedback", json!({"label": 1}), StatusCode::UNPROCESSABLE_ENTITY, None),
+            ("/graphs/diamond/feedback", json!({"key": 1, "label": 1}), StatusCode::NOT_FOUND, None),
+        ];
+        for (path, body, want, field) in cases {
+            let (status, answer) = call(&app, post(path, &body)).await;
+            assert_eq!(status, want, "{body} -> {answer}");
+            assert_eq!(answer["error"]["field"].as_str(), field, "{answer}");
+        }
+        engine.shutdown();
+    }
+}

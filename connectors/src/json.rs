@@ -11,6 +11,7 @@
 //! infinities print as `null`.
 
 use serde_json::{Map, Number, Value as Json};
+use weir_engine::{Feedback, FeedbackKinds};
 use weir_operators::{DType, ErrorCode, FieldType, RowError, Value};
 
 /// Decodes one row from a JSON value.
@@ -24,6 +25,45 @@ pub fn decode_row(inputs: &[(String, FieldType)], json: &Json) -> Result<Vec<Val
         row.push(decode_value(ty, v).map_err(|m| invalid(Some(name), m))?);
     }
     Ok(row)
+}
+
+/// Decodes one feedback row, `{"key": ..., "label": 1}` or `{"features": [...],
+/// "label": 1}`, into `into`. The label is an integer class; the key has the type of the
+/// graph's `learn.key`; features that of the learning node's input. Unknown keys are
+/// errors (a misspelt `label` must not pass silently).
+pub fn decode_feedback(kinds: &FeedbackKinds, json: &Json, into: &mut Feedback) -> Result<(), RowError> {
+    let bad = |field: Option<&str>, message: String| {
+        let e = RowError::new(ErrorCode::InvalidInput, "feedback", message);
+        match field {
+            Some(f) => e.with_field(f),
+            None => e,
+        }
+    };
+    let Json::Object(map) = json else {
+        return Err(bad(None, "expected a JSON object {\"key\": ..., \"label\": <class>}".into()));
+    };
+    if let Some(other) = map.keys().find(|k| !matches!(k.as_str(), "key" | "label" | "features")) {
+        return Err(bad(Some(other), format!("unknown feedback field '{other}' (expected key, label, features)")));
+    }
+    let label = match map.get("label") {
+        Some(Json::Number(n)) => {
+            n.as_i64().ok_or_else(|| bad(Some("label"), format!("expected an integer class, got {n}")))?
+        }
+        Some(other) => return Err(bad(Some("label"), format!("expected an integer class, got {}", describe(other)))),
+        None => return Err(bad(Some("label"), "missing field 'label' (the class, an integer)".into())),
+    };
+    let key = match (map.get("key"), &kinds.key) {
+        (Some(v), Some(ty)) => Some(decode_value(ty, v).map_err(|m| bad(Some("key"), m))?),
+        (Some(_), None) => {
+            return Err(bad(Some("key"), "this graph's learning node has no 'learn.key': send 'features'".into()))
+        }
+        (None, _) => None,
+    };
+    let features = match map.get("features") {
+        Some(v) => Some(decode_value(&kinds.features, v).map_err(|m| bad(Some("features"), m))?),
+        None => None,
+    };
+    into.push(key.as_ref(), label, features.as_ref()).map_err(|m| bad(None, m))
 }
 
 fn field_list(inputs: &[(String, FieldType)]) -> String {

@@ -155,7 +155,12 @@ impl Model {
     /// A linear model learned from feedback while it serves, from all-zero weights
     /// (see [`LearnSpec`]).
     pub fn learning(learn: LearnSpec) -> Self {
-        Model { source: ModelSource::Untrained, output: "y".into(), batching: Batching::default(), learn: Some(Box::new(learn)) }
+        Model {
+            source: ModelSource::Untrained,
+            output: "y".into(),
+            batching: Batching::default(),
+            learn: Some(Box::new(learn)),
+        }
     }
 
     /// Names the output field (default `y`).

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use weir_engine::GraphHandle;
+use weir_operators::learn_stats::LearnStatsSnapshot;
 use weir_operators::stats::WAIT_BUCKETS_US;
 use weir_operators::RowError;
 
@@ -99,7 +100,41 @@ pub fn render(graphs: &[(GraphHandle, &GraphMetrics)]) -> String {
         }
     }
     render_nodes(&mut out, graphs);
+    render_learning(&mut out, graphs);
     out
+}
+
+fn render_learning(out: &mut String, graphs: &[(GraphHandle, &GraphMetrics)]) {
+    let nodes: Vec<(&str, String, LearnStatsSnapshot)> =
+        graphs.iter().filter_map(|(g, _)| g.learn_stats().map(|(node, s)| (g.name(), node, s))).collect();
+    if nodes.is_empty() {
+        return;
+    }
+    out.push_str(
+        "# HELP weir_feedback_total Feedback rows by what became of them.\n# TYPE weir_feedback_total counter\n",
+    );
+    for (graph, node, s) in &nodes {
+        for (outcome, n) in [
+            ("learned", s.learned),
+            ("unknown_key", s.unknown_key),
+            ("expired_key", s.expired_key),
+            ("invalid", s.invalid),
+        ] {
+            let _ = writeln!(out, "weir_feedback_total{{graph=\"{graph}\",node=\"{node}\",outcome=\"{outcome}\"}} {n}");
+        }
+    }
+    let gauges = [
+        ("weir_model_version", "The version of a learning node's latest weights (optimizer steps).", "gauge"),
+        ("weir_kept_predictions", "Predictions a learning node keeps for their feedback.", "gauge"),
+        ("weir_checkpoints_total", "Checkpoints a learning node has written.", "counter"),
+    ];
+    for (i, (name, help, kind)) in gauges.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (graph, node, s) in &nodes {
+            let value = [s.version, s.kept, s.checkpoints][i];
+            let _ = writeln!(out, "{name}{{graph=\"{graph}\",node=\"{node}\"}} {value}");
+        }
+    }
 }
 
 fn render_nodes(out: &mut String, graphs: &[(GraphHandle, &GraphMetrics)]) {

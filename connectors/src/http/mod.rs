@@ -8,6 +8,10 @@
 //!
 //! - `POST /graphs/{name}`: one JSON object gives one object back; an array gives an
 //!   array back, in order, where a row that failed inside the graph is an error object;
+//! - `POST /graphs/{name}/feedback`: labels for the graph's learning node, one object
+//!   `{"key": ..., "label": <class>}` (or `"features"` instead of `"key"`) or an array
+//!   of them; answered 202 `{"accepted": n}` once they are in the graph's feedback
+//!   stream (what the learner could not use is counted in `/metrics`);
 //! - `GET /graphs`: names, input and output schemas, limits;
 //! - `GET /openapi.json`: the OpenAPI 3 document of all of it ([`openapi`]);
 //! - `GET /healthz`, `GET /readyz` (503 once shutdown begins), `GET /metrics`
@@ -36,10 +40,10 @@ use axum::routing::{get, post};
 use axum::{Json as JsonBody, Router};
 use serde_json::{json, Value as Json};
 use tokio::net::TcpListener;
-use weir_engine::{GraphHandle, RowResult, SubmitError, SubmitOptions};
+use weir_engine::{Feedback, GraphHandle, RowResult, SubmitError, SubmitOptions};
 use weir_operators::{ErrorCode, RowError, Value};
 
-use crate::json::{decode_row, encode_error, encode_row};
+use crate::json::{decode_feedback, decode_row, encode_error, encode_row};
 use error::ApiError;
 use metrics::GraphMetrics;
 
@@ -105,6 +109,7 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/graphs/{name}", post(run_graph))
+        .route("/graphs/{name}/feedback", post(feedback))
         .route("/graphs", get(list_graphs))
         .route("/openapi.json", get(openapi_document))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -243,6 +248,70 @@ async fn run_graph(
     graph.metrics.request(response.status().as_u16(), took.as_secs_f64());
     tracing::debug!(graph = %name, status = response.status().as_u16(), micros = took.as_micros() as u64, "request");
     response
+}
+
+async fn feedback(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(graph) = state.graph(&name) else {
+        return ApiError::new(StatusCode::NOT_FOUND, "unknown_graph", format!("no graph named '{name}'"))
+            .into_response();
+    };
+    match take_feedback(&state, graph, &headers, body).await {
+        Ok(n) => (StatusCode::ACCEPTED, JsonBody(json!({ "accepted": n }))).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Decodes every feedback row (all or none) and sends them into the graph.
+async fn take_feedback(state: &AppState, graph: &Served, headers: &HeaderMap, body: Body) -> Result<usize, ApiError> {
+    let Some(kinds) = graph.handle.feedback_kinds() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_learning",
+            format!("graph '{}' has no learning node; it takes no feedback", graph.handle.name()),
+        ));
+    };
+    check_content_type(headers)?;
+    let bytes = read_body(headers, body, state.config.body_limit).await?;
+    let json: Json = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not JSON: {e}")))?;
+    let mut rows = Feedback::new(kinds);
+    match &json {
+        Json::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                decode_feedback(kinds, item, &mut rows).map_err(|e| {
+                    let mut err = ApiError::from_row(&e);
+                    err.message = format!("row {i}: {}", err.message);
+                    err
+                })?;
+            }
+        }
+        single => decode_feedback(kinds, single, &mut rows).map_err(|e| ApiError::from_row(&e))?,
+    }
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    graph.handle.submit_feedback(rows, false).map_err(|e| match e {
+        SubmitError::Invalid(row) => ApiError::from_row(&row),
+        SubmitError::Full(name) => {
+            let mut err = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!("graph '{name}' has its feedback channel full; retry later"),
+            );
+            err.retry_after = Some(1);
+            err
+        }
+        SubmitError::Closed => {
+            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down");
+            err.retry_after = Some(1);
+            err
+        }
+    })
 }
 
 /// Decodes, submits, waits, encodes.
