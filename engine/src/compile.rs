@@ -199,7 +199,13 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
         stats: res.stats,
         checkpoint,
     };
-    learn_online(samples, feedback, config).broadcast().connect_loop(handle);
+    let weights = learn_online(samples, feedback, config);
+    // Every worker's operator needs every version; one worker needs no copies.
+    if scope.peers() > 1 {
+        weights.broadcast().connect_loop(handle);
+    } else {
+        weights.connect_loop(handle);
+    }
     predicted
 }
 

@@ -12,7 +12,7 @@
 //! field; otherwise it carries the row's features, which must then be a graph input.
 
 use std::sync::mpsc::channel;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use weir_operators::{Chunk, Column, ErrorCode, RowError};
 
@@ -32,7 +32,8 @@ pub struct PrequentialRun {
     pub right: usize,
     /// Rows predicted (failed rows are not right).
     pub rows: usize,
-    /// Seconds from the first submission to the last answer.
+    /// Seconds from the first submission until every row is answered and every label
+    /// taken by the learner.
     pub seconds: f64,
 }
 
@@ -95,6 +96,7 @@ pub fn prequential(
     if inputs.len() != plan.inputs.len() || inputs.iter().any(|c| c.len() != rows) {
         return Err(bad(format!("expected {} input columns of {rows} rows", plan.inputs.len())));
     }
+    let learned_before = graph.learn_stats().map_or(0, |(_, s)| s.feedback);
     let started = Instant::now();
     let (tx, rx) = channel::<(usize, Chunk)>();
     let (mut at, mut size, mut blocks) = (0, 1usize, 0usize);
@@ -129,6 +131,12 @@ pub fn prequential(
     let mut answers: Vec<Option<Chunk>> = (0..blocks).map(|_| None).collect();
     for (block, chunk) in rx.iter().take(blocks) {
         answers[block] = Some(chunk);
+    }
+    // Every prediction is answered; the last block's labels may still be on their way
+    // to the learner. The run ends when it has taken every one.
+    let wait_until = Instant::now() + Duration::from_secs(60);
+    while graph.learn_stats().is_some_and(|(_, s)| s.feedback < learned_before + rows as u64) && Instant::now() < wait_until {
+        std::thread::yield_now();
     }
     let seconds = started.elapsed().as_secs_f64();
     let blocks: Vec<Chunk> = answers.into_iter().flatten().collect();
