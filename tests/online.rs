@@ -310,3 +310,88 @@ mod http_feedback {
         engine.shutdown();
     }
 }
+
+mod replay_prequential {
+    use std::fs::File;
+    use std::sync::Arc;
+
+    use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+
+    fn weir(args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("weir runs")
+    }
+
+    /// The phishing stream as an Arrow IPC file: `id`, `features` (f32[9]) and the label
+    /// `is_phishing`, in two record batches.
+    fn write_stream(path: &std::path::Path) {
+        let pages = weir::datasets::phishing().expect("phishing stream");
+        let batch = |range: std::ops::Range<usize>| {
+            let mut features = FixedSizeListBuilder::new(Float32Builder::new(), 9);
+            for p in &pages[range.clone()] {
+                features.values().append_slice(&p.features);
+                features.append(true);
+            }
+            let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(range.clone().map(|i| i as i64)));
+            let labels: ArrayRef =
+                Arc::new(Int64Array::from_iter_values(pages[range].iter().map(|p| i64::from(p.phishing))));
+            RecordBatch::try_from_iter([
+                ("id", ids),
+                ("features", Arc::new(features.finish()) as ArrayRef),
+                ("is_phishing", labels),
+            ])
+            .expect("batch")
+        };
+        let batches = [batch(0..700), batch(700..pages.len())];
+        let file = File::create(path).expect("file");
+        let mut w = arrow_ipc::writer::FileWriter::try_new(file, &batches[0].schema()).expect("writer");
+        batches.iter().for_each(|b| w.write(b).expect("write"));
+        w.finish().expect("footer");
+    }
+
+    #[test]
+    fn weir_replay_backtests_the_labelled_stream_at_one_and_two_workers() {
+        let dir = std::env::temp_dir().join(format!("weir-prequential-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("phishing.arrow");
+        write_stream(&file);
+        let mut finals = Vec::new();
+        for workers in ["1", "2"] {
+            let args = [
+                "replay",
+                "graphs/phishing-online.yaml",
+                "--input",
+                file.to_str().expect("utf-8"),
+                "--prequential",
+                "is_phishing",
+                "--workers",
+                workers,
+            ];
+            let out = weir(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(out.status.success(), "{stderr}");
+            assert!(stderr.contains("weir: prequential: 250 rows, running accuracy"), "{stderr}");
+            let last = stderr.lines().last().expect("a summary").to_string();
+            assert!(last.contains("1250 rows, accuracy 0.8952, model version 1250"), "{last}");
+            finals.push(last.split(", model version").next().map(str::to_string));
+        }
+        assert_eq!(finals[0], finals[1]);
+        // A missing label column is refused before anything runs, naming the file.
+        let out = weir(&[
+            "replay",
+            "graphs/phishing-online.yaml",
+            "--input",
+            file.to_str().expect("utf-8"),
+            "--prequential",
+            "label",
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("phishing.arrow") && stderr.contains("no label column 'label'"), "{stderr}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -135,7 +135,9 @@ pub fn prequential(
     // Every prediction is answered; the last block's labels may still be on their way
     // to the learner. The run ends when it has taken every one.
     let wait_until = Instant::now() + Duration::from_secs(60);
-    while graph.learn_stats().is_some_and(|(_, s)| s.feedback < learned_before + rows as u64) && Instant::now() < wait_until {
+    while graph.learn_stats().is_some_and(|(_, s)| s.feedback < learned_before + rows as u64)
+        && Instant::now() < wait_until
+    {
         std::thread::yield_now();
     }
     let seconds = started.elapsed().as_secs_f64();

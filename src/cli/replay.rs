@@ -18,9 +18,9 @@ pub struct ReplayArgs {
     /// .arrows: Arrow IPC stream, .parquet/.pq: Parquet), read in the order given.
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
-    /// Output file (.arrow, .arrows or .parquet).
-    #[arg(long)]
-    pub output: PathBuf,
+    /// Output file (.arrow, .arrows or .parquet); not used with --prequential.
+    #[arg(long, required_unless_present = "prequential")]
+    pub output: Option<PathBuf>,
     /// Errors file, same format as the output (default: OUTPUT_STEM.errors.EXT).
     #[arg(long)]
     pub errors: Option<PathBuf>,
@@ -45,6 +45,17 @@ pub struct ReplayArgs {
     /// No progress line (there is none when stderr is not a terminal anyway).
     #[arg(long)]
     pub quiet: bool,
+    /// Backtest a learning graph: predict each row, then feed back its label from this
+    /// Int64 column, in order (a deterministic engine); prints the running accuracy.
+    #[arg(long, value_name = "LABEL_COLUMN")]
+    pub prequential: Option<String>,
+    /// Prequential mode: the largest block of rows predicted before their labels come
+    /// back (blocks double from 1 row up to it).
+    #[arg(long, default_value_t = 32)]
+    pub max_block: usize,
+    /// Prequential mode: a running-accuracy line every this many rows.
+    #[arg(long, default_value_t = 250)]
+    pub report_every: usize,
 }
 
 /// Runs `weir replay`.
@@ -61,7 +72,14 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         chunk_rows,
         in_flight,
         quiet,
+        prequential,
+        max_block,
+        report_every,
     } = args;
+    if let Some(label) = prequential {
+        return backtest(&graph, &input, input_format, workers, &label, max_block, report_every);
+    }
+    let Some(output) = output else { return fail(1, &"--output is required (unless --prequential)") };
     use weir_connectors::replay::{self, FileFormat, ReplayError, ReplayOptions};
     let parse = |flag: &str, v: Option<String>| -> Result<Option<FileFormat>, String> {
         v.map(|v| v.parse::<FileFormat>().map_err(|e| format!("--{flag}: {e}"))).transpose()
@@ -113,6 +131,70 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         }
         Err(e) => fail(replay_exit_code(&e), &e),
     }
+}
+
+/// `weir replay --prequential`: a labelled stream through a learning graph, predict then
+/// learn, with the running accuracy on stderr.
+fn backtest(
+    graph: &std::path::Path,
+    input: &[PathBuf],
+    input_format: Option<String>,
+    workers: usize,
+    label: &str,
+    max_block: usize,
+    report_every: usize,
+) -> ExitCode {
+    use weir_connectors::replay::{self, labelled, FileFormat};
+    use weir_engine::prequential::{predicted_class, prequential};
+    let format = match input_format.map(|v| v.parse::<FileFormat>()).transpose() {
+        Ok(f) => f,
+        Err(e) => return fail(1, &format!("--input-format: {e}")),
+    };
+    let plan = match load_plan(graph) {
+        Ok(plan) => plan,
+        Err(e) => return fail(1, &e),
+    };
+    let inputs = match replay::discover(input, format) {
+        Ok(inputs) => inputs,
+        Err(e) => return fail(replay_exit_code(&e), &e),
+    };
+    let config = EngineConfig { workers, deterministic: true, ..EngineConfig::default() };
+    let engine = match Engine::start(vec![plan], config) {
+        Ok(engine) => engine,
+        Err(e) => return fail(1, &e),
+    };
+    let handle = engine.graphs()[0].clone();
+    let (columns, labels) = match labelled::read_labelled(&handle, &inputs, label) {
+        Ok(read) => read,
+        Err(e) => return fail(replay_exit_code(&e), &e),
+    };
+    let run = match prequential(&handle, &columns, &labels, max_block) {
+        Ok(run) => run,
+        Err(e) => return fail(1, &e),
+    };
+    engine.shutdown();
+    let classes = handle.feedback_kinds().map_or(2, |k| k.classes);
+    let (mut row, mut right) = (0usize, 0usize);
+    let every = report_every.max(1);
+    for chunk in &run.blocks {
+        for r in 0..chunk.len() {
+            let class = chunk.is_ok(r).then(|| predicted_class(&chunk.columns[run.prediction], r, classes)).flatten();
+            right += usize::from(class == Some(labels[row]));
+            row += 1;
+            if row % every == 0 && row < run.rows {
+                eprintln!("weir: prequential: {row} rows, running accuracy {:.4}", right as f64 / row as f64);
+            }
+        }
+    }
+    let version = handle.learn_stats().map_or(0, |(_, s)| s.version);
+    eprintln!(
+        "weir: prequential: {} rows, accuracy {:.4}, model version {version}, {:.3} s, {:.0} rows/s",
+        run.rows,
+        run.accuracy(),
+        run.seconds,
+        run.rows as f64 / run.seconds.max(1e-9)
+    );
+    ExitCode::SUCCESS
 }
 
 /// 1 when the inputs do not fit the graph or the command line, 2 for I/O.

@@ -18,12 +18,17 @@
 //!    with that error, after answering and writing every row read before it; both files
 //!    get their footers, so what was written stays readable.
 //!
+//! Prequential mode (`--prequential LABEL`, [`labelled`]): a labelled stream through a
+//! graph with a learning node, each block predicted, then its labels fed back, in a
+//! deterministic engine; reports the running accuracy.
+//!
 //! Blocks are large (1024 rows by default) and the replay keeps the graph full, so model
 //! nodes see full batches of `max_batch_size` rows; only the input's last partial batch
 //! waits out its `max_wait_ms`.
 
 pub mod error;
 pub mod files;
+pub mod labelled;
 pub mod progress;
 pub mod sink;
 
