@@ -335,3 +335,65 @@ fn kafka_without_input_topics() {
     let err = error_of("outputs:\n  y: sum.y\n", &format!("outputs:\n  y: sum.y\n{section}"), |_| {});
     assert_has(&err, &["node 'kafka'", "field 'input_topics'", "at least one input topic"]);
 }
+
+/// m1 as a learning node: `extra` is added to its `learn:` section.
+fn learning_m1(extra: &str) -> String {
+    format!("    weights: m1.safetensors\n    input: input.a\n    learn:\n      lr: 0.1\n{extra}")
+}
+
+#[test]
+fn learning_node_without_a_learning_rate() {
+    let err = error_of(
+        "    weights: m1.safetensors\n    input: input.a\n",
+        "    input: input.a\n    learn:\n      optimizer: adam\n",
+        |_| {},
+    );
+    assert_has(&err, &["node 'm1'", "missing field `lr`"]);
+}
+
+#[test]
+fn learning_node_with_a_key_of_the_wrong_type() {
+    let err = error_of(
+        "    weights: m1.safetensors\n    input: input.a\n",
+        &learning_m1("      key: input.b\n").replace("    weights: m1.safetensors\n", ""),
+        |_| {},
+    );
+    assert_has(&err, &["node 'm1'", "field 'learn.key'", "a feedback key is i64 or str, but it is f32"]);
+}
+
+#[test]
+fn learning_node_with_an_unknown_optimizer_or_too_few_classes() {
+    let err = error_of(
+        "    weights: m1.safetensors\n    input: input.a\n",
+        &learning_m1("      optimizer: rmsprop\n"),
+        |_| {},
+    );
+    assert_has(&err, &["node 'm1'", "field 'learn.optimizer'", "unknown optimizer 'rmsprop' (expected sgd or adam)"]);
+    let err = error_of("    weights: m1.safetensors\n    input: input.a\n", &learning_m1("      classes: 1\n"), |_| {});
+    assert_has(&err, &["field 'learn.classes'", "at least 2 classes, got 1"]);
+}
+
+#[test]
+fn learning_node_starting_from_weights_of_another_shape() {
+    // m1.safetensors is [1, 1]; softmax over 3 classes needs [1, 3].
+    let err = error_of("    weights: m1.safetensors\n    input: input.a\n", &learning_m1("      classes: 3\n"), |_| {});
+    assert_has(&err, &["node 'm1'", "field 'weights'", "linear model of sizes [1, 3]", "[1, 1]"]);
+}
+
+#[test]
+fn two_learning_nodes_in_one_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graph.yaml");
+    let yaml = BASE
+        .replace("    weights: m1.safetensors\n    input: input.a\n", "    input: input.a\n    learn: {lr: 0.1}\n")
+        .replace("    weights: m2.safetensors\n    input: input.b\n", "    input: input.b\n    learn: {lr: 0.1}\n");
+    std::fs::write(&path, yaml).unwrap();
+    let err = load_plan(&path).expect_err("two learning nodes").to_string();
+    assert_has(&err, &["field 'learn'", "a graph has one learning node", "already learns"]);
+}
+
+#[test]
+fn a_model_with_neither_weights_nor_learn() {
+    let err = error_of("    weights: m1.safetensors\n", "", |_| {});
+    assert_has(&err, &["node 'm1'", "field 'weights'", "needs 'weights'", "or 'learn:'"]);
+}
