@@ -563,3 +563,52 @@ async fn captured_traffic_replays_to_the_same_answers() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("topic 'in', partition 1: --to 999999 is past the end of the partition"), "{stderr}");
 }
+
+/// Produces `messages` (key, payload) to `topic` and waits for every acknowledgement.
+async fn produce_to(broker: &Broker, topic: &str, messages: &[(String, Vec<u8>)]) {
+    let producer: FutureProducer = broker.config().create().unwrap();
+    for (key, payload) in messages {
+        producer.send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(10)).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_from_the_feedback_topic_train_the_served_model() {
+    let broker = Broker::start();
+    broker.create_topics(&["in", "out", "dlq", "labels"], 1).await;
+    let pages = weir::datasets::phishing().unwrap();
+    let prediction =
+        |i: usize| (format!("p{i}"), json!({"id": i, "features": pages[i].features}).to_string().into_bytes());
+    let child = weir_graph(&broker, "graphs/phishing-online.yaml", &["--kafka-feedback", "labels"]);
+    // 40 predictions, all by the untrained model.
+    produce(&broker, &(0..40).map(prediction).collect::<Vec<_>>()).await;
+    let out = read_until(&broker, "out", 1, Duration::from_secs(60), distinct_keys(40));
+    let version = |o: &Out| serde_json::from_slice::<Json>(&o.payload).unwrap()["model_version"].as_i64().unwrap();
+    assert!(out.iter().all(|o| version(o) == 0), "nothing learned yet");
+    // Their labels, by key, one message each, and one message that is not feedback.
+    let mut labels: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("l{i}"), json!({"key": i, "label": i64::from(pages[i].phishing)}).to_string().into_bytes()))
+        .collect();
+    labels.insert(20, ("bad".to_string(), br#"{"key": 3, "lable": 1}"#.to_vec()));
+    produce_to(&broker, "labels", &labels).await;
+    // Probes until one is answered by the weights learned from all 40 labels.
+    let started = Instant::now();
+    let mut probe = 1000;
+    loop {
+        produce(&broker, &[prediction(probe % pages.len())]).await;
+        let key = format!("p{}", probe % pages.len());
+        let out = read_until(&broker, "out", 1, Duration::from_secs(10), |o| o.iter().any(|o| o.key == key));
+        if out.iter().filter(|o| o.key == key).any(|o| version(o) == 40) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "the served version reaches 40");
+        probe += 1;
+    }
+    let dead = read_until(&broker, "dlq", 1, Duration::from_secs(30), |o| !o.is_empty());
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].key, "bad");
+    assert_eq!(dead[0].headers["weir-error-code"], "invalid_input");
+    assert_eq!(dead[0].headers["weir-error-field"], "lable");
+    assert_eq!(dead[0].headers["weir-source-topic"], "labels");
+    stop(child);
+}

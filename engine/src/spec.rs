@@ -59,6 +59,8 @@ pub struct KafkaSpec {
     pub group_id: String,
     /// Where messages that cannot be decoded, or whose row fails, go.
     pub dead_letter_topic: String,
+    /// Where labels for the graph's learning node come from, if from Kafka.
+    pub feedback_topic: Option<String>,
     /// The payload format of input messages.
     pub format: PayloadFormat,
     /// librdkafka properties passed through as-is (SASL, TLS, tuning), for the consumer

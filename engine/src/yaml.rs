@@ -60,6 +60,8 @@ struct KafkaFile {
     output_topic: String,
     group_id: String,
     dead_letter_topic: String,
+    #[serde(default)]
+    feedback_topic: Option<String>,
     #[serde(default = "json_format")]
     format: String,
     #[serde(default)]
@@ -165,6 +167,7 @@ fn kafka_spec(k: KafkaFile) -> Result<KafkaSpec, (String, String)> {
         output_topic: k.output_topic,
         group_id: k.group_id,
         dead_letter_topic: k.dead_letter_topic,
+        feedback_topic: k.feedback_topic,
         format,
         properties,
     })

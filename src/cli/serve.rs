@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use weir_connectors::http::{self, AppState, ServerConfig};
+use weir_connectors::kafka::feedback::FeedbackLoop;
 use weir_connectors::kafka::KafkaLoop;
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::{load_plan, Engine, EngineConfig};
@@ -60,6 +61,10 @@ pub struct ServeArgs {
     /// (an Arrow IPC stream per message).
     #[arg(long)]
     pub kafka_format: Option<String>,
+    /// The topic of labels for the graph's learning node (overrides
+    /// `kafka.feedback_topic`).
+    #[arg(long)]
+    pub kafka_feedback: Option<String>,
     /// A librdkafka property, `KEY=VALUE` (repeatable), added to the graph's.
     #[arg(long = "kafka-property")]
     pub kafka_properties: Vec<String>,
@@ -81,6 +86,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         kafka_output,
         kafka_group,
         kafka_dead_letter,
+        kafka_feedback,
         kafka_properties,
         kafka_format,
     } = args;
@@ -100,6 +106,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         output: kafka_output,
         group: kafka_group,
         dead_letter: kafka_dead_letter,
+        feedback: kafka_feedback,
         properties,
         format,
     };
@@ -150,9 +157,11 @@ fn run(engine: &Engine, host: &str, port: u16, config: ServerConfig, grace: Dura
         let addr = listener.local_addr()?;
         let state = AppState::new(engine.graphs(), config);
         let mut kafka = Vec::new();
+        let mut feedback = Vec::new();
         for g in engine.graphs() {
             tracing::info!("serving graph '{}' at http://{addr}/graphs/{}", g.name(), g.name());
             if let Some(spec) = g.plan().kafka.clone() {
+                feedback.extend(FeedbackLoop::connect(g.clone(), &spec)?);
                 kafka.push(KafkaLoop::connect(g.clone(), spec)?);
             }
         }
@@ -166,6 +175,7 @@ fn run(engine: &Engine, host: &str, port: u16, config: ServerConfig, grace: Dura
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let loops: Vec<_> = kafka.into_iter().map(|k| tokio::spawn(k.run(stopped(stop_rx.clone()), grace))).collect();
+        let feedback: Vec<_> = feedback.into_iter().map(|f| tokio::spawn(f.run(stopped(stop_rx.clone())))).collect();
         eprintln!("weir: listening on http://{addr}");
         http::serve(listener, state, stopped(stop_rx), grace).await?;
         for l in loops {
@@ -173,6 +183,14 @@ fn run(engine: &Engine, host: &str, port: u16, config: ServerConfig, grace: Dura
                 eprintln!(
                     "weir: kafka: {} consumed, {} answered, {} dead-lettered",
                     s.consumed, s.answered, s.dead_lettered
+                );
+            }
+        }
+        for f in feedback {
+            if let Ok(s) = f.await {
+                eprintln!(
+                    "weir: kafka feedback: {} consumed, {} rows to the learner, {} dead-lettered",
+                    s.consumed, s.rows, s.dead_lettered
                 );
             }
         }
@@ -188,6 +206,7 @@ struct KafkaFlags {
     output: Option<String>,
     group: Option<String>,
     dead_letter: Option<String>,
+    feedback: Option<String>,
     properties: Vec<(String, String)>,
     format: Option<PayloadFormat>,
 }
@@ -212,6 +231,7 @@ impl KafkaFlags {
                 output_topic: output.clone(),
                 group_id: format!("weir-{}", plan.name),
                 dead_letter_topic: format!("{output}.dead-letter"),
+                feedback_topic: None,
                 format: PayloadFormat::Json,
                 properties: Vec::new(),
             });
@@ -231,6 +251,9 @@ impl KafkaFlags {
             }
             if let Some(d) = &self.dead_letter {
                 k.dead_letter_topic = d.clone();
+            }
+            if let Some(f) = &self.feedback {
+                k.feedback_topic = Some(f.clone());
             }
             k.properties.extend(self.properties.iter().cloned());
             if let Some(f) = self.format {

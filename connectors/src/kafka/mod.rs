@@ -25,11 +25,14 @@
 //!    finished too, the partition's position is stored, and librdkafka commits stored
 //!    positions (every second, and at shutdown). A crash re-delivers everything after
 //!    the committed positions: nothing is lost, duplicates are possible.
+//! 6. Feedback for a learning node comes from its own topic and consumer
+//!    ([`feedback`]).
 //! 5. A rebalance resets the tracking of the partitions revoked or assigned
 //!    ([`rebalance`]): a revoked partition's next owner resumes at its last committed
 //!    position, and a partition assigned again starts afresh.
 
 pub mod capture;
+pub mod feedback;
 pub mod offsets;
 pub mod rebalance;
 
@@ -65,6 +68,14 @@ pub enum KafkaRunError {
         role: &'static str,
         /// librdkafka's reason.
         source: Box<rdkafka::error::KafkaError>,
+    },
+    /// A feedback topic is set for a graph without a learning node.
+    #[error("graph '{graph}': feedback topic '{topic}' is set, but the graph has no learning node to take it")]
+    NotLearning {
+        /// The graph.
+        graph: String,
+        /// The topic.
+        topic: String,
     },
     /// Subscribing to the input topics failed.
     #[error("graph '{graph}': cannot subscribe to {topics:?}: {source}")]
@@ -424,7 +435,13 @@ fn lost() -> RowError {
 }
 
 /// Sends one message until the broker acknowledges it.
-async fn send(producer: &FutureProducer, topic: &str, key: Option<&[u8]>, payload: &[u8], headers: OwnedHeaders) {
+pub(crate) async fn send(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: OwnedHeaders,
+) {
     loop {
         let mut record = FutureRecord::to(topic).payload(payload).headers(headers.clone());
         if let Some(k) = key {
