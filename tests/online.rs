@@ -112,6 +112,18 @@ fn same_streams_same_weights_and_answers_at_one_and_two_workers() {
     let (p2, versions2) = outputs(&two);
     assert_eq!(versions1, versions2);
     assert_eq!(p1, kernel_prequential(pages), "each block saw every label before it");
+    // And the weights they end with, saved at shutdown, are the same too.
+    let base = std::env::temp_dir().join(format!("weir-online-workers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let mut weights = Vec::new();
+    for workers in [1, 2] {
+        let dir = base.join(workers.to_string());
+        run(&checkpointed(&dir), workers, pages);
+        weights.push(final_weights(&dir, &checkpointed(&dir)));
+    }
+    assert_eq!(weights[0].version, 400);
+    assert_eq!(weights[0], weights[1]);
+    let _ = std::fs::remove_dir_all(&base);
     assert_eq!(p1.iter().map(|p| p.to_bits()).collect::<Vec<_>>(), p2.iter().map(|p| p.to_bits()).collect::<Vec<_>>());
 }
 
@@ -394,4 +406,76 @@ mod replay_prequential {
         assert!(stderr.contains("phishing.arrow") && stderr.contains("no label column 'label'"), "{stderr}");
         let _ = std::fs::remove_dir_all(&dir);
     }
+}
+
+/// Softmax regression over 10 classes, built in Rust: scikit-learn's digits, predict then
+/// learn, the feedback carrying its own features (no key).
+#[test]
+fn softmax_regression_built_in_rust_learns_the_digits() {
+    use weir_engine::builder::{GraphBuilder, Model};
+    use weir_engine::spec::LearnSpec;
+    use weir_operators::FieldType;
+
+    let mut g = GraphBuilder::new("digits_online");
+    let pixels = g.input("pixels", FieldType::vector(64));
+    let model =
+        g.node("model", Model::learning(LearnSpec::new(10, Optimizer::adam(0.01))).output("probs").bind(pixels));
+    g.output("probs", model.field("probs"));
+    g.output("version", model.field("model_version"));
+    let plan = g.plan().expect("the builder's graph plans");
+    let config = EngineConfig { workers: 2, deterministic: true, ..EngineConfig::default() };
+    let engine = Engine::start(vec![plan], config).expect("engine");
+    let graph = engine.graph("digits_online").expect("graph");
+    let digits = weir::datasets::digits(weir::datasets::Split::Train).expect("digits");
+    let inputs =
+        vec![Column::Tensor { width: 64, data: digits.iter().flat_map(|d| d.pixels.iter().copied()).collect() }];
+    let labels: Vec<i64> = digits.iter().map(|d| i64::from(d.label)).collect();
+    let run = prequential(&graph, &inputs, &labels, MAX_BLOCK).expect("prequential run");
+    engine.shutdown();
+    println!("digits, softmax regression learned online: prequential accuracy {:.4}", run.accuracy());
+    assert_eq!(run.rows, 1437);
+    assert!(run.accuracy() >= 0.85, "prequential accuracy {}", run.accuracy());
+    let learned = graph.learn_stats().expect("learns").1;
+    assert_eq!((learned.learned, learned.version), (1437, 1437));
+}
+
+/// With `update_every_ms`, labels that do not fill a minibatch are stepped on once the
+/// first has waited that long (serving mode).
+#[test]
+fn a_partial_minibatch_is_stepped_on_after_update_every_ms() {
+    let mut spec = spec();
+    let learn = spec.nodes.iter_mut().find_map(|n| match &mut n.kind {
+        NodeKind::Model(m) => m.learn.as_mut(),
+        _ => None,
+    });
+    let learn = learn.expect("the model learns");
+    learn.update_every = 1000;
+    learn.update_every_ms = Some(300);
+    let engine = Engine::start(vec![Plan::new(&spec).expect("plan")], EngineConfig::default()).expect("engine");
+    let graph = engine.graph("phishing_online").expect("graph");
+    let pages = phishing().expect("phishing stream");
+    for id in 0..5 {
+        let row = vec![Value::I64(id), Value::Tensor(pages[id as usize].features.clone().into())];
+        graph.call(row).expect("submitted").expect("answered");
+    }
+    let mut feedback = Feedback::new(graph.feedback_kinds().expect("learns"));
+    for id in 0..5 {
+        feedback.push(Some(&Value::I64(id)), i64::from(pages[id as usize].phishing), None).expect("fits");
+    }
+    let sent = Instant::now();
+    graph.submit_feedback(feedback, true).expect("accepted");
+    let stats = loop {
+        let (_, s) = graph.learn_stats().expect("learns");
+        if s.version > 0 {
+            break s;
+        }
+        if s.learned == 5 && sent.elapsed() < Duration::from_millis(250) {
+            assert_eq!(s.version, 0, "five labels do not fill a minibatch of 1000");
+        }
+        assert!(sent.elapsed() < Duration::from_secs(10), "the partial minibatch is stepped on: {s:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert!(sent.elapsed() >= Duration::from_millis(300), "not before update_every_ms");
+    assert_eq!((stats.learned, stats.version), (5, 1), "one step with all five");
+    engine.shutdown();
 }
