@@ -249,7 +249,9 @@ mod http_feedback {
     async fn labels_posted_as_feedback_move_the_served_version() {
         let graphs = weir::datasets::graphs_dir();
         let plans = ["phishing-online", "diamond"].map(|n| load_plan(&graphs.join(format!("{n}.yaml"))).expect("plan"));
-        let engine = Engine::start(plans.to_vec(), EngineConfig::default()).expect("engine");
+        // Two workers: predictions reach the learner from both, its weights go to both.
+        let engine =
+            Engine::start(plans.to_vec(), EngineConfig { workers: 2, ..EngineConfig::default() }).expect("engine");
         let app = http::router(AppState::new(engine.graphs(), ServerConfig::default()));
         let pages = weir::datasets::phishing().expect("phishing stream");
         let rows: Vec<Json> =

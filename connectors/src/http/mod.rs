@@ -295,23 +295,23 @@ async fn take_feedback(state: &AppState, graph: &Served, headers: &HeaderMap, bo
     if rows.is_empty() {
         return Ok(0);
     }
-    graph.handle.submit_feedback(rows, false).map_err(|e| match e {
-        SubmitError::Invalid(row) => ApiError::from_row(&row),
-        SubmitError::Full(name) => {
-            let mut err = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                format!("graph '{name}' has its feedback channel full; retry later"),
-            );
-            err.retry_after = Some(1);
-            err
-        }
-        SubmitError::Closed => {
-            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down");
-            err.retry_after = Some(1);
-            err
-        }
-    })
+    graph
+        .handle
+        .submit_feedback(rows, false)
+        .map_err(|e| refused(e, |name| format!("graph '{name}' has its feedback channel full; retry later")))
+}
+
+/// The answer to a refused submission: the row's error, or 503 with `Retry-After` when
+/// the graph is full (`full` says of what) or shutting down.
+fn refused(e: SubmitError, full: impl FnOnce(&str) -> String) -> ApiError {
+    let (code, message) = match e {
+        SubmitError::Invalid(row) => return ApiError::from_row(&row),
+        SubmitError::Full(name) => ("overloaded", full(&name)),
+        SubmitError::Closed => ("unavailable", "the server is shutting down".to_string()),
+    };
+    let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    err.retry_after = Some(1);
+    err
 }
 
 /// Decodes, submits, waits, encodes.
@@ -370,25 +370,9 @@ async fn answer(
 async fn compute(graph: &Served, rows: Vec<Vec<Value>>, deadline: Option<Instant>) -> Result<Vec<RowResult>, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let options = SubmitOptions { wait: false, deadline };
-    graph.handle.submit_with(rows, options, Box::new(move |results| drop(tx.send(results)))).map_err(|e| match e {
-        SubmitError::Invalid(row) => ApiError::from_row(&row),
-        SubmitError::Full(name) => {
-            let mut err = ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                format!(
-                    "graph '{name}' has its maximum of rows in flight ({}); retry later",
-                    graph.handle.max_in_flight()
-                ),
-            );
-            err.retry_after = Some(1);
-            err
-        }
-        SubmitError::Closed => {
-            let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the server is shutting down");
-            err.retry_after = Some(1);
-            err
-        }
+    let limit = graph.handle.max_in_flight();
+    graph.handle.submit_with(rows, options, Box::new(move |results| drop(tx.send(results)))).map_err(|e| {
+        refused(e, |name| format!("graph '{name}' has its maximum of rows in flight ({limit}); retry later"))
     })?;
     let waited = match deadline {
         Some(d) => tokio::time::timeout_at(d.into(), rx).await.map_err(|_| deadline_passed())?,

@@ -14,7 +14,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
@@ -22,7 +21,7 @@ use weir_engine::spec::KafkaSpec;
 use weir_engine::{Feedback, GraphHandle, SubmitError};
 use weir_operators::{ErrorCode, RowError};
 
-use super::{send, KafkaRunError};
+use super::{client_config, send, with_properties, KafkaRunError};
 use crate::json::decode_feedback;
 
 /// What a finished feedback loop did.
@@ -58,24 +57,21 @@ impl FeedbackLoop {
             let name = name.clone();
             move |source| KafkaRunError::Client { graph: name, role, source: Box::new(source) }
         };
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &spec.bootstrap_servers)
-            .set("group.id", format!("{}.feedback", spec.group_id))
-            .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.commit.interval.ms", "1000")
-            .set("auto.offset.reset", "earliest");
-        for (k, v) in &spec.properties {
-            config.set(k, v);
-        }
-        let consumer: StreamConsumer = config.create().map_err(client("feedback consumer"))?;
-        let mut producer_config = ClientConfig::new();
-        producer_config.set("bootstrap.servers", &spec.bootstrap_servers).set("linger.ms", "1");
-        for (k, v) in &spec.properties {
-            producer_config.set(k, v);
-        }
-        let producer: FutureProducer = producer_config.create().map_err(client("feedback producer"))?;
+        let consumer: StreamConsumer = with_properties(
+            client_config(spec)
+                .set("group.id", format!("{}.feedback", spec.group_id))
+                .set("enable.auto.commit", "true")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.commit.interval.ms", "1000")
+                .set("auto.offset.reset", "earliest")
+                .clone(),
+            spec,
+        )
+        .create()
+        .map_err(client("feedback consumer"))?;
+        let producer: FutureProducer = with_properties(client_config(spec).set("linger.ms", "1").clone(), spec)
+            .create()
+            .map_err(client("feedback producer"))?;
         consumer.subscribe(&[topic.as_str()]).map_err(|source| KafkaRunError::Subscribe {
             graph: name.clone(),
             topics: vec![topic.clone()],

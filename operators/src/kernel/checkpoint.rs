@@ -64,27 +64,9 @@ pub fn save(learner: &Learner, dir: &Path) -> Result<(), String> {
 pub fn load(file: &Path, config: LearnerConfig, inputs: usize) -> Result<Learner, String> {
     let tensors = candle_core::safetensors::load(file, &Device::Cpu)
         .map_err(|e| format!("cannot read checkpoint {}: {e}", file.display()))?;
-    let f32s = |name: &str| -> Result<Option<Vec<f32>>, String> {
-        tensors
-            .get(name)
-            .map(|t| t.flatten_all().and_then(|t| t.to_vec1::<f32>()))
-            .transpose()
-            .map_err(|e| format!("checkpoint {}: tensor '{name}': {e}", file.display()))
-    };
-    let f64s = |name: &str| -> Result<Option<Vec<f64>>, String> {
-        tensors
-            .get(name)
-            .map(|t| t.flatten_all().and_then(|t| t.to_vec1::<f64>()))
-            .transpose()
-            .map_err(|e| format!("checkpoint {}: tensor '{name}': {e}", file.display()))
-    };
-    let i64s = |name: &str| -> Result<Option<Vec<i64>>, String> {
-        tensors
-            .get(name)
-            .map(|t| t.flatten_all().and_then(|t| t.to_vec1::<i64>()))
-            .transpose()
-            .map_err(|e| format!("checkpoint {}: tensor '{name}': {e}", file.display()))
-    };
+    let f32s = |name: &str| vector::<f32>(&tensors, file, name);
+    let f64s = |name: &str| vector::<f64>(&tensors, file, name);
+    let i64s = |name: &str| vector::<i64>(&tensors, file, name);
     let missing = |name: &str| format!("checkpoint {} has no tensor '{name}'", file.display());
     let weight = f32s("weight")?.ok_or_else(|| missing("weight"))?;
     let bias = f32s("bias")?.ok_or_else(|| missing("bias"))?;
@@ -119,6 +101,19 @@ pub fn load(file: &Path, config: LearnerConfig, inputs: usize) -> Result<Learner
         learner.pending_y = y.into_iter().map(|y| y.max(0) as usize).collect();
     }
     Ok(learner)
+}
+
+/// The values of tensor `name`, flattened, if the checkpoint has it.
+fn vector<T: candle_core::WithDType>(
+    tensors: &HashMap<String, Tensor>,
+    file: &Path,
+    name: &str,
+) -> Result<Option<Vec<T>>, String> {
+    tensors
+        .get(name)
+        .map(|t| t.flatten_all().and_then(|t| t.to_vec1::<T>()))
+        .transpose()
+        .map_err(|e| format!("checkpoint {}: tensor '{name}': {e}", file.display()))
 }
 
 #[cfg(test)]
