@@ -45,6 +45,18 @@ pub struct ReplayArgs {
     /// No progress line (there is none when stderr is not a terminal anyway).
     #[arg(long)]
     pub quiet: bool,
+    /// Feedback files (Arrow IPC or Parquet) for the graph's learning node, merged into
+    /// the inputs by event time (--order-by): labels by key, or with their features, in
+    /// an Int64 column named by --label. The engine is then deterministic.
+    #[arg(long, num_args = 1..)]
+    pub feedback: Vec<PathBuf>,
+    /// The Int64 event-time column of the inputs and the feedback, each sorted by it: a
+    /// row at time t is predicted after every feedback row before t.
+    #[arg(long, value_name = "COLUMN")]
+    pub order_by: Option<String>,
+    /// The Int64 label column of the feedback files.
+    #[arg(long, default_value = "label")]
+    pub label: String,
     /// Backtest a learning graph: predict each row, then feed back its label from this
     /// Int64 column, in order (a deterministic engine); prints the running accuracy.
     #[arg(long, value_name = "LABEL_COLUMN")]
@@ -75,6 +87,9 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         prequential,
         max_block,
         report_every,
+        feedback,
+        order_by,
+        label,
     } = args;
     if let Some(label) = prequential {
         return backtest(&graph, &input, input_format, workers, &label, max_block, report_every);
@@ -109,19 +124,42 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         Ok(inputs) => inputs,
         Err(e) => return fail(replay_exit_code(&e), &e),
     };
-    let engine = match Engine::start(vec![plan], EngineConfig { workers, ..EngineConfig::default() }) {
+    let feedback_files = match (feedback.is_empty(), &order_by) {
+        (true, _) => Vec::new(),
+        (false, None) => return fail(1, &"--feedback needs --order-by (the event-time column of both streams)"),
+        (false, Some(_)) => match replay::discover(&feedback, input_format) {
+            Ok(files) => files,
+            Err(e) => return fail(replay_exit_code(&e), &e),
+        },
+    };
+    let deterministic = !feedback_files.is_empty();
+    let engine = match Engine::start(vec![plan], EngineConfig { workers, deterministic, ..EngineConfig::default() }) {
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
+    let stream = match (&order_by, deterministic) {
+        (Some(order_by), true) => {
+            match replay::feedback::read_feedback(&engine.graphs()[0], &feedback_files, order_by, &label) {
+                Ok(stream) => Some(stream),
+                Err(e) => return fail(replay_exit_code(&e), &e),
+            }
+        }
+        _ => None,
+    };
     let start = Instant::now();
-    match replay::replay(&engine.graphs()[0], &inputs, &options) {
+    match replay::replay_with_feedback(&engine.graphs()[0], &inputs, stream, &options) {
         Ok(summary) => {
             let secs = start.elapsed().as_secs_f64();
+            // Shutting down lets the learner take the last labels in.
+            let handle = engine.graphs()[0].clone();
+            engine.shutdown();
+            let learned =
+                handle.learn_stats().map(|(_, s)| format!(", model version {}", s.version)).unwrap_or_default();
             let rss = weir::peak_rss_bytes()
                 .map(|b| format!(", peak RSS {:.1} MiB", b as f64 / (1 << 20) as f64))
                 .unwrap_or_default();
             eprintln!(
-                "weir: replay: {} rows, {} errors ({}), {secs:.3} s, {:.0} rows/s{rss}",
+                "weir: replay: {} rows, {} errors ({}), {secs:.3} s, {:.0} rows/s{rss}{learned}",
                 summary.rows,
                 summary.errors,
                 options.errors.display(),
@@ -204,7 +242,8 @@ fn replay_exit_code(e: &weir_connectors::replay::ReplayError) -> u8 {
         ReplayError::NoInputs { .. }
         | ReplayError::UnknownFormat { .. }
         | ReplayError::Schema { .. }
-        | ReplayError::Keep { .. } => 1,
+        | ReplayError::Keep { .. }
+        | ReplayError::Feedback { .. } => 1,
         ReplayError::Io { .. } | ReplayError::Unreadable { .. } | ReplayError::Write { .. } => 2,
     }
 }

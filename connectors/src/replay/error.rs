@@ -59,6 +59,15 @@ pub enum ReplayError {
         /// What is wrong.
         reason: String,
     },
+    /// A feedback file does not fit the graph's learning node, is not sorted by its
+    /// event time, or its rows could not be sent.
+    #[error("{path}: feedback: {reason}")]
+    Feedback {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The output or errors file cannot be written.
     #[error("{path}: cannot write: {reason}")]
     Write {

@@ -27,6 +27,7 @@
 //! waits out its `max_wait_ms`.
 
 pub mod error;
+pub mod feedback;
 pub mod files;
 pub mod labelled;
 pub mod progress;
@@ -44,6 +45,7 @@ use weir_engine::{GraphHandle, SubmitOptions};
 use weir_operators::{Chunk, Column, FieldType, RowError};
 
 pub use error::ReplayError;
+pub use feedback::FeedbackStream;
 pub use files::{discover, FileFormat, InputFile};
 
 use progress::Progress;
@@ -69,6 +71,29 @@ pub struct ReplayOptions {
     pub in_flight: usize,
     /// Draw a progress line on stderr.
     pub progress: bool,
+}
+
+/// The rows of `batch` (of `file`, from input row `row`), their event times checked
+/// against `last` (the previous row's) when a feedback stream is merged in.
+fn checked_times<'a>(
+    feedback: Option<&FeedbackStream>,
+    batch: &'a RecordBatch,
+    file: &InputFile,
+    row: u64,
+    last: &mut Option<i64>,
+) -> Result<Option<&'a [i64]>, ReplayError> {
+    let Some(fb) = feedback else { return Ok(None) };
+    let times = feedback::event_times(batch, &fb.order_by, &file.path, row)?;
+    for (r, &t) in times.iter().enumerate() {
+        if last.is_some_and(|l| t < l) {
+            return Err(ReplayError::Feedback {
+                path: file.path.clone(),
+                reason: format!("row {}: not sorted by '{}'", row + r as u64, fb.order_by),
+            });
+        }
+        *last = Some(t);
+    }
+    Ok(Some(times))
 }
 
 impl ReplayOptions {
@@ -144,6 +169,17 @@ pub fn replay(
     inputs: &[InputFile],
     options: &ReplayOptions,
 ) -> Result<ReplaySummary, ReplayError> {
+    replay_with_feedback(graph, inputs, None, options)
+}
+
+/// [`replay`], with a feedback stream merged into the rows by event time (see
+/// [`feedback`]); the graph's engine should be deterministic.
+pub fn replay_with_feedback(
+    graph: &GraphHandle,
+    inputs: &[InputFile],
+    mut feedback: Option<FeedbackStream>,
+    options: &ReplayOptions,
+) -> Result<ReplaySummary, ReplayError> {
     let plan = graph.plan();
     let fields: Vec<(String, FieldType)> = plan.output.fields.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
     let kept_fields = check_inputs(graph, inputs, &options.keep, &fields)?;
@@ -175,6 +211,7 @@ pub fn replay(
     let (tx, rx) = bounded::<(u64, Chunk)>(max_chunks);
     let mut pending: BTreeMap<u64, Block> = BTreeMap::new();
     let (mut next_seq, mut write_seq, mut submitted, mut row) = (0u64, 0u64, 0usize, 0u64);
+    let mut last_time: Option<i64> = None;
     let mut summary = ReplaySummary::default();
     let total = inputs.iter().map(|f| f.rows).sum::<Option<u64>>();
     let mut progress = Progress::new(options.progress, total);
@@ -195,9 +232,20 @@ pub fn replay(
         for file in inputs {
             for batch in files::open(file, chunk_rows)? {
                 let batch = batch.map_err(|e| files::damaged(file, row, e))?;
+                let times = checked_times(feedback.as_ref(), &batch, file, row, &mut last_time)?;
                 let mut offset = 0;
                 while offset < batch.num_rows() {
-                    let len = chunk_rows.min(batch.num_rows() - offset);
+                    let mut len = chunk_rows.min(batch.num_rows() - offset);
+                    if let (Some(fb), Some(times)) = (feedback.as_mut(), times) {
+                        // The feedback before this row goes first; the block ends before
+                        // the first row after the next feedback.
+                        fb.submit_before(graph, Some(times[offset]))?;
+                        if let Some(next) = fb.next_time() {
+                            if let Some(cut) = times[offset..offset + len].iter().position(|&t| t > next) {
+                                len = cut.max(1);
+                            }
+                        }
+                    }
                     let slice = batch.slice(offset, len);
                     offset += len;
                     // Room first: at most max_chunks submissions out at once.
@@ -244,6 +292,10 @@ pub fn replay(
                     write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
                 }
             }
+        }
+        // Feedback after the last row still trains the model.
+        if let Some(fb) = feedback.as_mut() {
+            fb.submit_before(graph, None)?;
         }
         Ok(())
     };
