@@ -8,8 +8,8 @@
 //!
 //! Through the graph: `graphs/phishing-online.yaml` in a deterministic engine (one
 //! worker), driven by `weir_engine::prequential` as `weir replay --prequential` does:
-//! blocks of rows (doubling from 1 to 32) are submitted, then their labels as feedback by
-//! key; the learner steps once per label and sends each version around the dataflow's
+//! blocks of rows (doubling from 1 to 32) are submitted, each with its labels as feedback
+//! by key at the same step of the engine's clock; the learner steps once per label and sends each version around the dataflow's
 //! feedback loop. Timed from the first submission until every row is answered and every
 //! label learned; the engine's start is not timed (nor is River's model construction).
 //!

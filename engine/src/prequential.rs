@@ -18,7 +18,7 @@ use weir_operators::{Chunk, Column, ErrorCode, RowError};
 
 use crate::feedback::Feedback;
 use crate::plan::StepOp;
-use crate::runtime::{GraphHandle, SubmitError, SubmitOptions};
+use crate::runtime::{GraphHandle, SubmitError};
 use crate::spec::INPUT;
 
 /// What a prequential run saw.
@@ -107,13 +107,6 @@ pub fn prequential(
             out.extend_range(c, at, n);
             out
         };
-        let tx = tx.clone();
-        let block = blocks;
-        graph.submit_columns(
-            inputs.iter().map(slice).collect(),
-            SubmitOptions { wait: true, deadline: None },
-            Box::new(move |chunk| drop(tx.send((block, chunk)))),
-        )?;
         let mut feedback = Feedback::new(&kinds);
         for (row, &label) in labels.iter().enumerate().skip(at).take(n) {
             let key = key_input.map(|k| inputs[k].value(row));
@@ -122,7 +115,14 @@ pub fn prequential(
                 SubmitError::Invalid(RowError::new(ErrorCode::InvalidInput, "feedback", format!("row {row}: {m}")))
             })?;
         }
-        graph.submit_feedback(feedback, true)?;
+        let tx = tx.clone();
+        let block = blocks;
+        // The block's rows, then its labels, at one time of the clock.
+        graph.submit_columns_then_feedback(
+            inputs.iter().map(slice).collect(),
+            feedback,
+            Box::new(move |chunk| drop(tx.send((block, chunk)))),
+        )?;
         at += n;
         blocks += 1;
         size = (size * 2).min(max_block.max(1));

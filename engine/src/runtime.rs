@@ -116,6 +116,9 @@ struct FeedbackIngress {
     stats: Arc<LearnStats>,
 }
 
+/// A chunk on its way in: the channels (one per worker) and doorbells of its source.
+type Outgoing<'a> = (&'a [Sender<Chunk>], &'a [Arc<Doorbell>], Chunk);
+
 impl GraphShared {
     /// Every source's doorbell: the rows', then the feedback's.
     fn all_doorbells(&self) -> impl Iterator<Item = &Arc<Doorbell>> {
@@ -129,34 +132,45 @@ impl GraphShared {
         &self,
         senders: &[Sender<Chunk>],
         doorbells: &[Arc<Doorbell>],
-        mut chunk: Chunk,
+        chunk: Chunk,
         wait: bool,
     ) -> Result<(), SubmitError> {
-        let worker = (chunk.slot % senders.len() as u64) as usize;
-        let put = |chunk: Chunk| {
+        self.send_all(vec![(senders, doorbells, chunk)], wait)
+    }
+
+    /// Sends each chunk into one worker's channel of its senders (round-robin by slot),
+    /// in order, and wakes that worker's source. In a deterministic engine the chunks
+    /// all take the clock's next time, and every source is woken, as the watermark
+    /// moved for all. Stops at the first that cannot be sent.
+    fn send_all(&self, parts: Vec<Outgoing<'_>>, wait: bool) -> Result<(), SubmitError> {
+        let put = |senders: &[Sender<Chunk>], doorbells: &[Arc<Doorbell>], chunk: Chunk, ring: bool| {
+            let worker = (chunk.slot % senders.len() as u64) as usize;
             if wait {
-                senders[worker].send(chunk).map_err(|_| SubmitError::Closed)
+                senders[worker].send(chunk).map_err(|_| SubmitError::Closed)?;
             } else {
                 senders[worker].try_send(chunk).map_err(|e| match e {
                     TrySendError::Full(_) => SubmitError::Full(self.plan.name.clone()),
                     TrySendError::Disconnected(_) => SubmitError::Closed,
-                })
+                })?;
             }
-        };
-        match &self.clock {
-            None => {
-                put(chunk)?;
+            if ring {
                 doorbells[worker].ring();
             }
+            Ok(())
+        };
+        match &self.clock {
+            None => parts.into_iter().try_for_each(|(senders, doorbells, chunk)| put(senders, doorbells, chunk, true)),
             Some(clock) => {
-                clock.stamp(|time| {
-                    chunk.time = Some(time);
-                    put(chunk)
-                })?;
+                let sent = clock.stamp(|time| {
+                    parts.into_iter().try_for_each(|(senders, doorbells, mut chunk)| {
+                        chunk.time = Some(time);
+                        put(senders, doorbells, chunk, false)
+                    })
+                });
                 self.all_doorbells().for_each(|b| b.ring());
+                sent
             }
         }
-        Ok(())
     }
 }
 
@@ -469,7 +483,7 @@ impl GraphHandle {
             .enumerate()
             .map(|(f, (_, ty))| Column::from_values(ty, rows.iter().map(|r| &r[f])))
             .collect();
-        self.enter(rows.len(), columns, Replier::Rows(reply), options)
+        self.enter(rows.len(), columns, Replier::Rows(reply), options, None)
     }
 
     /// Submits a batch given by column (one column per input field, in the plan's input
@@ -482,6 +496,28 @@ impl GraphHandle {
         options: SubmitOptions,
         reply: ChunkReply,
     ) -> Result<RowId, SubmitError> {
+        let rows = self.check_columns(&columns)?;
+        self.enter(rows, columns, Replier::Chunk(reply), options, None)
+    }
+
+    /// [`GraphHandle::submit_columns`], waiting for room, and with `feedback` for the
+    /// graph's learning node sent at the same time: in a deterministic engine the rows
+    /// are predicted with what was learned before this call, and the feedback is learned
+    /// after them (so it can name them by key), before any later submission is
+    /// predicted. One step of the clock instead of two: what a prequential run does
+    /// per block.
+    pub fn submit_columns_then_feedback(
+        &self,
+        columns: Vec<Column>,
+        feedback: Feedback,
+        reply: ChunkReply,
+    ) -> Result<RowId, SubmitError> {
+        let rows = self.check_columns(&columns)?;
+        self.enter(rows, columns, Replier::Chunk(reply), SubmitOptions { wait: true, deadline: None }, Some(feedback))
+    }
+
+    /// Checks columns against the graph's inputs; returns their common length.
+    fn check_columns(&self, columns: &[Column]) -> Result<usize, SubmitError> {
         let plan = &self.shared.plan;
         let invalid = |field: &str, message: String| {
             SubmitError::Invalid(RowError::new(ErrorCode::InvalidInput, "input", message).with_field(field))
@@ -494,7 +530,7 @@ impl GraphHandle {
             )));
         }
         let rows = columns.first().map_or(0, Column::len);
-        for ((name, ty), c) in plan.inputs.iter().zip(&columns) {
+        for ((name, ty), c) in plan.inputs.iter().zip(columns) {
             if !c.fits(ty) {
                 return Err(invalid(name, format!("expected {ty}, got {}", c.type_name())));
             }
@@ -503,7 +539,7 @@ impl GraphHandle {
             }
         }
         self.check_size(rows)?;
-        self.enter(rows, columns, Replier::Chunk(reply), options)
+        Ok(rows)
     }
 
     fn check_size(&self, rows: usize) -> Result<(), SubmitError> {
@@ -525,9 +561,20 @@ impl GraphHandle {
         columns: Vec<Column>,
         reply: Replier,
         options: SubmitOptions,
+        feedback: Option<Feedback>,
     ) -> Result<RowId, SubmitError> {
         let wait = options.wait;
         let s = &*self.shared;
+        let feedback = match (feedback, &s.feedback) {
+            (None, _) => None,
+            (Some(f), Some(ingress)) => {
+                self.check_size(f.len())?;
+                let slot = s.next_slot.fetch_add(1, Ordering::Relaxed);
+                let ids = (0..f.len()).map(|i| row_id(slot, i)).collect();
+                Some((ingress, Chunk::new(slot, ids, f.into_columns())))
+            }
+            (Some(_), None) => return Err(not_learning(&s.plan.name)),
+        };
         if s.stop.load(Ordering::Acquire) {
             return Err(SubmitError::Closed);
         }
@@ -555,7 +602,11 @@ impl GraphHandle {
         let mut chunk = Chunk::new(slot, (0..n).map(|i| row_id(slot, i)).collect(), columns);
         chunk.deadline = options.deadline;
         s.replies.open(slot, n, reply);
-        if let Err(e) = s.send(&s.senders, &s.doorbells, chunk, wait) {
+        let mut parts = vec![(&s.senders[..], &s.doorbells[..], chunk)];
+        if let Some((ingress, labels)) = feedback {
+            parts.push((&ingress.senders[..], &ingress.doorbells[..], labels));
+        }
+        if let Err(e) = s.send_all(parts, wait) {
             s.replies.cancel(slot);
             s.admission.release(n);
             return Err(e);
@@ -574,13 +625,7 @@ impl GraphHandle {
     /// time of the graph's clock, after every submission made before.
     pub fn submit_feedback(&self, feedback: Feedback, wait: bool) -> Result<usize, SubmitError> {
         let s = &*self.shared;
-        let Some(ingress) = &s.feedback else {
-            return Err(SubmitError::Invalid(RowError::new(
-                ErrorCode::InvalidInput,
-                "feedback",
-                format!("graph '{}' has no learning node; it takes no feedback", s.plan.name),
-            )));
-        };
+        let Some(ingress) = &s.feedback else { return Err(not_learning(&s.plan.name)) };
         let n = feedback.len();
         self.check_size(n)?;
         if s.stop.load(Ordering::Acquire) {
@@ -651,6 +696,15 @@ impl GraphHandle {
     pub fn batch_stats(&self) -> Vec<(String, BatchStatsSnapshot)> {
         self.shared.stats.iter().map(|(n, s)| (n.clone(), s.snapshot())).collect()
     }
+}
+
+/// The refusal of feedback for a graph without a learning node.
+fn not_learning(graph: &str) -> SubmitError {
+    SubmitError::Invalid(RowError::new(
+        ErrorCode::InvalidInput,
+        "feedback",
+        format!("graph '{graph}' has no learning node; it takes no feedback"),
+    ))
 }
 
 /// The error row for a refused submission.
