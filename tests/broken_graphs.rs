@@ -85,7 +85,10 @@ fn the_base_graph_is_valid() {
 #[test]
 fn unknown_node_kind() {
     let err = error_of("kind: combine", "kind: combined", |_| {});
-    assert_has(&err, &["node 'sum'", "field 'kind'", "unknown node kind 'combined'", "expected one of: model, map"]);
+    assert_has(
+        &err,
+        &["node 'sum'", "field 'kind'", "unknown node kind 'combined'", "expected one of: model, embed, map"],
+    );
 }
 
 #[test]

@@ -221,6 +221,17 @@ pub enum ModelSource {
     /// No file: every weight starts at zero, to be learned from feedback (only with
     /// `learn:`).
     Untrained,
+    /// A BERT-family sentence-embedding model directory (`kind: embed`): `str` in,
+    /// `f32[hidden]` out.
+    Sentence {
+        /// The directory (relative to the graph's directory) with `config.json`,
+        /// `tokenizer.json` and `model.safetensors`.
+        dir: PathBuf,
+        /// Tokens per text at most (longer texts are truncated).
+        max_length: usize,
+        /// Scale embeddings to unit L2 norm.
+        normalize: bool,
+    },
     /// Any batch kernel (builder API): bring your own candle model. The factory is
     /// called once per replica thread.
     Custom {
@@ -241,6 +252,7 @@ impl fmt::Debug for ModelSource {
             ModelSource::File { path, arch, .. } => write!(f, "{arch} from {}", path.display()),
             ModelSource::Loaded(m) => write!(f, "{} {:?} in memory", m.arch, m.sizes()),
             ModelSource::Untrained => f.write_str("untrained"),
+            ModelSource::Sentence { dir, .. } => write!(f, "sentence embeddings from {}", dir.display()),
             ModelSource::Custom { description, input, output, .. } => write!(f, "{description} ({input} -> {output})"),
         }
     }

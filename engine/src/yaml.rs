@@ -190,7 +190,7 @@ fn parse_node(name: &str, value: &Yaml) -> NodeResult<NodeSpec> {
         None => {
             return Err((
                 Some("kind".into()),
-                Problem::Syntax("missing 'kind' (one of: model, map, route, combine, merge)".into()),
+                Problem::Syntax("missing 'kind' (one of: model, embed, map, route, combine, merge)".into()),
             ))
         }
     };
@@ -207,6 +207,7 @@ fn parse_node(name: &str, value: &Yaml) -> NodeResult<NodeSpec> {
     let rest = Yaml::Mapping(map);
     let kind = match kind.as_str() {
         "model" => NodeKind::Model(model(de(rest)?)?),
+        "embed" => NodeKind::Model(embed(de(rest)?)?),
         "map" => NodeKind::Map(map_node(de(rest)?)?),
         "route" => NodeKind::Route(route(de(rest)?)?),
         "combine" => NodeKind::Combine(combine(de(rest)?)?),
@@ -343,8 +344,62 @@ fn learn(f: LearnFile) -> NodeResult<LearnSpec> {
     Ok(spec)
 }
 
-fn model(f: ModelFile) -> NodeResult<ModelSpec> {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbedFile {
+    model: PathBuf,
+    input: String,
+    #[serde(default)]
+    output: Option<String>,
+    #[serde(default)]
+    max_length: Option<usize>,
+    #[serde(default)]
+    normalize: Option<bool>,
+    #[serde(default)]
+    max_batch_size: Option<usize>,
+    #[serde(default)]
+    max_wait_ms: Option<u64>,
+    #[serde(default)]
+    replicas: Option<usize>,
+    #[serde(default)]
+    device: Option<String>,
+}
+
+/// A model node's batching keys, defaults where absent.
+fn batching(
+    max_batch_size: Option<usize>,
+    max_wait_ms: Option<u64>,
+    replicas: Option<usize>,
+    device: Option<String>,
+) -> NodeResult<Batching> {
     let defaults = Batching::default();
+    Ok(Batching {
+        max_batch_size: max_batch_size.unwrap_or(defaults.max_batch_size),
+        max_wait_ms: max_wait_ms.unwrap_or(defaults.max_wait_ms),
+        replicas: replicas.unwrap_or(defaults.replicas),
+        device: match device {
+            Some(d) => parse_enum(&d, "device")?,
+            None => defaults.device,
+        },
+    })
+}
+
+/// `kind: embed`: a model node whose model is a sentence-embedding directory.
+fn embed(f: EmbedFile) -> NodeResult<ModelSpec> {
+    let max_length = f.max_length.unwrap_or(256);
+    if !(2..=8192).contains(&max_length) {
+        return Err((Some("max_length".into()), Problem::Option(format!("{max_length} is out of range (2 to 8192)"))));
+    }
+    Ok(ModelSpec {
+        source: ModelSource::Sentence { dir: f.model, max_length, normalize: f.normalize.unwrap_or(true) },
+        learn: None,
+        input: parse_ref(&f.input, "input")?,
+        output: f.output.unwrap_or_else(|| "embedding".into()),
+        batching: batching(f.max_batch_size, f.max_wait_ms, f.replicas, f.device)?,
+    })
+}
+
+fn model(f: ModelFile) -> NodeResult<ModelSpec> {
     let learn = f.learn.map(learn).transpose()?.map(Box::new);
     let source = match (f.weights, &learn) {
         (Some(path), _) => ModelSource::File {
@@ -377,15 +432,7 @@ fn model(f: ModelFile) -> NodeResult<ModelSpec> {
         learn,
         input: parse_ref(&f.input, "input")?,
         output: f.output.unwrap_or_else(|| "y".into()),
-        batching: Batching {
-            max_batch_size: f.max_batch_size.unwrap_or(defaults.max_batch_size),
-            max_wait_ms: f.max_wait_ms.unwrap_or(defaults.max_wait_ms),
-            replicas: f.replicas.unwrap_or(defaults.replicas),
-            device: match f.device {
-                Some(d) => parse_enum(&d, "device")?,
-                None => defaults.device,
-            },
-        },
+        batching: batching(f.max_batch_size, f.max_wait_ms, f.replicas, f.device)?,
     })
 }
 

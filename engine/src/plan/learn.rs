@@ -79,6 +79,12 @@ pub(super) fn resolve(
                 Problem::Option(format!("only linear models learn; '{description}' is a custom kernel")),
             ))
         }
+        ModelSource::Sentence { .. } => {
+            return Err((
+                Some("learn".into()),
+                Problem::Option("only linear models learn; this is a sentence model".into()),
+            ))
+        }
     }
     let checkpoint_dir = learn.checkpoint.as_ref().map(|c| base_dir.join(&c.dir));
     if let Some(dir) = &checkpoint_dir {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use weir_operators::dataflow::CombineSpec as CombineOp;
 use weir_operators::kernel::builtin::Builtin;
 use weir_operators::kernel::model::DenseModel;
+use weir_operators::kernel::sentence::{SentenceModel, SentenceModelError};
 use weir_operators::kernel::{KernelFactory, MapKernel};
 use weir_operators::FieldType;
 
@@ -507,6 +508,31 @@ impl Resolver<'_> {
             }
             ModelSource::Custom { description, factory, input, output } => {
                 Ok((description.clone(), Arc::clone(factory), Accepts::Type(input.clone()), output.clone()))
+            }
+            ModelSource::Sentence { dir, max_length, normalize } => {
+                let full = self.spec.base_dir.join(dir);
+                let model = SentenceModel::load(&full, *max_length, *normalize).map_err(|e| {
+                    let fetch = match e {
+                        SentenceModelError::Missing { .. } => "; install all-MiniLM-L6-v2 with: scripts/fetch-minilm",
+                        SentenceModelError::Invalid { .. } => "",
+                    };
+                    (Some("model".into()), Problem::Option(format!("{e}{fetch}")))
+                })?;
+                let description = format!(
+                    "sentence embeddings {} [{}], up to {} tokens{}",
+                    dir.display(),
+                    model.width(),
+                    model.max_length,
+                    if model.normalize { ", normalized" } else { "" }
+                );
+                let output = FieldType::vector(model.width());
+                let model = Arc::new(model);
+                Ok((
+                    description,
+                    model.factory(m.batching.device),
+                    Accepts::Type(FieldType::scalar(weir_operators::DType::Str)),
+                    output,
+                ))
             }
             ModelSource::Untrained => Err((
                 Some("weights".into()),

@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: candle models (softmax/logistic regression, MLP) loaded from safetensors,
 //!   run on batches by replica threads.
+//! - [`sentence`]: BERT-family sentence embeddings (candle-transformers, tokenizers).
 //! - [`builtin`]: the built-in business-logic functions of `map` nodes.
 //! - [`aggregate`]: the ensemble functions of `combine` nodes.
 //! - [`condition`]: the branch conditions of `route` nodes.
@@ -21,6 +22,7 @@ pub mod keeper;
 pub mod learn;
 pub mod learner;
 pub mod model;
+pub mod sentence;
 
 use std::sync::Arc;
 
