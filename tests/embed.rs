@@ -77,3 +77,31 @@ fn a_graph_naming_a_missing_model_directory_says_how_to_fetch_it() {
         assert!(err.contains(part), "{part:?} in {err}");
     }
 }
+
+/// Five sentences against reference vectors computed without candle or the tokenizers
+/// crate (`scripts/minilm_reference.py`: WordPiece and BERT's forward pass in numpy,
+/// float64), committed in `tests/golden/minilm.json`.
+#[test]
+fn sentences_match_the_independent_numpy_reference() {
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/minilm.json"))
+            .expect("golden file"),
+    )
+    .expect("JSON");
+    let model = SentenceModel::load(&model_dir(), 256, true).expect("model");
+    let embedder = model.instantiate(&candle_core::Device::Cpu).expect("weights");
+    let sentences = golden["sentences"].as_array().expect("sentences");
+    assert_eq!(sentences.len(), 5);
+    let texts: Vec<String> = sentences.iter().map(|s| s["text"].as_str().expect("text").to_string()).collect();
+    // All five in one batch: padded to the longest.
+    let flat = embedder.embed(texts.clone()).expect("embeds");
+    for (i, (s, text)) in sentences.iter().zip(&texts).enumerate() {
+        let ids: Vec<u32> = s["ids"].as_array().expect("ids").iter().map(|v| v.as_u64().expect("id") as u32).collect();
+        assert_eq!(model.token_ids(text).expect("tokenises"), ids, "tokens of {text:?}");
+        let want: Vec<f32> =
+            s["embedding"].as_array().expect("embedding").iter().map(|v| v.as_f64().expect("number") as f32).collect();
+        let got = &flat[i * 384..(i + 1) * 384];
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-4, "{text:?}: largest difference {worst}");
+    }
+}
