@@ -105,3 +105,38 @@ fn sentences_match_the_independent_numpy_reference() {
         assert!(worst < 1e-4, "{text:?}: largest difference {worst}");
     }
 }
+
+#[test]
+fn the_similarity_graph_ranks_related_texts_above_unrelated_ones() {
+    use weir_engine::{load_plan, Engine, EngineConfig};
+    use weir_operators::Value;
+
+    let plan = load_plan(&weir::datasets::graphs_dir().join("similarity.yaml")).expect("graphs/similarity.yaml plans");
+    let engine = Engine::start(vec![plan], EngineConfig { workers: 2, ..EngineConfig::default() }).expect("engine");
+    let graph = engine.graph("similarity").expect("graph");
+    let pair = |a: &str, b: &str| vec![Value::Str(a.into()), Value::Str(b.into())];
+    let answers = graph.call_many(
+        vec![
+            pair("A man is playing a guitar.", "Someone plays an instrument."),
+            pair("A man is playing a guitar.", "The stock market fell sharply today."),
+            pair("hello world", "hello world"),
+        ],
+        16,
+    );
+    let similarity: Vec<f32> = answers
+        .into_iter()
+        .map(|a| match a.expect("answered").as_slice() {
+            [Value::F32(s)] => *s,
+            other => panic!("one f32, got {other:?}"),
+        })
+        .collect();
+    assert!(similarity[0] > 0.5 && similarity[1] < 0.2, "{similarity:?}");
+    assert!((similarity[2] - 1.0).abs() < 1e-5, "a text is its own nearest: {similarity:?}");
+    // The graph's number is the dot product of the two embeddings the model gives.
+    let model = SentenceModel::load(&model_dir(), 256, true).expect("model");
+    let e = model.instantiate(&candle_core::Device::Cpu).expect("weights");
+    let v = e.embed(vec!["A man is playing a guitar.".into(), "Someone plays an instrument.".into()]).expect("embeds");
+    let dot: f32 = v[..384].iter().zip(&v[384..]).map(|(x, y)| x * y).sum();
+    assert!((dot - similarity[0]).abs() < 1e-5, "{dot} vs {}", similarity[0]);
+    engine.shutdown();
+}

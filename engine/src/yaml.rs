@@ -618,11 +618,12 @@ fn combine(f: CombineFile) -> NodeResult<CombineSpec> {
         ("mean", None) => Aggregate::Mean,
         ("sum", None) => Aggregate::Sum,
         ("vote", None) => Aggregate::Vote,
+        ("dot", None) => Aggregate::Dot,
         ("weighted_mean", Some(w)) => Aggregate::WeightedMean(w),
         ("weighted_mean", None) => {
             return Err((Some("weights".into()), Problem::Option("weighted_mean needs 'weights'".into())))
         }
-        ("mean" | "sum" | "vote", Some(_)) => {
+        ("mean" | "sum" | "vote" | "dot", Some(_)) => {
             return Err((
                 Some("weights".into()),
                 Problem::Option(format!("'weights' does not apply to '{}'", f.aggregate)),
@@ -631,7 +632,9 @@ fn combine(f: CombineFile) -> NodeResult<CombineSpec> {
         (other, _) => {
             return Err((
                 Some("aggregate".into()),
-                Problem::Option(format!("unknown aggregate '{other}' (expected mean, weighted_mean, sum or vote)")),
+                Problem::Option(format!(
+                    "unknown aggregate '{other}' (expected mean, weighted_mean, sum, vote or dot)"
+                )),
             ))
         }
     };

@@ -19,6 +19,9 @@ pub enum Aggregate {
     WeightedMean(Vec<f32>),
     /// Element-wise sum.
     Sum,
+    /// The dot product of two same-width `f32` vectors: their cosine similarity when
+    /// both have unit length (normalised sentence embeddings).
+    Dot,
     /// The most frequent value among scalar parts (`i64`, `str`, `bool`); a tie goes to
     /// the tied value that appears first in input order.
     Vote,
@@ -32,6 +35,7 @@ impl fmt::Debug for Aggregate {
             Aggregate::Mean => f.write_str("mean"),
             Aggregate::WeightedMean(w) => write!(f, "weighted_mean{w:?}"),
             Aggregate::Sum => f.write_str("sum"),
+            Aggregate::Dot => f.write_str("dot"),
             Aggregate::Vote => f.write_str("vote"),
             Aggregate::Custom(_, ty) => write!(f, "custom -> {ty}"),
         }
@@ -44,6 +48,13 @@ impl Aggregate {
         let first = parts.first().ok_or("combine needs at least one input")?;
         match self {
             Aggregate::Custom(_, ty) => Ok(ty.clone()),
+            Aggregate::Dot => {
+                if parts.len() != 2 || first.dtype != DType::F32 || first.is_scalar() {
+                    return Err(format!("dot needs two f32[n] vectors, got {}", type_list(parts)));
+                }
+                same_types(parts)?;
+                Ok(FieldType::scalar(DType::F32))
+            }
             Aggregate::Vote => {
                 if !first.is_scalar() || first.dtype == DType::F32 {
                     return Err(format!("vote needs i64, str or bool scalars, got {first}"));
@@ -74,6 +85,14 @@ impl Aggregate {
     /// `None` for the others, which run per row through [`Aggregate::apply`].
     pub fn apply_columns(&self, parts: &[&Column]) -> Option<Column> {
         let weights: Option<&[f32]> = match self {
+            Aggregate::Dot => {
+                let [(a, width), (b, other)] = [parts.first()?.f32s()?, parts.get(1)?.f32s()?];
+                if width != other || a.len() != b.len() {
+                    return None;
+                }
+                let dots = a.chunks_exact(width.max(1)).zip(b.chunks_exact(width.max(1))).map(|(x, y)| dot(x, y));
+                return Some(Column::F32(dots.collect()));
+            }
             Aggregate::Mean | Aggregate::Sum => None,
             Aggregate::WeightedMean(w) => Some(w),
             Aggregate::Vote | Aggregate::Custom(..) => return None,
@@ -121,6 +140,16 @@ impl Aggregate {
                 }
                 best.map(|(v, _)| v.clone()).ok_or_else(|| "vote over no inputs".into())
             }
+            Aggregate::Dot => match parts {
+                [a, b] => {
+                    let (a, b) = (numbers(a)?, numbers(b)?);
+                    if a.len() != b.len() {
+                        return Err(format!("dot of vectors of {} and {} numbers", a.len(), b.len()));
+                    }
+                    Ok(Value::F32(dot(a, b)))
+                }
+                _ => Err(format!("dot takes two vectors, got {}", parts.len())),
+            },
             Aggregate::Mean => weighted(parts, None),
             Aggregate::WeightedMean(w) => weighted(parts, Some(w)),
             Aggregate::Sum => {
@@ -134,6 +163,14 @@ impl Aggregate {
             }
         }
     }
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn type_list(parts: &[FieldType]) -> String {
+    parts.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
 }
 
 fn same_types(parts: &[FieldType]) -> Result<(), String> {
@@ -197,6 +234,10 @@ mod tests {
             }
         }
         assert!(Aggregate::Vote.apply_columns(&[&Column::I64(vec![1])]).is_none());
+        let dots = Aggregate::Dot.apply_columns(&[&a, &b]).unwrap();
+        assert_eq!(dots, Column::F32(vec![18.0, 2.0]));
+        assert_eq!(Aggregate::Dot.apply(&[&a.value(0), &b.value(0)]).unwrap(), Value::F32(18.0));
+        assert!(Aggregate::Dot.output_type(&[FieldType::vector(2)]).unwrap_err().contains("two f32[n] vectors"));
     }
 
     #[test]
