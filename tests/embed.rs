@@ -16,7 +16,9 @@ fn hello_world_tokenises_and_embeds_like_the_reference() {
     let model = SentenceModel::load(&model_dir(), 256, true).expect("the model is installed (scripts/fetch-minilm)");
     assert_eq!(model.width(), 384);
     assert_eq!(model.token_ids("hello world").expect("tokenises"), vec![101, 7592, 2088, 102]);
-    let embedder = model.instantiate(&candle_core::Device::Cpu).expect("weights load");
+    let mut embedder = model.instantiate(&candle_core::Device::Cpu).expect("weights load");
+    // One forward pass for the batch, whatever length groups would do.
+    embedder.set_length_groups(false);
     let texts = vec!["hello world".to_string(), "a much longer sentence, so the batch is padded".to_string()];
     let flat = embedder.embed(texts).expect("embeds");
     assert_eq!(flat.len(), 2 * 384);
@@ -30,6 +32,68 @@ fn hello_world_tokenises_and_embeds_like_the_reference() {
     let alone = embedder.embed(vec!["hello world".to_string()]).expect("embeds");
     for (a, b) in alone.iter().zip(&flat[..384]) {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+}
+
+/// The encoder weir runs (`kernel/bert.rs`: fused query-key-value projection, vectorised
+/// GELU) against candle-transformers' `BertModel` on the same weights and a padded batch.
+#[test]
+fn the_encoder_computes_what_candle_transformers_bert_does() {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarBuilder;
+    use weir_operators::kernel::bert::{Bert, BertConfig};
+
+    let dir = model_dir();
+    let config_text = std::fs::read_to_string(dir.join("config.json")).expect("config");
+    let weights = std::fs::read(dir.join("model.safetensors")).expect("weights");
+    let ours = Bert::load(
+        VarBuilder::from_buffered_safetensors(weights.clone(), DType::F32, &Device::Cpu).expect("weights"),
+        &serde_json::from_str::<BertConfig>(&config_text).expect("config"),
+    )
+    .expect("loads");
+    let theirs = candle_transformers::models::bert::BertModel::load(
+        VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu).expect("weights"),
+        &serde_json::from_str(&config_text).expect("config"),
+    )
+    .expect("loads");
+    let model = SentenceModel::load(&dir, 256, true).expect("model");
+    let texts = ["hello world", "The quick brown fox jumps over the lazy dog, twice, before breakfast.", "ok"];
+    let rows: Vec<Vec<u32>> = texts.iter().map(|t| model.token_ids(t).expect("tokenises")).collect();
+    let len = rows.iter().map(Vec::len).max().expect("rows");
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for r in &rows {
+        ids.extend(r.iter().copied().chain(std::iter::repeat(0)).take(len));
+        mask.extend((0..len).map(|i| u32::from(i < r.len())));
+    }
+    let ids = Tensor::from_vec(ids, (rows.len(), len), &Device::Cpu).expect("ids");
+    let mask = Tensor::from_vec(mask, (rows.len(), len), &Device::Cpu).expect("mask");
+    let a = ours.forward(&ids, &mask).expect("forward");
+    let b = theirs.forward(&ids, &ids.zeros_like().expect("types"), Some(&mask)).expect("forward");
+    let (a, b) =
+        (a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+    assert_eq!(a.len(), rows.len() * len * 384);
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(worst < 1e-4, "largest difference in the hidden states: {worst}");
+}
+
+#[test]
+fn length_groups_answer_what_one_padded_pass_does_in_the_batch_order() {
+    let model = SentenceModel::load(&model_dir(), 256, true).expect("model");
+    let mut embedder = model.instantiate(&candle_core::Device::Cpu).expect("weights");
+    let long = "a long sentence about serving graphs of models as a continuous dataflow, with batching, \
+                replicas, deadlines and online learning from feedback, repeated: a long sentence about \
+                serving graphs of models as a continuous dataflow";
+    let texts: Vec<String> =
+        ["hi", long, "hello world", long, "ok", "short text", long, "yes"].iter().map(|t| t.to_string()).collect();
+    let lengths: Vec<usize> = texts.iter().map(|t| model.token_ids(t).expect("tokenises").len()).collect();
+    let passes = weir_operators::kernel::sentence::length_groups(&lengths);
+    assert!(passes.len() > 1, "these lengths split: {lengths:?} -> {passes:?}");
+    let grouped = embedder.embed(texts.clone()).expect("embeds");
+    embedder.set_length_groups(false);
+    let one_pass = embedder.embed(texts.clone()).expect("embeds");
+    assert_eq!(grouped.len(), texts.len() * 384);
+    for (i, (a, b)) in grouped.iter().zip(&one_pass).enumerate() {
+        assert!((a - b).abs() < 1e-5, "{:?}, dimension {}: {a} vs {b}", texts[i / 384], i % 384);
     }
 }
 
@@ -139,4 +203,21 @@ fn the_similarity_graph_ranks_related_texts_above_unrelated_ones() {
     let dot: f32 = v[..384].iter().zip(&v[384..]).map(|(x, y)| x * y).sum();
     assert!((dot - similarity[0]).abs() < 1e-5, "{dot} vs {}", similarity[0]);
     engine.shutdown();
+}
+
+#[test]
+fn embed_nodes_send_a_partial_batch_as_soon_as_a_replica_is_free_unless_told_to_wait() {
+    use weir_engine::spec::NodeKind;
+    let wait = |extra: &str| {
+        let yaml = format!(
+            "name: e\ninputs:\n  text: str\nnodes:\n  m:\n    kind: embed\n    model: somewhere\n    input: input.text\n{extra}outputs:\n  e: m.embedding\n"
+        );
+        let spec = weir_engine::yaml::parse(&yaml, "test.yaml", PathBuf::from(".")).expect("parses");
+        match &spec.nodes[0].kind {
+            NodeKind::Model(m) => m.batching.max_wait_ms,
+            _ => panic!("an embed node is a model node"),
+        }
+    };
+    assert_eq!(wait(""), 0);
+    assert_eq!(wait("    max_wait_ms: 5\n"), 5);
 }

@@ -384,6 +384,12 @@ fn batching(
     })
 }
 
+/// An `embed` node's default `max_wait_ms`: a transformer's forward pass takes
+/// milliseconds to hundreds of them, so a partial batch goes as soon as a replica is
+/// free and rows gather while it computes (waiting 2 ms first cost 15% of the throughput
+/// at one connection: BENCHMARKS.md, sentence embeddings).
+const EMBED_MAX_WAIT_MS: u64 = 0;
+
 /// `kind: embed`: a model node whose model is a sentence-embedding directory.
 fn embed(f: EmbedFile) -> NodeResult<ModelSpec> {
     let max_length = f.max_length.unwrap_or(256);
@@ -395,7 +401,7 @@ fn embed(f: EmbedFile) -> NodeResult<ModelSpec> {
         learn: None,
         input: parse_ref(&f.input, "input")?,
         output: f.output.unwrap_or_else(|| "embedding".into()),
-        batching: batching(f.max_batch_size, f.max_wait_ms, f.replicas, f.device)?,
+        batching: batching(f.max_batch_size, f.max_wait_ms.or(Some(EMBED_MAX_WAIT_MS)), f.replicas, f.device)?,
     })
 }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`model`]: candle models (softmax/logistic regression, MLP) loaded from safetensors,
 //!   run on batches by replica threads.
-//! - [`sentence`]: BERT-family sentence embeddings (candle-transformers, tokenizers).
+//! - [`sentence`]: BERT-family sentence embeddings (tokenizers, on [`bert`]).
+//! - [`bert`]: a BERT encoder on candle, tuned for serving on the CPU.
 //! - [`builtin`]: the built-in business-logic functions of `map` nodes.
 //! - [`aggregate`]: the ensemble functions of `combine` nodes.
 //! - [`condition`]: the branch conditions of `route` nodes.
@@ -14,6 +15,7 @@
 //! - [`keeper`]: the features of predictions kept until their labels come.
 
 pub mod aggregate;
+pub mod bert;
 pub mod builtin;
 pub mod checkpoint;
 pub mod condition;

@@ -1,21 +1,31 @@
-//! Sentence embeddings with a BERT-family model (all-MiniLM-L6-v2 and its kin):
-//! candle-transformers' `BertModel` and the `tokenizers` crate.
+//! Sentence embeddings with a BERT-family model (all-MiniLM-L6-v2 and its kin): the
+//! encoder of [`super::bert`] (candle-transformers' BERT, with a vectorised GELU and a
+//! fused query-key-value projection) and the `tokenizers` crate.
 //!
 //! A model directory holds `config.json`, `tokenizer.json` and `model.safetensors`
 //! (f32, unprefixed or `bert.`-prefixed BERT names). A batch of texts is tokenised
-//! together, padded to its longest row and truncated to `max_length` tokens; the
-//! model's last hidden states are averaged over the attention mask (mean pooling) and,
-//! when asked, scaled to unit L2 norm. The input is a `str` field, the output an
-//! `f32[hidden_size]` vector.
+//! together and truncated to `max_length` tokens; the model's last hidden states are
+//! averaged over the attention mask (mean pooling) and, when asked, scaled to unit L2
+//! norm. The input is a `str` field, the output an `f32[hidden_size]` vector.
+//!
+//! Padding: a forward pass takes a rectangle of tokens, so texts are padded to the
+//! longest of the pass, and padded tokens cost as much as real ones in every layer. On
+//! the CPU, a batch is therefore split into length groups: its texts sorted by token
+//! count and cut where a new pass costs less than the padding it saves (cost model:
+//! [`PASS_COST_TOKENS`] per pass plus one per token of the rectangle; see
+//! [`length_groups`]). Each group is one forward pass; the rows come back in the batch's
+//! order. On a GPU, where padding is nearly free next to a launch, the batch stays one
+//! pass. Either way a row's embedding does not depend on the rows beside it (the
+//! attention mask hides padding) beyond float rounding.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use candle_core::{DType as CDType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Tokenizer, TruncationParams};
 
+use super::bert::{Bert, BertConfig};
 use super::device::DeviceSpec;
 use super::{BatchKernel, KernelFactory};
 use crate::column::Column;
@@ -45,9 +55,10 @@ pub enum SentenceModelError {
 pub struct SentenceModel {
     /// The model directory.
     pub dir: PathBuf,
-    config: Config,
-    hidden_size: usize,
+    config: BertConfig,
     tokenizer: Tokenizer,
+    /// The token padding fills a forward pass's shorter rows with.
+    pad_id: u32,
     /// Tokens per text at most (special tokens included).
     pub max_length: usize,
     /// Scale embeddings to unit L2 norm.
@@ -70,31 +81,24 @@ impl SentenceModel {
         file("model.safetensors")?;
         let invalid = |path: &Path, reason: String| SentenceModelError::Invalid { path: path.to_path_buf(), reason };
         let text = std::fs::read_to_string(&config_path).map_err(|e| invalid(&config_path, e.to_string()))?;
-        let config: Config = serde_json::from_str(&text).map_err(|e| invalid(&config_path, e.to_string()))?;
-        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| invalid(&config_path, e.to_string()))?;
-        let number = |key: &str| json.get(key).and_then(serde_json::Value::as_u64).map(|n| n as usize);
-        let hidden_size = number("hidden_size").ok_or_else(|| invalid(&config_path, "no hidden_size".into()))?;
-        let positions = number("max_position_embeddings").unwrap_or(512);
+        let config: BertConfig = serde_json::from_str(&text).map_err(|e| invalid(&config_path, e.to_string()))?;
+        config.check().map_err(|e| invalid(&config_path, e))?;
+        let positions = config.max_position_embeddings;
         let mut tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| invalid(&tokenizer_path, e.to_string()))?;
         let max_length = max_length.clamp(2, positions);
+        // Texts are padded here, per forward pass, not by the tokenizer.
         let pad_id = tokenizer.get_padding().map_or(0, |p| p.pad_id);
-        let pad_token = tokenizer.get_padding().map_or_else(|| "[PAD]".to_string(), |p| p.pad_token.clone());
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            pad_id,
-            pad_token,
-            ..PaddingParams::default()
-        }));
+        tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams { max_length, ..TruncationParams::default() }))
             .map_err(|e| invalid(&tokenizer_path, e.to_string()))?;
-        Ok(SentenceModel { dir: dir.to_path_buf(), config, hidden_size, tokenizer, max_length, normalize })
+        Ok(SentenceModel { dir: dir.to_path_buf(), config, tokenizer, pad_id, max_length, normalize })
     }
 
     /// The embedding width.
     pub fn width(&self) -> usize {
-        self.hidden_size
+        self.config.hidden_size
     }
 
     /// The token ids of `text`, as the model sees it (special tokens included).
@@ -109,11 +113,13 @@ impl SentenceModel {
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let vb = VarBuilder::from_buffered_safetensors(bytes, CDType::F32, device)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let model = BertModel::load(vb, &self.config).map_err(|e| format!("{}: {e}", path.display()))?;
+        let model = Bert::load(vb, &self.config).map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(SentenceEmbedder {
             model,
-            width: self.hidden_size,
+            width: self.config.hidden_size,
             tokenizer: self.tokenizer.clone(),
+            pad_id: self.pad_id,
+            length_groups: device.is_cpu(),
             device: device.clone(),
             normalize: self.normalize,
         })
@@ -131,30 +137,94 @@ impl SentenceModel {
 
 /// One replica's sentence-embedding model.
 pub struct SentenceEmbedder {
-    model: BertModel,
+    model: Bert,
     width: usize,
     tokenizer: Tokenizer,
+    pad_id: u32,
+    /// Split batches into length groups (see the module docs); on by default on the CPU.
+    length_groups: bool,
     device: Device,
     normalize: bool,
 }
 
+/// What one forward pass costs beyond its tokens, in tokens. On the reference 2-core
+/// machine (`cargo bench --bench embed -- passes`) a pass of one 6-token text takes
+/// about 9.4 ms and each further token of the rectangle 0.2 to 0.3 ms: a pass is worth
+/// 24 to 35 tokens of padding (the fixed part: every weight is read from memory once per
+/// pass, and each of the pass's tensor operations has its own overhead). The cut is not
+/// sensitive to the exact figure.
+pub const PASS_COST_TOKENS: usize = 24;
+
+/// Cuts texts of token counts `lengths` into forward passes: returns the passes as
+/// index lists (each sorted by length, longest last), minimising the total of
+/// [`PASS_COST_TOKENS`] per pass plus rows × longest row per pass over every cut of the
+/// texts sorted by length (a dynamic programme over the sorted order; `O(n²)`).
+pub fn length_groups(lengths: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lengths.len()).collect();
+    order.sort_by_key(|&i| lengths[i]);
+    let n = order.len();
+    // best[i]: the cheapest cut of the first i sorted texts; from[i]: where its last pass starts.
+    let mut best = vec![0usize; n + 1];
+    let mut from = vec![0usize; n + 1];
+    for i in 1..=n {
+        let longest = lengths[order[i - 1]];
+        (best[i], from[i]) =
+            (0..i).map(|j| (best[j] + PASS_COST_TOKENS + (i - j) * longest, j)).min().unwrap_or((0, 0));
+    }
+    let mut passes = Vec::new();
+    let mut end = n;
+    while end > 0 {
+        passes.push(order[from[end]..end].to_vec());
+        end = from[end];
+    }
+    passes.reverse();
+    passes
+}
+
 impl SentenceEmbedder {
-    /// The embeddings of `texts`, flat (`texts.len() × width`).
+    /// Whether batches are split into length groups (for measuring what that gains).
+    pub fn set_length_groups(&mut self, on: bool) {
+        self.length_groups = on;
+    }
+
+    /// The embeddings of `texts`, flat (`texts.len() × width`), in their order.
     pub fn embed(&self, texts: Vec<String>) -> Result<Vec<f32>, String> {
         let rows = texts.len();
         let encodings = self.tokenizer.encode_batch(texts, true).map_err(|e| e.to_string())?;
-        let len = encodings.first().map_or(0, |e| e.get_ids().len());
+        let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        let passes = if self.length_groups {
+            length_groups(&ids.iter().map(|t| t.len()).collect::<Vec<_>>())
+        } else {
+            vec![(0..rows).collect()]
+        };
+        let mut out = vec![0f32; rows * self.width];
+        for pass in passes {
+            let pooled = self.forward_pass(&pass.iter().map(|&i| ids[i]).collect::<Vec<_>>())?;
+            for (k, &i) in pass.iter().enumerate() {
+                out[i * self.width..(i + 1) * self.width]
+                    .copy_from_slice(&pooled[k * self.width..(k + 1) * self.width]);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One forward pass over `texts` (token ids) padded to the longest: their pooled
+    /// embeddings, flat, in order.
+    fn forward_pass(&self, texts: &[&[u32]]) -> Result<Vec<f32>, String> {
+        let rows = texts.len();
+        let len = texts.iter().map(|t| t.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows * len);
         let mut mask = Vec::with_capacity(rows * len);
-        for e in &encodings {
-            ids.extend_from_slice(e.get_ids());
-            mask.extend_from_slice(e.get_attention_mask());
+        for t in texts {
+            ids.extend_from_slice(t);
+            ids.resize(ids.len() + len - t.len(), self.pad_id);
+            mask.resize(mask.len() + t.len(), 1u32);
+            mask.resize(mask.len() + len - t.len(), 0u32);
         }
         let err = |e: candle_core::Error| e.to_string();
         let ids = Tensor::from_vec(ids, (rows, len), &self.device).map_err(err)?;
         let mask = Tensor::from_vec(mask, (rows, len), &self.device).map_err(err)?;
-        let types = ids.zeros_like().map_err(err)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask)).map_err(err)?;
+        let hidden = self.model.forward(&ids, &mask).map_err(err)?;
         // Mean over the tokens the mask keeps.
         let mask = mask.to_dtype(CDType::F32).map_err(err)?.unsqueeze(2).map_err(err)?;
         let summed = hidden.broadcast_mul(&mask).and_then(|h| h.sum(1)).map_err(err)?;
@@ -177,5 +247,76 @@ impl BatchKernel for SentenceEmbedder {
         let width = self.width;
         let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
         Ok(Column::Tensor { width, data: self.embed(texts)? })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{length_groups, PASS_COST_TOKENS};
+
+    /// Every text in exactly one pass.
+    fn covers(passes: &[Vec<usize>], n: usize) {
+        let mut all: Vec<usize> = passes.iter().flatten().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..n).collect::<Vec<_>>(), "{passes:?}");
+    }
+
+    #[test]
+    fn texts_of_one_length_are_one_pass() {
+        let passes = length_groups(&[12; 32]);
+        assert_eq!(passes.len(), 1);
+        covers(&passes, 32);
+    }
+
+    #[test]
+    fn short_and_long_texts_are_split_when_padding_costs_more_than_a_pass() {
+        // Four 5-token and four 100-token texts, interleaved: one pass would pad the
+        // short ones by 4 × 95 tokens, far more than a second pass costs.
+        let lengths = [5, 100, 5, 100, 5, 100, 5, 100];
+        let passes = length_groups(&lengths);
+        assert_eq!(passes, vec![vec![0, 2, 4, 6], vec![1, 3, 5, 7]]);
+    }
+
+    #[test]
+    fn small_differences_stay_in_one_pass() {
+        // Padding 3 texts by 2 tokens (6) costs less than a pass.
+        let passes = length_groups(&[10, 12, 10, 10]);
+        const { assert!(6 < PASS_COST_TOKENS) };
+        assert_eq!(passes.len(), 1);
+        covers(&passes, 4);
+    }
+
+    #[test]
+    fn the_cut_is_the_cheapest() {
+        // Against every way to cut the sorted order (2^(n-1) of them) for a few batches.
+        for lengths in [vec![3, 40, 7, 22, 9, 31, 5], vec![8, 8, 9, 30, 31, 60, 2, 2, 2]] {
+            let cost = |passes: &[Vec<usize>]| -> usize {
+                passes.iter().map(|p| PASS_COST_TOKENS + p.len() * p.iter().map(|&i| lengths[i]).max().unwrap()).sum()
+            };
+            let passes = length_groups(&lengths);
+            covers(&passes, lengths.len());
+            let mut sorted: Vec<usize> = (0..lengths.len()).collect();
+            sorted.sort_by_key(|&i| lengths[i]);
+            let n = lengths.len();
+            let cheapest = (0..1u32 << (n - 1))
+                .map(|cuts| {
+                    let mut ps = vec![vec![sorted[0]]];
+                    for (k, &text) in sorted.iter().enumerate().skip(1) {
+                        if cuts >> (k - 1) & 1 == 1 {
+                            ps.push(Vec::new());
+                        }
+                        ps.last_mut().unwrap().push(text);
+                    }
+                    cost(&ps)
+                })
+                .min()
+                .unwrap();
+            assert_eq!(cost(&passes), cheapest, "{lengths:?}: {passes:?}");
+        }
+    }
+
+    #[test]
+    fn no_texts_no_passes() {
+        assert!(length_groups(&[]).is_empty());
     }
 }

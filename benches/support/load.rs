@@ -1,0 +1,241 @@
+//! The HTTP load generator the HTTP benchmarks share (`benches/http.rs`,
+//! `benches/embed.rs`): servers on their own runtimes, and keep-alive connections that
+//! send requests back to back.
+//!
+//! The load generator: a fixed number of keep-alive HTTP/1.1 connections to
+//! `127.0.0.1` (hyper's low-level client, `TCP_NODELAY`), one task per connection, each
+//! sending its next request as soon as the previous answer's body is read, for a fixed
+//! time. Latency is per request, from sending it to having its whole answer; every answer
+//! must be 200. Request bodies are serialized before the clock starts. Throughput is
+//! requests answered over the time the connections ran.
+
+// Each benchmark that includes this module uses part of it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::Router;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{CONTENT_TYPE, HOST};
+use serde_json::Value as JsonValue;
+use weir::bench::percentile;
+use weir_connectors::http::{self, AppState, ServerConfig};
+use weir_engine::{Engine, EngineConfig, Plan};
+use weir_operators::stats::BatchStatsSnapshot;
+
+/// A server on its own two-thread runtime; for weir, the engine behind it.
+pub struct Server {
+    /// Declared first: dropped (connections closed) before the engine stops.
+    _runtime: tokio::runtime::Runtime,
+    pub addr: SocketAddr,
+    engine: Option<Engine>,
+}
+
+impl Server {
+    pub fn start(router: Router, engine: Option<Engine>) -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("bench-server")
+            .enable_all()
+            .build()
+            .expect("server runtime");
+        let addr = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
+            let addr = listener.local_addr().expect("local address");
+            let serve = axum::serve(listener, router);
+            tokio::spawn(async move { serve.await });
+            addr
+        });
+        Server { _runtime: runtime, addr, engine }
+    }
+
+    /// Serves `plan` with one timely worker, as `weir serve` does.
+    pub fn weir(plan: Plan) -> Server {
+        let engine = Engine::start(vec![plan], EngineConfig { workers: 1, ..EngineConfig::default() }).expect("engine");
+        let state = AppState::new(engine.graphs(), ServerConfig::default());
+        Server::start(http::router(state), Some(engine))
+    }
+
+    /// Batch statistics of the model nodes (none for the plain handler).
+    pub fn stats(&self) -> Vec<(String, BatchStatsSnapshot)> {
+        self.engine.as_ref().map(|e| e.graphs()[0].batch_stats()).unwrap_or_default()
+    }
+}
+
+/// What one load run measured.
+#[derive(Default)]
+pub struct Load {
+    pub requests: usize,
+    pub elapsed: Duration,
+    /// Per request; sorted once the runs are merged.
+    pub latencies: Vec<Duration>,
+}
+
+impl Load {
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn add(&mut self, other: Load) {
+        self.requests += other.requests;
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+    }
+
+    /// Throughput and latency percentiles, for the result column.
+    pub fn summary(&mut self) -> String {
+        self.latencies.sort_unstable();
+        let ms = |p: f64| percentile(&self.latencies, p).as_secs_f64() * 1e3;
+        format!("{:.0} req/s; p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms", self.rate(), ms(0.5), ms(0.99), ms(0.999))
+    }
+}
+
+/// One keep-alive connection to `addr`.
+pub async fn connect(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender
+}
+
+pub fn request(path: &'static str, body: &Bytes) -> hyper::Request<Full<Bytes>> {
+    hyper::Request::post(path)
+        .header(HOST, "127.0.0.1")
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(body.clone()))
+        .expect("request")
+}
+
+/// Sends one request and returns the answer's status and body.
+pub async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    path: &'static str,
+    body: &Bytes,
+) -> (StatusCode, Bytes) {
+    sender.ready().await.expect("connection ready");
+    let response = sender.send_request(request(path, body)).await.expect("response");
+    let status = response.status();
+    let body = response.into_body().collect().await.expect("response body").to_bytes();
+    (status, body)
+}
+
+/// `conns` connections to `addr` sending `bodies` (round robin, each connection from its
+/// own offset) to `path` back to back for `duration`. Panics if any answer is not 200.
+pub async fn load(
+    addr: SocketAddr,
+    path: &'static str,
+    bodies: &Arc<Vec<Bytes>>,
+    conns: usize,
+    duration: Duration,
+) -> Load {
+    let mut senders = Vec::with_capacity(conns);
+    for _ in 0..conns {
+        senders.push(connect(addr).await);
+    }
+    let start = Instant::now();
+    let end = start + duration;
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(k, mut sender)| {
+            let bodies = Arc::clone(bodies);
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(1 << 14);
+                let mut failures = 0usize;
+                let mut i = k * 7;
+                while Instant::now() < end {
+                    let body = &bodies[i % bodies.len()];
+                    i += 1;
+                    let t = Instant::now();
+                    let (status, _) = send(&mut sender, path, body).await;
+                    latencies.push(t.elapsed());
+                    if status != StatusCode::OK {
+                        failures += 1;
+                    }
+                }
+                (latencies, failures, Instant::now())
+            })
+        })
+        .collect();
+    let mut out = Load::default();
+    let (mut failures, mut last) = (0, start);
+    for task in tasks {
+        let (latencies, failed, finished) = task.await.expect("connection task");
+        out.latencies.extend(latencies);
+        failures += failed;
+        last = last.max(finished);
+    }
+    assert_eq!(failures, 0, "{failures} of {} requests to {path} were not answered 200", out.latencies.len());
+    out.requests = out.latencies.len();
+    out.elapsed = last - start;
+    out
+}
+
+/// Rows and batches each model node took between two snapshots, as mean batch sizes.
+pub fn mean_batches(before: &[(String, BatchStatsSnapshot)], after: &[(String, BatchStatsSnapshot)]) -> String {
+    after
+        .iter()
+        .zip(before)
+        .map(|((name, a), (_, b))| {
+            let batches = a.batches() - b.batches();
+            let mean = if batches == 0 { 0.0 } else { (a.rows - b.rows) as f64 / batches as f64 };
+            format!("{name} {mean:.2}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Alternates `servers` for `rounds` rounds of `duration` each at `conns` connections
+/// (after a short warm-up of each), returning each server's merged load, its model
+/// nodes' mean batch sizes over the measured requests, and per round every server's
+/// throughput.
+pub fn alternate(
+    client: &tokio::runtime::Runtime,
+    servers: &[&Server],
+    path: &'static str,
+    bodies: &Arc<Vec<Bytes>>,
+    conns: usize,
+    rounds: usize,
+    duration: Duration,
+) -> (Vec<(Load, String)>, Vec<Vec<f64>>) {
+    for s in servers {
+        client.block_on(load(s.addr, path, bodies, conns, Duration::from_millis(300)));
+    }
+    let before: Vec<_> = servers.iter().map(|s| s.stats()).collect();
+    let mut loads: Vec<Load> = servers.iter().map(|_| Load::default()).collect();
+    let mut per_round = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let mut rates = Vec::with_capacity(servers.len());
+        for (k, s) in servers.iter().enumerate() {
+            let l = client.block_on(load(s.addr, path, bodies, conns, duration));
+            rates.push(l.rate());
+            loads[k].add(l);
+        }
+        per_round.push(rates);
+    }
+    let out = loads.into_iter().zip(servers.iter().zip(&before)).map(|(l, (s, b))| (l, mean_batches(b, &s.stats())));
+    (out.collect(), per_round)
+}
+
+/// Checks one answer of each server to `body` with `check`.
+pub fn sanity(
+    client: &tokio::runtime::Runtime,
+    servers: &[&Server],
+    path: &'static str,
+    body: &Bytes,
+    check: fn(&JsonValue),
+) {
+    for s in servers {
+        let (status, answer) = client.block_on(async { send(&mut connect(s.addr).await, path, body).await });
+        assert_eq!(status, StatusCode::OK, "{path}: {}", String::from_utf8_lossy(&answer));
+        check(&serde_json::from_slice(&answer).expect("JSON answer"));
+    }
+}
