@@ -247,7 +247,8 @@ fn over_http(embedder: &SentenceEmbedder, pool: &rayon::ThreadPool, texts: &[Str
                     / 1e9
                     / out.load.elapsed.as_secs_f64();
             let (lo, hi) = range(&out.largest);
-            let largest = format!("{:.2} of direct at batch {batch} (range {lo:.2} to {hi:.2})", median(out.largest.clone()));
+            let largest =
+                format!("{:.2} of direct at batch {batch} (range {lo:.2} to {hi:.2})", median(out.largest.clone()));
             let ratio = if *replicas == 1 {
                 // The target: the direct forward at the batch sizes the server formed.
                 let (lo, hi) = range(&out.same);
