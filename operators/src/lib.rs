@@ -23,6 +23,7 @@ pub mod learn_stats;
 pub mod replica;
 pub mod row;
 pub mod stats;
+pub mod table;
 pub mod value;
 
 pub use chunk::Chunk;

@@ -15,6 +15,7 @@
 //! | [`SinkRows`] | graph output | `sink.rs` |
 //! | [`PredictOnline`] | `model` with `learn:`: predicts with weights from its learner | `predict.rs` |
 //! | [`learner::learn_online`] | the learner of a `learn:` node, on the feedback loop | `learner.rs` |
+//! | [`lookup::arrange_table`], [`lookup::lookup_rows`] | a table, and `lookup`: rows joined with it by key | `lookup.rs` |
 //!
 //! [`doorbell::Doorbell`] wakes operators from other threads without a syscall per message.
 //! [`clock::EventClock`] gives submissions their times in deterministic engines.
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod combine;
 pub mod doorbell;
 pub mod learner;
+pub mod lookup;
 pub mod map;
 pub mod merge;
 pub mod predict;
