@@ -89,6 +89,7 @@ impl GraphBuilder {
                 outputs: Vec::new(),
                 serving: Serving::default(),
                 kafka: None,
+                tables: Vec::new(),
             },
         }
     }

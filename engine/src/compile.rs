@@ -17,6 +17,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{ConnectLoop, Feedback};
 use weir_operators::dataflow::learner::{labels, learn_online, samples, CheckpointFn, Labels, LearnConfig, Samples};
+use weir_operators::dataflow::lookup::{lookup_rows, LookupConfig, TableArrangement};
 use weir_operators::dataflow::{
     merge_rows, BatchConfig, BatchForward, CombineRows, MapRows, PredictConfig, PredictOnline, RouteRows, RowStream,
 };
@@ -66,12 +67,14 @@ pub struct LearnResources<'scope> {
 
 /// Builds `plan` on `input` and returns the stream the outputs read (project its chunks
 /// to the plan's output indices to get answers). `models` holds the
-/// resources of every model step, by step index; `learn` those of its learning step.
+/// resources of every model step, by step index; `learn` those of its learning step;
+/// `tables` the plan's tables, in order.
 pub fn compile<'scope>(
     plan: &Plan,
     input: RowStream<'scope>,
     models: &HashMap<usize, ModelResources>,
     mut learn: Option<LearnResources<'scope>>,
+    tables: &[TableArrangement<'scope>],
 ) -> RowStream<'scope> {
     let scope = input.scope();
     let mut streams: HashMap<StreamId, RowStream<'scope>> = HashMap::new();
@@ -124,6 +127,21 @@ pub fn compile<'scope>(
                 let head = first(&mut from);
                 let out = head.combine_rows(from.collect(), spec.clone());
                 streams.insert(StreamId::Node(i), out);
+            }
+            StepOp::Lookup { table, key, values, missing } => {
+                let Some(arranged) = tables.get(*table) else {
+                    // The engine builds every table of the plan on every worker.
+                    tracing::error!(node = &*node, "a lookup without its table");
+                    continue;
+                };
+                let config = LookupConfig {
+                    node,
+                    table: plan.tables[*table].name.as_str().into(),
+                    key: *key,
+                    values: values.clone(),
+                    missing: missing.clone(),
+                };
+                streams.insert(StreamId::Node(i), lookup_rows(first(&mut from), arranged, config));
             }
             StepOp::Merge { layouts } => {
                 let out = merge_rows(scope, from.collect(), layouts.clone());

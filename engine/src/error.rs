@@ -31,7 +31,7 @@ pub enum Problem {
     #[error("{0}")]
     Syntax(String),
     /// A node kind weir does not know.
-    #[error("unknown node kind '{0}' (expected one of: model, embed, map, route, combine, merge)")]
+    #[error("unknown node kind '{0}' (expected one of: model, embed, map, route, combine, merge, lookup)")]
     UnknownKind(String),
     /// A reference to a node that does not exist.
     #[error("unknown node '{name}' (nodes are: {known})")]

@@ -37,6 +37,7 @@ pub mod render;
 pub mod replies;
 pub mod runtime;
 pub mod spec;
+mod tables;
 pub mod yaml;
 
 pub use builder::GraphBuilder;

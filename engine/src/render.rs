@@ -34,6 +34,13 @@ fn label(plan: &Plan, i: usize) -> String {
         StepOp::Route { .. } => format!("{} (route)", step.name),
         StepOp::Combine(c) => format!("{} (combine {:?})", step.name, c.aggregate),
         StepOp::Merge { .. } => format!("{} (merge)", step.name),
+        StepOp::Lookup { table, missing, .. } => {
+            let missing = match missing {
+                weir_operators::dataflow::lookup::Missing::Defaults(_) => "defaults",
+                weir_operators::dataflow::lookup::Missing::Fail => "error",
+            };
+            format!("{} (lookup in table '{}', missing key: {missing})", step.name, plan.tables[*table].name)
+        }
     }
 }
 
@@ -96,6 +103,7 @@ pub fn dot(plan: &Plan) -> String {
             StepOp::Route { .. } => "diamond",
             StepOp::Combine(_) | StepOp::Merge { .. } => "invtrapezium",
             StepOp::Map { .. } => "ellipse",
+            StepOp::Lookup { .. } => "cylinder",
         };
         let _ = writeln!(out, "  \"{}\" [label=\"{}\", shape={shape}];", step.name, label(plan, i).replace('"', "'"));
         for &s in &step.from {

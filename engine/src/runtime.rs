@@ -40,6 +40,7 @@ use crate::error::{GraphError, Problem};
 use crate::feedback::{Feedback, FeedbackKinds};
 use crate::plan::{Plan, StepOp};
 use crate::replies::{row_id, BatchReply, ChunkReply, Replier, ReplyTable, MAX_BATCH_ROWS};
+use crate::tables::{self, TableBuild, TableIngress};
 
 /// Adapts a one-row reply to a batch reply.
 fn one(reply: Reply) -> BatchReply {
@@ -105,6 +106,7 @@ struct GraphShared {
     admission: Arc<Admission>,
     clock: Option<Arc<EventClock>>,
     feedback: Option<FeedbackIngress>,
+    tables: Vec<TableIngress>,
 }
 
 /// Where a graph's feedback enters: one channel per worker, like its rows.
@@ -120,9 +122,12 @@ struct FeedbackIngress {
 type Outgoing<'a> = (&'a [Sender<Chunk>], &'a [Arc<Doorbell>], Chunk);
 
 impl GraphShared {
-    /// Every source's doorbell: the rows', then the feedback's.
+    /// Every source's doorbell: the rows', the feedback's, the tables'.
     fn all_doorbells(&self) -> impl Iterator<Item = &Arc<Doorbell>> {
-        self.doorbells.iter().chain(self.feedback.iter().flat_map(|f| f.doorbells.iter()))
+        self.doorbells
+            .iter()
+            .chain(self.feedback.iter().flat_map(|f| f.doorbells.iter()))
+            .chain(self.tables.iter().flat_map(|t| t.doorbells.iter()))
     }
 
     /// Sends `chunk` into one worker's channel of `senders` (round-robin by slot) and
@@ -202,6 +207,8 @@ struct GraphBuild {
     clock: Option<Arc<EventClock>>,
     /// The learning node's feedback channels and counters, if the graph learns.
     feedback: Option<FeedbackBuild>,
+    /// Each table's channels, in the plan's table order.
+    tables: Vec<TableBuild>,
 }
 
 struct FeedbackBuild {
@@ -277,7 +284,15 @@ impl Engine {
                 }
                 None => (None, None),
             };
-            let clock = config.deterministic.then(|| Arc::new(EventClock::new()));
+            let mut table_builds = Vec::new();
+            let mut table_wait = Vec::new();
+            for spec in &plan.tables {
+                let (build, senders, bells) = tables::channels(workers, config.ingress_capacity);
+                table_builds.push(build);
+                table_wait.push((spec.clone(), senders, bells));
+            }
+            // Tables need one order of times for rows and updates (see `tables.rs`).
+            let clock = (config.deterministic || !plan.tables.is_empty()).then(|| Arc::new(EventClock::new()));
             let replies = Arc::new(ReplyTable::new(plan.output.fields.iter().map(|(_, _, ty)| ty.clone()).collect()));
             let stop = Arc::new(AtomicBool::new(false));
             builds.push(GraphBuild {
@@ -289,8 +304,9 @@ impl Engine {
                 stop: Arc::clone(&stop),
                 clock: clock.clone(),
                 feedback: feedback_build,
+                tables: table_builds,
             });
-            waiting.push((plan, senders, bell_rx, replies, stop, stats, clock, feedback_wait));
+            waiting.push((plan, senders, bell_rx, replies, stop, stats, clock, feedback_wait, table_wait));
         }
         let builds = Arc::new(builds);
         let deterministic = config.deterministic;
@@ -307,6 +323,15 @@ impl Engine {
                 worker.dataflow_named::<u64, _, _>(&build.plan.name, |scope| {
                     let (stop, clock) = (Arc::clone(&build.stop), build.clock.clone());
                     let input = row_source(scope, "Input", rows, 1024, doorbells, Arc::clone(&stop), clock.clone());
+                    let tables: Vec<_> = build
+                        .plan
+                        .tables
+                        .iter()
+                        .zip(&build.tables)
+                        .filter_map(|(spec, t)| {
+                            tables::table_dataflow(scope, spec, t, index, Arc::clone(&stop), clock.clone())
+                        })
+                        .collect();
                     let learn = build.feedback.as_ref().and_then(|fb| {
                         let rows = fb.receivers[index].lock().ok().and_then(|mut r| r.take())?;
                         let bells = fb.doorbells.lock().map(|a| a.clone()).ok()?;
@@ -317,7 +342,7 @@ impl Engine {
                         })
                     });
                     let outputs: Vec<usize> = build.plan.output.fields.iter().map(|(_, i, _)| *i).collect();
-                    compile(&build.plan, input, &build.models, learn).sink_rows(
+                    compile(&build.plan, input, &build.models, learn, &tables).sink_rows(
                         "Output",
                         move |chunks: &mut Vec<Chunk>| {
                             for chunk in chunks.drain(..) {
@@ -332,7 +357,11 @@ impl Engine {
         .map_err(|e| GraphError::new("engine", Problem::Start(e)))?;
 
         let mut graphs = Vec::new();
-        for (plan, senders, bell_rx, replies, stop, stats, clock, feedback) in waiting {
+        for (plan, senders, bell_rx, replies, stop, stats, clock, feedback, table_wait) in waiting {
+            let mut tables = Vec::new();
+            for (spec, senders, bells) in table_wait {
+                tables.push(TableIngress { spec, senders, doorbells: collect_doorbells(&plan, &bells, workers)? });
+            }
             let doorbells = collect_doorbells(&plan, &bell_rx, workers)?;
             let feedback = match feedback {
                 Some((node, senders, bells, kinds, stats)) => Some(FeedbackIngress {
@@ -357,6 +386,7 @@ impl Engine {
                     admission: Arc::new(Admission::new(plan_limit)),
                     clock,
                     feedback,
+                    tables,
                 }),
             });
         }
@@ -635,6 +665,31 @@ impl GraphHandle {
         let chunk = Chunk::new(slot, (0..n).map(|i| row_id(slot, i)).collect(), feedback.into_columns());
         s.send(&ingress.senders, &ingress.doorbells, chunk, wait)?;
         Ok(n)
+    }
+
+    /// Changes the graph's table `table`: each change is a key and its new values (in
+    /// the table's value-field order), or `None` to delete the key. The batch takes the
+    /// graph's next clock time: rows submitted after this call returns see it, rows
+    /// submitted before do not. Waits for room in the table's channel. Returns how many
+    /// changes went in; a key or value of the wrong type refuses the whole batch
+    /// ([`SubmitError::Invalid`], naming the change and the field).
+    pub fn upsert(&self, table: &str, changes: &[(Value, Option<Vec<Value>>)]) -> Result<usize, SubmitError> {
+        let s = &*self.shared;
+        let Some(ingress) = s.tables.iter().find(|t| t.spec.name == table) else {
+            let known: Vec<&str> = s.tables.iter().map(|t| t.spec.name.as_str()).collect();
+            return Err(SubmitError::Invalid(RowError::new(
+                ErrorCode::InvalidInput,
+                "tables",
+                format!("graph '{}' has no table '{table}' (tables: {})", s.plan.name, known.join(", ")),
+            )));
+        };
+        if s.stop.load(Ordering::Acquire) {
+            return Err(SubmitError::Closed);
+        }
+        let slot = s.next_slot.fetch_add(1, Ordering::Relaxed);
+        let chunk = tables::updates_chunk(&ingress.spec, slot, changes).map_err(SubmitError::Invalid)?;
+        s.send(&ingress.senders, &ingress.doorbells, chunk, true)?;
+        Ok(changes.len())
     }
 
     /// The learning node's name and counters, if the graph learns.

@@ -19,7 +19,7 @@ use weir_operators::kernel::device::DeviceSpec;
 use weir_operators::kernel::learn::Optimizer;
 use weir_operators::kernel::model::{Activation, Arch, DenseModel};
 use weir_operators::kernel::{KernelFactory, MapFn};
-use weir_operators::FieldType;
+use weir_operators::{FieldType, Value};
 
 /// The reserved node name of the graph's input fields.
 pub const INPUT: &str = "input";
@@ -43,6 +43,22 @@ pub struct GraphSpec {
     pub serving: Serving,
     /// Where the graph reads and writes Kafka, if it does.
     pub kafka: Option<KafkaSpec>,
+    /// Tables its `lookup` nodes join rows with.
+    pub tables: Vec<TableSpec>,
+}
+
+/// A table kept inside the graph's dataflow (the `tables:` section): each key's latest
+/// row, changed by upserts; `lookup` nodes join rows with it by key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableSpec {
+    /// The table's name, unique in the graph.
+    pub name: String,
+    /// The key field's name (for snapshots and messages).
+    pub key: String,
+    /// The key's type: `i64` or `str`.
+    pub key_type: FieldType,
+    /// The value fields, in order, with their types.
+    pub values: Vec<(String, FieldType)>,
 }
 
 /// A graph's Kafka source and sink (the `kafka:` section of a graph file). The engine
@@ -185,6 +201,29 @@ pub enum NodeKind {
     Combine(CombineSpec),
     /// The union of a route's branches.
     Merge(MergeSpec),
+    /// A join with a table by key.
+    Lookup(LookupSpec),
+}
+
+/// A `lookup` node: adds a table's value fields (and `found`) to each row, from the
+/// row the table had for the row's key when the row entered.
+#[derive(Clone, Debug)]
+pub struct LookupSpec {
+    /// The table's name.
+    pub table: String,
+    /// The row's field holding the key.
+    pub key: FieldRef,
+    /// What a row whose key is not in the table gets.
+    pub missing: MissingSpec,
+}
+
+/// What a `lookup` gives a row whose key is not in its table.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MissingSpec {
+    /// These values for the value fields (by name; every value field), `found` false.
+    Defaults(Vec<(String, Value)>),
+    /// The row fails with an `invalid_input` error naming the table and the key.
+    Error,
 }
 
 impl NodeKind {
@@ -196,6 +235,7 @@ impl NodeKind {
             NodeKind::Route(_) => "route",
             NodeKind::Combine(_) => "combine",
             NodeKind::Merge(_) => "merge",
+            NodeKind::Lookup(_) => "lookup",
         }
     }
 }

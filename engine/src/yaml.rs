@@ -50,6 +50,32 @@ struct GraphFile {
     serving: Option<ServingFile>,
     #[serde(default)]
     kafka: Option<KafkaFile>,
+    #[serde(default)]
+    tables: Mapping,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableFile {
+    key: String,
+    #[serde(default = "str_type")]
+    key_type: String,
+    values: Mapping,
+}
+
+fn str_type() -> String {
+    "str".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookupFile {
+    table: String,
+    key: String,
+    #[serde(default)]
+    missing: Option<String>,
+    #[serde(default)]
+    defaults: Mapping,
 }
 
 #[derive(Deserialize)]
@@ -132,7 +158,31 @@ pub fn parse(text: &str, origin: &str, base_dir: PathBuf) -> Result<GraphSpec, G
         None => None,
         Some(k) => Some(kafka_spec(k).map_err(|(field, m)| err(Problem::Option(m)).at_node("kafka").at_field(&field))?),
     };
-    Ok(GraphSpec { name: file.name, origin: origin.to_string(), base_dir, inputs, nodes, outputs, serving, kafka })
+    let mut tables = Vec::new();
+    for (key, value) in &file.tables {
+        let name = key_str(key).map_err(|p| err(p).at_node("tables"))?;
+        let at = |field: Option<String>, p: Problem| {
+            let e = err(p).at_node(&format!("tables.{name}"));
+            match field {
+                Some(f) => e.at_field(f),
+                None => e,
+            }
+        };
+        let t: TableFile =
+            serde_yaml::from_value(value.clone()).map_err(|e| at(None, Problem::Syntax(e.to_string())))?;
+        tables.push(table(&name, t).map_err(|(f, p)| at(f, p))?);
+    }
+    Ok(GraphSpec {
+        name: file.name,
+        origin: origin.to_string(),
+        base_dir,
+        inputs,
+        nodes,
+        outputs,
+        serving,
+        kafka,
+        tables,
+    })
 }
 
 fn kafka_spec(k: KafkaFile) -> Result<KafkaSpec, (String, String)> {
@@ -190,7 +240,7 @@ fn parse_node(name: &str, value: &Yaml) -> NodeResult<NodeSpec> {
         None => {
             return Err((
                 Some("kind".into()),
-                Problem::Syntax("missing 'kind' (one of: model, embed, map, route, combine, merge)".into()),
+                Problem::Syntax("missing 'kind' (one of: model, embed, map, route, combine, merge, lookup)".into()),
             ))
         }
     };
@@ -212,9 +262,69 @@ fn parse_node(name: &str, value: &Yaml) -> NodeResult<NodeSpec> {
         "route" => NodeKind::Route(route(de(rest)?)?),
         "combine" => NodeKind::Combine(combine(de(rest)?)?),
         "merge" => NodeKind::Merge(merge(de(rest)?)?),
+        "lookup" => NodeKind::Lookup(lookup(de(rest)?)?),
         other => return Err((Some("kind".into()), Problem::UnknownKind(other.to_string()))),
     };
     Ok(NodeSpec { name: name.to_string(), from, kind })
+}
+
+/// A `tables:` entry.
+fn table(name: &str, t: TableFile) -> NodeResult<TableSpec> {
+    let key_type = FieldType::parse(&t.key_type).map_err(|m| (Some("key_type".into()), Problem::Syntax(m)))?;
+    let mut values = Vec::new();
+    for (k, v) in &t.values {
+        let field = key_str(k).map_err(|p| (Some("values".into()), p))?;
+        let ty = v
+            .as_str()
+            .ok_or_else(|| "expected a type such as f32 or str".to_string())
+            .and_then(FieldType::parse)
+            .map_err(|m| (Some(format!("values.{field}")), Problem::Syntax(m)))?;
+        values.push((field, ty));
+    }
+    Ok(TableSpec { name: name.to_string(), key: t.key, key_type, values })
+}
+
+/// `kind: lookup`.
+fn lookup(f: LookupFile) -> NodeResult<LookupSpec> {
+    let missing = match f.missing.as_deref().unwrap_or("default") {
+        "default" => {
+            let mut defaults = Vec::new();
+            for (k, v) in &f.defaults {
+                let field = key_str(k).map_err(|p| (Some("defaults".into()), p))?;
+                let value = yaml_value(v).map_err(|m| (Some(format!("defaults.{field}")), Problem::Syntax(m)))?;
+                defaults.push((field, value));
+            }
+            MissingSpec::Defaults(defaults)
+        }
+        "error" if f.defaults.is_empty() => MissingSpec::Error,
+        "error" => {
+            return Err((
+                Some("defaults".into()),
+                Problem::Option("'defaults' apply only with missing: default".into()),
+            ))
+        }
+        other => {
+            return Err((
+                Some("missing".into()),
+                Problem::Option(format!("missing: '{other}' is not one of: default, error")),
+            ))
+        }
+    };
+    Ok(LookupSpec { table: f.table, key: parse_ref(&f.key, "key")?, missing })
+}
+
+/// A scalar YAML value: an integer is `i64`, another number `f32`.
+fn yaml_value(v: &Yaml) -> Result<weir_operators::Value, String> {
+    use weir_operators::Value;
+    match v {
+        Yaml::Bool(b) => Ok(Value::Bool(*b)),
+        Yaml::Number(n) => match n.as_i64() {
+            Some(i) => Ok(Value::I64(i)),
+            None => n.as_f64().map(|x| Value::F32(x as f32)).ok_or_else(|| format!("{n} is not a number weir reads")),
+        },
+        Yaml::String(s) => Ok(Value::Str(s.as_str().into())),
+        _ => Err("expected a number, a boolean or a string".into()),
+    }
 }
 
 fn de<T: DeserializeOwned>(v: Yaml) -> NodeResult<T> {

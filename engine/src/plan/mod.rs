@@ -29,6 +29,7 @@ use resolve::{Resolver, StreamInfo};
 
 use std::collections::{BTreeSet, HashMap};
 
+use weir_operators::dataflow::lookup::Missing;
 use weir_operators::dataflow::CombineSpec as CombineOp;
 use weir_operators::kernel::condition::Condition;
 use weir_operators::kernel::learner::Learner;
@@ -114,6 +115,17 @@ pub enum StepOp {
     },
     /// Join per row and aggregate.
     Combine(CombineOp),
+    /// A join with a table by key: appends the table's value fields and `found`.
+    Lookup {
+        /// Index of the table in [`Plan::tables`].
+        table: usize,
+        /// Index of the key field.
+        key: usize,
+        /// The value fields' types.
+        values: Vec<FieldType>,
+        /// What a missing key gets.
+        missing: Missing,
+    },
     /// Union of a route's branches, rebuilt into one layout.
     Merge {
         /// Per `from` stream, the indices of the merged record's fields.
@@ -172,6 +184,8 @@ pub struct Plan {
     pub serving: Serving,
     /// Kafka source and sink, if the graph has them.
     pub kafka: Option<KafkaSpec>,
+    /// The graph's tables.
+    pub tables: Vec<TableSpec>,
 }
 
 impl Plan {
@@ -214,6 +228,10 @@ impl Plan {
                 .at_node(&node.name));
             }
         }
+        unique(spec.tables.iter().map(|t| t.name.as_str()), "table").map_err(|p| err(p).at_node("tables"))?;
+        for t in &spec.tables {
+            check_table(t).map_err(|(field, p)| err(p).at_node(&format!("tables.{}", t.name)).at_field(field))?;
+        }
         let order = topological_order(spec)?;
         let mut r =
             Resolver { spec, steps: Vec::new(), index: HashMap::new(), infos: HashMap::new(), fields: HashMap::new() };
@@ -250,6 +268,7 @@ impl Plan {
             output,
             serving: spec.serving.clone(),
             kafka: spec.kafka.clone(),
+            tables: spec.tables.clone(),
         })
     }
 
@@ -267,6 +286,26 @@ impl Plan {
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.name == name)
     }
+}
+
+/// A table's key is an `i64` or a `str`; its value fields are scalars, at least one,
+/// named uniquely and not `found`.
+fn check_table(t: &TableSpec) -> Result<(), (&'static str, Problem)> {
+    use weir_operators::value::DType;
+    if !t.key_type.shape.is_empty() || !matches!(t.key_type.dtype, DType::I64 | DType::Str) {
+        return Err(("key_type", Problem::Type(format!("a table key is i64 or str, not {}", t.key_type))));
+    }
+    if t.values.is_empty() {
+        return Err(("values", Problem::Option("a table needs at least one value field".into())));
+    }
+    unique(t.values.iter().map(|(n, _)| n.as_str()), "value field").map_err(|p| ("values", p))?;
+    if let Some((n, _)) = t.values.iter().find(|(n, _)| n == "found" || *n == t.key) {
+        return Err((
+            "values",
+            Problem::Option(format!("'{n}' cannot name a value field (the key, or the lookup's 'found')")),
+        ));
+    }
+    Ok(())
 }
 
 fn unique<'a>(names: impl Iterator<Item = &'a str>, what: &str) -> Result<(), Problem> {

@@ -18,6 +18,7 @@ pub(super) fn reads(node: &NodeSpec) -> Vec<(String, &FieldRef)> {
         }
         NodeKind::Map(m) => many("inputs", &m.inputs).into_iter().map(|(k, i)| (k, &m.inputs[i])).collect(),
         NodeKind::Route(r) => vec![("by".into(), &r.by)],
+        NodeKind::Lookup(l) => vec![("key".into(), &l.key)],
         NodeKind::Combine(c) => many("inputs", &c.inputs).into_iter().map(|(k, i)| (k, &c.inputs[i])).collect(),
         NodeKind::Merge(m) => m
             .fields

@@ -5,12 +5,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use weir_operators::dataflow::lookup::Missing;
 use weir_operators::dataflow::CombineSpec as CombineOp;
 use weir_operators::kernel::builtin::Builtin;
 use weir_operators::kernel::model::DenseModel;
 use weir_operators::kernel::sentence::{SentenceModel, SentenceModelError};
 use weir_operators::kernel::{KernelFactory, MapKernel};
-use weir_operators::FieldType;
+use weir_operators::{FieldType, Value};
 
 use crate::error::Problem;
 use crate::spec::*;
@@ -358,6 +359,28 @@ impl Resolver<'_> {
                 };
                 (StepOp::Combine(op), vec![(c.output.clone(), ty)], context)
             }
+            NodeKind::Lookup(l) => {
+                let Some(table) = self.spec.tables.iter().position(|t| t.name == l.table) else {
+                    let known: Vec<&str> = self.spec.tables.iter().map(|t| t.name.as_str()).collect();
+                    return Err((
+                        Some("table".into()),
+                        Problem::Option(format!("no table '{}' (tables: {})", l.table, known.join(", "))),
+                    ));
+                };
+                let t = &self.spec.tables[table];
+                let (key, ty) = self.field_index(&schema, "key", &l.key, &path)?;
+                if ty != t.key_type {
+                    return Err((
+                        Some("key".into()),
+                        Problem::Type(format!("table '{}' has {} keys, but '{}' is {ty}", t.name, t.key_type, l.key)),
+                    ));
+                }
+                let missing = lookup_missing(t, &l.missing)?;
+                let mut out: Vec<(String, FieldType)> = t.values.clone();
+                out.push(("found".into(), FieldType::scalar(weir_operators::value::DType::Bool)));
+                let values = t.values.iter().map(|(_, ty)| ty.clone()).collect();
+                (StepOp::Lookup { table, key, values, missing }, out, context)
+            }
             NodeKind::Merge(m) => return self.merge(node, m, from),
         };
         schema.fields.extend(out_fields.iter().map(|(n, t)| (own(n), t.clone())));
@@ -603,4 +626,40 @@ impl Resolver<'_> {
             None => Ok(()),
         }
     }
+}
+
+/// A lookup's missing-key policy against its table: defaults name every value field
+/// once, each of the field's type (an integer is taken for an `f32` field).
+fn lookup_missing(t: &TableSpec, m: &MissingSpec) -> Result<Missing, (Option<String>, Problem)> {
+    let MissingSpec::Defaults(given) = m else { return Ok(Missing::Fail) };
+    let mut values = Vec::with_capacity(t.values.len());
+    for (name, ty) in &t.values {
+        let Some((_, v)) = given.iter().find(|(n, _)| n == name) else {
+            return Err((
+                Some(format!("defaults.{name}")),
+                Problem::Option(format!(
+                    "missing: default needs a default for every value field of table '{}'; '{name}' has none",
+                    t.name
+                )),
+            ));
+        };
+        let v = match (v, ty.dtype) {
+            (Value::I64(i), weir_operators::value::DType::F32) => Value::F32(*i as f32),
+            _ => v.clone(),
+        };
+        if !v.conforms_to(ty) {
+            return Err((
+                Some(format!("defaults.{name}")),
+                Problem::Type(format!("'{name}' is {ty}, the default is {v:?}")),
+            ));
+        }
+        values.push(v);
+    }
+    if let Some((n, _)) = given.iter().find(|(n, _)| !t.values.iter().any(|(v, _)| v == n)) {
+        return Err((
+            Some(format!("defaults.{n}")),
+            Problem::Option(format!("table '{}' has no value field '{n}'", t.name)),
+        ));
+    }
+    Ok(Missing::Defaults(values))
 }

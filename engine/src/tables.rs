@@ -1,0 +1,147 @@
+//! Where a graph's tables enter: one channel per worker per table, like its rows.
+//!
+//! An upsert batch ([`GraphHandle::upsert`](crate::GraphHandle::upsert)) becomes a
+//! chunk (the key column, one column per value field, and a `delete` column), takes
+//! the graph's next clock time like any submission, and goes into one worker's channel.
+//! In the dataflow a source reads it ([`row_source`]), turns its rows into upserts at
+//! the chunk's time, and [`arrange_table`] arranges them (spread over the workers by
+//! key). A graph with tables always runs with an [`EventClock`]: its rows and its
+//! table updates share one order of times, which is what lets a row see exactly the
+//! updates submitted before it.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::Scope;
+use weir_operators::dataflow::clock::EventClock;
+use weir_operators::dataflow::doorbell::Doorbell;
+use weir_operators::dataflow::lookup::{arrange_table, TableArrangement, TableUpdate};
+use weir_operators::dataflow::source::row_source;
+use weir_operators::dataflow::Time;
+use weir_operators::table::{TableKey, TableRow};
+use weir_operators::{Chunk, Column, ErrorCode, RowError, Value};
+
+use crate::spec::TableSpec;
+
+/// One table's channels, as the workers take them while building the dataflow.
+pub(crate) struct TableBuild {
+    receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,
+    doorbells: Mutex<SyncSender<(usize, Arc<Doorbell>)>>,
+}
+
+/// One table's senders and doorbells, as submitters use them.
+pub(crate) struct TableIngress {
+    pub(crate) spec: TableSpec,
+    pub(crate) senders: Vec<Sender<Chunk>>,
+    pub(crate) doorbells: Vec<Arc<Doorbell>>,
+}
+
+/// Where the workers report their table sources' doorbells.
+pub(crate) type BellReports = std::sync::mpsc::Receiver<(usize, Arc<Doorbell>)>;
+
+/// A table's channels for `workers` workers: the build side, the senders, and where the
+/// workers report their sources' doorbells.
+pub(crate) fn channels(workers: usize, capacity: usize) -> (TableBuild, Vec<Sender<Chunk>>, BellReports) {
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| bounded::<Chunk>(capacity.max(1))).unzip();
+    let (bell_tx, bell_rx) = sync_channel(workers);
+    let build = TableBuild {
+        receivers: receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
+        doorbells: Mutex::new(bell_tx),
+    };
+    (build, senders, bell_rx)
+}
+
+/// The table on worker `index`: its source, its upserts, its arrangement.
+pub(crate) fn table_dataflow<'scope>(
+    scope: Scope<'scope, Time>,
+    spec: &TableSpec,
+    build: &TableBuild,
+    index: usize,
+    stop: Arc<AtomicBool>,
+    clock: Option<Arc<EventClock>>,
+) -> Option<TableArrangement<'scope>> {
+    let rows = build.receivers[index].lock().ok().and_then(|mut r| r.take())?;
+    let bells = build.doorbells.lock().map(|b| b.clone()).ok()?;
+    let source = row_source(scope, &format!("Table({})", spec.name), rows, 1024, bells, stop, clock);
+    let width = spec.values.len();
+    let updates =
+        source.unary::<CapacityContainerBuilder<Vec<TableUpdate>>, _, _, _>(Pipeline, "Upserts", move |_, _| {
+            move |input, output| {
+                input.for_each_stamp(|cap, data| {
+                    let Some(&time) = cap.least() else { return };
+                    let mut session = output.session(&cap);
+                    for chunk in data.flat_map(|d| d.drain(..)) {
+                        session.give_iterator(upserts(&chunk, width, time));
+                    }
+                });
+            }
+        });
+    Some(arrange_table(updates, &spec.name))
+}
+
+/// The upserts of a chunk made by [`updates_chunk`], at `time`.
+fn upserts(chunk: &Chunk, width: usize, time: Time) -> impl Iterator<Item = TableUpdate> + '_ {
+    (0..chunk.len()).filter_map(move |r| {
+        let key = TableKey::from_value(&chunk.columns[0].value(r))?;
+        let delete = matches!(chunk.columns[1 + width].value(r), Value::Bool(true));
+        let row = (!delete).then(|| TableRow::new((1..=width).map(|c| chunk.columns[c].value(r)).collect()));
+        Some((key, row, time))
+    })
+}
+
+/// The chunk of an upsert batch: each change is a key and its new values (in the
+/// table's value order), or `None` to delete the key. A value of the wrong type fails
+/// the whole batch, naming the table, the change and the field (the caller's fault).
+pub(crate) fn updates_chunk(
+    spec: &TableSpec,
+    slot: u64,
+    changes: &[(Value, Option<Vec<Value>>)],
+) -> Result<Chunk, RowError> {
+    let wrong = |i: usize, field: &str, what: String| {
+        RowError::new(ErrorCode::InvalidInput, format!("tables.{}", spec.name), format!("change {i}: {what}"))
+            .with_field(field)
+    };
+    let mut key = Column::with_capacity(&spec.key_type, changes.len());
+    let mut values: Vec<Column> = spec.values.iter().map(|(_, t)| Column::with_capacity(t, changes.len())).collect();
+    let mut delete = Vec::with_capacity(changes.len());
+    for (i, (k, row)) in changes.iter().enumerate() {
+        if !k.conforms_to(&spec.key_type) {
+            return Err(wrong(i, &spec.key, format!("the key is {}, not {}", k.type_name(), spec.key_type)));
+        }
+        key.push(k);
+        match row {
+            Some(row) => {
+                if row.len() != spec.values.len() {
+                    return Err(wrong(
+                        i,
+                        "values",
+                        format!("{} values for {} value fields", row.len(), spec.values.len()),
+                    ));
+                }
+                for ((column, (name, ty)), v) in values.iter_mut().zip(&spec.values).zip(row) {
+                    if !v.conforms_to(ty) {
+                        return Err(wrong(i, name, format!("{} is not {ty}", v.type_name())));
+                    }
+                    column.push(v);
+                }
+                delete.push(false);
+            }
+            None => {
+                for column in &mut values {
+                    column.push_fillers(1);
+                }
+                delete.push(true);
+            }
+        }
+    }
+    let ids = (0..changes.len() as u64).collect();
+    let mut columns = vec![key];
+    columns.extend(values);
+    columns.push(Column::Bool(delete));
+    Ok(Chunk::new(slot, ids, columns))
+}
