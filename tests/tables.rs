@@ -118,3 +118,93 @@ fn lookup_graphs_that_cannot_work_fail_at_plan_time() {
     let err = plan("    missing: error\n").expect_err("an f32 key");
     assert!(err.contains("node 'f'") && err.contains("field 'key'") && err.contains("str keys"), "{err}");
 }
+
+/// One POST on a fresh connection to `addr`: status and JSON body.
+async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, serde_json::Value) {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::post(path)
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+        .expect("request");
+    let res = sender.send_request(req).await.expect("response");
+    let status = res.status().as_u16();
+    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+/// Over real sockets: `POST /graphs/enrich/tables/accounts` changes what the next
+/// request to `POST /graphs/enrich` sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_upserts_change_what_the_next_request_sees() {
+    use serde_json::json;
+    use weir_connectors::http::{self, AppState, ServerConfig};
+
+    let engine =
+        Engine::start(vec![graph(DEFAULTS)], EngineConfig { workers: 2, ..EngineConfig::default() }).expect("starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState::new(engine.graphs(), ServerConfig::default());
+    let server = tokio::spawn(http::serve(
+        listener,
+        state,
+        async move {
+            let _ = stopped.await;
+        },
+        std::time::Duration::from_secs(5),
+    ));
+    let request = r#"{"account": "acc-7", "amount": 12.5}"#;
+    let (status, body) = post(addr, "/graphs/enrich", request).await;
+    assert_eq!((status, &body), (200, &json!({"mean": 0.0, "country": "unknown", "found": false})));
+    let (status, body) = post(
+        addr,
+        "/graphs/enrich/tables/accounts",
+        r#"[{"key": "acc-7", "values": {"mean": 31.5, "country": "PT"}}, {"key": "acc-8", "values": {"mean": 1.0, "country": "ES"}}]"#,
+    )
+    .await;
+    assert_eq!((status, &body), (202, &json!({"accepted": 2})));
+    let (status, body) = post(addr, "/graphs/enrich", request).await;
+    assert_eq!((status, &body), (200, &json!({"mean": 31.5, "country": "PT", "found": true})));
+    let (status, _) = post(addr, "/graphs/enrich/tables/accounts", r#"{"key": "acc-7", "values": null}"#).await;
+    assert_eq!(status, 202);
+    let (_, body) = post(addr, "/graphs/enrich", request).await;
+    assert_eq!(body, json!({"mean": 0.0, "country": "unknown", "found": false}));
+    // Bad changes: 422 naming the field; nothing of the batch goes in.
+    let (status, body) = post(
+        addr,
+        "/graphs/enrich/tables/accounts",
+        r#"[{"key": "acc-9", "values": {"mean": 2.0, "country": "IT"}}, {"key": "acc-7", "values": {"mean": "high", "country": "PT"}}]"#,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], json!("values.mean"), "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| m.starts_with("change 1:")), "{body}");
+    let (_, body) = post(addr, "/graphs/enrich", r#"{"account": "acc-9", "amount": 1.0}"#).await;
+    assert_eq!(body["found"], json!(false), "the refused batch left acc-9 out");
+    let (status, _) = post(addr, "/graphs/enrich/tables/nope", r#"{"key": "a", "values": null}"#).await;
+    assert_eq!(status, 404);
+    let _ = stop.send(());
+    server.await.expect("server task").expect("server");
+    engine.shutdown();
+}
+
+#[test]
+fn the_bundled_accounts_graph_enriches_a_transaction() {
+    let plan = weir_engine::load_plan(&weir::datasets::graphs_dir().join("accounts.yaml")).expect("plans");
+    let e = Engine::start(vec![plan], EngineConfig::default()).expect("starts");
+    let g = e.graph("accounts").expect("graph");
+    let tx = || vec![Value::Str("acc-7".into()), Value::F32(40.0)];
+    let before = g.call(tx()).expect("accepted").expect("answered");
+    assert_eq!(before[0], Value::Tensor(vec![40.0, 0.0, 1.0].into()));
+    assert_eq!(before[2], Value::Bool(false));
+    let row = vec![Value::F32(31.5), Value::F32(12.0), Value::Str("PT".into())];
+    g.upsert("accounts", &[(Value::Str("acc-7".into()), Some(row))]).expect("upserts");
+    let after = g.call(tx()).expect("accepted").expect("answered");
+    assert_eq!(after, vec![Value::Tensor(vec![40.0, 31.5, 12.0].into()), Value::Str("PT".into()), Value::Bool(true)]);
+    e.shutdown();
+}

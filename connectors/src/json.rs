@@ -11,6 +11,7 @@
 //! infinities print as `null`.
 
 use serde_json::{Map, Number, Value as Json};
+use weir_engine::spec::TableSpec;
 use weir_engine::{Feedback, FeedbackKinds};
 use weir_operators::{DType, ErrorCode, FieldType, RowError, Value};
 
@@ -64,6 +65,51 @@ pub fn decode_feedback(kinds: &FeedbackKinds, json: &Json, into: &mut Feedback) 
         None => None,
     };
     into.push(key.as_ref(), label, features.as_ref()).map_err(|m| bad(None, m))
+}
+
+/// Decodes one table change: `{"key": K, "values": {"field": v, ...}}` (every value
+/// field of the table) upserts the key; `{"key": K, "values": null}` deletes it.
+pub fn decode_upsert(table: &TableSpec, json: &Json) -> Result<(Value, Option<Vec<Value>>), RowError> {
+    let bad = |field: &str, message: String| {
+        RowError::new(ErrorCode::InvalidInput, format!("tables.{}", table.name), message).with_field(field)
+    };
+    let Json::Object(map) = json else {
+        return Err(RowError::new(
+            ErrorCode::InvalidInput,
+            format!("tables.{}", table.name),
+            "expected a JSON object {\"key\": ..., \"values\": {...} or null}",
+        ));
+    };
+    if let Some(other) = map.keys().find(|k| !matches!(k.as_str(), "key" | "values")) {
+        return Err(bad(other, format!("unknown field '{other}' (expected key, values)")));
+    }
+    let key = match map.get("key") {
+        Some(v) => decode_value(&table.key_type, v).map_err(|m| bad("key", m))?,
+        None => return Err(bad("key", format!("missing field 'key' ({})", table.key_type))),
+    };
+    let values = match map.get("values") {
+        Some(Json::Null) => None,
+        Some(Json::Object(fields)) => {
+            if let Some(other) = fields.keys().find(|k| !table.values.iter().any(|(n, _)| n == *k)) {
+                return Err(bad(
+                    &format!("values.{other}"),
+                    format!("table '{}' has no value field '{other}'", table.name),
+                ));
+            }
+            let mut row = Vec::with_capacity(table.values.len());
+            for (name, ty) in &table.values {
+                let field = format!("values.{name}");
+                let v = fields.get(name).ok_or_else(|| bad(&field, format!("missing value field '{name}' ({ty})")))?;
+                row.push(decode_value(ty, v).map_err(|m| bad(&field, m))?);
+            }
+            Some(row)
+        }
+        Some(other) => {
+            return Err(bad("values", format!("expected an object of value fields or null, got {}", describe(other))))
+        }
+        None => return Err(bad("values", "missing field 'values' (an object, or null to delete the key)".into())),
+    };
+    Ok((key, values))
 }
 
 fn field_list(inputs: &[(String, FieldType)]) -> String {

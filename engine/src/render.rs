@@ -50,6 +50,10 @@ pub fn describe(plan: &Plan) -> String {
     let _ = writeln!(out, "graph '{}' ({}): OK", plan.name, plan.origin);
     let inputs: Vec<String> = plan.inputs.iter().map(|(n, t)| format!("{n}: {t}")).collect();
     let _ = writeln!(out, "  inputs: {}", inputs.join(", "));
+    for t in &plan.tables {
+        let values: Vec<String> = t.values.iter().map(|(n, ty)| format!("{n}: {ty}")).collect();
+        let _ = writeln!(out, "  table {}: {}: {} -> {}", t.name, t.key, t.key_type, values.join(", "));
+    }
     for (i, step) in plan.steps.iter().enumerate() {
         let from: Vec<String> = step
             .from

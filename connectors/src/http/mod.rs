@@ -12,6 +12,10 @@
 //!   `{"key": ..., "label": <class>}` (or `"features"` instead of `"key"`) or an array
 //!   of them; answered 202 `{"accepted": n}` once they are in the graph's feedback
 //!   stream (what the learner could not use is counted in `/metrics`);
+//! - `POST /graphs/{name}/tables/{table}`: changes to one of the graph's tables, one
+//!   object `{"key": K, "values": {...}}` (upsert) or `{"key": K, "values": null}`
+//!   (delete), or an array of them; answered 202 `{"accepted": n}` once they are in
+//!   the graph: a request sent after that answer sees them;
 //! - `GET /graphs`: names, input and output schemas, limits;
 //! - `GET /openapi.json`: the OpenAPI 3 document of all of it ([`openapi`]);
 //! - `GET /healthz`, `GET /readyz` (503 once shutdown begins), `GET /metrics`
@@ -43,7 +47,7 @@ use tokio::net::TcpListener;
 use weir_engine::{Feedback, GraphHandle, RowResult, SubmitError, SubmitOptions};
 use weir_operators::{ErrorCode, RowError, Value};
 
-use crate::json::{decode_feedback, decode_row, encode_error, encode_row};
+use crate::json::{decode_feedback, decode_row, decode_upsert, encode_error, encode_row};
 use error::ApiError;
 use metrics::GraphMetrics;
 
@@ -110,6 +114,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/graphs/{name}", post(run_graph))
         .route("/graphs/{name}/feedback", post(feedback))
+        .route("/graphs/{name}/tables/{table}", post(upsert))
         .route("/graphs", get(list_graphs))
         .route("/openapi.json", get(openapi_document))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -256,14 +261,85 @@ async fn feedback(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(graph) = state.graph(&name) else {
-        return ApiError::new(StatusCode::NOT_FOUND, "unknown_graph", format!("no graph named '{name}'"))
-            .into_response();
-    };
-    match take_feedback(&state, graph, &headers, body).await {
+    accepted(async { take_feedback(&state, served(&state, &name)?, &headers, body).await }.await)
+}
+
+async fn upsert(
+    State(state): State<Arc<AppState>>,
+    Path((name, table)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    accepted(async { take_upserts(&state, served(&state, &name)?, &table, &headers, body).await }.await)
+}
+
+/// The graph named `name`, or 404.
+fn served<'a>(state: &'a AppState, name: &str) -> Result<&'a Served, ApiError> {
+    state
+        .graph(name)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_graph", format!("no graph named '{name}'")))
+}
+
+/// 202 `{"accepted": n}`, or the error.
+fn accepted(result: Result<usize, ApiError>) -> Response {
+    match result {
         Ok(n) => (StatusCode::ACCEPTED, JsonBody(json!({ "accepted": n }))).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// Checks the content type, reads the body (within the limit) and parses it as JSON.
+async fn read_json(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Json, ApiError> {
+    check_content_type(headers)?;
+    let bytes = read_body(headers, body, state.config.body_limit).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not JSON: {e}")))
+}
+
+/// `decode` of one object, or of every element of an array (all or none; an element's
+/// error names its index: "`what` i: ...").
+fn each<T>(json: &Json, what: &str, mut decode: impl FnMut(&Json) -> Result<T, RowError>) -> Result<Vec<T>, ApiError> {
+    match json {
+        Json::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                decode(item).map_err(|e| {
+                    let mut err = ApiError::from_row(&e);
+                    err.message = format!("{what} {i}: {}", err.message);
+                    err
+                })
+            })
+            .collect(),
+        single => Ok(vec![decode(single).map_err(|e| ApiError::from_row(&e))?]),
+    }
+}
+
+/// Decodes every change (all or none) and sends them into the graph's table.
+async fn take_upserts(
+    state: &AppState,
+    graph: &Served,
+    table: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<usize, ApiError> {
+    let plan = graph.handle.plan();
+    let Some(spec) = plan.tables.iter().find(|t| t.name == table) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_table",
+            format!("graph '{}' has no table '{table}'", graph.handle.name()),
+        ));
+    };
+    let json = read_json(state, headers, body).await?;
+    let changes = each(&json, "change", |item| decode_upsert(spec, item))?;
+    let handle = graph.handle.clone();
+    let table = table.to_string();
+    // `upsert` waits for room in the table's channel: off the async threads.
+    tokio::task::spawn_blocking(move || handle.upsert(&table, &changes))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| refused(e, |name| format!("graph '{name}' has its table channel full; retry later")))
 }
 
 /// Decodes every feedback row (all or none) and sends them into the graph.
@@ -275,23 +351,9 @@ async fn take_feedback(state: &AppState, graph: &Served, headers: &HeaderMap, bo
             format!("graph '{}' has no learning node; it takes no feedback", graph.handle.name()),
         ));
     };
-    check_content_type(headers)?;
-    let bytes = read_body(headers, body, state.config.body_limit).await?;
-    let json: Json = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not JSON: {e}")))?;
+    let json = read_json(state, headers, body).await?;
     let mut rows = Feedback::new(kinds);
-    match &json {
-        Json::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                decode_feedback(kinds, item, &mut rows).map_err(|e| {
-                    let mut err = ApiError::from_row(&e);
-                    err.message = format!("row {i}: {}", err.message);
-                    err
-                })?;
-            }
-        }
-        single => decode_feedback(kinds, single, &mut rows).map_err(|e| ApiError::from_row(&e))?,
-    }
+    each(&json, "row", |item| decode_feedback(kinds, item, &mut rows))?;
     if rows.is_empty() {
         return Ok(0);
     }
