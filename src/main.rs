@@ -134,6 +134,9 @@ fn main() -> ExitCode {
                 Ok(engine) => engine,
                 Err(e) => return fail(1, &e),
             };
+            if let Err(code) = cli::load_snapshots(&engine) {
+                return code;
+            }
             match run(&engine, &input, output.as_ref(), in_flight) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(2, &e),

@@ -208,3 +208,91 @@ fn the_bundled_accounts_graph_enriches_a_transaction() {
     assert_eq!(after, vec![Value::Tensor(vec![40.0, 31.5, 12.0].into()), Value::Str("PT".into()), Value::Bool(true)]);
     e.shutdown();
 }
+
+/// An Arrow IPC file of accounts: `rows` as (account, mean, country), `None` for a null.
+fn write_snapshot(path: &std::path::Path, rows: &[(Option<&str>, f32, &str)]) {
+    use arrow_array::{Float32Array, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let batch = RecordBatch::try_from_iter(vec![
+        ("account", Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as _),
+        ("mean", Arc::new(Float32Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())) as _),
+        ("country", Arc::new(StringArray::from(rows.iter().map(|r| Some(r.2)).collect::<Vec<_>>())) as _),
+    ])
+    .expect("batch");
+    let file = std::fs::File::create(path).expect("file");
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(file, &batch.schema()).expect("writer");
+    writer.write(&batch).expect("writes");
+    writer.finish().expect("finishes");
+}
+
+/// The enrich graph with its table starting from `snapshot`.
+fn graph_with_snapshot(snapshot: &std::path::Path) -> Plan {
+    let text = format!(
+        "name: enrich\ninputs:\n  account: str\n  amount: f32\ntables:\n  accounts:\n    key: account\n    values:\n      mean: f32\n      country: str\n    snapshot: {}\nnodes:\n  features:\n    kind: lookup\n    table: accounts\n    key: input.account\n{DEFAULTS}outputs:\n  mean: features.mean\n  country: features.country\n  found: features.found\n",
+        snapshot.display()
+    );
+    Plan::new(&yaml::parse(&text, "enrich.yaml", PathBuf::from(".")).expect("parses")).expect("plans")
+}
+
+#[test]
+fn a_snapshot_fills_the_table_before_any_row_and_upserts_change_it_after() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("accounts.arrow");
+    // acc-1 twice: the later row wins.
+    write_snapshot(&path, &[(Some("acc-1"), 1.0, "PT"), (Some("acc-2"), 2.0, "ES"), (Some("acc-1"), 3.0, "FR")]);
+    let e = Engine::start(vec![graph_with_snapshot(&path)], EngineConfig { workers: 2, ..EngineConfig::default() })
+        .expect("starts");
+    let g = e.graph("enrich").expect("graph");
+    let loaded = weir_connectors::snapshot::load_snapshots(&g).expect("loads");
+    assert_eq!(loaded, vec![("accounts".to_string(), 3)]);
+    let answer = |account: &str| g.call(row(account)).expect("accepted").expect("answered");
+    assert_eq!(answer("acc-1"), vec![Value::F32(3.0), Value::Str("FR".into()), Value::Bool(true)]);
+    assert_eq!(answer("acc-2"), vec![Value::F32(2.0), Value::Str("ES".into()), Value::Bool(true)]);
+    g.upsert("accounts", &[(Value::Str("acc-2".into()), features(9.0, "IT"))]).expect("upserts");
+    assert_eq!(answer("acc-2"), vec![Value::F32(9.0), Value::Str("IT".into()), Value::Bool(true)]);
+    e.shutdown();
+}
+
+#[test]
+fn a_bad_snapshot_stops_the_load_naming_file_row_and_column() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("accounts.arrow");
+    write_snapshot(&path, &[(Some("acc-1"), 1.0, "PT"), (None, 2.0, "ES")]);
+    let e = Engine::start(vec![graph_with_snapshot(&path)], EngineConfig::default()).expect("starts");
+    let err = weir_connectors::snapshot::load_snapshots(&e.graphs()[0]).expect_err("a null key").to_string();
+    for part in ["accounts.arrow", "snapshot of table 'accounts'", "row 1", "account"] {
+        assert!(err.contains(part), "{part:?} in {err}");
+    }
+    e.shutdown();
+    // A missing snapshot is a plan error naming the table and the field.
+    let text = "name: e\ninputs:\n  k: str\ntables:\n  t:\n    key: k\n    values: {v: f32}\n    snapshot: nowhere.arrow\nnodes:\n  l: {kind: lookup, table: t, key: input.k, defaults: {v: 0}}\noutputs:\n  v: l.v\n";
+    let err = Plan::new(&yaml::parse(text, "e.yaml", PathBuf::from(".")).expect("parses")).expect_err("no file");
+    let err = err.to_string();
+    assert!(err.contains("tables.t") && err.contains("snapshot") && err.contains("nowhere.arrow"), "{err}");
+}
+
+/// `weir run` loads the snapshot before the first row (real process, real files).
+#[test]
+fn weir_run_answers_from_the_snapshot() {
+    let dir = tempfile::tempdir().expect("dir");
+    let snapshot = dir.path().join("accounts.arrow");
+    write_snapshot(&snapshot, &[(Some("acc-1"), 5.5, "PT")]);
+    let graph = dir.path().join("enrich.yaml");
+    let text = format!(
+        "name: enrich\ninputs:\n  account: str\n  amount: f32\ntables:\n  accounts:\n    key: account\n    values:\n      mean: f32\n      country: str\n    snapshot: accounts.arrow\nnodes:\n  features:\n    kind: lookup\n    table: accounts\n    key: input.account\n{DEFAULTS}outputs:\n  mean: features.mean\n  found: features.found\n"
+    );
+    std::fs::write(&graph, text).expect("graph file");
+    let input = dir.path().join("rows.jsonl");
+    std::fs::write(&input, "{\"account\": \"acc-1\", \"amount\": 1}\n{\"account\": \"acc-9\", \"amount\": 1}\n")
+        .expect("rows");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", graph.to_str().expect("utf-8"), "--input", input.to_str().expect("utf-8")])
+        .output()
+        .expect("weir runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("table 'accounts': 1 rows from its snapshot"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, vec![r#"{"found":true,"mean":5.5}"#, r#"{"found":false,"mean":0.0}"#], "{stdout}");
+}

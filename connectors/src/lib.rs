@@ -17,3 +17,4 @@ pub mod json;
 pub mod jsonl;
 pub mod kafka;
 pub mod replay;
+pub mod snapshot;

@@ -59,6 +59,10 @@ pub struct TableSpec {
     pub key_type: FieldType,
     /// The value fields, in order, with their types.
     pub values: Vec<(String, FieldType)>,
+    /// An Arrow or Parquet file (or a directory of them) the table starts from: a column
+    /// named `key` and one per value field. Loaded by the command that starts the engine
+    /// (`weir_connectors::snapshot`), before any row.
+    pub snapshot: Option<PathBuf>,
 }
 
 /// A graph's Kafka source and sink (the `kafka:` section of a graph file). The engine

@@ -61,6 +61,8 @@ struct TableFile {
     #[serde(default = "str_type")]
     key_type: String,
     values: Mapping,
+    #[serde(default)]
+    snapshot: Option<PathBuf>,
 }
 
 fn str_type() -> String {
@@ -170,7 +172,7 @@ pub fn parse(text: &str, origin: &str, base_dir: PathBuf) -> Result<GraphSpec, G
         };
         let t: TableFile =
             serde_yaml::from_value(value.clone()).map_err(|e| at(None, Problem::Syntax(e.to_string())))?;
-        tables.push(table(&name, t).map_err(|(f, p)| at(f, p))?);
+        tables.push(table(&name, t, &base_dir).map_err(|(f, p)| at(f, p))?);
     }
     Ok(GraphSpec {
         name: file.name,
@@ -269,7 +271,7 @@ fn parse_node(name: &str, value: &Yaml) -> NodeResult<NodeSpec> {
 }
 
 /// A `tables:` entry.
-fn table(name: &str, t: TableFile) -> NodeResult<TableSpec> {
+fn table(name: &str, t: TableFile, base_dir: &Path) -> NodeResult<TableSpec> {
     let key_type = FieldType::parse(&t.key_type).map_err(|m| (Some("key_type".into()), Problem::Syntax(m)))?;
     let mut values = Vec::new();
     for (k, v) in &t.values {
@@ -281,7 +283,8 @@ fn table(name: &str, t: TableFile) -> NodeResult<TableSpec> {
             .map_err(|m| (Some(format!("values.{field}")), Problem::Syntax(m)))?;
         values.push((field, ty));
     }
-    Ok(TableSpec { name: name.to_string(), key: t.key, key_type, values })
+    let snapshot = t.snapshot.map(|p| base_dir.join(p));
+    Ok(TableSpec { name: name.to_string(), key: t.key, key_type, values, snapshot })
 }
 
 /// `kind: lookup`.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use weir_engine::{load_plan, Engine, EngineConfig};
 
-use super::fail;
+use super::{fail, load_snapshots};
 
 /// `weir replay`'s flags.
 #[derive(clap::Args)]
@@ -137,6 +137,9 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
+    if let Err(code) = load_snapshots(&engine) {
+        return code;
+    }
     let stream = match (&order_by, deterministic) {
         (Some(order_by), true) => {
             match replay::feedback::read_feedback(&engine.graphs()[0], &feedback_files, order_by, &label) {
@@ -201,6 +204,9 @@ fn backtest(
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
+    if let Err(code) = load_snapshots(&engine) {
+        return code;
+    }
     let handle = engine.graphs()[0].clone();
     let (columns, labels) = match labelled::read_labelled(&handle, &inputs, label) {
         Ok(read) => read,
@@ -236,14 +242,15 @@ fn backtest(
 }
 
 /// 1 when the inputs do not fit the graph or the command line, 2 for I/O.
-fn replay_exit_code(e: &weir_connectors::replay::ReplayError) -> u8 {
+pub(crate) fn replay_exit_code(e: &weir_connectors::replay::ReplayError) -> u8 {
     use weir_connectors::replay::ReplayError;
     match e {
         ReplayError::NoInputs { .. }
         | ReplayError::UnknownFormat { .. }
         | ReplayError::Schema { .. }
         | ReplayError::Keep { .. }
-        | ReplayError::Feedback { .. } => 1,
+        | ReplayError::Feedback { .. }
+        | ReplayError::Snapshot { .. } => 1,
         ReplayError::Io { .. } | ReplayError::Unreadable { .. } | ReplayError::Write { .. } => 2,
     }
 }

@@ -10,7 +10,7 @@ use weir_connectors::kafka::KafkaLoop;
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::{load_plan, Engine, EngineConfig};
 
-use super::fail;
+use super::{fail, load_snapshots};
 
 /// `weir serve`'s flags.
 #[derive(clap::Args)]
@@ -132,6 +132,9 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
+    if let Err(code) = load_snapshots(&engine) {
+        return code;
+    }
     let config = ServerConfig { body_limit, default_timeout: timeout_ms.map(Duration::from_millis) };
     let served = run(&engine, &host, port, config, Duration::from_millis(grace_ms));
     // Rows still in the engine are answered `unavailable` as it stops.

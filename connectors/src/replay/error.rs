@@ -68,6 +68,17 @@ pub enum ReplayError {
         /// What is wrong.
         reason: String,
     },
+    /// A table's snapshot file does not fit the table, has a row that cannot be read
+    /// (a null or mistyped key or value), or its rows could not be sent.
+    #[error("{path}: snapshot of table '{table}': {reason}")]
+    Snapshot {
+        /// The file.
+        path: PathBuf,
+        /// The table.
+        table: String,
+        /// What is wrong (the row and column where it is a row's).
+        reason: String,
+    },
     /// The output or errors file cannot be written.
     #[error("{path}: cannot write: {reason}")]
     Write {

@@ -305,6 +305,9 @@ fn check_table(t: &TableSpec) -> Result<(), (&'static str, Problem)> {
             Problem::Option(format!("'{n}' cannot name a value field (the key, or the lookup's 'found')")),
         ));
     }
+    if let Some(path) = t.snapshot.as_ref().filter(|p| !p.exists()) {
+        return Err(("snapshot", Problem::Option(format!("{} does not exist", path.display()))));
+    }
     Ok(())
 }
 
