@@ -119,22 +119,34 @@ fn lookup_graphs_that_cannot_work_fail_at_plan_time() {
     assert!(err.contains("node 'f'") && err.contains("field 'key'") && err.contains("str keys"), "{err}");
 }
 
-/// One POST on a fresh connection to `addr`: status and JSON body.
-async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, serde_json::Value) {
+/// One request on a fresh connection to `addr`: status and body.
+async fn send(addr: std::net::SocketAddr, method: &str, path: &str, body: &str) -> (u16, bytes::Bytes) {
     use http_body_util::BodyExt;
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connects");
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.expect("handshake");
     tokio::spawn(conn);
-    let req = hyper::Request::post(path)
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
         .header("host", "localhost")
         .header("content-type", "application/json")
         .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
         .expect("request");
     let res = sender.send_request(req).await.expect("response");
     let status = res.status().as_u16();
-    let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    (status, res.into_body().collect().await.expect("body").to_bytes())
+}
+
+/// A POST: status and JSON body.
+async fn post(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, bytes) = send(addr, "POST", path, body).await;
     (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+/// A GET: the body as text.
+async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+    String::from_utf8_lossy(&send(addr, "GET", path, "").await.1).into_owned()
 }
 
 /// Over real sockets: `POST /graphs/enrich/tables/accounts` changes what the next
@@ -188,6 +200,17 @@ async fn http_upserts_change_what_the_next_request_sees() {
     assert_eq!(body["found"], json!(false), "the refused batch left acc-9 out");
     let (status, _) = post(addr, "/graphs/enrich/tables/nope", r#"{"key": "a", "values": null}"#).await;
     assert_eq!(status, 404);
+    // acc-8 is left: the table's size in /metrics (counted as its batches settle).
+    let line = "weir_table_keys{graph=\"enrich\",table=\"accounts\"} 1";
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = get(addr, "/metrics").await;
+        if metrics.contains(line) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(metrics.contains(line), "{metrics}");
     let _ = stop.send(());
     server.await.expect("server task").expect("server");
     engine.shutdown();

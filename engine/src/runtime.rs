@@ -288,8 +288,8 @@ impl Engine {
             let mut table_wait = Vec::new();
             for spec in &plan.tables {
                 let (build, senders, bells) = tables::channels(workers, config.ingress_capacity);
+                table_wait.push((spec.clone(), senders, bells, Arc::clone(&build.keys)));
                 table_builds.push(build);
-                table_wait.push((spec.clone(), senders, bells));
             }
             // Tables need one order of times for rows and updates (see `tables.rs`).
             let clock = (config.deterministic || !plan.tables.is_empty()).then(|| Arc::new(EventClock::new()));
@@ -359,8 +359,13 @@ impl Engine {
         let mut graphs = Vec::new();
         for (plan, senders, bell_rx, replies, stop, stats, clock, feedback, table_wait) in waiting {
             let mut tables = Vec::new();
-            for (spec, senders, bells) in table_wait {
-                tables.push(TableIngress { spec, senders, doorbells: collect_doorbells(&plan, &bells, workers)? });
+            for (spec, senders, bells, keys) in table_wait {
+                tables.push(TableIngress {
+                    spec,
+                    senders,
+                    doorbells: collect_doorbells(&plan, &bells, workers)?,
+                    keys,
+                });
             }
             let doorbells = collect_doorbells(&plan, &bell_rx, workers)?;
             let feedback = match feedback {
@@ -690,6 +695,12 @@ impl GraphHandle {
         let chunk = tables::updates_chunk(&ingress.spec, slot, changes).map_err(SubmitError::Invalid)?;
         s.send(&ingress.senders, &ingress.doorbells, chunk, true)?;
         Ok(changes.len())
+    }
+
+    /// Each table's name and how many keys it holds (after the upserts the dataflow has
+    /// taken in so far).
+    pub fn table_sizes(&self) -> Vec<(String, i64)> {
+        self.shared.tables.iter().map(|t| (t.spec.name.clone(), t.keys.load(Ordering::Relaxed))).collect()
     }
 
     /// The learning node's name and counters, if the graph learns.

@@ -9,7 +9,7 @@
 //! table updates share one order of times, which is what lets a row see exactly the
 //! updates submitted before it.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +20,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Scope;
 use weir_operators::dataflow::clock::EventClock;
 use weir_operators::dataflow::doorbell::Doorbell;
-use weir_operators::dataflow::lookup::{arrange_table, TableArrangement, TableUpdate};
+use weir_operators::dataflow::lookup::{arrange_table, count_keys, TableArrangement, TableUpdate};
 use weir_operators::dataflow::source::row_source;
 use weir_operators::dataflow::Time;
 use weir_operators::table::{TableKey, TableRow};
@@ -32,6 +32,8 @@ use crate::spec::TableSpec;
 pub(crate) struct TableBuild {
     receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,
     doorbells: Mutex<SyncSender<(usize, Arc<Doorbell>)>>,
+    /// Keys in the table, counted by every worker's part of it.
+    pub(crate) keys: Arc<AtomicI64>,
 }
 
 /// One table's senders and doorbells, as submitters use them.
@@ -39,6 +41,8 @@ pub(crate) struct TableIngress {
     pub(crate) spec: TableSpec,
     pub(crate) senders: Vec<Sender<Chunk>>,
     pub(crate) doorbells: Vec<Arc<Doorbell>>,
+    /// Keys in the table (see [`TableBuild::keys`]).
+    pub(crate) keys: Arc<AtomicI64>,
 }
 
 /// Where the workers report their table sources' doorbells.
@@ -52,6 +56,7 @@ pub(crate) fn channels(workers: usize, capacity: usize) -> (TableBuild, Vec<Send
     let build = TableBuild {
         receivers: receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
         doorbells: Mutex::new(bell_tx),
+        keys: Arc::new(AtomicI64::new(0)),
     };
     (build, senders, bell_rx)
 }
@@ -81,7 +86,9 @@ pub(crate) fn table_dataflow<'scope>(
                 });
             }
         });
-    Some(arrange_table(updates, &spec.name))
+    let table = arrange_table(updates, &spec.name);
+    count_keys(&table, Arc::clone(&build.keys));
+    Some(table)
 }
 
 /// The upserts of a chunk made by [`updates_chunk`], at `time`.

@@ -101,7 +101,20 @@ pub fn render(graphs: &[(GraphHandle, &GraphMetrics)]) -> String {
     }
     render_nodes(&mut out, graphs);
     render_learning(&mut out, graphs);
+    render_tables(&mut out, graphs);
     out
+}
+
+fn render_tables(out: &mut String, graphs: &[(GraphHandle, &GraphMetrics)]) {
+    let tables: Vec<(&str, String, i64)> =
+        graphs.iter().flat_map(|(g, _)| g.table_sizes().into_iter().map(move |(t, n)| (g.name(), t, n))).collect();
+    if tables.is_empty() {
+        return;
+    }
+    out.push_str("# HELP weir_table_keys Keys a table holds.\n# TYPE weir_table_keys gauge\n");
+    for (graph, table, n) in tables {
+        let _ = writeln!(out, "weir_table_keys{{graph=\"{graph}\",table=\"{table}\"}} {n}");
+    }
 }
 
 fn render_learning(out: &mut String, graphs: &[(GraphHandle, &GraphMetrics)]) {

@@ -32,7 +32,7 @@ use differential_dataflow::operators::arrange::upsert::arrange_from_upsert;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::cursor::cursor_list;
 use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
-use differential_dataflow::trace::{Cursor, TraceReader};
+use differential_dataflow::trace::{Cursor, Navigable, TraceReader};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -62,6 +62,30 @@ pub fn arrange_table<'scope>(updates: Stream<'scope, Time, Vec<TableUpdate>>, na
     arrange_from_upsert::<ValBuilder<TableKey, TableRow, Time, isize>, ValSpine<TableKey, TableRow, Time, isize>, _, _>(
         updates, name,
     )
+}
+
+/// Counts the keys of `table` into `keys` (shared by every worker's instance: each
+/// adds the net change of the batches its part of the table takes in). The count is of
+/// keys with a row after every batch so far: what the table holds.
+pub fn count_keys<'scope>(table: &TableArrangement<'scope>, keys: Arc<std::sync::atomic::AtomicI64>) {
+    use std::sync::atomic::Ordering;
+    table.stream.clone().sink(Pipeline, "TableKeys", move |(input, _frontier)| {
+        input.for_each(|_, spans| {
+            let mut change = 0isize;
+            for span in spans.iter() {
+                let Some(batch) = &span.inner else { continue };
+                let mut cursor = batch.cursor();
+                while cursor.key_valid(batch) {
+                    while cursor.val_valid(batch) {
+                        cursor.map_times(batch, |_, d| change += *d);
+                        cursor.step_val(batch);
+                    }
+                    cursor.step_key(batch);
+                }
+            }
+            keys.fetch_add(change as i64, Ordering::Relaxed);
+        });
+    });
 }
 
 /// What a row whose key is not in the table gets.
@@ -374,15 +398,24 @@ mod tests {
     /// asking for a (t5). Everything is sent before the dataflow runs, so only times
     /// decide what each row sees.
     fn run(workers: usize, missing: Missing) -> Vec<(RowId, Got)> {
+        run_counting(workers, missing).0
+    }
+
+    /// [`run`], and the table's key count at the end.
+    fn run_counting(workers: usize, missing: Missing) -> (Vec<(RowId, Got)>, i64) {
         let (tx, rx) = channel();
         let tx = Mutex::new(tx);
+        let keys = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let counter = Arc::clone(&keys);
         timely::execute(timely::Config::process(workers), move |worker| {
             let tx = tx.lock().expect("sender").clone();
             let missing = missing.clone();
+            let counter = Arc::clone(&counter);
             let (mut updates, mut rows) = worker.dataflow::<Time, _, _>(move |scope| {
                 let (updates, update_stream) = scope.new_input::<Vec<TableUpdate>>();
                 let (rows, row_stream) = scope.new_input::<Vec<Chunk>>();
                 let table = arrange_table(update_stream, "accounts");
+                count_keys(&table, counter);
                 let config = LookupConfig {
                     node: "enrich".into(),
                     table: "accounts".into(),
@@ -429,7 +462,15 @@ mod tests {
         .expect("timely runs");
         let mut got: Vec<(RowId, Got)> = rx.iter().collect();
         got.sort_by_key(|(id, _)| *id);
-        got
+        (got, keys.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    #[test]
+    fn the_key_count_is_what_the_table_holds() {
+        // a and b in, a updated, a deleted: b is left.
+        for workers in [1, 2] {
+            assert_eq!(run_counting(workers, Missing::Fail).1, 1, "{workers} workers");
+        }
     }
 
     #[test]
