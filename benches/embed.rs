@@ -173,16 +173,7 @@ fn over_http(embedder: &SentenceEmbedder, pool: &rayon::ThreadPool, texts: &[Str
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
     let path = weir::datasets::graphs_dir().join("embed.yaml");
     let plan = load_plan(&path).expect("plan");
-    let setting = plan
-        .steps
-        .iter()
-        .find_map(|s| match &s.op {
-            StepOp::Model { batching, .. } => {
-                Some(format!("max_batch_size {}, max_wait_ms {}", batching.max_batch_size, batching.max_wait_ms))
-            }
-            _ => None,
-        })
-        .expect("embed.yaml has a model node");
+    let setting = load::batching_setting(&plan);
     let server = load::Server::weir(plan);
     // The same graph with two replicas: both cores computing.
     let mut plan = load_plan(&path).expect("plan");

@@ -108,16 +108,7 @@ fn no_wait(mut plan: Plan, keep_size: bool) -> Plan {
 fn digits_http(client: &tokio::runtime::Runtime, quick: bool) {
     let path = weir::datasets::graphs_dir().join("digits.yaml");
     let plan = load_plan(&path).expect("digits");
-    let batching = plan
-        .steps
-        .iter()
-        .find_map(|s| match &s.op {
-            StepOp::Model { batching, .. } => {
-                Some(format!("max_batch_size {}, max_wait_ms {}", batching.max_batch_size, batching.max_wait_ms))
-            }
-            _ => None,
-        })
-        .expect("digits has model nodes");
+    let batching = load::batching_setting(&plan);
     let on = Server::weir(plan);
     let off = Server::weir(no_wait(load_plan(&path).expect("digits"), false));
     let dynamic = Server::weir(no_wait(load_plan(&path).expect("digits"), true));

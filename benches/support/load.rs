@@ -24,6 +24,7 @@ use hyper::header::{CONTENT_TYPE, HOST};
 use serde_json::Value as JsonValue;
 use weir::bench::percentile;
 use weir_connectors::http::{self, AppState, ServerConfig};
+use weir_engine::plan::StepOp;
 use weir_engine::{Engine, EngineConfig, Plan};
 use weir_operators::stats::BatchStatsSnapshot;
 
@@ -238,4 +239,18 @@ pub fn sanity(
         assert_eq!(status, StatusCode::OK, "{path}: {}", String::from_utf8_lossy(&answer));
         check(&serde_json::from_slice(&answer).expect("JSON answer"));
     }
+}
+
+/// How `plan`'s first model node batches, for the result tables:
+/// `max_batch_size N, max_wait_ms W`.
+pub fn batching_setting(plan: &Plan) -> String {
+    plan.steps
+        .iter()
+        .find_map(|s| match &s.op {
+            StepOp::Model { batching, .. } => {
+                Some(format!("max_batch_size {}, max_wait_ms {}", batching.max_batch_size, batching.max_wait_ms))
+            }
+            _ => None,
+        })
+        .expect("the graph has a model node")
 }

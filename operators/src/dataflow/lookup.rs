@@ -146,13 +146,9 @@ pub fn lookup_rows<'scope>(
                     for chunk in data.flat_map(|d| d.drain(..)) {
                         let keys = &chunk.columns[key_column];
                         for (i, &row) in chunk.ids.iter().enumerate() {
-                            if !chunk.is_ok(i) {
-                                continue;
+                            if let Some(key) = asked_key(&chunk, keys, i) {
+                                session.give(Query { origin: worker, row, key });
                             }
-                            // The plan checks the key field's type; a row of another type
-                            // is answered as missing.
-                            let key = TableKey::from_value(&keys.value(i)).unwrap_or(TableKey::I64(i64::MIN));
-                            session.give(Query { origin: worker, row, key });
                         }
                     }
                 });
@@ -161,6 +157,16 @@ pub fn lookup_rows<'scope>(
     );
     let answers = answer(queries, table, &config.node);
     join(rows, answers, config)
+}
+
+/// The key row `i` asks for: none for a failed row, or (the plan checks the key
+/// field's type) a value of another type, which is answered as missing without asking.
+fn asked_key(chunk: &Chunk, keys: &Column, i: usize) -> Option<TableKey> {
+    if chunk.is_ok(i) {
+        TableKey::from_value(&keys.value(i))
+    } else {
+        None
+    }
 }
 
 /// The *answer* operator: queries wait for the table's frontier to pass their time.
@@ -285,6 +291,11 @@ fn join<'scope>(
                         let mut left = 0;
                         for (i, row) in chunk.ids.iter().enumerate() {
                             if !chunk.is_ok(i) {
+                                continue;
+                            }
+                            if asked_key(&chunk, &chunk.columns[config.key], i).is_none() {
+                                // Not asked: answered as missing here.
+                                answers[i] = Some(None);
                                 continue;
                             }
                             match early.remove(row) {
