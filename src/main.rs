@@ -134,7 +134,7 @@ fn main() -> ExitCode {
                 Ok(engine) => engine,
                 Err(e) => return fail(1, &e),
             };
-            if let Err(code) = cli::load_snapshots(&engine) {
+            if let Err(code) = cli::load_tables(&engine, None) {
                 return code;
             }
             match run(&engine, &input, output.as_ref(), in_flight) {

@@ -91,6 +91,66 @@ fn every_row_sees_the_updates_submitted_before_it_and_none_after() {
     }
 }
 
+/// Several changes to one key in one batch: the last wins, whatever the values' order.
+#[test]
+fn the_last_change_to_a_key_in_a_batch_wins() {
+    for workers in [1, 2] {
+        let e = engine(DEFAULTS, workers);
+        let g = e.graph("enrich").expect("graph");
+        let a = || Value::Str("a".into());
+        let mean = |account: &str| g.call(row(account)).expect("accepted").expect("answered")[0].clone();
+        g.upsert("accounts", &[(a(), features(3.0, "PT")), (a(), features(1.0, "PT"))]).expect("upserts");
+        assert_eq!(mean("a"), Value::F32(1.0), "{workers} workers");
+        g.upsert("accounts", &[(a(), features(5.0, "PT")), (a(), None)]).expect("upserts");
+        assert_eq!(mean("a"), Value::F32(0.0), "a deleted last is gone ({workers} workers)");
+        g.upsert("accounts", &[(a(), None), (a(), features(2.0, "PT")), (Value::Str("b".into()), features(9.0, "ES"))])
+            .expect("upserts");
+        assert_eq!((mean("a"), mean("b")), (Value::F32(2.0), Value::F32(9.0)), "{workers} workers");
+        assert_eq!(g.table_sizes(), vec![("accounts".to_string(), 2)]);
+        // A wrong change refuses the batch even when a later one replaces it.
+        let wrong = Some(vec![Value::I64(1), Value::Str("PT".into())]);
+        assert!(g.upsert("accounts", &[(a(), wrong), (a(), features(4.0, "PT"))]).is_err());
+        assert_eq!(mean("a"), Value::F32(2.0));
+        e.shutdown();
+    }
+}
+
+/// `missing: route`: found rows take branch `found` with the value fields, missing rows
+/// branch `missing` without them; a merge joins them. At one and two workers.
+#[test]
+fn a_missing_key_can_take_its_own_branch() {
+    let text = "name: enrich\ninputs:\n  account: str\n  amount: f32\ntables:\n  accounts:\n    key: account\n    values:\n      mean: f32\n      country: str\nnodes:\n  features:\n    kind: lookup\n    table: accounts\n    key: input.account\n    missing: route\n  known:\n    kind: map\n    from: features.found\n    op: concat\n    inputs: [input.amount, features.mean]\n  unknown:\n    kind: map\n    from: features.missing\n    op: concat\n    inputs: [input.amount, input.amount]\n  both:\n    kind: merge\n    from: [known, unknown]\n    fields: {vector: [known.y, unknown.y]}\noutputs:\n  vector: both.vector\n  found: features.found\n";
+    let plan = Plan::new(&yaml::parse(text, "route.yaml", PathBuf::from(".")).expect("parses")).expect("plans");
+    for workers in [1, 2] {
+        let e = Engine::start(vec![plan.clone()], EngineConfig { workers, ..EngineConfig::default() }).expect("starts");
+        let g = e.graph("enrich").expect("graph");
+        g.upsert("accounts", &[(Value::Str("a".into()), features(42.5, "PT"))]).expect("upserts");
+        let rows: Vec<Vec<Value>> = ["a", "b", "a", "b"].iter().map(|k| row(k)).collect();
+        let got: Vec<Vec<Value>> = g.call_many(rows, 4).into_iter().map(|r| r.expect("answered")).collect();
+        let found = vec![Value::Tensor(vec![10.0, 42.5].into()), Value::Bool(true)];
+        let missing = vec![Value::Tensor(vec![10.0, 10.0].into()), Value::Bool(false)];
+        assert_eq!(got, vec![found.clone(), missing.clone(), found, missing], "{workers} workers");
+        e.shutdown();
+    }
+    // The missing branch has no value fields; a wrong branch name is named.
+    let broken = |from: &str, input: &str| {
+        let t = text.replace("from: features.missing", from).replace("inputs: [input.amount, input.amount]", input);
+        Plan::new(&yaml::parse(&t, "route.yaml", PathBuf::from(".")).expect("parses")).expect_err("broken").to_string()
+    };
+    let err = broken("from: features.missing", "inputs: [input.amount, features.mean]");
+    assert!(
+        err.contains("node 'unknown'") && err.contains("features.mean") && err.contains("features.missing"),
+        "{err}"
+    );
+    let err = broken("from: features.absent", "inputs: [input.amount, input.amount]");
+    assert!(err.contains("lookup 'features' has no branch 'absent' (branches: found, missing)"), "{err}");
+    let err =
+        yaml::parse(&text.replace("missing: route", "missing: route\n    defaults: {mean: 1.0}"), "r.yaml", ".".into())
+            .expect_err("defaults with route")
+            .to_string();
+    assert!(err.contains("'defaults' apply only with missing: default"), "{err}");
+}
+
 #[test]
 fn upserts_of_the_wrong_type_are_refused_naming_the_field() {
     let e = engine(DEFAULTS, 1);

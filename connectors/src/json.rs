@@ -89,27 +89,35 @@ pub fn decode_upsert(table: &TableSpec, json: &Json) -> Result<(Value, Option<Ve
     };
     let values = match map.get("values") {
         Some(Json::Null) => None,
-        Some(Json::Object(fields)) => {
-            if let Some(other) = fields.keys().find(|k| !table.values.iter().any(|(n, _)| n == *k)) {
-                return Err(bad(
-                    &format!("values.{other}"),
-                    format!("table '{}' has no value field '{other}'", table.name),
-                ));
-            }
-            let mut row = Vec::with_capacity(table.values.len());
-            for (name, ty) in &table.values {
-                let field = format!("values.{name}");
-                let v = fields.get(name).ok_or_else(|| bad(&field, format!("missing value field '{name}' ({ty})")))?;
-                row.push(decode_value(ty, v).map_err(|m| bad(&field, m))?);
-            }
-            Some(row)
-        }
+        Some(Json::Object(fields)) => Some(decode_table_values(table, fields, "values.")?),
         Some(other) => {
             return Err(bad("values", format!("expected an object of value fields or null, got {}", describe(other))))
         }
         None => return Err(bad("values", "missing field 'values' (an object, or null to delete the key)".into())),
     };
     Ok((key, values))
+}
+
+/// Decodes a table row's values from an object with every value field of the table
+/// (in any order; no other field). Errors name the field as `{prefix}{field}`.
+pub fn decode_table_values(
+    table: &TableSpec,
+    fields: &Map<String, Json>,
+    prefix: &str,
+) -> Result<Vec<Value>, RowError> {
+    let bad = |field: &str, message: String| {
+        RowError::new(ErrorCode::InvalidInput, format!("tables.{}", table.name), message)
+            .with_field(format!("{prefix}{field}"))
+    };
+    if let Some(other) = fields.keys().find(|k| !table.values.iter().any(|(n, _)| n == *k)) {
+        return Err(bad(other, format!("table '{}' has no value field '{other}'", table.name)));
+    }
+    let mut row = Vec::with_capacity(table.values.len());
+    for (name, ty) in &table.values {
+        let v = fields.get(name).ok_or_else(|| bad(name, format!("missing value field '{name}' ({ty})")))?;
+        row.push(decode_value(ty, v).map_err(|m| bad(name, m))?);
+    }
+    Ok(row)
 }
 
 fn field_list(inputs: &[(String, FieldType)]) -> String {

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use crossbeam_channel::Sender;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::core::Map;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{ConnectLoop, Feedback};
@@ -22,12 +23,13 @@ use weir_operators::dataflow::{
     merge_rows, BatchConfig, BatchForward, CombineRows, MapRows, PredictConfig, PredictOnline, RouteRows, RowStream,
 };
 use weir_operators::kernel::checkpoint;
+use weir_operators::kernel::condition::{Condition, Literal};
 use weir_operators::kernel::learn::Weights;
 use weir_operators::kernel::learner::Learner;
 use weir_operators::learn_stats::LearnStats;
 use weir_operators::replica::Job;
 use weir_operators::stats::BatchStats;
-use weir_operators::FieldType;
+use weir_operators::{Chunk, FieldType};
 
 use crate::plan::{Plan, StepOp, StreamId};
 use crate::spec::LearnSpec;
@@ -128,7 +130,7 @@ pub fn compile<'scope>(
                 let out = head.combine_rows(from.collect(), spec.clone());
                 streams.insert(StreamId::Node(i), out);
             }
-            StepOp::Lookup { table, key, values, missing } => {
+            StepOp::Lookup { table, key, values, missing, branches } => {
                 let Some(arranged) = tables.get(*table) else {
                     // The engine builds every table of the plan on every worker.
                     tracing::error!(node = &*node, "a lookup without its table");
@@ -141,7 +143,23 @@ pub fn compile<'scope>(
                     values: values.clone(),
                     missing: missing.clone(),
                 };
-                streams.insert(StreamId::Node(i), lookup_rows(first(&mut from), arranged, config));
+                let joined = lookup_rows(first(&mut from), arranged, config);
+                if branches.is_empty() {
+                    streams.insert(StreamId::Node(i), joined);
+                } else {
+                    // `missing: route`: split on `found`, then drop the (zero) value fields
+                    // from the missing rows, which the plan's branch layout leaves out.
+                    let found = plan.steps[i].schema.fields.len() - 1;
+                    let values = found - values.len()..found;
+                    let mut split = joined.route_rows(found, vec![Condition::Eq(Literal::Bool(true))]).into_iter();
+                    let (Some(hit), Some(miss)) = (split.next(), split.next()) else { continue };
+                    streams.insert(StreamId::Branch(i, 0), hit);
+                    let miss = miss.map(move |mut chunk: Chunk| {
+                        chunk.columns.drain(values.clone());
+                        chunk
+                    });
+                    streams.insert(StreamId::Branch(i, 1), miss);
+                }
             }
             StepOp::Merge { layouts } => {
                 let out = merge_rows(scope, from.collect(), layouts.clone());

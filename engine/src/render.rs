@@ -10,10 +10,7 @@ fn stream_name(plan: &Plan, s: StreamId) -> (String, Option<String>) {
         StreamId::Input => (INPUT.to_string(), None),
         StreamId::Node(i) => (plan.steps[i].name.clone(), None),
         StreamId::Branch(i, b) => {
-            let branch = match &plan.steps[i].op {
-                StepOp::Route { branches, .. } => branches.get(b).cloned(),
-                _ => None,
-            };
+            let branch = plan.steps[i].op.branches().and_then(|branches| branches.get(b).cloned());
             (plan.steps[i].name.clone(), branch)
         }
     }
@@ -34,8 +31,9 @@ fn label(plan: &Plan, i: usize) -> String {
         StepOp::Route { .. } => format!("{} (route)", step.name),
         StepOp::Combine(c) => format!("{} (combine {:?})", step.name, c.aggregate),
         StepOp::Merge { .. } => format!("{} (merge)", step.name),
-        StepOp::Lookup { table, missing, .. } => {
+        StepOp::Lookup { table, missing, branches, .. } => {
             let missing = match missing {
+                _ if !branches.is_empty() => "branch 'missing'",
                 weir_operators::dataflow::lookup::Missing::Defaults(_) => "defaults",
                 weir_operators::dataflow::lookup::Missing::Fail => "error",
             };
@@ -52,7 +50,15 @@ pub fn describe(plan: &Plan) -> String {
     let _ = writeln!(out, "  inputs: {}", inputs.join(", "));
     for t in &plan.tables {
         let values: Vec<String> = t.values.iter().map(|(n, ty)| format!("{n}: {ty}")).collect();
-        let _ = writeln!(out, "  table {}: {}: {} -> {}", t.name, t.key, t.key_type, values.join(", "));
+        let mut sources = Vec::new();
+        if let Some(path) = &t.snapshot {
+            sources.push(format!("snapshot {}", path.display()));
+        }
+        if let Some(topic) = &t.topic {
+            sources.push(format!("topic {topic}"));
+        }
+        let sources = if sources.is_empty() { String::new() } else { format!(" (from {})", sources.join(", then ")) };
+        let _ = writeln!(out, "  table {}: {}: {} -> {}{sources}", t.name, t.key, t.key_type, values.join(", "));
     }
     for (i, step) in plan.steps.iter().enumerate() {
         let from: Vec<String> = step

@@ -63,6 +63,12 @@ pub struct TableSpec {
     /// named `key` and one per value field. Loaded by the command that starts the engine
     /// (`weir_connectors::snapshot`), before any row.
     pub snapshot: Option<PathBuf>,
+    /// A Kafka topic of upserts the table follows, read from its beginning by every
+    /// server (`weir_connectors::kafka::table`): the message key is the table key, the
+    /// value a JSON object of the value fields, and a null value deletes the key. The
+    /// brokers are the graph's `kafka.bootstrap_servers` or the command's
+    /// `--kafka-bootstrap`.
+    pub topic: Option<String>,
 }
 
 /// A graph's Kafka source and sink (the `kafka:` section of a graph file). The engine
@@ -228,6 +234,10 @@ pub enum MissingSpec {
     Defaults(Vec<(String, Value)>),
     /// The row fails with an `invalid_input` error naming the table and the key.
     Error,
+    /// Rows take one of two branches: `found` (with the value fields) or `missing`
+    /// (without them); nodes after the lookup read `from: lookup.found` or
+    /// `from: lookup.missing`, and a `merge` joins them, as after a `route`.
+    Route,
 }
 
 impl NodeKind {

@@ -9,6 +9,7 @@
 //! table updates share one order of times, which is what lets a row see exactly the
 //! updates submitted before it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -102,7 +103,8 @@ fn upserts(chunk: &Chunk, width: usize, time: Time) -> impl Iterator<Item = Tabl
 }
 
 /// The chunk of an upsert batch: each change is a key and its new values (in the
-/// table's value order), or `None` to delete the key. A value of the wrong type fails
+/// table's value order), or `None` to delete the key; of several changes to one key,
+/// the last. A value of the wrong type fails
 /// the whole batch, naming the table, the change and the field (the caller's fault).
 pub(crate) fn updates_chunk(
     spec: &TableSpec,
@@ -113,27 +115,33 @@ pub(crate) fn updates_chunk(
         RowError::new(ErrorCode::InvalidInput, format!("tables.{}", spec.name), format!("change {i}: {what}"))
             .with_field(field)
     };
-    let mut key = Column::with_capacity(&spec.key_type, changes.len());
-    let mut values: Vec<Column> = spec.values.iter().map(|(_, t)| Column::with_capacity(t, changes.len())).collect();
-    let mut delete = Vec::with_capacity(changes.len());
+    // Every change is checked, then the changes of a batch share one time, where their
+    // order would be lost: of several changes to one key, only the last goes in.
+    let mut last = HashMap::with_capacity(changes.len());
     for (i, (k, row)) in changes.iter().enumerate() {
-        if !k.conforms_to(&spec.key_type) {
+        let Some(table_key) = TableKey::from_value(k).filter(|_| k.conforms_to(&spec.key_type)) else {
             return Err(wrong(i, &spec.key, format!("the key is {}, not {}", k.type_name(), spec.key_type)));
+        };
+        if let Some(row) = row {
+            if row.len() != spec.values.len() {
+                return Err(wrong(i, "values", format!("{} values for {} value fields", row.len(), spec.values.len())));
+            }
+            if let Some(((name, ty), v)) = spec.values.iter().zip(row).find(|((_, ty), v)| !v.conforms_to(ty)) {
+                return Err(wrong(i, name, format!("{} is not {ty}", v.type_name())));
+            }
         }
+        last.insert(table_key, i);
+    }
+    let mut kept: Vec<usize> = last.into_values().collect();
+    kept.sort_unstable();
+    let mut key = Column::with_capacity(&spec.key_type, kept.len());
+    let mut values: Vec<Column> = spec.values.iter().map(|(_, t)| Column::with_capacity(t, kept.len())).collect();
+    let mut delete = Vec::with_capacity(kept.len());
+    for (k, row) in kept.into_iter().map(|i| &changes[i]) {
         key.push(k);
         match row {
             Some(row) => {
-                if row.len() != spec.values.len() {
-                    return Err(wrong(
-                        i,
-                        "values",
-                        format!("{} values for {} value fields", row.len(), spec.values.len()),
-                    ));
-                }
-                for ((column, (name, ty)), v) in values.iter_mut().zip(&spec.values).zip(row) {
-                    if !v.conforms_to(ty) {
-                        return Err(wrong(i, name, format!("{} is not {ty}", v.type_name())));
-                    }
+                for (column, v) in values.iter_mut().zip(row) {
                     column.push(v);
                 }
                 delete.push(false);
@@ -146,7 +154,7 @@ pub(crate) fn updates_chunk(
             }
         }
     }
-    let ids = (0..changes.len() as u64).collect();
+    let ids = (0..delete.len() as u64).collect();
     let mut columns = vec![key];
     columns.extend(values);
     columns.push(Column::Bool(delete));

@@ -63,6 +63,8 @@ struct TableFile {
     values: Mapping,
     #[serde(default)]
     snapshot: Option<PathBuf>,
+    #[serde(default)]
+    topic: Option<String>,
 }
 
 fn str_type() -> String {
@@ -284,7 +286,10 @@ fn table(name: &str, t: TableFile, base_dir: &Path) -> NodeResult<TableSpec> {
         values.push((field, ty));
     }
     let snapshot = t.snapshot.map(|p| base_dir.join(p));
-    Ok(TableSpec { name: name.to_string(), key: t.key, key_type, values, snapshot })
+    if t.topic.as_deref().is_some_and(|topic| topic.trim().is_empty()) {
+        return Err((Some("topic".into()), Problem::Option("the topic's name is empty".into())));
+    }
+    Ok(TableSpec { name: name.to_string(), key: t.key, key_type, values, snapshot, topic: t.topic })
 }
 
 /// `kind: lookup`.
@@ -299,17 +304,18 @@ fn lookup(f: LookupFile) -> NodeResult<LookupSpec> {
             }
             MissingSpec::Defaults(defaults)
         }
-        "error" if f.defaults.is_empty() => MissingSpec::Error,
-        "error" => {
+        "error" | "route" if !f.defaults.is_empty() => {
             return Err((
                 Some("defaults".into()),
                 Problem::Option("'defaults' apply only with missing: default".into()),
             ))
         }
+        "error" => MissingSpec::Error,
+        "route" => MissingSpec::Route,
         other => {
             return Err((
                 Some("missing".into()),
-                Problem::Option(format!("missing: '{other}' is not one of: default, error")),
+                Problem::Option(format!("missing: '{other}' is not one of: default, error, route")),
             ))
         }
     };

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use weir_engine::{load_plan, Engine, EngineConfig};
 
-use super::{fail, load_snapshots};
+use super::{fail, load_tables};
 
 /// `weir replay`'s flags.
 #[derive(clap::Args)]
@@ -137,7 +137,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
-    if let Err(code) = load_snapshots(&engine) {
+    if let Err(code) = load_tables(&engine, None) {
         return code;
     }
     let stream = match (&order_by, deterministic) {
@@ -204,7 +204,7 @@ fn backtest(
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
-    if let Err(code) = load_snapshots(&engine) {
+    if let Err(code) = load_tables(&engine, None) {
         return code;
     }
     let handle = engine.graphs()[0].clone();

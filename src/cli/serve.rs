@@ -2,15 +2,18 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use weir_connectors::http::{self, AppState, ServerConfig};
 use weir_connectors::kafka::feedback::FeedbackLoop;
+use weir_connectors::kafka::table::TableFeed;
 use weir_connectors::kafka::KafkaLoop;
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::{load_plan, Engine, EngineConfig};
 
-use super::{fail, load_snapshots};
+use super::{fail, load_tables};
 
 /// `weir serve`'s flags.
 #[derive(clap::Args)]
@@ -132,11 +135,12 @@ pub fn serve(args: ServeArgs) -> ExitCode {
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
-    if let Err(code) = load_snapshots(&engine) {
-        return code;
-    }
+    let tables = match load_tables(&engine, kafka_flags.bootstrap.as_deref()) {
+        Ok(feeds) => feeds,
+        Err(code) => return code,
+    };
     let config = ServerConfig { body_limit, default_timeout: timeout_ms.map(Duration::from_millis) };
-    let served = run(&engine, &host, port, config, Duration::from_millis(grace_ms));
+    let served = run(&engine, tables, &host, port, config, Duration::from_millis(grace_ms));
     // Rows still in the engine are answered `unavailable` as it stops.
     drop(engine);
     match served {
@@ -145,8 +149,15 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Serves until a signal, then stops HTTP and every Kafka loop.
-fn run(engine: &Engine, host: &str, port: u16, config: ServerConfig, grace: Duration) -> anyhow::Result<()> {
+/// Serves until a signal, then stops HTTP, every Kafka loop and every table feed.
+fn run(
+    engine: &Engine,
+    tables: Vec<TableFeed>,
+    host: &str,
+    port: u16,
+    config: ServerConfig,
+    grace: Duration,
+) -> anyhow::Result<()> {
     use anyhow::Context;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -179,6 +190,16 @@ fn run(engine: &Engine, host: &str, port: u16, config: ServerConfig, grace: Dura
         };
         let loops: Vec<_> = kafka.into_iter().map(|k| tokio::spawn(k.run(stopped(stop_rx.clone()), grace))).collect();
         let feedback: Vec<_> = feedback.into_iter().map(|f| tokio::spawn(f.run(stopped(stop_rx.clone())))).collect();
+        // Table feeds block on their consumer and the graph's channel: one thread each.
+        let tables_stop = Arc::new(AtomicBool::new(false));
+        let tables: Vec<_> = tables
+            .into_iter()
+            .map(|feed| {
+                let stop = Arc::clone(&tables_stop);
+                let name = (feed.table().to_string(), feed.topic().to_string());
+                (name, std::thread::spawn(move || feed.follow(&stop)))
+            })
+            .collect();
         eprintln!("weir: listening on http://{addr}");
         http::serve(listener, state, stopped(stop_rx), grace).await?;
         for l in loops {
@@ -194,6 +215,15 @@ fn run(engine: &Engine, host: &str, port: u16, config: ServerConfig, grace: Dura
                 eprintln!(
                     "weir: kafka feedback: {} consumed, {} rows to the learner, {} dead-lettered",
                     s.consumed, s.rows, s.dead_lettered
+                );
+            }
+        }
+        tables_stop.store(true, Ordering::Release);
+        for ((table, topic), t) in tables {
+            if let Ok(s) = t.join() {
+                eprintln!(
+                    "weir: table '{table}' from topic '{topic}': {} messages, {} changes, {} refused",
+                    s.messages, s.changes, s.refused
                 );
             }
         }

@@ -112,7 +112,7 @@ pub struct CaptureSummary {
 
 /// The consumer's context: end-of-partition events are how a capture finds the end of
 /// a range, not errors to log.
-struct Quiet;
+pub(crate) struct Quiet;
 
 impl ClientContext for Quiet {
     fn error(&self, error: KafkaError, reason: &str) {

@@ -25,16 +25,18 @@
 //!    finished too, the partition's position is stored, and librdkafka commits stored
 //!    positions (every second, and at shutdown). A crash re-delivers everything after
 //!    the committed positions: nothing is lost, duplicates are possible.
-//! 6. Feedback for a learning node comes from its own topic and consumer
-//!    ([`feedback`]).
 //! 5. A rebalance resets the tracking of the partitions revoked or assigned
 //!    ([`rebalance`]): a revoked partition's next owner resumes at its last committed
 //!    position, and a partition assigned again starts afresh.
+//! 6. Feedback for a learning node comes from its own topic and consumer
+//!    ([`feedback`]); a table's changes from its topic, read whole by every server
+//!    ([`table`]).
 
 pub mod capture;
 pub mod feedback;
 pub mod offsets;
 pub mod rebalance;
+pub mod table;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -76,6 +78,18 @@ pub enum KafkaRunError {
         graph: String,
         /// The topic.
         topic: String,
+    },
+    /// A table's topic could not be read.
+    #[error("graph '{graph}': table '{table}': topic '{topic}': {reason}")]
+    Table {
+        /// The graph.
+        graph: String,
+        /// The table.
+        table: String,
+        /// The topic it follows.
+        topic: String,
+        /// What went wrong.
+        reason: String,
     },
     /// Subscribing to the input topics failed.
     #[error("graph '{graph}': cannot subscribe to {topics:?}: {source}")]

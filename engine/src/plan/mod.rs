@@ -46,7 +46,7 @@ pub enum StreamId {
     Input,
     /// The output of step `n`.
     Node(usize),
-    /// Branch `b` of route step `n`.
+    /// Branch `b` of step `n` (a route, or a lookup with `missing: route`).
     Branch(usize, usize),
 }
 
@@ -123,14 +123,33 @@ pub enum StepOp {
         key: usize,
         /// The value fields' types.
         values: Vec<FieldType>,
-        /// What a missing key gets.
+        /// What a missing key gets (with branches: the type's zero values, dropped on
+        /// the `missing` branch).
         missing: Missing,
+        /// Empty, or [`LOOKUP_BRANCHES`] for `missing: route`: found rows on the first
+        /// branch, with the value fields; missing rows on the second, without them.
+        branches: Vec<String>,
     },
     /// Union of a route's branches, rebuilt into one layout.
     Merge {
         /// Per `from` stream, the indices of the merged record's fields.
         layouts: Vec<Vec<usize>>,
     },
+}
+
+/// The branches of a lookup with `missing: route`.
+pub const LOOKUP_BRANCHES: [&str; 2] = ["found", "missing"];
+
+impl StepOp {
+    /// The branches of a step that splits its rows (a route, a lookup with `missing:
+    /// route`); `None` for a step with one output stream.
+    pub fn branches(&self) -> Option<&[String]> {
+        match self {
+            StepOp::Route { branches, .. } => Some(branches),
+            StepOp::Lookup { branches, .. } if !branches.is_empty() => Some(branches),
+            _ => None,
+        }
+    }
 }
 
 /// A [`KernelFactory`] that prints as `<kernel>`.
@@ -288,8 +307,8 @@ impl Plan {
     }
 }
 
-/// A table's key is an `i64` or a `str`; its value fields are scalars, at least one,
-/// named uniquely and not `found`.
+/// A table's key is an `i64` or a `str`; its value fields (any type, tensors too) are
+/// at least one, named uniquely and not `found` or the key.
 fn check_table(t: &TableSpec) -> Result<(), (&'static str, Problem)> {
     use weir_operators::value::DType;
     if !t.key_type.shape.is_empty() || !matches!(t.key_type.dtype, DType::I64 | DType::Str) {

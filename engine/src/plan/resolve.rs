@@ -11,7 +11,7 @@ use weir_operators::kernel::builtin::Builtin;
 use weir_operators::kernel::model::DenseModel;
 use weir_operators::kernel::sentence::{SentenceModel, SentenceModelError};
 use weir_operators::kernel::{KernelFactory, MapKernel};
-use weir_operators::{FieldType, Value};
+use weir_operators::{Column, FieldType, Value};
 
 use crate::error::Problem;
 use crate::spec::*;
@@ -67,11 +67,11 @@ impl Resolver<'_> {
             return Ok(StreamId::Input);
         }
         let i = self.index[name];
-        if let StepOp::Route { branches, .. } = &self.steps[i].op {
+        if let Some(branches) = self.steps[i].op.branches() {
             return Err((
                 Some(key.into()),
                 Problem::Topology(format!(
-                    "'{name}' is a route and has no fields of its own; read from one of its branches with 'from: {name}.<branch>' (branches: {})",
+                    "'{name}' splits its rows into branches; read from one of them with 'from: {name}.<branch>' (branches: {})",
                     branches.join(", ")
                 )),
             ));
@@ -86,28 +86,27 @@ impl Resolver<'_> {
                 (None, _) => self.stream_of_node(&s.node, "from")?,
                 (Some(b), name) if name != INPUT => {
                     let i = self.index[name];
-                    match &self.steps[i].op {
-                        StepOp::Route { branches, .. } => match branches.iter().position(|x| x == b) {
+                    match self.steps[i].op.branches() {
+                        Some(branches) => match branches.iter().position(|x| x == b) {
                             Some(bi) => StreamId::Branch(i, bi),
                             None => {
                                 return Err((
                                     Some("from".into()),
                                     Problem::UnknownField(format!(
-                                        "route '{name}' has no branch '{b}' (branches: {})",
+                                        "{} '{name}' has no branch '{b}' (branches: {})",
+                                        self.steps[i].kind,
                                         branches.join(", ")
                                     )),
                                 ))
                             }
                         },
-                        _ => {
-                            return Err((
-                                Some("from".into()),
-                                Problem::Topology(format!(
-                                    "'{s}': only routes have branches; '{name}' is a {}",
-                                    self.steps[i].kind
-                                )),
-                            ))
-                        }
+                        None => return Err((
+                            Some("from".into()),
+                            Problem::Topology(format!(
+                                "'{s}': only routes and lookups with missing: route have branches; '{name}' is a {}",
+                                self.steps[i].kind
+                            )),
+                        )),
                     }
                 }
                 (Some(_), _) => {
@@ -166,9 +165,9 @@ impl Resolver<'_> {
         match id {
             StreamId::Input => INPUT.to_string(),
             StreamId::Node(i) => self.steps[i].name.clone(),
-            StreamId::Branch(i, b) => match &self.steps[i].op {
-                StepOp::Route { branches, .. } => format!("{}.{}", self.steps[i].name, branches[b]),
-                _ => self.steps[i].name.clone(),
+            StreamId::Branch(i, b) => match self.steps[i].op.branches() {
+                Some(branches) => format!("{}.{}", self.steps[i].name, branches[b]),
+                None => self.steps[i].name.clone(),
             },
         }
     }
@@ -379,7 +378,11 @@ impl Resolver<'_> {
                 let mut out: Vec<(String, FieldType)> = t.values.clone();
                 out.push(("found".into(), FieldType::scalar(weir_operators::value::DType::Bool)));
                 let values = t.values.iter().map(|(_, ty)| ty.clone()).collect();
-                (StepOp::Lookup { table, key, values, missing }, out, context)
+                let branches = match l.missing {
+                    MissingSpec::Route => LOOKUP_BRANCHES.iter().map(|b| b.to_string()).collect(),
+                    _ => Vec::new(),
+                };
+                (StepOp::Lookup { table, key, values, missing, branches }, out, context)
             }
             NodeKind::Merge(m) => return self.merge(node, m, from),
         };
@@ -387,13 +390,20 @@ impl Resolver<'_> {
         provenance.insert(node.name.clone());
         let idx = self.steps.len();
         self.fields.insert(node.name.clone(), out_fields.iter().map(|(n, _)| n.clone()).collect());
-        if let StepOp::Route { branches, .. } = &op {
+        if let Some(branches) = op.branches() {
             for b in 0..branches.len() {
                 let mut ctx = out_context.clone();
                 ctx.push((idx, b));
+                let mut schema = schema.clone();
+                if matches!(op, StepOp::Lookup { .. }) && b == 1 {
+                    // Missing rows carry `found` but no value fields.
+                    let values = out_fields.len() - 1;
+                    let found = schema.fields.len() - 1;
+                    schema.fields.drain(found - values..found);
+                }
                 self.infos.insert(
                     StreamId::Branch(idx, b),
-                    StreamInfo { schema: schema.clone(), context: ctx, provenance: provenance.clone() },
+                    StreamInfo { schema, context: ctx, provenance: provenance.clone() },
                 );
             }
         } else {
@@ -431,7 +441,7 @@ impl Resolver<'_> {
                 }
             }
         }
-        let StepOp::Route { branches, .. } = &self.steps[route].op else {
+        let Some(branches) = self.steps[route].op.branches() else {
             return Err((None, Problem::Topology("internal: merge context is not a route".into())));
         };
         for (b, name) in branches.iter().enumerate() {
@@ -586,7 +596,7 @@ impl Resolver<'_> {
         }
         let info = self.info(from[0]);
         if let Some(&(route, b)) = info.context.last() {
-            let StepOp::Route { branches, .. } = &self.steps[route].op else {
+            let Some(branches) = self.steps[route].op.branches() else {
                 return Err((None, Problem::Topology("internal: context is not a route".into())));
             };
             return Err((
@@ -629,9 +639,16 @@ impl Resolver<'_> {
 }
 
 /// A lookup's missing-key policy against its table: defaults name every value field
-/// once, each of the field's type (an integer is taken for an `f32` field).
+/// once, each of the field's type (an integer is taken for an `f32` field). A routed
+/// lookup fills missing rows with zero values, which its `missing` branch drops.
 fn lookup_missing(t: &TableSpec, m: &MissingSpec) -> Result<Missing, (Option<String>, Problem)> {
-    let MissingSpec::Defaults(given) = m else { return Ok(Missing::Fail) };
+    let given = match m {
+        MissingSpec::Defaults(given) => given,
+        MissingSpec::Error => return Ok(Missing::Fail),
+        MissingSpec::Route => {
+            return Ok(Missing::Defaults(t.values.iter().map(|(_, ty)| Column::filler(ty, 1).value(0)).collect()))
+        }
+    };
     let mut values = Vec::with_capacity(t.values.len());
     for (name, ty) in &t.values {
         let Some((_, v)) = given.iter().find(|(n, _)| n == name) else {
