@@ -24,55 +24,19 @@ use weir::bench::percentile;
 use weir::datasets::{digits, Split};
 use weir_engine::builder::{GraphBuilder, Model};
 use weir_engine::spec::Batching;
-use weir_engine::{load_plan, Engine, EngineConfig, GraphHandle, SubmitOptions};
+use weir_engine::{load_plan, Engine, EngineConfig, GraphHandle};
 use weir_operators::kernel::model::{Activation, Arch, DenseLayer, DenseModel};
 use weir_operators::kernel::BatchKernel;
 use weir_operators::{Column, FieldType, Value};
+
+#[path = "support/drive.rs"]
+mod drive;
+use drive::{drive, submissions};
 
 fn start(plan: weir_engine::Plan, workers: usize) -> (Engine, GraphHandle) {
     let engine = Engine::start(vec![plan], EngineConfig { workers, ..EngineConfig::default() }).expect("engine");
     let g = engine.graphs()[0].clone();
     (engine, g)
-}
-
-/// Pushes pre-built submissions (one column per input field) through `g`, at most
-/// `in_flight` rows outstanding, like a server that answers and forgets: answers are
-/// checked and dropped on the worker thread. Returns once every row is answered.
-fn drive(g: &GraphHandle, submissions: Vec<Vec<Column>>, in_flight: usize) {
-    let chunk = submissions.first().and_then(|c| c.first()).map_or(1, Column::len);
-    let max_batches = (in_flight / chunk).max(1);
-    let (tx, rx) = crossbeam_channel::bounded::<bool>(max_batches);
-    let mut outstanding = 0;
-    for columns in submissions {
-        if outstanding == max_batches {
-            assert!(rx.recv().expect("answers"), "every row succeeds");
-            outstanding -= 1;
-        }
-        let tx = tx.clone();
-        let options = SubmitOptions { wait: true, deadline: None };
-        g.submit_columns(
-            columns,
-            options,
-            Box::new(move |answers| {
-                let _ = tx.send(!answers.has_errors());
-            }),
-        )
-        .expect("submit");
-        outstanding += 1;
-    }
-    for _ in 0..outstanding {
-        assert!(rx.recv().expect("answers"), "every row succeeds");
-    }
-}
-
-/// `rows` cut into submissions of `chunk` rows, by column (made before the clock
-/// starts: the direct baselines read prepared inputs too).
-fn submissions(rows: &[Vec<Value>], types: &[FieldType], chunk: usize) -> Vec<Vec<Column>> {
-    rows.chunks(chunk)
-        .map(|part| {
-            types.iter().enumerate().map(|(f, ty)| Column::from_values(ty, part.iter().map(|r| &r[f]))).collect()
-        })
-        .collect()
 }
 
 /// Best of `reps` runs of `f`, in rows/s.

@@ -172,13 +172,13 @@ async fn a_failing_or_panicking_model_answers_500_naming_the_node_and_others_are
 
 #[tokio::test]
 async fn graphs_openapi_health_readiness_and_metrics() {
-    let engine = bundled(&["diamond", "digits"]);
+    let engine = bundled(&["diamond", "digits", "accounts"]);
     let state = AppState::new(engine.graphs(), ServerConfig::default());
     let app = http::router(Arc::clone(&state));
     let (status, _, body) = call(&app, get("/graphs")).await;
     assert_eq!(status, StatusCode::OK);
     let names: Vec<&str> = body["graphs"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["diamond", "digits"]);
+    assert_eq!(names, ["diamond", "digits", "accounts"]);
     assert_eq!(body["graphs"][1]["inputs"]["properties"]["pixels"]["maxItems"], 64);
     assert_eq!(body["graphs"][1]["outputs"]["required"], json!(["label", "probs"]));
 
@@ -186,6 +186,11 @@ async fn graphs_openapi_health_readiness_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/graphs/digits"]["post"].is_object());
+    let upsert = &doc["paths"]["/graphs/accounts/tables/accounts"]["post"];
+    assert!(upsert["responses"]["202"].is_object(), "{upsert}");
+    let change = &doc["components"]["schemas"]["accounts_accounts_change"];
+    assert_eq!(change["properties"]["key"]["type"], "string");
+    assert_eq!(change["properties"]["values"]["required"], json!(["mean", "std", "country"]));
     validate_openapi(&doc);
 
     assert_eq!(call(&app, get("/healthz")).await.0, StatusCode::OK);

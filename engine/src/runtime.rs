@@ -166,14 +166,36 @@ impl GraphShared {
         match &self.clock {
             None => parts.into_iter().try_for_each(|(senders, doorbells, chunk)| put(senders, doorbells, chunk, true)),
             Some(clock) => {
-                let sent = clock.stamp(|time| {
-                    parts.into_iter().try_for_each(|(senders, doorbells, mut chunk)| {
-                        chunk.time = Some(time);
-                        put(senders, doorbells, chunk, false)
-                    })
-                });
-                self.all_doorbells().for_each(|b| b.ring());
-                sent
+                // Every send of a clocked graph holds the clock's lock, so room seen under
+                // it stays. A submission that must wait for room waits outside the lock:
+                // a full table channel must not stop rows from taking their times.
+                let mut parts = Some(parts);
+                let mut pause = Duration::from_micros(20);
+                loop {
+                    let sent = clock.stamp(|time| {
+                        let Some(ready) = parts.take() else { return Err(SubmitError::Closed) };
+                        let room = |(senders, _, chunk): &Outgoing<'_>| {
+                            let to = &senders[(chunk.slot % senders.len() as u64) as usize];
+                            to.capacity().is_none_or(|c| to.len() < c)
+                        };
+                        if !ready.iter().all(room) {
+                            parts = Some(ready);
+                            return Err(SubmitError::Full(self.plan.name.clone()));
+                        }
+                        ready.into_iter().try_for_each(|(senders, doorbells, mut chunk)| {
+                            chunk.time = Some(time);
+                            put(senders, doorbells, chunk, false)
+                        })
+                    });
+                    self.all_doorbells().for_each(|b| b.ring());
+                    match sent {
+                        Err(SubmitError::Full(_)) if wait && !self.stop.load(Ordering::Acquire) => {
+                            std::thread::sleep(pause);
+                            pause = (pause * 2).min(Duration::from_millis(1));
+                        }
+                        other => return other,
+                    }
+                }
             }
         }
     }
@@ -287,7 +309,7 @@ impl Engine {
             let mut table_builds = Vec::new();
             let mut table_wait = Vec::new();
             for spec in &plan.tables {
-                let (build, senders, bells) = tables::channels(workers, config.ingress_capacity);
+                let (build, senders, bells) = tables::channels(workers, tables::BATCHES_QUEUED);
                 table_wait.push((spec.clone(), senders, bells, Arc::clone(&build.keys)));
                 table_builds.push(build);
             }

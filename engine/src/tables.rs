@@ -29,6 +29,11 @@ use weir_operators::{Chunk, Column, ErrorCode, RowError, Value};
 
 use crate::spec::TableSpec;
 
+/// Upsert batches queued per worker, at most. Rows submitted after a batch wait for it
+/// (they must see it), so a short queue keeps a flood of updates from holding rows back
+/// behind a long backlog: a writer beyond the graph's pace waits instead.
+pub(crate) const BATCHES_QUEUED: usize = 8;
+
 /// One table's channels, as the workers take them while building the dataflow.
 pub(crate) struct TableBuild {
     receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,

@@ -207,6 +207,7 @@ fn schemas(state: &AppState) -> Vec<openapi::GraphSchema<'_>> {
                 name: g.handle.name(),
                 inputs: plan.inputs.iter().map(|(n, t)| (n.as_str(), t)).collect(),
                 outputs: plan.output.fields.iter().map(|(n, _, t)| (n.as_str(), t)).collect(),
+                tables: &plan.tables,
             }
         })
         .collect()

@@ -4,9 +4,12 @@
 //! of them, and whose answer is one output object or an array (an element of which may
 //! be an error object). Field types map to JSON Schema: `f32` number, `i64` integer,
 //! `bool` boolean, `str` string, `f32[n]` an array of exactly `n` numbers (`f32[a,b]`:
-//! `a*b` numbers, flat).
+//! `a*b` numbers, flat). A graph with tables also gets `POST
+//! /graphs/{name}/tables/{table}`, whose body is one change (`{"key", "values"}`, values
+//! null to delete) or an array of them.
 
 use serde_json::{json, Map, Value as Json};
+use weir_engine::spec::TableSpec;
 use weir_operators::{DType, FieldType};
 
 /// The JSON Schema of one field type.
@@ -43,6 +46,8 @@ pub struct GraphSchema<'a> {
     pub inputs: Vec<(&'a str, &'a FieldType)>,
     /// Output fields.
     pub outputs: Vec<(&'a str, &'a FieldType)>,
+    /// Tables, changed by `POST /graphs/{name}/tables/{table}`.
+    pub tables: &'a [TableSpec],
 }
 
 fn error_response(description: &str) -> Json {
@@ -107,6 +112,40 @@ pub fn document(graphs: &[GraphSchema<'_>]) -> Json {
                 }
             }}),
         );
+    }
+    for g in graphs {
+        for t in g.tables {
+            let change = format!("{}_{}_change", g.name, t.name);
+            let values = object_schema(t.values.iter().map(|(n, ty)| (n.as_str(), ty)));
+            let mut nullable = values.clone();
+            nullable["nullable"] = json!(true);
+            nullable["description"] = json!("The key's new values, or null to delete the key");
+            schemas.insert(
+                change.clone(),
+                json!({"type": "object", "required": ["key", "values"], "additionalProperties": false,
+                       "properties": {"key": field_schema(&t.key_type), "values": nullable}}),
+            );
+            let change_ref = json!({"$ref": format!("#/components/schemas/{change}")});
+            paths.insert(
+                format!("/graphs/{}/tables/{}", g.name, t.name),
+                json!({"post": {
+                    "summary": format!("Upsert or delete rows of table '{}' of graph '{}'", t.name, g.name),
+                    "operationId": format!("upsert_{}_{}", g.name, t.name),
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                        "oneOf": [change_ref.clone(), {"type": "array", "items": change_ref}]
+                    }}}},
+                    "responses": {
+                        "202": {"description": "All changes are in the graph: requests sent after this answer see them",
+                                "content": {"application/json": {"schema": {"type": "object", "required": ["accepted"],
+                                    "properties": {"accepted": {"type": "integer"}}}}}},
+                        "400": error_response("Malformed JSON"),
+                        "404": error_response("Unknown graph or table"),
+                        "422": error_response("A change has a missing or wrongly typed field: no change is applied"),
+                        "503": error_response("Shutting down")
+                    }
+                }}),
+            );
+        }
     }
     let text = |d: &str| json!({"description": d, "content": {"text/plain": {"schema": {"type": "string"}}}});
     paths.insert(

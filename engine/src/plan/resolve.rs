@@ -100,13 +100,15 @@ impl Resolver<'_> {
                                 ))
                             }
                         },
-                        None => return Err((
-                            Some("from".into()),
-                            Problem::Topology(format!(
+                        None => {
+                            return Err((
+                                Some("from".into()),
+                                Problem::Topology(format!(
                                 "'{s}': only routes and lookups with missing: route have branches; '{name}' is a {}",
                                 self.steps[i].kind
                             )),
-                        )),
+                            ))
+                        }
                     }
                 }
                 (Some(_), _) => {

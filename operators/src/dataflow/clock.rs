@@ -27,9 +27,10 @@ impl EventClock {
     }
 
     /// Runs `send` with the next time, then publishes that every later submission has
-    /// a greater time. Submissions are serialized: `send` must hand its chunk to a
-    /// source's channel before returning (it may wait for room: sources never wait on
-    /// this lock).
+    /// a greater time (whether `send` sent anything or not). Submissions are
+    /// serialized: `send` must hand its chunk to a source's channel before returning,
+    /// and should not wait for room (every other submitter waits on this lock; sources
+    /// never do).
     pub fn stamp<R>(&self, send: impl FnOnce(u64) -> R) -> R {
         let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let time = *next;

@@ -1,0 +1,257 @@
+//! Feature lookups: what a table and a `lookup` node cost, at 10^4, 10^6 and 10^7 keys.
+//!
+//! Run: `cargo bench --bench tables` (add `-- --quick` for 10^4 and 10^6 keys only).
+//! Prints markdown tables; every figure is paired with a baseline measured in the same
+//! run, because these machines are shared and noisy. One worker, as `weir serve` runs.
+//!
+//! The graph: `{account: i64, amount: f32}` → `lookup` in a table of accounts (values
+//! `mean`, `std`, `count`: f32, `country`: str; missing keys get defaults) → `concat`
+//! `[amount, mean, std]`. The baseline is the same graph without the table: `concat`
+//! `[amount, amount, amount]` (same output, same map). A third graph declares the table
+//! and never reads it: what the event clock of a graph with tables costs by itself.
+//!
+//! Per table size N:
+//! 1. **fill**: N keys upserted in batches of 8192, until the table counts N keys:
+//!    upserts/s, and the growth of resident memory per key (in a fresh process, after
+//!    idle merging: what the arrangement holds, allocator overhead included).
+//! 2. **throughput**: 200k rows with uniformly random keys in 256-row submissions
+//!    (4096 rows in flight), through the three graphs in turn, 5 rounds: the median
+//!    rows/s with the lookup, and the medians of the per-round ratios to the baseline.
+//! 3. **latency**: 2000 lone rows, one at a time, in blocks of 100 alternating between
+//!    the baseline and the lookup graph: p50/p99 of each; the difference of the p50s is
+//!    the latency a lookup adds per row.
+//! 4. **updates while serving**: one thread upserts random keys in batches of 1024 as
+//!    fast as the graph takes them while the rows of experiment 2 go through once:
+//!    updates/s applied, and rows/s against experiment 2's median.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir::bench::percentile;
+use weir_engine::{yaml, Engine, EngineConfig, GraphHandle, Plan};
+use weir_operators::{Column, FieldType, Value};
+
+#[path = "support/drive.rs"]
+mod drive;
+use drive::{drive, submissions};
+
+const TABLE: &str = "tables:\n  accounts:\n    key: account\n    key_type: i64\n    values:\n      mean: f32\n      std: f32\n      count: f32\n      country: str\n";
+
+fn plan(text: &str) -> Plan {
+    Plan::new(&yaml::parse(text, "bench.yaml", ".".into()).expect("parses")).expect("plans")
+}
+
+/// The lookup graph, the baseline without a table, and the baseline with an unread table.
+fn graphs() -> [Plan; 3] {
+    let inputs = "name: g\ninputs:\n  account: i64\n  amount: f32\n";
+    let lookup = format!(
+        "{inputs}{TABLE}nodes:\n  features:\n    kind: lookup\n    table: accounts\n    key: input.account\n    missing: default\n    defaults: {{mean: 0.0, std: 1.0, count: 0.0, country: unknown}}\n  vector:\n    kind: map\n    op: concat\n    inputs: [input.amount, features.mean, features.std]\noutputs:\n  vector: vector.y\n"
+    );
+    let baseline = format!(
+        "{inputs}nodes:\n  vector:\n    kind: map\n    op: concat\n    inputs: [input.amount, input.amount, input.amount]\noutputs:\n  vector: vector.y\n"
+    );
+    let clock_only = baseline.replace("nodes:\n", &format!("{TABLE}nodes:\n"));
+    [plan(&lookup), plan(&baseline), plan(&clock_only)]
+}
+
+fn start(plan: Plan) -> (Engine, GraphHandle) {
+    let engine = Engine::start(vec![plan], EngineConfig { workers: 1, ..EngineConfig::default() }).expect("engine");
+    let g = engine.graphs()[0].clone();
+    (engine, g)
+}
+
+/// A fast deterministic generator (splitmix64).
+struct Keys(u64);
+
+impl Keys {
+    fn next(&mut self, n: u64) -> i64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) % n) as i64
+    }
+}
+
+const COUNTRIES: [&str; 4] = ["PT", "ES", "FR", "DE"];
+
+fn account(key: i64) -> Option<Vec<Value>> {
+    let k = key as f32;
+    Some(vec![
+        Value::F32(k * 0.5),
+        Value::F32(1.0 + k * 0.001),
+        Value::F32(k),
+        Value::Str(COUNTRIES[(key % 4) as usize].into()),
+    ])
+}
+
+/// Upserts keys `0..n` in batches of 8192; returns once the table holds them all.
+fn fill(g: &GraphHandle, n: u64) {
+    let mut key = 0;
+    while key < n {
+        let end = (key + 8192).min(n);
+        let batch: Vec<_> = (key..end).map(|k| (Value::I64(k as i64), account(k as i64))).collect();
+        g.upsert("accounts", &batch).expect("upserts");
+        key = end;
+    }
+    while g.table_sizes()[0].1 < n as i64 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn rows(n_keys: u64, count: usize, seed: u64) -> Vec<Vec<Value>> {
+    let mut keys = Keys(seed);
+    (0..count).map(|i| vec![Value::I64(keys.next(n_keys)), Value::F32(i as f32)]).collect()
+}
+
+fn types() -> [FieldType; 2] {
+    [FieldType::scalar(weir_operators::DType::I64), FieldType::scalar(weir_operators::DType::F32)]
+}
+
+/// Rows/s of `rows` through `g`, 256 per submission, 4096 in flight.
+fn throughput(g: &GraphHandle, rows: &[Vec<Value>]) -> f64 {
+    let batches: Vec<Vec<Column>> = submissions(rows, &types(), 256);
+    let t = Instant::now();
+    drive(g, batches, 4096);
+    rows.len() as f64 / t.elapsed().as_secs_f64()
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1 << 20) as f64
+}
+
+/// `--memory N`: in a fresh process (so no earlier experiment's freed memory is reused),
+/// fills a table of N keys; prints upserts/s and resident bytes added per key.
+fn memory(n: u64) {
+    let [lookup_plan, _, _] = graphs();
+    let (engine, g) = start(lookup_plan);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = weir::rss_bytes().expect("/proc/self/status");
+    let t = Instant::now();
+    fill(&g, n);
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    // Let idle merging finish, then read.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = weir::rss_bytes().expect("/proc/self/status");
+    println!("{rate} {}", after.saturating_sub(before) as f64 / n as f64);
+    drop(g);
+    engine.shutdown();
+}
+
+/// Runs [`memory`] in a child process.
+fn memory_in_child(n: u64) -> (f64, f64) {
+    let exe = std::env::current_exe().expect("this bench");
+    let out = std::process::Command::new(exe).args(["--memory", &n.to_string()]).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace().map(|x| x.parse::<f64>().expect("a number"));
+    (it.next().expect("rate"), it.next().expect("bytes per key"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--memory") {
+        memory(args[i + 1].parse().expect("--memory N"));
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let sizes: &[u64] = if quick { &[10_000, 1_000_000] } else { &[10_000, 1_000_000, 10_000_000] };
+    let n_rows = if quick { 50_000 } else { 200_000 };
+    let lone = if quick { 500 } else { 2000 };
+    let rounds = if quick { 3 } else { 5 };
+    let [lookup_plan, baseline_plan, clock_plan] = graphs();
+    let (_base_engine, base) = start(baseline_plan);
+    let (_clock_engine, clock) = start(clock_plan);
+
+    println!("| keys | fill: upserts/s | memory per key | lookups/s (rows/s through the lookup graph) | vs baseline graph | clock only vs baseline | lone row p50 / p99: lookup | baseline | added per row (p50) | updates/s while serving | rows/s while updating vs without |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for &n in sizes {
+        let (fill_rate, per_key) = memory_in_child(n);
+        let (engine, g) = start(lookup_plan.clone());
+        fill(&g, n);
+        let rows = rows(n, n_rows, 7);
+        for h in [&base, &clock, &g] {
+            let _ = throughput(h, &rows[..n_rows / 10]); // warm-up
+        }
+        // Rounds interleave the three graphs; each ratio is of the same round.
+        let mut rates = Vec::new();
+        let (mut vs_base, mut clock_vs_base) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let b = throughput(&base, &rows);
+            let c = throughput(&clock, &rows);
+            let l = throughput(&g, &rows);
+            rates.push(l);
+            vs_base.push(l / b);
+            clock_vs_base.push(c / b);
+        }
+        // Lone rows, in blocks of 100 alternating between the graphs (a block keeps
+        // its engine's worker awake, as steady traffic does).
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        for block in rows[..lone].chunks(100) {
+            for (h, times) in [(&base, &mut without), (&g, &mut with)] {
+                for r in block {
+                    let t = Instant::now();
+                    h.call(r.clone()).expect("accepted").expect("answered");
+                    times.push(t.elapsed());
+                }
+            }
+        }
+        with.sort();
+        without.sort();
+        // Updates while serving, against the rounds' lookup rate.
+        let stop = Arc::new(AtomicBool::new(false));
+        let applied = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (g, stop, applied) = (g.clone(), Arc::clone(&stop), Arc::clone(&applied));
+            std::thread::spawn(move || {
+                let mut keys = Keys(99);
+                let t = Instant::now();
+                while !stop.load(Ordering::Acquire) {
+                    let batch: Vec<_> = (0..1024)
+                        .map(|_| {
+                            let k = keys.next(n);
+                            (Value::I64(k), account(k + 1))
+                        })
+                        .collect();
+                    g.upsert("accounts", &batch).expect("upserts");
+                    applied.fetch_add(1024, Ordering::Relaxed);
+                }
+                applied.load(Ordering::Relaxed) as f64 / t.elapsed().as_secs_f64()
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        let busy_rate = throughput(&g, &rows);
+        stop.store(true, Ordering::Release);
+        let update_rate = writer.join().expect("writer");
+        // Compaction keeps one row per key: re-upserting keys does not grow the table.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(g.table_sizes()[0].1, n as i64, "the table still counts {n} keys");
+        let rate = median(&mut rates);
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        println!(
+            "| 10^{} | {:.0} | {:.0} B (+{:.0} MiB) | {:.0} | {:.2} | {:.2} | {:.1} / {:.1} µs | {:.1} / {:.1} µs | {:.1} µs | {:.0} | {:.0} ({:.2}) |",
+            (n as f64).log10().round(),
+            fill_rate,
+            per_key,
+            mib((per_key * n as f64) as u64),
+            rate,
+            median(&mut vs_base),
+            median(&mut clock_vs_base),
+            us(percentile(&with, 0.5)),
+            us(percentile(&with, 0.99)),
+            us(percentile(&without, 0.5)),
+            us(percentile(&without, 0.99)),
+            us(percentile(&with, 0.5)) - us(percentile(&without, 0.5)),
+            update_rate,
+            busy_rate,
+            busy_rate / rate,
+        );
+        drop(g);
+        engine.shutdown();
+    }
+}
+
+fn median(xs: &mut [f64]) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
