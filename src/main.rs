@@ -69,6 +69,10 @@ enum Command {
         /// Rows between reading and writing at most.
         #[arg(long, default_value_t = 4096)]
         in_flight: usize,
+        /// Kafka brokers (`host:port,...`) for the graph's tables that follow a topic,
+        /// overriding its `kafka.bootstrap_servers`: read up to the topic's end at the start.
+        #[arg(long)]
+        kafka_bootstrap: Option<String>,
     },
     /// Replay Arrow IPC or Parquet files through a graph: one output row per input row,
     /// in order; failed rows go to an errors file.
@@ -125,7 +129,7 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(1, &e),
         },
-        Command::Run { graph, input, output, workers, in_flight } => {
+        Command::Run { graph, input, output, workers, in_flight, kafka_bootstrap } => {
             let plan = match load_plan(&graph) {
                 Ok(plan) => plan,
                 Err(e) => return fail(1, &e),
@@ -134,7 +138,7 @@ fn main() -> ExitCode {
                 Ok(engine) => engine,
                 Err(e) => return fail(1, &e),
             };
-            if let Err(code) = cli::load_tables(&engine, None) {
+            if let Err(code) = cli::load_tables(&engine, kafka_bootstrap.as_deref()) {
                 return code;
             }
             match run(&engine, &input, output.as_ref(), in_flight) {

@@ -166,6 +166,44 @@ async fn the_catalogue_graph_follows_its_topic_over_kafka() {
     assert!(log.contains("table 'images' from topic 'digit-images': 4 messages, 3 changes, 1 refused"), "{log}");
 }
 
+/// `weir run` (a batch job) reads the table's topic up to its end before the first row,
+/// on top of the snapshot; without brokers it stops, naming graph and table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_run_reads_the_topic_up_to_its_end() {
+    let set = digits(Split::Test).unwrap();
+    let broker = Broker::start();
+    broker.create_topics(&["digit-images"], 1).await;
+    // Image 0 gets image 1's pixels; image 2 is deleted.
+    produce(&broker, "digit-images", None, &[pixels_message(0, &set[1].pixels), ("2".to_string(), None)]).await;
+    let run = |extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["run", "graphs/digits-catalogue.yaml", "--input", "-"])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weir starts");
+        child.stdin.take().unwrap().write_all(b"{\"id\": 0}\n{\"id\": 1}\n{\"id\": 2}\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run(&["--kafka-bootstrap", &broker.addr]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<Json> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0], lines[1], "image 0 has image 1's pixels");
+    assert!(lines[2]["error"]["message"].as_str().unwrap().contains("key 2 is not in table 'images'"), "{}", lines[2]);
+    assert!(stderr.contains("table 'images': 2 changes from topic 'digit-images'"), "{stderr}");
+
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("table 'images' follows a Kafka topic, but no brokers are named"), "{stderr}");
+}
+
 const ACCOUNTS: &str = "name: enrich\ninputs:\n  account: str\ntables:\n  accounts:\n    key: account\n    values:\n      mean: f32\n    topic: accounts\nnodes:\n  features:\n    kind: lookup\n    table: accounts\n    key: input.account\n    missing: default\n    defaults: {mean: -1.0}\noutputs:\n  mean: features.mean\n  found: features.found\n";
 
 fn accounts() -> Plan {

@@ -68,6 +68,10 @@ pub struct ReplayArgs {
     /// Prequential mode: a running-accuracy line every this many rows.
     #[arg(long, default_value_t = 250)]
     pub report_every: usize,
+    /// Kafka brokers (`host:port,...`) for the graph's tables that follow a topic,
+    /// overriding its `kafka.bootstrap_servers`: read up to the topic's end at the start.
+    #[arg(long)]
+    pub kafka_bootstrap: Option<String>,
 }
 
 /// Runs `weir replay`.
@@ -90,9 +94,11 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         feedback,
         order_by,
         label,
+        kafka_bootstrap,
     } = args;
+    let brokers = kafka_bootstrap.as_deref();
     if let Some(label) = prequential {
-        return backtest(&graph, &input, input_format, workers, &label, max_block, report_every);
+        return backtest(&graph, &input, input_format, workers, &label, (max_block, report_every), brokers);
     }
     let Some(output) = output else { return fail(1, &"--output is required (unless --prequential)") };
     use weir_connectors::replay::{self, FileFormat, ReplayError, ReplayOptions};
@@ -137,7 +143,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
-    if let Err(code) = load_tables(&engine, None) {
+    if let Err(code) = load_tables(&engine, brokers) {
         return code;
     }
     let stream = match (&order_by, deterministic) {
@@ -182,8 +188,8 @@ fn backtest(
     input_format: Option<String>,
     workers: usize,
     label: &str,
-    max_block: usize,
-    report_every: usize,
+    (max_block, report_every): (usize, usize),
+    brokers: Option<&str>,
 ) -> ExitCode {
     use weir_connectors::replay::{self, labelled, FileFormat};
     use weir_engine::prequential::{predicted_class, prequential};
@@ -204,7 +210,7 @@ fn backtest(
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
-    if let Err(code) = load_tables(&engine, None) {
+    if let Err(code) = load_tables(&engine, brokers) {
         return code;
     }
     let handle = engine.graphs()[0].clone();

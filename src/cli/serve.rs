@@ -43,8 +43,8 @@ pub struct ServeArgs {
     /// After SIGINT/SIGTERM, how long requests in flight may take to finish, in ms.
     #[arg(long, default_value_t = 10_000)]
     pub grace_ms: u64,
-    /// Kafka brokers (`host:port,...`) for every graph with a `kafka:` section,
-    /// overriding the files' `bootstrap_servers`.
+    /// Kafka brokers (`host:port,...`) for every graph with a `kafka:` section or a
+    /// table that follows a topic, overriding the files' `bootstrap_servers`.
     #[arg(long)]
     pub kafka_bootstrap: Option<String>,
     /// Consume these topics (comma-separated) into the graph (one graph only); with
