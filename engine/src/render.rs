@@ -79,6 +79,11 @@ pub fn describe(plan: &Plan) -> String {
                     let _ = writeln!(out, "       branch {name}: {cond}");
                 }
             }
+            StepOp::Lookup { branches, .. } if !branches.is_empty() => {
+                let found = added.last().cloned().unwrap_or_default();
+                let _ = writeln!(out, "       branch {}: adds {}", branches[0], added.join(", "));
+                let _ = writeln!(out, "       branch {}: adds {found}", branches[1]);
+            }
             _ => {
                 let _ = writeln!(out, "       adds {}", added.join(", "));
             }
