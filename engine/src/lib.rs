@@ -31,6 +31,7 @@ pub mod builder;
 pub mod compile;
 pub mod error;
 pub mod feedback;
+mod ingress;
 pub mod plan;
 pub mod prequential;
 pub mod render;

@@ -18,12 +18,11 @@
 //! down first, with an `unavailable` error. Workers park when idle and use no CPU.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::bounded;
 use timely::WorkerConfig;
 use weir_operators::dataflow::clock::EventClock;
 use weir_operators::dataflow::doorbell::Doorbell;
@@ -37,9 +36,11 @@ use weir_operators::{Chunk, Column, ErrorCode, RowError, RowId, Value};
 use crate::admission::Admission;
 use crate::compile::{compile, LearnResources, ModelResources, BATCHES_PER_REPLICA};
 use crate::error::{GraphError, Problem};
-use crate::feedback::{Feedback, FeedbackKinds};
+use crate::feedback::{Feedback, FeedbackBuild, FeedbackIngress, FeedbackKinds, FeedbackWait};
+use crate::ingress::{self, Source, SourceBuild, SourceWait};
 use crate::plan::{Plan, StepOp};
 use crate::replies::{row_id, BatchReply, ChunkReply, Replier, ReplyTable, MAX_BATCH_ROWS};
+use crate::spec::TableSpec;
 use crate::tables::{self, TableBuild, TableIngress};
 
 /// Adapts a one-row reply to a batch reply.
@@ -97,8 +98,7 @@ pub enum SubmitError {
 
 struct GraphShared {
     plan: Arc<Plan>,
-    senders: Vec<Sender<Chunk>>,
-    doorbells: Vec<Arc<Doorbell>>,
+    rows: Source,
     replies: Arc<ReplyTable>,
     next_slot: AtomicU64,
     stop: Arc<AtomicBool>,
@@ -109,62 +109,34 @@ struct GraphShared {
     tables: Vec<TableIngress>,
 }
 
-/// Where a graph's feedback enters: one channel per worker, like its rows.
-struct FeedbackIngress {
-    node: String,
-    senders: Vec<Sender<Chunk>>,
-    doorbells: Vec<Arc<Doorbell>>,
-    kinds: FeedbackKinds,
-    stats: Arc<LearnStats>,
-}
-
-/// A chunk on its way in: the channels (one per worker) and doorbells of its source.
-type Outgoing<'a> = (&'a [Sender<Chunk>], &'a [Arc<Doorbell>], Chunk);
+/// A chunk on its way in, and its source.
+type Outgoing<'a> = (&'a Source, Chunk);
 
 impl GraphShared {
     /// Every source's doorbell: the rows', the feedback's, the tables'.
     fn all_doorbells(&self) -> impl Iterator<Item = &Arc<Doorbell>> {
-        self.doorbells
+        self.rows
+            .doorbells
             .iter()
-            .chain(self.feedback.iter().flat_map(|f| f.doorbells.iter()))
-            .chain(self.tables.iter().flat_map(|t| t.doorbells.iter()))
+            .chain(self.feedback.iter().flat_map(|f| f.source.doorbells.iter()))
+            .chain(self.tables.iter().flat_map(|t| t.source.doorbells.iter()))
     }
 
-    /// Sends `chunk` into one worker's channel of `senders` (round-robin by slot) and
+    /// Sends `chunk` into one worker's channel of `source` (round-robin by slot) and
     /// wakes that worker's source. In a deterministic engine the chunk first takes the
     /// clock's next time, and every source is woken, as the watermark moved for all.
-    fn send(
-        &self,
-        senders: &[Sender<Chunk>],
-        doorbells: &[Arc<Doorbell>],
-        chunk: Chunk,
-        wait: bool,
-    ) -> Result<(), SubmitError> {
-        self.send_all(vec![(senders, doorbells, chunk)], wait)
+    fn send(&self, source: &Source, chunk: Chunk, wait: bool) -> Result<(), SubmitError> {
+        self.send_all(vec![(source, chunk)], wait)
     }
 
-    /// Sends each chunk into one worker's channel of its senders (round-robin by slot),
+    /// Sends each chunk into one worker's channel of its source (round-robin by slot),
     /// in order, and wakes that worker's source. In a deterministic engine the chunks
     /// all take the clock's next time, and every source is woken, as the watermark
     /// moved for all. Stops at the first that cannot be sent.
     fn send_all(&self, parts: Vec<Outgoing<'_>>, wait: bool) -> Result<(), SubmitError> {
-        let put = |senders: &[Sender<Chunk>], doorbells: &[Arc<Doorbell>], chunk: Chunk, ring: bool| {
-            let worker = (chunk.slot % senders.len() as u64) as usize;
-            if wait {
-                senders[worker].send(chunk).map_err(|_| SubmitError::Closed)?;
-            } else {
-                senders[worker].try_send(chunk).map_err(|e| match e {
-                    TrySendError::Full(_) => SubmitError::Full(self.plan.name.clone()),
-                    TrySendError::Disconnected(_) => SubmitError::Closed,
-                })?;
-            }
-            if ring {
-                doorbells[worker].ring();
-            }
-            Ok(())
-        };
+        let graph = &self.plan.name;
         match &self.clock {
-            None => parts.into_iter().try_for_each(|(senders, doorbells, chunk)| put(senders, doorbells, chunk, true)),
+            None => parts.into_iter().try_for_each(|(source, chunk)| source.put(chunk, wait, true, graph)),
             Some(clock) => {
                 // Every send of a clocked graph holds the clock's lock, so room seen under
                 // it stays. A submission that must wait for room waits outside the lock:
@@ -174,17 +146,13 @@ impl GraphShared {
                 loop {
                     let sent = clock.stamp(|time| {
                         let Some(ready) = parts.take() else { return Err(SubmitError::Closed) };
-                        let room = |(senders, _, chunk): &Outgoing<'_>| {
-                            let to = &senders[(chunk.slot % senders.len() as u64) as usize];
-                            to.capacity().is_none_or(|c| to.len() < c)
-                        };
-                        if !ready.iter().all(room) {
+                        if !ready.iter().all(|(source, chunk)| source.has_room(chunk)) {
                             parts = Some(ready);
                             return Err(SubmitError::Full(self.plan.name.clone()));
                         }
-                        ready.into_iter().try_for_each(|(senders, doorbells, mut chunk)| {
+                        ready.into_iter().try_for_each(|(source, mut chunk)| {
                             chunk.time = Some(time);
-                            put(senders, doorbells, chunk, false)
+                            source.put(chunk, false, false, graph)
                         })
                     });
                     self.all_doorbells().for_each(|b| b.ring());
@@ -221,8 +189,7 @@ pub struct GraphHandle {
 /// Everything a worker needs to build one graph's dataflow.
 struct GraphBuild {
     plan: Arc<Plan>,
-    receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,
-    doorbells: Mutex<std::sync::mpsc::SyncSender<(usize, Arc<Doorbell>)>>,
+    rows: SourceBuild,
     models: HashMap<usize, ModelResources>,
     replies: Arc<ReplyTable>,
     stop: Arc<AtomicBool>,
@@ -233,10 +200,17 @@ struct GraphBuild {
     tables: Vec<TableBuild>,
 }
 
-struct FeedbackBuild {
-    receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,
-    doorbells: Mutex<std::sync::mpsc::SyncSender<(usize, Arc<Doorbell>)>>,
-    stats: Arc<LearnStats>,
+/// One graph's submitters' side while the workers start.
+struct Starting {
+    plan: Arc<Plan>,
+    rows: SourceWait,
+    replies: Arc<ReplyTable>,
+    stop: Arc<AtomicBool>,
+    stats: Vec<(String, Arc<BatchStats>)>,
+    clock: Option<Arc<EventClock>>,
+    feedback: Option<FeedbackWait>,
+    /// Per table: its spec, its senders, its key count.
+    tables: Vec<(TableSpec, SourceWait, Arc<AtomicI64>)>,
 }
 
 /// A running engine. Dropping it shuts it down (see [`Engine::shutdown`]).
@@ -284,33 +258,25 @@ impl Engine {
                     pools.push(pool);
                 }
             }
-            let (senders, receivers): (Vec<_>, Vec<_>) =
-                (0..workers).map(|_| bounded::<Chunk>(config.ingress_capacity.max(1))).unzip();
-            let (bell_tx, bell_rx) = sync_channel(workers);
+            let (rows_build, rows_wait) = ingress::channels(workers, config.ingress_capacity);
             let learning = plan.steps.iter().find_map(|s| match &s.op {
                 StepOp::Learn { .. } => FeedbackKinds::of(s).map(|k| (s.name.clone(), k)),
                 _ => None,
             });
             let (feedback_build, feedback_wait) = match learning {
                 Some((node, kinds)) => {
-                    let (fb_senders, fb_receivers): (Vec<_>, Vec<_>) =
-                        (0..workers).map(|_| bounded::<Chunk>(config.ingress_capacity.max(1))).unzip();
-                    let (fb_bell_tx, fb_bell_rx) = sync_channel(workers);
+                    let (source, wait) = ingress::channels(workers, config.ingress_capacity);
                     let stats = Arc::new(LearnStats::new());
-                    let build = FeedbackBuild {
-                        receivers: fb_receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
-                        doorbells: Mutex::new(fb_bell_tx),
-                        stats: Arc::clone(&stats),
-                    };
-                    (Some(build), Some((node, fb_senders, fb_bell_rx, kinds, stats)))
+                    let build = FeedbackBuild { source, stats: Arc::clone(&stats) };
+                    (Some(build), Some(FeedbackWait { node, source: wait, kinds, stats }))
                 }
                 None => (None, None),
             };
             let mut table_builds = Vec::new();
             let mut table_wait = Vec::new();
             for spec in &plan.tables {
-                let (build, senders, bells) = tables::channels(workers, tables::BATCHES_QUEUED);
-                table_wait.push((spec.clone(), senders, bells, Arc::clone(&build.keys)));
+                let (build, wait) = tables::channels(workers);
+                table_wait.push((spec.clone(), wait, Arc::clone(&build.keys)));
                 table_builds.push(build);
             }
             // Tables need one order of times for rows and updates (see `tables.rs`).
@@ -319,8 +285,7 @@ impl Engine {
             let stop = Arc::new(AtomicBool::new(false));
             builds.push(GraphBuild {
                 plan: Arc::clone(&plan),
-                receivers: receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
-                doorbells: Mutex::new(bell_tx),
+                rows: rows_build,
                 models,
                 replies: Arc::clone(&replies),
                 stop: Arc::clone(&stop),
@@ -328,7 +293,16 @@ impl Engine {
                 feedback: feedback_build,
                 tables: table_builds,
             });
-            waiting.push((plan, senders, bell_rx, replies, stop, stats, clock, feedback_wait, table_wait));
+            waiting.push(Starting {
+                plan,
+                rows: rows_wait,
+                replies,
+                stop,
+                stats,
+                clock,
+                feedback: feedback_wait,
+                tables: table_wait,
+            });
         }
         let builds = Arc::new(builds);
         let deterministic = config.deterministic;
@@ -339,8 +313,7 @@ impl Engine {
         let guards = timely::execute(config, move |worker| {
             let index = worker.index();
             for build in builds.iter() {
-                let Some(rows) = build.receivers[index].lock().ok().and_then(|mut r| r.take()) else { continue };
-                let Ok(doorbells) = build.doorbells.lock().map(|a| a.clone()) else { continue };
+                let Some((rows, doorbells)) = build.rows.take(index) else { continue };
                 let replies = Arc::clone(&build.replies);
                 worker.dataflow_named::<u64, _, _>(&build.plan.name, |scope| {
                     let (stop, clock) = (Arc::clone(&build.stop), build.clock.clone());
@@ -355,8 +328,7 @@ impl Engine {
                         })
                         .collect();
                     let learn = build.feedback.as_ref().and_then(|fb| {
-                        let rows = fb.receivers[index].lock().ok().and_then(|mut r| r.take())?;
-                        let bells = fb.doorbells.lock().map(|a| a.clone()).ok()?;
+                        let (rows, bells) = fb.source.take(index)?;
                         Some(LearnResources {
                             feedback: row_source(scope, "Feedback", rows, 1024, bells, stop, clock),
                             stats: Arc::clone(&fb.stats),
@@ -379,39 +351,32 @@ impl Engine {
         .map_err(|e| GraphError::new("engine", Problem::Start(e)))?;
 
         let mut graphs = Vec::new();
-        for (plan, senders, bell_rx, replies, stop, stats, clock, feedback, table_wait) in waiting {
+        for g in waiting {
+            let origin = g.plan.origin.as_str();
             let mut tables = Vec::new();
-            for (spec, senders, bells, keys) in table_wait {
-                tables.push(TableIngress {
-                    spec,
-                    senders,
-                    doorbells: collect_doorbells(&plan, &bells, workers)?,
-                    keys,
-                });
+            for (spec, wait, keys) in g.tables {
+                tables.push(TableIngress { spec, source: wait.open(origin, workers)?, keys });
             }
-            let doorbells = collect_doorbells(&plan, &bell_rx, workers)?;
-            let feedback = match feedback {
-                Some((node, senders, bells, kinds, stats)) => Some(FeedbackIngress {
-                    node,
-                    senders,
-                    doorbells: collect_doorbells(&plan, &bells, workers)?,
-                    kinds,
-                    stats,
+            let feedback = match g.feedback {
+                Some(f) => Some(FeedbackIngress {
+                    node: f.node,
+                    source: f.source.open(origin, workers)?,
+                    kinds: f.kinds,
+                    stats: f.stats,
                 }),
                 None => None,
             };
-            let plan_limit = plan.serving.max_in_flight;
+            let plan_limit = g.plan.serving.max_in_flight;
             graphs.push(GraphHandle {
                 shared: Arc::new(GraphShared {
-                    plan,
-                    senders,
-                    doorbells,
-                    replies,
+                    rows: g.rows.open(origin, workers)?,
+                    plan: g.plan,
+                    replies: g.replies,
                     next_slot: AtomicU64::new(0),
-                    stop,
-                    stats,
+                    stop: g.stop,
+                    stats: g.stats,
                     admission: Arc::new(Admission::new(plan_limit)),
-                    clock,
+                    clock: g.clock,
                     feedback,
                     tables,
                 }),
@@ -452,22 +417,6 @@ impl Engine {
             g.shared.replies.fail_all();
         }
     }
-}
-
-/// The doorbell of every worker's instance of a source, in worker order.
-fn collect_doorbells(
-    plan: &Plan,
-    bells: &std::sync::mpsc::Receiver<(usize, Arc<Doorbell>)>,
-    workers: usize,
-) -> Result<Vec<Arc<Doorbell>>, GraphError> {
-    let mut doorbells: Vec<Option<Arc<Doorbell>>> = vec![None; workers];
-    for _ in 0..workers {
-        let (i, bell) = bells
-            .recv_timeout(Duration::from_secs(30))
-            .map_err(|_| GraphError::new(&plan.origin, Problem::Start("a worker did not start".into())))?;
-        doorbells[i] = Some(bell);
-    }
-    Ok(doorbells.into_iter().flatten().collect())
 }
 
 impl Drop for Engine {
@@ -659,9 +608,9 @@ impl GraphHandle {
         let mut chunk = Chunk::new(slot, (0..n).map(|i| row_id(slot, i)).collect(), columns);
         chunk.deadline = options.deadline;
         s.replies.open(slot, n, reply);
-        let mut parts = vec![(&s.senders[..], &s.doorbells[..], chunk)];
+        let mut parts = vec![(&s.rows, chunk)];
         if let Some((ingress, labels)) = feedback {
-            parts.push((&ingress.senders[..], &ingress.doorbells[..], labels));
+            parts.push((&ingress.source, labels));
         }
         if let Err(e) = s.send_all(parts, wait) {
             s.replies.cancel(slot);
@@ -690,7 +639,7 @@ impl GraphHandle {
         }
         let slot = s.next_slot.fetch_add(1, Ordering::Relaxed);
         let chunk = Chunk::new(slot, (0..n).map(|i| row_id(slot, i)).collect(), feedback.into_columns());
-        s.send(&ingress.senders, &ingress.doorbells, chunk, wait)?;
+        s.send(&ingress.source, chunk, wait)?;
         Ok(n)
     }
 
@@ -715,7 +664,7 @@ impl GraphHandle {
         }
         let slot = s.next_slot.fetch_add(1, Ordering::Relaxed);
         let chunk = tables::updates_chunk(&ingress.spec, slot, changes).map_err(SubmitError::Invalid)?;
-        s.send(&ingress.senders, &ingress.doorbells, chunk, true)?;
+        s.send(&ingress.source, chunk, true)?;
         Ok(changes.len())
     }
 

@@ -11,60 +11,47 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64};
-use std::sync::mpsc::{sync_channel, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Scope;
 use weir_operators::dataflow::clock::EventClock;
-use weir_operators::dataflow::doorbell::Doorbell;
 use weir_operators::dataflow::lookup::{arrange_table, count_keys, TableArrangement, TableUpdate};
 use weir_operators::dataflow::source::row_source;
 use weir_operators::dataflow::Time;
 use weir_operators::table::{TableKey, TableRow};
 use weir_operators::{Chunk, Column, ErrorCode, RowError, Value};
 
+use crate::ingress::{self, Source, SourceBuild, SourceWait};
 use crate::spec::TableSpec;
 
 /// Upsert batches queued per worker, at most. Rows submitted after a batch wait for it
 /// (they must see it), so a short queue keeps a flood of updates from holding rows back
 /// behind a long backlog: a writer beyond the graph's pace waits instead.
-pub(crate) const BATCHES_QUEUED: usize = 8;
+const BATCHES_QUEUED: usize = 8;
 
 /// One table's channels, as the workers take them while building the dataflow.
 pub(crate) struct TableBuild {
-    receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,
-    doorbells: Mutex<SyncSender<(usize, Arc<Doorbell>)>>,
+    source: SourceBuild,
     /// Keys in the table, counted by every worker's part of it.
     pub(crate) keys: Arc<AtomicI64>,
 }
 
-/// One table's senders and doorbells, as submitters use them.
+/// One table's source, as submitters use it.
 pub(crate) struct TableIngress {
     pub(crate) spec: TableSpec,
-    pub(crate) senders: Vec<Sender<Chunk>>,
-    pub(crate) doorbells: Vec<Arc<Doorbell>>,
+    pub(crate) source: Source,
     /// Keys in the table (see [`TableBuild::keys`]).
     pub(crate) keys: Arc<AtomicI64>,
 }
 
-/// Where the workers report their table sources' doorbells.
-pub(crate) type BellReports = std::sync::mpsc::Receiver<(usize, Arc<Doorbell>)>;
-
-/// A table's channels for `workers` workers: the build side, the senders, and where the
-/// workers report their sources' doorbells.
-pub(crate) fn channels(workers: usize, capacity: usize) -> (TableBuild, Vec<Sender<Chunk>>, BellReports) {
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| bounded::<Chunk>(capacity.max(1))).unzip();
-    let (bell_tx, bell_rx) = sync_channel(workers);
-    let build = TableBuild {
-        receivers: receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
-        doorbells: Mutex::new(bell_tx),
-        keys: Arc::new(AtomicI64::new(0)),
-    };
-    (build, senders, bell_rx)
+/// A table's channels for `workers` workers: the build side, and the submitters' side
+/// until the workers report their doorbells.
+pub(crate) fn channels(workers: usize) -> (TableBuild, SourceWait) {
+    let (source, wait) = ingress::channels(workers, BATCHES_QUEUED);
+    (TableBuild { source, keys: Arc::new(AtomicI64::new(0)) }, wait)
 }
 
 /// The table on worker `index`: its source, its upserts, its arrangement.
@@ -76,8 +63,7 @@ pub(crate) fn table_dataflow<'scope>(
     stop: Arc<AtomicBool>,
     clock: Option<Arc<EventClock>>,
 ) -> Option<TableArrangement<'scope>> {
-    let rows = build.receivers[index].lock().ok().and_then(|mut r| r.take())?;
-    let bells = build.doorbells.lock().map(|b| b.clone()).ok()?;
+    let (rows, bells) = build.source.take(index)?;
     let source = row_source(scope, &format!("Table({})", spec.name), rows, 1024, bells, stop, clock);
     let width = spec.values.len();
     let updates =
