@@ -19,15 +19,15 @@ use std::time::{Duration, Instant};
 use arrow_array::{ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use weir_engine::spec::PayloadFormat;
 use weir_engine::RowResult;
 use weir_operators::FieldType;
 
+use super::{topic_partitions, Quiet};
 use crate::replay::sink::Sink;
 use crate::replay::{FileFormat, ReplayError};
 
@@ -110,20 +110,6 @@ pub struct CaptureSummary {
     pub undecodable: u64,
 }
 
-/// The consumer's context: end-of-partition events are how a capture finds the end of
-/// a range, not errors to log.
-pub(crate) struct Quiet;
-
-impl ClientContext for Quiet {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
-            tracing::warn!(error = %error, "Kafka: {reason}");
-        }
-    }
-}
-
-impl ConsumerContext for Quiet {}
-
 /// Rows written per output batch.
 const BATCH_ROWS: usize = 4096;
 
@@ -158,13 +144,7 @@ pub fn capture(inputs: &[(String, FieldType)], spec: &CaptureSpec) -> Result<Cap
     }
     let consumer: BaseConsumer<Quiet> =
         config.create_with_context(Quiet).map_err(kafka("cannot create the consumer"))?;
-    let metadata = consumer.fetch_metadata(Some(topic), spec.timeout).map_err(kafka("cannot read the metadata"))?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic && t.error().is_none())
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = topic_partitions(&consumer, topic, spec.timeout).map_err(kafka("cannot read the metadata"))?;
     if partitions.is_empty() {
         return Err(CaptureError::Range { topic: topic.into(), partition: -1, reason: "no such topic".into() });
     }

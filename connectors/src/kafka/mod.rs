@@ -144,6 +144,35 @@ fn with_properties(mut config: ClientConfig, spec: &KafkaSpec) -> ClientConfig {
     config
 }
 
+/// A consumer's context where end-of-partition events are how a reader finds the end
+/// of a topic (a capture's range, a table feed's catch-up), not errors to log.
+pub(crate) struct Quiet;
+
+impl rdkafka::ClientContext for Quiet {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if !matches!(error, rdkafka::error::KafkaError::PartitionEOF(_)) {
+            tracing::warn!(error = %error, "Kafka: {reason}");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for Quiet {}
+
+/// The partitions of `topic` (empty if the broker does not have it).
+fn topic_partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &rdkafka::consumer::BaseConsumer<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, rdkafka::error::KafkaError> {
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 /// A graph's Kafka clients, connected and subscribed, ready to [`run`](Self::run).
 pub struct KafkaLoop {
     graph: GraphHandle,

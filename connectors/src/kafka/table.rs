@@ -35,8 +35,7 @@ use weir_engine::spec::TableSpec;
 use weir_engine::{GraphHandle, SubmitError};
 use weir_operators::{ErrorCode, RowError, Value};
 
-use super::capture::Quiet;
-use super::KafkaRunError;
+use super::{topic_partitions, KafkaRunError, Quiet};
 use crate::json::{decode_table_values, decode_value};
 
 /// Messages applied as one upsert batch, at most.
@@ -98,15 +97,8 @@ impl TableFeed {
         let consumer: BaseConsumer<Quiet> = config.create_with_context(Quiet).map_err(|source| {
             KafkaRunError::Client { graph: name.clone(), role: "table consumer", source: Box::new(source) }
         })?;
-        let metadata = consumer
-            .fetch_metadata(Some(&topic), timeout)
+        let partitions = topic_partitions(&consumer, &topic, timeout)
             .map_err(|e| fail(&topic, format!("cannot read the topic's metadata from {brokers}: {e}")))?;
-        let partitions: Vec<i32> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
         if partitions.is_empty() {
             return Err(fail(&topic, format!("no such topic on {brokers}")));
         }
