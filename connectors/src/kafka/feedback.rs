@@ -62,7 +62,7 @@ impl FeedbackLoop {
                 .set("group.id", format!("{}.feedback", spec.group_id))
                 .set("enable.auto.commit", "true")
                 .set("enable.auto.offset.store", "false")
-                .set("auto.commit.interval.ms", "1000")
+                .set("auto.commit.interval.ms", super::COMMIT_INTERVAL_MS.to_string())
                 .set("auto.offset.reset", "earliest")
                 .clone(),
             spec,

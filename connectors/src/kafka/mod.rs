@@ -8,11 +8,12 @@
 //!    IPC stream of many rows, see [`crate::arrow`]) is decoded by the graph's input
 //!    schema. One that cannot be decoded goes to the dead-letter topic. A message, and
 //!    whatever else is already fetched (up to 256 messages), enter the graph as one
-//!    submission; their answers are produced by one task.
+//!    submission; their answers are produced by one task ([`answer`]), spawned by the
+//!    graph's reply, so answering never waits for the consuming loop.
 //! 2. Each message takes a permit of an in-flight bound (the graph's
-//!    `serving.max_in_flight`) before it is submitted: when the graph is full,
-//!    consumption waits, so memory stays bounded. The row's reply comes back to the loop
-//!    over a channel.
+//!    `serving.max_in_flight`) before it is submitted and keeps it until its offset is
+//!    finished (step 4): when the graph is full, or answers wait for the broker,
+//!    consumption waits, so memory stays bounded.
 //! 3. An answer is produced to the output topic with the input's key and headers
 //!    `weir-source-topic`, `weir-source-partition`, `weir-source-offset`; a row that
 //!    failed goes to the dead-letter topic with its original payload and headers, plus
@@ -23,19 +24,24 @@
 //! 4. When the broker acknowledges an output, the message is finished in the
 //!    [`offsets::OffsetTracker`]; once every earlier message of its partition is
 //!    finished too, the partition's position is stored, and librdkafka commits stored
-//!    positions (every second, and at shutdown). A crash re-delivers everything after
-//!    the committed positions: nothing is lost, duplicates are possible.
+//!    positions (every [`COMMIT_INTERVAL_MS`], and at shutdown). A crash re-delivers
+//!    everything after the committed positions: nothing is lost, and the duplicates are
+//!    what was answered since the last commit.
 //! 5. A rebalance resets the tracking of the partitions revoked or assigned
 //!    ([`rebalance`]): a revoked partition's next owner resumes at its last committed
 //!    position, and a partition assigned again starts afresh.
-//! 6. Feedback for a learning node comes from its own topic and consumer
+//! 6. What the loop did (consumed, answered, dead-lettered; each assigned partition's
+//!    committed offset and lag) is in [`stats`], live, for `/metrics`.
+//! 7. Feedback for a learning node comes from its own topic and consumer
 //!    ([`feedback`]); a table's changes from its topic, read whole by every server
 //!    ([`table`]).
 
+mod answer;
 pub mod capture;
 pub mod feedback;
 pub mod offsets;
 pub mod rebalance;
+pub mod stats;
 pub mod table;
 
 use std::future::Future;
@@ -44,19 +50,19 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
-use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::FutureProducer;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::{GraphHandle, RowResult, SubmitOptions};
 use weir_operators::{ErrorCode, RowError};
 
 use crate::arrow::Decoded;
-use crate::json::{decode_row, encode_row};
-use offsets::TopicPartition;
+use crate::json::decode_row;
+pub(crate) use answer::send;
+use answer::{Answerer, Origin, Outcome};
 use rebalance::Rebalances;
+use stats::KafkaStats;
 
 /// Why the Kafka loop could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -118,17 +124,6 @@ pub struct KafkaSummary {
 /// arrives goes with it, so a backlog costs one submission per batch, not per message.
 const MESSAGES_PER_SUBMISSION: usize = 256;
 
-/// Where a message came from, and what is needed to answer it.
-struct Origin {
-    tp: TopicPartition,
-    offset: i64,
-    key: Option<Vec<u8>>,
-    payload: Vec<u8>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
-    /// Held until the answer is acknowledged: bounds the messages in flight.
-    _permit: OwnedSemaphorePermit,
-}
-
 /// The client settings shared by consumer and producer: the brokers, then the graph's
 /// properties (which may override anything).
 fn client_config(spec: &KafkaSpec) -> ClientConfig {
@@ -173,12 +168,23 @@ fn topic_partitions<C: rdkafka::consumer::ConsumerContext>(
         .collect())
 }
 
+/// How often librdkafka commits the positions stored since its last commit, in ms
+/// (`auto.commit.interval.ms`, unless the graph's properties set it). A crash answers
+/// again what was answered since the last commit, so this bounds the duplicates: at
+/// most this long of answering, plus the messages still being acknowledged.
+pub const COMMIT_INTERVAL_MS: u64 = 100;
+
+/// How often librdkafka reports the committed offsets and partition ends that
+/// [`stats::KafkaStats`] shows, in ms (`statistics.interval.ms`, unless overridden).
+pub const STATISTICS_INTERVAL_MS: u64 = 1000;
+
 /// A graph's Kafka clients, connected and subscribed, ready to [`run`](Self::run).
 pub struct KafkaLoop {
     graph: GraphHandle,
     spec: KafkaSpec,
     consumer: StreamConsumer<Rebalances>,
     producer: FutureProducer,
+    stats: Arc<KafkaStats>,
 }
 
 impl KafkaLoop {
@@ -187,17 +193,19 @@ impl KafkaLoop {
     /// a bad configuration; brokers that are down are retried by librdkafka.
     pub fn connect(graph: GraphHandle, spec: KafkaSpec) -> Result<Self, KafkaRunError> {
         let name = graph.name().to_string();
+        let stats = KafkaStats::new(&name);
         let consumer: StreamConsumer<Rebalances> = with_properties(
             client_config(&spec)
                 .set("group.id", &spec.group_id)
                 .set("enable.auto.commit", "true")
                 .set("enable.auto.offset.store", "false")
-                .set("auto.commit.interval.ms", "1000")
+                .set("auto.commit.interval.ms", COMMIT_INTERVAL_MS.to_string())
+                .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string())
                 .set("auto.offset.reset", "earliest")
                 .clone(),
             &spec,
         )
-        .create_with_context(Rebalances::new(&name))
+        .create_with_context(Rebalances::new(Arc::clone(&stats)))
         .map_err(|source| KafkaRunError::Client {
             graph: name.clone(),
             role: "consumer",
@@ -219,7 +227,12 @@ impl KafkaLoop {
             topics: spec.input_topics.clone(),
             source: Box::new(source),
         })?;
-        Ok(KafkaLoop { graph, spec, consumer, producer })
+        Ok(KafkaLoop { graph, spec, consumer, producer, stats })
+    }
+
+    /// The loop's counters, live while it runs (for `/metrics`).
+    pub fn stats(&self) -> Arc<KafkaStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Consumes into the graph and produces its answers until `shutdown` completes;
@@ -230,61 +243,25 @@ impl KafkaLoop {
     }
 }
 
-/// What became of a message's rows.
-enum Outcome {
-    /// One answer per row, in the payload's order.
-    Rows(Vec<RowResult>),
-    /// The payload as a whole could not be decoded.
-    Undecodable(Arc<RowError>),
-}
-
-impl Outcome {
-    /// Whether the message gets an output message, and whether a dead letter.
-    fn destinations(&self, format: PayloadFormat) -> (bool, bool) {
-        match (self, format) {
-            (Outcome::Undecodable(_), _) => (false, true),
-            (Outcome::Rows(rows), PayloadFormat::Json) => {
-                let ok = rows.iter().all(Result::is_ok);
-                (ok, !ok)
-            }
-            (Outcome::Rows(rows), PayloadFormat::Arrow) => (true, rows.iter().any(Result::is_err)),
-        }
-    }
-}
-
-/// The output fields: names and types.
-type Outputs = Arc<Vec<(String, weir_operators::FieldType)>>;
-
 async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Duration) -> KafkaSummary {
-    let KafkaLoop { graph, spec, consumer, producer } = kafka;
+    let KafkaLoop { graph, spec, consumer, producer, stats } = kafka;
     let name = graph.name().to_string();
     tracing::info!(graph = %name, topics = ?spec.input_topics, output = %spec.output_topic, "consuming from Kafka");
-    let spec = Arc::new(spec);
     let permits = Arc::new(Semaphore::new(graph.max_in_flight()));
-    let (answers_tx, mut answers) = mpsc::unbounded_channel::<Vec<(Origin, Outcome)>>();
-    let (acks_tx, mut acks) = mpsc::unbounded_channel::<(TopicPartition, i64)>();
-    let mut summary = KafkaSummary::default();
-    let outputs: Outputs =
-        Arc::new(graph.plan().output.fields.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect());
+    let consumer = Arc::new(consumer);
+    let answerer = Arc::new(Answerer {
+        outputs: graph.plan().output.fields.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect(),
+        spec,
+        producer,
+        consumer: Arc::clone(&consumer),
+        stats: Arc::clone(&stats),
+        runtime: tokio::runtime::Handle::current(),
+        idle: Notify::new(),
+    });
     let mut shutdown = std::pin::pin!(shutdown);
-    // The answers of one submission are produced by one task, concurrently.
-    let answer = |summary: &mut KafkaSummary, batch: Vec<(Origin, Outcome)>| {
-        for (_, outcome) in &batch {
-            let (output, dead) = outcome.destinations(spec.format);
-            summary.answered += u64::from(output);
-            summary.dead_lettered += u64::from(dead);
-        }
-        let (producer, spec, outputs, acks) =
-            (producer.clone(), Arc::clone(&spec), Arc::clone(&outputs), acks_tx.clone());
-        tokio::spawn(async move {
-            let sends =
-                batch.into_iter().map(|(origin, outcome)| produce(&producer, &spec, &outputs, origin, outcome, &acks));
-            futures_util::future::join_all(sends).await;
-        });
-    };
 
     // A permit is taken before a message is received, so that a full graph pauses
-    // consumption; answers and acknowledgements keep flowing meanwhile.
+    // consumption; answering runs on tasks of its own meanwhile.
     let mut permit: Option<OwnedSemaphorePermit> = None;
     loop {
         tokio::select! {
@@ -318,41 +295,37 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
                         next = Some((message, permit));
                     }
                 }
-                summary.consumed += ready.len() as u64;
+                stats.consumed(ready.len() as u64);
                 let mut decoded = Vec::with_capacity(ready.len());
                 for origin in ready {
-                    match decode(&graph, spec.format, &origin.payload) {
+                    match decode(&graph, answerer.spec.format, &origin.payload) {
                         Ok(rows) => decoded.push((origin, rows)),
-                        Err(error) => {
-                            let _ = answers_tx.send(vec![(origin, Outcome::Undecodable(Arc::new(error)))]);
-                        }
+                        Err(error) => answerer.answer(vec![(origin, Outcome::Undecodable(Arc::new(error)))]),
                     }
                 }
-                submit(&graph, decoded, &answers_tx).await;
+                submit(&graph, decoded, &answerer).await;
             }
-            Some(batch) = answers.recv() => answer(&mut summary, batch),
-            Some((tp, offset)) = acks.recv() => store(&consumer, &tp, offset),
         }
     }
     drop(permit);
 
     // Shutdown: no more messages; let the answers in flight land, then commit.
-    tracing::info!(graph = %name, pending = consumer.context().tracker().pending(), "stopping the Kafka consumer");
+    let pending = || consumer.context().tracker().pending();
+    tracing::info!(graph = %name, pending = pending(), "stopping the Kafka consumer");
     let deadline = tokio::time::Instant::now() + grace;
-    while consumer.context().tracker().pending() > 0 {
+    while pending() > 0 {
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {
-                tracing::warn!(graph = %name, pending = consumer.context().tracker().pending(), "grace period over; these messages will be consumed again");
+                tracing::warn!(graph = %name, pending = pending(), "grace period over; these messages will be consumed again");
                 break;
             }
-            Some(batch) = answers.recv() => answer(&mut summary, batch),
-            Some((tp, offset)) = acks.recv() => store(&consumer, &tp, offset),
+            () = answerer.idle.notified() => {}
         }
     }
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(graph = %name, error = %e, "final commit");
     }
-    summary
+    stats.summary()
 }
 
 /// The rows of a payload, each decoded or not; an error if the payload as a whole
@@ -385,12 +358,8 @@ pub(crate) fn decode_payload(
 }
 
 /// Submits the decodable rows of `messages` as one batch; the answers of each message's
-/// rows (in order, decoding errors in place) go to `answers`, a message at a time.
-async fn submit(
-    graph: &GraphHandle,
-    messages: Vec<(Origin, Vec<Decoded>)>,
-    answers: &mpsc::UnboundedSender<Vec<(Origin, Outcome)>>,
-) {
+/// rows (in order, decoding errors in place) are answered by `answerer`.
+async fn submit(graph: &GraphHandle, messages: Vec<(Origin, Vec<Decoded>)>, answerer: &Arc<Answerer>) {
     let mut rows = Vec::new();
     let mut pending = Vec::with_capacity(messages.len());
     for (origin, decoded) in messages {
@@ -407,15 +376,15 @@ async fn submit(
         pending.push((origin, results));
     }
     if rows.is_empty() {
-        deliver(pending, Vec::new(), answers);
+        deliver(pending, Vec::new(), answerer);
         return;
     }
     // The messages ride in the reply; if the submission is refused they come back.
     let held = Arc::new(std::sync::Mutex::new(Some(pending)));
-    let (in_reply, tx) = (Arc::clone(&held), answers.clone());
+    let (in_reply, answering) = (Arc::clone(&held), Arc::clone(answerer));
     let reply = Box::new(move |answered: Vec<RowResult>| {
         if let Some(pending) = in_reply.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            deliver(pending, answered, &tx);
+            deliver(pending, answered, &answering);
         }
     });
     // Waiting for room under the admission bound (shared with HTTP) is the backpressure:
@@ -434,16 +403,12 @@ async fn submit(
     let pending = held.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(pending) = pending {
         let refusal = Arc::new(refusal);
-        deliver(pending, (0..n).map(|_| Err(Arc::clone(&refusal))).collect(), answers);
+        deliver(pending, (0..n).map(|_| Err(Arc::clone(&refusal))).collect(), answerer);
     }
 }
 
-/// Fills each message's missing results from `answered`, in order, and sends them on.
-fn deliver(
-    pending: Vec<(Origin, Vec<Option<RowResult>>)>,
-    answered: Vec<RowResult>,
-    answers: &mpsc::UnboundedSender<Vec<(Origin, Outcome)>>,
-) {
+/// Fills each message's missing results from `answered`, in order, and answers them.
+fn deliver(pending: Vec<(Origin, Vec<Option<RowResult>>)>, answered: Vec<RowResult>, answerer: &Arc<Answerer>) {
     let mut answered = answered.into_iter();
     let batch = pending
         .into_iter()
@@ -455,7 +420,7 @@ fn deliver(
             (origin, Outcome::Rows(rows))
         })
         .collect();
-    let _ = answers.send(batch);
+    answerer.answer(batch);
 }
 
 /// The parts of a message that answering it needs.
@@ -475,114 +440,4 @@ fn origin_of(message: &rdkafka::message::BorrowedMessage<'_>, permit: OwnedSemap
 
 fn lost() -> RowError {
     RowError::new(ErrorCode::Unavailable, "engine", "the graph gave no answer for this row")
-}
-
-/// Sends one message until the broker acknowledges it.
-pub(crate) async fn send(
-    producer: &FutureProducer,
-    topic: &str,
-    key: Option<&[u8]>,
-    payload: &[u8],
-    headers: OwnedHeaders,
-) {
-    loop {
-        let mut record = FutureRecord::to(topic).payload(payload).headers(headers.clone());
-        if let Some(k) = key {
-            record = record.key(k);
-        }
-        match producer.send(record, Timeout::Never).await {
-            Ok(_) => return,
-            Err((e, _)) => {
-                tracing::warn!(topic = %topic, error = %e, "Kafka delivery failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
-}
-
-/// Produces a message's answer and, where rows failed, its dead letter, until the
-/// broker acknowledges them; then reports the message finished.
-async fn produce(
-    producer: &FutureProducer,
-    spec: &KafkaSpec,
-    outputs: &Outputs,
-    origin: Origin,
-    outcome: Outcome,
-    acks: &mpsc::UnboundedSender<(TopicPartition, i64)>,
-) {
-    let source = |mut headers: OwnedHeaders| {
-        for (k, v) in [
-            ("weir-source-topic", origin.tp.0.clone()),
-            ("weir-source-partition", origin.tp.1.to_string()),
-            ("weir-source-offset", origin.offset.to_string()),
-        ] {
-            headers = headers.insert(Header { key: k, value: Some(&v) });
-        }
-        headers
-    };
-    let key = origin.key.as_deref();
-    let (output, dead) = outcome.destinations(spec.format);
-    let first_error = match &outcome {
-        Outcome::Undecodable(e) => Some((Arc::clone(e), 1)),
-        Outcome::Rows(rows) => {
-            let failed = rows.iter().filter(|r| r.is_err()).count();
-            rows.iter().find_map(|r| r.as_ref().err()).map(|e| (Arc::clone(e), failed))
-        }
-    };
-    if output {
-        if let Outcome::Rows(rows) = &outcome {
-            let payload = match spec.format {
-                PayloadFormat::Json => match rows.first() {
-                    Some(Ok(values)) => {
-                        let names = outputs.iter().map(|(n, _)| n.as_str());
-                        Ok(serde_json::to_vec(&encode_row(names, values)).unwrap_or_default())
-                    }
-                    _ => Err("no answer".to_string()),
-                },
-                PayloadFormat::Arrow => {
-                    crate::arrow::encode_answers(outputs, rows).and_then(|b| crate::arrow::write_stream(&b))
-                }
-            };
-            match payload {
-                Ok(p) => send(producer, &spec.output_topic, key, &p, source(OwnedHeaders::new())).await,
-                Err(e) => tracing::error!(topic = %spec.output_topic, error = %e, "cannot encode an answer"),
-            }
-        }
-    }
-    if dead {
-        if let Some((error, failed)) = first_error {
-            let mut headers = OwnedHeaders::new();
-            for (k, v) in &origin.headers {
-                headers = headers.insert(Header { key: k, value: v.as_deref() });
-            }
-            let mut extra = vec![
-                ("weir-error-code", error.code.as_str().to_string()),
-                ("weir-error-node", error.node.clone()),
-                ("weir-error-message", error.message.clone()),
-                ("weir-error-rows", failed.to_string()),
-            ];
-            if let Some(f) = &error.field {
-                extra.push(("weir-error-field", f.clone()));
-            }
-            for (k, v) in &extra {
-                headers = headers.insert(Header { key: k, value: Some(v) });
-            }
-            send(producer, &spec.dead_letter_topic, key, &origin.payload, source(headers)).await;
-        }
-    }
-    let _ = acks.send((origin.tp.clone(), origin.offset));
-}
-
-/// Finishes a message and stores its partition's position if it moved.
-fn store(consumer: &StreamConsumer<Rebalances>, tp: &TopicPartition, offset: i64) {
-    let position = consumer.context().tracker().finish(tp, offset);
-    if let Some(position) = position {
-        let mut tpl = TopicPartitionList::new();
-        if tpl.add_partition_offset(&tp.0, tp.1, Offset::Offset(position)).is_ok() {
-            if let Err(e) = consumer.store_offsets(&tpl) {
-                // The partition was revoked meanwhile: its new owner consumes it again.
-                tracing::debug!(topic = %tp.0, partition = tp.1, error = %e, "cannot store offset");
-            }
-        }
-    }
 }

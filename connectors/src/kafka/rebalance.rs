@@ -12,24 +12,27 @@
 //!   would keep its old state, and its first acknowledgement could store a position past
 //!   messages of the new assignment not yet received, which a crash would then lose.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
-use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
+use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::offsets::OffsetTracker;
+use super::stats::KafkaStats;
 
 /// The consumer's context: holds the offset tracker, which the loop reaches through
-/// `consumer.context()`.
+/// `consumer.context()`, and takes librdkafka's statistics and commit results into the
+/// loop's [`KafkaStats`].
 pub struct Rebalances {
     tracker: Mutex<OffsetTracker>,
-    graph: String,
+    stats: Arc<KafkaStats>,
 }
 
 impl Rebalances {
-    /// A context for `graph`'s consumer, with an empty tracker.
-    pub fn new(graph: &str) -> Self {
-        Rebalances { tracker: Mutex::default(), graph: graph.to_string() }
+    /// A context for the consumer of the graph `stats` counts for, with an empty tracker.
+    pub fn new(stats: Arc<KafkaStats>) -> Self {
+        Rebalances { tracker: Mutex::default(), stats }
     }
 
     /// The tracker (held briefly: the rebalance callback takes it too).
@@ -39,15 +42,34 @@ impl Rebalances {
     }
 }
 
-impl ClientContext for Rebalances {}
+impl ClientContext for Rebalances {
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.stats.observe(&statistics);
+    }
+}
 
 impl ConsumerContext for Rebalances {
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            // Nothing new was stored since the last commit.
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => {
+                let offsets: Vec<String> = offsets
+                    .elements()
+                    .iter()
+                    .map(|e| format!("{}/{}: {:?}", e.topic(), e.partition(), e.offset()))
+                    .collect();
+                tracing::warn!(graph = %self.stats.graph(), error = %e, ?offsets, "Kafka commit failed; the next commit retries");
+            }
+        }
+    }
+
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let (what, list) = match rebalance {
             Rebalance::Assign(list) => ("assigned", list),
             Rebalance::Revoke(list) => ("revoked", list),
             Rebalance::Error(e) => {
-                tracing::warn!(graph = %self.graph, error = %e, "Kafka rebalance error");
+                tracing::warn!(graph = %self.stats.graph(), error = %e, "Kafka rebalance error");
                 return;
             }
         };
@@ -55,7 +77,7 @@ impl ConsumerContext for Rebalances {
         for e in list.elements() {
             let tp = (e.topic().to_string(), e.partition());
             let pending = tracker.forget(&tp);
-            tracing::info!(graph = %self.graph, topic = %tp.0, partition = tp.1, pending, "partition {what}");
+            tracing::info!(graph = %self.stats.graph(), topic = %tp.0, partition = tp.1, pending, "partition {what}");
         }
     }
 }
