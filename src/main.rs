@@ -97,6 +97,21 @@ enum Format {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // SIGINT and SIGTERM are caught before anything else: a server must stop cleanly on
+    // one at any moment of its start (the other commands keep their default action).
+    let signals = match cli::signals::take() {
+        Ok(signals) => signals,
+        Err(e) => return fail(2, &format!("cannot catch SIGINT and SIGTERM: {e}")),
+    };
+    let cli = Cli::parse();
+    let handled = match &cli.command {
+        Command::Serve(_) => signals.stop_server().map(Some),
+        _ => signals.default_action().map(|()| None),
+    };
+    let stop = match handled {
+        Ok(stop) => stop,
+        Err(e) => return fail(2, &format!("cannot start the signal thread: {e}")),
+    };
     weir::one_thread_per_forward_pass();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -106,7 +121,7 @@ fn main() -> ExitCode {
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Check { graphs } => {
             for path in graphs {
                 match load_plan(&path) {
@@ -138,7 +153,9 @@ fn main() -> ExitCode {
                 Ok(engine) => engine,
                 Err(e) => return fail(1, &e),
             };
-            if let Err(code) = cli::load_tables(&engine, kafka_bootstrap.as_deref()) {
+            if let Err(code) =
+                cli::load_tables(&engine, kafka_bootstrap.as_deref(), &weir_connectors::stop::Stop::new())
+            {
                 return code;
             }
             match run(&engine, &input, output.as_ref(), in_flight) {
@@ -148,7 +165,7 @@ fn main() -> ExitCode {
         }
         Command::Replay(args) => cli::replay::replay(args),
         Command::Capture(args) => cli::capture::capture(args),
-        Command::Serve(args) => cli::serve::serve(args),
+        Command::Serve(args) => cli::serve::serve(args, stop.unwrap_or_default()),
     }
 }
 

@@ -7,7 +7,6 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value as Json};
 use weir::datasets::{digits, Split};
 use weir_connectors::kafka::table::TableFeed;
+use weir_connectors::stop::Stop;
 use weir_engine::{yaml, Engine, EngineConfig, Plan};
 use weir_operators::Value;
 
@@ -240,7 +240,7 @@ async fn a_feed_catches_up_on_every_partition_then_follows() {
     let engine = Engine::start(vec![plan], EngineConfig { workers: 2, ..EngineConfig::default() }).unwrap();
     let graph = engine.graphs()[0].clone();
     let mut feed = TableFeed::connect(graph.clone(), "accounts", &broker.addr, &[], Duration::from_secs(10)).unwrap();
-    let done = feed.catch_up(Duration::from_secs(30)).unwrap();
+    let done = feed.catch_up(Duration::from_secs(30), &Stop::new()).unwrap();
     assert_eq!((done.messages, done.refused), (300 + 150, 0));
     let mean = |i: usize| {
         let row = graph.call(vec![Value::Str(format!("acc-{i}").into())]).unwrap().unwrap();
@@ -256,9 +256,9 @@ async fn a_feed_catches_up_on_every_partition_then_follows() {
     }
     assert_eq!(graph.table_sizes(), vec![("accounts".to_string(), 270)]);
 
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Stop::new();
     let following = {
-        let stop = Arc::clone(&stop);
+        let stop = stop.clone();
         std::thread::spawn(move || feed.follow(&stop))
     };
     produce(&broker, "accounts", Some(2), &[("acc-new".into(), Some(br#"{"mean": 7.5, "accounts": "x"}"#.to_vec()))])
@@ -269,7 +269,7 @@ async fn a_feed_catches_up_on_every_partition_then_follows() {
         assert!(t.elapsed() < Duration::from_secs(30), "the new key arrives");
         std::thread::sleep(Duration::from_millis(20));
     }
-    stop.store(true, std::sync::atomic::Ordering::Release);
+    stop.request();
     let summary = following.join().unwrap();
     assert_eq!((summary.messages, summary.changes, summary.refused), (452, 451, 1));
     assert_eq!(graph.table_sizes(), vec![("accounts".to_string(), 271)]);

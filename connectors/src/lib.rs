@@ -5,7 +5,9 @@
 //! - [`jsonl`]: JSON lines files through a graph, in order (`weir run`);
 //! - [`http`]: every graph of an engine over HTTP (axum; `weir serve`);
 //! - [`kafka`]: a graph's Kafka source and sink, at least once (rdkafka; `weir serve`);
-//! - [`replay`]: Arrow IPC and Parquet files through a graph, in order (`weir replay`).
+//! - [`replay`]: Arrow IPC and Parquet files through a graph, in order (`weir replay`);
+//! - [`snapshot`]: a table's starting rows from Arrow IPC or Parquet files;
+//! - [`stop`]: the one stop request a server's parts share.
 //!
 //! All of them use the same [`weir_engine::GraphHandle`] submit/reply path.
 
@@ -18,3 +20,4 @@ pub mod jsonl;
 pub mod kafka;
 pub mod replay;
 pub mod snapshot;
+pub mod stop;

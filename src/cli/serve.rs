@@ -2,14 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use weir_connectors::http::{self, AppState, ServerConfig};
 use weir_connectors::kafka::feedback::FeedbackLoop;
 use weir_connectors::kafka::table::TableFeed;
 use weir_connectors::kafka::KafkaLoop;
+use weir_connectors::stop::Stop;
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::{load_plan, Engine, EngineConfig};
 
@@ -73,8 +72,10 @@ pub struct ServeArgs {
     pub kafka_properties: Vec<String>,
 }
 
-/// Runs `weir serve`.
-pub fn serve(args: ServeArgs) -> ExitCode {
+/// Runs `weir serve` until `stop` is requested (by a signal: see [`super::signals`]).
+/// A stop during the start (loading graphs, starting the engine, loading tables)
+/// ends it there, cleanly, with exit code 0.
+pub fn serve(args: ServeArgs, stop: Stop) -> ExitCode {
     let ServeArgs {
         graphs,
         host,
@@ -118,6 +119,9 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     }
     let mut plans = Vec::new();
     for path in &graphs {
+        if stop.is_requested() {
+            return stopped_starting("loading the graphs");
+        }
         match load_plan(path) {
             Ok(mut plan) => {
                 if let Some(n) = max_in_flight {
@@ -131,16 +135,23 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             Err(e) => return fail(1, &e),
         }
     }
+    if stop.is_requested() {
+        return stopped_starting("loading the graphs");
+    }
     let engine = match Engine::start(plans, EngineConfig { workers, ..EngineConfig::default() }) {
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
-    let tables = match load_tables(&engine, kafka_flags.bootstrap.as_deref()) {
+    let tables = match load_tables(&engine, kafka_flags.bootstrap.as_deref(), &stop) {
         Ok(feeds) => feeds,
         Err(code) => return code,
     };
+    if stop.is_requested() {
+        // Dropping the engine below stops it: nothing was admitted yet.
+        return stopped_starting("starting the engine and loading its tables");
+    }
     let config = ServerConfig { body_limit, default_timeout: timeout_ms.map(Duration::from_millis) };
-    let served = run(&engine, tables, &host, port, config, Duration::from_millis(grace_ms));
+    let served = run(&engine, tables, &host, port, config, Duration::from_millis(grace_ms), &stop);
     // Rows still in the engine are answered `unavailable` as it stops.
     drop(engine);
     match served {
@@ -149,7 +160,15 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Serves until a signal, then stops HTTP, every Kafka loop and every table feed.
+/// A stop asked for before the server listened: nothing was served, and that is a
+/// clean stop.
+fn stopped_starting(stage: &str) -> ExitCode {
+    eprintln!("weir: stopped while {stage}, before serving");
+    eprintln!("weir: stopped");
+    ExitCode::SUCCESS
+}
+
+/// Serves until `stop`, then stops HTTP, every Kafka loop and every table feed.
 fn run(
     engine: &Engine,
     tables: Vec<TableFeed>,
@@ -157,6 +176,7 @@ fn run(
     port: u16,
     config: ServerConfig,
     grace: Duration,
+    stop: &Stop,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -179,29 +199,24 @@ fn run(
                 kafka.push(KafkaLoop::connect(g.clone(), spec)?);
             }
         }
-        // One signal stops HTTP and every Kafka loop.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            http::shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
+        // One request stops HTTP, every Kafka loop and every table feed.
+        let stopped = || {
+            let stop = stop.clone();
+            async move { stop.requested().await }
         };
-        let loops: Vec<_> = kafka.into_iter().map(|k| tokio::spawn(k.run(stopped(stop_rx.clone()), grace))).collect();
-        let feedback: Vec<_> = feedback.into_iter().map(|f| tokio::spawn(f.run(stopped(stop_rx.clone())))).collect();
+        let loops: Vec<_> = kafka.into_iter().map(|k| tokio::spawn(k.run(stopped(), grace))).collect();
+        let feedback: Vec<_> = feedback.into_iter().map(|f| tokio::spawn(f.run(stopped()))).collect();
         // Table feeds block on their consumer and the graph's channel: one thread each.
-        let tables_stop = Arc::new(AtomicBool::new(false));
         let tables: Vec<_> = tables
             .into_iter()
             .map(|feed| {
-                let stop = Arc::clone(&tables_stop);
+                let stop = stop.clone();
                 let name = (feed.table().to_string(), feed.topic().to_string());
                 (name, std::thread::spawn(move || feed.follow(&stop)))
             })
             .collect();
         eprintln!("weir: listening on http://{addr}");
-        http::serve(listener, state, stopped(stop_rx), grace).await?;
+        http::serve(listener, state, stopped(), grace).await?;
         for l in loops {
             if let Ok(s) = l.await {
                 eprintln!(
@@ -218,7 +233,6 @@ fn run(
                 );
             }
         }
-        tables_stop.store(true, Ordering::Release);
         for ((table, topic), t) in tables {
             if let Ok(s) = t.join() {
                 eprintln!(

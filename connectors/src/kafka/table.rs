@@ -22,7 +22,6 @@
 //!   topic later are not read until the next start.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -37,6 +36,7 @@ use weir_operators::{ErrorCode, RowError, Value};
 
 use super::{topic_partitions, KafkaRunError, Quiet};
 use crate::json::{decode_table_values, decode_value};
+use crate::stop::Stop;
 
 /// Messages applied as one upsert batch, at most.
 pub const CHANGES_PER_BATCH: usize = 1024;
@@ -129,10 +129,12 @@ impl TableFeed {
 
     /// Applies the topic up to the end of every partition. Fails if the broker sends
     /// nothing (no message, no end of a partition) for `stall`, or if the graph stops.
-    pub fn catch_up(&mut self, stall: Duration) -> Result<TableFeedSummary, KafkaRunError> {
+    /// Returns early, with what it applied so far, once `stop` is requested (checked
+    /// every 100 ms).
+    pub fn catch_up(&mut self, stall: Duration, stop: &Stop) -> Result<TableFeedSummary, KafkaRunError> {
         let mut ended = BTreeSet::new();
         let mut last = Instant::now();
-        while ended.len() < self.partitions.len() {
+        while ended.len() < self.partitions.len() && !stop.is_requested() {
             match self.pump(Duration::from_millis(100), &mut ended) {
                 Ok(true) => last = Instant::now(),
                 Ok(false) if last.elapsed() >= stall => {
@@ -149,11 +151,11 @@ impl TableFeed {
         Ok(self.summary)
     }
 
-    /// Applies new messages as they come until `stop` is set (checked every 100 ms) or
-    /// the graph stops; returns what the feed did in all.
-    pub fn follow(mut self, stop: &AtomicBool) -> TableFeedSummary {
+    /// Applies new messages as they come until `stop` is requested (checked every
+    /// 100 ms) or the graph stops; returns what the feed did in all.
+    pub fn follow(mut self, stop: &Stop) -> TableFeedSummary {
         let mut ended = BTreeSet::new();
-        while !stop.load(Ordering::Acquire) {
+        while !stop.is_requested() {
             if let Err(e) = self.pump(Duration::from_millis(100), &mut ended) {
                 tracing::warn!(graph = %self.graph.name(), table = %self.table.name, topic = %self.topic, "{e}");
                 break;
