@@ -214,23 +214,85 @@ async fn graphs_openapi_health_readiness_and_metrics() {
     assert_eq!(call(&app, get("/readyz")).await.0, StatusCode::SERVICE_UNAVAILABLE);
 }
 
-/// Checks the document with the Python `openapi-spec-validator` (a standard validator),
-/// which the test command installs.
+/// `python3` with the Python test tools scripts/test installs under `.tools/python`
+/// (pinned versions), and only those: `-S` leaves the machine's own site-packages out.
+fn python_tools() -> std::process::Command {
+    let mut python = std::process::Command::new("python3");
+    python.arg("-S").env("PYTHONPATH", std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/python"));
+    python
+}
+
+/// Fails the test, saying how to install it, if `module` is not under `.tools/python`.
+fn require_python_module(module: &str) {
+    let out = python_tools().args(["-c", &format!("import {module}")]).output().expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "the Python module `{module}` is not installed under .tools/python: run scripts/test, which installs \
+         the Python test tools there\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Checks the document with the Python `openapi-spec-validator` (a standard validator).
 fn validate_openapi(doc: &Json) {
+    require_python_module("openapi_spec_validator");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("openapi.json");
     std::fs::write(&path, doc.to_string()).unwrap();
-    let out = std::process::Command::new("python3")
-        .args(["-m", "openapi_spec_validator"])
-        .arg(&path)
-        .output()
-        .expect("python3 runs");
+    let out = python_tools().args(["-m", "openapi_spec_validator"]).arg(&path).output().expect("python3 runs");
     assert!(
         out.status.success(),
-        "openapi-spec-validator rejected the document (install it with `pip install openapi-spec-validator`):\n{}{}",
+        "openapi-spec-validator rejected the document:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Whether `path` (of the OpenAPI document) is route `template` with each `{parameter}`
+/// filled by one non-empty segment.
+fn fills(template: &str, path: &str) -> bool {
+    let (template, path): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+    template.len() == path.len()
+        && template.iter().zip(&path).all(|(t, p)| t == p || (t.starts_with('{') && t.ends_with('}') && !p.is_empty()))
+}
+
+#[tokio::test]
+async fn openapi_documents_every_route_the_router_serves_and_nothing_else() {
+    // A graph with tables and a learning graph, so every per-graph route applies.
+    let engine = bundled(&["digits", "accounts", "phishing-online"]);
+    let app = http::router(AppState::new(engine.graphs(), ServerConfig::default()));
+    let (status, _, doc) = call(&app, get("/openapi.json")).await;
+    assert_eq!(status, StatusCode::OK);
+    let paths = doc["paths"].as_object().unwrap();
+    let routes = http::routes();
+    assert!(routes.contains(&(http::RouteMethod::Post, "/graphs/{name}/feedback")), "{routes:?}");
+    for (method, template) in &routes {
+        let method = method.openapi_key();
+        assert!(
+            paths.iter().any(|(path, item)| fills(template, path) && item[method].is_object()),
+            "the router serves {method} {template}, which /openapi.json does not document: {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
+    }
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                routes.iter().any(|(m, template)| m.openapi_key() == method && fills(template, path)),
+                "/openapi.json documents {method} {path}, which no route serves"
+            );
+        }
+    }
+    // Per graph, the routes that apply to it, and only those.
+    for path in ["/graphs/digits", "/graphs/accounts", "/graphs/phishing_online", "/graphs/phishing_online/feedback"] {
+        assert!(doc["paths"][path]["post"].is_object(), "{path}");
+    }
+    assert!(doc["paths"]["/graphs/accounts/tables/accounts"]["post"].is_object());
+    assert!(doc["paths"].get("/graphs/digits/feedback").is_none(), "digits does not learn");
+    let label = &doc["components"]["schemas"]["phishing_online_feedback"];
+    assert_eq!(label["properties"]["key"]["type"], "integer", "{label}");
+    assert_eq!(label["properties"]["features"]["maxItems"], 9, "{label}");
+    assert_eq!(label["required"], json!(["label"]), "{label}");
+    validate_openapi(&doc);
 }
 
 // ---- real sockets ----

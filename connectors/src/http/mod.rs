@@ -21,6 +21,9 @@
 //! - `GET /healthz`, `GET /readyz` (503 once shutdown begins), `GET /metrics`
 //!   ([`metrics`]).
 //!
+//! The router is built from one table of routes, which [`routes`] lists: a test checks
+//! that `/openapi.json` documents each of them.
+//!
 //! Errors are JSON (see [`error`]): malformed JSON 400, wrong content type 415, body
 //! over the limit 413, missing field or wrong type or shape 422 naming the field,
 //! unknown graph or route 404, wrong method 405, overload 503, deadline 504, a node
@@ -38,9 +41,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
+use axum::handler::Handler;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json as JsonBody, Router};
 use serde_json::{json, Value as Json};
 use tokio::net::TcpListener;
@@ -109,17 +113,71 @@ impl AppState {
     }
 }
 
+/// The HTTP method of a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteMethod {
+    /// `GET`.
+    Get,
+    /// `POST`.
+    Post,
+}
+
+impl RouteMethod {
+    /// The method as an OpenAPI path item keys its operation: `get`, `post`.
+    pub fn openapi_key(self) -> &'static str {
+        match self {
+            RouteMethod::Get => "get",
+            RouteMethod::Post => "post",
+        }
+    }
+}
+
+/// One route: its method, its path (with `{parameters}`) and its handler.
+struct Route {
+    method: RouteMethod,
+    path: &'static str,
+    handler: MethodRouter<Arc<AppState>>,
+}
+
+fn route<H, T>(method: RouteMethod, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    let filter = match method {
+        RouteMethod::Get => MethodFilter::GET,
+        RouteMethod::Post => MethodFilter::POST,
+    };
+    Route { method, path, handler: on(filter, handler) }
+}
+
+/// Every route served, in the order of the module docs: [`router`] serves exactly these
+/// and [`routes`] lists them.
+fn route_table() -> Vec<Route> {
+    use RouteMethod::{Get, Post};
+    vec![
+        route(Post, "/graphs/{name}", run_graph),
+        route(Post, "/graphs/{name}/feedback", feedback),
+        route(Post, "/graphs/{name}/tables/{table}", upsert),
+        route(Get, "/graphs", list_graphs),
+        route(Get, "/openapi.json", openapi_document),
+        route(Get, "/healthz", healthz),
+        route(Get, "/readyz", readyz),
+        route(Get, "/metrics", metrics_text),
+    ]
+}
+
+/// The method and path (with `{parameters}`) of every route [`router`] serves; each must
+/// be in `/openapi.json` (for every graph it applies to).
+pub fn routes() -> Vec<(RouteMethod, &'static str)> {
+    route_table().into_iter().map(|r| (r.method, r.path)).collect()
+}
+
 /// The router of every route above.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/graphs/{name}", post(run_graph))
-        .route("/graphs/{name}/feedback", post(feedback))
-        .route("/graphs/{name}/tables/{table}", post(upsert))
-        .route("/graphs", get(list_graphs))
-        .route("/openapi.json", get(openapi_document))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+    route_table()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
@@ -183,6 +241,10 @@ pub async fn shutdown_signal() {
     }
 }
 
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         "ready\n".into_response()
@@ -208,6 +270,7 @@ fn schemas(state: &AppState) -> Vec<openapi::GraphSchema<'_>> {
                 inputs: plan.inputs.iter().map(|(n, t)| (n.as_str(), t)).collect(),
                 outputs: plan.output.fields.iter().map(|(n, _, t)| (n.as_str(), t)).collect(),
                 tables: &plan.tables,
+                feedback: g.handle.feedback_kinds(),
             }
         })
         .collect()
