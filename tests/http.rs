@@ -15,6 +15,7 @@ use common::slow::slow_plan;
 use http_body_util::BodyExt;
 use serde_json::{json, Value as Json};
 use tower::ServiceExt;
+use weir_connectors::http::exposition::{MetricType, MetricsText};
 use weir_connectors::http::{self, AppState, ServerConfig};
 use weir_engine::spec::{Batching, Serving};
 use weir_engine::{load_plan, Engine, EngineConfig, Plan};
@@ -293,6 +294,219 @@ async fn openapi_documents_every_route_the_router_serves_and_nothing_else() {
     assert_eq!(label["properties"]["features"]["maxItems"], 9, "{label}");
     assert_eq!(label["required"], json!(["label"]), "{label}");
     validate_openapi(&doc);
+}
+
+/// A graph whose graph, table and node names have `-` and `_`; a key missing from
+/// its table fails the row at the lookup.
+const RISK_GRAPH: &str = r#"
+name: risk-score_v2
+inputs:
+  account: str
+  amount: f32
+tables:
+  account-stats_v1:
+    key: account
+    key_type: str
+    values:
+      mean: f32
+nodes:
+  look-up_1:
+    kind: lookup
+    table: account-stats_v1
+    key: input.account
+    missing: error
+  z-score:
+    kind: map
+    op: concat
+    inputs: [input.amount, look-up_1.mean]
+outputs:
+  y: z-score.y
+"#;
+
+/// One sample of `/metrics` as the Prometheus client library's parser reads it.
+#[derive(Debug)]
+struct Sample {
+    /// The family's name (a counter's without `_total`) and type.
+    family: String,
+    kind: String,
+    name: String,
+    labels: std::collections::BTreeMap<String, String>,
+    value: f64,
+}
+
+/// Parses `text` with `prometheus_client.parser.text_string_to_metric_families`
+/// (pinned in scripts/test); panics if it does not parse or if any sample line was
+/// not read as a sample.
+fn parse_metrics(text: &str) -> Vec<Sample> {
+    use std::io::Write;
+    require_python_module("prometheus_client");
+    const SCRIPT: &str = "import json, math, sys\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = []\n\
+        for f in text_string_to_metric_families(sys.stdin.read()):\n\
+        \x20   for s in f.samples:\n\
+        \x20       v = s.value if math.isfinite(s.value) else None\n\
+        \x20       out.append({'family': f.name, 'type': f.type, 'name': s.name, 'labels': s.labels, 'value': v})\n\
+        print(json.dumps(out))\n";
+    let mut child = python_tools()
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client could not parse /metrics:\n{}\n--- the text:\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parsed: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let samples: Vec<Sample> = parsed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| Sample {
+            family: s["family"].as_str().unwrap().into(),
+            kind: s["type"].as_str().unwrap().into(),
+            name: s["name"].as_str().unwrap().into(),
+            labels: serde_json::from_value(s["labels"].clone()).unwrap(),
+            value: s["value"].as_f64().unwrap_or(f64::NAN),
+        })
+        .collect();
+    let lines = text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count();
+    assert_eq!(samples.len(), lines, "every sample line was read as one sample:\n{text}");
+    samples
+}
+
+/// The value of the sample `name` with exactly `labels`.
+fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let labels: std::collections::BTreeMap<String, String> =
+        labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    samples.iter().find(|s| s.name == name && s.labels == labels).map(|s| s.value)
+}
+
+/// `GET /metrics`: its text and its samples as the parser reads them.
+async fn scrape(app: &axum::Router) -> (String, Vec<Sample>) {
+    let res = app.clone().oneshot(get("/metrics")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let content_type = res.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    let text = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let samples = parse_metrics(&text);
+    (text, samples)
+}
+
+#[tokio::test]
+async fn metrics_parse_with_the_prometheus_parser_and_count_what_was_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let risk = dir.path().join("risk.yaml");
+    std::fs::write(&risk, RISK_GRAPH).unwrap();
+    let graphs = weir::datasets::graphs_dir();
+    let plans = vec![
+        load_plan(&risk).unwrap(),
+        load_plan(&graphs.join("phishing-online.yaml")).unwrap(),
+        load_plan(&graphs.join("digits.yaml")).unwrap(),
+    ];
+    let engine = Engine::start(plans, EngineConfig::default()).unwrap();
+    let state = AppState::new(engine.graphs(), ServerConfig::default());
+    // A family added from outside, with a label value that needs every escape.
+    let awkward = "a \"quoted\" C:\\path\nand a second line";
+    state.add_metrics(Arc::new(move |text: &mut MetricsText| {
+        text.family("weir_test_awkward_total", MetricType::Counter, "Added by the test.");
+        text.sample("weir_test_awkward_total", &[("topic", awkward)], 7u64);
+    }));
+    let app = http::router(Arc::clone(&state));
+
+    // risk-score_v2: two keys in its table; of four rows, two have a key it lacks.
+    let changes = r#"[{"key": "acc-1", "values": {"mean": 2.0}}, {"key": "acc-2", "values": {"mean": 3.0}}]"#;
+    let (status, _, body) = call(&app, post("/graphs/risk-score_v2/tables/account-stats_v1", changes)).await;
+    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"accepted": 2})));
+    let (status, _, body) = call(&app, post("/graphs/risk-score_v2", r#"{"account": "acc-1", "amount": 5}"#)).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"y": [5.0, 2.0]})));
+    let (status, _, body) = call(&app, post("/graphs/risk-score_v2", r#"{"account": "nobody", "amount": 5}"#)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["node"], "look-up_1", "{body}");
+    let rows = r#"[{"account": "acc-2", "amount": 1}, {"account": "nobody", "amount": 1}]"#;
+    let (status, _, body) = call(&app, post("/graphs/risk-score_v2", rows)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body[1]["error"]["node"], "look-up_1", "{body}");
+
+    // phishing_online: two predictions; labels for one of them, for an id never
+    // predicted, and a class the node does not have.
+    for id in [1, 2] {
+        let row = json!({"id": id, "features": vec![0.5; 9]}).to_string();
+        assert_eq!(call(&app, post("/graphs/phishing_online", &row)).await.0, StatusCode::OK);
+    }
+    let labels = r#"[{"key": 1, "label": 1}, {"key": 99, "label": 0}, {"key": 2, "label": 5}]"#;
+    let (status, _, body) = call(&app, post("/graphs/phishing_online/feedback", labels)).await;
+    assert_eq!((status, body), (StatusCode::ACCEPTED, json!({"accepted": 3})));
+
+    // digits: one request, one forward pass per model node.
+    let (status, _, _) = call(&app, post("/graphs/digits", &json!({"pixels": vec![0.0; 64]}).to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Feedback is counted once the learner has taken it: scrape until it has.
+    let outcome = |samples: &[Sample], outcome: &str| {
+        sample(samples, "weir_feedback_total", &[("graph", "phishing_online"), ("node", "model"), ("outcome", outcome)])
+    };
+    let waited = Instant::now();
+    let (text, samples) = loop {
+        let (text, samples) = scrape(&app).await;
+        let counted: f64 = ["learned", "unknown_key", "expired_key", "invalid"]
+            .iter()
+            .map(|o| outcome(&samples, o).expect("every outcome is a sample"))
+            .sum();
+        if counted == 3.0 {
+            break (text, samples);
+        }
+        assert!(waited.elapsed() < Duration::from_secs(60), "the learner takes 3 labels:\n{text}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let has = |name: &str, labels: &[(&str, &str)], value: f64| {
+        assert_eq!(sample(&samples, name, labels), Some(value), "{name}{labels:?} in\n{text}");
+    };
+
+    let version = env!("CARGO_PKG_VERSION");
+    let platform = [("arch", std::env::consts::ARCH), ("os", std::env::consts::OS)];
+    has("weir_build_info", &[("version", version), platform[0], platform[1]], 1.0);
+
+    let risk = ("graph", "risk-score_v2");
+    has("weir_requests_total", &[risk, ("status", "200")], 2.0);
+    has("weir_requests_total", &[risk, ("status", "422")], 1.0);
+    has("weir_requests_total", &[risk, ("status", "other")], 0.0);
+    has("weir_request_duration_seconds_bucket", &[risk, ("le", "+Inf")], 3.0);
+    has("weir_request_duration_seconds_count", &[risk], 3.0);
+    has("weir_row_errors_total", &[risk, ("node", "look-up_1"), ("code", "invalid_input")], 2.0);
+    has("weir_table_keys", &[risk, ("table", "account-stats_v1")], 2.0);
+    has("weir_rows_in_flight", &[risk], 0.0);
+    has("weir_max_rows_in_flight", &[risk], 8192.0);
+
+    let phishing = [("graph", "phishing_online"), ("node", "model")];
+    assert_eq!(outcome(&samples, "learned"), Some(1.0), "{text}");
+    assert_eq!(outcome(&samples, "unknown_key"), Some(1.0), "{text}");
+    assert_eq!(outcome(&samples, "invalid"), Some(1.0), "{text}");
+    has("weir_model_version", &phishing, 1.0);
+    // Both predictions were taken by their labels (the one with a class the node lacks too).
+    has("weir_kept_predictions", &phishing, 0.0);
+    has("weir_checkpoints_total", &phishing, 0.0);
+
+    let mlp = [("graph", "digits"), ("node", "mlp")];
+    has("weir_batch_size_count", &mlp, 1.0);
+    has("weir_batch_size_sum", &mlp, 1.0);
+    has("weir_batch_size_bucket", &[mlp[0], mlp[1], ("le", "1")], 1.0);
+    has("weir_forward_passes_total", &mlp, 1.0);
+    has("weir_failed_batches_total", &mlp, 0.0);
+
+    has("weir_test_awkward_total", &[("topic", awkward)], 7.0);
+
+    let kind = |family: &str| samples.iter().find(|s| s.family == family).map(|s| s.kind.as_str());
+    assert_eq!(kind("weir_requests"), Some("counter"));
+    assert_eq!(kind("weir_request_duration_seconds"), Some("histogram"));
+    assert_eq!(kind("weir_rows_in_flight"), Some("gauge"));
+    assert_eq!(kind("weir_build_info"), Some("gauge"));
+    assert_eq!(kind("weir_test_awkward"), Some("counter"));
 }
 
 // ---- real sockets ----

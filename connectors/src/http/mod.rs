@@ -19,7 +19,7 @@
 //! - `GET /graphs`: names, input and output schemas, limits;
 //! - `GET /openapi.json`: the OpenAPI 3 document of all of it ([`openapi`]);
 //! - `GET /healthz`, `GET /readyz` (503 once shutdown begins), `GET /metrics`
-//!   ([`metrics`]).
+//!   ([`metrics`], written with [`exposition`]).
 //!
 //! The router is built from one table of routes, which [`routes`] lists: a test checks
 //! that `/openapi.json` documents each of them.
@@ -30,13 +30,14 @@
 //! that failed 500 naming it.
 
 pub mod error;
+pub mod exposition;
 pub mod histogram;
 pub mod metrics;
 pub mod openapi;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -53,6 +54,7 @@ use weir_operators::{ErrorCode, RowError, Value};
 
 use crate::json::{decode_feedback, decode_row, decode_upsert, encode_error, encode_row};
 use error::ApiError;
+use exposition::MetricFamilies;
 use metrics::GraphMetrics;
 
 /// The request header that sets a request's deadline, in milliseconds.
@@ -86,6 +88,8 @@ pub struct AppState {
     graphs: Vec<Served>,
     config: ServerConfig,
     ready: AtomicBool,
+    /// Families other parts of the server add to `/metrics`.
+    extra_metrics: RwLock<Vec<Arc<dyn MetricFamilies>>>,
 }
 
 impl AppState {
@@ -100,7 +104,14 @@ impl AppState {
                 metrics: GraphMetrics::default(),
             })
             .collect();
-        Arc::new(AppState { graphs, config, ready: AtomicBool::new(true) })
+        Arc::new(AppState { graphs, config, ready: AtomicBool::new(true), extra_metrics: RwLock::new(Vec::new()) })
+    }
+
+    /// Adds `families` to every later scrape of `/metrics`, after weir's own families and
+    /// those added before: how another part of the server (the Kafka source and sink)
+    /// publishes its counters. See [`MetricFamilies`] for what they must write.
+    pub fn add_metrics(&self, families: Arc<dyn MetricFamilies>) {
+        self.extra_metrics.write().unwrap_or_else(|p| p.into_inner()).push(families);
     }
 
     /// Marks the server not ready (`/readyz` answers 503): shutdown has begun.
@@ -256,7 +267,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     let graphs: Vec<(GraphHandle, &GraphMetrics)> =
         state.graphs.iter().map(|g| (g.handle.clone(), &g.metrics)).collect();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render(&graphs)).into_response()
+    let extra = state.extra_metrics.read().unwrap_or_else(|p| p.into_inner()).clone();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(&graphs, &extra))
+        .into_response()
 }
 
 fn schemas(state: &AppState) -> Vec<openapi::GraphSchema<'_>> {
