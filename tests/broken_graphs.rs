@@ -313,6 +313,65 @@ fn builder_combine_of_mismatched_shapes() {
     assert_has(&err, &["builder", "node 'c'", "field 'inputs'", "input 1 is f32[4], but input 0 is f32[3]"]);
 }
 
+/// What the name rule says of a name that breaks it.
+const NAME_RULE: &str = "must be non-empty and use only ASCII letters, digits, '_' and '-'";
+
+#[test]
+fn graph_names_outside_letters_digits_underscore_and_hyphen() {
+    for (yaml, shown) in [
+        (r#"'bro"ken'"#, r#""bro\"ken""#),
+        ("'a b'", r#""a b""#),
+        ("a.b", r#""a.b""#),
+        ("a/b", r#""a/b""#),
+        ("'a\\b'", r#""a\\b""#),
+        ("\"a\\nb\"", r#""a\nb""#),
+        ("naïve", r#""naïve""#),
+        ("''", r#""""#),
+    ] {
+        let err = error_of("name: broken", &format!("name: {yaml}"), |_| {});
+        assert_has(&err, &["field 'name'", &format!("graph name {shown} {NAME_RULE}"), "metric labels"]);
+    }
+    let mut g = GraphBuilder::new("two words");
+    let a = g.input("a", FieldType::scalar(DType::F32));
+    g.output("y", a);
+    assert_has(&g.plan().unwrap_err().to_string(), &["builder", &format!("graph name \"two words\" {NAME_RULE}")]);
+}
+
+#[test]
+fn node_names_outside_letters_digits_underscore_and_hyphen() {
+    for (yaml, shown) in [(r#"'m"1'"#, r#""m\"1""#), ("'m 1'", r#""m 1""#), ("m:1", r#""m:1""#)] {
+        let err = error_of("  m1:\n    kind", &format!("  {yaml}:\n    kind"), |_| {});
+        assert_has(&err, &[&format!("node name {shown} {NAME_RULE}")]);
+    }
+    let err = error_of("  m1:\n    kind", "  input:\n    kind", |_| {});
+    assert_has(&err, &["node 'input'", "'input' cannot name a node (reserved)"]);
+}
+
+#[test]
+fn table_names_outside_letters_digits_underscore_and_hyphen() {
+    let table =
+        |name: &str| format!("tables:\n  {name}:\n    key: k\n    key_type: str\n    values: {{mean: f32}}\nnodes:\n");
+    let err = error_of("nodes:\n", &table("acc.ounts"), |_| {});
+    assert_has(&err, &["node 'tables'", &format!("table name \"acc.ounts\" {NAME_RULE}")]);
+}
+
+#[test]
+fn names_with_hyphens_and_underscores_are_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    save(dir.path(), "m1.safetensors", &linear(1.0));
+    save(dir.path(), "m2.safetensors", &linear(2.0));
+    let path = dir.path().join("graph.yaml");
+    let yaml = BASE
+        .replace("name: broken", "name: Risk-score_v2")
+        .replace("  m1:\n    kind", "  first-model_1:\n    kind")
+        .replace("[m1.y, m2.y]", "[first-model_1.y, m2.y]")
+        .replace("  s: str\n  v: f32[3]\n", "");
+    std::fs::write(&path, yaml).unwrap();
+    let plan = load_plan(&path).unwrap();
+    assert_eq!(plan.name, "Risk-score_v2");
+    assert!(plan.step("first-model_1").is_some());
+}
+
 #[test]
 fn serving_bound_of_zero() {
     let err = error_of("outputs:\n  y: sum.y\n", "outputs:\n  y: sum.y\nserving:\n  max_in_flight: 0\n", |_| {});

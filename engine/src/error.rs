@@ -56,6 +56,15 @@ pub enum Problem {
     /// A weights or parameter file is missing or does not fit.
     #[error(transparent)]
     Weights(#[from] WeightsError),
+    /// A graph, node or table name that is empty or has a character other than an ASCII
+    /// letter, a digit, `_` or `-` (names appear in URLs and in metric labels).
+    #[error("{what} name {name:?} must be non-empty and use only ASCII letters, digits, '_' and '-' (names appear in URLs and metric labels)")]
+    Name {
+        /// What it names: `graph`, `node` or `table`.
+        what: &'static str,
+        /// The name as written.
+        name: String,
+    },
     /// A node option is out of range or malformed.
     #[error("invalid option: {0}")]
     Option(String),

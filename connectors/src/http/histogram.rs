@@ -1,7 +1,8 @@
 //! A fixed-bucket histogram of lock-free counters, rendered in Prometheus text format.
 
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::exposition::MetricsText;
 
 /// Request latency buckets, in seconds.
 pub const LATENCY_BUCKETS: [f64; 15] =
@@ -34,28 +35,13 @@ impl Histogram {
         self.sum_micros.fetch_add((value * 1e6) as u64, Ordering::Relaxed);
     }
 
-    /// Appends the `_bucket`, `_sum` and `_count` lines of metric `name` with `labels`
-    /// (`k="v",...`, may be empty).
-    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+    /// Appends the `_bucket`, `_sum` and `_count` samples of metric `name` with
+    /// `labels` (its family already started).
+    pub fn render(&self, text: &mut MetricsText, name: &str, labels: &[(&str, &str)]) {
         let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        render_buckets(out, name, labels, self.bounds, &counts, sum);
+        text.histogram(name, labels, self.bounds, &counts, sum);
     }
-}
-
-/// Appends histogram lines from per-bucket (non-cumulative) counts, the last one for
-/// values above every bound.
-pub fn render_buckets(out: &mut String, name: &str, labels: &str, bounds: &[f64], counts: &[u64], sum: f64) {
-    let sep = if labels.is_empty() { "" } else { "," };
-    let mut cumulative = 0;
-    for (bound, n) in bounds.iter().zip(counts) {
-        cumulative += n;
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
-    }
-    cumulative += counts.get(bounds.len()).copied().unwrap_or(0);
-    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
-    let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-    let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
 }
 
 #[cfg(test)]
@@ -69,8 +55,9 @@ mod tests {
         for v in [0.5, 1.0, 1.5, 3.0] {
             h.observe(v);
         }
-        let mut out = String::new();
-        h.render(&mut out, "x", "g=\"a\"");
+        let mut text = MetricsText::new();
+        h.render(&mut text, "x", &[("g", "a")]);
+        let out = text.into_string();
         assert!(out.contains("x_bucket{g=\"a\",le=\"1\"} 2\n"), "{out}");
         assert!(out.contains("x_bucket{g=\"a\",le=\"2\"} 3\n"), "{out}");
         assert!(out.contains("x_bucket{g=\"a\",le=\"+Inf\"} 4\n"), "{out}");

@@ -1,23 +1,34 @@
-//! `GET /metrics`: Prometheus text format.
+//! `GET /metrics`: Prometheus text format (written by [`MetricsText`], which escapes
+//! every label value).
+//!
+//! `weir_build_info{version, arch, os}` is 1: the workspace version (every weir crate
+//! shares it) and the platform the binary was built for.
 //!
 //! Per graph: requests by status (`weir_requests_total`), request latency
 //! (`weir_request_duration_seconds`), rows in flight (`weir_rows_in_flight`) and its
-//! bound, and failed rows by the node that failed them and their code
-//! (`weir_row_errors_total`). Per model node: batch sizes (`weir_batch_size`), the
-//! time rows waited for their batch (`weir_queue_wait_seconds`), forward passes and
-//! the time they took (`weir_forward_passes_total`, `weir_forward_seconds_total`).
+//! bound (`weir_max_rows_in_flight`), and failed rows by the node that failed them and
+//! their code (`weir_row_errors_total`). Per model node: batch sizes
+//! (`weir_batch_size`), the time rows waited for their batch
+//! (`weir_queue_wait_seconds`), forward passes, the time they took and those that failed
+//! (`weir_forward_passes_total`, `weir_forward_seconds_total`,
+//! `weir_failed_batches_total`). Per learning node, when a graph has one: feedback rows by
+//! outcome (`weir_feedback_total`), the weights' version (`weir_model_version`), the
+//! predictions kept for feedback (`weir_kept_predictions`) and checkpoints written
+//! (`weir_checkpoints_total`). Per table, when a graph has one: its keys
+//! (`weir_table_keys`). Then the families other parts of the server add
+//! ([`super::AppState::add_metrics`]).
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use weir_engine::GraphHandle;
 use weir_operators::learn_stats::LearnStatsSnapshot;
 use weir_operators::stats::WAIT_BUCKETS_US;
 use weir_operators::RowError;
 
-use super::histogram::{render_buckets, Histogram, LATENCY_BUCKETS};
+use super::exposition::{MetricFamilies, MetricType, MetricsText};
+use super::histogram::{Histogram, LATENCY_BUCKETS};
 
 /// The statuses counted one by one; others count as `other`.
 const STATUSES: [u16; 12] = [200, 400, 404, 405, 408, 413, 415, 422, 500, 503, 504, 0];
@@ -58,74 +69,74 @@ impl GraphMetrics {
     }
 }
 
-/// Renders every graph's metrics.
-pub fn render(graphs: &[(GraphHandle, &GraphMetrics)]) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "# HELP weir_requests_total HTTP requests to a graph, by status.\n# TYPE weir_requests_total counter\n",
+/// The labels of `weir_build_info`: what was built, and for which platform.
+pub fn build_labels() -> [(&'static str, &'static str); 3] {
+    [("version", env!("CARGO_PKG_VERSION")), ("arch", std::env::consts::ARCH), ("os", std::env::consts::OS)]
+}
+
+/// Renders `weir_build_info`, every graph's metrics, then the `extra` families.
+pub fn render(graphs: &[(GraphHandle, &GraphMetrics)], extra: &[Arc<dyn MetricFamilies>]) -> String {
+    let mut text = MetricsText::new();
+    text.family(
+        "weir_build_info",
+        MetricType::Gauge,
+        "Always 1; the labels say which weir this is (the workspace version) and the platform it was built for.",
     );
+    text.sample("weir_build_info", &build_labels(), 1u64);
+    text.family("weir_requests_total", MetricType::Counter, "HTTP requests to a graph, by status.");
     for (g, m) in graphs {
         for (status, n) in STATUSES.iter().zip(&m.statuses) {
             let status = if *status == 0 { "other".to_string() } else { status.to_string() };
-            let _ = writeln!(
-                out,
-                "weir_requests_total{{graph=\"{}\",status=\"{status}\"}} {}",
-                g.name(),
-                n.load(Ordering::Relaxed)
-            );
+            text.sample("weir_requests_total", &[("graph", g.name()), ("status", &status)], n.load(Ordering::Relaxed));
         }
     }
-    out.push_str(
-        "# HELP weir_request_duration_seconds Time from request to answer.\n# TYPE weir_request_duration_seconds histogram\n",
-    );
+    text.family("weir_request_duration_seconds", MetricType::Histogram, "Time from request to answer.");
     for (g, m) in graphs {
-        m.latency.render(&mut out, "weir_request_duration_seconds", &format!("graph=\"{}\"", g.name()));
+        m.latency.render(&mut text, "weir_request_duration_seconds", &[("graph", g.name())]);
     }
-    out.push_str("# HELP weir_rows_in_flight Rows admitted and not yet answered.\n# TYPE weir_rows_in_flight gauge\n");
+    text.family("weir_rows_in_flight", MetricType::Gauge, "Rows admitted and not yet answered.");
     for (g, _) in graphs {
-        let _ = writeln!(out, "weir_rows_in_flight{{graph=\"{}\"}} {}", g.name(), g.in_flight());
+        text.sample("weir_rows_in_flight", &[("graph", g.name())], g.in_flight());
     }
-    out.push_str("# HELP weir_max_rows_in_flight The admission bound.\n# TYPE weir_max_rows_in_flight gauge\n");
+    text.family("weir_max_rows_in_flight", MetricType::Gauge, "The admission bound.");
     for (g, _) in graphs {
-        let _ = writeln!(out, "weir_max_rows_in_flight{{graph=\"{}\"}} {}", g.name(), g.max_in_flight());
+        text.sample("weir_max_rows_in_flight", &[("graph", g.name())], g.max_in_flight());
     }
-    out.push_str(
-        "# HELP weir_row_errors_total Rows that failed, by the node that failed them.\n# TYPE weir_row_errors_total counter\n",
-    );
+    text.family("weir_row_errors_total", MetricType::Counter, "Rows that failed, by the node that failed them.");
     for (g, m) in graphs {
         let map = m.row_errors.lock().unwrap_or_else(|p| p.into_inner());
         for ((node, code), n) in map.iter() {
-            let _ =
-                writeln!(out, "weir_row_errors_total{{graph=\"{}\",node=\"{node}\",code=\"{code}\"}} {n}", g.name());
+            text.sample("weir_row_errors_total", &[("graph", g.name()), ("node", node), ("code", code)], *n);
         }
     }
-    render_nodes(&mut out, graphs);
-    render_learning(&mut out, graphs);
-    render_tables(&mut out, graphs);
-    out
+    render_nodes(&mut text, graphs);
+    render_learning(&mut text, graphs);
+    render_tables(&mut text, graphs);
+    for families in extra {
+        families.render(&mut text);
+    }
+    text.into_string()
 }
 
-fn render_tables(out: &mut String, graphs: &[(GraphHandle, &GraphMetrics)]) {
+fn render_tables(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)]) {
     let tables: Vec<(&str, String, i64)> =
         graphs.iter().flat_map(|(g, _)| g.table_sizes().into_iter().map(move |(t, n)| (g.name(), t, n))).collect();
     if tables.is_empty() {
         return;
     }
-    out.push_str("# HELP weir_table_keys Keys a table holds.\n# TYPE weir_table_keys gauge\n");
+    text.family("weir_table_keys", MetricType::Gauge, "Keys a table holds.");
     for (graph, table, n) in tables {
-        let _ = writeln!(out, "weir_table_keys{{graph=\"{graph}\",table=\"{table}\"}} {n}");
+        text.sample("weir_table_keys", &[("graph", graph), ("table", &table)], n);
     }
 }
 
-fn render_learning(out: &mut String, graphs: &[(GraphHandle, &GraphMetrics)]) {
+fn render_learning(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)]) {
     let nodes: Vec<(&str, String, LearnStatsSnapshot)> =
         graphs.iter().filter_map(|(g, _)| g.learn_stats().map(|(node, s)| (g.name(), node, s))).collect();
     if nodes.is_empty() {
         return;
     }
-    out.push_str(
-        "# HELP weir_feedback_total Feedback rows by what became of them.\n# TYPE weir_feedback_total counter\n",
-    );
+    text.family("weir_feedback_total", MetricType::Counter, "Feedback rows by what became of them.");
     for (graph, node, s) in &nodes {
         for (outcome, n) in [
             ("learned", s.learned),
@@ -133,29 +144,29 @@ fn render_learning(out: &mut String, graphs: &[(GraphHandle, &GraphMetrics)]) {
             ("expired_key", s.expired_key),
             ("invalid", s.invalid),
         ] {
-            let _ = writeln!(out, "weir_feedback_total{{graph=\"{graph}\",node=\"{node}\",outcome=\"{outcome}\"}} {n}");
+            text.sample("weir_feedback_total", &[("graph", graph), ("node", node), ("outcome", outcome)], n);
         }
     }
     let gauges = [
-        ("weir_model_version", "The version of a learning node's latest weights (optimizer steps).", "gauge"),
-        ("weir_kept_predictions", "Predictions a learning node keeps for their feedback.", "gauge"),
-        ("weir_checkpoints_total", "Checkpoints a learning node has written.", "counter"),
+        ("weir_model_version", "The version of a learning node's latest weights (optimizer steps).", MetricType::Gauge),
+        ("weir_kept_predictions", "Predictions a learning node keeps for their feedback.", MetricType::Gauge),
+        ("weir_checkpoints_total", "Checkpoints a learning node has written.", MetricType::Counter),
     ];
-    for (i, (name, help, kind)) in gauges.iter().enumerate() {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (i, (name, help, kind)) in gauges.into_iter().enumerate() {
+        text.family(name, kind, help);
         for (graph, node, s) in &nodes {
             let value = [s.version, s.kept, s.checkpoints][i];
-            let _ = writeln!(out, "{name}{{graph=\"{graph}\",node=\"{node}\"}} {value}");
+            text.sample(name, &[("graph", graph), ("node", node)], value);
         }
     }
 }
 
-fn render_nodes(out: &mut String, graphs: &[(GraphHandle, &GraphMetrics)]) {
-    let nodes: Vec<(String, String, weir_operators::stats::BatchStatsSnapshot)> = graphs
+fn render_nodes(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)]) {
+    let nodes: Vec<(&str, String, weir_operators::stats::BatchStatsSnapshot)> = graphs
         .iter()
-        .flat_map(|(g, _)| g.batch_stats().into_iter().map(move |(node, s)| (g.name().to_string(), node, s)))
+        .flat_map(|(g, _)| g.batch_stats().into_iter().map(move |(node, s)| (g.name(), node, s)))
         .collect();
-    out.push_str("# HELP weir_batch_size Rows per forward pass of a model node.\n# TYPE weir_batch_size histogram\n");
+    text.family("weir_batch_size", MetricType::Histogram, "Rows per forward pass of a model node.");
     for (graph, node, s) in &nodes {
         // Buckets at powers of two up to the node's max_batch_size.
         let max = s.sizes.len().saturating_sub(1).max(1);
@@ -168,42 +179,29 @@ fn render_nodes(out: &mut String, graphs: &[(GraphHandle, &GraphMetrics)]) {
         for (size, n) in s.sizes.iter().enumerate().skip(1) {
             counts[bounds.partition_point(|&b| b < size as f64)] += n;
         }
-        let labels = format!("graph=\"{graph}\",node=\"{node}\"");
-        render_buckets(out, "weir_batch_size", &labels, &bounds, &counts, s.rows as f64);
+        text.histogram("weir_batch_size", &[("graph", graph), ("node", node)], &bounds, &counts, s.rows as f64);
     }
-    out.push_str(
-        "# HELP weir_queue_wait_seconds Time a row waited for its batch to leave.\n# TYPE weir_queue_wait_seconds histogram\n",
-    );
+    text.family("weir_queue_wait_seconds", MetricType::Histogram, "Time a row waited for its batch to leave.");
     let wait_bounds: Vec<f64> = WAIT_BUCKETS_US.iter().map(|&us| us as f64 / 1e6).collect();
     for (graph, node, s) in &nodes {
-        let labels = format!("graph=\"{graph}\",node=\"{node}\"");
-        render_buckets(
-            out,
+        text.histogram(
             "weir_queue_wait_seconds",
-            &labels,
+            &[("graph", graph), ("node", node)],
             &wait_bounds,
             &s.wait_buckets,
             s.queue_wait_us as f64 / 1e6,
         );
     }
-    out.push_str("# HELP weir_forward_passes_total Forward passes run.\n# TYPE weir_forward_passes_total counter\n");
+    text.family("weir_forward_passes_total", MetricType::Counter, "Forward passes run.");
     for (graph, node, s) in &nodes {
-        let _ = writeln!(out, "weir_forward_passes_total{{graph=\"{graph}\",node=\"{node}\"}} {}", s.forwards);
+        text.sample("weir_forward_passes_total", &[("graph", graph), ("node", node)], s.forwards);
     }
-    out.push_str(
-        "# HELP weir_forward_seconds_total Time replicas spent in forward passes.\n# TYPE weir_forward_seconds_total counter\n",
-    );
+    text.family("weir_forward_seconds_total", MetricType::Counter, "Time replicas spent in forward passes.");
     for (graph, node, s) in &nodes {
-        let _ = writeln!(
-            out,
-            "weir_forward_seconds_total{{graph=\"{graph}\",node=\"{node}\"}} {}",
-            s.compute_ns as f64 / 1e9
-        );
+        text.sample("weir_forward_seconds_total", &[("graph", graph), ("node", node)], s.compute_ns as f64 / 1e9);
     }
-    out.push_str(
-        "# HELP weir_failed_batches_total Forward passes that failed.\n# TYPE weir_failed_batches_total counter\n",
-    );
+    text.family("weir_failed_batches_total", MetricType::Counter, "Forward passes that failed.");
     for (graph, node, s) in &nodes {
-        let _ = writeln!(out, "weir_failed_batches_total{{graph=\"{graph}\",node=\"{node}\"}} {}", s.failed_batches);
+        text.sample("weir_failed_batches_total", &[("graph", graph), ("node", node)], s.failed_batches);
     }
 }

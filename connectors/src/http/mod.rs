@@ -19,7 +19,10 @@
 //! - `GET /graphs`: names, input and output schemas, limits;
 //! - `GET /openapi.json`: the OpenAPI 3 document of all of it ([`openapi`]);
 //! - `GET /healthz`, `GET /readyz` (503 once shutdown begins), `GET /metrics`
-//!   ([`metrics`]).
+//!   ([`metrics`], written with [`exposition`]).
+//!
+//! The router is built from one table of routes, which [`routes`] lists: a test checks
+//! that `/openapi.json` documents each of them.
 //!
 //! Errors are JSON (see [`error`]): malformed JSON 400, wrong content type 415, body
 //! over the limit 413, missing field or wrong type or shape 422 naming the field,
@@ -27,20 +30,22 @@
 //! that failed 500 naming it.
 
 pub mod error;
+pub mod exposition;
 pub mod histogram;
 pub mod metrics;
 pub mod openapi;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
+use axum::handler::Handler;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json as JsonBody, Router};
 use serde_json::{json, Value as Json};
 use tokio::net::TcpListener;
@@ -49,6 +54,7 @@ use weir_operators::{ErrorCode, RowError, Value};
 
 use crate::json::{decode_feedback, decode_row, decode_upsert, encode_error, encode_row};
 use error::ApiError;
+use exposition::MetricFamilies;
 use metrics::GraphMetrics;
 
 /// The request header that sets a request's deadline, in milliseconds.
@@ -82,6 +88,8 @@ pub struct AppState {
     graphs: Vec<Served>,
     config: ServerConfig,
     ready: AtomicBool,
+    /// Families other parts of the server add to `/metrics`.
+    extra_metrics: RwLock<Vec<Arc<dyn MetricFamilies>>>,
 }
 
 impl AppState {
@@ -96,7 +104,14 @@ impl AppState {
                 metrics: GraphMetrics::default(),
             })
             .collect();
-        Arc::new(AppState { graphs, config, ready: AtomicBool::new(true) })
+        Arc::new(AppState { graphs, config, ready: AtomicBool::new(true), extra_metrics: RwLock::new(Vec::new()) })
+    }
+
+    /// Adds `families` to every later scrape of `/metrics`, after weir's own families and
+    /// those added before: how another part of the server (the Kafka source and sink)
+    /// publishes its counters. See [`MetricFamilies`] for what they must write.
+    pub fn add_metrics(&self, families: Arc<dyn MetricFamilies>) {
+        self.extra_metrics.write().unwrap_or_else(|p| p.into_inner()).push(families);
     }
 
     /// Marks the server not ready (`/readyz` answers 503): shutdown has begun.
@@ -109,17 +124,71 @@ impl AppState {
     }
 }
 
+/// The HTTP method of a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteMethod {
+    /// `GET`.
+    Get,
+    /// `POST`.
+    Post,
+}
+
+impl RouteMethod {
+    /// The method as an OpenAPI path item keys its operation: `get`, `post`.
+    pub fn openapi_key(self) -> &'static str {
+        match self {
+            RouteMethod::Get => "get",
+            RouteMethod::Post => "post",
+        }
+    }
+}
+
+/// One route: its method, its path (with `{parameters}`) and its handler.
+struct Route {
+    method: RouteMethod,
+    path: &'static str,
+    handler: MethodRouter<Arc<AppState>>,
+}
+
+fn route<H, T>(method: RouteMethod, path: &'static str, handler: H) -> Route
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    let filter = match method {
+        RouteMethod::Get => MethodFilter::GET,
+        RouteMethod::Post => MethodFilter::POST,
+    };
+    Route { method, path, handler: on(filter, handler) }
+}
+
+/// Every route served, in the order of the module docs: [`router`] serves exactly these
+/// and [`routes`] lists them.
+fn route_table() -> Vec<Route> {
+    use RouteMethod::{Get, Post};
+    vec![
+        route(Post, "/graphs/{name}", run_graph),
+        route(Post, "/graphs/{name}/feedback", feedback),
+        route(Post, "/graphs/{name}/tables/{table}", upsert),
+        route(Get, "/graphs", list_graphs),
+        route(Get, "/openapi.json", openapi_document),
+        route(Get, "/healthz", healthz),
+        route(Get, "/readyz", readyz),
+        route(Get, "/metrics", metrics_text),
+    ]
+}
+
+/// The method and path (with `{parameters}`) of every route [`router`] serves; each must
+/// be in `/openapi.json` (for every graph it applies to).
+pub fn routes() -> Vec<(RouteMethod, &'static str)> {
+    route_table().into_iter().map(|r| (r.method, r.path)).collect()
+}
+
 /// The router of every route above.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
-        .route("/graphs/{name}", post(run_graph))
-        .route("/graphs/{name}/feedback", post(feedback))
-        .route("/graphs/{name}/tables/{table}", post(upsert))
-        .route("/graphs", get(list_graphs))
-        .route("/openapi.json", get(openapi_document))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+    route_table()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
@@ -161,6 +230,10 @@ pub async fn serve(
     }
 }
 
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         "ready\n".into_response()
@@ -172,7 +245,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
     let graphs: Vec<(GraphHandle, &GraphMetrics)> =
         state.graphs.iter().map(|g| (g.handle.clone(), &g.metrics)).collect();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics::render(&graphs)).into_response()
+    let extra = state.extra_metrics.read().unwrap_or_else(|p| p.into_inner()).clone();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(&graphs, &extra))
+        .into_response()
 }
 
 fn schemas(state: &AppState) -> Vec<openapi::GraphSchema<'_>> {
@@ -186,6 +261,7 @@ fn schemas(state: &AppState) -> Vec<openapi::GraphSchema<'_>> {
                 inputs: plan.inputs.iter().map(|(n, t)| (n.as_str(), t)).collect(),
                 outputs: plan.output.fields.iter().map(|(n, _, t)| (n.as_str(), t)).collect(),
                 tables: &plan.tables,
+                feedback: g.handle.feedback_kinds(),
             }
         })
         .collect()

@@ -6,10 +6,15 @@
 //! `bool` boolean, `str` string, `f32[n]` an array of exactly `n` numbers (`f32[a,b]`:
 //! `a*b` numbers, flat). A graph with tables also gets `POST
 //! /graphs/{name}/tables/{table}`, whose body is one change (`{"key", "values"}`, values
-//! null to delete) or an array of them.
+//! null to delete) or an array of them; a graph with a learning node gets `POST
+//! /graphs/{name}/feedback`, whose body is one label (`{"key" or "features", "label"}`)
+//! or an array of them. Then the routes every server has: `GET /graphs`,
+//! `/openapi.json`, `/healthz`, `/readyz`, `/metrics`. Every route of
+//! [`super::routes`] is here, for each graph it applies to (a test checks it).
 
 use serde_json::{json, Map, Value as Json};
 use weir_engine::spec::TableSpec;
+use weir_engine::FeedbackKinds;
 use weir_operators::{DType, FieldType};
 
 /// The JSON Schema of one field type.
@@ -48,6 +53,42 @@ pub struct GraphSchema<'a> {
     pub outputs: Vec<(&'a str, &'a FieldType)>,
     /// Tables, changed by `POST /graphs/{name}/tables/{table}`.
     pub tables: &'a [TableSpec],
+    /// What feedback its learning node takes at `POST /graphs/{name}/feedback`, if it has
+    /// one.
+    pub feedback: Option<&'a FeedbackKinds>,
+}
+
+/// The answer of a route that takes changes or labels: 202 `{"accepted": n}`.
+fn accepted_response(description: &str) -> Json {
+    json!({"description": description,
+           "content": {"application/json": {"schema": {"type": "object", "required": ["accepted"],
+               "properties": {"accepted": {"type": "integer"}}}}}})
+}
+
+/// The schema of one feedback row of a graph whose learning node takes `kinds`.
+fn feedback_schema(kinds: &FeedbackKinds) -> Json {
+    let mut properties = Map::new();
+    properties.insert(
+        "label".into(),
+        json!({"type": "integer", "format": "int64",
+               "description": format!("The class, 0 to {}; another number is counted in /metrics (weir_feedback_total{{outcome=\"invalid\"}}), not refused",
+                                      kinds.classes.saturating_sub(1))}),
+    );
+    let mut features = field_schema(&kinds.features);
+    features["description"] = json!(format!("The row's own features ({})", kinds.features));
+    properties.insert("features".into(), features);
+    let mut schema = json!({"type": "object", "additionalProperties": false});
+    if let Some(key) = &kinds.key {
+        let mut key = field_schema(key);
+        key["description"] = json!("The key of the prediction this labels");
+        properties.insert("key".into(), key);
+        schema["required"] = json!(["label"]);
+        schema["anyOf"] = json!([{"required": ["key"]}, {"required": ["features"]}]);
+    } else {
+        schema["required"] = json!(["label", "features"]);
+    }
+    schema["properties"] = Json::Object(properties);
+    schema
 }
 
 fn error_response(description: &str) -> Json {
@@ -135,13 +176,37 @@ pub fn document(graphs: &[GraphSchema<'_>]) -> Json {
                         "oneOf": [change_ref.clone(), {"type": "array", "items": change_ref}]
                     }}}},
                     "responses": {
-                        "202": {"description": "All changes are in the graph: requests sent after this answer see them",
-                                "content": {"application/json": {"schema": {"type": "object", "required": ["accepted"],
-                                    "properties": {"accepted": {"type": "integer"}}}}}},
+                        "202": accepted_response("All changes are in the graph: requests sent after this answer see them"),
                         "400": error_response("Malformed JSON"),
                         "404": error_response("Unknown graph or table"),
+                        "413": error_response("Body over the limit"),
+                        "415": error_response("Content type is not application/json"),
                         "422": error_response("A change has a missing or wrongly typed field: no change is applied"),
                         "503": error_response("Shutting down")
+                    }
+                }}),
+            );
+        }
+        if let Some(kinds) = g.feedback {
+            let label = format!("{}_feedback", g.name);
+            schemas.insert(label.clone(), feedback_schema(kinds));
+            let label_ref = json!({"$ref": format!("#/components/schemas/{label}")});
+            paths.insert(
+                format!("/graphs/{}/feedback", g.name),
+                json!({"post": {
+                    "summary": format!("Labels for the learning node of graph '{}'", g.name),
+                    "operationId": format!("feedback_{}", g.name),
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                        "oneOf": [label_ref.clone(), {"type": "array", "items": label_ref}]
+                    }}}},
+                    "responses": {
+                        "202": accepted_response("All rows are in the graph's feedback stream (what the learner cannot use is counted in /metrics)"),
+                        "400": error_response("Malformed JSON"),
+                        "404": error_response("Unknown graph"),
+                        "413": error_response("Body over the limit"),
+                        "415": error_response("Content type is not application/json"),
+                        "422": error_response("A row has a missing, unknown or wrongly typed field: no row is taken"),
+                        "503": error_response("The feedback channel is full, or shutting down; retry after Retry-After seconds")
                     }
                 }}),
             );
@@ -152,6 +217,11 @@ pub fn document(graphs: &[GraphSchema<'_>]) -> Json {
         "/graphs".into(),
         json!({"get": {"summary": "The graphs served, with their input and output schemas", "operationId": "list_graphs",
                        "responses": {"200": {"description": "Graphs", "content": {"application/json": {"schema": {"type": "object"}}}}}}}),
+    );
+    paths.insert(
+        "/openapi.json".into(),
+        json!({"get": {"summary": "This document", "operationId": "openapi",
+                       "responses": {"200": {"description": "OpenAPI 3.0", "content": {"application/json": {"schema": {"type": "object"}}}}}}}),
     );
     paths.insert(
         "/healthz".into(),

@@ -7,7 +7,11 @@
 //! read and checked here, so a graph that passes `weir check` loads.
 //!
 //! Rules enforced (each violation is an error naming the node and field):
-//! - names: node names are unique, not `input`, without dots; inputs and outputs unique;
+//! - names: graph, node and table names are non-empty and use only ASCII letters,
+//!   digits, `_` and `-` (they appear in URLs and metric labels as they are); node names
+//!   are unique and not `input` or `outputs`; inputs, outputs and tables are unique.
+//!   Field names are not restricted: they appear only as JSON keys and in error
+//!   messages, never in a URL or a label;
 //! - references: every `node.field` exists and is on the reading node's path;
 //! - no cycles;
 //! - types and shapes agree across every edge (model widths, builtin inputs, aggregates);
@@ -212,13 +216,7 @@ impl Plan {
     pub fn new(spec: &GraphSpec) -> Result<Plan, GraphError> {
         let origin = spec.origin.as_str();
         let err = |p: Problem| GraphError::new(origin, p);
-        if spec.name.is_empty() || spec.name.contains(['/', ' ', '.']) {
-            return Err(err(Problem::Option(format!(
-                "graph name '{}' must be non-empty without '/', '.' or spaces",
-                spec.name
-            )))
-            .at_field("name"));
-        }
+        check_name("graph", &spec.name).map_err(|p| err(p).at_field("name"))?;
         if spec.serving.max_in_flight == 0 {
             return Err(err(Problem::Option("max_in_flight must be at least 1".into()))
                 .at_node("serving")
@@ -239,16 +237,16 @@ impl Plan {
             return Err(err(Problem::Topology("the graph declares no outputs".into())).at_field("outputs"));
         }
         for node in &spec.nodes {
-            if node.name == INPUT || node.name == "outputs" || node.name.is_empty() || node.name.contains('.') {
-                return Err(err(Problem::Option(format!(
-                    "'{}' cannot name a node (reserved, empty, or contains '.')",
-                    node.name
-                )))
-                .at_node(&node.name));
+            check_name("node", &node.name).map_err(err)?;
+            if node.name == INPUT || node.name == "outputs" {
+                return Err(
+                    err(Problem::Option(format!("'{}' cannot name a node (reserved)", node.name))).at_node(&node.name)
+                );
             }
         }
         unique(spec.tables.iter().map(|t| t.name.as_str()), "table").map_err(|p| err(p).at_node("tables"))?;
         for t in &spec.tables {
+            check_name("table", &t.name).map_err(|p| err(p).at_node("tables"))?;
             check_table(t).map_err(|(field, p)| err(p).at_node(&format!("tables.{}", t.name)).at_field(field))?;
         }
         let order = topological_order(spec)?;
@@ -328,6 +326,22 @@ fn check_table(t: &TableSpec) -> Result<(), (&'static str, Problem)> {
         return Err(("snapshot", Problem::Option(format!("{} does not exist", path.display()))));
     }
     Ok(())
+}
+
+/// Whether `name` may name a graph, a node or a table: non-empty, only ASCII letters,
+/// digits, `_` and `-`. Such names go into URLs (`/graphs/{name}/tables/{table}`) and
+/// metric label values as they are.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// [`is_valid_name`], or the error naming `what` and the name.
+fn check_name(what: &'static str, name: &str) -> Result<(), Problem> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(Problem::Name { what, name: name.to_string() })
+    }
 }
 
 fn unique<'a>(names: impl Iterator<Item = &'a str>, what: &str) -> Result<(), Problem> {
