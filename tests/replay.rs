@@ -280,7 +280,7 @@ fn inputs_that_do_not_fit_the_graph_are_refused_before_any_row_runs() {
     let stderr = text(&out.stderr);
     for part in [
         "wrong.arrow: the columns do not fit graph 'diamond'",
-        "column 'a' (f32) must be Float32 (or Float64, Int32, Int64), got Utf8",
+        "column 'a' (f32) must be a number (Float16, Float32, Float64, Int8 to Int64 or UInt8 to UInt64), got Utf8",
         "missing column 'c'",
         "the graph expects a: f32",
         "the input has a: Utf8, b: Float64",
