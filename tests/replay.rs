@@ -13,6 +13,7 @@ use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
 use serde_json::{json, Value as Json};
 use weir_connectors::replay::{self, ReplayOptions};
 use weir_engine::spec::{Batching, Serving};
@@ -280,7 +281,7 @@ fn inputs_that_do_not_fit_the_graph_are_refused_before_any_row_runs() {
     let stderr = text(&out.stderr);
     for part in [
         "wrong.arrow: the columns do not fit graph 'diamond'",
-        "column 'a' (f32) must be Float32 (or Float64, Int32, Int64), got Utf8",
+        "column 'a' (f32) must be a number (Float16, Float32, Float64, Int8 to Int64 or UInt8 to UInt64), got Utf8",
         "missing column 'c'",
         "the graph expects a: f32",
         "the input has a: Utf8, b: Float64",
@@ -344,6 +345,229 @@ fn a_directory_replays_its_files_in_name_order() {
     assert!(summary.contains("150 rows, 0 errors"), "{summary}");
     let ids: Vec<i64> = read(&output).column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
     assert_eq!(ids, (0..150).collect::<Vec<i64>>());
+}
+
+/// `batch` with its column `name` cast to `to` (arrow's cast kernels).
+fn with_column_as(batch: &RecordBatch, name: &str, to: &DataType) -> RecordBatch {
+    let (i, _) = batch.schema().column_with_name(name).unwrap();
+    let mut columns = batch.columns().to_vec();
+    columns[i] = arrow_cast::cast(&columns[i], to).unwrap();
+    let fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+}
+
+fn list_of(item: DataType) -> Arc<Field> {
+    Arc::new(Field::new_list_field(item, true))
+}
+
+/// The outputs of a replay as (label, probs bits) per row.
+fn digits_answers(output: &Path) -> Vec<(i64, Vec<u32>)> {
+    let got = read(output);
+    let (labels, probs) = (got.column(0).as_primitive::<Int64Type>(), got.column(1).as_fixed_size_list());
+    (0..got.num_rows())
+        .map(|r| {
+            let p = probs.value(r);
+            (labels.value(r), p.as_primitive::<Float32Type>().values().iter().map(|x| x.to_bits()).collect())
+        })
+        .collect()
+}
+
+/// pandas and pyarrow write a list of floats as List<Float64>: the pixels in every list
+/// type of every number type answer bit for bit as the FixedSizeList<Float32> file.
+#[test]
+fn digits_pixels_as_lists_of_float64_float16_or_integers_answer_as_float32_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = digits_batch(0, 300);
+    let replay_to = |input: &Path, name: &str| {
+        let output = dir.path().join(format!("{name}.out.arrow"));
+        let summary = weir_replay(&["graphs/digits.yaml", "--input", s(input), "--output", s(&output)]);
+        assert!(summary.contains("300 rows, 0 errors"), "{name}: {summary}");
+        digits_answers(&output)
+    };
+    let float32 = dir.path().join("float32.arrow");
+    write_arrow(&float32, std::slice::from_ref(&batch));
+    let expected = replay_to(&float32, "float32");
+    for (name, to) in [
+        ("list_float64.parquet", DataType::List(list_of(DataType::Float64))),
+        ("list_float64.arrow", DataType::List(list_of(DataType::Float64))),
+        ("large_list_float64.arrow", DataType::LargeList(list_of(DataType::Float64))),
+        ("fixed_float16.arrow", DataType::FixedSizeList(list_of(DataType::Float16), 64)),
+        ("list_int64.parquet", DataType::List(list_of(DataType::Int64))),
+        ("large_list_uint8.arrow", DataType::LargeList(list_of(DataType::UInt8))),
+        ("fixed_int32.arrow", DataType::FixedSizeList(list_of(DataType::Int32), 64)),
+    ] {
+        let input = dir.path().join(name);
+        let cast = with_column_as(&batch, "pixels", &to);
+        if name.ends_with("parquet") {
+            write_parquet(&input, &[cast]);
+        } else {
+            write_arrow(&input, &[cast]);
+        }
+        assert!(expected == replay_to(&input, name), "{name}: answers differ from the Float32 file's");
+    }
+}
+
+/// Scalar fields take any float or integer column; the diamond's integer-valued inputs
+/// give the same bits as Float64.
+#[test]
+fn diamond_inputs_as_float16_uint16_int8_and_uint64_answer_as_float64_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 500;
+    let col = |f: &dyn Fn(usize) -> f64| -> ArrayRef { Arc::new(Float64Array::from_iter_values((0..n).map(f))) };
+    let batch = RecordBatch::try_from_iter([
+        ("a", col(&|i| (i % 100) as f64)),
+        ("b", col(&|i| (i % 7) as f64)),
+        ("c", col(&|i| (i / 5) as f64)),
+    ])
+    .unwrap();
+    let replay_to = |batch: &RecordBatch, name: &str| {
+        let (input, output) = (dir.path().join(format!("{name}.arrow")), dir.path().join(format!("{name}.out.arrow")));
+        write_arrow(&input, std::slice::from_ref(batch));
+        let summary = weir_replay(&["graphs/diamond.yaml", "--input", s(&input), "--output", s(&output)]);
+        assert!(summary.contains("500 rows, 0 errors"), "{name}: {summary}");
+        let y = read(&output).column_by_name("y").unwrap().as_primitive::<Float32Type>().values().to_vec();
+        y.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
+    };
+    let expected = replay_to(&batch, "float64");
+    let cast = with_column_as(&batch, "a", &DataType::Float16);
+    let cast = with_column_as(&cast, "b", &DataType::UInt16);
+    let cast = with_column_as(&cast, "c", &DataType::UInt64);
+    assert!(expected == replay_to(&cast, "float16_uint16_uint64"), "answers differ from Float64's");
+    let cast = with_column_as(&batch, "b", &DataType::Int8);
+    assert!(expected == replay_to(&cast, "int8"), "answers differ from Float64's");
+}
+
+/// A graph looking its `str` and `i64` inputs up in tables whose snapshots are
+/// LargeUtf8, Dictionary, Float64 and UInt32 columns.
+const LOOKUPS: &str = "name: lookups
+inputs:
+  account: str
+tables:
+  accounts:
+    key: account
+    values: {mean: f32, country: str}
+    snapshot: accounts.arrow
+nodes:
+  features: {kind: lookup, table: accounts, key: input.account, missing: default, defaults: {mean: -1.0, country: none}}
+outputs:
+  mean: features.mean
+  country: features.country
+";
+
+const BY_ID: &str = "name: by_id
+inputs:
+  id: i64
+tables:
+  scores:
+    key: id
+    key_type: i64
+    values: {score: f32}
+    snapshot: scores.parquet
+nodes:
+  found: {kind: lookup, table: scores, key: input.id, missing: default, defaults: {score: -1.0}}
+outputs:
+  score: found.score
+";
+
+#[test]
+fn str_and_i64_inputs_and_snapshots_take_large_utf8_utf8_view_dictionaries_and_any_integer() {
+    let dir = tempfile::tempdir().unwrap();
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let accounts = RecordBatch::try_from_iter([
+        ("account", Arc::new(StringArray::from(vec!["acc-1", "acc-2"])) as ArrayRef),
+        ("mean", Arc::new(Float64Array::from(vec![1.5, 2.5])) as ArrayRef),
+        ("country", Arc::new(StringArray::from(vec!["PT", "ES"])) as ArrayRef),
+    ])
+    .unwrap();
+    let accounts = with_column_as(&accounts, "account", &DataType::LargeUtf8);
+    write_arrow(&dir.path().join("accounts.arrow"), &[with_column_as(&accounts, "country", &dictionary)]);
+    let scores = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(vec![7, 40_000])) as ArrayRef),
+        ("score", Arc::new(Float64Array::from(vec![0.25, 0.75])) as ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(&dir.path().join("scores.parquet"), &[with_column_as(&scores, "id", &DataType::UInt32)]);
+    let (lookups, by_id) = (dir.path().join("lookups.yaml"), dir.path().join("by_id.yaml"));
+    std::fs::write(&lookups, LOOKUPS).unwrap();
+    std::fs::write(&by_id, BY_ID).unwrap();
+    let replay_to = |graph: &Path, batch: RecordBatch, name: &str| {
+        let (input, output) = (dir.path().join(format!("{name}.arrow")), dir.path().join(format!("{name}.out.arrow")));
+        write_arrow(&input, &[batch]);
+        let summary = weir_replay(&[s(graph), "--input", s(&input), "--output", s(&output)]);
+        assert!(summary.contains("3 rows, 0 errors"), "{name}: {summary}");
+        read(&output)
+    };
+
+    let accounts = RecordBatch::try_from_iter([(
+        "account",
+        Arc::new(StringArray::from(vec!["acc-2", "acc-9", "acc-1"])) as ArrayRef,
+    )])
+    .unwrap();
+    for to in [DataType::LargeUtf8, DataType::Utf8View, dictionary.clone()] {
+        let got = replay_to(&lookups, with_column_as(&accounts, "account", &to), &format!("accounts_{to}"));
+        let mean = got.column_by_name("mean").unwrap().as_primitive::<Float32Type>().values().to_vec();
+        assert_eq!(mean, [2.5, -1.0, 1.5], "{to}");
+        let country = got.column_by_name("country").unwrap().as_string::<i32>().clone();
+        assert_eq!(country.iter().flatten().collect::<Vec<_>>(), ["ES", "none", "PT"], "{to}");
+    }
+
+    let ids = RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(vec![40_000, 8, 7])) as ArrayRef)]).unwrap();
+    for to in [DataType::Int32, DataType::UInt16, DataType::UInt64] {
+        let got = replay_to(&by_id, with_column_as(&ids, "id", &to), &format!("ids_{to}"));
+        let score = got.column_by_name("score").unwrap().as_primitive::<Float32Type>().values().to_vec();
+        assert_eq!(score, [0.75, -1.0, 0.25], "{to}");
+    }
+}
+
+#[test]
+fn a_float64_into_an_i64_field_is_refused_and_a_list_of_63_numbers_fails_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("by_id.yaml"), BY_ID).unwrap();
+    let scores = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(vec![7])) as ArrayRef),
+        ("score", Arc::new(Float64Array::from(vec![0.25])) as ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(&dir.path().join("scores.parquet"), &[scores]);
+    let input = dir.path().join("ids.arrow");
+    write_arrow(
+        &input,
+        &[RecordBatch::try_from_iter([("id", Arc::new(Float64Array::from(vec![7.0])) as ArrayRef)]).unwrap()],
+    );
+    let output = dir.path().join("out.arrow");
+    let out = weir(&["replay", s(&dir.path().join("by_id.yaml")), "--input", s(&input), "--output", s(&output)]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("ids.arrow: the columns do not fit graph 'by_id': column 'id' (i64) must be an integer (Int8 to Int64 or UInt8 to UInt64), got Float64"),
+        "{stderr}"
+    );
+    assert!(!output.exists(), "nothing written");
+
+    // Row 5 has 63 numbers: that row fails, naming the field and the row; the others answer.
+    let mut pixels = arrow_array::builder::ListBuilder::new(arrow_array::builder::Float64Builder::new());
+    for r in 0..10 {
+        pixels.values().append_slice(&vec![1.0; if r == 5 { 63 } else { 64 }]);
+        pixels.append(true);
+    }
+    let batch = RecordBatch::try_from_iter([("pixels", Arc::new(pixels.finish()) as ArrayRef)]).unwrap();
+    let input = dir.path().join("pixels.parquet");
+    write_parquet(&input, &[batch]);
+    let errors = dir.path().join("bad.arrow");
+    let summary =
+        weir_replay(&["graphs/digits.yaml", "--input", s(&input), "--output", s(&output), "--errors", s(&errors)]);
+    assert!(summary.contains("10 rows, 1 errors"), "{summary}");
+    let bad = read(&errors);
+    let col = |name: &str| bad.column_by_name(name).unwrap().as_string::<i32>().value(0).to_string();
+    assert_eq!(bad.column_by_name("row").unwrap().as_primitive::<UInt64Type>().value(0), 5);
+    assert_eq!((col("code"), col("field")), ("invalid_input".into(), "pixels".into()));
+    assert_eq!(col("message"), "row 5: expected 64 numbers (f32[64]), got 63");
 }
 
 /// The peak RSS in a summary line, in MiB.

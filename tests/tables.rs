@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc::channel;
 
+use arrow_schema::DataType;
 use weir_engine::{yaml, Engine, EngineConfig, Plan};
 use weir_operators::Value;
 
@@ -352,6 +353,56 @@ fn a_bad_snapshot_stops_the_load_naming_file_row_and_column() {
     let err = Plan::new(&yaml::parse(text, "e.yaml", PathBuf::from(".")).expect("parses")).expect_err("no file");
     let err = err.to_string();
     assert!(err.contains("tables.t") && err.contains("snapshot") && err.contains("nowhere.arrow"), "{err}");
+}
+
+/// pandas writes text as LargeUtf8 (or a dictionary) and numbers as Float64: a snapshot
+/// of such columns loads as one of Utf8 and Float32 does.
+#[test]
+fn a_snapshot_of_large_utf8_float64_and_dictionary_columns_loads() {
+    use arrow_array::{ArrayRef, Float64Array, LargeStringArray, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("accounts.arrow");
+    let country: ArrayRef = Arc::new(StringArray::from(vec!["PT", "ES"]));
+    let dictionary = DataType::Dictionary(Box::new(DataType::Int8), Box::new(DataType::Utf8));
+    let batch = RecordBatch::try_from_iter(vec![
+        ("account", Arc::new(LargeStringArray::from(vec!["acc-1", "acc-2"])) as ArrayRef),
+        ("mean", Arc::new(Float64Array::from(vec![1.25, 1e30])) as ArrayRef),
+        ("country", arrow_cast::cast(&country, &dictionary).expect("casts")),
+    ])
+    .expect("batch");
+    let mut writer =
+        arrow_ipc::writer::FileWriter::try_new(std::fs::File::create(&path).expect("file"), &batch.schema())
+            .expect("writer");
+    writer.write(&batch).expect("writes");
+    writer.finish().expect("finishes");
+    let e = Engine::start(vec![graph_with_snapshot(&path)], EngineConfig::default()).expect("starts");
+    let g = e.graph("enrich").expect("graph");
+    assert_eq!(weir_connectors::snapshot::load_snapshots(&g).expect("loads"), vec![("accounts".to_string(), 2)]);
+    let answer = |account: &str| g.call(row(account)).expect("accepted").expect("answered");
+    assert_eq!(answer("acc-1"), vec![Value::F32(1.25), Value::Str("PT".into()), Value::Bool(true)]);
+    assert_eq!(answer("acc-2"), vec![Value::F32(1e30), Value::Str("ES".into()), Value::Bool(true)]);
+    e.shutdown();
+
+    // A Float64 beyond f32's range stops the load, naming the file, the row and the column.
+    let batch = RecordBatch::try_from_iter(vec![
+        ("account", Arc::new(StringArray::from(vec!["acc-1", "acc-2"])) as ArrayRef),
+        ("mean", Arc::new(Float64Array::from(vec![1.0, 1e300])) as ArrayRef),
+        ("country", country),
+    ])
+    .expect("batch");
+    let mut writer =
+        arrow_ipc::writer::FileWriter::try_new(std::fs::File::create(&path).expect("file"), &batch.schema())
+            .expect("writer");
+    writer.write(&batch).expect("writes");
+    writer.finish().expect("finishes");
+    let e = Engine::start(vec![graph_with_snapshot(&path)], EngineConfig::default()).expect("starts");
+    let err = weir_connectors::snapshot::load_snapshots(&e.graphs()[0]).expect_err("beyond f32").to_string();
+    for part in ["accounts.arrow", "snapshot of table 'accounts'", "mean", "row 1: value 1e300 is outside f32's range"]
+    {
+        assert!(err.contains(part), "{part:?} in {err}");
+    }
+    e.shutdown();
 }
 
 /// `weir run` loads the snapshot before the first row (real process, real files).

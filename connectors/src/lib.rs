@@ -1,7 +1,8 @@
 //! weir's connectors: how rows get into a running graph and answers out.
 //!
 //! - [`json`]: JSON ↔ values by the graph's schema (shared by every JSON connector);
-//! - [`arrow`]: Arrow record batches ↔ values by the graph's schema;
+//! - [`arrow`]: Arrow record batches ↔ values by the graph's schema, casting the column
+//!   types real data has ([`arrow::cast`]);
 //! - [`jsonl`]: JSON lines files through a graph, in order (`weir run`);
 //! - [`http`]: every graph of an engine over HTTP (axum; `weir serve`);
 //! - [`kafka`]: a graph's Kafka source and sink, at least once (rdkafka; `weir serve`);

@@ -2,10 +2,12 @@
 //!
 //! A table with `snapshot: PATH` (a file, or a directory of files in name order) is
 //! filled from it before the graph takes any row: each file must have a column named
-//! after the table's key and one per value field, of fitting types (checked before any
-//! row is read); each record batch becomes one upsert batch, so later rows of a file
-//! overwrite earlier ones with the same key. A row with a null or unreadable key or
-//! value stops the load with an error naming the file, the row and the column: a
+//! after the table's key and one per value field, of types that convert to the fields'
+//! (those [`crate::arrow::cast`] lists: Float64 for `f32`, LargeUtf8 for `str`...;
+//! checked before any row is read); each record batch becomes one upsert batch, so later
+//! rows of a file overwrite earlier ones with the same key. A row with a null or
+//! unreadable key or value, or one that does not convert (a Float64 beyond `f32`'s
+//! range, say), stops the load with an error naming the file, the row and the column: a
 //! snapshot is loaded whole or the command does not start.
 
 use weir_engine::spec::TableSpec;

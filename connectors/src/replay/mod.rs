@@ -7,7 +7,11 @@
 //!    `chunk_rows`, decoded by the graph's schema into columns, and a block's decodable
 //!    rows enter the graph as one submission by column
 //!    ([`GraphHandle::submit_columns`]), answered by column: no value is built per row.
-//!    A row that does not decode fails at its place.
+//!    A column not of its field's type is cast first ([`crate::arrow::cast`]: a List of
+//!    Float64 for `f32[64]`, say); one whose type cannot convert without losing
+//!    information was refused in step 1. A row that does not decode (a null, a list of
+//!    the wrong length, a number that does not fit) fails at its place, naming the field
+//!    and the row.
 //! 3. Answers come back per block, in any order; blocks are written strictly in input
 //!    order: one output row per input row (the graph's outputs, null where the row
 //!    failed, then the kept columns), and one errors-file row per failed row (its input

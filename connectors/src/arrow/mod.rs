@@ -1,28 +1,31 @@
 //! Arrow ↔ columns and row values, by the graph's schema: record batches in (Kafka
-//! payloads, replay files), record batches out.
+//! payloads, replay files, table snapshots), record batches out.
 //!
 //! Decoding: input fields are matched to columns by name; other columns are ignored.
-//! `f32` takes a Float32, Float64, Int32 or Int64 column; `i64` an Int64 or Int32
-//! column; `bool` a Boolean column; `str` a Utf8 or LargeUtf8 column; `f32[...]` a
-//! FixedSizeList or List of Float32 whose lists hold exactly the field's element count.
-//! A missing column or one of another type fails the whole batch (the payload does not
-//! fit the graph); a null value or a list of the wrong length fails only its row
-//! (`invalid_input`, naming the field and the row).
+//! Each field takes every Arrow type that converts to it without losing more than an
+//! `f32`'s rounding ([`cast`] has the table): `f32` any float or integer column, `f32[N]`
+//! a List, LargeList, ListView or FixedSizeList(N) of them, `i64` any integer column,
+//! `bool` a Boolean column, `str` a Utf8, LargeUtf8 or Utf8View column or a dictionary
+//! of one. A missing column or one of another type fails the whole batch (the payload
+//! does not fit the graph); a null value, a list of the wrong length or a number that
+//! does not fit fails only its row (`invalid_input`, naming the field and the row).
 //!
 //! Encoding: the output fields as columns (`f32` Float32, `i64` Int64, `bool` Boolean,
 //! `str` Utf8, tensors FixedSizeList of Float32), null where a row failed, and an
 //! `error` Utf8 column holding the failed row's error as JSON (null for answered rows).
 
+pub mod cast;
+
 use std::io::Cursor;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::types::{Float32Type, Int64Type};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, FixedSizeListArray, Float32Array, Int64Array, RecordBatch, StringArray,
 };
 use arrow_buffer::NullBuffer;
-use arrow_schema::{DataType, Field, Schema};
+use arrow_schema::{ArrowError, DataType, Field, Schema};
 use weir_operators::{Chunk, Column, DType, ErrorCode, FieldType, RowError, Value};
 
 /// A decoded row, or why that row could not be decoded.
@@ -68,7 +71,7 @@ pub fn check_columns(inputs: &[(String, FieldType)], schema: &Schema) -> Result<
     if problems.is_empty() {
         return Ok(());
     }
-    let expected: Vec<String> = inputs.iter().map(|(n, ty)| format!("{n}: {ty} ({})", expected_type(ty))).collect();
+    let expected: Vec<String> = inputs.iter().map(|(n, ty)| format!("{n}: {ty} ({})", cast::accepted(ty))).collect();
     let found: Vec<String> = schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
     Err(format!(
         "{}; the graph expects {}; the input has {}",
@@ -103,7 +106,9 @@ pub fn decode_columns(
             invalid(Some(name), format!("missing column '{name}' ({ty}); the batch has {}", found.join(", ")))
         })?;
         check_type(name, ty, array.data_type())?;
-        let (column, bad) = column_of(ty, array.as_ref());
+        let (column, bad) = column_of(ty, array).map_err(|e| {
+            invalid(Some(name), format!("column '{name}' ({ty}): cannot convert {}: {e}", array.data_type()))
+        })?;
         for (row, message) in bad {
             // One error per row: the first field that fails.
             if !failed.iter().any(|(r, _)| *r == row) {
@@ -133,111 +138,59 @@ pub fn decode_batch(
 }
 
 /// One Arrow array (of a type [`check_type`] accepts for `ty`) as a column, and the rows
-/// whose value is missing or malformed.
-fn column_of(ty: &FieldType, array: &dyn Array) -> (Column, Vec<(usize, String)>) {
+/// whose value is missing or does not convert. A column already of the decoded type (a
+/// Float32 column for `f32`, say) is read as it is; others are cast first ([`cast`]).
+fn column_of(ty: &FieldType, array: &ArrayRef) -> Result<(Column, Vec<(usize, String)>), ArrowError> {
     let rows = array.len();
-    let mut bad: Vec<(usize, String)> =
-        (0..rows).filter(|&r| array.is_null(r)).map(|r| (r, "null value".into())).collect();
+    let nulls = array.logical_nulls();
+    let mut bad: Vec<(usize, String)> = match &nulls {
+        Some(n) if n.null_count() > 0 => {
+            (0..rows).filter(|&r| n.is_null(r)).map(|r| (r, "null value".into())).collect()
+        }
+        _ => Vec::new(),
+    };
+    let cast::Cast { array, failed } = cast::cast(ty, array)?;
+    bad.extend(failed);
     let column = match array.data_type() {
         DataType::Float32 => Column::F32(array.as_primitive::<Float32Type>().values().to_vec()),
-        DataType::Float64 => {
-            Column::F32(array.as_primitive::<Float64Type>().values().iter().map(|&x| x as f32).collect())
-        }
-        DataType::Int32 if ty.dtype == DType::F32 => {
-            Column::F32(array.as_primitive::<Int32Type>().values().iter().map(|&x| x as f32).collect())
-        }
-        DataType::Int64 if ty.dtype == DType::F32 => {
-            Column::F32(array.as_primitive::<Int64Type>().values().iter().map(|&x| x as f32).collect())
-        }
-        DataType::Int32 => {
-            Column::I64(array.as_primitive::<Int32Type>().values().iter().map(|&x| i64::from(x)).collect())
-        }
         DataType::Int64 => Column::I64(array.as_primitive::<Int64Type>().values().to_vec()),
         DataType::Boolean => Column::Bool(array.as_boolean().iter().map(|b| b.unwrap_or(false)).collect()),
         DataType::Utf8 => Column::Str(array.as_string::<i32>().iter().map(|s| Arc::from(s.unwrap_or(""))).collect()),
         DataType::LargeUtf8 => {
             Column::Str(array.as_string::<i64>().iter().map(|s| Arc::from(s.unwrap_or(""))).collect())
         }
-        DataType::FixedSizeList(_, _) => {
+        DataType::Utf8View => Column::Str(array.as_string_view().iter().map(|s| Arc::from(s.unwrap_or(""))).collect()),
+        DataType::FixedSizeList(item, n)
+            if item.data_type() == &DataType::Float32 && Some(*n as usize) == ty.width() =>
+        {
             let list = array.as_fixed_size_list();
-            let n = ty.width().unwrap_or(1);
+            let n = *n as usize;
             let values = list.values().as_primitive::<Float32Type>();
-            if list.value_length() as usize != n {
-                let message = format!("expected {n} numbers ({ty}), got {}", list.value_length());
-                bad = (0..rows).map(|r| (r, message.clone())).collect();
-                Column::filler(ty, rows)
-            } else {
-                let start = if rows == 0 { 0 } else { list.value_offset_at(0) };
-                let data = values.values()[start..start + rows * n].to_vec();
-                if values.null_count() > 0 {
-                    for r in 0..rows {
-                        let first = list.value_offset_at(r);
-                        if !list.is_null(r) && (first..first + n).any(|i| values.is_null(i)) {
-                            bad.push((r, "null element".into()));
-                        }
+            let start = if rows == 0 { 0 } else { list.value_offset_at(0) };
+            let data = values.values()[start..start + rows * n].to_vec();
+            if values.null_count() > 0 {
+                for r in 0..rows {
+                    let first = list.value_offset_at(r);
+                    if !list.is_null(r) && (first..first + n).any(|i| values.is_null(i)) {
+                        bad.push((r, "null element".into()));
                     }
                 }
-                Column::Tensor { width: n, data }
             }
-        }
-        DataType::List(_) => {
-            let list = array.as_list::<i32>();
-            let n = ty.width().unwrap_or(1);
-            let mut column = Column::with_capacity(ty, rows);
-            for r in 0..rows {
-                let numbers = list.value(r);
-                if list.is_null(r) {
-                    column.push_fillers(1);
-                } else if numbers.len() != n {
-                    bad.push((r, format!("expected {n} numbers ({ty}), got {}", numbers.len())));
-                    column.push_fillers(1);
-                } else if numbers.null_count() > 0 {
-                    bad.push((r, "null element".into()));
-                    column.push_fillers(1);
-                } else {
-                    column
-                        .push(&Value::Tensor(numbers.as_primitive::<Float32Type>().values().iter().copied().collect()));
-                }
-            }
-            column
+            Column::Tensor { width: n, data }
         }
         other => {
-            let message = format!("unsupported column type {other}");
-            bad = (0..rows).map(|r| (r, message.clone())).collect();
-            Column::filler(ty, rows)
+            return Err(ArrowError::CastError(format!("{other} is not a decoded type of {ty}")));
         }
     };
     bad.sort_by_key(|(r, _)| *r);
-    (column, bad)
+    Ok((column, bad))
 }
 
 fn check_type(name: &str, ty: &FieldType, found: &DataType) -> Result<(), RowError> {
-    let ok = match (ty.dtype, ty.is_scalar(), found) {
-        (DType::F32, true, DataType::Float32 | DataType::Float64 | DataType::Int32 | DataType::Int64) => true,
-        (DType::F32, false, DataType::FixedSizeList(item, _) | DataType::List(item)) => {
-            item.data_type() == &DataType::Float32
-        }
-        (DType::I64, _, DataType::Int64 | DataType::Int32) => true,
-        (DType::Bool, _, DataType::Boolean) => true,
-        (DType::Str, _, DataType::Utf8 | DataType::LargeUtf8) => true,
-        _ => false,
-    };
-    if ok {
+    if cast::accepts(ty, found) {
         Ok(())
     } else {
-        let expected = expected_type(ty);
-        Err(invalid(Some(name), format!("column '{name}' ({ty}) must be {expected}, got {found}")))
-    }
-}
-
-/// The Arrow types a field of type `ty` accepts, in words.
-fn expected_type(ty: &FieldType) -> &'static str {
-    match (ty.dtype, ty.is_scalar()) {
-        (DType::F32, true) => "Float32 (or Float64, Int32, Int64)",
-        (DType::F32, false) => "FixedSizeList or List of Float32",
-        (DType::I64, _) => "Int64 or Int32",
-        (DType::Bool, _) => "Boolean",
-        (DType::Str, _) => "Utf8 or LargeUtf8",
+        Err(invalid(Some(name), format!("column '{name}' ({ty}) must be {}, got {found}", cast::accepted(ty))))
     }
 }
 
@@ -367,7 +320,11 @@ mod tests {
     fn a_missing_or_mistyped_column_fails_the_batch() {
         let wrong = vec![("a".into(), FieldType::scalar(DType::Str))];
         let e = decode_batch(&wrong, &batch(), 0).unwrap_err();
-        assert!(e.message.contains("must be Utf8 or LargeUtf8, got Float64"), "{}", e.message);
+        assert!(
+            e.message.contains("must be text (Utf8, LargeUtf8, Utf8View or a Dictionary of them), got Float64"),
+            "{}",
+            e.message
+        );
         let missing = vec![("b".into(), FieldType::scalar(DType::F32))];
         let e = decode_batch(&missing, &batch(), 0).unwrap_err();
         assert!(e.message.contains("missing column 'b'") && e.message.contains("a: Float64"), "{}", e.message);
