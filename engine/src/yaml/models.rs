@@ -175,8 +175,8 @@ fn batching(
 
 /// An `embed` node's default `max_wait_ms`: a transformer's forward pass takes
 /// milliseconds to hundreds of them, so a partial batch goes as soon as a replica is
-/// free and rows gather while it computes (waiting 2 ms first cost 15% of the throughput
-/// at one connection: BENCHMARKS.md, sentence embeddings).
+/// free and rows gather while it computes; waiting 2 ms first cost throughput at one
+/// connection (BENCHMARKS.md, "Sentence embeddings", change 3).
 const EMBED_MAX_WAIT_MS: u64 = 0;
 
 /// `kind: embed`: a model node whose model is a sentence-embedding directory.
