@@ -13,9 +13,9 @@ pub mod datasets;
 /// Makes candle run each forward pass on the calling thread unless `RAYON_NUM_THREADS`
 /// says otherwise. weir's parallelism is its replicas (one thread each) and timely
 /// workers; intra-op threads on top would oversubscribe the cores. It also spares candle
-/// from re-reading `/proc/cpuinfo` on every matmul when the variable is unset (measured:
-/// 4x on the digits MLP, see BENCHMARKS.md). Call it first in `main`, before any thread
-/// starts: it sets a process environment variable.
+/// from re-reading `/proc/cpuinfo` on every matmul when the variable is unset (what that
+/// cost: BENCHMARKS.md, "What was changed for speed", change 1). Call it first in
+/// `main`, before any thread starts: it sets a process environment variable.
 pub fn one_thread_per_forward_pass() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", "1");

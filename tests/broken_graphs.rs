@@ -459,3 +459,236 @@ fn a_model_with_neither_weights_nor_learn() {
     let err = error_of("    weights: m1.safetensors\n", "", |_| {});
     assert_has(&err, &["node 'm1'", "field 'weights'", "needs 'weights'", "or 'learn:'"]);
 }
+
+// Keys a node would accept and ignore are refused: one test per key, each naming the
+// node and the key.
+
+/// The error of m1 as a learning node without weights, with `node` added at the node's
+/// level and `learn` in its `learn:` section.
+fn learning_m1_error(node: &str, learn: &str) -> String {
+    let m1 = format!("    input: input.a\n{node}    learn:\n      lr: 0.1\n{learn}");
+    error_of("    weights: m1.safetensors\n    input: input.a\n", &m1, |_| {})
+}
+
+/// A learning node computes inline on the worker: batching and placement keys do not
+/// apply (they were accepted and ignored), even at their defaults.
+fn assert_inline_only(key: &str, values: &[&str]) {
+    for value in values {
+        let err = learning_m1_error(&format!("    {key}: {value}\n"), "");
+        assert_has(&err, &["node 'm1'", &format!("field '{key}'"), "does not apply to this learning node", "inline"]);
+    }
+}
+
+#[test]
+fn learning_node_with_replicas() {
+    assert_inline_only("replicas", &["4", "1"]);
+}
+
+#[test]
+fn learning_node_with_a_device() {
+    assert_inline_only("device", &["cuda:0", "cpu"]);
+}
+
+#[test]
+fn learning_node_with_max_batch_size() {
+    assert_inline_only("max_batch_size", &["64", "32"]);
+}
+
+#[test]
+fn learning_node_with_max_wait_ms() {
+    assert_inline_only("max_wait_ms", &["0", "2"]);
+}
+
+#[test]
+fn learning_node_with_a_hidden_activation() {
+    let err = learning_m1_error("    activation: tanh\n", "");
+    assert_has(&err, &["node 'm1'", "field 'activation'", "its model is linear: one layer, no hidden activation"]);
+}
+
+#[test]
+fn learning_node_with_an_output_activation() {
+    let err = learning_m1_error("    output_activation: softmax\n", "");
+    assert_has(&err, &["node 'm1'", "field 'output_activation'", "logistic or softmax, as 'learn.classes' says"]);
+}
+
+#[test]
+fn learning_node_without_weights_with_layers() {
+    let err = learning_m1_error("    layers: [1, 1]\n", "");
+    assert_has(&err, &["node 'm1'", "field 'layers'", "without 'weights' its sizes are its input's width"]);
+}
+
+/// With weights, a learning node's `layers` are checked against the file, as a plain
+/// model's are (they were ignored).
+#[test]
+fn learning_node_with_layers_that_its_weights_do_not_have() {
+    let err = error_of(
+        "    weights: m1.safetensors\n    input: input.a\n",
+        &format!("    layers: [1, 2]\n{}", learning_m1("")),
+        |_| {},
+    );
+    assert_has(&err, &["node 'm1'", "field 'weights'", "declares layer sizes [1, 2], the file has [1, 1]"]);
+}
+
+/// Without `learn.key`, feedback carries its own features and no prediction is kept.
+#[test]
+fn learning_node_keeping_rows_without_a_key() {
+    for value in ["10", "100000"] {
+        let err = learning_m1_error("", &format!("      keep_rows: {value}\n"));
+        assert_has(&err, &["node 'm1'", "field 'learn.keep_rows'", "only for feedback that names them by 'learn.key'"]);
+    }
+}
+
+#[test]
+fn learning_node_keeping_rows_for_a_time_without_a_key() {
+    let err = learning_m1_error("", "      keep_ms: 1000\n");
+    assert_has(&err, &["node 'm1'", "field 'learn.keep_ms'", "only for feedback that names them by 'learn.key'"]);
+}
+
+#[test]
+fn learning_node_with_a_minibatch_timer_and_one_label_per_step() {
+    let err = learning_m1_error("", "      update_every_ms: 100\n");
+    assert_has(&err, &["node 'm1'", "field 'learn.update_every_ms'", "with 'update_every' 1 every label is a step"]);
+}
+
+#[test]
+fn linear_model_with_a_hidden_activation() {
+    let err = error_of("    input: input.b\n", "    input: input.b\n    activation: tanh\n", |_| {});
+    assert_has(&err, &["node 'm2'", "field 'activation'", "does not apply to a linear model"]);
+}
+
+/// Plans a graph of one map node (`op` with `keys`) over inputs `v: f32[3]` and `a: f32`,
+/// answering with its field `output`.
+fn plan_map(op: &str, keys: &str, output: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graph.yaml");
+    let yaml = format!(
+        "name: map\ninputs:\n  v: f32[3]\n  a: f32\nnodes:\n  m:\n    kind: map\n    op: {op}\n{keys}outputs:\n  out: m.{output}\n"
+    );
+    std::fs::write(&path, yaml).unwrap();
+    load_plan(&path).map(|_| ()).map_err(|e| e.to_string())
+}
+
+/// Each map op takes its own keys; given to another op, `key: value` would be ignored.
+/// Returns how many ops refused it.
+fn assert_map_ops_refuse(key: &str, value: &str) -> usize {
+    // Each op, a valid node of it, its first output and its own keys.
+    let ops = [
+        (
+            "standardize",
+            "    input: input.v\n    mean: [0, 0, 0]\n    std: [1, 1, 1]\n",
+            "y",
+            &["mean", "std", "params"][..],
+        ),
+        ("argmax", "    input: input.v\n", "label", &["labels"]),
+        ("threshold", "    input: input.a\n    threshold: 0.5\n", "label", &["threshold", "labels"]),
+        ("select", "    fields: {w: input.a}\n", "w", &["fields"]),
+        ("concat", "    inputs: [input.v, input.a]\n", "y", &[]),
+    ];
+    let mut refused = 0;
+    for (op, node, output, _) in ops.into_iter().filter(|(_, _, _, own)| !own.contains(&key)) {
+        plan_map(op, node, output).unwrap_or_else(|e| panic!("the {op} node plans: {e}"));
+        let err = plan_map(op, &format!("{node}    {key}: {value}\n"), output).expect_err("refused");
+        assert_has(
+            &err,
+            &["graph.yaml", "node 'm'", &format!("field '{key}'"), &format!("'{key}' does not apply to op '{op}'")],
+        );
+        refused += 1;
+    }
+    refused
+}
+
+#[test]
+fn map_op_with_mean() {
+    assert_eq!(assert_map_ops_refuse("mean", "[0, 0, 0]"), 4);
+}
+
+#[test]
+fn map_op_with_std() {
+    assert_eq!(assert_map_ops_refuse("std", "[1, 1, 1]"), 4);
+}
+
+#[test]
+fn map_op_with_params() {
+    assert_eq!(assert_map_ops_refuse("params", "p.safetensors"), 4);
+}
+
+#[test]
+fn map_op_with_labels() {
+    assert_eq!(assert_map_ops_refuse("labels", "[x, y]"), 3);
+}
+
+#[test]
+fn map_op_with_a_threshold() {
+    assert_eq!(assert_map_ops_refuse("threshold", "0.5"), 4);
+}
+
+#[test]
+fn map_op_with_fields() {
+    assert_eq!(assert_map_ops_refuse("fields", "{w: input.a}"), 4);
+}
+
+/// The error of planning the builder graph `x: f32[3]` → `m` (`model`) → `p`.
+fn builder_error(model: Model) -> String {
+    let mut g = GraphBuilder::new("learns");
+    let x = g.input("x", FieldType::vector(3));
+    let m = g.node("m", model.bind(x));
+    g.output("p", m.field("y"));
+    let err = g.plan().expect_err("the builder's graph must be rejected").to_string();
+    assert!(err.starts_with("builder: node 'm'"), "the error names the builder and the node: {err}");
+    err
+}
+
+fn learning() -> weir_engine::spec::LearnSpec {
+    weir_engine::spec::LearnSpec::new(2, weir_operators::kernel::learn::Optimizer::Sgd { lr: 0.1 })
+}
+
+/// The builder can set what a learning node ignores: the plan refuses it too.
+#[test]
+fn builder_learning_node_with_batching() {
+    use weir_engine::spec::Batching;
+    use weir_operators::kernel::device::DeviceSpec;
+    let batching = [
+        ("replicas", Batching { replicas: 4, ..Batching::default() }),
+        ("device", Batching { device: DeviceSpec::Cuda(0), ..Batching::default() }),
+        ("max_batch_size", Batching { max_batch_size: 8, ..Batching::default() }),
+        ("max_wait_ms", Batching { max_wait_ms: 0, ..Batching::default() }),
+    ];
+    for (key, b) in batching {
+        let err = builder_error(Model::learning(learning()).batching(b));
+        assert_has(&err, &[&format!("field '{key}'"), "does not apply to this learning node", "inline"]);
+    }
+}
+
+#[test]
+fn builder_learning_node_keeping_rows_without_a_key() {
+    let learn = weir_engine::spec::LearnSpec { keep_rows: 10, ..learning() };
+    let err = builder_error(Model::learning(learn));
+    assert_has(&err, &["field 'learn.keep_rows'", "'learn.key'"]);
+}
+
+#[test]
+fn builder_learning_node_keeping_rows_for_a_time_without_a_key() {
+    let learn = weir_engine::spec::LearnSpec { keep_ms: None, ..learning() };
+    let err = builder_error(Model::learning(learn));
+    assert_has(&err, &["field 'learn.keep_ms'", "'learn.key'"]);
+}
+
+#[test]
+fn builder_learning_node_with_a_minibatch_timer_and_one_label_per_step() {
+    let learn = weir_engine::spec::LearnSpec { update_every_ms: Some(50), ..learning() };
+    let err = builder_error(Model::learning(learn));
+    assert_has(&err, &["field 'learn.update_every_ms'", "with 'update_every' 1"]);
+}
+
+/// A linear model built in Rust with a hidden activation: it has no hidden layer.
+#[test]
+fn builder_linear_model_with_a_hidden_activation() {
+    let model = std::sync::Arc::new(DenseModel::from_layers(
+        Arch::Linear,
+        vec![DenseLayer { weight: vec![1.0, 1.0, 1.0], bias: vec![0.0], inputs: 3, outputs: 1 }],
+        Activation::Tanh,
+        Activation::None,
+    ));
+    let err = builder_error(Model::loaded(model));
+    assert_has(&err, &["field 'activation'", "(tanh) does not apply to a linear model"]);
+}

@@ -37,13 +37,12 @@ use crate::spec::LearnSpec;
 /// Batches a batching operator may have out per replica of its node: the next ones
 /// are queued while one computes, so a replica never idles waiting for the worker to
 /// wake. A replica wakes the operator once half of them are done (see `replica.rs`),
-/// so the other half keeps it busy meanwhile. Measured on the digits MLP at batch 32
-/// (`cargo bench --bench engine -- batching`): the replica spent 80-84% of the time in
-/// forward passes with 4, 90-93% with 8. Each wake costs the worker a timely step, so
-/// fewer, larger collections pay: `weir replay graphs/digits.yaml` over 1000000 rows ran
-/// 1.1-1.35x faster with 16 than with 8, and 1.03-1.15x faster with 32 than with 16
-/// (alternating runs of both builds). A result then waits at most half this many
-/// forward passes to be collected, and only while its replica has more work queued.
+/// so the other half keeps it busy meanwhile. With more batches out, the replica spends
+/// more of its time in forward passes (BENCHMARKS.md, "What was changed for speed",
+/// change 7); and since each wake costs the worker a timely step, fewer, larger
+/// collections pay: 32 replays faster than 16, and 16 than 8 (change 10). A result then
+/// waits at most half this many forward passes to be collected, and only while its
+/// replica has more work queued.
 pub const BATCHES_PER_REPLICA: usize = 32;
 
 /// What a model step's operators need from the process: its replicas' job queue and

@@ -265,7 +265,7 @@ pub enum ModelSource {
         arch: Arch,
         /// Declared layer sizes `[in, ..., out]`, checked against the file.
         sizes: Option<Vec<usize>>,
-        /// Between layers.
+        /// Between layers (`Activation::None` for a linear model: it has one layer).
         hidden_activation: Activation,
         /// After the last layer.
         output_activation: Activation,
@@ -321,7 +321,7 @@ pub struct ModelSpec {
     pub input: FieldRef,
     /// The name of the output field (default `y`).
     pub output: String,
-    /// Batching and placement.
+    /// Batching and placement (the defaults for a learning node, which computes inline).
     pub batching: Batching,
     /// Learning from feedback while serving, if the node learns.
     pub learn: Option<Box<LearnSpec>>,
@@ -343,14 +343,16 @@ pub struct LearnSpec {
     pub standardize: bool,
     /// Feedback rows per optimizer step (1..=65536).
     pub update_every: usize,
-    /// Also step on fewer rows once the first waited this many ms (live serving only).
+    /// Also step on fewer rows once the first waited this many ms (live serving only;
+    /// with `update_every` above 1).
     pub update_every_ms: Option<u64>,
     /// The field feedback names its prediction by; `None`: feedback carries its own
     /// features.
     pub key: Option<FieldRef>,
-    /// Predictions kept for their feedback, at most.
+    /// Predictions kept for their feedback, at most (with a `key`: without one, none is
+    /// kept).
     pub keep_rows: usize,
-    /// How long a prediction is kept for its feedback (live serving only).
+    /// How long a prediction is kept for its feedback (live serving only; with a `key`).
     pub keep_ms: Option<u64>,
     /// Where and how often the learner saves its state.
     pub checkpoint: Option<CheckpointSpec>,

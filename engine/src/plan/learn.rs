@@ -5,13 +5,13 @@ use std::path::Path;
 
 use weir_operators::kernel::checkpoint;
 use weir_operators::kernel::learner::{Learner, LearnerConfig};
-use weir_operators::kernel::model::{Arch, DenseModel};
+use weir_operators::kernel::model::{Activation, Arch, DenseModel};
 use weir_operators::{DType, FieldType};
 
 use super::resolve::NodeResult;
 use super::StepOp;
 use crate::error::Problem;
-use crate::spec::{LearnSpec, ModelSource, ModelSpec};
+use crate::spec::{Batching, LearnSpec, ModelSource, ModelSpec};
 
 /// The name of the field a learning node adds beside its output: the version of the
 /// weights that made each prediction.
@@ -23,6 +23,58 @@ pub(super) struct LearnStep {
     pub outputs: Vec<(String, FieldType)>,
 }
 
+/// The error for a key of a learning `model` node that it would ignore: the node
+/// computes inline on the worker (no batching, replicas or device), its model is linear
+/// with a logistic or softmax output set by `classes`, predictions are kept only for
+/// feedback that names them by key, and with one label per step nothing waits for a
+/// minibatch. The YAML front end refuses such a key whenever it is given; the plan,
+/// whenever its value differs from the default (the builder can set it).
+pub(crate) fn unused_by_learning(key: &str) -> Problem {
+    let why = match key {
+        "max_batch_size" | "max_wait_ms" => "it computes inline on the worker, without batches",
+        "replicas" => "it computes inline on the worker, without replica threads",
+        "device" => "it computes inline on the worker, on the CPU",
+        "activation" => "its model is linear: one layer, no hidden activation",
+        "output_activation" => "its output is logistic or softmax, as 'learn.classes' says",
+        "layers" => "without 'weights' its sizes are its input's width and its classes",
+        "learn.keep_rows" | "learn.keep_ms" => {
+            "predictions are kept only for feedback that names them by 'learn.key', and it has none"
+        }
+        "learn.update_every_ms" => "with 'update_every' 1 every label is a step at once: nothing waits",
+        _ => "it is not used",
+    };
+    Problem::Option(format!("'{key}' does not apply to this learning node: {why}"))
+}
+
+/// Refuses what a learning node would ignore (see [`unused_by_learning`]), as set in
+/// the IR: batching and activations other than the defaults, kept predictions without
+/// a key, a minibatch timer with one label per step.
+fn check_unused(m: &ModelSpec, learn: &LearnSpec) -> NodeResult<()> {
+    let (b, default) = (&m.batching, Batching::default());
+    let (hidden, output) = match &m.source {
+        ModelSource::File { hidden_activation, output_activation, .. } => (*hidden_activation, *output_activation),
+        ModelSource::Loaded(model) => (model.hidden_activation, model.output_activation),
+        _ => (Activation::None, Activation::None),
+    };
+    let defaults = LearnSpec::new(learn.classes, learn.optimizer);
+    let keyless = learn.key.is_none();
+    let ignored = [
+        ("max_batch_size", b.max_batch_size != default.max_batch_size),
+        ("max_wait_ms", b.max_wait_ms != default.max_wait_ms),
+        ("replicas", b.replicas != default.replicas),
+        ("device", b.device != default.device),
+        ("activation", hidden != Activation::None),
+        ("output_activation", output != Activation::None),
+        ("learn.keep_rows", keyless && learn.keep_rows != defaults.keep_rows),
+        ("learn.keep_ms", keyless && learn.keep_ms != defaults.keep_ms),
+        ("learn.update_every_ms", learn.update_every == 1 && learn.update_every_ms.is_some()),
+    ];
+    match ignored.into_iter().find(|(_, set)| *set) {
+        Some((key, _)) => Err((Some(key.into()), unused_by_learning(key))),
+        None => Ok(()),
+    }
+}
+
 /// Resolves a model node with `learn:` reading `input` (index and type) and keyed by
 /// `key` (index and type), its files relative to `base_dir`.
 pub(super) fn resolve(
@@ -32,6 +84,7 @@ pub(super) fn resolve(
     key: Option<(usize, FieldType)>,
     base_dir: &Path,
 ) -> NodeResult<LearnStep> {
+    check_unused(m, learn)?;
     let (input, ty) = input;
     let width = match (ty.dtype, ty.width()) {
         (DType::F32, Some(w)) if w > 0 => w,
@@ -62,9 +115,9 @@ pub(super) fn resolve(
     let mut start = "untrained".to_string();
     match &m.source {
         ModelSource::Untrained => {}
-        ModelSource::File { path, arch, .. } => {
+        ModelSource::File { path, arch, sizes, .. } => {
             let full = base_dir.join(path);
-            let model = DenseModel::load(&full, *arch, None, Default::default(), Default::default())
+            let model = DenseModel::load(&full, *arch, sizes.as_deref(), Default::default(), Default::default())
                 .map_err(|e| (Some("weights".into()), Problem::Weights(e)))?;
             learner = start_from(learner, &model, width, outputs_per_row)?;
             start = format!("from {}", path.display());

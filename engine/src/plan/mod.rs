@@ -27,6 +27,7 @@ mod order;
 mod params;
 mod resolve;
 
+pub(crate) use learn::unused_by_learning;
 pub use learn::MODEL_VERSION;
 use order::topological_order;
 use resolve::{Resolver, StreamInfo};

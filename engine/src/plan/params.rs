@@ -1,14 +1,14 @@
 //! Checks of node parameters that live outside the graph file: batching ranges,
-//! devices, and parameter vectors in safetensors files.
+//! devices, activations, and parameter vectors in safetensors files.
 
 use std::path::Path;
 
 use weir_operators::kernel::device::DeviceSpec;
-use weir_operators::kernel::model::WeightsError;
+use weir_operators::kernel::model::{Activation, Arch, WeightsError};
 
 use super::resolve::NodeResult;
 use crate::error::Problem;
-use crate::spec::Batching;
+use crate::spec::{Batching, ModelSource};
 
 pub(super) fn check_batching(b: &Batching) -> NodeResult<()> {
     if !(1..=65536).contains(&b.max_batch_size) {
@@ -35,6 +35,24 @@ pub(super) fn check_batching(b: &Batching) -> NodeResult<()> {
                 )),
             ));
         }
+    }
+    Ok(())
+}
+
+/// A linear model has one layer, so a hidden activation would be ignored: refused.
+pub(super) fn check_activation(source: &ModelSource) -> NodeResult<()> {
+    let (arch, hidden) = match source {
+        ModelSource::File { arch, hidden_activation, .. } => (*arch, *hidden_activation),
+        ModelSource::Loaded(model) => (model.arch, model.hidden_activation),
+        _ => return Ok(()),
+    };
+    if arch == Arch::Linear && hidden != Activation::None {
+        return Err((
+            Some("activation".into()),
+            Problem::Option(format!(
+                "'activation' ({hidden}) does not apply to a linear model: it has one layer, no hidden activation"
+            )),
+        ));
     }
     Ok(())
 }

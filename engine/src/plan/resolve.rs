@@ -17,7 +17,7 @@ use crate::error::Problem;
 use crate::spec::*;
 
 use super::order::reads;
-use super::params::{check_batching, load_vector};
+use super::params::{check_activation, check_batching, load_vector};
 use super::*;
 
 /// The route branches a stream sits on: (route step, branch) pairs, outermost first.
@@ -250,6 +250,7 @@ impl Resolver<'_> {
             NodeKind::Model(m) => {
                 let (input, ty) = self.field_index(&schema, "input", &m.input, &path)?;
                 check_batching(&m.batching)?;
+                check_activation(&m.source)?;
                 let (description, factory, accepts, out_ty) = self.load_model(m)?;
                 let fits = match &accepts {
                     Accepts::Width(w) => ty.width() == Some(*w),

@@ -10,8 +10,9 @@
 //!   y: m1.y
 //! ```
 //!
-//! Unknown keys are errors (a typo never silently means "default"). Paths are relative to
-//! the file's directory. The keys of every node kind are listed in `graphs/README.md`.
+//! Unknown keys are errors (a typo never silently means "default"), and so are keys a
+//! node would ignore where they are given (a learning node's batching keys, a map op's
+//! keys of another op). Paths are relative to the file's directory. The keys of every node kind are listed in `graphs/README.md`.
 //! Model nodes are read in `yaml/models.rs`, the other kinds in `yaml/nodes.rs`.
 
 use std::path::{Path, PathBuf};

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 use weir_operators::kernel::learn::Optimizer;
+use weir_operators::kernel::model::Arch;
 
 use super::{parse_enum, parse_ref, NodeResult};
 use crate::error::Problem;
+use crate::plan::unused_by_learning;
 use crate::spec::*;
 
 #[derive(Deserialize)]
@@ -71,6 +73,13 @@ struct CheckpointFile {
 
 fn learn(f: LearnFile) -> NodeResult<LearnSpec> {
     let field = |name: &str| Some(format!("learn.{name}"));
+    // Predictions are kept only for feedback that names them by key.
+    for (name, given) in [("keep_rows", f.keep_rows.is_some()), ("keep_ms", f.keep_ms.is_some())] {
+        if given && f.key.is_none() {
+            let key = format!("learn.{name}");
+            return Err((field(name), unused_by_learning(&key)));
+        }
+    }
     let optimizer = match f.optimizer.as_deref().unwrap_or("sgd") {
         "sgd" => Optimizer::Sgd { lr: f.lr },
         "adam" => Optimizer::adam(f.lr),
@@ -166,8 +175,8 @@ fn batching(
 
 /// An `embed` node's default `max_wait_ms`: a transformer's forward pass takes
 /// milliseconds to hundreds of them, so a partial batch goes as soon as a replica is
-/// free and rows gather while it computes (waiting 2 ms first cost 15% of the throughput
-/// at one connection: BENCHMARKS.md, sentence embeddings).
+/// free and rows gather while it computes; waiting 2 ms first cost throughput at one
+/// connection (BENCHMARKS.md, "Sentence embeddings", change 3).
 const EMBED_MAX_WAIT_MS: u64 = 0;
 
 /// `kind: embed`: a model node whose model is a sentence-embedding directory.
@@ -185,18 +194,50 @@ pub(super) fn embed(f: EmbedFile) -> NodeResult<ModelSpec> {
     })
 }
 
+/// A learning node's keys that it would ignore, refused whenever given (even at their
+/// default): see [`unused_by_learning`].
+fn given_but_unused_by_learning(f: &ModelFile) -> NodeResult<()> {
+    let given = [
+        ("max_batch_size", f.max_batch_size.is_some()),
+        ("max_wait_ms", f.max_wait_ms.is_some()),
+        ("replicas", f.replicas.is_some()),
+        ("device", f.device.is_some()),
+        ("activation", f.activation.is_some()),
+        ("output_activation", f.output_activation.is_some()),
+        ("layers", f.layers.is_some() && f.weights.is_none()),
+    ];
+    match given.into_iter().find(|(_, given)| *given) {
+        Some((key, _)) => Err((Some(key.into()), unused_by_learning(key))),
+        None => Ok(()),
+    }
+}
+
 pub(super) fn model(f: ModelFile) -> NodeResult<ModelSpec> {
+    if f.learn.is_some() {
+        given_but_unused_by_learning(&f)?;
+    }
+    let arch = parse_enum(&f.arch, "arch")?;
+    if arch == Arch::Linear && f.activation.is_some() {
+        return Err((
+            Some("activation".into()),
+            Problem::Option(
+                "'activation' does not apply to a linear model: it has one layer, no hidden activation".into(),
+            ),
+        ));
+    }
+    // A linear model has no hidden activation; an MLP's defaults to relu.
+    let hidden = f.activation.as_deref().unwrap_or(if arch == Arch::Linear { "none" } else { "relu" });
     let learn = f.learn.map(learn).transpose()?.map(Box::new);
     let source = match (f.weights, &learn) {
         (Some(path), _) => ModelSource::File {
             path,
-            arch: parse_enum(&f.arch, "arch")?,
+            arch,
             sizes: f.layers,
-            hidden_activation: parse_enum(f.activation.as_deref().unwrap_or("relu"), "activation")?,
+            hidden_activation: parse_enum(hidden, "activation")?,
             output_activation: parse_enum(f.output_activation.as_deref().unwrap_or("none"), "output_activation")?,
         },
         (None, Some(_)) => {
-            if f.arch != "linear" {
+            if arch != Arch::Linear {
                 return Err((
                     Some("arch".into()),
                     Problem::Option(format!("a learning model is 'linear', got '{}'", f.arch)),

@@ -102,17 +102,28 @@ pub(super) fn map_node(f: MapFile) -> NodeResult<MapSpec> {
             return Err((Some("outputs".into()), Problem::Syntax("give 'output' or 'outputs', not both".into())))
         }
     };
-    let unused = |field: &str, present: bool| -> NodeResult<()> {
-        if present {
-            Err((Some(field.into()), Problem::Option(format!("'{field}' does not apply to op '{}'", f.op))))
-        } else {
-            Ok(())
-        }
+    // The keys of one op or another: each op takes its own and refuses the rest.
+    let given = [
+        ("mean", f.mean.is_some()),
+        ("std", f.std.is_some()),
+        ("params", f.params.is_some()),
+        ("labels", f.labels.is_some()),
+        ("threshold", f.threshold.is_some()),
+        ("fields", f.fields.is_some()),
+    ];
+    let takes: &[&str] = match f.op.as_str() {
+        "standardize" => &["mean", "std", "params"],
+        "argmax" => &["labels"],
+        "threshold" => &["threshold", "labels"],
+        "select" => &["fields"],
+        "concat" => &[],
+        _ => &["mean", "std", "params", "labels", "threshold", "fields"], // an unknown op is refused below
     };
+    if let Some((field, _)) = given.iter().find(|(key, present)| *present && !takes.contains(key)) {
+        return Err((Some(field.to_string()), Problem::Option(format!("'{field}' does not apply to op '{}'", f.op))));
+    }
     let op = match f.op.as_str() {
         "standardize" => {
-            unused("labels", f.labels.is_some())?;
-            unused("threshold", f.threshold.is_some())?;
             match (f.params, f.mean, f.std) {
                 (Some(path), None, None) => MapOp::StandardizeFile(path),
                 (None, Some(mean), Some(std)) => MapOp::Builtin(Builtin::Standardize { mean, std }),
@@ -124,10 +135,7 @@ pub(super) fn map_node(f: MapFile) -> NodeResult<MapSpec> {
                 }
             }
         }
-        "argmax" => {
-            unused("threshold", f.threshold.is_some())?;
-            MapOp::Builtin(Builtin::Argmax { labels: f.labels })
-        }
+        "argmax" => MapOp::Builtin(Builtin::Argmax { labels: f.labels }),
         "threshold" => {
             let threshold =
                 f.threshold.ok_or((Some("threshold".into()), Problem::Option("threshold needs 'threshold'".into())))?;

@@ -7,8 +7,9 @@
 //! layer norm), from the same weight files, and a test holds the two together. It
 //! differs where profiling the serving path showed time going (see BENCHMARKS.md):
 //!
-//! - **GELU**: the exact (erf) GELU ran candle's scalar `libm::erff` per element, 15 to
-//!   19% of a forward pass on the CPU. Here it is a branch-free rational erf (the one
+//! - **GELU**: the exact (erf) GELU ran candle's scalar `libm::erff` per element, a
+//!   large part of a forward pass on the CPU (BENCHMARKS.md, "Sentence embeddings",
+//!   the profile). Here it is a branch-free rational erf (the one
 //!   Eigen and XLA use for f32) the compiler vectorises; it is within 5e-7 of `erff`
 //!   everywhere (eight f32 steps below 1; tested). Other devices keep candle's
 //!   `gelu_erf`.

@@ -147,12 +147,11 @@ pub struct SentenceEmbedder {
     normalize: bool,
 }
 
-/// What one forward pass costs beyond its tokens, in tokens. On the reference 2-core
-/// machine (`cargo bench --bench embed -- passes`) a pass of one 6-token text takes
-/// about 9.4 ms and each further token of the rectangle 0.2 to 0.3 ms: a pass is worth
-/// 24 to 35 tokens of padding (the fixed part: every weight is read from memory once per
-/// pass, and each of the pass's tensor operations has its own overhead). The cut is not
-/// sensitive to the exact figure.
+/// What one forward pass costs beyond its tokens, in tokens: the fixed cost of a pass
+/// (every weight is read from memory once per pass, and each of the pass's tensor
+/// operations has its own overhead) over the cost of one more token of the rectangle,
+/// both from `cargo bench --bench embed -- passes` (BENCHMARKS.md, "Sentence
+/// embeddings", the pass cost table). The cut is not sensitive to the exact figure.
 pub const PASS_COST_TOKENS: usize = 24;
 
 /// Cuts texts of token counts `lengths` into forward passes: returns the passes as
