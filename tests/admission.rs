@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::gate::{gated_plan, Gate};
-use common::slow::slow_plan;
+use common::gate::Gate;
+use common::slow::{gated_plan, slow_plan};
 use crossbeam_channel::bounded;
 use weir_engine::spec::{Batching, Serving};
 use weir_engine::{Engine, EngineConfig, GraphHandle, SubmitError, SubmitOptions};
@@ -37,7 +37,7 @@ fn beyond_max_in_flight_a_submission_is_refused_at_once_and_admitted_after() {
     // is "while they are still computing", whatever the machine's load.
     let gate = Gate::new();
     gate.open_after(PATIENCE);
-    let engine = Engine::start(vec![gated_plan(&gate, batching, serving)], EngineConfig::default()).unwrap();
+    let engine = Engine::start(vec![gated_plan(&gate, batching, serving).0], EngineConfig::default()).unwrap();
     let g = engine.graphs()[0].clone();
     let (tx, rx) = bounded(4);
     let reply = |tx: crossbeam_channel::Sender<usize>| {
@@ -48,7 +48,7 @@ fn beyond_max_in_flight_a_submission_is_refused_at_once_and_admitted_after() {
     g.try_submit_batch(rows(8), reply(tx.clone())).expect("8 rows fit the bound");
     assert_eq!(g.in_flight(), 8);
     match g.try_submit_batch(rows(1), reply(tx.clone())) {
-        Err(SubmitError::Full(name)) => assert_eq!(name, "gated"),
+        Err(SubmitError::Full(name)) => assert_eq!(name, "slow"),
         other => panic!("expected Full, got {other:?}"),
     }
     assert!(!gate.is_open(), "refused at once, not after the rows in flight were answered");

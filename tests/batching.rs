@@ -11,7 +11,8 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::gate::{gated_plan, Gate};
+use common::gate::Gate;
+use common::slow::gated_plan;
 use weir_engine::builder::{GraphBuilder, Model};
 use weir_engine::spec::{Batching, ModelSource, Serving};
 use weir_engine::{Engine, EngineConfig, GraphHandle};
@@ -113,7 +114,7 @@ fn zero_wait_sends_a_lone_row_at_once() {
 
 /// Starts the gated graph on one worker.
 fn gated(gate: &Arc<Gate>, batching: Batching) -> (Engine, GraphHandle) {
-    let plan = gated_plan(gate, batching, Serving::default());
+    let (plan, _) = gated_plan(gate, batching, Serving::default());
     let engine = Engine::start(vec![plan], EngineConfig::default()).unwrap();
     let handle = engine.graphs()[0].clone();
     (engine, handle)

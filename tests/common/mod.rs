@@ -3,6 +3,8 @@
 
 pub mod gate;
 pub mod kafka;
+pub mod process;
+pub mod python;
 pub mod slow;
 
 use std::path::PathBuf;

@@ -5,7 +5,7 @@
 //! events ("answered while the model was busy") without timing them.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use weir_engine::builder::{GraphBuilder, Model};
@@ -14,58 +14,15 @@ use weir_engine::Plan;
 use weir_operators::kernel::BatchKernel;
 use weir_operators::{Column, DType, FieldType};
 
+use super::gate::Gate;
+
 /// The input that makes the model panic.
 pub const PANIC_INPUT: f64 = 666.0;
 
 struct Slow {
     per_batch: Duration,
     computed: Arc<AtomicUsize>,
-    gate: Option<Arc<GateState>>,
-}
-
-/// How long a forward pass waits at a gate nobody opens (a test that failed before
-/// opening it) before it goes through anyway, so the engine can still shut down.
-const GATE_LIMIT: Duration = Duration::from_secs(120);
-
-struct GateState {
-    open: Mutex<bool>,
-    opened: Condvar,
-    /// Rows that have reached the gate (waiting or gone through).
-    arrived: tokio::sync::watch::Sender<usize>,
-}
-
-impl GateState {
-    fn pass(&self, rows: usize) {
-        self.arrived.send_modify(|n| *n += rows);
-        let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = self.opened.wait_timeout_while(open, GATE_LIMIT, |open| !*open);
-    }
-}
-
-/// Holds the gated model's forward passes until [`Gate::open`] (or until it is dropped).
-pub struct Gate(Arc<GateState>);
-
-impl Gate {
-    /// Lets every forward pass through, now and later.
-    pub fn open(&self) {
-        *self.0.open.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.0.opened.notify_all();
-    }
-
-    /// Waits until `rows` rows have reached the gate (at most a minute: then panics).
-    pub async fn reached(&self, rows: usize) {
-        let mut arrived = self.0.arrived.subscribe();
-        tokio::time::timeout(Duration::from_secs(60), arrived.wait_for(|&n| n >= rows))
-            .await
-            .unwrap_or_else(|_| panic!("{rows} rows reach the model within a minute"))
-            .expect("the gate lives");
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.open();
-    }
+    gate: Option<Arc<Gate>>,
 }
 
 impl BatchKernel for Slow {
@@ -90,21 +47,15 @@ pub fn slow_plan(per_batch: Duration, batching: Batching, serving: Serving) -> (
     slow_graph(per_batch, None, batching, serving)
 }
 
-/// Graph `slow` whose model computes at once but holds every forward pass at the
-/// returned [`Gate`] until it is opened; and the count of rows the model computed.
-pub fn gated_plan(batching: Batching, serving: Serving) -> (Plan, Gate, Arc<AtomicUsize>) {
-    let state = Arc::new(GateState {
-        open: Mutex::new(false),
-        opened: Condvar::new(),
-        arrived: tokio::sync::watch::Sender::new(0),
-    });
-    let (plan, computed) = slow_graph(Duration::ZERO, Some(Arc::clone(&state)), batching, serving);
-    (plan, Gate(state), computed)
+/// Graph `slow` whose model computes at once but holds every forward pass at `gate`
+/// until it is opened; and the count of rows the model computed.
+pub fn gated_plan(gate: &Arc<Gate>, batching: Batching, serving: Serving) -> (Plan, Arc<AtomicUsize>) {
+    slow_graph(Duration::ZERO, Some(Arc::clone(gate)), batching, serving)
 }
 
 fn slow_graph(
     per_batch: Duration,
-    gate: Option<Arc<GateState>>,
+    gate: Option<Arc<Gate>>,
     batching: Batching,
     serving: Serving,
 ) -> (Plan, Arc<AtomicUsize>) {

@@ -125,7 +125,7 @@ impl Answerer {
                 match payload {
                     Ok(p) => {
                         send(&self.producer, &spec.output_topic, key, &p, source(OwnedHeaders::new())).await;
-                        self.stats.answered(1);
+                        self.stats.add_delivered(1);
                     }
                     Err(e) => tracing::error!(topic = %spec.output_topic, error = %e, "cannot encode an answer"),
                 }
@@ -150,7 +150,7 @@ impl Answerer {
                     headers = headers.insert(Header { key: k, value: Some(v) });
                 }
                 send(&self.producer, &spec.dead_letter_topic, key, &origin.payload, source(headers)).await;
-                self.stats.dead_lettered(1);
+                self.stats.add_dead_lettered(1);
             }
         }
         self.finish(&origin.tp, origin.offset);

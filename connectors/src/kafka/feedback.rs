@@ -12,6 +12,7 @@
 //! loses one.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -21,6 +22,8 @@ use weir_engine::spec::KafkaSpec;
 use weir_engine::{Feedback, GraphHandle, SubmitError};
 use weir_operators::{ErrorCode, RowError};
 
+use super::rebalance::Rebalances;
+use super::stats::{KafkaStats, Role};
 use super::{client_config, send, with_properties, KafkaRunError};
 use crate::json::decode_feedback;
 
@@ -40,8 +43,11 @@ pub struct FeedbackLoop {
     graph: GraphHandle,
     topic: String,
     dead_letter_topic: String,
-    consumer: StreamConsumer,
+    /// Its context is the input loop's: statistics and commit results go to `stats`; no
+    /// offsets are tracked (each message's offset is stored once it is handled).
+    consumer: StreamConsumer<Rebalances>,
     producer: FutureProducer,
+    stats: Arc<KafkaStats>,
 }
 
 impl FeedbackLoop {
@@ -57,17 +63,19 @@ impl FeedbackLoop {
             let name = name.clone();
             move |source| KafkaRunError::Client { graph: name, role, source: Box::new(source) }
         };
-        let consumer: StreamConsumer = with_properties(
+        let stats = KafkaStats::new(&name, Role::Feedback);
+        let consumer: StreamConsumer<Rebalances> = with_properties(
             client_config(spec)
                 .set("group.id", format!("{}.feedback", spec.group_id))
                 .set("enable.auto.commit", "true")
                 .set("enable.auto.offset.store", "false")
                 .set("auto.commit.interval.ms", super::COMMIT_INTERVAL_MS.to_string())
+                .set("statistics.interval.ms", super::STATISTICS_INTERVAL_MS.to_string())
                 .set("auto.offset.reset", "earliest")
                 .clone(),
             spec,
         )
-        .create()
+        .create_with_context(Rebalances::new(Arc::clone(&stats)))
         .map_err(client("feedback consumer"))?;
         let producer: FutureProducer = with_properties(client_config(spec).set("linger.ms", "1").clone(), spec)
             .create()
@@ -77,15 +85,26 @@ impl FeedbackLoop {
             topics: vec![topic.clone()],
             source: Box::new(source),
         })?;
-        Ok(Some(FeedbackLoop { graph, topic, dead_letter_topic: spec.dead_letter_topic.clone(), consumer, producer }))
+        Ok(Some(FeedbackLoop {
+            graph,
+            topic,
+            dead_letter_topic: spec.dead_letter_topic.clone(),
+            consumer,
+            producer,
+            stats,
+        }))
+    }
+
+    /// The loop's counters, live while it runs (for `/metrics`).
+    pub fn stats(&self) -> Arc<KafkaStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Consumes feedback into the graph until `shutdown` completes; then commits the
     /// stored offsets and returns what it did.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> FeedbackSummary {
-        let FeedbackLoop { graph, topic, dead_letter_topic, consumer, producer } = self;
+        let FeedbackLoop { graph, topic, dead_letter_topic, consumer, producer, stats } = self;
         tracing::info!(graph = %graph.name(), topic = %topic, "consuming feedback from Kafka");
-        let mut summary = FeedbackSummary::default();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let message = tokio::select! {
@@ -99,13 +118,13 @@ impl FeedbackLoop {
                     continue;
                 }
             };
-            summary.consumed += 1;
+            stats.add_consumed(1);
             let payload = m.payload().unwrap_or_default();
             let refused = match decode(&graph, payload) {
                 Ok(feedback) if feedback.is_empty() => None,
                 Ok(feedback) => match enter(&graph, feedback, &mut shutdown).await {
                     Ok(n) => {
-                        summary.rows += n as u64;
+                        stats.add_delivered(n as u64);
                         None
                     }
                     Err(SubmitError::Invalid(e)) => Some(e),
@@ -115,7 +134,7 @@ impl FeedbackLoop {
                 Err(e) => Some(e),
             };
             if let Some(error) = refused {
-                summary.dead_lettered += 1;
+                stats.add_dead_lettered(1);
                 let mut headers = OwnedHeaders::new();
                 let mut pairs = vec![
                     ("weir-error-code", error.code.as_str().to_string()),
@@ -140,7 +159,7 @@ impl FeedbackLoop {
         if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
             tracing::debug!(graph = %graph.name(), error = %e, "final feedback commit");
         }
-        summary
+        FeedbackSummary { consumed: stats.consumed(), rows: stats.delivered(), dead_lettered: stats.dead_lettered() }
     }
 }
 

@@ -62,7 +62,7 @@ use crate::json::decode_row;
 pub(crate) use answer::send;
 use answer::{Answerer, Origin, Outcome};
 use rebalance::Rebalances;
-use stats::KafkaStats;
+use stats::{KafkaStats, Role};
 
 /// Why the Kafka loop could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -193,7 +193,7 @@ impl KafkaLoop {
     /// a bad configuration; brokers that are down are retried by librdkafka.
     pub fn connect(graph: GraphHandle, spec: KafkaSpec) -> Result<Self, KafkaRunError> {
         let name = graph.name().to_string();
-        let stats = KafkaStats::new(&name);
+        let stats = KafkaStats::new(&name, Role::Input);
         let consumer: StreamConsumer<Rebalances> = with_properties(
             client_config(&spec)
                 .set("group.id", &spec.group_id)
@@ -295,7 +295,7 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
                         next = Some((message, permit));
                     }
                 }
-                stats.consumed(ready.len() as u64);
+                stats.add_consumed(ready.len() as u64);
                 let mut decoded = Vec::with_capacity(ready.len());
                 for origin in ready {
                     match decode(&graph, answerer.spec.format, &origin.payload) {
@@ -325,7 +325,7 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(graph = %name, error = %e, "final commit");
     }
-    stats.summary()
+    KafkaSummary { consumed: stats.consumed(), answered: stats.delivered(), dead_lettered: stats.dead_lettered() }
 }
 
 /// The rows of a payload, each decoded or not; an error if the payload as a whole

@@ -77,7 +77,7 @@ impl ConsumerContext for Rebalances {
         for e in list.elements() {
             let tp = (e.topic().to_string(), e.partition());
             let pending = tracker.forget(&tp);
-            tracing::info!(graph = %self.stats.graph(), topic = %tp.0, partition = tp.1, pending, "partition {what}");
+            tracing::info!(graph = %self.stats.graph(), consumer = self.stats.role().as_str(), topic = %tp.0, partition = tp.1, pending, "partition {what}");
         }
     }
 }

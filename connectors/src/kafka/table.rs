@@ -22,6 +22,7 @@
 //!   topic later are not read until the next start.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
@@ -34,6 +35,7 @@ use weir_engine::spec::TableSpec;
 use weir_engine::{GraphHandle, SubmitError};
 use weir_operators::{ErrorCode, RowError, Value};
 
+use super::stats::TableFeedStats;
 use super::{topic_partitions, KafkaRunError, Quiet};
 use crate::json::{decode_table_values, decode_value};
 use crate::stop::Stop;
@@ -59,7 +61,7 @@ pub struct TableFeed {
     topic: String,
     consumer: BaseConsumer<Quiet>,
     partitions: Vec<i32>,
-    summary: TableFeedSummary,
+    stats: Arc<TableFeedStats>,
 }
 
 impl TableFeed {
@@ -109,7 +111,8 @@ impl TableFeed {
                 .map_err(|e| fail(&topic, format!("cannot assign partition {p}: {e}")))?;
         }
         consumer.assign(&assignment).map_err(|e| fail(&topic, format!("cannot assign the partitions: {e}")))?;
-        Ok(TableFeed { graph, table: spec, topic, consumer, partitions, summary: TableFeedSummary::default() })
+        let stats = TableFeedStats::new(graph.name(), &spec.name, &topic);
+        Ok(TableFeed { graph, table: spec, topic, consumer, partitions, stats })
     }
 
     /// The table's name.
@@ -124,7 +127,13 @@ impl TableFeed {
 
     /// What it did so far.
     pub fn summary(&self) -> TableFeedSummary {
-        self.summary
+        let (messages, changes, refused) = self.stats.counts();
+        TableFeedSummary { messages, changes, refused }
+    }
+
+    /// Its counters, live while it follows the topic (for `/metrics`).
+    pub fn stats(&self) -> Arc<TableFeedStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Applies the topic up to the end of every partition. Fails if the broker sends
@@ -148,7 +157,7 @@ impl TableFeed {
                 Err(e) => return Err(self.error(e)),
             }
         }
-        Ok(self.summary)
+        Ok(self.summary())
     }
 
     /// Applies new messages as they come until `stop` is requested (checked every
@@ -161,7 +170,7 @@ impl TableFeed {
                 break;
             }
         }
-        self.summary
+        self.summary()
     }
 
     /// Waits up to `wait` for a message, takes what else is already fetched (up to a
@@ -186,11 +195,11 @@ impl TableFeed {
                     continue;
                 }
             };
-            self.summary.messages += 1;
+            self.stats.add(1, 0, 0);
             match decode(&self.table, m.key(), m.payload()) {
                 Ok(change) => changes.push(change),
                 Err(e) => {
-                    self.summary.refused += 1;
+                    self.stats.add(0, 0, 1);
                     tracing::warn!(
                         graph = %self.graph.name(),
                         table = %self.table.name,
@@ -206,7 +215,7 @@ impl TableFeed {
         }
         if !changes.is_empty() {
             match self.graph.upsert(&self.table.name, &changes) {
-                Ok(n) => self.summary.changes += n as u64,
+                Ok(n) => self.stats.add(0, n as u64, 0),
                 // Decoding checked every type, so only a stopping graph refuses.
                 Err(SubmitError::Invalid(e)) => return Err(format!("the graph refused an update batch: {e}")),
                 Err(e) => return Err(format!("the graph stopped: {e}")),
