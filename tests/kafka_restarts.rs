@@ -204,3 +204,59 @@ async fn five_kills_mid_stream_lose_nothing_and_bound_the_duplicates() {
     assert!(delays.iter().all(Option::is_some), "every run committed before its kill: {delays:?}");
     assert!(duplicates <= bound, "{duplicates} duplicates over {} kills, more than {bound}", RUNS.len());
 }
+
+/// What a crash leaves behind is a backlog, and catching up on it is when the answers
+/// outrun everything else: the committed position must keep up with them all along,
+/// or a crash during the catch-up answers all of it again. Checked at every change of
+/// the committed offsets: they cover every message answered a second before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_keep_up_while_a_backlog_is_answered() {
+    let broker = Broker::start();
+    broker.create_topics(&["in", "out", "dlq"], PARTITIONS).await;
+    let n = 100_000;
+    let producer: BaseProducer = broker.config().set("linger.ms", "50").create().unwrap();
+    let mut sent = 0;
+    while sent < n {
+        let (key, payload) = diamond_message(sent);
+        match producer.send(BaseRecord::to("in").key(&key).payload(&payload)) {
+            Ok(()) => sent += 1,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => panic!("producing message {sent}: {e}"),
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("the backlog is written");
+
+    let stop_reading = Arc::new(AtomicBool::new(false));
+    let (answers, reading) = reader(&broker, Arc::clone(&stop_reading));
+    let (commits, watching) = commit_watcher(&broker, Arc::clone(&stop_reading));
+    let weir = weir_logged(&broker, "graphs/diamond.yaml", &[]).0;
+    let t = Instant::now();
+    while commits.lock().unwrap().last().is_none_or(|&(_, sum)| sum < n as i64) {
+        assert!(t.elapsed() < Duration::from_secs(180), "the backlog is answered and committed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop(weir);
+    stop_reading.store(true, Ordering::Relaxed);
+    reading.join().unwrap();
+    watching.join().unwrap();
+
+    let answers = answers.lock().unwrap();
+    let (first, last) = (answers[0].1, answers[answers.len() - 1].1);
+    let mut worst = 0i64;
+    for &(at, committed) in commits.lock().unwrap().iter().filter(|(at, _)| *at > first && *at < last) {
+        let Some(second_before) = at.checked_sub(Duration::from_secs(1)) else { continue };
+        let mut seen = std::collections::HashSet::new();
+        answers.iter().take_while(|(_, read)| *read <= second_before).for_each(|(i, _)| {
+            seen.insert(*i);
+        });
+        worst = worst.max(seen.len() as i64 - committed);
+    }
+    eprintln!(
+        "kafka backlog: {n} messages answered in {:.1} s; at worst the committed offsets were {worst} messages \
+         behind the answers of a second before",
+        last.duration_since(first).as_secs_f64()
+    );
+    assert!(worst <= 0, "the committed position fell more than a second behind the answers ({worst} messages)");
+}

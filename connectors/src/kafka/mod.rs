@@ -441,3 +441,43 @@ fn origin_of(message: &rdkafka::message::BorrowedMessage<'_>, permit: OwnedSemap
 fn lost() -> RowError {
     RowError::new(ErrorCode::Unavailable, "engine", "the graph gave no answer for this row")
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::producer::BaseProducer;
+
+    use super::*;
+
+    /// librdkafka refuses, when a client is created, a setting its build lacks ("OpenSSL
+    /// not available at build time", "Unsupported value"): these are what production
+    /// brokers ask for.
+    #[test]
+    fn librdkafka_is_built_with_tls_sasl_and_every_codec() {
+        let base = || {
+            let mut c = ClientConfig::new();
+            c.set("bootstrap.servers", "127.0.0.1:1");
+            c
+        };
+        for (protocol, mechanism) in [
+            ("ssl", None),
+            ("sasl_ssl", Some("PLAIN")),
+            ("sasl_ssl", Some("SCRAM-SHA-512")),
+            ("sasl_plaintext", Some("SCRAM-SHA-256")),
+        ] {
+            let mut c = base();
+            c.set("security.protocol", protocol).set("group.id", "g");
+            if let Some(m) = mechanism {
+                c.set("sasl.mechanism", m).set("sasl.username", "u").set("sasl.password", "p");
+            }
+            if let Err(e) = c.create::<BaseConsumer>() {
+                panic!("security.protocol={protocol} sasl.mechanism={mechanism:?}: {e}");
+            }
+        }
+        for codec in ["gzip", "snappy", "lz4", "zstd"] {
+            if let Err(e) = base().set("compression.type", codec).create::<BaseProducer>() {
+                panic!("compression.type={codec}: {e}");
+            }
+        }
+    }
+}
