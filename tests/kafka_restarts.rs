@@ -27,6 +27,21 @@ const PARTITIONS: i32 = 4;
 /// How long each run answers before its SIGKILL, in seconds.
 const RUNS: [u64; 5] = [3, 5, 7, 9, 12];
 
+/// Sends diamond message `i` to `in`, waiting while the producer's queue is full.
+fn send(producer: &BaseProducer, i: usize) {
+    let (key, payload) = diamond_message(i);
+    loop {
+        match producer.send(BaseRecord::to("in").key(&key).payload(&payload)) {
+            Ok(()) => return,
+            // The local queue is full while the broker is slow: let it drain.
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => panic!("producing message {i}: {e}"),
+        }
+    }
+}
+
 /// Writes diamond messages `0, 1, ...` at [`RATE`] per second until `stop`; returns how
 /// many it wrote, every one acknowledged.
 fn producer(broker: &Broker, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
@@ -37,15 +52,8 @@ fn producer(broker: &Broker, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u
         while !stop.load(Ordering::Relaxed) {
             let due = (start.elapsed().as_secs_f64() * RATE as f64) as usize;
             while sent < due {
-                let (key, payload) = diamond_message(sent);
-                match producer.send(BaseRecord::to("in").key(&key).payload(&payload)) {
-                    Ok(()) => sent += 1,
-                    // The local queue is full while the broker is slow: let it drain.
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                        producer.poll(Duration::from_millis(10));
-                    }
-                    Err((e, _)) => panic!("producing message {sent}: {e}"),
-                }
+                send(&producer, sent);
+                sent += 1;
             }
             producer.poll(Duration::from_millis(5));
         }
@@ -215,16 +223,8 @@ async fn commits_keep_up_while_a_backlog_is_answered() {
     broker.create_topics(&["in", "out", "dlq"], PARTITIONS).await;
     let n = 100_000;
     let producer: BaseProducer = broker.config().set("linger.ms", "50").create().unwrap();
-    let mut sent = 0;
-    while sent < n {
-        let (key, payload) = diamond_message(sent);
-        match producer.send(BaseRecord::to("in").key(&key).payload(&payload)) {
-            Ok(()) => sent += 1,
-            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                producer.poll(Duration::from_millis(10));
-            }
-            Err((e, _)) => panic!("producing message {sent}: {e}"),
-        }
+    for i in 0..n {
+        send(&producer, i);
     }
     producer.flush(Duration::from_secs(60)).expect("the backlog is written");
 

@@ -309,6 +309,14 @@ fn write_snapshot(path: &std::path::Path, rows: &[(Option<&str>, f32, &str)]) {
     writer.finish().expect("finishes");
 }
 
+/// Writes `batch` as an Arrow IPC file at `path`.
+fn write_arrow(path: &std::path::Path, batch: &arrow_array::RecordBatch) {
+    let file = std::fs::File::create(path).expect("file");
+    let mut writer = arrow_ipc::writer::FileWriter::try_new(file, &batch.schema()).expect("writer");
+    writer.write(batch).expect("writes");
+    writer.finish().expect("finishes");
+}
+
 /// The enrich graph with its table starting from `snapshot`.
 fn graph_with_snapshot(snapshot: &std::path::Path) -> Plan {
     let text = format!(
@@ -371,11 +379,7 @@ fn a_snapshot_of_large_utf8_float64_and_dictionary_columns_loads() {
         ("country", arrow_cast::cast(&country, &dictionary).expect("casts")),
     ])
     .expect("batch");
-    let mut writer =
-        arrow_ipc::writer::FileWriter::try_new(std::fs::File::create(&path).expect("file"), &batch.schema())
-            .expect("writer");
-    writer.write(&batch).expect("writes");
-    writer.finish().expect("finishes");
+    write_arrow(&path, &batch);
     let e = Engine::start(vec![graph_with_snapshot(&path)], EngineConfig::default()).expect("starts");
     let g = e.graph("enrich").expect("graph");
     assert_eq!(weir_connectors::snapshot::load_snapshots(&g).expect("loads"), vec![("accounts".to_string(), 2)]);
@@ -391,11 +395,7 @@ fn a_snapshot_of_large_utf8_float64_and_dictionary_columns_loads() {
         ("country", country),
     ])
     .expect("batch");
-    let mut writer =
-        arrow_ipc::writer::FileWriter::try_new(std::fs::File::create(&path).expect("file"), &batch.schema())
-            .expect("writer");
-    writer.write(&batch).expect("writes");
-    writer.finish().expect("finishes");
+    write_arrow(&path, &batch);
     let e = Engine::start(vec![graph_with_snapshot(&path)], EngineConfig::default()).expect("starts");
     let err = weir_connectors::snapshot::load_snapshots(&e.graphs()[0]).expect_err("beyond f32").to_string();
     for part in ["accounts.arrow", "snapshot of table 'accounts'", "mean", "row 1: value 1e300 is outside f32's range"]

@@ -18,7 +18,8 @@
 //!   on its own multi-thread tokio runtime (one thread per core, like `weir serve`'s). It
 //!   is weir's Kafka loop without the graph and with the same client settings: a
 //!   `StreamConsumer` (`enable.auto.commit=true`, `enable.auto.offset.store=false`,
-//!   `auto.commit.interval.ms=1000`, the same session and heartbeat timeouts), at most
+//!   `auto.commit.interval.ms` as weir's (`COMMIT_INTERVAL_MS`), the same session and
+//!   heartbeat timeouts), at most
 //!   8192 messages in flight (weir's default `serving.max_in_flight`), each message's
 //!   payload produced unchanged with its key and the same three `weir-source-*` headers
 //!   weir adds by an idempotent `FutureProducer` (`linger.ms=1`), and a partition's offset
@@ -206,7 +207,7 @@ fn start(system: System, broker: &Broker, t: &Topics, properties: &[(&str, &str)
                 .set("group.id", &t.group)
                 .set("enable.auto.commit", "true")
                 .set("enable.auto.offset.store", "false")
-                .set("auto.commit.interval.ms", "1000")
+                .set("auto.commit.interval.ms", weir_connectors::kafka::COMMIT_INTERVAL_MS.to_string())
                 .set("auto.offset.reset", "earliest");
             for (k, v) in properties {
                 config.set(*k, *v);
