@@ -154,9 +154,7 @@ fn main() -> ExitCode {
                 Ok(engine) => engine,
                 Err(e) => return fail(1, &e),
             };
-            if let Err(code) =
-                cli::load_tables(&engine, kafka_bootstrap.as_deref(), &weir_connectors::stop::Stop::new())
-            {
+            if let Err(code) = cli::load_tables(&engine, kafka_bootstrap.as_deref(), &weir_operators::Shutdown::new()) {
                 return code;
             }
             match run(&engine, &input, output.as_ref(), in_flight) {

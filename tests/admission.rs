@@ -11,7 +11,7 @@ use common::gate::Gate;
 use common::slow::{gated_plan, slow_plan};
 use crossbeam_channel::bounded;
 use weir_engine::spec::{Batching, Serving};
-use weir_engine::{Engine, EngineConfig, GraphHandle, SubmitError, SubmitOptions};
+use weir_engine::{Engine, EngineConfig, GraphHandle, Submission, SubmitError, WhenFull};
 use weir_operators::{ErrorCode, Value};
 
 fn engine(batching: Batching, serving: Serving, per_batch: Duration) -> (Engine, GraphHandle, Arc<AtomicUsize>) {
@@ -45,9 +45,9 @@ fn beyond_max_in_flight_a_submission_is_refused_at_once_and_admitted_after() {
             let _ = tx.send(r.len());
         })
     };
-    g.try_submit_batch(rows(8), reply(tx.clone())).expect("8 rows fit the bound");
+    g.submit(Submission::rows(rows(8), reply(tx.clone())).when_full(WhenFull::Refuse)).expect("8 rows fit the bound");
     assert_eq!(g.in_flight(), 8);
-    match g.try_submit_batch(rows(1), reply(tx.clone())) {
+    match g.submit(Submission::rows(rows(1), reply(tx.clone())).when_full(WhenFull::Refuse)) {
         Err(SubmitError::Full(name)) => assert_eq!(name, "slow"),
         other => panic!("expected Full, got {other:?}"),
     }
@@ -55,7 +55,8 @@ fn beyond_max_in_flight_a_submission_is_refused_at_once_and_admitted_after() {
     gate.open();
     assert_eq!(rx.recv_timeout(PATIENCE).expect("answers"), 8);
     // The permits come back with the answers.
-    g.try_submit_batch(rows(8), reply(tx)).expect("admitted once the first batch is answered");
+    g.submit(Submission::rows(rows(8), reply(tx)).when_full(WhenFull::Refuse))
+        .expect("admitted once the first batch is answered");
     assert_eq!(rx.recv_timeout(PATIENCE).expect("answers"), 8);
     assert_eq!(g.in_flight(), 0);
 }
@@ -75,8 +76,8 @@ fn a_row_past_its_deadline_is_answered_deadline_exceeded_and_not_computed() {
     let batching = Batching { max_batch_size: 4, max_wait_ms: 1, replicas: 1, ..Batching::default() };
     let (_e, g, computed) = engine(batching, Serving::default(), Duration::from_millis(1));
     let (tx, rx) = bounded(1);
-    let options = SubmitOptions { wait: false, deadline: Some(Instant::now()) };
-    g.submit_with(rows(3), options, Box::new(move |r| drop(tx.send(r)))).expect("submitted");
+    let submission = Submission::rows(rows(3), Box::new(move |r| drop(tx.send(r))));
+    g.submit(submission.when_full(WhenFull::Refuse).deadline(Some(Instant::now()))).expect("submitted");
     let answers = rx.recv_timeout(PATIENCE).expect("answered");
     for a in &answers {
         let e = a.as_ref().expect_err("past its deadline");
@@ -99,8 +100,9 @@ fn a_deadline_closes_a_partial_batch_before_max_wait() {
     let full = g.call_many(rows(64), 64);
     assert!(full.iter().all(Result::is_ok));
     let (tx, rx) = bounded(1);
-    let options = SubmitOptions { wait: false, deadline: Some(Instant::now() + Duration::from_secs(1)) };
-    g.submit_with(rows(1), options, Box::new(move |r| drop(tx.send(r)))).expect("submitted");
+    let submission = Submission::rows(rows(1), Box::new(move |r| drop(tx.send(r))));
+    let deadline = Some(Instant::now() + Duration::from_secs(1));
+    g.submit(submission.when_full(WhenFull::Refuse).deadline(deadline)).expect("submitted");
     let answers = rx.recv_timeout(PATIENCE).expect("the batch left for the deadline, not max_wait");
     assert_eq!(answers[0].as_ref().expect("computed in time"), &vec![Value::F32(0.0)]);
     assert_eq!(computed.load(Ordering::SeqCst), 65);

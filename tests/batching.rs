@@ -15,7 +15,7 @@ use common::gate::Gate;
 use common::slow::gated_plan;
 use weir_engine::builder::{GraphBuilder, Model};
 use weir_engine::spec::{Batching, ModelSource, Serving};
-use weir_engine::{Engine, EngineConfig, GraphHandle};
+use weir_engine::{Engine, EngineConfig, GraphHandle, Submission};
 use weir_operators::kernel::BatchKernel;
 use weir_operators::{Column, DType, FieldType, Value};
 
@@ -81,7 +81,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 fn lone_row(g: &GraphHandle, x: f32) -> (Vec<Value>, Duration) {
     let (tx, rx) = crossbeam_channel::bounded(1);
     let start = Instant::now();
-    g.submit(vec![Value::F32(x)], Box::new(move |r| drop(tx.send(r)))).unwrap();
+    g.submit(Submission::row(vec![Value::F32(x)], Box::new(move |r| drop(tx.send(r))))).unwrap();
     let out = rx.recv_timeout(PATIENCE).expect("the lone row is answered").unwrap();
     (out, start.elapsed())
 }
@@ -141,7 +141,7 @@ fn zero_wait_gathers_rows_while_the_replica_is_busy() {
     let (tx, rx) = crossbeam_channel::bounded(64);
     let submit = |i: usize| {
         let tx = tx.clone();
-        g.submit(vec![Value::F32(i as f32)], Box::new(move |r| drop(tx.send((i, r))))).unwrap();
+        g.submit(Submission::row(vec![Value::F32(i as f32)], Box::new(move |r| drop(tx.send((i, r)))))).unwrap();
     };
     submit(0);
     assert_eq!(gate.next_started(PATIENCE), Some(1), "the first row leaves alone");
@@ -166,7 +166,11 @@ fn replicas_run_batches_in_parallel() {
     gate.open_after(PATIENCE);
     let (_e, g) = gated(&gate, batching);
     let (tx, rx) = crossbeam_channel::bounded(1);
-    g.submit_batch((0..16).map(|i| vec![Value::F32(i as f32)]).collect(), Box::new(move |r| drop(tx.send(r)))).unwrap();
+    g.submit(Submission::rows(
+        (0..16).map(|i| vec![Value::F32(i as f32)]).collect(),
+        Box::new(move |r| drop(tx.send(r))),
+    ))
+    .unwrap();
     for pass in 1..=4 {
         assert_eq!(gate.next_started(PATIENCE), Some(4), "forward pass {pass} of 4 started");
     }

@@ -21,6 +21,7 @@ use weir_connectors::http::exposition::{MetricType, MetricsText};
 use weir_connectors::http::{self, AppState, ServerConfig};
 use weir_engine::spec::{Batching, Serving};
 use weir_engine::{load_plan, Engine, EngineConfig, Plan};
+use weir_operators::Shutdown;
 
 fn bundled(names: &[&str]) -> Engine {
     let plans =
@@ -48,7 +49,7 @@ fn get(path: &str) -> Request<Body> {
 #[tokio::test]
 async fn diamond_and_digits_answer_one_row_and_arrays_in_order() {
     let engine = bundled(&["diamond", "digits"]);
-    let app = http::router(AppState::new(engine.graphs(), ServerConfig::default()));
+    let app = http::router(AppState::new(engine.graphs(), ServerConfig::default(), Shutdown::new()));
     let (status, _, body) = call(&app, post("/graphs/diamond", r#"{"a":1,"b":2,"c":3}"#)).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"y": 8.0})));
     let rows: Vec<Json> = (0..50).map(|i| json!({"a": i, "b": 1, "c": 0.5})).collect();
@@ -75,7 +76,7 @@ async fn diamond_and_digits_answer_one_row_and_arrays_in_order() {
 async fn bad_input_gets_a_4xx_json_error_naming_what_was_wrong() {
     let engine = bundled(&["diamond", "digits"]);
     let config = ServerConfig { body_limit: 1024, ..ServerConfig::default() };
-    let app = http::router(AppState::new(engine.graphs(), config));
+    let app = http::router(AppState::new(engine.graphs(), config, Shutdown::new()));
     let cases: Vec<(Request<Body>, StatusCode, &str, Option<&str>)> = vec![
         (post("/graphs/diamond", r#"{"a":1,"b":"#), StatusCode::BAD_REQUEST, "malformed_json", None),
         (
@@ -149,7 +150,7 @@ async fn a_failing_or_panicking_model_answers_500_naming_the_node_and_others_are
     let batching = Batching { max_batch_size: 1, max_wait_ms: 0, replicas: 1, ..Batching::default() };
     let (plan, _) = slow_plan(Duration::ZERO, batching, Serving::default());
     let engine = Engine::start(vec![plan], EngineConfig::default()).unwrap();
-    let app = http::router(AppState::new(engine.graphs(), ServerConfig::default()));
+    let app = http::router(AppState::new(engine.graphs(), ServerConfig::default(), Shutdown::new()));
     for bad in ["-1", "666"] {
         let (status, _, body) = call(&app, post("/graphs/slow", &format!(r#"{{"x":{bad}}}"#))).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
@@ -176,7 +177,8 @@ async fn a_failing_or_panicking_model_answers_500_naming_the_node_and_others_are
 #[tokio::test]
 async fn graphs_openapi_health_readiness_and_metrics() {
     let engine = bundled(&["diamond", "digits", "accounts"]);
-    let state = AppState::new(engine.graphs(), ServerConfig::default());
+    let stop = Shutdown::new();
+    let state = AppState::new(engine.graphs(), ServerConfig::default(), stop.clone());
     let app = http::router(Arc::clone(&state));
     let (status, _, body) = call(&app, get("/graphs")).await;
     assert_eq!(status, StatusCode::OK);
@@ -213,7 +215,7 @@ async fn graphs_openapi_health_readiness_and_metrics() {
     ] {
         assert!(metrics.contains(needle), "missing {needle} in\n{metrics}");
     }
-    state.begin_shutdown();
+    stop.request();
     assert_eq!(call(&app, get("/readyz")).await.0, StatusCode::SERVICE_UNAVAILABLE);
 }
 
@@ -244,7 +246,7 @@ fn fills(template: &str, path: &str) -> bool {
 async fn openapi_documents_every_route_the_router_serves_and_nothing_else() {
     // A graph with tables and a learning graph, so every per-graph route applies.
     let engine = bundled(&["digits", "accounts", "phishing-online"]);
-    let app = http::router(AppState::new(engine.graphs(), ServerConfig::default()));
+    let app = http::router(AppState::new(engine.graphs(), ServerConfig::default(), Shutdown::new()));
     let (status, _, doc) = call(&app, get("/openapi.json")).await;
     assert_eq!(status, StatusCode::OK);
     let paths = doc["paths"].as_object().unwrap();
@@ -329,7 +331,7 @@ async fn metrics_parse_with_the_prometheus_parser_and_count_what_was_served() {
         load_plan(&graphs.join("digits.yaml")).unwrap(),
     ];
     let engine = Engine::start(plans, EngineConfig::default()).unwrap();
-    let state = AppState::new(engine.graphs(), ServerConfig::default());
+    let state = AppState::new(engine.graphs(), ServerConfig::default(), Shutdown::new());
     // A family added from outside, with a label value that needs every escape.
     let awkward = "a \"quoted\" C:\\path\nand a second line";
     state.add_metrics(Arc::new(move |text: &mut MetricsText| {
@@ -430,10 +432,10 @@ async fn metrics_parse_with_the_prometheus_parser_and_count_what_was_served() {
 
 // ---- real sockets ----
 
-/// A server on 127.0.0.1:0; dropping the sender stops it.
+/// A server on 127.0.0.1:0; requesting its shutdown stops it.
 struct Running {
     addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stop: Shutdown,
     done: tokio::task::JoinHandle<std::io::Result<()>>,
     state: Arc<AppState>,
     _engine: Engine,
@@ -443,17 +445,10 @@ async fn start(plan: Plan, config: ServerConfig, grace: Duration) -> Running {
     let engine = Engine::start(vec![plan], EngineConfig::default()).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(engine.graphs(), config);
-    let done = tokio::spawn(http::serve(
-        listener,
-        Arc::clone(&state),
-        async move {
-            let _ = stopped.await;
-        },
-        grace,
-    ));
-    Running { addr, stop: Some(stop), done, state, _engine: engine }
+    let stop = Shutdown::new();
+    let state = AppState::new(engine.graphs(), config, stop.clone());
+    let done = tokio::spawn(http::serve(listener, Arc::clone(&state), grace));
+    Running { addr, stop, done, state, _engine: engine }
 }
 
 /// Waits until `graph` has `rows` rows in flight (at most a minute: then panics).
@@ -559,7 +554,7 @@ async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
     let in_flight: Vec<_> =
         (0..4).map(|i| tokio::spawn(send(server.addr, "/graphs/slow", format!(r#"{{"x":{i}}}"#), None))).collect();
     in_flight_reaches(&server._engine.graphs()[0], 4).await;
-    drop(server.stop.take());
+    server.stop.request();
     // Shutdown has begun once the server says it is not ready.
     let app = http::router(Arc::clone(&server.state));
     let waited = Instant::now();

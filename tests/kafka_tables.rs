@@ -15,8 +15,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value as Json};
 use weir::datasets::{digits, Split};
 use weir_connectors::kafka::table::TableFeed;
-use weir_connectors::stop::Stop;
 use weir_engine::{yaml, Engine, EngineConfig, Plan};
+use weir_operators::Shutdown;
 use weir_operators::Value;
 
 /// Produces (key, value) messages to `topic`, `None` a tombstone, and waits for every
@@ -240,7 +240,7 @@ async fn a_feed_catches_up_on_every_partition_then_follows() {
     let engine = Engine::start(vec![plan], EngineConfig { workers: 2, ..EngineConfig::default() }).unwrap();
     let graph = engine.graphs()[0].clone();
     let mut feed = TableFeed::connect(graph.clone(), "accounts", &broker.addr, &[], Duration::from_secs(10)).unwrap();
-    let done = feed.catch_up(Duration::from_secs(30), &Stop::new()).unwrap();
+    let done = feed.catch_up(Duration::from_secs(30), &Shutdown::new()).unwrap();
     assert_eq!((done.messages, done.refused), (300 + 150, 0));
     let mean = |i: usize| {
         let row = graph.call(vec![Value::Str(format!("acc-{i}").into())]).unwrap().unwrap();
@@ -256,7 +256,7 @@ async fn a_feed_catches_up_on_every_partition_then_follows() {
     }
     assert_eq!(graph.table_sizes(), vec![("accounts".to_string(), 270)]);
 
-    let stop = Stop::new();
+    let stop = Shutdown::new();
     let following = {
         let stop = stop.clone();
         std::thread::spawn(move || feed.follow(&stop))

@@ -252,7 +252,8 @@ mod http_feedback {
         // Two workers: predictions reach the learner from both, its weights go to both.
         let engine =
             Engine::start(plans.to_vec(), EngineConfig { workers: 2, ..EngineConfig::default() }).expect("engine");
-        let app = http::router(AppState::new(engine.graphs(), ServerConfig::default()));
+        let app =
+            http::router(AppState::new(engine.graphs(), ServerConfig::default(), weir_operators::Shutdown::new()));
         let pages = weir::datasets::phishing().expect("phishing stream");
         let rows: Vec<Json> =
             pages[..20].iter().enumerate().map(|(i, p)| json!({"id": i, "features": p.features})).collect();

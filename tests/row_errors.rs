@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use weir_engine::builder::{combine, map, route, GraphBuilder, Model};
 use weir_engine::spec::{Batching, ModelSource};
-use weir_engine::{Engine, EngineConfig, GraphHandle, SubmitError};
+use weir_engine::{Engine, EngineConfig, GraphHandle, Submission, SubmitError};
 use weir_operators::kernel::aggregate::Aggregate;
 use weir_operators::kernel::condition::Condition;
 use weir_operators::kernel::BatchKernel;
@@ -158,7 +158,7 @@ fn shutdown_answers_every_accepted_row() {
     let (tx, rx) = crossbeam_channel::bounded(1000);
     for i in 0..1000 {
         let tx = tx.clone();
-        g.submit(vec![Value::F32(i as f32)], Box::new(move |r| drop(tx.send(r)))).unwrap();
+        g.submit(Submission::row(vec![Value::F32(i as f32)], Box::new(move |r| drop(tx.send(r))))).unwrap();
     }
     drop(tx);
     engine.shutdown();

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::mpsc::channel;
 
 use arrow_schema::DataType;
-use weir_engine::{yaml, Engine, EngineConfig, Plan};
-use weir_operators::Value;
+use weir_engine::{yaml, Engine, EngineConfig, Plan, Submission};
+use weir_operators::{Shutdown, Value};
 
 /// Transactions enriched with their account's features; `missing` is the lookup's
 /// missing-key policy (YAML lines).
@@ -75,7 +75,7 @@ fn every_row_sees_the_updates_submitted_before_it_and_none_after() {
             let key = keys[i % 3];
             g.upsert("accounts", &[(Value::Str(key.into()), features(i as f32, "PT"))]).expect("upserts");
             let tx = tx.clone();
-            g.submit(row(key), Box::new(move |r| drop(tx.send((i, r))))).expect("accepted");
+            g.submit(Submission::row(row(key), Box::new(move |r| drop(tx.send((i, r)))))).expect("accepted");
             if i % 50 == 49 {
                 // A delete: the next row of that key gets the default.
                 g.upsert("accounts", &[(Value::Str(key.into()), None)]).expect("deletes");
@@ -221,16 +221,9 @@ async fn http_upserts_change_what_the_next_request_sees() {
         Engine::start(vec![graph(DEFAULTS)], EngineConfig { workers: 2, ..EngineConfig::default() }).expect("starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
     let addr = listener.local_addr().expect("address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState::new(engine.graphs(), ServerConfig::default());
-    let server = tokio::spawn(http::serve(
-        listener,
-        state,
-        async move {
-            let _ = stopped.await;
-        },
-        std::time::Duration::from_secs(5),
-    ));
+    let stop = Shutdown::new();
+    let state = AppState::new(engine.graphs(), ServerConfig::default(), stop.clone());
+    let server = tokio::spawn(http::serve(listener, state, std::time::Duration::from_secs(5)));
     let request = r#"{"account": "acc-7", "amount": 12.5}"#;
     let (status, body) = post(addr, "/graphs/enrich", request).await;
     assert_eq!((status, &body), (200, &json!({"mean": 0.0, "country": "unknown", "found": false})));
@@ -272,7 +265,7 @@ async fn http_upserts_change_what_the_next_request_sees() {
         assert!(std::time::Instant::now() < deadline, "{metrics}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let _ = stop.send(());
+    stop.request();
     server.await.expect("server task").expect("server");
     engine.shutdown();
 }

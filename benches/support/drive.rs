@@ -1,7 +1,7 @@
 //! Driving a graph in-process as fast as it answers, shared by the engine and tables
 //! benches.
 
-use weir_engine::{GraphHandle, SubmitOptions};
+use weir_engine::{GraphHandle, Submission};
 use weir_operators::{Column, FieldType, Value};
 
 /// Pushes pre-built submissions (one column per input field) through `g`, at most
@@ -18,15 +18,10 @@ pub fn drive(g: &GraphHandle, submissions: Vec<Vec<Column>>, in_flight: usize) {
             outstanding -= 1;
         }
         let tx = tx.clone();
-        let options = SubmitOptions { wait: true, deadline: None };
-        g.submit_columns(
-            columns,
-            options,
-            Box::new(move |answers| {
-                let _ = tx.send(!answers.has_errors());
-            }),
-        )
-        .expect("submit");
+        let reply = Box::new(move |answers: weir_operators::Chunk| {
+            let _ = tx.send(!answers.has_errors());
+        });
+        g.submit(Submission::columns(columns, reply)).expect("submit");
         outstanding += 1;
     }
     for _ in 0..outstanding {

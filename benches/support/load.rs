@@ -27,6 +27,7 @@ use weir_connectors::http::{self, AppState, ServerConfig};
 use weir_engine::plan::StepOp;
 use weir_engine::{Engine, EngineConfig, Plan};
 use weir_operators::stats::BatchStatsSnapshot;
+use weir_operators::Shutdown;
 
 /// A server on its own two-thread runtime; for weir, the engine behind it.
 pub struct Server {
@@ -57,7 +58,7 @@ impl Server {
     /// Serves `plan` with one timely worker, as `weir serve` does.
     pub fn weir(plan: Plan) -> Server {
         let engine = Engine::start(vec![plan], EngineConfig { workers: 1, ..EngineConfig::default() }).expect("engine");
-        let state = AppState::new(engine.graphs(), ServerConfig::default());
+        let state = AppState::new(engine.graphs(), ServerConfig::default(), Shutdown::new());
         Server::start(http::router(state), Some(engine))
     }
 

@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::bounded;
 use serde_json::Value as Json;
-use weir_engine::runtime::refusal;
-use weir_engine::{GraphHandle, RowResult};
+use weir_engine::{GraphHandle, RowResult, Submission};
 use weir_operators::{ErrorCode, RowError, Value};
 
 use crate::json::{decode_row, encode_error, encode_row};
@@ -64,10 +63,10 @@ pub fn run_jsonl(
         let (lines, rows) = std::mem::take(batch);
         let tx = tx.clone();
         let reply_lines = lines.clone();
-        match graph.submit_batch(rows, Box::new(move |r| drop(tx.send((reply_lines, r))))) {
+        match graph.submit(Submission::rows(rows, Box::new(move |r| drop(tx.send((reply_lines, r)))))) {
             Ok(_) => {}
             Err(e) => {
-                let e = Arc::new(refusal(e));
+                let e = Arc::new(e.into_row_error());
                 for line in lines {
                     order.pending.insert(line, Some(Err(Arc::clone(&e))));
                 }

@@ -8,7 +8,6 @@
 //! - [`kafka`]: a graph's Kafka source and sink, at least once (rdkafka; `weir serve`);
 //! - [`replay`]: Arrow IPC and Parquet files through a graph, in order (`weir replay`);
 //! - [`snapshot`]: a table's starting rows from Arrow IPC or Parquet files;
-//! - [`stop`]: the one stop request a server's parts share.
 //!
 //! All of them use the same [`weir_engine::GraphHandle`] submit/reply path.
 
@@ -21,4 +20,3 @@ pub mod jsonl;
 pub mod kafka;
 pub mod replay;
 pub mod snapshot;
-pub mod stop;

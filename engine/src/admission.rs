@@ -9,9 +9,11 @@
 //! forever. Together with the bounded channels and queues inside the dataflow, this
 //! keeps a graph's memory bounded under any offered load.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
+
+use weir_operators::Shutdown;
 
 /// The in-flight bound of one graph.
 #[derive(Debug)]
@@ -60,22 +62,22 @@ impl Admission {
         }
     }
 
-    /// Takes `n` permits, waiting until they are free; gives up (false) once `stop` is
-    /// set.
-    pub fn acquire(&self, n: usize, stop: &AtomicBool) -> bool {
+    /// Takes `n` permits, waiting until they are free; gives up (false) once `shutdown`
+    /// is requested.
+    pub fn acquire(&self, n: usize, shutdown: &Shutdown) -> bool {
         if self.try_acquire(n) {
             return true;
         }
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let admitted = loop {
-            if stop.load(Ordering::Acquire) {
+            if shutdown.is_requested() {
                 break false;
             }
             if self.try_acquire(n) {
                 break true;
             }
-            // The timeout only guards against a missed stop flag; releases notify.
+            // The timeout only guards against a missed shutdown; releases notify.
             guard = self.freed.wait_timeout(guard, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
         };
         drop(guard);
@@ -124,9 +126,9 @@ mod tests {
     fn a_waiting_submitter_is_woken_by_a_release() {
         let a = Arc::new(Admission::new(2));
         assert!(a.try_acquire(2));
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let waiter = {
-            let (a, stop) = (Arc::clone(&a), Arc::clone(&stop));
+            let (a, stop) = (Arc::clone(&a), stop.clone());
             std::thread::spawn(move || a.acquire(1, &stop))
         };
         while a.waiting.load(Ordering::SeqCst) == 0 {
@@ -141,12 +143,12 @@ mod tests {
     fn a_waiting_submitter_gives_up_at_stop() {
         let a = Arc::new(Admission::new(1));
         assert!(a.try_acquire(1));
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Shutdown::new();
         let waiter = {
-            let (a, stop) = (Arc::clone(&a), Arc::clone(&stop));
+            let (a, stop) = (Arc::clone(&a), stop.clone());
             std::thread::spawn(move || a.acquire(1, &stop))
         };
-        stop.store(true, Ordering::Release);
+        stop.request();
         assert!(!waiter.join().expect("waiter"));
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Each step becomes one operator (see `weir_operators::dataflow`), wired to the streams
 //! it reads; fan-out is a stream read by several steps. The result is the stream of
-//! chunks the outputs read; the sink keeps their output columns.
+//! chunks the outputs read; the sink keeps their output columns. [`build_graph`] wires
+//! a whole graph on one worker: sources, steps, sink.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,8 +18,11 @@ use timely::dataflow::operators::core::Map;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{ConnectLoop, Feedback};
+use timely::worker::Worker;
 use weir_operators::dataflow::learner::{labels, learn_online, samples, CheckpointFn, Labels, LearnConfig, Samples};
 use weir_operators::dataflow::lookup::{lookup_rows, LookupConfig, TableArrangement};
+use weir_operators::dataflow::sink::SinkRows;
+use weir_operators::dataflow::source::RowSource;
 use weir_operators::dataflow::{
     merge_rows, BatchConfig, BatchForward, CombineRows, MapRows, PredictConfig, PredictOnline, RouteRows, RowStream,
 };
@@ -31,8 +35,10 @@ use weir_operators::replica::Job;
 use weir_operators::stats::BatchStats;
 use weir_operators::{Chunk, FieldType};
 
+use crate::handle::Graph;
 use crate::plan::{Plan, StepOp, StreamId};
 use crate::spec::LearnSpec;
+use crate::tables;
 
 /// Batches a batching operator may have out per replica of its node: the next ones
 /// are queued while one computes, so a replica never idles waiting for the worker to
@@ -247,4 +253,37 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
 fn first<'scope>(from: &mut impl Iterator<Item = RowStream<'scope>>) -> RowStream<'scope> {
     // Every step reads at least one stream (checked by the plan).
     from.next().expect("a step reads at least one stream")
+}
+
+/// Builds `graph`'s dataflow on `worker`, on its thread, at the engine's start: the
+/// graph's sources (this worker's part of each), its tables, its steps ([`compile`]),
+/// and its sink, which hands each answered chunk (projected to the outputs) to the
+/// graph's reply table. Every operator then runs on this worker's thread.
+pub(crate) fn build_graph(worker: &mut Worker, graph: &Arc<Graph>, deterministic: bool) {
+    let index = worker.index();
+    let ingress = &graph.ingress;
+    let (shutdown, clock) = (&ingress.shutdown, ingress.clock.as_ref());
+    let Some(rows) = ingress.rows.feed(index, shutdown, clock) else { return };
+    worker.dataflow_named::<u64, _, _>(&graph.plan.name, |scope| {
+        let input = scope.row_source("Input", rows);
+        let tables: Vec<_> =
+            ingress.tables.iter().filter_map(|t| tables::table_dataflow(scope, t, index, shutdown, clock)).collect();
+        let learn = ingress.feedback.as_ref().and_then(|fb| {
+            Some(LearnResources {
+                feedback: scope.row_source("Feedback", fb.source.feed(index, shutdown, clock)?),
+                stats: Arc::clone(&fb.stats),
+                deterministic,
+            })
+        });
+        let outputs: Vec<usize> = graph.plan.output.fields.iter().map(|(_, i, _)| *i).collect();
+        let answered = Arc::clone(graph);
+        compile(&graph.plan, input, &graph.models, learn, &tables).sink_rows(
+            "Output",
+            move |chunks: &mut Vec<Chunk>| {
+                for chunk in chunks.drain(..) {
+                    answered.replies.deliver(chunk.project(&outputs));
+                }
+            },
+        );
+    });
 }

@@ -8,37 +8,9 @@
 //! label that is not a class) is counted in the node's `LearnStats`, not refused here:
 //! whether a key is known is only decided inside the dataflow.
 
-use std::sync::Arc;
-
-use weir_operators::learn_stats::LearnStats;
 use weir_operators::{Column, DType, FieldType, Value};
 
-use crate::ingress::{Source, SourceBuild, SourceWait};
 use crate::plan::{Step, StepOp};
-
-/// The learning node's feedback channels, as the workers take them while building the
-/// dataflow, and its counters.
-pub(crate) struct FeedbackBuild {
-    pub(crate) source: SourceBuild,
-    pub(crate) stats: Arc<LearnStats>,
-}
-
-/// Where a graph's feedback enters, as submitters use it.
-pub(crate) struct FeedbackIngress {
-    /// The learning node's name.
-    pub(crate) node: String,
-    pub(crate) source: Source,
-    pub(crate) kinds: FeedbackKinds,
-    pub(crate) stats: Arc<LearnStats>,
-}
-
-/// [`FeedbackIngress`] while the workers start.
-pub(crate) struct FeedbackWait {
-    pub(crate) node: String,
-    pub(crate) source: SourceWait,
-    pub(crate) kinds: FeedbackKinds,
-    pub(crate) stats: Arc<LearnStats>,
-}
 
 /// What feedback for a graph looks like: its learning node's key type, input width and
 /// classes.

@@ -1,89 +1,82 @@
-//! Where submissions enter a graph's dataflow: each source (the rows, the learning
-//! node's feedback, each table's updates) has one bounded channel per worker, and each
-//! worker's source operator has a doorbell that wakes it when a chunk arrives.
+//! Where submissions enter a graph's dataflow: its [`Source`]s (the rows, the learning
+//! node's feedback, each table's updates), and the send that puts chunks into them
+//! ([`Ingress::send`]), in a clocked graph under the clock's lock.
 //!
-//! At start the engine makes a source's channels ([`channels`]): the build side goes to
-//! the workers, each of which takes its receiver ([`SourceBuild::take`]) and reports the
-//! doorbell of the source operator it made; the other side waits
-//! ([`SourceWait::open`]) for every worker's report and becomes the [`Source`] that
-//! submitters send through.
+//! A source is made whole before the workers start: one bounded channel per worker and
+//! one [`Doorbell`] per worker. While it builds its dataflow, each worker takes its
+//! channel's receiving end and binds its doorbell to the source operator it made
+//! ([`Source::feed`]); submitters send through the source from the moment it exists.
+//! A chunk sent before its worker is ready waits in the channel, and the operator's
+//! first activation drains it.
+//!
+//! Threads: [`Ingress::send`] runs on the submitter's thread (a tokio task, a Kafka
+//! loop, a replay reader); the source operators run on the timely workers.
 
-use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use weir_operators::dataflow::clock::EventClock;
 use weir_operators::dataflow::doorbell::Doorbell;
-use weir_operators::Chunk;
+use weir_operators::dataflow::source::SourceFeed;
+use weir_operators::learn_stats::LearnStats;
+use weir_operators::{Chunk, Shutdown};
 
-use crate::error::{GraphError, Problem};
-use crate::runtime::SubmitError;
+use crate::feedback::FeedbackKinds;
+use crate::submit::SubmitError;
+use crate::tables::TableIngress;
 
-/// Where a worker reports its source operator's doorbell.
-pub(crate) type BellReport = SyncSender<(usize, Arc<Doorbell>)>;
+/// Rows one activation of a source operator emits, about.
+const ROWS_PER_ACTIVATION: usize = 1024;
 
-/// A source's channels, as the workers take them while building the dataflow.
-pub(crate) struct SourceBuild {
-    receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,
-    bells: Mutex<BellReport>,
-}
-
-impl SourceBuild {
-    /// Worker `index`'s receiver, and where to report its doorbell; `None` once taken.
-    pub(crate) fn take(&self, index: usize) -> Option<(Receiver<Chunk>, BellReport)> {
-        let receiver = self.receivers.get(index)?.lock().ok()?.take()?;
-        let bells = self.bells.lock().ok()?.clone();
-        Some((receiver, bells))
-    }
-}
-
-/// A source's senders while the workers start, and where they report their doorbells.
-pub(crate) struct SourceWait {
-    senders: Vec<Sender<Chunk>>,
-    bells: std::sync::mpsc::Receiver<(usize, Arc<Doorbell>)>,
-}
-
-impl SourceWait {
-    /// Waits for every worker's doorbell (30 s at most: a worker that has not built its
-    /// dataflow by then failed to start). `origin` names the graph in the error.
-    pub(crate) fn open(self, origin: &str, workers: usize) -> Result<Source, GraphError> {
-        let mut doorbells: Vec<Option<Arc<Doorbell>>> = vec![None; workers];
-        for _ in 0..workers {
-            let (i, bell) = self
-                .bells
-                .recv_timeout(Duration::from_secs(30))
-                .map_err(|_| GraphError::new(origin, Problem::Start("a worker did not start".into())))?;
-            doorbells[i] = Some(bell);
-        }
-        Ok(Source { senders: self.senders, doorbells: doorbells.into_iter().flatten().collect() })
-    }
-}
-
-/// A source's channels for `workers` workers, each holding `capacity` chunks.
-pub(crate) fn channels(workers: usize, capacity: usize) -> (SourceBuild, SourceWait) {
-    let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| bounded::<Chunk>(capacity.max(1))).unzip();
-    let (bell_tx, bells) = sync_channel(workers);
-    let build = SourceBuild {
-        receivers: receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
-        bells: Mutex::new(bell_tx),
-    };
-    (build, SourceWait { senders, bells })
-}
-
-/// A source's senders and doorbells, as submitters use them. A chunk goes to worker
+/// One source: a bounded channel and a doorbell per worker. A chunk goes to worker
 /// `slot % workers`, so one submission's chunks keep their order.
 pub(crate) struct Source {
     senders: Vec<Sender<Chunk>>,
-    pub(crate) doorbells: Vec<Arc<Doorbell>>,
+    /// Each worker's receiver, until that worker takes it.
+    receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,
+    doorbells: Vec<Arc<Doorbell>>,
 }
 
 impl Source {
+    /// A source for `workers` workers, each channel holding `capacity` chunks.
+    pub(crate) fn new(workers: usize, capacity: usize) -> Source {
+        let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| bounded::<Chunk>(capacity.max(1))).unzip();
+        Source {
+            senders,
+            receivers: receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
+            doorbells: (0..workers).map(|_| Arc::new(Doorbell::new())).collect(),
+        }
+    }
+
+    /// What worker `index`'s source operator reads; `None` once taken.
+    pub(crate) fn feed(
+        &self,
+        index: usize,
+        shutdown: &Shutdown,
+        clock: Option<&Arc<EventClock>>,
+    ) -> Option<SourceFeed> {
+        let chunks = self.receivers.get(index)?.lock().ok()?.take()?;
+        Some(SourceFeed {
+            chunks,
+            doorbell: Arc::clone(&self.doorbells[index]),
+            shutdown: shutdown.clone(),
+            clock: clock.cloned(),
+            rows_per_activation: ROWS_PER_ACTIVATION,
+        })
+    }
+
+    /// Every worker's doorbell.
+    pub(crate) fn doorbells(&self) -> &[Arc<Doorbell>] {
+        &self.doorbells
+    }
+
     fn worker(&self, chunk: &Chunk) -> usize {
         (chunk.slot % self.senders.len() as u64) as usize
     }
 
     /// Whether `chunk`'s channel has room now.
-    pub(crate) fn has_room(&self, chunk: &Chunk) -> bool {
+    fn has_room(&self, chunk: &Chunk) -> bool {
         let to = &self.senders[self.worker(chunk)];
         to.capacity().is_none_or(|c| to.len() < c)
     }
@@ -91,7 +84,7 @@ impl Source {
     /// Sends `chunk` to its worker, waiting for room if `wait` (else refusing with
     /// [`SubmitError::Full`], naming `graph`), and rings that worker's doorbell if
     /// `ring`.
-    pub(crate) fn put(&self, chunk: Chunk, wait: bool, ring: bool, graph: &str) -> Result<(), SubmitError> {
+    fn put(&self, chunk: Chunk, wait: bool, ring: bool, graph: &str) -> Result<(), SubmitError> {
         let worker = self.worker(&chunk);
         if wait {
             self.senders[worker].send(chunk).map_err(|_| SubmitError::Closed)?;
@@ -105,5 +98,76 @@ impl Source {
             self.doorbells[worker].ring();
         }
         Ok(())
+    }
+}
+
+/// Where a graph's feedback enters: the learning node's name, its source and counters.
+pub(crate) struct FeedbackIngress {
+    /// The learning node's name.
+    pub(crate) node: String,
+    pub(crate) source: Source,
+    pub(crate) kinds: FeedbackKinds,
+    pub(crate) stats: Arc<LearnStats>,
+}
+
+/// A graph's sources, its clock if it has one, and the engine's shutdown.
+pub(crate) struct Ingress {
+    /// The graph's name, for refusals.
+    pub(crate) graph: String,
+    pub(crate) rows: Source,
+    pub(crate) feedback: Option<FeedbackIngress>,
+    pub(crate) tables: Vec<TableIngress>,
+    /// Set when every submission must take a time (deterministic engines, and graphs
+    /// with tables): see `weir_operators::dataflow::clock`.
+    pub(crate) clock: Option<Arc<EventClock>>,
+    pub(crate) shutdown: Shutdown,
+}
+
+impl Ingress {
+    /// Every source's doorbells: the rows', the feedback's, the tables'.
+    pub(crate) fn all_doorbells(&self) -> impl Iterator<Item = &Arc<Doorbell>> {
+        self.rows
+            .doorbells()
+            .iter()
+            .chain(self.feedback.iter().flat_map(|f| f.source.doorbells().iter()))
+            .chain(self.tables.iter().flat_map(|t| t.source.doorbells().iter()))
+    }
+
+    /// Sends each `(source, chunk)` into one worker's channel of its source
+    /// (round-robin by slot), in order, and wakes that worker's source; stops at the
+    /// first that cannot be sent. `wait` waits for room, else a full channel refuses
+    /// with [`SubmitError::Full`]. In a clocked graph the chunks all take the clock's
+    /// next time, and every source is woken, as the watermark moved for all.
+    pub(crate) fn send(&self, parts: Vec<(&Source, Chunk)>, wait: bool) -> Result<(), SubmitError> {
+        let graph = &self.graph;
+        let Some(clock) = &self.clock else {
+            return parts.into_iter().try_for_each(|(source, chunk)| source.put(chunk, wait, true, graph));
+        };
+        // Every send of a clocked graph holds the clock's lock, so room seen under it
+        // stays. A submission that must wait for room waits outside the lock: a full
+        // table channel must not stop rows from taking their times.
+        let mut parts = Some(parts);
+        let mut pause = Duration::from_micros(20);
+        loop {
+            let sent = clock.stamp(|time| {
+                let Some(ready) = parts.take() else { return Err(SubmitError::Closed) };
+                if !ready.iter().all(|(source, chunk)| source.has_room(chunk)) {
+                    parts = Some(ready);
+                    return Err(SubmitError::Full(graph.clone()));
+                }
+                ready.into_iter().try_for_each(|(source, mut chunk)| {
+                    chunk.time = Some(time);
+                    source.put(chunk, false, false, graph)
+                })
+            });
+            self.all_doorbells().for_each(|b| b.ring());
+            match sent {
+                Err(SubmitError::Full(_)) if wait && !self.shutdown.is_requested() => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(1));
+                }
+                other => return other,
+            }
+        }
     }
 }

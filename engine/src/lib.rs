@@ -6,8 +6,12 @@
 //! - [`yaml`]: graph files; [`builder`]: the Rust API (`bind`, Ray Serve style);
 //! - [`plan`]: validation and resolution into a [`Plan`] (or a [`GraphError`]);
 //! - [`render`]: the plan as text, Graphviz dot or Mermaid;
-//! - [`compile`]: a plan becomes timely operators from `weir_operators`;
-//! - [`runtime`]: the [`Engine`]: workers, replica threads, submit;
+//! - [`compile`]: a plan becomes timely operators from `weir_operators`, one dataflow
+//!   per graph on each worker;
+//! - [`runtime`]: the [`Engine`]'s lifecycle: workers, replica threads, shutdown;
+//! - [`submit`]: the words of the submit path ([`Submission`], replies, refusals);
+//!   [`handle`]: [`GraphHandle`], where submissions enter a running graph, checked
+//!   against its [`GraphSchema`] ([`schema`]); `ingress`: the channels they go through;
 //! - [`replies`]: reply slots, found by row id when answers leave the graph;
 //! - [`feedback`]: labels for a graph's learning node; [`prequential`]: backtesting a
 //!   learning graph, predict then learn, over a labelled stream.
@@ -26,28 +30,33 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod admission;
+mod admission;
 pub mod builder;
-pub mod compile;
+mod compile;
 pub mod error;
 pub mod feedback;
+pub mod handle;
 mod ingress;
 pub mod plan;
 pub mod prequential;
 pub mod render;
 pub mod replies;
 pub mod runtime;
+pub mod schema;
 pub mod spec;
+pub mod submit;
 mod tables;
 pub mod yaml;
 
 pub use builder::GraphBuilder;
 pub use error::{GraphError, Problem};
 pub use feedback::{Feedback, FeedbackKinds};
+pub use handle::GraphHandle;
 pub use plan::Plan;
-pub use replies::{BatchReply, ChunkReply};
-pub use runtime::{Engine, EngineConfig, GraphHandle, Reply, RowResult, SubmitError, SubmitOptions};
+pub use runtime::{Engine, EngineConfig, StartError};
+pub use schema::{Field, GraphSchema};
 pub use spec::GraphSpec;
+pub use submit::{BatchReply, ChunkReply, Reply, RowResult, Submission, SubmitError, WhenFull};
 
 /// Loads, validates and plans a graph file.
 pub fn load_plan(path: &std::path::Path) -> Result<Plan, GraphError> {

@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use weir_operators::{Chunk, Column, ErrorCode, RowError};
 
 use crate::feedback::Feedback;
+use crate::handle::GraphHandle;
 use crate::plan::StepOp;
-use crate::runtime::{GraphHandle, SubmitError};
 use crate::spec::INPUT;
+use crate::submit::{Submission, SubmitError};
 
 /// What a prequential run saw.
 #[derive(Debug)]
@@ -118,11 +119,8 @@ pub fn prequential(
         let tx = tx.clone();
         let block = blocks;
         // The block's rows, then its labels, at one time of the clock.
-        graph.submit_columns_then_feedback(
-            inputs.iter().map(slice).collect(),
-            feedback,
-            Box::new(move |chunk| drop(tx.send((block, chunk)))),
-        )?;
+        let reply = Box::new(move |chunk| drop(tx.send((block, chunk))));
+        graph.submit(Submission::columns(inputs.iter().map(slice).collect(), reply).then_feedback(feedback))?;
         at += n;
         blocks += 1;
         size = (size * 2).min(max_block.max(1));

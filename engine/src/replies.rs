@@ -5,15 +5,18 @@
 //! finished chunk (its output columns) to the slot, which collects the pieces (a route
 //! may have split the batch) and calls the batch's reply once, when the last row is
 //! answered, on the worker thread that delivered it: with the answers as rows in input
-//! order ([`BatchReply`]), or as one chunk of output columns ([`ChunkReply`]). Slots live
-//! in a sharded map to spread lock contention between workers and submitters.
+//! order, or as one chunk of output columns (as the submission's reply asked, see
+//! [`crate::submit`]). Just before, the slot gives the batch's admission permits back.
+//! Slots live in a sharded map to spread lock contention between workers and
+//! submitters.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use weir_operators::{Chunk, Column, ErrorCode, FieldType, RowError, RowId};
 
-use crate::runtime::RowResult;
+use crate::admission::Admission;
+use crate::submit::Replier;
 
 /// Bits of a row id that hold the row's index in its batch: batches hold at most
 /// 2^20 rows.
@@ -21,23 +24,6 @@ pub const ROW_BITS: u32 = 20;
 
 /// The largest batch one submission may hold.
 pub const MAX_BATCH_ROWS: usize = 1 << ROW_BITS;
-
-/// Called once with the answers of a batch, in input order, on a worker thread; must
-/// not block.
-pub type BatchReply = Box<dyn FnOnce(Vec<RowResult>) + Send>;
-
-/// Called once with the answers of a batch as one chunk: the graph's output columns in
-/// the plan's output order, rows in input order, and per row the error if it failed
-/// (its column slots then hold fillers). On a worker thread; must not block.
-pub type ChunkReply = Box<dyn FnOnce(Chunk) + Send>;
-
-/// How a batch wants its answers.
-pub(crate) enum Replier {
-    /// As rows.
-    Rows(BatchReply),
-    /// As one chunk.
-    Chunk(ChunkReply),
-}
 
 const SHARDS: usize = 16;
 
@@ -53,6 +39,8 @@ pub(crate) struct ReplyTable {
     shards: Vec<Mutex<HashMap<u64, Arc<Mutex<SlotState>>>>>,
     /// The graph's output types, for the fillers of rows never answered.
     outputs: Vec<FieldType>,
+    /// Where a slot's permits go back, one per row, when it is answered or cancelled.
+    admission: Arc<Admission>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -66,23 +54,28 @@ pub(crate) fn row_id(slot: u64, index: usize) -> RowId {
 }
 
 impl ReplyTable {
-    pub(crate) fn new(outputs: Vec<FieldType>) -> Self {
-        ReplyTable { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), outputs }
+    /// The slots of a graph with outputs of types `outputs`, whose submissions hold
+    /// permits of `admission`.
+    pub(crate) fn new(outputs: Vec<FieldType>, admission: Arc<Admission>) -> Self {
+        ReplyTable { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), outputs, admission }
     }
 
     fn shard(&self, slot: u64) -> &Mutex<HashMap<u64, Arc<Mutex<SlotState>>>> {
         &self.shards[slot as usize % SHARDS]
     }
 
-    /// Registers a slot for `rows` answers.
+    /// Registers a slot for `rows` answers, whose submission holds `rows` permits.
     pub(crate) fn open(&self, slot: u64, rows: usize, reply: Replier) {
         let state = SlotState { pieces: Vec::new(), rows, remaining: rows, reply: Some(reply) };
         lock(self.shard(slot)).insert(slot, Arc::new(Mutex::new(state)));
     }
 
-    /// Forgets a slot whose rows were never submitted; its reply is not called.
+    /// Forgets a slot whose rows were never submitted and gives its permits back; its
+    /// reply is not called.
     pub(crate) fn cancel(&self, slot: u64) {
-        lock(self.shard(slot)).remove(&slot);
+        if let Some(state) = lock(self.shard(slot)).remove(&slot) {
+            self.admission.release(lock(&state).rows);
+        }
     }
 
     /// Delivers answered chunks (their output columns); calls a batch's reply when its
@@ -124,22 +117,23 @@ impl ReplyTable {
     }
 
     /// Puts a slot's pieces in input order (rows missing from them fail with
-    /// `unavailable`) and calls its reply.
+    /// `unavailable`), gives its permits back and calls its reply.
     fn finish(&self, slot: u64, rows: usize, pieces: Vec<Chunk>, reply: Replier) {
         let chunk = self.assemble(slot, rows, pieces);
+        self.admission.release(rows);
+        let all: Vec<usize> = (0..chunk.columns.len()).collect();
+        let answer = |row: usize| match chunk.error(row) {
+            Some(error) => Err(Arc::clone(error)),
+            None => Ok(chunk.values(row, &all)),
+        };
         match reply {
-            Replier::Chunk(reply) => reply(chunk),
-            Replier::Rows(reply) => {
-                let all: Vec<usize> = (0..chunk.columns.len()).collect();
-                reply(
-                    (0..chunk.len())
-                        .map(|row| match chunk.error(row) {
-                            Some(error) => Err(Arc::clone(error)),
-                            None => Ok(chunk.values(row, &all)),
-                        })
-                        .collect(),
-                )
+            Replier::Row(reply) => {
+                if chunk.len() > 0 {
+                    reply(answer(0));
+                }
             }
+            Replier::Rows(reply) => reply((0..chunk.len()).map(answer).collect()),
+            Replier::Chunk(reply) => reply(chunk),
         }
     }
 

@@ -3,14 +3,14 @@
 //! An upsert batch ([`GraphHandle::upsert`](crate::GraphHandle::upsert)) becomes a
 //! chunk (the key column, one column per value field, and a `delete` column), takes
 //! the graph's next clock time like any submission, and goes into one worker's channel.
-//! In the dataflow a source reads it ([`row_source`]), turns its rows into upserts at
+//! In the dataflow a source reads it ([`RowSource`]), turns its rows into upserts at
 //! the chunk's time, and [`arrange_table`] arranges them (spread over the workers by
 //! key). A graph with tables always runs with an [`EventClock`]: its rows and its
 //! table updates share one order of times, which is what lets a row see exactly the
 //! updates submitted before it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use timely::container::CapacityContainerBuilder;
@@ -19,12 +19,12 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Scope;
 use weir_operators::dataflow::clock::EventClock;
 use weir_operators::dataflow::lookup::{arrange_table, count_keys, TableArrangement, TableUpdate};
-use weir_operators::dataflow::source::row_source;
+use weir_operators::dataflow::source::RowSource;
 use weir_operators::dataflow::Time;
 use weir_operators::table::{TableKey, TableRow};
-use weir_operators::{Chunk, Column, ErrorCode, RowError, Value};
+use weir_operators::{Chunk, Column, ErrorCode, RowError, Shutdown, Value};
 
-use crate::ingress::{self, Source, SourceBuild, SourceWait};
+use crate::ingress::Source;
 use crate::spec::TableSpec;
 
 /// Upsert batches queued per worker, at most. Rows submitted after a batch wait for it
@@ -32,39 +32,35 @@ use crate::spec::TableSpec;
 /// behind a long backlog: a writer beyond the graph's pace waits instead.
 const BATCHES_QUEUED: usize = 8;
 
-/// One table's channels, as the workers take them while building the dataflow.
-pub(crate) struct TableBuild {
-    source: SourceBuild,
+/// One table's source, as submitters and workers use it.
+pub(crate) struct TableIngress {
+    pub(crate) spec: TableSpec,
+    pub(crate) source: Source,
     /// Keys in the table, counted by every worker's part of it.
     pub(crate) keys: Arc<AtomicI64>,
 }
 
-/// One table's source, as submitters use it.
-pub(crate) struct TableIngress {
-    pub(crate) spec: TableSpec,
-    pub(crate) source: Source,
-    /// Keys in the table (see [`TableBuild::keys`]).
-    pub(crate) keys: Arc<AtomicI64>,
-}
-
-/// A table's channels for `workers` workers: the build side, and the submitters' side
-/// until the workers report their doorbells.
-pub(crate) fn channels(workers: usize) -> (TableBuild, SourceWait) {
-    let (source, wait) = ingress::channels(workers, BATCHES_QUEUED);
-    (TableBuild { source, keys: Arc::new(AtomicI64::new(0)) }, wait)
+impl TableIngress {
+    /// The table `spec`'s source for `workers` workers.
+    pub(crate) fn new(spec: &TableSpec, workers: usize) -> TableIngress {
+        TableIngress {
+            spec: spec.clone(),
+            source: Source::new(workers, BATCHES_QUEUED),
+            keys: Arc::new(AtomicI64::new(0)),
+        }
+    }
 }
 
 /// The table on worker `index`: its source, its upserts, its arrangement.
 pub(crate) fn table_dataflow<'scope>(
     scope: Scope<'scope, Time>,
-    spec: &TableSpec,
-    build: &TableBuild,
+    table: &TableIngress,
     index: usize,
-    stop: Arc<AtomicBool>,
-    clock: Option<Arc<EventClock>>,
+    shutdown: &Shutdown,
+    clock: Option<&Arc<EventClock>>,
 ) -> Option<TableArrangement<'scope>> {
-    let (rows, bells) = build.source.take(index)?;
-    let source = row_source(scope, &format!("Table({})", spec.name), rows, 1024, bells, stop, clock);
+    let spec = &table.spec;
+    let source = scope.row_source(&format!("Table({})", spec.name), table.source.feed(index, shutdown, clock)?);
     let width = spec.values.len();
     let updates =
         source.unary::<CapacityContainerBuilder<Vec<TableUpdate>>, _, _, _>(Pipeline, "Upserts", move |_, _| {
@@ -78,9 +74,9 @@ pub(crate) fn table_dataflow<'scope>(
                 });
             }
         });
-    let table = arrange_table(updates, &spec.name);
-    count_keys(&table, Arc::clone(&build.keys));
-    Some(table)
+    let arranged = arrange_table(updates, &spec.name);
+    count_keys(&arranged, Arc::clone(&table.keys));
+    Some(arranged)
 }
 
 /// The upserts of a chunk made by [`updates_chunk`], at `time`.

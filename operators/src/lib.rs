@@ -8,6 +8,7 @@
 //! - [`kernel`]: what nodes compute: candle models, built-in maps, aggregates, conditions.
 //! - [`replica`]: threads that run model forward passes off the timely workers.
 //! - [`dataflow`]: the timely operators a compiled graph is built from.
+//! - [`shutdown`]: the one stop request every loop, source and server listens to.
 //! - [`stats`]: batch counters of model nodes; [`learn_stats`]: counters of learning
 //!   nodes.
 //!
@@ -22,6 +23,7 @@ pub mod kernel;
 pub mod learn_stats;
 pub mod replica;
 pub mod row;
+pub mod shutdown;
 pub mod stats;
 pub mod table;
 pub mod value;
@@ -29,4 +31,5 @@ pub mod value;
 pub use chunk::Chunk;
 pub use column::Column;
 pub use row::{ErrorCode, RowError, RowId};
+pub use shutdown::Shutdown;
 pub use value::{DType, FieldType, Value};

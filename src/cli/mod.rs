@@ -9,7 +9,7 @@ pub mod signals;
 use std::process::ExitCode;
 
 use weir_connectors::kafka::table::TableFeed;
-use weir_connectors::stop::Stop;
+use weir_operators::Shutdown;
 
 /// Prints `error: E` and returns exit code `code`.
 pub fn fail(code: u8, e: &dyn std::fmt::Display) -> ExitCode {
@@ -27,7 +27,7 @@ pub fn fail(code: u8, e: &dyn std::fmt::Display) -> ExitCode {
 pub fn load_tables(
     engine: &weir_engine::Engine,
     bootstrap: Option<&str>,
-    stop: &Stop,
+    stop: &Shutdown,
 ) -> Result<Vec<TableFeed>, ExitCode> {
     let mut feeds = Vec::new();
     for graph in engine.graphs() {

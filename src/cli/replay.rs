@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use weir_connectors::stop::Stop;
 use weir_engine::{load_plan, Engine, EngineConfig};
+use weir_operators::Shutdown;
 
 use super::{fail, load_tables};
 
@@ -144,7 +144,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
-    if let Err(code) = load_tables(&engine, brokers, &Stop::new()) {
+    if let Err(code) = load_tables(&engine, brokers, &Shutdown::new()) {
         return code;
     }
     let stream = match (&order_by, deterministic) {
@@ -211,7 +211,7 @@ fn backtest(
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };
-    if let Err(code) = load_tables(&engine, brokers, &Stop::new()) {
+    if let Err(code) = load_tables(&engine, brokers, &Shutdown::new()) {
         return code;
     }
     let handle = engine.graphs()[0].clone();

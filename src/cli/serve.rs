@@ -10,9 +10,9 @@ use weir_connectors::kafka::feedback::FeedbackLoop;
 use weir_connectors::kafka::stats::KafkaMetrics;
 use weir_connectors::kafka::table::TableFeed;
 use weir_connectors::kafka::KafkaLoop;
-use weir_connectors::stop::Stop;
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::{load_plan, Engine, EngineConfig};
+use weir_operators::Shutdown;
 
 use super::{fail, load_tables};
 
@@ -77,7 +77,7 @@ pub struct ServeArgs {
 /// Runs `weir serve` until `stop` is requested (by a signal: see [`super::signals`]).
 /// A stop during the start (loading graphs, starting the engine, loading tables)
 /// ends it there, cleanly, with exit code 0.
-pub fn serve(args: ServeArgs, stop: Stop) -> ExitCode {
+pub fn serve(args: ServeArgs, stop: Shutdown) -> ExitCode {
     let ServeArgs {
         graphs,
         host,
@@ -178,7 +178,7 @@ fn run(
     port: u16,
     config: ServerConfig,
     grace: Duration,
-    stop: &Stop,
+    stop: &Shutdown,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -191,7 +191,7 @@ fn run(
             .await
             .with_context(|| format!("cannot listen on {host}:{port}"))?;
         let addr = listener.local_addr()?;
-        let state = AppState::new(engine.graphs(), config);
+        let state = AppState::new(engine.graphs(), config, stop.clone());
         let mut kafka = Vec::new();
         let mut feedback = Vec::new();
         for g in engine.graphs() {
@@ -207,12 +207,8 @@ fn run(
             state.add_metrics(Arc::new(KafkaMetrics::new(consumers.collect(), feeds)));
         }
         // One request stops HTTP, every Kafka loop and every table feed.
-        let stopped = || {
-            let stop = stop.clone();
-            async move { stop.requested().await }
-        };
-        let loops: Vec<_> = kafka.into_iter().map(|k| tokio::spawn(k.run(stopped(), grace))).collect();
-        let feedback: Vec<_> = feedback.into_iter().map(|f| tokio::spawn(f.run(stopped()))).collect();
+        let loops: Vec<_> = kafka.into_iter().map(|k| tokio::spawn(k.run(stop.clone(), grace))).collect();
+        let feedback: Vec<_> = feedback.into_iter().map(|f| tokio::spawn(f.run(stop.clone()))).collect();
         // Table feeds block on their consumer and the graph's channel: one thread each.
         let tables: Vec<_> = tables
             .into_iter()
@@ -223,7 +219,7 @@ fn run(
             })
             .collect();
         eprintln!("weir: listening on http://{addr}");
-        http::serve(listener, state, stopped(), grace).await?;
+        http::serve(listener, state, grace).await?;
         for l in loops {
             if let Ok(s) = l.await {
                 eprintln!(

@@ -3,13 +3,13 @@
 //! consumer group is joined.
 //!
 //! [`take`] catches both signals before anything else runs; [`Taken::stop_server`] then
-//! turns them into the server's [`Stop`], which every stage of `weir serve` looks at and
+//! turns them into the server's [`Shutdown`], which every stage of `weir serve` looks at and
 //! ends cleanly on (exit 0). The other commands ([`Taken::default_action`]) keep the
 //! signals' default action: they end at once, by the signal.
 
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use weir_connectors::stop::Stop;
+use weir_operators::Shutdown;
 
 /// SIGINT and SIGTERM, caught and waiting to be handled (a signal that arrives before
 /// then is kept).
@@ -29,12 +29,12 @@ fn name(signal: i32) -> &'static str {
 }
 
 impl Taken {
-    /// A server's signals: the first requests the returned [`Stop`]; later ones are
+    /// A server's signals: the first requests the returned [`Shutdown`]; later ones are
     /// reported and change nothing (the stop under way is bounded by `--grace-ms`).
     /// A thread of its own (`weir-signals`) takes them.
-    pub fn stop_server(self) -> std::io::Result<Stop> {
+    pub fn stop_server(self) -> std::io::Result<Shutdown> {
         let Taken(mut signals) = self;
-        let stop = Stop::new();
+        let stop = Shutdown::new();
         let asked = stop.clone();
         std::thread::Builder::new().name("weir-signals".into()).spawn(move || {
             for signal in signals.forever() {

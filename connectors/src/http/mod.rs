@@ -35,8 +35,6 @@ pub mod histogram;
 pub mod metrics;
 pub mod openapi;
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -49,8 +47,8 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json as JsonBody, Router};
 use serde_json::{json, Value as Json};
 use tokio::net::TcpListener;
-use weir_engine::{Feedback, GraphHandle, RowResult, SubmitError, SubmitOptions};
-use weir_operators::{ErrorCode, RowError, Value};
+use weir_engine::{Feedback, GraphHandle, RowResult, Submission, SubmitError, WhenFull};
+use weir_operators::{ErrorCode, RowError, Shutdown, Value};
 
 use crate::json::{decode_feedback, decode_row, decode_upsert, encode_error, encode_row};
 use error::ApiError;
@@ -87,24 +85,26 @@ struct Served {
 pub struct AppState {
     graphs: Vec<Served>,
     config: ServerConfig,
-    ready: AtomicBool,
+    /// The server's shutdown: once requested, `/readyz` answers 503 and [`serve`] stops.
+    shutdown: Shutdown,
     /// Families other parts of the server add to `/metrics`.
     extra_metrics: RwLock<Vec<Arc<dyn MetricFamilies>>>,
 }
 
 impl AppState {
-    /// Serves `graphs` (handles of a running engine) with `config`; ready at once.
-    pub fn new(graphs: &[GraphHandle], config: ServerConfig) -> Arc<Self> {
+    /// Serves `graphs` (handles of a running engine) with `config`; ready until
+    /// `shutdown` is requested.
+    pub fn new(graphs: &[GraphHandle], config: ServerConfig, shutdown: Shutdown) -> Arc<Self> {
         let graphs = graphs
             .iter()
             .map(|g| Served {
                 handle: g.clone(),
-                outputs: g.plan().output.fields.iter().map(|(n, _, _)| n.clone()).collect(),
+                outputs: g.schema().output_names(),
                 timeout: config.default_timeout.or(g.plan().serving.timeout_ms.map(Duration::from_millis)),
                 metrics: GraphMetrics::default(),
             })
             .collect();
-        Arc::new(AppState { graphs, config, ready: AtomicBool::new(true), extra_metrics: RwLock::new(Vec::new()) })
+        Arc::new(AppState { graphs, config, shutdown, extra_metrics: RwLock::new(Vec::new()) })
     }
 
     /// Adds `families` to every later scrape of `/metrics`, after weir's own families and
@@ -112,11 +112,6 @@ impl AppState {
     /// publishes its counters. See [`MetricFamilies`] for what they must write.
     pub fn add_metrics(&self, families: Arc<dyn MetricFamilies>) {
         self.extra_metrics.write().unwrap_or_else(|p| p.into_inner()).push(families);
-    }
-
-    /// Marks the server not ready (`/readyz` answers 503): shutdown has begun.
-    pub fn begin_shutdown(&self) {
-        self.ready.store(false, Ordering::Release);
     }
 
     fn graph(&self, name: &str) -> Option<&Served> {
@@ -196,30 +191,22 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` completes; then stops accepting,
-/// lets requests in flight finish for at most `grace`, and returns.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
-    let flagged = Arc::clone(&state);
-    let signal = async move {
-        shutdown.await;
-        flagged.begin_shutdown();
-        tracing::info!("shutting down: no new connections, finishing requests in flight");
-        let _ = begun_tx.send(());
+/// Serves `state`'s router on `listener` until its shutdown is requested; then stops
+/// accepting, lets requests in flight finish for at most `grace`, and returns.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, grace: Duration) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let signal = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.requested().await;
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+        }
     };
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
     let server = tokio::spawn(async move { server.await });
     let grace_timer = async move {
-        if begun_rx.await.is_ok() {
-            tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
+        shutdown.requested().await;
+        tokio::time::sleep(grace).await;
     };
     tokio::select! {
         done = server => done.map_err(std::io::Error::other)?,
@@ -235,7 +222,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
+    if !state.shutdown.is_requested() {
         "ready\n".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
@@ -486,9 +473,11 @@ async fn answer(
 /// Submits `rows` and waits for their answers or the deadline.
 async fn compute(graph: &Served, rows: Vec<Vec<Value>>, deadline: Option<Instant>) -> Result<Vec<RowResult>, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let options = SubmitOptions { wait: false, deadline };
     let limit = graph.handle.max_in_flight();
-    graph.handle.submit_with(rows, options, Box::new(move |results| drop(tx.send(results)))).map_err(|e| {
+    let submission = Submission::rows(rows, Box::new(move |results| drop(tx.send(results))))
+        .when_full(WhenFull::Refuse)
+        .deadline(deadline);
+    graph.handle.submit(submission).map_err(|e| {
         refused(e, |name| format!("graph '{name}' has its maximum of rows in flight ({limit}); retry later"))
     })?;
     let waited = match deadline {

@@ -20,7 +20,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 use weir_engine::spec::KafkaSpec;
 use weir_engine::{Feedback, GraphHandle, SubmitError};
-use weir_operators::{ErrorCode, RowError};
+use weir_operators::{ErrorCode, RowError, Shutdown};
 
 use super::rebalance::Rebalances;
 use super::stats::{KafkaStats, Role};
@@ -102,10 +102,11 @@ impl FeedbackLoop {
 
     /// Consumes feedback into the graph until `shutdown` completes; then commits the
     /// stored offsets and returns what it did.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> FeedbackSummary {
+    pub async fn run(self, shutdown: Shutdown) -> FeedbackSummary {
         let FeedbackLoop { graph, topic, dead_letter_topic, consumer, producer, stats } = self;
         tracing::info!(graph = %graph.name(), topic = %topic, "consuming feedback from Kafka");
-        let mut shutdown = std::pin::pin!(shutdown);
+        let stopped = shutdown.requested();
+        let mut shutdown = std::pin::pin!(stopped);
         loop {
             let message = tokio::select! {
                 () = &mut shutdown => break,

@@ -44,7 +44,6 @@ pub mod rebalance;
 pub mod stats;
 pub mod table;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,8 +53,8 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureProducer;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
-use weir_engine::{GraphHandle, RowResult, SubmitOptions};
-use weir_operators::{ErrorCode, RowError};
+use weir_engine::{GraphHandle, RowResult, Submission};
+use weir_operators::{ErrorCode, RowError, Shutdown};
 
 use crate::arrow::Decoded;
 use crate::json::decode_row;
@@ -235,15 +234,15 @@ impl KafkaLoop {
         Arc::clone(&self.stats)
     }
 
-    /// Consumes into the graph and produces its answers until `shutdown` completes;
+    /// Consumes into the graph and produces its answers until `shutdown` is requested;
     /// then stops consuming, waits up to `grace` for the answers in flight to be
     /// acknowledged, commits, and returns what it did.
-    pub async fn run(self, shutdown: impl Future<Output = ()>, grace: Duration) -> KafkaSummary {
+    pub async fn run(self, shutdown: Shutdown, grace: Duration) -> KafkaSummary {
         run(self, shutdown, grace).await
     }
 }
 
-async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Duration) -> KafkaSummary {
+async fn run(kafka: KafkaLoop, shutdown: Shutdown, grace: Duration) -> KafkaSummary {
     let KafkaLoop { graph, spec, consumer, producer, stats } = kafka;
     let name = graph.name().to_string();
     tracing::info!(graph = %name, topics = ?spec.input_topics, output = %spec.output_topic, "consuming from Kafka");
@@ -258,7 +257,8 @@ async fn run(kafka: KafkaLoop, shutdown: impl Future<Output = ()>, grace: Durati
         runtime: tokio::runtime::Handle::current(),
         idle: Notify::new(),
     });
-    let mut shutdown = std::pin::pin!(shutdown);
+    let stopped = shutdown.requested();
+    let mut shutdown = std::pin::pin!(stopped);
 
     // A permit is taken before a message is received, so that a full graph pauses
     // consumption; answering runs on tasks of its own meanwhile.
@@ -391,13 +391,10 @@ async fn submit(graph: &GraphHandle, messages: Vec<(Origin, Vec<Decoded>)>, answ
     // it blocks a blocking-pool thread, not the loop, and the loop awaits it, so
     // consumption pauses until the rows are admitted.
     let (graph, n) = (graph.clone(), rows.len());
-    let submitted = tokio::task::spawn_blocking(move || {
-        graph.submit_with(rows, SubmitOptions { wait: true, deadline: None }, reply)
-    })
-    .await;
+    let submitted = tokio::task::spawn_blocking(move || graph.submit(Submission::rows(rows, reply))).await;
     let refusal = match submitted {
         Ok(Ok(_)) => return,
-        Ok(Err(e)) => weir_engine::runtime::refusal(e),
+        Ok(Err(e)) => e.into_row_error(),
         Err(e) => RowError::new(ErrorCode::Unavailable, "engine", format!("the submitting thread failed: {e}")),
     };
     let pending = held.lock().unwrap_or_else(|p| p.into_inner()).take();

@@ -38,7 +38,7 @@ use weir_operators::{ErrorCode, RowError, Value};
 use super::stats::TableFeedStats;
 use super::{topic_partitions, KafkaRunError, Quiet};
 use crate::json::{decode_table_values, decode_value};
-use crate::stop::Stop;
+use weir_operators::Shutdown;
 
 /// Messages applied as one upsert batch, at most.
 pub const CHANGES_PER_BATCH: usize = 1024;
@@ -140,7 +140,7 @@ impl TableFeed {
     /// nothing (no message, no end of a partition) for `stall`, or if the graph stops.
     /// Returns early, with what it applied so far, once `stop` is requested (checked
     /// every 100 ms).
-    pub fn catch_up(&mut self, stall: Duration, stop: &Stop) -> Result<TableFeedSummary, KafkaRunError> {
+    pub fn catch_up(&mut self, stall: Duration, stop: &Shutdown) -> Result<TableFeedSummary, KafkaRunError> {
         let mut ended = BTreeSet::new();
         let mut last = Instant::now();
         while ended.len() < self.partitions.len() && !stop.is_requested() {
@@ -162,7 +162,7 @@ impl TableFeed {
 
     /// Applies new messages as they come until `stop` is requested (checked every
     /// 100 ms) or the graph stops; returns what the feed did in all.
-    pub fn follow(mut self, stop: &Stop) -> TableFeedSummary {
+    pub fn follow(mut self, stop: &Shutdown) -> TableFeedSummary {
         let mut ended = BTreeSet::new();
         while !stop.is_requested() {
             if let Err(e) = self.pump(Duration::from_millis(100), &mut ended) {

@@ -44,8 +44,7 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use crossbeam_channel::bounded;
-use weir_engine::runtime::refusal;
-use weir_engine::{GraphHandle, SubmitOptions};
+use weir_engine::{GraphHandle, Submission};
 use weir_operators::{Chunk, Column, FieldType, RowError};
 
 pub use error::ReplayError;
@@ -278,16 +277,12 @@ pub fn replay_with_feedback(
                         block.answers = Some(no_answers(0));
                     } else {
                         let tx = tx.clone();
-                        let options = SubmitOptions { wait: true, deadline: None };
-                        match graph.submit_columns(
-                            columns,
-                            options,
-                            Box::new(move |answers| drop(tx.send((seq, answers)))),
-                        ) {
+                        let reply = Box::new(move |answers| drop(tx.send((seq, answers))));
+                        match graph.submit(Submission::columns(columns, reply)) {
                             Ok(_) => submitted += 1,
                             Err(e) => {
                                 let mut refused = no_answers(n);
-                                refused.fail_all(Arc::new(refusal(e)));
+                                refused.fail_all(Arc::new(e.into_row_error()));
                                 block.answers = Some(refused);
                             }
                         }

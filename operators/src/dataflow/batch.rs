@@ -121,7 +121,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
         let name = format!("Batch({})", config.node);
         self.unary(Pipeline, &name, move |_cap, info| {
             let activator = scope.activator_for(Rc::clone(&info.address));
-            let bell = Arc::new(Doorbell::new(scope.worker().sync_activator_for(info.address.to_vec())));
+            let bell = Arc::new(Doorbell::bound(scope.worker().sync_activator_for(info.address.to_vec())));
             let (done_tx, done_rx): (Sender<Completion>, Receiver<Completion>) = bounded(config.max_in_flight.max(1));
             let mut st = State {
                 config,

@@ -10,11 +10,17 @@
 //! [`disarms`] and keeps draining. A producer sends first, then [`rings`]. A message is
 //! therefore either seen by the running operator or followed by a wake-up.
 //!
+//! A bell is made before the dataflow exists (so submitters can hold it from the
+//! start) and bound to its operator when a worker builds the dataflow
+//! ([`Doorbell::bind`]). A ring before that wakes nobody, and needs to: binding
+//! activates the operator once, and its first activation drains its channel.
+//!
 //! [`arms`]: Doorbell::arm
 //! [`disarms`]: Doorbell::disarm
 //! [`rings`]: Doorbell::ring
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 use timely::scheduling::SyncActivator;
 
@@ -22,13 +28,33 @@ use timely::scheduling::SyncActivator;
 #[derive(Debug)]
 pub struct Doorbell {
     armed: AtomicBool,
-    activator: SyncActivator,
+    activator: OnceLock<SyncActivator>,
+}
+
+impl Default for Doorbell {
+    fn default() -> Self {
+        Doorbell::new()
+    }
 }
 
 impl Doorbell {
-    /// A bell for the operator `activator` wakes, armed (the first message wakes it).
-    pub fn new(activator: SyncActivator) -> Self {
-        Doorbell { armed: AtomicBool::new(true), activator }
+    /// A bell not yet bound to an operator, armed (the first message wakes it).
+    pub fn new() -> Self {
+        Doorbell { armed: AtomicBool::new(true), activator: OnceLock::new() }
+    }
+
+    /// A bell bound to the operator `activator` wakes (for an operator that makes its
+    /// own bell while it is built), armed.
+    pub fn bound(activator: SyncActivator) -> Self {
+        Doorbell { armed: AtomicBool::new(true), activator: OnceLock::from(activator) }
+    }
+
+    /// Binds the bell to the operator `activator` wakes, and wakes it once, so that it
+    /// sees what was sent before. A bell is bound once; later binds are ignored.
+    pub fn bind(&self, activator: SyncActivator) {
+        if self.activator.set(activator).is_ok() {
+            self.wake();
+        }
     }
 
     /// Called by the operator before its last look at its channel.
@@ -44,13 +70,16 @@ impl Doorbell {
     /// Called by a producer after sending: wakes the operator if it was armed.
     pub fn ring(&self) {
         if self.armed.swap(false, Ordering::SeqCst) {
-            // The worker is gone only at shutdown, when nobody waits for the wake-up.
-            let _ = self.activator.activate();
+            self.wake();
         }
     }
 
-    /// Wakes the operator whether or not it is armed (to make it see a stop flag).
+    /// Wakes the operator whether or not it is armed (to make it see a stop request).
+    /// Before [`Doorbell::bind`] this does nothing: binding wakes it.
     pub fn wake(&self) {
-        let _ = self.activator.activate();
+        if let Some(activator) = self.activator.get() {
+            // The worker is gone only at shutdown, when nobody waits for the wake-up.
+            let _ = activator.activate();
+        }
     }
 }

@@ -3,16 +3,14 @@
 //! Producers (the engine's submit path, on any thread) push chunks of rows into the
 //! channel and ring the source's [`Doorbell`]; the operator drains about `rows` rows per
 //! activation at its current epoch, then advances the epoch, and asks to run again while
-//! rows remain. When every sender is gone, or the engine sets `stop` and the channel is
-//! empty, it drops its capability, which lets the dataflow complete. It never polls: an
+//! rows remain. When every sender is gone, or the engine's [`Shutdown`] is requested
+//! and the channel is empty, it drops its capability, which lets the dataflow complete. It never polls: an
 //! idle source costs nothing.
 //!
 //! In a deterministic engine (with an [`EventClock`]) each chunk carries the time its
 //! submitter took from the clock: the source emits it at that time and moves its
 //! capability up to the clock's watermark (see `clock.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -23,24 +21,62 @@ use super::clock::EventClock;
 use super::doorbell::Doorbell;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
+use crate::shutdown::Shutdown;
 
-/// Builds a source of the chunks sent on `chunks`. The operator's doorbell is sent on
-/// `doorbell`, with the worker's index, while the dataflow is built, so producers can
-/// wake it. Once `stop` is set and the channel is empty, the source closes. With a
-/// `clock`, chunks are emitted at their own times (see the module docs).
-pub fn row_source<'scope>(
-    scope: Scope<'scope, Time>,
-    name: &str,
-    chunks: Receiver<Chunk>,
-    rows: usize,
-    doorbell: SyncSender<(usize, Arc<Doorbell>)>,
-    stop: Arc<AtomicBool>,
-    clock: Option<Arc<EventClock>>,
-) -> RowStream<'scope> {
+/// What one worker's source reads: its channel, the bell producers ring after sending,
+/// the engine's shutdown, and, in a deterministic engine, the graph's clock.
+pub struct SourceFeed {
+    /// This worker's end of the source's channel.
+    pub chunks: Receiver<Chunk>,
+    /// Made with the channel, before the dataflow; the source binds it when built.
+    pub doorbell: Arc<Doorbell>,
+    /// Once requested and the channel is drained, the source closes.
+    pub shutdown: Shutdown,
+    /// Chunks are emitted at their own times (see the module docs).
+    pub clock: Option<Arc<EventClock>>,
+    /// About how many rows one activation emits before it yields.
+    pub rows_per_activation: usize,
+}
+
+/// Builds a graph input in a scope.
+pub trait RowSource<'scope> {
+    /// A source named `name` of the chunks `feed` receives. It binds the feed's
+    /// doorbell to itself while the dataflow is built.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use timely::dataflow::operators::Inspect;
+    /// use weir_operators::dataflow::doorbell::Doorbell;
+    /// use weir_operators::dataflow::source::{RowSource, SourceFeed};
+    /// use weir_operators::{Chunk, Column, Shutdown};
+    ///
+    /// let (tx, chunks) = crossbeam_channel::bounded(4);
+    /// tx.send(Chunk::new(0, vec![0, 1], vec![Column::I64(vec![7, 8])])).unwrap();
+    /// drop(tx); // every sender gone: the source closes once drained
+    /// let feed = SourceFeed {
+    ///     chunks,
+    ///     doorbell: Arc::new(Doorbell::new()),
+    ///     shutdown: Shutdown::new(),
+    ///     clock: None,
+    ///     rows_per_activation: 1024,
+    /// };
+    /// timely::example(move |scope| {
+    ///     scope.row_source("Input", feed).inspect(|chunk| assert_eq!(chunk.len(), 2));
+    /// });
+    /// ```
+    fn row_source(&self, name: &str, feed: SourceFeed) -> RowStream<'scope>;
+}
+
+impl<'scope> RowSource<'scope> for Scope<'scope, Time> {
+    fn row_source(&self, name: &str, feed: SourceFeed) -> RowStream<'scope> {
+        row_source(*self, name, feed)
+    }
+}
+
+fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) -> RowStream<'scope> {
+    let SourceFeed { chunks, doorbell: bell, shutdown, clock, rows_per_activation: rows } = feed;
     source(scope, name, move |cap, info| {
-        let bell = Arc::new(Doorbell::new(scope.worker().sync_activator_for(info.address.to_vec())));
-        // The engine keeps the receiver until every worker has reported.
-        let _ = doorbell.send((scope.index(), Arc::clone(&bell)));
+        bell.bind(scope.worker().sync_activator_for(info.address.to_vec()));
         let self_activator = scope.activator_for(info.address.clone());
         let mut cap = Some(cap);
         move |output| {
@@ -78,7 +114,7 @@ pub fn row_source<'scope>(
                                 bell.disarm();
                                 self_activator.activate();
                             }
-                            closed = stop.load(Ordering::Acquire);
+                            closed = shutdown.is_requested();
                             break;
                         }
                         Err(TryRecvError::Disconnected) => {
