@@ -90,7 +90,7 @@ pub enum StepOp {
     Combine(CombineOp),
     /// A join with a table by key: appends the table's value fields and `found`.
     Lookup {
-        /// Index of the table in [`Plan::tables`].
+        /// Index of the table in [`Plan::tables`](crate::plan::Plan::tables).
         table: usize,
         /// Index of the key field.
         key: usize,
