@@ -13,7 +13,8 @@
 //! Unknown keys are errors (a typo never silently means "default"), and so are keys a
 //! node would ignore where they are given (a learning node's batching keys, a map op's
 //! keys of another op). Paths are relative to the file's directory. The keys of every node kind are listed in `graphs/README.md`.
-//! Model nodes are read in `yaml/models.rs`, the other kinds in `yaml/nodes.rs`.
+//! Model nodes are read in `yaml/models.rs`, the other kinds in `yaml/nodes.rs`; the
+//! batching keys of the kinds that batch in `yaml/batching.rs`.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,7 @@ use weir_operators::FieldType;
 use crate::error::{GraphError, Problem};
 use crate::spec::*;
 
+mod batching;
 mod models;
 mod nodes;
 

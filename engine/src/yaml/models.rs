@@ -6,36 +6,32 @@ use serde::Deserialize;
 use weir_operators::kernel::learn::Optimizer;
 use weir_operators::kernel::model::Arch;
 
+use super::batching::node_file_with_batching;
 use super::{parse_enum, parse_ref, NodeResult};
 use crate::error::Problem;
 use crate::plan::unused_by_learning;
 use crate::spec::*;
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ModelFile {
-    arch: String,
-    #[serde(default)]
-    weights: Option<PathBuf>,
-    input: String,
-    #[serde(default)]
-    output: Option<String>,
-    #[serde(default)]
-    layers: Option<Vec<usize>>,
-    #[serde(default)]
-    activation: Option<String>,
-    #[serde(default)]
-    output_activation: Option<String>,
-    #[serde(default)]
-    max_batch_size: Option<usize>,
-    #[serde(default)]
-    max_wait_ms: Option<u64>,
-    #[serde(default)]
-    replicas: Option<usize>,
-    #[serde(default)]
-    device: Option<String>,
-    #[serde(default)]
-    learn: Option<LearnFile>,
+node_file_with_batching! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct ModelFile {
+        arch: String,
+        #[serde(default)]
+        weights: Option<PathBuf>,
+        input: String,
+        #[serde(default)]
+        output: Option<String>,
+        #[serde(default)]
+        layers: Option<Vec<usize>>,
+        #[serde(default)]
+        activation: Option<String>,
+        #[serde(default)]
+        output_activation: Option<String>,
+        ..batching,
+        #[serde(default)]
+        learn: Option<LearnFile>,
+    }
 }
 
 #[derive(Deserialize)]
@@ -133,44 +129,20 @@ fn learn(f: LearnFile) -> NodeResult<LearnSpec> {
     Ok(spec)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct EmbedFile {
-    model: PathBuf,
-    input: String,
-    #[serde(default)]
-    output: Option<String>,
-    #[serde(default)]
-    max_length: Option<usize>,
-    #[serde(default)]
-    normalize: Option<bool>,
-    #[serde(default)]
-    max_batch_size: Option<usize>,
-    #[serde(default)]
-    max_wait_ms: Option<u64>,
-    #[serde(default)]
-    replicas: Option<usize>,
-    #[serde(default)]
-    device: Option<String>,
-}
-
-/// A model node's batching keys, defaults where absent.
-fn batching(
-    max_batch_size: Option<usize>,
-    max_wait_ms: Option<u64>,
-    replicas: Option<usize>,
-    device: Option<String>,
-) -> NodeResult<Batching> {
-    let defaults = Batching::default();
-    Ok(Batching {
-        max_batch_size: max_batch_size.unwrap_or(defaults.max_batch_size),
-        max_wait_ms: max_wait_ms.unwrap_or(defaults.max_wait_ms),
-        replicas: replicas.unwrap_or(defaults.replicas),
-        device: match device {
-            Some(d) => parse_enum(&d, "device")?,
-            None => defaults.device,
-        },
-    })
+node_file_with_batching! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub(super) struct EmbedFile {
+        model: PathBuf,
+        input: String,
+        #[serde(default)]
+        output: Option<String>,
+        #[serde(default)]
+        max_length: Option<usize>,
+        #[serde(default)]
+        normalize: Option<bool>,
+        ..batching,
+    }
 }
 
 /// An `embed` node's default `max_wait_ms`: a transformer's forward pass takes
@@ -185,34 +157,32 @@ pub(super) fn embed(f: EmbedFile) -> NodeResult<ModelSpec> {
     if !(2..=8192).contains(&max_length) {
         return Err((Some("max_length".into()), Problem::Option(format!("{max_length} is out of range (2 to 8192)"))));
     }
+    let batching = f.batching();
     Ok(ModelSpec {
         source: ModelSource::Sentence { dir: f.model, max_length, normalize: f.normalize.unwrap_or(true) },
         learn: None,
         input: parse_ref(&f.input, "input")?,
         output: f.output.unwrap_or_else(|| "embedding".into()),
-        batching: batching(f.max_batch_size, f.max_wait_ms.or(Some(EMBED_MAX_WAIT_MS)), f.replicas, f.device)?,
+        batching: batching.resolve(Batching { max_wait_ms: EMBED_MAX_WAIT_MS, ..Batching::default() })?,
     })
 }
 
 /// A learning node's keys that it would ignore, refused whenever given (even at their
 /// default): see [`unused_by_learning`].
 fn given_but_unused_by_learning(f: &ModelFile) -> NodeResult<()> {
-    let given = [
-        ("max_batch_size", f.max_batch_size.is_some()),
-        ("max_wait_ms", f.max_wait_ms.is_some()),
-        ("replicas", f.replicas.is_some()),
-        ("device", f.device.is_some()),
+    let mut given = f.batching().given().into_iter().chain([
         ("activation", f.activation.is_some()),
         ("output_activation", f.output_activation.is_some()),
         ("layers", f.layers.is_some() && f.weights.is_none()),
-    ];
-    match given.into_iter().find(|(_, given)| *given) {
+    ]);
+    match given.find(|(_, given)| *given) {
         Some((key, _)) => Err((Some(key.into()), unused_by_learning(key))),
         None => Ok(()),
     }
 }
 
 pub(super) fn model(f: ModelFile) -> NodeResult<ModelSpec> {
+    let batching = f.batching();
     if f.learn.is_some() {
         given_but_unused_by_learning(&f)?;
     }
@@ -259,6 +229,6 @@ pub(super) fn model(f: ModelFile) -> NodeResult<ModelSpec> {
         learn,
         input: parse_ref(&f.input, "input")?,
         output: f.output.unwrap_or_else(|| "y".into()),
-        batching: batching(f.max_batch_size, f.max_wait_ms, f.replicas, f.device)?,
+        batching: batching.resolve(Batching::default())?,
     })
 }

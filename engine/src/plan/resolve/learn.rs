@@ -1,4 +1,4 @@
-//! Resolution of learning model nodes (`learn:`): their input width, key, starting
+//! Learning `model` nodes (with `learn:`): their input width, key, starting
 //! weights (zeros, a weights file, or the latest checkpoint) and the fields they add.
 
 use std::path::Path;
@@ -8,20 +8,14 @@ use weir_operators::kernel::learner::{Learner, LearnerConfig};
 use weir_operators::kernel::model::{Activation, Arch, DenseModel};
 use weir_operators::{DType, FieldType};
 
-use super::resolve::NodeResult;
-use super::StepOp;
+use super::scope::{NodeResult, Resolved, Scope};
 use crate::error::Problem;
+use crate::plan::step::StepOp;
 use crate::spec::{Batching, LearnSpec, ModelSource, ModelSpec};
 
 /// The name of the field a learning node adds beside its output: the version of the
 /// weights that made each prediction.
 pub const MODEL_VERSION: &str = "model_version";
-
-/// A learning node's resolved parts.
-pub(super) struct LearnStep {
-    pub op: StepOp,
-    pub outputs: Vec<(String, FieldType)>,
-}
 
 /// The error for a key of a learning `model` node that it would ignore: the node
 /// computes inline on the worker (no batching, replicas or device), its model is linear
@@ -75,17 +69,30 @@ fn check_unused(m: &ModelSpec, learn: &LearnSpec) -> NodeResult<()> {
     }
 }
 
-/// Resolves a model node with `learn:` reading `input` (index and type) and keyed by
-/// `key` (index and type), its files relative to `base_dir`.
+/// Resolves model node `m` with `learn:` settings `learn` reading from `scope`, its
+/// files relative to `base_dir`; `learning` names the graph's learning node so far, if
+/// any: a graph has one (its feedback has one destination).
 pub(super) fn resolve(
     m: &ModelSpec,
     learn: &LearnSpec,
-    input: (usize, FieldType),
-    key: Option<(usize, FieldType)>,
+    scope: &Scope,
+    learning: Option<&str>,
     base_dir: &Path,
-) -> NodeResult<LearnStep> {
+) -> NodeResult<Resolved> {
+    if let Some(other) = learning {
+        return Err((
+            Some("learn".into()),
+            Problem::Option(format!(
+                "a graph has one learning node (its feedback has one destination); '{other}' already learns"
+            )),
+        ));
+    }
+    let (input, ty) = scope.index("input", &m.input)?;
+    let key = match &learn.key {
+        Some(k) => Some(scope.index("learn.key", k)?),
+        None => None,
+    };
     check_unused(m, learn)?;
-    let (input, ty) = input;
     let width = match (ty.dtype, ty.width()) {
         (DType::F32, Some(w)) if w > 0 => w,
         _ => {
@@ -161,7 +168,7 @@ pub(super) fn resolve(
         description,
         checkpoint: checkpoint_dir,
     };
-    Ok(LearnStep { op, outputs })
+    Ok(Resolved { op, outputs })
 }
 
 fn start_from(learner: Learner, model: &DenseModel, width: usize, outputs: usize) -> NodeResult<Learner> {
