@@ -104,28 +104,19 @@ pub struct BatchConfig {
 /// let stats = Arc::new(BatchStats::new(2));
 /// let factory: KernelFactory = Arc::new(|| Ok(Box::new(Double) as Box<dyn BatchKernel>));
 /// let pool = ReplicaPool::start("double", 1, 4, factory, Arc::clone(&stats))?;
-/// let config = BatchConfig {
-///     node: "double".into(),
-///     input: 0,
-///     output: FieldType::scalar(DType::F32),
-///     max_batch_size: 2,
-///     max_wait: Duration::from_millis(1),
-///     replicas: 1,
-///     max_in_flight: 1,
-/// };
+/// let (output, max_wait) = (FieldType::scalar(DType::F32), Duration::from_millis(1));
+/// let config =
+///     BatchConfig { node: "double".into(), input: 0, output, max_batch_size: 2, max_wait, replicas: 1, max_in_flight: 1 };
 /// let (jobs, node_stats) = (pool.sender(), Arc::clone(&stats));
 /// let captured = timely::example(move |scope| {
 ///     let chunk = Chunk::new(0, vec![1, 2, 3], vec![Column::F32(vec![1.0, 2.0, 3.0])]);
 ///     let rows: RowStream = vec![chunk].to_stream(scope);
 ///     rows.batch_forward(config, jobs, node_stats).capture()
 /// });
-/// let chunks: Vec<Chunk> = captured
-///     .iter()
-///     .flat_map(|event| match event {
-///         Event::Messages(_, chunks) => chunks,
-///         Event::Progress(_) => Vec::new(),
-///     })
-///     .collect();
+/// let chunks: Vec<Chunk> = captured.iter().flat_map(|event| match event {
+///     Event::Messages(_, chunks) => chunks,
+///     Event::Progress(_) => Vec::new(),
+/// }).collect();
 /// assert_eq!(chunks.len(), 1);
 /// assert_eq!(*chunks[0].columns[1], Column::F32(vec![2.0, 4.0, 6.0]));
 /// assert_eq!(stats.snapshot().sizes, vec![0, 1, 1]);
@@ -484,10 +475,6 @@ mod tests {
         run(inputs, move |_, rows| rows.batch_forward(config, jobs, stats))
     }
 
-    fn deadline_exceeded() -> Option<(ErrorCode, String)> {
-        Some((ErrorCode::DeadlineExceeded, "m".into()))
-    }
-
     #[test]
     fn a_full_batch_leaves_at_once_with_rows_of_several_chunks() {
         let model = TestModel::start(4);
@@ -543,10 +530,11 @@ mod tests {
         assert_eq!(model.passes(), vec![vec![1., 2.]], "one forward pass, of the rows on time");
         let stats = model.stats.snapshot();
         assert_eq!((stats.batches(), stats.rows, stats.forwards), (1, 2, 1));
+        let exceeded = Some((ErrorCode::DeadlineExceeded, "m".to_string()));
         assert_eq!(errors(of_slot(&out, 1)), vec![None, None]);
         assert_eq!(f32s(&of_slot(&out, 1).columns[1]), vec![3., 5.]);
-        assert_eq!(errors(of_slot(&out, 2)), vec![deadline_exceeded(); 2]);
-        assert_eq!(errors(of_slot(&out, 3)), vec![deadline_exceeded()]);
+        assert_eq!(errors(of_slot(&out, 2)), vec![exceeded.clone(); 2]);
+        assert_eq!(errors(of_slot(&out, 3)), vec![exceeded]);
     }
 
     #[test]

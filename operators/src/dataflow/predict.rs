@@ -51,7 +51,8 @@ pub struct PredictConfig {
 ///
 /// # Examples
 ///
-/// A logistic regression that no feedback has changed yet:
+/// A logistic regression, and a version its learner sent at the time of the row (the
+/// weights stream of a real graph comes from the learner, around the feedback loop):
 ///
 /// ```
 /// use std::sync::Arc;
@@ -63,11 +64,12 @@ pub struct PredictConfig {
 /// use weir_operators::{Chunk, Column};
 ///
 /// let initial = Weights { version: 0, inputs: 1, outputs: 1, weight: vec![1.0], bias: vec![0.0], scale: None };
+/// let learned = Weights { version: 1, ..initial.clone() };
 /// let config = PredictConfig { node: "score".into(), input: 0, initial: Arc::new(initial), deterministic: true };
 /// let captured = timely::example(move |scope| {
 ///     let chunk = Chunk::new(0, vec![1], vec![Column::F32(vec![0.0])]);
 ///     let rows: RowStream = vec![chunk].to_stream(scope);
-///     let weights: WeightStream = Vec::new().to_stream(scope);
+///     let weights: WeightStream = vec![Arc::new(learned)].to_stream(scope);
 ///     rows.predict_online(weights, config).capture()
 /// });
 /// let chunks: Vec<Chunk> = captured
@@ -77,9 +79,9 @@ pub struct PredictConfig {
 ///         Event::Progress(_) => Vec::new(),
 ///     })
 ///     .collect();
-/// // sigmoid(0), by version 0.
+/// // sigmoid(0), by version 1: it came at the time of the row.
 /// assert_eq!(*chunks[0].columns[1], Column::F32(vec![0.5]));
-/// assert_eq!(*chunks[0].columns[2], Column::I64(vec![0]));
+/// assert_eq!(*chunks[0].columns[2], Column::I64(vec![1]));
 /// ```
 pub trait PredictOnline<'scope> {
     /// Appends the model's output and `model_version` to every chunk.
