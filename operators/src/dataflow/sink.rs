@@ -52,9 +52,12 @@ mod tests {
     use crate::dataflow::testing::{f32_chunk, run};
     use crate::row::RowId;
 
+    /// The slot and row ids of each chunk delivered, in order.
+    type Delivered = Arc<Mutex<Vec<(u64, Vec<RowId>)>>>;
+
     #[test]
     fn every_chunk_is_delivered_once_in_arrival_order() {
-        let delivered: Arc<Mutex<Vec<(u64, Vec<RowId>)>>> = Arc::default();
+        let delivered: Delivered = Arc::default();
         let sink = Arc::clone(&delivered);
         let inputs = (0..3).map(|t| (t, f32_chunk(t + 1, &[0., 1.]))).collect();
         // The sink consumes the stream; the harness watches a copy of it.
