@@ -71,6 +71,57 @@ pub struct BatchConfig {
 }
 
 /// Extension trait: run a model node's forward passes on batches of the stream.
+///
+/// # Examples
+///
+/// A model node that doubles its input, on one replica thread, in batches of up to two
+/// rows: three rows leave as a full batch of two, then a batch of one once it has waited
+/// `max_wait`; the chunk leaves whole, with the output as its new column.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// use timely::dataflow::operators::capture::{Capture, Event};
+/// use timely::dataflow::operators::ToStream;
+/// use weir_operators::dataflow::{BatchConfig, BatchForward, RowStream};
+/// use weir_operators::kernel::{BatchKernel, KernelFactory};
+/// use weir_operators::replica::ReplicaPool;
+/// use weir_operators::stats::BatchStats;
+/// use weir_operators::{Chunk, Column, DType, FieldType};
+///
+/// struct Double;
+///
+/// impl BatchKernel for Double {
+///     fn forward(&mut self, inputs: Column) -> Result<Column, String> {
+///         match inputs {
+///             Column::F32(x) => Ok(Column::F32(x.iter().map(|x| 2.0 * x).collect())),
+///             other => Err(format!("expected f32, got {}", other.type_name())),
+///         }
+///     }
+/// }
+///
+/// let stats = Arc::new(BatchStats::new(2));
+/// let factory: KernelFactory = Arc::new(|| Ok(Box::new(Double) as Box<dyn BatchKernel>));
+/// let pool = ReplicaPool::start("double", 1, 4, factory, Arc::clone(&stats))?;
+/// let (output, max_wait) = (FieldType::scalar(DType::F32), Duration::from_millis(1));
+/// let config =
+///     BatchConfig { node: "double".into(), input: 0, output, max_batch_size: 2, max_wait, replicas: 1, max_in_flight: 1 };
+/// let (jobs, node_stats) = (pool.sender(), Arc::clone(&stats));
+/// let captured = timely::example(move |scope| {
+///     let chunk = Chunk::new(0, vec![1, 2, 3], vec![Column::F32(vec![1.0, 2.0, 3.0])]);
+///     let rows: RowStream = vec![chunk].to_stream(scope);
+///     rows.batch_forward(config, jobs, node_stats).capture()
+/// });
+/// let chunks: Vec<Chunk> = captured.iter().flat_map(|event| match event {
+///     Event::Messages(_, chunks) => chunks,
+///     Event::Progress(_) => Vec::new(),
+/// }).collect();
+/// assert_eq!(chunks.len(), 1);
+/// assert_eq!(*chunks[0].columns[1], Column::F32(vec![2.0, 4.0, 6.0]));
+/// assert_eq!(stats.snapshot().sizes, vec![0, 1, 1]);
+/// # Ok::<(), String>(())
+/// ```
 pub trait BatchForward<'scope> {
     /// Appends the model's output to every chunk, computed in batches by the replicas
     /// behind `jobs`.
@@ -401,4 +452,146 @@ fn ok_runs(chunk: &Chunk) -> Vec<(usize, usize)> {
         }
     }
     runs
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::dataflow::testing::{errors, f32_chunk, f32s, failed_at, ids, of_slot, run, run_with, Out, TestModel};
+    use crate::value::DType;
+
+    /// A `max_wait` no test reaches: only a full batch or a deadline sends rows.
+    const NEVER: Duration = Duration::from_secs(3600);
+
+    fn config(max_batch_size: usize, max_wait: Duration, max_in_flight: usize) -> BatchConfig {
+        let output = FieldType::scalar(DType::F32);
+        BatchConfig { node: "m".into(), input: 0, output, max_batch_size, max_wait, replicas: 1, max_in_flight }
+    }
+
+    fn run_batch(model: &TestModel, config: BatchConfig, inputs: Vec<(Time, Chunk)>) -> Vec<Out> {
+        let (jobs, stats) = model.handles();
+        run(inputs, move |_, rows| rows.batch_forward(config, jobs, stats))
+    }
+
+    #[test]
+    fn a_full_batch_leaves_at_once_with_rows_of_several_chunks() {
+        let model = TestModel::start(4);
+        let inputs = vec![(0, f32_chunk(1, &[0., 1., 2.])), (1, f32_chunk(2, &[3., 4., 5., 6., 7.]))];
+        let out = run_batch(&model, config(4, NEVER, 1), inputs);
+        assert_eq!(model.passes(), vec![vec![0., 1., 2., 3.], vec![4., 5., 6., 7.]]);
+        // Each chunk leaves whole, at its time, once its last row is computed.
+        let got: Vec<(Time, Vec<u64>)> = out.iter().map(|(t, c)| (*t, c.ids.clone())).collect();
+        assert_eq!(got, vec![(0, vec![100, 101, 102]), (1, vec![200, 201, 202, 203, 204])]);
+        assert_eq!(f32s(&out[0].1.columns[1]), vec![1., 3., 5.]);
+        assert_eq!(f32s(&out[1].1.columns[1]), vec![7., 9., 11., 13., 15.]);
+        assert_eq!(model.stats.snapshot().sizes, vec![0, 0, 0, 0, 2]);
+    }
+
+    #[test]
+    fn a_partial_batch_leaves_once_its_oldest_row_has_waited_max_wait() {
+        let model = TestModel::start(8);
+        let max_wait = Duration::from_millis(100);
+        let sent = Instant::now();
+        let out = run_batch(&model, config(8, max_wait, 1), vec![(0, f32_chunk(1, &[1., 2., 3.]))]);
+        // Three rows of eight and no deadline: only the wait sends them, and not before it.
+        assert!(sent.elapsed() >= max_wait);
+        assert_eq!(model.passes(), vec![vec![1., 2., 3.]]);
+        assert_eq!(f32s(&of_slot(&out, 1).columns[1]), vec![3., 5., 7.]);
+    }
+
+    #[test]
+    fn a_partial_batch_leaves_early_to_meet_a_deadline() {
+        let model = TestModel::start(8);
+        // As far as the operator knows a forward pass takes a second, so rows due in 1.5 s
+        // must leave by 0.5 s: long before max_wait, a second before the deadline.
+        model.stats.record_compute(Duration::from_secs(1));
+        let mut due = f32_chunk(2, &[3.]);
+        due.deadline = Some(Instant::now() + Duration::from_millis(1500));
+        let out = run_batch(&model, config(8, NEVER, 1), vec![(0, f32_chunk(1, &[1., 2.])), (0, due)]);
+        // The whole partial batch went, rows without a deadline too, and was computed.
+        assert_eq!(model.passes(), vec![vec![1., 2., 3.]]);
+        assert_eq!(ids(&out), vec![100, 101, 200]);
+        assert!(out.iter().all(|(_, c)| !c.has_errors()), "{out:?}");
+    }
+
+    #[test]
+    fn rows_past_their_deadline_fail_without_a_forward_pass() {
+        let model = TestModel::start(4);
+        let mut late = f32_chunk(2, &[3., 4.]);
+        late.deadline = Some(Instant::now());
+        let mut lone = f32_chunk(3, &[5.]);
+        lone.deadline = late.deadline;
+        // A full batch of two rows on time and two late, then a lone late row, which leaves
+        // at once for its deadline.
+        let inputs = vec![(0, f32_chunk(1, &[1., 2.])), (0, late), (1, lone)];
+        let out = run_batch(&model, config(4, NEVER, 1), inputs);
+        assert_eq!(model.passes(), vec![vec![1., 2.]], "one forward pass, of the rows on time");
+        let stats = model.stats.snapshot();
+        assert_eq!((stats.batches(), stats.rows, stats.forwards), (1, 2, 1));
+        let exceeded = Some((ErrorCode::DeadlineExceeded, "m".to_string()));
+        assert_eq!(errors(of_slot(&out, 1)), vec![None, None]);
+        assert_eq!(f32s(&of_slot(&out, 1).columns[1]), vec![3., 5.]);
+        assert_eq!(errors(of_slot(&out, 2)), vec![exceeded.clone(); 2]);
+        assert_eq!(errors(of_slot(&out, 3)), vec![exceeded]);
+    }
+
+    #[test]
+    fn failed_rows_keep_their_place_and_are_not_computed() {
+        let model = TestModel::start(3);
+        let inputs = vec![
+            (0, failed_at(f32_chunk(1, &[0., 1., 2., 3., 4.]), &[1, 3])),
+            (0, failed_at(f32_chunk(2, &[5.]), &[0])),
+        ];
+        let out = run_batch(&model, config(3, NEVER, 1), inputs);
+        // The three rows still computing make a full batch; the failed ones stay out of it.
+        assert_eq!(model.passes(), vec![vec![0., 2., 4.]]);
+        let chunk = of_slot(&out, 1);
+        let invalid = Some((ErrorCode::InvalidInput, "input".to_string()));
+        assert_eq!(chunk.ids, vec![100, 101, 102, 103, 104]);
+        assert_eq!(errors(chunk), vec![None, invalid.clone(), None, invalid.clone(), None]);
+        assert_eq!(f32s(&chunk.columns[1]), vec![1., 0., 5., 0., 9.]);
+        // A chunk with no row to compute goes on at once, with a filler output.
+        assert_eq!(errors(of_slot(&out, 2)), vec![invalid]);
+        assert_eq!(f32s(&of_slot(&out, 2).columns[1]), vec![0.]);
+    }
+
+    #[test]
+    fn with_no_max_wait_rows_gather_while_the_replica_computes() {
+        let model = TestModel::gated(8);
+        let (jobs, stats) = model.handles();
+        let (grants, passes, counters) = (model.grants(), Arc::clone(&model.passes), Arc::clone(&model.stats));
+        let config = config(8, Duration::ZERO, 2);
+        let out = run_with(
+            move |_, rows| rows.batch_forward(config, jobs, stats),
+            move |driver| {
+                // A lone row leaves at once: the replica is free.
+                driver.send(0, f32_chunk(1, &[1.]));
+                driver.step_until("the first batch to reach the replica", |_| passes.lock().unwrap().len() == 1);
+                // Rows that arrive while it computes wait for it, although a second batch may be
+                // out (max_in_flight 2): the node has one replica.
+                driver.send(1, f32_chunk(2, &[2., 3.]));
+                driver.send(1, f32_chunk(3, &[4.]));
+                driver.step(10);
+                assert_eq!(counters.snapshot().batches(), 1);
+                grants.send(()).unwrap();
+                grants.send(()).unwrap();
+            },
+        );
+        assert_eq!(model.passes(), vec![vec![1.], vec![2., 3., 4.]]);
+        assert_eq!(ids(&out), vec![100, 200, 201, 300]);
+    }
+
+    #[test]
+    fn a_failed_forward_pass_fails_its_batch_and_the_operator_goes_on() {
+        let model = TestModel::start(2);
+        let out =
+            run_batch(&model, config(2, NEVER, 1), vec![(0, f32_chunk(1, &[-1., 2.])), (0, f32_chunk(2, &[3., 4.]))]);
+        assert_eq!(model.passes().len(), 2);
+        assert_eq!(errors(of_slot(&out, 1)), vec![Some((ErrorCode::ModelFailed, "m".into())); 2]);
+        assert_eq!(errors(of_slot(&out, 2)), vec![None, None]);
+        assert_eq!(f32s(&of_slot(&out, 2).columns[1]), vec![7., 9.]);
+        assert_eq!(model.stats.snapshot().failed_batches, 1);
+    }
 }

@@ -47,6 +47,41 @@ pub struct CombineSpec {
 }
 
 /// Extension trait: join streams per row and aggregate.
+///
+/// # Examples
+///
+/// A stream joined with a copy of itself: each row's field and its copy, summed.
+///
+/// ```
+/// use timely::dataflow::operators::capture::{Capture, Event};
+/// use timely::dataflow::operators::ToStream;
+/// use weir_operators::dataflow::{CombineRows, CombineSpec, RowStream};
+/// use weir_operators::kernel::aggregate::Aggregate;
+/// use weir_operators::{Chunk, Column, DType, FieldType};
+///
+/// let spec = CombineSpec {
+///     node: "twice".into(),
+///     extra_fields: vec![vec![0]],
+///     parts: vec![0, 1],
+///     aggregate: Aggregate::Sum,
+///     output: FieldType::scalar(DType::F32),
+/// };
+/// let captured = timely::example(move |scope| {
+///     let chunk = Chunk::new(0, vec![1, 2], vec![Column::F32(vec![1.5, 4.0])]);
+///     let rows: RowStream = vec![chunk].to_stream(scope);
+///     rows.clone().combine_rows(vec![rows], spec).capture()
+/// });
+/// let chunks: Vec<Chunk> = captured
+///     .iter()
+///     .flat_map(|event| match event {
+///         Event::Messages(_, chunks) => chunks,
+///         Event::Progress(_) => Vec::new(),
+///     })
+///     .collect();
+/// // The joined fields (the first input's, then the copy), then the sum.
+/// assert_eq!(chunks.len(), 1);
+/// assert_eq!(*chunks[0].columns[2], Column::F32(vec![3.0, 8.0]));
+/// ```
 pub trait CombineRows<'scope> {
     /// Joins `self` with `others` (each row once on each) and appends the aggregate.
     fn combine_rows(self, others: Vec<RowStream<'scope>>, spec: CombineSpec) -> RowStream<'scope>;
@@ -190,5 +225,73 @@ fn by_row(spec: &CombineSpec, parts: &[&Column], row: usize) -> Result<Value, St
         }
         Ok(Err(message)) => Err(message),
         Err(panic) => Err(format!("the aggregate panicked: {}", panic_message(&*panic))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use timely::dataflow::operators::core::Concat;
+
+    use super::*;
+    use crate::dataflow::testing::{errors, f32_chunk, f32s, of_slot, run};
+    use crate::dataflow::{MapRows, RouteRows};
+    use crate::kernel::condition::Condition;
+    use crate::kernel::MapKernel;
+    use crate::value::DType;
+
+    fn f32_field() -> Vec<FieldType> {
+        vec![FieldType::scalar(DType::F32)]
+    }
+
+    /// A map of one `f32` field to one.
+    fn rowwise(f: impl Fn(f32) -> Result<f32, String> + Send + Sync + 'static) -> MapKernel {
+        MapKernel::Rows(Arc::new(move |args: &[&Value]| match args[0] {
+            Value::F32(x) => f(*x).map(|y| vec![Value::F32(y)]),
+            other => Err(format!("not an f32: {other}")),
+        }))
+    }
+
+    /// Combines field `parts` of the joined record (the first input's fields, then field 1
+    /// of the second input) with `aggregate`.
+    fn spec(parts: Vec<usize>, aggregate: Aggregate) -> CombineSpec {
+        let output = FieldType::scalar(DType::F32);
+        CombineSpec { node: "c".into(), extra_fields: vec![vec![1]], parts, aggregate, output }
+    }
+
+    #[test]
+    fn branches_join_per_row_and_a_row_failed_in_any_fails() {
+        let inputs = vec![(0, f32_chunk(1, &[1., 2., 3., 4.])), (0, f32_chunk(2, &[0.5]))];
+        let out = run(inputs, |_, rows| {
+            let a_fails_at_3 = rowwise(|x| if x == 3.0 { Err("a: 3".into()) } else { Ok(2.0 * x) });
+            let b_fails_from_3 = rowwise(|x| if x >= 3.0 { Err("b: 3 or more".into()) } else { Ok(x + 1.0) });
+            let a = rows.clone().map_rows("a".into(), vec![0], f32_field(), a_fails_at_3);
+            let b = rows.map_rows("b".into(), vec![0], f32_field(), b_fails_from_3);
+            a.combine_rows(vec![b], spec(vec![1, 2], Aggregate::Mean))
+        });
+        assert_eq!(out.len(), 2, "one joined chunk per submission");
+        let joined = of_slot(&out, 1);
+        // x, a's output, b's output, the mean.
+        assert_eq!(joined.ids, vec![100, 101, 102, 103]);
+        assert_eq!(joined.columns.len(), 4);
+        assert_eq!(f32s(&joined.columns[3])[..2], [2.0, 3.5]);
+        // Failed in both: the first input's error; failed in b only: b's.
+        let failed = |node: &str| Some((ErrorCode::NodeFailed, node.to_string()));
+        assert_eq!(errors(joined), vec![None, None, failed("a"), failed("b")]);
+        assert_eq!(f32s(&of_slot(&out, 2).columns[3]), vec![1.25]);
+    }
+
+    #[test]
+    fn pieces_of_a_split_branch_are_joined_in_row_order() {
+        let inputs = vec![(0, f32_chunk(1, &[0., 1., 2., 3.])), (1, f32_chunk(2, &[5., 0.]))];
+        let out = run(inputs, |_, rows| {
+            // The second branch splits each chunk by a route and sends the high rows first.
+            let mut pieces = rows.clone().route_rows(0, vec![Condition::Lt(2.0)]).into_iter();
+            let (low, high) = (pieces.next().unwrap(), pieces.next().unwrap());
+            let plus_one = high.concat(low).map_rows("b".into(), vec![0], f32_field(), rowwise(|x| Ok(x + 1.0)));
+            rows.combine_rows(vec![plus_one], spec(vec![0, 1], Aggregate::Sum))
+        });
+        let got: Vec<(Time, Vec<u64>, Vec<f32>)> =
+            out.iter().map(|(t, c)| (*t, c.ids.clone(), f32s(&c.columns[2]))).collect();
+        assert_eq!(got, vec![(0, vec![100, 101, 102, 103], vec![1., 3., 5., 7.]), (1, vec![200, 201], vec![11., 1.])]);
     }
 }

@@ -20,6 +20,41 @@ use crate::row::{panic_message, ErrorCode, RowError};
 use crate::value::{FieldType, Value};
 
 /// Extension trait: apply a map node's function to every row.
+///
+/// # Examples
+///
+/// A row function that scales a field; the row it cannot compute fails, naming the node,
+/// and the others go on:
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use timely::dataflow::operators::capture::{Capture, Event};
+/// use timely::dataflow::operators::ToStream;
+/// use weir_operators::dataflow::{MapRows, RowStream};
+/// use weir_operators::kernel::MapKernel;
+/// use weir_operators::{Chunk, Column, DType, ErrorCode, FieldType, Value};
+///
+/// let scale = MapKernel::Rows(Arc::new(|args: &[&Value]| match args[0] {
+///     Value::F32(x) if *x >= 0.0 => Ok(vec![Value::F32(10.0 * x)]),
+///     other => Err(format!("cannot scale {other}")),
+/// }));
+/// let captured = timely::example(move |scope| {
+///     let chunk = Chunk::new(0, vec![1, 2], vec![Column::F32(vec![1.5, -1.0])]);
+///     let rows: RowStream = vec![chunk].to_stream(scope);
+///     rows.map_rows("scale".into(), vec![0], vec![FieldType::scalar(DType::F32)], scale).capture()
+/// });
+/// let chunks: Vec<Chunk> = captured
+///     .iter()
+///     .flat_map(|event| match event {
+///         Event::Messages(_, chunks) => chunks,
+///         Event::Progress(_) => Vec::new(),
+///     })
+///     .collect();
+/// assert_eq!(*chunks[0].columns[1], Column::F32(vec![15.0, 0.0]));
+/// assert!(chunks[0].is_ok(0));
+/// assert_eq!(chunks[0].error(1).map(|e| (e.code, e.node.as_str())), Some((ErrorCode::NodeFailed, "scale")));
+/// ```
 pub trait MapRows<'scope> {
     /// Appends the outputs of `kernel` on the fields `inputs` to each chunk; `outputs`
     /// are the declared output types.
@@ -94,4 +129,54 @@ fn apply(outputs: &[FieldType], f: &MapFn, values: &[Value]) -> Result<Vec<Value
         return Err(format!("output {i} is {}, the node declares {}", out[i].type_name(), outputs[i]));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::dataflow::testing::{errors, f32_chunk, f32s, failed_at, run};
+    use crate::kernel::builtin::Builtin;
+    use crate::value::DType;
+
+    #[test]
+    fn a_row_function_fails_only_its_row_and_skips_failed_rows() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let f: MapFn = Arc::new(move |args: &[&Value]| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            match args[0] {
+                Value::F32(x) if *x == 99.0 => panic!("ninety-nine"),
+                Value::F32(x) if *x == 7.0 => Ok(vec![Value::F32(*x), Value::F32(*x)]),
+                Value::F32(x) if *x >= 0.0 => Ok(vec![Value::F32(10.0 * x)]),
+                other => Err(format!("cannot scale {other}")),
+            }
+        });
+        // Rows: computed, an Err, computed, a panic, two outputs for one, failed upstream.
+        let chunk = failed_at(f32_chunk(1, &[1., -1., 2., 99., 7., 3.]), &[5]);
+        let outputs = vec![FieldType::scalar(DType::F32)];
+        let out =
+            run(vec![(0, chunk)], move |_, rows| rows.map_rows("scale".into(), vec![0], outputs, MapKernel::Rows(f)));
+        let [(0, chunk)] = &out[..] else { panic!("one chunk at time 0: {out:?}") };
+        let failed = Some((ErrorCode::NodeFailed, "scale".to_string()));
+        let invalid = Some((ErrorCode::InvalidInput, "input".to_string()));
+        assert_eq!(chunk.ids, vec![100, 101, 102, 103, 104, 105]);
+        assert_eq!(errors(chunk), vec![None, failed.clone(), None, failed.clone(), failed, invalid]);
+        assert_eq!(f32s(&chunk.columns[1]), vec![10., 0., 20., 0., 0., 0.]);
+        assert!(chunk.error(3).is_some_and(|e| e.message.contains("ninety-nine")), "{chunk:?}");
+        assert_eq!(calls.load(Ordering::Relaxed), 5, "the row failed upstream is not computed");
+    }
+
+    #[test]
+    fn a_builtin_runs_over_whole_columns_and_keeps_failed_rows() {
+        let threshold = MapKernel::Builtin(Builtin::Threshold { threshold: 0.5, labels: None });
+        let chunks = vec![(0, f32_chunk(1, &[0.2, 0.5])), (1, failed_at(f32_chunk(2, &[0.9, 0.1]), &[0]))];
+        let outputs = vec![FieldType::scalar(DType::Bool)];
+        let out = run(chunks, move |_, rows| rows.map_rows("cut".into(), vec![0], outputs, threshold));
+        assert_eq!(out.iter().map(|(t, c)| (*t, c.slot)).collect::<Vec<_>>(), vec![(0, 1), (1, 2)]);
+        assert_eq!(*out[0].1.columns[1], Column::Bool(vec![false, true]));
+        assert_eq!(out[1].1.columns[1].value(1), Value::Bool(false));
+        assert_eq!(errors(&out[1].1), vec![Some((ErrorCode::InvalidInput, "input".to_string())), None]);
+    }
 }

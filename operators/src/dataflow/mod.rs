@@ -32,6 +32,8 @@ pub mod predict;
 pub mod route;
 pub mod sink;
 pub mod source;
+#[cfg(test)]
+mod testing;
 
 pub use batch::{BatchConfig, BatchForward};
 pub use combine::{CombineRows, CombineSpec};

@@ -48,6 +48,41 @@ pub struct PredictConfig {
 }
 
 /// Extension trait: predict with weights from a stream.
+///
+/// # Examples
+///
+/// A logistic regression, and a version its learner sent at the time of the row (the
+/// weights stream of a real graph comes from the learner, around the feedback loop):
+///
+/// ```
+/// use std::sync::Arc;
+///
+/// use timely::dataflow::operators::capture::{Capture, Event};
+/// use timely::dataflow::operators::ToStream;
+/// use weir_operators::dataflow::{PredictConfig, PredictOnline, RowStream, WeightStream};
+/// use weir_operators::kernel::learn::Weights;
+/// use weir_operators::{Chunk, Column};
+///
+/// let initial = Weights { version: 0, inputs: 1, outputs: 1, weight: vec![1.0], bias: vec![0.0], scale: None };
+/// let learned = Weights { version: 1, ..initial.clone() };
+/// let config = PredictConfig { node: "score".into(), input: 0, initial: Arc::new(initial), deterministic: true };
+/// let captured = timely::example(move |scope| {
+///     let chunk = Chunk::new(0, vec![1], vec![Column::F32(vec![0.0])]);
+///     let rows: RowStream = vec![chunk].to_stream(scope);
+///     let weights: WeightStream = vec![Arc::new(learned)].to_stream(scope);
+///     rows.predict_online(weights, config).capture()
+/// });
+/// let chunks: Vec<Chunk> = captured
+///     .iter()
+///     .flat_map(|event| match event {
+///         Event::Messages(_, chunks) => chunks,
+///         Event::Progress(_) => Vec::new(),
+///     })
+///     .collect();
+/// // sigmoid(0), by version 1: it came at the time of the row.
+/// assert_eq!(*chunks[0].columns[1], Column::F32(vec![0.5]));
+/// assert_eq!(*chunks[0].columns[2], Column::I64(vec![1]));
+/// ```
 pub trait PredictOnline<'scope> {
     /// Appends the model's output and `model_version` to every chunk.
     fn predict_online(self, weights: WeightStream<'scope>, config: PredictConfig) -> RowStream<'scope>;
@@ -149,4 +184,63 @@ fn predict(mut chunk: Chunk, input: usize, weights: &Weights) -> Chunk {
     chunk.columns.push(Arc::new(output));
     chunk.columns.push(Arc::new(Column::I64(vec![version; rows])));
     chunk
+}
+
+#[cfg(test)]
+mod tests {
+    use timely::dataflow::operators::core::ToStream;
+    use timely::dataflow::Scope;
+
+    use super::*;
+    use crate::dataflow::testing::{errors, f32_chunk, f32s, failed_at, run};
+    use crate::row::ErrorCode;
+
+    /// Logistic weights of `version` for one feature: `sigmoid(x + bias)`.
+    fn weights(version: u64, bias: f32) -> Arc<Weights> {
+        Arc::new(Weights { version, inputs: 1, outputs: 1, weight: vec![1.0], bias: vec![bias], scale: None })
+    }
+
+    fn config(deterministic: bool) -> PredictConfig {
+        PredictConfig { node: "p".into(), input: 0, initial: weights(0, 0.0), deterministic }
+    }
+
+    /// A weights stream with each version at its time.
+    fn weights_at(scope: Scope<'_, Time>, versions: Vec<(Time, Arc<Weights>)>) -> WeightStream<'_> {
+        let sent: Stream<'_, Time, Vec<(Time, Arc<Weights>)>> = versions.to_stream(scope);
+        sent.unary::<CapacityContainerBuilder<Vec<Arc<Weights>>>, _, _, _>(Pipeline, "At", |_, _| {
+            |input, output| {
+                input.for_each(|cap, data| {
+                    for (time, w) in data.drain(..) {
+                        output.session(&cap.delayed(&time, output.output_index())).give(w);
+                    }
+                })
+            }
+        })
+    }
+
+    #[test]
+    fn live_rows_are_predicted_on_arrival_and_failed_rows_pass_untouched() {
+        let chunk = failed_at(f32_chunk(1, &[0., 2.]), &[1]);
+        let out =
+            run(vec![(0, chunk)], |scope, rows| rows.predict_online(weights_at(scope, Vec::new()), config(false)));
+        let [(0, chunk)] = &out[..] else { panic!("one chunk at time 0: {out:?}") };
+        assert_eq!(f32s(&chunk.columns[1]), vec![0.5, 0.0]);
+        assert_eq!(*chunk.columns[2], Column::I64(vec![0, 0]));
+        assert_eq!(errors(chunk), vec![None, Some((ErrorCode::InvalidInput, "input".to_string()))]);
+    }
+
+    #[test]
+    fn deterministic_rows_use_the_latest_weights_up_to_their_time() {
+        // Version 1 arrives at time 2, version 2 at time 5; rows at 1, 2, 3 and 6.
+        let inputs = [1, 2, 3, 6].into_iter().map(|t| (t, f32_chunk(t, &[0.]))).collect();
+        let out = run(inputs, |scope, rows| {
+            let versions = weights_at(scope, vec![(2, weights(1, 1.0)), (5, weights(2, -1.0))]);
+            rows.predict_online(versions, config(true))
+        });
+        let got: Vec<(Time, i64)> =
+            out.iter().map(|(t, c)| (*t, c.columns[2].value(0).as_f64().unwrap() as i64)).collect();
+        assert_eq!(got, vec![(1, 0), (2, 1), (3, 1), (6, 2)]);
+        let sigmoid = |z: f32| 1.0 / (1.0 + (-z).exp());
+        assert_eq!(f32s(&out[3].1.columns[1]), vec![sigmoid(-1.0)]);
+    }
 }
