@@ -325,9 +325,12 @@ mod tests {
     use crate::kernel::keeper::Key;
     use crate::kernel::learn::Optimizer;
     use crate::kernel::learner::LearnerConfig;
+    use crate::learn_stats::LearnStatsSnapshot;
 
-    #[test]
-    fn deterministic_learning_sends_a_version_per_time_and_counts_what_it_cannot_learn() {
+    /// Learns, deterministically at `workers` workers: samples come from the last
+    /// worker, feedback from the first. Returns the weight versions sent, with their
+    /// times, and the counters.
+    fn run(workers: usize) -> (Vec<(Time, u64)>, LearnStatsSnapshot) {
         let stats = Arc::new(LearnStats::new());
         let learner = Learner::new(
             1,
@@ -349,7 +352,8 @@ mod tests {
             stats: Arc::clone(&stats),
             checkpoint: None,
         };
-        let weights = timely::execute_directly(move |worker| {
+        let workers = timely::execute(timely::Config::process(workers), move |worker| {
+            let config = config.clone();
             let (mut samples, mut feedback, weights) = worker.dataflow::<Time, _, _>(move |scope| {
                 let (samples, sample_stream) = scope.new_input::<Vec<Samples>>();
                 let (feedback, label_stream) = scope.new_input::<Vec<Labels>>();
@@ -361,23 +365,46 @@ mod tests {
                 labels,
                 features,
             };
+            let (predicts, labels_rows) = (worker.index() + 1 == worker.peers(), worker.index() == 0);
             // t0: key 7 predicted and labelled; key 8 labelled, never predicted.
-            samples.send(Samples { keys: vec![Key::Int(7)], features: vec![2.0] });
-            feedback.send(labels(vec![Key::Int(7), Key::Int(8)], vec![1, 0], vec![None, None]));
+            if predicts {
+                samples.send(Samples { keys: vec![Key::Int(7)], features: vec![2.0] });
+            }
+            if labels_rows {
+                feedback.send(labels(vec![Key::Int(7), Key::Int(8)], vec![1, 0], vec![None, None]));
+            }
             // t1: a row with its own features, and a label that is not a class.
             samples.advance_to(1);
             feedback.advance_to(1);
-            feedback.send(labels(vec![Key::Int(9), Key::Int(9)], vec![0, 5], vec![Some(vec![1.0]), Some(vec![1.0])]));
+            if labels_rows {
+                let own = vec![Some(vec![1.0]), Some(vec![1.0])];
+                feedback.send(labels(vec![Key::Int(9), Key::Int(9)], vec![0, 5], own));
+            }
             // t2: feedback for key 7 again: it was taken at t0.
             samples.advance_to(2);
             feedback.advance_to(2);
-            feedback.send(labels(vec![Key::Int(7)], vec![1], vec![None]));
+            if labels_rows {
+                feedback.send(labels(vec![Key::Int(7)], vec![1], vec![None]));
+            }
             weights
-        });
-        let versions: Vec<(Time, u64)> = captured(weights).into_iter().map(|(time, w)| (time, w.version)).collect();
-        assert_eq!(versions, vec![(0, 1), (1, 2)]);
-        let counts = stats.snapshot();
-        assert_eq!((counts.learned, counts.unknown_key, counts.invalid), (2, 2, 1));
-        assert_eq!(counts.version, 2);
+        })
+        .expect("timely runs");
+        let versions = workers
+            .join()
+            .into_iter()
+            .flat_map(|weights| captured(weights.expect("a worker")))
+            .map(|(time, w)| (time, w.version))
+            .collect();
+        (versions, stats.snapshot())
+    }
+
+    #[test]
+    fn deterministic_learning_sends_a_version_per_time_and_counts_what_it_cannot_learn() {
+        for workers in [1, 2] {
+            let (versions, counts) = run(workers);
+            assert_eq!(versions, vec![(0, 1), (1, 2)], "{workers} workers");
+            assert_eq!((counts.learned, counts.unknown_key, counts.invalid), (2, 2, 1), "{workers} workers");
+            assert_eq!(counts.version, 2, "{workers} workers");
+        }
     }
 }
