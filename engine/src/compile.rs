@@ -12,22 +12,17 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use crossbeam_channel::Sender;
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::core::Map;
-use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{ConnectLoop, Feedback};
 use timely::worker::Worker;
-use weir_operators::dataflow::learner::{labels, learn_online, samples, CheckpointFn, Labels, LearnConfig, Samples};
-use weir_operators::dataflow::lookup::{lookup_rows, LookupConfig, TableArrangement};
 use weir_operators::dataflow::sink::SinkRows;
 use weir_operators::dataflow::source::RowSource;
 use weir_operators::dataflow::{
-    merge_rows, BatchConfig, BatchForward, CombineRows, MapRows, PredictConfig, PredictOnline, RouteRows, RowStream,
+    BatchConfig, BatchForward, CheckpointFn, CombineRows, FeedbackLabels, LearnConfig, LearnOnline, LookupConfig,
+    LookupRows, MapRows, MergeRows, PredictConfig, PredictOnline, PredictionSamples, RouteRows, RowStream, SplitFound,
+    TableArrangement,
 };
 use weir_operators::kernel::checkpoint;
-use weir_operators::kernel::condition::{Condition, Literal};
 use weir_operators::kernel::learn::Weights;
 use weir_operators::kernel::learner::Learner;
 use weir_operators::learn_stats::LearnStats;
@@ -83,7 +78,6 @@ pub fn compile<'scope>(
     mut learn: Option<LearnResources<'scope>>,
     tables: &[TableArrangement<'scope>],
 ) -> RowStream<'scope> {
-    let scope = input.scope();
     let mut streams: HashMap<StreamId, RowStream<'scope>> = HashMap::new();
     streams.insert(StreamId::Input, input);
     for (i, step) in plan.steps.iter().enumerate() {
@@ -148,26 +142,21 @@ pub fn compile<'scope>(
                     values: values.clone(),
                     missing: missing.clone(),
                 };
-                let joined = lookup_rows(first(&mut from), arranged, config);
+                let joined = first(&mut from).lookup_rows(arranged, config);
                 if branches.is_empty() {
                     streams.insert(StreamId::Node(i), joined);
                 } else {
-                    // `missing: route`: split on `found`, then drop the (zero) value fields
-                    // from the missing rows, which the plan's branch layout leaves out.
+                    // `missing: route`: `found` is the step's last field; the missing rows
+                    // lose the (zero) value fields, which the plan's branch layout leaves out.
                     let found = plan.steps[i].schema.fields.len() - 1;
-                    let values = found - values.len()..found;
-                    let mut split = joined.route_rows(found, vec![Condition::Eq(Literal::Bool(true))]).into_iter();
-                    let (Some(hit), Some(miss)) = (split.next(), split.next()) else { continue };
+                    let (hit, miss) = joined.split_found(found, values.len());
                     streams.insert(StreamId::Branch(i, 0), hit);
-                    let miss = miss.map(move |mut chunk: Chunk| {
-                        chunk.columns.drain(values.clone());
-                        chunk
-                    });
                     streams.insert(StreamId::Branch(i, 1), miss);
                 }
             }
             StepOp::Merge { layouts } => {
-                let out = merge_rows(scope, from.collect(), layouts.clone());
+                let head = first(&mut from);
+                let out = head.merge_rows(from.collect(), layouts.clone());
                 streams.insert(StreamId::Node(i), out);
             }
         }
@@ -200,31 +189,8 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
             deterministic: res.deterministic,
         },
     );
-    let (key, input) = (p.key, p.input);
-    let samples =
-        predicted.clone().unary::<CapacityContainerBuilder<Vec<Samples>>, _, _, _>(Pipeline, "Samples", |_, _| {
-            move |rows, output| {
-                rows.for_each_stamp(|cap, data| {
-                    let Some(key) = key else { return };
-                    let mut session = output.session(&cap);
-                    for chunk in data.flat_map(|d| d.iter()) {
-                        if let Some(s) = samples(chunk, key, input) {
-                            session.give(s);
-                        }
-                    }
-                });
-            }
-        });
-    let feedback = res.feedback.unary::<CapacityContainerBuilder<Vec<Labels>>, _, _, _>(Pipeline, "Labels", |_, _| {
-        |rows, output| {
-            rows.for_each_stamp(|cap, data| {
-                let mut session = output.session(&cap);
-                for chunk in data.flat_map(|d| d.iter()) {
-                    session.give(labels(chunk));
-                }
-            });
-        }
-    });
+    let samples = predicted.clone().prediction_samples(p.key, p.input);
+    let feedback = res.feedback.feedback_labels();
     let checkpoint = p.checkpoint.map(|dir| {
         let dir = dir.clone();
         let save: CheckpointFn = Arc::new(move |learner: &Learner| checkpoint::save(learner, &dir));
@@ -240,7 +206,7 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
         stats: res.stats,
         checkpoint,
     };
-    let weights = learn_online(samples, feedback, config);
+    let weights = samples.learn_online(feedback, config);
     // Every worker's operator needs every version; one worker needs no copies.
     if scope.peers() > 1 {
         weights.broadcast().connect_loop(handle);

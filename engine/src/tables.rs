@@ -4,7 +4,7 @@
 //! chunk (the key column, one column per value field, and a `delete` column), takes
 //! the graph's next clock time like any submission, and goes into one worker's channel.
 //! In the dataflow a source reads it ([`RowSource`]), turns its rows into upserts at
-//! the chunk's time, and [`arrange_table`] arranges them (spread over the workers by
+//! the chunk's time ([`Upserts`]), and [`ArrangeTable`] arranges them (spread over the workers by
 //! key). A graph with tables always runs with an [`EventClock`]: its rows and its
 //! table updates share one order of times, which is what lets a row see exactly the
 //! updates submitted before it.
@@ -13,15 +13,11 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
-use timely::container::CapacityContainerBuilder;
-use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Scope;
 use weir_operators::dataflow::clock::EventClock;
-use weir_operators::dataflow::lookup::{arrange_table, count_keys, TableArrangement, TableUpdate};
 use weir_operators::dataflow::source::RowSource;
-use weir_operators::dataflow::Time;
-use weir_operators::table::{TableKey, TableRow};
+use weir_operators::dataflow::{ArrangeTable, CountKeys, TableArrangement, Time, Upserts};
+use weir_operators::table::TableKey;
 use weir_operators::{Chunk, Column, ErrorCode, RowError, Shutdown, Value};
 
 use crate::ingress::Source;
@@ -61,32 +57,9 @@ pub(crate) fn table_dataflow<'scope>(
 ) -> Option<TableArrangement<'scope>> {
     let spec = &table.spec;
     let source = scope.row_source(&format!("Table({})", spec.name), table.source.feed(index, shutdown, clock)?);
-    let width = spec.values.len();
-    let updates =
-        source.unary::<CapacityContainerBuilder<Vec<TableUpdate>>, _, _, _>(Pipeline, "Upserts", move |_, _| {
-            move |input, output| {
-                input.for_each_stamp(|cap, data| {
-                    let Some(&time) = cap.least() else { return };
-                    let mut session = output.session(&cap);
-                    for chunk in data.flat_map(|d| d.drain(..)) {
-                        session.give_iterator(upserts(&chunk, width, time));
-                    }
-                });
-            }
-        });
-    let arranged = arrange_table(updates, &spec.name);
-    count_keys(&arranged, Arc::clone(&table.keys));
+    let arranged = source.upserts(spec.values.len()).arrange_table(&spec.name);
+    arranged.count_keys(Arc::clone(&table.keys));
     Some(arranged)
-}
-
-/// The upserts of a chunk made by [`updates_chunk`], at `time`.
-fn upserts(chunk: &Chunk, width: usize, time: Time) -> impl Iterator<Item = TableUpdate> + '_ {
-    (0..chunk.len()).filter_map(move |r| {
-        let key = TableKey::from_value(&chunk.columns[0].value(r))?;
-        let delete = matches!(chunk.columns[1 + width].value(r), Value::Bool(true));
-        let row = (!delete).then(|| TableRow::new((1..=width).map(|c| chunk.columns[c].value(r)).collect()));
-        Some((key, row, time))
-    })
 }
 
 /// The chunk of an upsert batch: each change is a key and its new values (in the

@@ -1,9 +1,10 @@
 //! The learner of a learning model node: a timely operator on the graph's feedback
 //! edge.
 //!
-//! It reads the node's predictions (their keys and features, kept by a [`Keeper`] until
-//! their labels come) and the graph's feedback (a key and a label per row, and
-//! optionally the row's own features), all on worker 0, so one learner sees every row
+//! It reads the node's predictions (their keys and features, [`super::PredictionSamples`],
+//! kept by a [`Keeper`] until their labels come) and the graph's feedback (a key and a
+//! label per row, and optionally the row's own features, [`super::FeedbackLabels`]), all
+//! on worker 0, so one learner sees every row
 //! in one order. Each feedback row is joined with its prediction's features (or uses its
 //! own), learned by the node's [`Learner`], and every new version of the weights is sent
 //! on at the feedback's time; the engine broadcasts that stream to every worker and
@@ -22,49 +23,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
 use timely::dataflow::operators::{Capability, InputCapability};
-use timely::dataflow::Stream;
 
+use super::labels::{LabelStream, Labels};
 use super::predict::WeightStream;
+use super::samples::{SampleStream, Samples};
 use super::Time;
-use crate::chunk::Chunk;
-use crate::column::Column;
-use crate::kernel::keeper::{Keeper, Key, Miss};
+use crate::kernel::keeper::{Keeper, Miss};
 use crate::kernel::learn::Weights;
 use crate::kernel::learner::Learner;
 use crate::learn_stats::{FeedbackOutcome, LearnStats};
-
-/// Predictions a learner keeps for their feedback: keys and features (flat), of rows
-/// that did not fail.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Samples {
-    /// Per row.
-    pub keys: Vec<Key>,
-    /// `keys.len() × width` numbers.
-    pub features: Vec<f32>,
-}
-
-/// Feedback rows.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Labels {
-    /// The id of the first row (orders a time's feedback in deterministic mode).
-    pub first_id: u64,
-    /// Per row, the key of the prediction it labels.
-    pub keys: Vec<Key>,
-    /// Per row, the class.
-    pub labels: Vec<i64>,
-    /// Per row, its own features (then its key is not looked up), or none.
-    pub features: Vec<Option<Vec<f32>>>,
-}
-
-/// A stream of [`Samples`].
-pub type SampleStream<'scope> = Stream<'scope, Time, Vec<Samples>>;
-/// A stream of [`Labels`].
-pub type LabelStream<'scope> = Stream<'scope, Time, Vec<Labels>>;
 
 /// Something that saves the learner: called every `every` versions and at shutdown.
 pub type CheckpointFn = Arc<dyn Fn(&Learner) -> Result<(), String> + Send + Sync>;
@@ -90,46 +61,6 @@ pub struct LearnConfig {
     pub checkpoint: Option<(u64, CheckpointFn)>,
 }
 
-/// The keys and features of the rows of a prediction chunk that did not fail; `None`
-/// when it has none. `key` and `input` index the chunk's columns.
-pub fn samples(chunk: &Chunk, key: usize, input: usize) -> Option<Samples> {
-    let (data, width) = chunk.columns[input].f32s()?;
-    let keys = &chunk.columns[key];
-    let mut out = Samples::default();
-    for row in (0..chunk.len()).filter(|&r| chunk.is_ok(r)) {
-        let Some(k) = key_at(keys, row) else { continue };
-        out.keys.push(k);
-        out.features.extend_from_slice(&data[row * width..(row + 1) * width]);
-    }
-    (!out.keys.is_empty()).then_some(out)
-}
-
-/// The feedback rows of a chunk laid out as `[key, label, features, has_features]`.
-pub fn labels(chunk: &Chunk) -> Labels {
-    let [keys, labels, features, has] = &chunk.columns[..] else { return Labels::default() };
-    let (data, width) = features.f32s().unwrap_or((&[], 0));
-    let mut out = Labels { first_id: chunk.ids.first().copied().unwrap_or(0), ..Labels::default() };
-    for row in (0..chunk.len()).filter(|&r| chunk.is_ok(r)) {
-        let label = match &**labels {
-            Column::I64(v) => v[row],
-            _ => continue,
-        };
-        out.keys.push(key_at(keys, row).unwrap_or(Key::Int(0)));
-        out.labels.push(label);
-        let own = matches!(&**has, Column::Bool(v) if v[row]);
-        out.features.push(own.then(|| data[row * width..(row + 1) * width].to_vec()));
-    }
-    out
-}
-
-fn key_at(column: &Column, row: usize) -> Option<Key> {
-    match column {
-        Column::I64(v) => Some(Key::Int(v[row])),
-        Column::Str(v) => Some(Key::Text(v[row].to_string())),
-        _ => None,
-    }
-}
-
 /// A time's capability, predictions and feedback, held until the time is complete.
 type Held = (Capability<Time>, Vec<Samples>, Vec<Labels>);
 
@@ -150,8 +81,67 @@ struct State {
     finished: bool,
 }
 
-/// Builds the learner on worker 0 and returns the stream of its weight versions.
-pub fn learn_online<'scope>(
+/// Extension trait: learn from a learning node's predictions and feedback.
+pub trait LearnOnline<'scope> {
+    /// Builds the learner on worker 0, fed with these samples of the node's predictions
+    /// and `feedback`, and returns the stream of its weight versions (see the module
+    /// docs). Other workers' instances forward their inputs to worker 0 and send
+    /// nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// use timely::dataflow::operators::capture::{Capture, Event};
+    /// use timely::dataflow::operators::ToStream;
+    /// use weir_operators::dataflow::{LearnConfig, LearnOnline, Labels, Samples};
+    /// use weir_operators::kernel::keeper::Key;
+    /// use weir_operators::kernel::learn::Optimizer;
+    /// use weir_operators::kernel::learner::{Learner, LearnerConfig};
+    /// use weir_operators::learn_stats::LearnStats;
+    ///
+    /// let learner = Learner::new(
+    ///     1,
+    ///     LearnerConfig { classes: 2, optimizer: Optimizer::Sgd { lr: 0.1 }, l2: 0.0, standardize: false, update_every: 1 },
+    /// );
+    /// let config = LearnConfig {
+    ///     node: "scorer".into(),
+    ///     learner,
+    ///     deterministic: true,
+    ///     keep_rows: 100,
+    ///     keep_for: None,
+    ///     update_every_ms: None,
+    ///     stats: Arc::new(LearnStats::new()),
+    ///     checkpoint: None,
+    /// };
+    /// let captured = timely::example(move |scope| {
+    ///     // Key 7 was predicted from the features [2.0]; its label is 1.
+    ///     let samples = vec![Samples { keys: vec![Key::Int(7)], features: vec![2.0] }].to_stream(scope);
+    ///     let labels = Labels { first_id: 0, keys: vec![Key::Int(7)], labels: vec![1], features: vec![None] };
+    ///     samples.learn_online(vec![labels].to_stream(scope), config).capture()
+    /// });
+    /// let versions: Vec<u64> = captured
+    ///     .iter()
+    ///     .flat_map(|event| match event {
+    ///         Event::Messages(_, weights) => weights.iter().map(|w| w.version).collect(),
+    ///         Event::Progress(_) => Vec::new(),
+    ///     })
+    ///     .collect();
+    /// // One row, one step.
+    /// assert_eq!(versions, vec![1]);
+    /// ```
+    fn learn_online(self, feedback: LabelStream<'scope>, config: LearnConfig) -> WeightStream<'scope>;
+}
+
+impl<'scope> LearnOnline<'scope> for SampleStream<'scope> {
+    fn learn_online(self, feedback: LabelStream<'scope>, config: LearnConfig) -> WeightStream<'scope> {
+        learn(self, feedback, config)
+    }
+}
+
+/// The learner operator (see [`LearnOnline::learn_online`]).
+fn learn<'scope>(
     samples: SampleStream<'scope>,
     feedback: LabelStream<'scope>,
     config: LearnConfig,
@@ -321,6 +311,100 @@ impl State {
                 self.config.stats.record_checkpoint();
             }
             Err(e) => tracing::error!(node = &*self.config.node, "cannot write a checkpoint: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use timely::dataflow::operators::capture::Capture;
+    use timely::dataflow::operators::Input;
+
+    use super::*;
+    use crate::dataflow::captured;
+    use crate::kernel::keeper::Key;
+    use crate::kernel::learn::Optimizer;
+    use crate::kernel::learner::LearnerConfig;
+    use crate::learn_stats::LearnStatsSnapshot;
+
+    /// Learns, deterministically at `workers` workers: samples come from the last
+    /// worker, feedback from the first. Returns the weight versions sent, with their
+    /// times, and the counters.
+    fn run(workers: usize) -> (Vec<(Time, u64)>, LearnStatsSnapshot) {
+        let stats = Arc::new(LearnStats::new());
+        let learner = Learner::new(
+            1,
+            LearnerConfig {
+                classes: 2,
+                optimizer: Optimizer::Sgd { lr: 0.1 },
+                l2: 0.0,
+                standardize: false,
+                update_every: 1,
+            },
+        );
+        let config = LearnConfig {
+            node: "scorer".into(),
+            learner,
+            deterministic: true,
+            keep_rows: 10,
+            keep_for: None,
+            update_every_ms: None,
+            stats: Arc::clone(&stats),
+            checkpoint: None,
+        };
+        let workers = timely::execute(timely::Config::process(workers), move |worker| {
+            let config = config.clone();
+            let (mut samples, mut feedback, weights) = worker.dataflow::<Time, _, _>(move |scope| {
+                let (samples, sample_stream) = scope.new_input::<Vec<Samples>>();
+                let (feedback, label_stream) = scope.new_input::<Vec<Labels>>();
+                (samples, feedback, sample_stream.learn_online(label_stream, config).capture())
+            });
+            let labels = |keys: Vec<Key>, labels: Vec<i64>, features: Vec<Option<Vec<f32>>>| Labels {
+                first_id: 0,
+                keys,
+                labels,
+                features,
+            };
+            let (predicts, labels_rows) = (worker.index() + 1 == worker.peers(), worker.index() == 0);
+            // t0: key 7 predicted and labelled; key 8 labelled, never predicted.
+            if predicts {
+                samples.send(Samples { keys: vec![Key::Int(7)], features: vec![2.0] });
+            }
+            if labels_rows {
+                feedback.send(labels(vec![Key::Int(7), Key::Int(8)], vec![1, 0], vec![None, None]));
+            }
+            // t1: a row with its own features, and a label that is not a class.
+            samples.advance_to(1);
+            feedback.advance_to(1);
+            if labels_rows {
+                let own = vec![Some(vec![1.0]), Some(vec![1.0])];
+                feedback.send(labels(vec![Key::Int(9), Key::Int(9)], vec![0, 5], own));
+            }
+            // t2: feedback for key 7 again: it was taken at t0.
+            samples.advance_to(2);
+            feedback.advance_to(2);
+            if labels_rows {
+                feedback.send(labels(vec![Key::Int(7)], vec![1], vec![None]));
+            }
+            weights
+        })
+        .expect("timely runs");
+        let versions = workers
+            .join()
+            .into_iter()
+            .flat_map(|weights| captured(weights.expect("a worker")))
+            .map(|(time, w)| (time, w.version))
+            .collect();
+        (versions, stats.snapshot())
+    }
+
+    #[test]
+    fn deterministic_learning_sends_a_version_per_time_and_counts_what_it_cannot_learn() {
+        for workers in [1, 2] {
+            let (versions, counts) = run(workers);
+            assert_eq!(versions, vec![(0, 1), (1, 2)], "{workers} workers");
+            assert_eq!((counts.learned, counts.unknown_key, counts.invalid), (2, 2, 1), "{workers} workers");
+            assert_eq!(counts.version, 2, "{workers} workers");
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The timely operators a compiled graph is made of, one per file.
 //!
-//! Every operator takes and gives a [`RowStream`]: [`Chunk`]s of rows timestamped with
-//! the ingress epoch at which they entered. Failed rows pass through every operator
-//! untouched, so every row that enters reaches the sink exactly once.
+//! Every operator is an extension trait on the stream it reads, most on a [`RowStream`]:
+//! [`Chunk`]s of rows timestamped with the ingress epoch at which they entered. Failed
+//! rows pass through every operator untouched, so every row that enters reaches the
+//! sink exactly once.
 //!
 //! | operator | node kind | file |
 //! |---|---|---|
@@ -11,37 +12,57 @@
 //! | [`MapRows`] | `map`: a built-in over columns, or a row function, inline | `map.rs` |
 //! | [`RouteRows`] | `route`: one branch per row | `route.rs` |
 //! | [`CombineRows`] | `combine`: join branches per row, aggregate | `combine.rs` |
-//! | [`merge_rows`] | `merge`: union of a route's branches | `merge.rs` |
+//! | [`MergeRows`] | `merge`: union of a route's branches | `merge.rs` |
 //! | [`SinkRows`] | graph output | `sink.rs` |
 //! | [`PredictOnline`] | `model` with `learn:`: predicts with weights from its learner | `predict.rs` |
-//! | [`learner::learn_online`] | the learner of a `learn:` node, on the feedback loop | `learner.rs` |
-//! | [`lookup::arrange_table`], [`lookup::lookup_rows`] | a table, and `lookup`: rows joined with it by key | `lookup.rs` |
+//! | [`PredictionSamples`] | `model` with `learn:`: the keys and features of its predictions | `samples.rs` |
+//! | [`FeedbackLabels`] | the graph's feedback rows, as labels | `labels.rs` |
+//! | [`LearnOnline`] | the learner of a `learn:` node, on the feedback loop | `learner.rs` |
+//! | [`Upserts`] | a table: its source's rows as upserts | `upserts.rs` |
+//! | [`ArrangeTable`] | a table: upserts arranged by key | `arrange.rs` |
+//! | [`CountKeys`] | a table: its number of keys, for metrics | `table_keys.rs` |
+//! | [`LookupRows`] | `lookup`: rows joined with a table by key | `lookup.rs` |
+//! | [`SplitFound`] | `lookup` with `missing: route`: found rows one way, the rest the other | `split_found.rs` |
 //!
 //! [`doorbell::Doorbell`] wakes operators from other threads without a syscall per message.
 //! [`clock::EventClock`] gives submissions their times in deterministic engines.
 
+pub mod arrange;
 pub mod batch;
 pub mod clock;
 pub mod combine;
 pub mod doorbell;
+pub mod labels;
 pub mod learner;
 pub mod lookup;
 pub mod map;
 pub mod merge;
 pub mod predict;
 pub mod route;
+pub mod samples;
 pub mod sink;
 pub mod source;
+pub mod split_found;
+pub mod table_keys;
 #[cfg(test)]
 mod testing;
+pub mod upserts;
 
+pub use arrange::{ArrangeTable, TableArrangement, TableTrace, TableUpdate, UpdateStream};
 pub use batch::{BatchConfig, BatchForward};
 pub use combine::{CombineRows, CombineSpec};
+pub use labels::{FeedbackLabels, LabelStream, Labels};
+pub use learner::{CheckpointFn, LearnConfig, LearnOnline};
+pub use lookup::{LookupConfig, LookupRows, Missing};
 pub use map::MapRows;
-pub use merge::merge_rows;
+pub use merge::MergeRows;
 pub use predict::{PredictConfig, PredictOnline, WeightStream};
 pub use route::RouteRows;
+pub use samples::{PredictionSamples, SampleStream, Samples};
 pub use sink::SinkRows;
+pub use split_found::SplitFound;
+pub use table_keys::CountKeys;
+pub use upserts::Upserts;
 
 use timely::dataflow::Stream;
 
@@ -52,3 +73,21 @@ pub type Time = u64;
 
 /// A stream of rows, in chunks.
 pub type RowStream<'scope> = Stream<'scope, Time, Vec<Chunk>>;
+
+/// What a captured stream carried: each item with its time, in the order they came.
+#[cfg(test)]
+fn captured<D>(
+    events: std::sync::mpsc::Receiver<timely::dataflow::operators::capture::Event<Time, Vec<D>>>,
+) -> Vec<(Time, D)> {
+    use timely::dataflow::operators::capture::Event;
+    events
+        .iter()
+        .flat_map(|event| match event {
+            Event::Messages(stamp, items) => {
+                let time = *stamp.expect_singleton();
+                items.into_iter().map(|item| (time, item)).collect()
+            }
+            Event::Progress(_) => Vec::new(),
+        })
+        .collect()
+}
