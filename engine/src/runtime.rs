@@ -252,7 +252,7 @@ impl Engine {
                         Arc::clone(&factory.0),
                         Arc::clone(&s),
                     )
-                    .map_err(|e| GraphError::new(&plan.origin, Problem::Start(e)).at_node(&step.name))?;
+                    .map_err(|e| GraphError::new(&plan.origin, Problem::Start(e.to_string())).at_node(&step.name))?;
                     models.insert(i, ModelResources { jobs: pool.sender(), stats: Arc::clone(&s) });
                     stats.push((step.name.clone(), s));
                     pools.push(pool);
