@@ -28,5 +28,6 @@ pub mod value;
 
 pub use chunk::Chunk;
 pub use column::Column;
+pub use kernel::KernelError;
 pub use row::{ErrorCode, RowError, RowId};
 pub use value::{DType, FieldType, Value};

@@ -54,7 +54,8 @@ pub struct RowError {
 }
 
 impl RowError {
-    /// An error of `code` at `node`.
+    /// An error of `code` at `node`. The constructors named after each code below say the
+    /// same more briefly.
     pub fn new(code: ErrorCode, node: impl Into<String>, message: impl Into<String>) -> Self {
         RowError { code, node: node.into(), field: None, message: message.into() }
     }

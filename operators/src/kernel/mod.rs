@@ -12,7 +12,8 @@
 //! - [`learn`]: online learners (running standardisation, logistic and softmax
 //!   regression by SGD or Adam) and the [`learn::Weights`] they serve.
 //! - [`learner`]: a learning node's update policy around them.
-//! - [`checkpoint`]: a learner saved to and resumed from safetensors.
+//! - [`checkpoint`]: a learner saved to and resumed from safetensors, and the
+//!   [`checkpoint::CheckpointError`] that stops either.
 //! - [`keeper`]: the features of predictions kept until their labels come.
 
 pub mod aggregate;
