@@ -8,7 +8,7 @@ use weir_engine::spec::{Batching, ModelSource};
 use weir_engine::{Engine, EngineConfig, GraphHandle, Submission, SubmitError};
 use weir_operators::kernel::aggregate::Aggregate;
 use weir_operators::kernel::condition::Condition;
-use weir_operators::kernel::BatchKernel;
+use weir_operators::kernel::{BatchKernel, KernelError};
 use weir_operators::{Column, DType, ErrorCode, FieldType, Value};
 
 fn scalar() -> FieldType {
@@ -23,7 +23,7 @@ fn num(v: &Value) -> f32 {
 struct Picky;
 
 impl BatchKernel for Picky {
-    fn forward(&mut self, inputs: Column) -> Result<Column, String> {
+    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
         let inputs = inputs.values();
         if inputs.iter().any(|v| num(v) == 666.0) {
             panic!("the devil's number");

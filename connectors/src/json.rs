@@ -13,7 +13,7 @@
 use serde_json::{Map, Number, Value as Json};
 use weir_engine::spec::TableSpec;
 use weir_engine::{Feedback, FeedbackKinds};
-use weir_operators::{DType, ErrorCode, FieldType, RowError, Value};
+use weir_operators::{DType, FieldType, RowError, Value};
 
 /// Decodes one row from a JSON value.
 pub fn decode_row(inputs: &[(String, FieldType)], json: &Json) -> Result<Vec<Value>, RowError> {
@@ -34,7 +34,7 @@ pub fn decode_row(inputs: &[(String, FieldType)], json: &Json) -> Result<Vec<Val
 /// errors (a misspelt `label` must not pass silently).
 pub fn decode_feedback(kinds: &FeedbackKinds, json: &Json, into: &mut Feedback) -> Result<(), RowError> {
     let bad = |field: Option<&str>, message: String| {
-        let e = RowError::new(ErrorCode::InvalidInput, "feedback", message);
+        let e = RowError::invalid_input("feedback", message);
         match field {
             Some(f) => e.with_field(f),
             None => e,
@@ -71,11 +71,10 @@ pub fn decode_feedback(kinds: &FeedbackKinds, json: &Json, into: &mut Feedback) 
 /// field of the table) upserts the key; `{"key": K, "values": null}` deletes it.
 pub fn decode_upsert(table: &TableSpec, json: &Json) -> Result<(Value, Option<Vec<Value>>), RowError> {
     let bad = |field: &str, message: String| {
-        RowError::new(ErrorCode::InvalidInput, format!("tables.{}", table.name), message).with_field(field)
+        RowError::invalid_input(format!("tables.{}", table.name), message).with_field(field)
     };
     let Json::Object(map) = json else {
-        return Err(RowError::new(
-            ErrorCode::InvalidInput,
+        return Err(RowError::invalid_input(
             format!("tables.{}", table.name),
             "expected a JSON object {\"key\": ..., \"values\": {...} or null}",
         ));
@@ -106,8 +105,7 @@ pub fn decode_table_values(
     prefix: &str,
 ) -> Result<Vec<Value>, RowError> {
     let bad = |field: &str, message: String| {
-        RowError::new(ErrorCode::InvalidInput, format!("tables.{}", table.name), message)
-            .with_field(format!("{prefix}{field}"))
+        RowError::invalid_input(format!("tables.{}", table.name), message).with_field(format!("{prefix}{field}"))
     };
     if let Some(other) = fields.keys().find(|k| !table.values.iter().any(|(n, _)| n == *k)) {
         return Err(bad(other, format!("table '{}' has no value field '{other}'", table.name)));
@@ -125,7 +123,7 @@ fn field_list(inputs: &[(String, FieldType)]) -> String {
 }
 
 fn invalid(field: Option<&str>, message: String) -> RowError {
-    let e = RowError::new(ErrorCode::InvalidInput, "input", message);
+    let e = RowError::invalid_input("input", message);
     match field {
         Some(f) => e.with_field(f),
         None => e,

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crossbeam_channel::bounded;
 use serde_json::Value as Json;
 use weir_engine::{GraphHandle, RowResult, Submission};
-use weir_operators::{ErrorCode, RowError, Value};
+use weir_operators::{RowError, Value};
 
 use crate::json::{decode_row, encode_error, encode_row};
 
@@ -95,7 +95,7 @@ pub fn run_jsonl(
         }
         let text = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
         let decoded = serde_json::from_str::<Json>(text)
-            .map_err(|e| RowError::new(ErrorCode::InvalidInput, "input", format!("line {}: invalid JSON: {e}", i + 1)))
+            .map_err(|e| RowError::invalid_input("input", format!("line {}: invalid JSON: {e}", i + 1)))
             .and_then(|json| decode_row(&inputs, &json));
         match decoded {
             Err(e) => {

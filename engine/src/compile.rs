@@ -193,7 +193,8 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
     let feedback = res.feedback.feedback_labels();
     let checkpoint = p.checkpoint.map(|dir| {
         let dir = dir.clone();
-        let save: CheckpointFn = Arc::new(move |learner: &Learner| checkpoint::save(learner, &dir));
+        let save: CheckpointFn =
+            Arc::new(move |learner: &Learner| checkpoint::save(learner, &dir).map_err(|e| e.to_string()));
         (p.spec.checkpoint.as_ref().map_or(1, |c| c.every), save)
     });
     let config = LearnConfig {

@@ -141,12 +141,11 @@ impl Chunk {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::row::ErrorCode;
 
     #[test]
     fn gather_project_append_keep_rows_and_errors_together() {
         let mut c = Chunk::new(3, vec![10, 11, 12], vec![Column::I64(vec![0, 1, 2]), Column::F32(vec![0.5, 1.5, 2.5])]);
-        c.fail(1, Arc::new(RowError::new(ErrorCode::NodeFailed, "n", "boom")));
+        c.fail(1, Arc::new(RowError::node_failed("n", "boom")));
         let g = c.gather(&[2, 1]);
         assert_eq!(g.ids, vec![12, 11]);
         assert!(g.is_ok(0) && !g.is_ok(1));

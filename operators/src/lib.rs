@@ -30,6 +30,7 @@ pub mod value;
 
 pub use chunk::Chunk;
 pub use column::Column;
+pub use kernel::KernelError;
 pub use row::{ErrorCode, RowError, RowId};
 pub use shutdown::Shutdown;
 pub use value::{DType, FieldType, Value};

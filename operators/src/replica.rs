@@ -19,7 +19,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::column::Column;
 use crate::dataflow::doorbell::Doorbell;
-use crate::kernel::{BatchKernel, KernelFactory};
+use crate::kernel::{BatchKernel, KernelError, KernelFactory};
 use crate::row::panic_message;
 use crate::stats::BatchStats;
 
@@ -75,7 +75,7 @@ pub struct Completion {
     /// The job's ticket.
     pub ticket: u64,
     /// The outputs, one row per input row, or the failure.
-    pub result: Result<Column, String>,
+    pub result: Result<Column, KernelError>,
     /// The forward pass was skipped: every row was past its deadline.
     pub expired: bool,
 }
@@ -88,17 +88,18 @@ pub struct ReplicaPool {
 
 impl ReplicaPool {
     /// Starts `replicas` threads named `weir-{node}-{i}`, each building its kernel with
-    /// `factory`; returns once all are built, or the first build error. The job queue
-    /// holds at most `queue` batches. Forward-pass times go to `stats`.
+    /// `factory`; returns once all are built, or the first build error
+    /// ([`KernelError::Build`], naming the node; every thread started is joined first).
+    /// The job queue holds at most `queue` batches. Forward-pass times go to `stats`.
     pub fn start(
         node: &str,
         replicas: usize,
         queue: usize,
         factory: KernelFactory,
         stats: Arc<BatchStats>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KernelError> {
         let (jobs, rx) = bounded::<Job>(queue.max(1));
-        let (ready_tx, ready_rx) = bounded::<Result<(), String>>(replicas);
+        let (ready_tx, ready_rx) = bounded::<Result<(), KernelError>>(replicas);
         let mut threads = Vec::with_capacity(replicas);
         for i in 0..replicas {
             let rx = rx.clone();
@@ -117,7 +118,7 @@ impl ReplicaPool {
                         {
                             Ok(pool) => pool,
                             Err(e) => {
-                                let _ = ready.send(Err(format!("cannot start the replica's thread pool: {e}")));
+                                let _ = ready.send(Err(KernelError::ThreadPool { source: e }));
                                 return;
                             }
                         };
@@ -133,7 +134,7 @@ impl ReplicaPool {
                         }
                     })
                 })
-                .map_err(|e| format!("cannot start replica thread for node '{node}': {e}"))?;
+                .map_err(|source| KernelError::ThreadSpawn { node: node.to_string(), source })?;
             threads.push(handle);
         }
         drop(ready_tx);
@@ -143,11 +144,11 @@ impl ReplicaPool {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     pool.shutdown();
-                    return Err(format!("node '{node}': cannot build its model: {e}"));
+                    return Err(KernelError::Build { node: node.to_string(), source: Box::new(e) });
                 }
                 Err(_) => {
                     pool.shutdown();
-                    return Err(format!("node '{node}': a replica thread died while loading"));
+                    return Err(KernelError::ReplicaDied { node: node.to_string() });
                 }
             }
         }
@@ -189,15 +190,15 @@ fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchSta
         let started = Instant::now();
         let expired = job.expires.is_some_and(|d| d <= started);
         let result = if expired {
-            Err("every row of the batch was past its deadline".to_string())
+            Err(KernelError::Expired)
         } else {
             let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(job.inputs.gather())));
             stats.record_compute(started.elapsed());
             match outcome {
                 Ok(Ok(out)) if out.len() == rows => Ok(out),
-                Ok(Ok(out)) => Err(format!("the model returned {} outputs for {rows} rows", out.len())),
+                Ok(Ok(out)) => Err(KernelError::OutputCount { rows, outputs: out.len() }),
                 Ok(Err(e)) => Err(e),
-                Err(panic) => Err(format!("the forward pass panicked: {}", panic_message(&*panic))),
+                Err(panic) => Err(KernelError::Panicked { message: panic_message(&*panic) }),
             }
         };
         let Job { ticket, reply, wake, .. } = job;

@@ -54,9 +54,43 @@ pub struct RowError {
 }
 
 impl RowError {
-    /// An error of `code` at `node`.
+    /// An error of `code` at `node`. The constructors named after each code below say the
+    /// same more briefly.
     pub fn new(code: ErrorCode, node: impl Into<String>, message: impl Into<String>) -> Self {
         RowError { code, node: node.into(), field: None, message: message.into() }
+    }
+
+    /// An [`ErrorCode::InvalidInput`] error at `node`: the row's own values were wrong.
+    pub fn invalid_input(node: impl Into<String>, message: impl Into<String>) -> Self {
+        RowError::new(ErrorCode::InvalidInput, node, message)
+    }
+
+    /// An [`ErrorCode::ModelFailed`] error at `node`: its forward pass failed.
+    pub fn model_failed(node: impl Into<String>, message: impl Into<String>) -> Self {
+        RowError::new(ErrorCode::ModelFailed, node, message)
+    }
+
+    /// An [`ErrorCode::NodeFailed`] error at `node`: its user code panicked or failed.
+    pub fn node_failed(node: impl Into<String>, message: impl Into<String>) -> Self {
+        RowError::new(ErrorCode::NodeFailed, node, message)
+    }
+
+    /// An [`ErrorCode::DeadlineExceeded`] error at `node`: the row's deadline passed
+    /// before it was answered.
+    pub fn deadline_exceeded(node: impl Into<String>, message: impl Into<String>) -> Self {
+        RowError::new(ErrorCode::DeadlineExceeded, node, message)
+    }
+
+    /// An [`ErrorCode::Unavailable`] error at `node`: the row was not computed.
+    pub fn unavailable(node: impl Into<String>, message: impl Into<String>) -> Self {
+        RowError::new(ErrorCode::Unavailable, node, message)
+    }
+
+    /// An [`ErrorCode::Unavailable`] error at the pseudo-node `engine`: the engine
+    /// stopped, refused the row, or gave no answer for it. A retry may help once the
+    /// engine serves again.
+    pub fn engine_unavailable(message: impl Into<String>) -> Self {
+        RowError::unavailable("engine", message)
     }
 
     /// The same error, naming `field`.
@@ -86,5 +120,31 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         s.clone()
     } else {
         "panic with a non-string payload".to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_constructor_sets_its_code() {
+        let cases = [
+            (RowError::invalid_input("input", "m"), ErrorCode::InvalidInput, "input"),
+            (RowError::model_failed("m1", "m"), ErrorCode::ModelFailed, "m1"),
+            (RowError::node_failed("f", "m"), ErrorCode::NodeFailed, "f"),
+            (RowError::deadline_exceeded("m1", "m"), ErrorCode::DeadlineExceeded, "m1"),
+            (RowError::unavailable("m1", "m"), ErrorCode::Unavailable, "m1"),
+            (RowError::engine_unavailable("m"), ErrorCode::Unavailable, "engine"),
+        ];
+        for (e, code, node) in cases {
+            assert_eq!(e, RowError::new(code, node, "m"));
+        }
+    }
+
+    #[test]
+    fn display_names_code_node_and_field() {
+        let e = RowError::invalid_input("input", "not a number").with_field("x");
+        assert_eq!(e.to_string(), "invalid_input at node 'input', field 'x': not a number");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use weir_engine::builder::{GraphBuilder, Model};
 use weir_engine::spec::{Batching, ModelSource, Serving};
 use weir_engine::Plan;
-use weir_operators::kernel::BatchKernel;
+use weir_operators::kernel::{BatchKernel, KernelError};
 use weir_operators::{Column, DType, FieldType};
 
 use super::gate::Gate;
@@ -26,7 +26,7 @@ struct Slow {
 }
 
 impl BatchKernel for Slow {
-    fn forward(&mut self, inputs: Column) -> Result<Column, String> {
+    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
         let xs: Vec<f64> = inputs.values().iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
         assert!(!xs.contains(&PANIC_INPUT), "unlucky input");
         if xs.iter().any(|&x| x < 0.0) {

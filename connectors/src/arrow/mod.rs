@@ -26,13 +26,13 @@ use arrow_array::{
 };
 use arrow_buffer::NullBuffer;
 use arrow_schema::{ArrowError, DataType, Field, Schema};
-use weir_operators::{Chunk, Column, DType, ErrorCode, FieldType, RowError, Value};
+use weir_operators::{Chunk, Column, DType, FieldType, RowError, Value};
 
 /// A decoded row, or why that row could not be decoded.
 pub type Decoded = Result<Vec<Value>, RowError>;
 
 fn invalid(field: Option<&str>, message: String) -> RowError {
-    let e = RowError::new(ErrorCode::InvalidInput, "input", message);
+    let e = RowError::invalid_input("input", message);
     match field {
         Some(f) => e.with_field(f),
         None => e,
@@ -336,7 +336,7 @@ mod tests {
         let outputs = vec![("y".into(), FieldType::scalar(DType::F32)), ("p".into(), FieldType::vector(2))];
         let answers = vec![
             Ok(vec![Value::F32(1.5), Value::Tensor(vec![0.25, 0.75].into())]),
-            Err(Arc::new(RowError::new(ErrorCode::ModelFailed, "m", "boom"))),
+            Err(Arc::new(RowError::model_failed("m", "boom"))),
         ];
         let b = encode_answers(&outputs, &answers).unwrap();
         let back = read_stream(&write_stream(&b).unwrap()).unwrap().remove(0);

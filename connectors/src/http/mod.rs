@@ -48,7 +48,7 @@ use axum::{Json as JsonBody, Router};
 use serde_json::{json, Value as Json};
 use tokio::net::TcpListener;
 use weir_engine::{Feedback, GraphHandle, RowResult, Submission, SubmitError, WhenFull};
-use weir_operators::{ErrorCode, RowError, Shutdown, Value};
+use weir_operators::{RowError, Shutdown, Value};
 
 use crate::json::{decode_feedback, decode_row, decode_upsert, encode_error, encode_row};
 use error::ApiError;
@@ -485,7 +485,7 @@ async fn compute(graph: &Served, rows: Vec<Vec<Value>>, deadline: Option<Instant
         None => rx.await,
     };
     // The engine answers every admitted row; a dropped reply means it shut down.
-    waited.map_err(|_| ApiError::from_row(&RowError::new(ErrorCode::Unavailable, "engine", "the engine stopped")))
+    waited.map_err(|_| ApiError::from_row(&RowError::engine_unavailable("the engine stopped")))
 }
 
 fn deadline_passed() -> ApiError {

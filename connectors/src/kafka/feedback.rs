@@ -20,7 +20,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::FutureProducer;
 use weir_engine::spec::KafkaSpec;
 use weir_engine::{Feedback, GraphHandle, SubmitError};
-use weir_operators::{ErrorCode, RowError, Shutdown};
+use weir_operators::{RowError, Shutdown};
 
 use super::rebalance::Rebalances;
 use super::stats::{KafkaStats, Role};
@@ -166,7 +166,7 @@ impl FeedbackLoop {
 
 /// A message's feedback rows (all or none).
 fn decode(graph: &GraphHandle, payload: &[u8]) -> Result<Feedback, RowError> {
-    let invalid = |m: String| RowError::new(ErrorCode::InvalidInput, "feedback", m);
+    let invalid = |m: String| RowError::invalid_input("feedback", m);
     let Some(kinds) = graph.feedback_kinds() else { return Err(invalid("the graph takes no feedback".into())) };
     let json: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| invalid(format!("the payload is not JSON: {e}")))?;

@@ -54,7 +54,7 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::{GraphHandle, RowResult, Submission};
-use weir_operators::{ErrorCode, RowError, Shutdown};
+use weir_operators::{RowError, Shutdown};
 
 use crate::arrow::Decoded;
 use crate::json::decode_row;
@@ -342,9 +342,8 @@ pub(crate) fn decode_payload(
 ) -> Result<Vec<Decoded>, RowError> {
     match format {
         PayloadFormat::Json => {
-            let json: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
-                RowError::new(ErrorCode::InvalidInput, "input", format!("the payload is not JSON: {e}"))
-            })?;
+            let json: serde_json::Value = serde_json::from_slice(payload)
+                .map_err(|e| RowError::invalid_input("input", format!("the payload is not JSON: {e}")))?;
             Ok(vec![Ok(decode_row(inputs, &json)?)])
         }
         PayloadFormat::Arrow => {
@@ -395,7 +394,7 @@ async fn submit(graph: &GraphHandle, messages: Vec<(Origin, Vec<Decoded>)>, answ
     let refusal = match submitted {
         Ok(Ok(_)) => return,
         Ok(Err(e)) => e.into_row_error(),
-        Err(e) => RowError::new(ErrorCode::Unavailable, "engine", format!("the submitting thread failed: {e}")),
+        Err(e) => RowError::engine_unavailable(format!("the submitting thread failed: {e}")),
     };
     let pending = held.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(pending) = pending {
@@ -436,7 +435,7 @@ fn origin_of(message: &rdkafka::message::BorrowedMessage<'_>, permit: OwnedSemap
 }
 
 fn lost() -> RowError {
-    RowError::new(ErrorCode::Unavailable, "engine", "the graph gave no answer for this row")
+    RowError::engine_unavailable("the graph gave no answer for this row")
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value as Json;
 use weir_engine::spec::TableSpec;
 use weir_engine::{GraphHandle, SubmitError};
-use weir_operators::{ErrorCode, RowError, Value};
+use weir_operators::{RowError, Value};
 
 use super::stats::TableFeedStats;
 use super::{topic_partitions, KafkaRunError, Quiet};
@@ -242,7 +242,7 @@ pub fn decode(
     payload: Option<&[u8]>,
 ) -> Result<(Value, Option<Vec<Value>>), RowError> {
     let bad = |field: &str, message: String| {
-        RowError::new(ErrorCode::InvalidInput, format!("tables.{}", table.name), message).with_field(field)
+        RowError::invalid_input(format!("tables.{}", table.name), message).with_field(field)
     };
     let Some(key) = key else {
         return Err(bad(&table.key, "the message has no key (the table key)".into()));

@@ -443,5 +443,5 @@ fn write_block(mut block: Block, out: &mut Outputs<'_>, summary: &mut ReplaySumm
 }
 
 fn lost() -> RowError {
-    RowError::new(weir_operators::ErrorCode::Unavailable, "engine", "the graph gave no answer for this row")
+    RowError::engine_unavailable("the graph gave no answer for this row")
 }

@@ -390,7 +390,7 @@ impl State {
             Ok(column) => {
                 Err(format!("the model returned {}, the node declares {}", column.type_name(), self.config.output))
             }
-            Err(reason) => Err(reason),
+            Err(reason) => Err(reason.to_string()),
         };
         match result {
             Ok(column) => self.answer(output, &runs, Ok(&column)),

@@ -23,7 +23,7 @@ use timely::worker::Worker;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
-use crate::kernel::{BatchKernel, KernelFactory};
+use crate::kernel::{BatchKernel, KernelError, KernelFactory};
 use crate::replica::{Job, ReplicaPool};
 use crate::row::{ErrorCode, RowError, RowId};
 use crate::stats::BatchStats;
@@ -192,7 +192,7 @@ struct Linear {
 }
 
 impl BatchKernel for Linear {
-    fn forward(&mut self, inputs: Column) -> Result<Column, String> {
+    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
         let x = f32s(&inputs);
         self.passes.lock().unwrap().push(x.clone());
         if let Some(gate) = &self.gate {

@@ -18,15 +18,88 @@ use candle_core::{Device, Tensor};
 use super::learn::RunningScaler;
 use super::learner::{Learner, LearnerConfig};
 
+/// Why a checkpoint cannot be saved, or cannot resume a learner. Saving fails on the
+/// disk (the operator's fault, a retry may help); resuming fails on a file that does
+/// not fit the node's configuration (the graph author's).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The directory cannot be created, or the file written or renamed into place.
+    #[error("cannot {action} {}: {reason}", path.display())]
+    Unwritable {
+        /// What failed: `create`, `write` or `replace`.
+        action: &'static str,
+        /// The directory or file.
+        path: PathBuf,
+        /// The I/O (or candle) error.
+        reason: String,
+    },
+    /// The learner's state cannot be put into tensors.
+    #[error("cannot encode the learner: {0}")]
+    Encode(String),
+    /// The file cannot be read or is not a safetensors file.
+    #[error("cannot read checkpoint {}: {reason}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// What candle said.
+        reason: String,
+    },
+    /// A tensor the node's configuration needs is absent.
+    #[error("checkpoint {} has no tensor '{name}'", path.display())]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor expected.
+        name: String,
+    },
+    /// A tensor cannot be read as the type expected.
+    #[error("checkpoint {}: tensor '{name}': {reason}", path.display())]
+    BadTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// What candle said.
+        reason: String,
+    },
+    /// The weights have another shape than the node's.
+    #[error("checkpoint {} does not fit the node: {reason}", path.display())]
+    Unfit {
+        /// The file.
+        path: PathBuf,
+        /// The shapes expected and found.
+        reason: String,
+    },
+    /// The version stored is negative.
+    #[error("checkpoint version {version} is negative")]
+    NegativeVersion {
+        /// The version stored.
+        version: i64,
+    },
+    /// Adam's moments, the scaler or the pending rows do not fit the node.
+    #[error("checkpoint {}: {reason}", path.display())]
+    Mismatch {
+        /// The file.
+        path: PathBuf,
+        /// What does not fit what.
+        reason: String,
+    },
+}
+
 /// The file of the latest checkpoint in `dir`.
 pub fn latest(dir: &Path) -> PathBuf {
     dir.join("latest.safetensors")
 }
 
 /// Saves `learner` as `dir`'s latest checkpoint, creating `dir` if needed.
-pub fn save(learner: &Learner, dir: &Path) -> Result<(), String> {
-    let err = |e: candle_core::Error| e.to_string();
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+pub fn save(learner: &Learner, dir: &Path) -> Result<(), CheckpointError> {
+    let err = |e: candle_core::Error| CheckpointError::Encode(e.to_string());
+    let unwritable = |action: &'static str, path: &Path, reason: String| CheckpointError::Unwritable {
+        action,
+        path: path.to_path_buf(),
+        reason,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| unwritable("create", dir, e.to_string()))?;
     let m = &learner.model;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let weight = Tensor::from_slice(&m.weight, (m.outputs, m.inputs), &Device::Cpu).map_err(err)?;
@@ -35,7 +108,7 @@ pub fn save(learner: &Learner, dir: &Path) -> Result<(), String> {
     tensors.insert("layers.0.bias".into(), bias.clone());
     tensors.insert("weight".into(), weight);
     tensors.insert("bias".into(), bias);
-    let version = i64::try_from(m.version).map_err(|e| e.to_string())?;
+    let version = i64::try_from(m.version).map_err(|e| CheckpointError::Encode(e.to_string()))?;
     tensors.insert("version".into(), Tensor::from_slice(&[version], 1, &Device::Cpu).map_err(err)?);
     if !m.first.is_empty() {
         tensors.insert("adam.first".into(), Tensor::from_slice(&m.first, m.first.len(), &Device::Cpu).map_err(err)?);
@@ -54,32 +127,32 @@ pub fn save(learner: &Learner, dir: &Path) -> Result<(), String> {
     }
     let file = latest(dir);
     let temporary = dir.join("latest.safetensors.tmp");
-    candle_core::safetensors::save(&tensors, &temporary)
-        .map_err(|e| format!("cannot write {}: {e}", temporary.display()))?;
-    std::fs::rename(&temporary, &file).map_err(|e| format!("cannot replace {}: {e}", file.display()))
+    candle_core::safetensors::save(&tensors, &temporary).map_err(|e| unwritable("write", &temporary, e.to_string()))?;
+    std::fs::rename(&temporary, &file).map_err(|e| unwritable("replace", &file, e.to_string()))
 }
 
 /// Loads a checkpoint written by [`save`] for a learner configured by `config` over
 /// `inputs` features. Fails, naming the tensor, if the file does not fit the config.
-pub fn load(file: &Path, config: LearnerConfig, inputs: usize) -> Result<Learner, String> {
+pub fn load(file: &Path, config: LearnerConfig, inputs: usize) -> Result<Learner, CheckpointError> {
     let tensors = candle_core::safetensors::load(file, &Device::Cpu)
-        .map_err(|e| format!("cannot read checkpoint {}: {e}", file.display()))?;
+        .map_err(|e| CheckpointError::Unreadable { path: file.to_path_buf(), reason: e.to_string() })?;
     let f32s = |name: &str| vector::<f32>(&tensors, file, name);
     let f64s = |name: &str| vector::<f64>(&tensors, file, name);
     let i64s = |name: &str| vector::<i64>(&tensors, file, name);
-    let missing = |name: &str| format!("checkpoint {} has no tensor '{name}'", file.display());
+    let missing = |name: &str| CheckpointError::MissingTensor { path: file.to_path_buf(), name: name.to_string() };
+    let mismatch = |reason: String| CheckpointError::Mismatch { path: file.to_path_buf(), reason };
     let weight = f32s("weight")?.ok_or_else(|| missing("weight"))?;
     let bias = f32s("bias")?.ok_or_else(|| missing("bias"))?;
     let mut learner = Learner::new(inputs, config)
         .with_params(weight, bias)
-        .map_err(|e| format!("checkpoint {} does not fit the node: {e}", file.display()))?;
+        .map_err(|reason| CheckpointError::Unfit { path: file.to_path_buf(), reason })?;
     let version = i64s("version")?.and_then(|v| v.first().copied()).ok_or_else(|| missing("version"))?;
-    learner.model.version = u64::try_from(version).map_err(|_| format!("checkpoint version {version} is negative"))?;
+    learner.model.version = u64::try_from(version).map_err(|_| CheckpointError::NegativeVersion { version })?;
     if !learner.model.first.is_empty() {
         let first = f32s("adam.first")?.ok_or_else(|| missing("adam.first"))?;
         let second = f32s("adam.second")?.ok_or_else(|| missing("adam.second"))?;
         if first.len() != learner.model.first.len() || second.len() != learner.model.second.len() {
-            return Err(format!("checkpoint {}: Adam's moments do not fit the node", file.display()));
+            return Err(mismatch("Adam's moments do not fit the node".into()));
         }
         learner.model.first = first;
         learner.model.second = second;
@@ -89,13 +162,13 @@ pub fn load(file: &Path, config: LearnerConfig, inputs: usize) -> Result<Learner
         let mean = f64s("scaler.mean")?.ok_or_else(|| missing("scaler.mean"))?;
         let m2 = f64s("scaler.m2")?.ok_or_else(|| missing("scaler.m2"))?;
         if mean.len() != inputs || m2.len() != inputs {
-            return Err(format!("checkpoint {}: the scaler does not fit {inputs} features", file.display()));
+            return Err(mismatch(format!("the scaler does not fit {inputs} features")));
         }
         learner.scaler = Some(RunningScaler { count, mean, m2 });
     }
     if let (Some(x), Some(y)) = (f32s("pending.x")?, i64s("pending.y")?) {
         if x.len() != y.len() * inputs {
-            return Err(format!("checkpoint {}: the pending rows do not fit {inputs} features", file.display()));
+            return Err(mismatch(format!("the pending rows do not fit {inputs} features")));
         }
         learner.pending_x = x;
         learner.pending_y = y.into_iter().map(|y| y.max(0) as usize).collect();
@@ -108,12 +181,10 @@ fn vector<T: candle_core::WithDType>(
     tensors: &HashMap<String, Tensor>,
     file: &Path,
     name: &str,
-) -> Result<Option<Vec<T>>, String> {
-    tensors
-        .get(name)
-        .map(|t| t.flatten_all().and_then(|t| t.to_vec1::<T>()))
-        .transpose()
-        .map_err(|e| format!("checkpoint {}: tensor '{name}': {e}", file.display()))
+) -> Result<Option<Vec<T>>, CheckpointError> {
+    tensors.get(name).map(|t| t.flatten_all().and_then(|t| t.to_vec1::<T>())).transpose().map_err(|e| {
+        CheckpointError::BadTensor { path: file.to_path_buf(), name: name.to_string(), reason: e.to_string() }
+    })
 }
 
 #[cfg(test)]
@@ -141,6 +212,26 @@ mod tests {
         let mut resumed = load(&latest(&dir), config, 2).unwrap();
         rows[21..].iter().for_each(|(x, y)| drop(resumed.push(x, *y)));
         assert_eq!(resumed.weights(), straight.weights());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_checkpoint_that_does_not_fit_names_file_and_tensor() {
+        let config = LearnerConfig {
+            classes: 2,
+            optimizer: Optimizer::adam(0.05),
+            l2: 0.0,
+            standardize: false,
+            update_every: 1,
+        };
+        let dir = std::env::temp_dir().join(format!("weir-checkpoint-unfit-{}", std::process::id()));
+        let err = load(&latest(&dir), config.clone(), 2).unwrap_err();
+        assert!(matches!(err, CheckpointError::Unreadable { .. }), "{err}");
+        assert!(err.to_string().contains("cannot read checkpoint"), "{err}");
+        save(&Learner::new(2, config.clone()), &dir).unwrap();
+        let err = load(&latest(&dir), config, 3).unwrap_err();
+        assert!(matches!(err, CheckpointError::Unfit { .. }), "{err}");
+        assert!(err.to_string().contains("does not fit the node"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

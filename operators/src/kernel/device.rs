@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use super::KernelError;
+
 /// A compute device named in a graph: `cpu`, or `cuda:N` (which needs weir built with the
 /// `cuda` feature; without it, loading a model there fails with a clear error).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -16,12 +18,11 @@ pub enum DeviceSpec {
 
 impl DeviceSpec {
     /// The candle device. Fails for CUDA when candle was built without CUDA support.
-    pub fn candle(self) -> Result<candle_core::Device, String> {
+    pub fn candle(self) -> Result<candle_core::Device, KernelError> {
         match self {
             DeviceSpec::Cpu => Ok(candle_core::Device::Cpu),
-            DeviceSpec::Cuda(n) => {
-                candle_core::Device::new_cuda(n).map_err(|e| format!("device cuda:{n} is not available: {e}"))
-            }
+            DeviceSpec::Cuda(n) => candle_core::Device::new_cuda(n)
+                .map_err(|source| KernelError::DeviceUnavailable { device: self, source }),
         }
     }
 }

@@ -8,10 +8,12 @@
 //! - [`aggregate`]: the ensemble functions of `combine` nodes.
 //! - [`condition`]: the branch conditions of `route` nodes.
 //! - [`device`]: where a model's forward passes run.
+//! - [`error`]: [`KernelError`], why a kernel or a model node's replicas failed.
 //! - [`learn`]: online learners (running standardisation, logistic and softmax
 //!   regression by SGD or Adam) and the [`learn::Weights`] they serve.
 //! - [`learner`]: a learning node's update policy around them.
-//! - [`checkpoint`]: a learner saved to and resumed from safetensors.
+//! - [`checkpoint`]: a learner saved to and resumed from safetensors, and the
+//!   [`checkpoint::CheckpointError`] that stops either.
 //! - [`keeper`]: the features of predictions kept until their labels come.
 
 pub mod aggregate;
@@ -20,6 +22,7 @@ pub mod builtin;
 pub mod checkpoint;
 pub mod condition;
 pub mod device;
+pub mod error;
 pub mod keeper;
 pub mod learn;
 pub mod learner;
@@ -31,6 +34,7 @@ use std::sync::Arc;
 use crate::column::Column;
 use crate::value::Value;
 use builtin::Builtin;
+pub use error::KernelError;
 
 /// A row function: the values of a node's input fields in, its output fields out.
 /// An `Err` becomes an error row naming the node; a panic is caught and does the same.
@@ -59,9 +63,10 @@ impl std::fmt::Debug for MapKernel {
 /// row per batch row, of the node's input type), a column of the node's output type
 /// out, one row per input row in order; or an error that fails every row of the batch.
 pub trait BatchKernel: Send {
-    /// Computes the outputs of a batch.
-    fn forward(&mut self, inputs: Column) -> Result<Column, String>;
+    /// Computes the outputs of a batch. A custom kernel can fail with its own text
+    /// (`Err("...".into())`, [`KernelError::Custom`]).
+    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError>;
 }
 
 /// Builds one kernel per replica thread (each replica owns its own model instance).
-pub type KernelFactory = Arc<dyn Fn() -> Result<Box<dyn BatchKernel>, String> + Send + Sync>;
+pub type KernelFactory = Arc<dyn Fn() -> Result<Box<dyn BatchKernel>, KernelError> + Send + Sync>;

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use candle_core::{DType as CDType, Device, Tensor};
 
 use super::device::DeviceSpec;
-use super::{BatchKernel, KernelFactory};
+use super::{BatchKernel, KernelError, KernelFactory};
 use crate::column::Column;
 use crate::value::FieldType;
 
@@ -273,7 +273,7 @@ impl DenseModel {
         let model = Arc::clone(self);
         Arc::new(move || {
             let device = device.candle()?;
-            let forward = model.instantiate(&device).map_err(|e| e.to_string())?;
+            let forward = model.instantiate(&device).map_err(KernelError::candle("dense model: instantiate"))?;
             Ok(Box::new(forward) as Box<dyn BatchKernel>)
         })
     }
@@ -364,17 +364,18 @@ impl DenseForward {
 }
 
 impl BatchKernel for DenseForward {
-    fn forward(&mut self, inputs: Column) -> Result<Column, String> {
+    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
+        const OP: &str = "dense model";
         let rows = inputs.len();
         let (numbers, width) = match inputs {
             Column::F32(data) => (data, 1),
             Column::Tensor { width, data } => (data, width),
-            other => return Err(format!("expected f32 input, got {}", other.type_name())),
+            other => return Err(KernelError::InputType { op: OP, expected: "f32", found: other.type_name() }),
         };
         if width != self.input_width {
-            return Err(format!("expected {} inputs per row, got {width}", self.input_width));
+            return Err(KernelError::ShapeMismatch { op: OP, expected: self.input_width, found: width });
         }
-        let out = self.forward_flat(numbers, rows).map_err(|e| e.to_string())?;
+        let out = self.forward_flat(numbers, rows).map_err(KernelError::candle("dense model: forward"))?;
         Ok(match self.output_type.width() {
             Some(width) if !self.output_type.is_scalar() => Column::Tensor { width, data: out },
             _ => Column::F32(out),
@@ -411,6 +412,7 @@ mod tests {
     fn wrong_width_is_an_error_not_a_panic() {
         let mut f = two_layer().instantiate(&Device::Cpu).unwrap();
         let err = f.forward(Column::Tensor { width: 1, data: vec![1.0] }).unwrap_err();
-        assert!(err.contains("expected 2 inputs"), "{err}");
+        assert!(matches!(err, KernelError::ShapeMismatch { expected: 2, found: 1, .. }), "{err}");
+        assert!(err.to_string().contains("expected 2 inputs"), "{err}");
     }
 }

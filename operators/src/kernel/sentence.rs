@@ -27,7 +27,7 @@ use tokenizers::{Tokenizer, TruncationParams};
 
 use super::bert::{Bert, BertConfig};
 use super::device::DeviceSpec;
-use super::{BatchKernel, KernelFactory};
+use super::{BatchKernel, KernelError, KernelFactory};
 use crate::column::Column;
 
 /// Why a model directory cannot serve. The graph author's fault (or a missing install).
@@ -102,18 +102,21 @@ impl SentenceModel {
     }
 
     /// The token ids of `text`, as the model sees it (special tokens included).
-    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, String> {
-        let encoding = self.tokenizer.encode(text, true).map_err(|e| e.to_string())?;
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, KernelError> {
+        let encoding = self.tokenizer.encode(text, true).map_err(|source| KernelError::Tokenizer { source })?;
         Ok(encoding.get_ids().to_vec())
     }
 
     /// Builds an instance on `device`: reads the weights.
-    pub fn instantiate(&self, device: &Device) -> Result<SentenceEmbedder, String> {
+    pub fn instantiate(&self, device: &Device) -> Result<SentenceEmbedder, KernelError> {
         let path = self.dir.join("model.safetensors");
-        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let vb = VarBuilder::from_buffered_safetensors(bytes, CDType::F32, device)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        let model = Bert::load(vb, &self.config).map_err(|e| format!("{}: {e}", path.display()))?;
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(source) => return Err(KernelError::WeightsUnreadable { path, source }),
+        };
+        let model = VarBuilder::from_buffered_safetensors(bytes, CDType::F32, device)
+            .and_then(|vb| Bert::load(vb, &self.config))
+            .map_err(|source| KernelError::WeightsInvalid { path, source })?;
         Ok(SentenceEmbedder {
             model,
             width: self.config.hidden_size,
@@ -187,9 +190,9 @@ impl SentenceEmbedder {
     }
 
     /// The embeddings of `texts`, flat (`texts.len() × width`), in their order.
-    pub fn embed(&self, texts: Vec<String>) -> Result<Vec<f32>, String> {
+    pub fn embed(&self, texts: Vec<String>) -> Result<Vec<f32>, KernelError> {
         let rows = texts.len();
-        let encodings = self.tokenizer.encode_batch(texts, true).map_err(|e| e.to_string())?;
+        let encodings = self.tokenizer.encode_batch(texts, true).map_err(|source| KernelError::Tokenizer { source })?;
         let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
         let passes = if self.length_groups {
             length_groups(&ids.iter().map(|t| t.len()).collect::<Vec<_>>())
@@ -209,7 +212,7 @@ impl SentenceEmbedder {
 
     /// One forward pass over `texts` (token ids) padded to the longest: their pooled
     /// embeddings, flat, in order.
-    fn forward_pass(&self, texts: &[&[u32]]) -> Result<Vec<f32>, String> {
+    fn forward_pass(&self, texts: &[&[u32]]) -> Result<Vec<f32>, KernelError> {
         let rows = texts.len();
         let len = texts.iter().map(|t| t.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(rows * len);
@@ -220,28 +223,28 @@ impl SentenceEmbedder {
             mask.resize(mask.len() + t.len(), 1u32);
             mask.resize(mask.len() + len - t.len(), 0u32);
         }
-        let err = |e: candle_core::Error| e.to_string();
-        let ids = Tensor::from_vec(ids, (rows, len), &self.device).map_err(err)?;
-        let mask = Tensor::from_vec(mask, (rows, len), &self.device).map_err(err)?;
-        let hidden = self.model.forward(&ids, &mask).map_err(err)?;
+        let err = KernelError::candle("sentence model: forward");
+        let ids = Tensor::from_vec(ids, (rows, len), &self.device).map_err(&err)?;
+        let mask = Tensor::from_vec(mask, (rows, len), &self.device).map_err(&err)?;
+        let hidden = self.model.forward(&ids, &mask).map_err(&err)?;
         // Mean over the tokens the mask keeps.
-        let mask = mask.to_dtype(CDType::F32).map_err(err)?.unsqueeze(2).map_err(err)?;
-        let summed = hidden.broadcast_mul(&mask).and_then(|h| h.sum(1)).map_err(err)?;
-        let counts = mask.sum(1).and_then(|c| c.clamp(1e-9f32, f32::MAX)).map_err(err)?;
-        let mut pooled = summed.broadcast_div(&counts).map_err(err)?;
+        let mask = mask.to_dtype(CDType::F32).map_err(&err)?.unsqueeze(2).map_err(&err)?;
+        let summed = hidden.broadcast_mul(&mask).and_then(|h| h.sum(1)).map_err(&err)?;
+        let counts = mask.sum(1).and_then(|c| c.clamp(1e-9f32, f32::MAX)).map_err(&err)?;
+        let mut pooled = summed.broadcast_div(&counts).map_err(&err)?;
         if self.normalize {
-            let norm = pooled.sqr().and_then(|s| s.sum_keepdim(1)).and_then(|s| s.sqrt()).map_err(err)?;
-            let norm = norm.clamp(1e-12f32, f32::MAX).map_err(err)?;
-            pooled = pooled.broadcast_div(&norm).map_err(err)?;
+            let norm = pooled.sqr().and_then(|s| s.sum_keepdim(1)).and_then(|s| s.sqrt()).map_err(&err)?;
+            let norm = norm.clamp(1e-12f32, f32::MAX).map_err(&err)?;
+            pooled = pooled.broadcast_div(&norm).map_err(&err)?;
         }
-        pooled.flatten_all().and_then(|p| p.to_vec1::<f32>()).map_err(err)
+        pooled.flatten_all().and_then(|p| p.to_vec1::<f32>()).map_err(&err)
     }
 }
 
 impl BatchKernel for SentenceEmbedder {
-    fn forward(&mut self, inputs: Column) -> Result<Column, String> {
+    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
         let Column::Str(texts) = inputs else {
-            return Err(format!("a sentence model takes str, got {}", inputs.type_name()));
+            return Err(KernelError::InputType { op: "sentence model", expected: "str", found: inputs.type_name() });
         };
         let width = self.width;
         let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();

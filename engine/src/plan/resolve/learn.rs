@@ -151,7 +151,7 @@ pub(super) fn resolve(
         let file = checkpoint::latest(dir);
         if file.exists() {
             learner = checkpoint::load(&file, learner.config().clone(), width)
-                .map_err(|e| (Some("learn.checkpoint".into()), Problem::Option(e)))?;
+                .map_err(|e| (Some("learn.checkpoint".into()), Problem::Option(e.to_string())))?;
             start = format!("resumed at version {} from {}", learner.version(), file.display());
         }
     }
