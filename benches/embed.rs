@@ -21,6 +21,7 @@
 //!
 //! Run: `cargo bench --bench embed` (`-- --quick` for fewer rounds; an experiment's name
 //! to run only it). Needs the model: `scripts/fetch-minilm`.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 #[path = "support/load.rs"]
 mod load;

@@ -16,6 +16,7 @@
 //! 3. **lone-row latency**: one row at a time through `graphs/digits.yaml`
 //!    (`max_wait_ms` 2): p50/p99 of the time in the graph, against `max_wait_ms` plus one
 //!    direct forward pass of both models.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -27,6 +27,7 @@
 //!    `max_wait_ms` 0) and dynamic batching (`max_batch_size` 32, `max_wait_ms` 0: a
 //!    batch leaves whenever a replica is free), alternating in rounds likewise. Mean batch size per model node
 //!    is over the measured requests only.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 #[path = "support/load.rs"]
 mod load;

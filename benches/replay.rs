@@ -15,6 +15,7 @@
 //!
 //! Rounds alternate the three; ratios are medians of per-round ratios. Then peak RSS of
 //! the `weir` binary replaying the 1x file and a 10x file.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::process::Command;
 use std::sync::Arc;

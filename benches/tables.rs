@@ -23,6 +23,7 @@
 //! 4. **updates while serving**: one thread upserts random keys in batches of 1024 as
 //!    fast as the graph takes them while the rows of experiment 2 go through once:
 //!    updates/s applied, and rows/s against experiment 2's median.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

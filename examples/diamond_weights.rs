@@ -1,6 +1,7 @@
 //! Writes the weights of `graphs/diamond.yaml`: m1 computes 1·a, m2 computes 2·b.
 //!
 //! Run: `cargo run --example diamond_weights`
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::collections::HashMap;
 

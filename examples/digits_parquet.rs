@@ -1,6 +1,7 @@
 //! Writes the held-out digits (the test split, 360 rows) as `graphs/digits/test.parquet`
 //! with columns `id` (Int64), `pixels` (FixedSizeList<Float32, 64>) and `target` (Int64, the true label):
 //! the README's replay example. Run: `cargo run --release --example digits_parquet`.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::sync::Arc;
 

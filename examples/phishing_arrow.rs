@@ -3,6 +3,7 @@
 //! (FixedSizeList of 9 Float32) and `is_phishing` (Int64, the label), in stream order.
 //!
 //! Run: `cargo run --release --example phishing_arrow -- phishing.arrow`
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::fs::File;
 use std::sync::Arc;

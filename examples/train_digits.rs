@@ -6,6 +6,7 @@
 //! - `graphs/digits/mlp.safetensors`: MLP 64 -> 32 -> 10, ReLU.
 //!
 //! Run: `cargo run --release --example train_digits`
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::collections::HashMap;
 

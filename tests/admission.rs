@@ -1,5 +1,6 @@
 //! Admission control and deadlines in the engine: the in-flight bound refuses or waits,
 //! rows past their deadline are not computed, and a deadline closes a batch early.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! held in a forward pass until it has seen what it checks, the model waits behind a
 //! gate (`common::gate`). Wall-clock bounds are lower bounds (a row cannot leave before
 //! its `max_wait_ms`) or generous enough for a loaded 2-core machine.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The Rust builder and the YAML file are two routes to one IR: the same graph built
 //! both ways gives the same plan shape and the same answers.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;
 

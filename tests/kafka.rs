@@ -2,6 +2,7 @@
 //! message answered with its key and source headers, poison messages dead-lettered with
 //! the reason, and nothing lost when weir is killed with SIGKILL mid-stream or the group
 //! rebalances while messages are in flight.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;
 

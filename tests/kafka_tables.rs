@@ -1,6 +1,7 @@
 //! Tables that follow a Kafka topic, against a real broker (tansu, started by the test):
 //! a snapshot, then the topic's changes from before the start, then changes while
 //! serving; a tombstone deletes a key; a bad message is refused and counted.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! consumed and answered; and weir talks to a broker over TLS (`security.protocol=ssl`
 //! in the graph's Kafka properties), through a TLS-terminating proxy in front of tansu,
 //! whose own TLS listener does not complete a handshake (see README, "Over Kafka").
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Online learning on real data: River's phishing stream, predict-then-learn
 //! (prequential), with the learner kernel weir's `learn:` nodes are built on.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use weir::datasets::phishing;
 use weir_operators::kernel::learn::{OnlineLinear, Optimizer, RunningScaler};

@@ -1,6 +1,7 @@
 //! Online learning through the graph: `graphs/phishing-online.yaml` learns River's
 //! phishing stream from scratch, predict then learn, with its labels fed back by key
 //! around the dataflow's feedback loop.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,6 @@
 //! Dynamic dispatch from a YAML graph: rows routed by a string field's value, each
 //! branch computing something else, merged back, every row answered once.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use weir_engine::{yaml, Engine, EngineConfig, Plan};
 use weir_operators::{ErrorCode, Value};

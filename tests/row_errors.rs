@@ -1,5 +1,6 @@
 //! Errors are rows: a failing or panicking node fails only its rows, names itself, and
 //! the graph keeps serving. A combine never answers with a partial ensemble.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::sync::Arc;
 

@@ -7,6 +7,7 @@
 //! so each test waits until the Rust runtime is up (its stack-overflow handler for
 //! SIGSEGV is installed just before `main`) and signals from there on, at delays that
 //! fall into each stage of the start.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;
 

@@ -55,6 +55,7 @@
 //!    only when the fetch's wait runs out, so with librdkafka's default (500 ms) the
 //!    latency of both systems is mostly their consumer's fetch wait, and the short wait
 //!    shows what the graph itself adds.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 #[path = "../../tests/common/kafka.rs"]
 mod broker;

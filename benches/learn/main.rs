@@ -19,6 +19,7 @@
 //! it. It is the floor under the online-learning graph, not that graph's figure.
 //! Accuracy is deterministic for both; events/s are medians of rounds that alternate
 //! the two.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::path::Path;
 use std::process::Command;

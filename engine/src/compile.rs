@@ -223,10 +223,16 @@ fn first<'scope>(from: &mut impl Iterator<Item = RowStream<'scope>>) -> RowStrea
 }
 
 /// Builds `graph`'s dataflow on `worker`, on its thread, at the engine's start: the
-/// graph's sources (this worker's part of each), its tables, its steps ([`compile`]),
+/// graph's sources (this worker's part of each), its tables, its steps ([`compile`],
+/// with `models`, each model step's replica queue),
 /// and its sink, which hands each answered chunk (projected to the outputs) to the
 /// graph's reply table. Every operator then runs on this worker's thread.
-pub(crate) fn build_graph(worker: &mut Worker, graph: &Arc<Graph>, deterministic: bool) {
+pub(crate) fn build_graph(
+    worker: &mut Worker,
+    graph: &Arc<Graph>,
+    models: &HashMap<usize, ModelResources>,
+    deterministic: bool,
+) {
     let index = worker.index();
     let ingress = &graph.ingress;
     let (shutdown, clock) = (&ingress.shutdown, ingress.clock.as_ref());
@@ -244,13 +250,10 @@ pub(crate) fn build_graph(worker: &mut Worker, graph: &Arc<Graph>, deterministic
         });
         let outputs: Vec<usize> = graph.plan.output.fields.iter().map(|(_, i, _)| *i).collect();
         let answered = Arc::clone(graph);
-        compile(&graph.plan, input, &graph.models, learn, &tables).sink_rows(
-            "Output",
-            move |chunks: &mut Vec<Chunk>| {
-                for chunk in chunks.drain(..) {
-                    answered.replies.deliver(chunk.project(&outputs));
-                }
-            },
-        );
+        compile(&graph.plan, input, models, learn, &tables).sink_rows("Output", move |chunks: &mut Vec<Chunk>| {
+            for chunk in chunks.drain(..) {
+                answered.replies.deliver(chunk.project(&outputs));
+            }
+        });
     });
 }

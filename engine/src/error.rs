@@ -8,7 +8,8 @@ use std::fmt;
 
 use weir_operators::kernel::model::WeightsError;
 
-/// A graph that cannot be loaded, validated or started.
+/// A graph that cannot be loaded or validated. (Why an engine did not start is a
+/// [`crate::StartError`].)
 #[derive(Debug)]
 pub struct GraphError {
     /// The file, or `builder`.
@@ -71,9 +72,6 @@ pub enum Problem {
     /// The graph's shape is wrong: unmerged routes, parallel reads, unused nodes.
     #[error("{0}")]
     Topology(String),
-    /// The engine could not start the graph (threads, devices).
-    #[error("cannot start: {0}")]
-    Start(String),
 }
 
 impl GraphError {

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::bounded;
 use weir_operators::learn_stats::LearnStatsSnapshot;
-use weir_operators::stats::BatchStatsSnapshot;
+use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
 use weir_operators::{Chunk, ErrorCode, RowError, RowId, Value};
 
 use crate::admission::Admission;
@@ -38,31 +38,35 @@ use crate::submit::{Input, RowResult, Submission, SubmitError, WhenFull};
 use crate::tables;
 
 /// One running graph: its plan, where its submissions enter, where its answers go, and
-/// its model steps' replica queues. Shared by its handles (submitters) and by every
-/// worker (which builds its dataflow from it, see `compile::build_graph`).
+/// its model nodes' counters. Shared by its handles (submitters) and by every worker
+/// (which builds its dataflow from it, see `compile::build_graph`). The replicas' job
+/// queues are not in it: only the workers hold them, so the replicas stop once the
+/// workers have, however long handles live.
 pub(crate) struct Graph {
     pub(crate) plan: Arc<Plan>,
     pub(crate) schema: GraphSchema,
     pub(crate) ingress: Ingress,
     pub(crate) replies: ReplyTable,
-    /// Each model step's replica queue and counters, by step index.
-    pub(crate) models: HashMap<usize, ModelResources>,
+    /// Each model node's name and batch counters, in plan order.
+    stats: Vec<(String, Arc<BatchStats>)>,
     pub(crate) admission: Arc<Admission>,
     next_slot: AtomicU64,
 }
 
 impl Graph {
     /// A graph of `plan` entering through `ingress`.
-    pub(crate) fn new(plan: Arc<Plan>, ingress: Ingress, models: HashMap<usize, ModelResources>) -> Graph {
+    pub(crate) fn new(plan: Arc<Plan>, ingress: Ingress, models: &HashMap<usize, ModelResources>) -> Graph {
         let schema = GraphSchema::of(&plan);
         let admission = Arc::new(Admission::new(plan.serving.max_in_flight));
         Graph {
             replies: ReplyTable::new(schema.output_types(), Arc::clone(&admission)),
             admission,
             schema,
+            stats: (0..plan.steps.len())
+                .filter_map(|i| models.get(&i).map(|m| (plan.steps[i].name.clone(), Arc::clone(&m.stats))))
+                .collect(),
             plan,
             ingress,
-            models,
             next_slot: AtomicU64::new(0),
         }
     }
@@ -220,10 +224,7 @@ impl GraphHandle {
 
     /// Batch counters of every model node, by node name, in plan order.
     pub fn batch_stats(&self) -> Vec<(String, BatchStatsSnapshot)> {
-        let g = &*self.graph;
-        (0..g.plan.steps.len())
-            .filter_map(|i| g.models.get(&i).map(|m| (g.plan.steps[i].name.clone(), m.stats.snapshot())))
-            .collect()
+        self.graph.stats.iter().map(|(n, s)| (n.clone(), s.snapshot())).collect()
     }
 
     /// Computes one row and waits for its answer.

@@ -128,7 +128,7 @@ impl ReplyTable {
         };
         match reply {
             Replier::Row(reply) => {
-                if chunk.len() > 0 {
+                if !chunk.is_empty() {
                     reply(answer(0));
                 }
             }

@@ -102,20 +102,22 @@ impl Engine {
         let shutdown = Shutdown::new();
         let mut pools = Vec::new();
         let mut all = Vec::new();
+        let mut builds = Vec::new();
         for plan in plans {
             let plan = Arc::new(plan);
             let models = start_replicas(&plan, workers, &mut pools)?;
-            all.push(Arc::new(Graph::new(Arc::clone(&plan), ingress(&plan, &config, &shutdown), models)));
+            let graph = Arc::new(Graph::new(Arc::clone(&plan), ingress(&plan, &config, &shutdown), &models));
+            all.push(Arc::clone(&graph));
+            builds.push((graph, models));
         }
-        let shared = all.clone();
         let deterministic = config.deterministic;
         let timely_config = timely::Config {
             communication: timely::CommunicationConfig::Process(workers),
             worker: WorkerConfig::default(),
         };
         let guards = timely::execute(timely_config, move |worker| {
-            for graph in &shared {
-                build_graph(worker, graph, deterministic);
+            for (graph, models) in &builds {
+                build_graph(worker, graph, models, deterministic);
             }
             while worker.step_or_park(None) {}
         })
