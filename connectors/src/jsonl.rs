@@ -40,7 +40,7 @@ pub fn run_jsonl(
     in_flight: usize,
 ) -> io::Result<RunSummary> {
     let in_flight = in_flight.max(1);
-    let names: Vec<String> = graph.plan().output.fields.iter().map(|(n, _, _)| n.clone()).collect();
+    let names = graph.schema().output_names();
     let inputs = graph.plan().inputs.clone();
     // Each outstanding batch holds at least one row, so this never blocks a worker.
     let (tx, rx) = bounded::<(Vec<u64>, Vec<RowResult>)>(in_flight);

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crossbeam_channel::bounded;
 use weir_operators::learn_stats::LearnStatsSnapshot;
 use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
-use weir_operators::{Chunk, ErrorCode, RowError, RowId, Value};
+use weir_operators::{Chunk, RowError, RowId, Value};
 
 use crate::admission::Admission;
 use crate::compile::ModelResources;
@@ -280,8 +280,7 @@ impl GraphHandle {
 
 /// The refusal of feedback for a graph without a learning node.
 fn not_learning(graph: &str) -> SubmitError {
-    SubmitError::Invalid(RowError::new(
-        ErrorCode::InvalidInput,
+    SubmitError::Invalid(RowError::invalid_input(
         "feedback",
         format!("graph '{graph}' has no learning node; it takes no feedback"),
     ))

@@ -14,7 +14,7 @@
 use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
-use weir_operators::{Chunk, Column, ErrorCode, RowError};
+use weir_operators::{Chunk, Column, RowError};
 
 use crate::feedback::Feedback;
 use crate::handle::GraphHandle;
@@ -112,9 +112,9 @@ pub fn prequential(
         for (row, &label) in labels.iter().enumerate().skip(at).take(n) {
             let key = key_input.map(|k| inputs[k].value(row));
             let features = if key.is_none() { features_input.map(|f| inputs[f].value(row)) } else { None };
-            feedback.push(key.as_ref(), label, features.as_ref()).map_err(|m| {
-                SubmitError::Invalid(RowError::new(ErrorCode::InvalidInput, "feedback", format!("row {row}: {m}")))
-            })?;
+            feedback
+                .push(key.as_ref(), label, features.as_ref())
+                .map_err(|m| SubmitError::Invalid(RowError::invalid_input("feedback", format!("row {row}: {m}"))))?;
         }
         let tx = tx.clone();
         let block = blocks;

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use weir_operators::{Chunk, Column, ErrorCode, FieldType, RowError, RowId};
+use weir_operators::{Chunk, Column, FieldType, RowError, RowId};
 
 use crate::admission::Admission;
 use crate::submit::Replier;
@@ -175,5 +175,5 @@ fn index_of(id: RowId) -> usize {
 }
 
 fn unavailable() -> Arc<RowError> {
-    Arc::new(RowError::new(ErrorCode::Unavailable, "engine", "the engine shut down before answering"))
+    Arc::new(RowError::engine_unavailable("the engine shut down before answering"))
 }

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use weir_operators::{Chunk, Column, ErrorCode, RowError, Value};
+use weir_operators::{Chunk, Column, RowError, Value};
 
 use crate::feedback::Feedback;
 
@@ -51,13 +51,13 @@ impl SubmitError {
     pub fn into_row_error(self) -> RowError {
         match self {
             SubmitError::Invalid(r) => r,
-            other => RowError::new(ErrorCode::Unavailable, "engine", other.to_string()),
+            other => RowError::engine_unavailable(other.to_string()),
         }
     }
 
     /// An invalid submission: `message` about the input `field` (if one is to blame).
     pub(crate) fn invalid(stage: &str, field: Option<&str>, message: String) -> SubmitError {
-        let error = RowError::new(ErrorCode::InvalidInput, stage, message);
+        let error = RowError::invalid_input(stage, message);
         SubmitError::Invalid(match field {
             Some(f) => error.with_field(f),
             None => error,

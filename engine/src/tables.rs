@@ -18,7 +18,7 @@ use weir_operators::dataflow::clock::EventClock;
 use weir_operators::dataflow::source::RowSource;
 use weir_operators::dataflow::{ArrangeTable, CountKeys, TableArrangement, Time, Upserts};
 use weir_operators::table::TableKey;
-use weir_operators::{Chunk, Column, ErrorCode, RowError, Shutdown, Value};
+use weir_operators::{Chunk, Column, RowError, Shutdown, Value};
 
 use crate::ingress::Source;
 use crate::spec::TableSpec;
@@ -72,8 +72,7 @@ pub(crate) fn updates_chunk(
     changes: &[(Value, Option<Vec<Value>>)],
 ) -> Result<Chunk, RowError> {
     let wrong = |i: usize, field: &str, what: String| {
-        RowError::new(ErrorCode::InvalidInput, format!("tables.{}", spec.name), format!("change {i}: {what}"))
-            .with_field(field)
+        RowError::invalid_input(format!("tables.{}", spec.name), format!("change {i}: {what}")).with_field(field)
     };
     // Every change is checked, then the changes of a batch share one time, where their
     // order would be lost: of several changes to one key, only the last goes in.

@@ -246,7 +246,7 @@ fn schemas(state: &AppState) -> Vec<openapi::GraphSchema<'_>> {
             openapi::GraphSchema {
                 name: g.handle.name(),
                 inputs: plan.inputs.iter().map(|(n, t)| (n.as_str(), t)).collect(),
-                outputs: plan.output.fields.iter().map(|(n, _, t)| (n.as_str(), t)).collect(),
+                outputs: g.handle.schema().outputs.iter().map(|f| (f.name.as_str(), &f.ty)).collect(),
                 tables: &plan.tables,
                 feedback: g.handle.feedback_kinds(),
             }

@@ -249,7 +249,7 @@ async fn run(kafka: KafkaLoop, shutdown: Shutdown, grace: Duration) -> KafkaSumm
     let permits = Arc::new(Semaphore::new(graph.max_in_flight()));
     let consumer = Arc::new(consumer);
     let answerer = Arc::new(Answerer {
-        outputs: graph.plan().output.fields.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect(),
+        outputs: graph.schema().outputs.iter().map(|f| (f.name.clone(), f.ty.clone())).collect(),
         spec,
         producer,
         consumer: Arc::clone(&consumer),

@@ -184,7 +184,8 @@ pub fn replay_with_feedback(
     options: &ReplayOptions,
 ) -> Result<ReplaySummary, ReplayError> {
     let plan = graph.plan();
-    let fields: Vec<(String, FieldType)> = plan.output.fields.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+    let fields: Vec<(String, FieldType)> =
+        graph.schema().outputs.iter().map(|f| (f.name.clone(), f.ty.clone())).collect();
     let kept_fields = check_inputs(graph, inputs, &options.keep, &fields)?;
     let output_schema = Arc::new(Schema::new(
         fields

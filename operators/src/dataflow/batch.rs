@@ -85,7 +85,7 @@ pub struct BatchConfig {
 /// use timely::dataflow::operators::capture::{Capture, Event};
 /// use timely::dataflow::operators::ToStream;
 /// use weir_operators::dataflow::{BatchConfig, BatchForward, RowStream};
-/// use weir_operators::kernel::{BatchKernel, KernelFactory};
+/// use weir_operators::kernel::{BatchKernel, KernelError, KernelFactory};
 /// use weir_operators::replica::ReplicaPool;
 /// use weir_operators::stats::BatchStats;
 /// use weir_operators::{Chunk, Column, DType, FieldType};
@@ -93,10 +93,10 @@ pub struct BatchConfig {
 /// struct Double;
 ///
 /// impl BatchKernel for Double {
-///     fn forward(&mut self, inputs: Column) -> Result<Column, String> {
+///     fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
 ///         match inputs {
 ///             Column::F32(x) => Ok(Column::F32(x.iter().map(|x| 2.0 * x).collect())),
-///             other => Err(format!("expected f32, got {}", other.type_name())),
+///             other => Err(format!("expected f32, got {}", other.type_name()).into()),
 ///         }
 ///     }
 /// }
@@ -120,7 +120,7 @@ pub struct BatchConfig {
 /// assert_eq!(chunks.len(), 1);
 /// assert_eq!(*chunks[0].columns[1], Column::F32(vec![2.0, 4.0, 6.0]));
 /// assert_eq!(stats.snapshot().sizes, vec![0, 1, 1]);
-/// # Ok::<(), String>(())
+/// # Ok::<(), KernelError>(())
 /// ```
 pub trait BatchForward<'scope> {
     /// Appends the model's output to every chunk, computed in batches by the replicas
@@ -321,8 +321,7 @@ impl State {
         }
         if !late.is_empty() {
             // Past their deadline: failed at once, not computed.
-            let error = Arc::new(RowError::new(
-                ErrorCode::DeadlineExceeded,
+            let error = Arc::new(RowError::deadline_exceeded(
                 &*self.config.node,
                 "the row's deadline passed before its batch was computed",
             ));
@@ -371,11 +370,7 @@ impl State {
                 false
             }
             Err(TrySendError::Disconnected(_)) => {
-                let error = Arc::new(RowError::new(
-                    ErrorCode::Unavailable,
-                    &*self.config.node,
-                    "the node's replicas have stopped",
-                ));
+                let error = Arc::new(RowError::unavailable(&*self.config.node, "the node's replicas have stopped"));
                 self.answer(output, &runs, Err(&error));
                 true
             }

@@ -27,7 +27,7 @@ use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::kernel::aggregate::Aggregate;
-use crate::row::{panic_message, ErrorCode, RowError};
+use crate::row::{panic_message, RowError};
 use crate::value::{FieldType, Value};
 
 /// How a combine node joins and aggregates.
@@ -205,7 +205,7 @@ fn aggregate(spec: &CombineSpec, mut chunk: Chunk) -> Chunk {
                 }
             }
             for (row, message) in failures {
-                chunk.fail(row, Arc::new(RowError::new(ErrorCode::NodeFailed, &*spec.node, message)));
+                chunk.fail(row, Arc::new(RowError::node_failed(&*spec.node, message)));
             }
             column
         }
@@ -230,6 +230,7 @@ fn by_row(spec: &CombineSpec, parts: &[&Column], row: usize) -> Result<Value, St
 
 #[cfg(test)]
 mod tests {
+    use crate::row::ErrorCode;
     use timely::dataflow::operators::core::Concat;
 
     use super::*;

@@ -123,7 +123,7 @@ mod tests {
 
     use super::*;
     use crate::dataflow::captured;
-    use crate::row::{ErrorCode, RowError};
+    use crate::row::RowError;
 
     #[test]
     fn failed_rows_are_left_out_and_other_layouts_give_empty_labels() {
@@ -137,7 +137,7 @@ mod tests {
                 Column::Bool(vec![false, false, true]),
             ],
         );
-        feedback.fail(1, Arc::new(RowError::new(ErrorCode::InvalidInput, "feedback", "no label")));
+        feedback.fail(1, Arc::new(RowError::invalid_input("feedback", "no label")));
         let other = Chunk::new(0, vec![9], vec![Column::I64(vec![1])]);
         let got =
             captured(timely::example(move |scope| vec![feedback, other].to_stream(scope).feedback_labels().capture()));

@@ -37,7 +37,7 @@ use super::arrange::TableArrangement;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
-use crate::row::{ErrorCode, RowError, RowId};
+use crate::row::{RowError, RowId};
 use crate::table::{TableKey, TableRow};
 use crate::value::{FieldType, Value};
 
@@ -350,8 +350,7 @@ fn complete(mut chunk: Chunk, answers: &[Option<Option<TableRow>>], config: &Loo
                     let shown = TableKey::from_value(&key).map_or_else(|| format!("{key:?}"), |k| k.to_string());
                     chunk.fail(
                         i,
-                        Arc::new(RowError::new(
-                            ErrorCode::InvalidInput,
+                        Arc::new(RowError::invalid_input(
                             &*config.node,
                             format!("key {shown} is not in table '{}'", config.table),
                         )),

@@ -16,7 +16,7 @@ use super::RowStream;
 use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::kernel::{MapFn, MapKernel};
-use crate::row::{panic_message, ErrorCode, RowError};
+use crate::row::{panic_message, RowError};
 use crate::value::{FieldType, Value};
 
 /// Extension trait: apply a map node's function to every row.
@@ -84,7 +84,7 @@ impl<'scope> MapRows<'scope> for RowStream<'scope> {
                 MapKernel::Rows(f) => by_row(&inputs, &outputs, f, &chunk),
             };
             for (row, message) in failures {
-                chunk.fail(row, Arc::new(RowError::new(ErrorCode::NodeFailed, &*node, message)));
+                chunk.fail(row, Arc::new(RowError::node_failed(&*node, message)));
             }
             chunk.columns.extend(columns.into_iter().map(Arc::new));
             chunk
@@ -133,6 +133,7 @@ fn apply(outputs: &[FieldType], f: &MapFn, values: &[Value]) -> Result<Vec<Value
 
 #[cfg(test)]
 mod tests {
+    use crate::row::ErrorCode;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;

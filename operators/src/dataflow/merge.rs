@@ -68,7 +68,7 @@ mod tests {
     use super::*;
     use crate::column::Column;
     use crate::dataflow::{captured, Time};
-    use crate::row::{ErrorCode, RowError};
+    use crate::row::RowError;
 
     #[test]
     fn every_branch_is_projected_to_the_merged_layout_keeping_its_time() {
@@ -85,7 +85,7 @@ mod tests {
             ));
             b.advance_to(4);
             let mut failed = Chunk::new(1, vec![1, 2], vec![Column::F32(vec![0.0, 2.5]), Column::I64(vec![2, 3])]);
-            failed.fail(0, Arc::new(RowError::new(ErrorCode::NodeFailed, "upstream", "broke")));
+            failed.fail(0, Arc::new(RowError::node_failed("upstream", "broke")));
             b.send(failed);
             merged
         });

@@ -114,7 +114,7 @@ mod tests {
 
     use super::*;
     use crate::dataflow::captured;
-    use crate::row::{ErrorCode, RowError};
+    use crate::row::RowError;
 
     /// The samples of `chunks` with `key`, and the times they came at.
     fn run(chunks: Vec<Chunk>, key: Option<usize>) -> Vec<(Time, Samples)> {
@@ -128,9 +128,9 @@ mod tests {
     #[test]
     fn failed_rows_and_empty_chunks_give_no_samples() {
         let mut failed = chunk(Column::Str(vec![Arc::from("a"), Arc::from("b"), Arc::from("c")]));
-        failed.fail(1, Arc::new(RowError::new(ErrorCode::NodeFailed, "upstream", "broke")));
+        failed.fail(1, Arc::new(RowError::node_failed("upstream", "broke")));
         let mut all_failed = chunk(Column::I64(vec![1, 2, 3]));
-        all_failed.fail_all(Arc::new(RowError::new(ErrorCode::NodeFailed, "upstream", "broke")));
+        all_failed.fail_all(Arc::new(RowError::node_failed("upstream", "broke")));
         let got = run(vec![failed, all_failed], Some(0));
         let text = |k: &str| Key::Text(k.to_string());
         assert_eq!(got, vec![(0, Samples { keys: vec![text("a"), text("c")], features: vec![1.0, 3.0] })]);

@@ -80,7 +80,7 @@ mod tests {
     use super::*;
     use crate::column::Column;
     use crate::dataflow::captured;
-    use crate::row::{ErrorCode, RowError};
+    use crate::row::RowError;
 
     #[test]
     fn found_rows_go_first_and_the_rest_lose_the_values() {
@@ -96,7 +96,7 @@ mod tests {
                     Column::Bool(vec![true, false, false]),
                 ],
             );
-            mixed.fail(2, Arc::new(RowError::new(ErrorCode::NodeFailed, "upstream", "broke")));
+            mixed.fail(2, Arc::new(RowError::node_failed("upstream", "broke")));
             let all_found = Chunk::new(
                 1,
                 vec![10],

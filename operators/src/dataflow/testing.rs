@@ -137,7 +137,7 @@ pub(crate) fn f32_chunk(slot: u64, xs: &[f32]) -> Chunk {
 
 /// `chunk` with rows `rows` failed upstream, as an input that could not be decoded.
 pub(crate) fn failed_at(mut chunk: Chunk, rows: &[usize]) -> Chunk {
-    let error = Arc::new(RowError::new(ErrorCode::InvalidInput, "input", "could not be decoded"));
+    let error = Arc::new(RowError::invalid_input("input", "could not be decoded"));
     rows.iter().for_each(|&r| chunk.fail(r, Arc::clone(&error)));
     chunk
 }
