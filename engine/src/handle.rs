@@ -18,7 +18,6 @@
 //! chunk's *time* is the timely time it enters at. Model nodes batch rows by time and
 //! replicas answer batches by their own tickets, but both carry row ids through.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -28,7 +27,6 @@ use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
 use weir_operators::{Chunk, RowError, RowId, Value};
 
 use crate::admission::Admission;
-use crate::compile::ModelResources;
 use crate::feedback::{Feedback, FeedbackKinds};
 use crate::ingress::{Ingress, Source};
 use crate::plan::Plan;
@@ -54,17 +52,16 @@ pub(crate) struct Graph {
 }
 
 impl Graph {
-    /// A graph of `plan` entering through `ingress`.
-    pub(crate) fn new(plan: Arc<Plan>, ingress: Ingress, models: &HashMap<usize, ModelResources>) -> Graph {
+    /// A graph of `plan` entering through `ingress`, whose model nodes count their
+    /// batches in `stats` (name and counters, in plan order).
+    pub(crate) fn new(plan: Arc<Plan>, ingress: Ingress, stats: Vec<(String, Arc<BatchStats>)>) -> Graph {
         let schema = GraphSchema::of(&plan);
         let admission = Arc::new(Admission::new(plan.serving.max_in_flight));
         Graph {
             replies: ReplyTable::new(schema.output_types(), Arc::clone(&admission)),
             admission,
             schema,
-            stats: (0..plan.steps.len())
-                .filter_map(|i| models.get(&i).map(|m| (plan.steps[i].name.clone(), Arc::clone(&m.stats))))
-                .collect(),
+            stats,
             plan,
             ingress,
             next_slot: AtomicU64::new(0),

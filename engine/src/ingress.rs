@@ -12,6 +12,7 @@
 //! Threads: [`Ingress::send`] runs on the submitter's thread (a tokio task, a Kafka
 //! loop, a replay reader); the source operators run on the timely workers.
 
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +24,8 @@ use weir_operators::learn_stats::LearnStats;
 use weir_operators::{Chunk, Shutdown};
 
 use crate::feedback::FeedbackKinds;
+use crate::spec::TableSpec;
 use crate::submit::SubmitError;
-use crate::tables::TableIngress;
 
 /// Rows one activation of a source operator emits, about.
 const ROWS_PER_ACTIVATION: usize = 1024;
@@ -108,6 +109,30 @@ pub(crate) struct FeedbackIngress {
     pub(crate) source: Source,
     pub(crate) kinds: FeedbackKinds,
     pub(crate) stats: Arc<LearnStats>,
+}
+
+/// Upsert batches queued per worker, at most. Rows submitted after a batch wait for it
+/// (they must see it), so a short queue keeps a flood of updates from holding rows back
+/// behind a long backlog: a writer beyond the graph's pace waits instead.
+const BATCHES_QUEUED: usize = 8;
+
+/// One table's source, as submitters and workers use it.
+pub(crate) struct TableIngress {
+    pub(crate) spec: TableSpec,
+    pub(crate) source: Source,
+    /// Keys in the table, counted by every worker's part of it.
+    pub(crate) keys: Arc<AtomicI64>,
+}
+
+impl TableIngress {
+    /// The table `spec`'s source for `workers` workers.
+    pub(crate) fn new(spec: &TableSpec, workers: usize) -> TableIngress {
+        TableIngress {
+            spec: spec.clone(),
+            source: Source::new(workers, BATCHES_QUEUED),
+            keys: Arc::new(AtomicI64::new(0)),
+        }
+    }
 }
 
 /// A graph's sources, its clock if it has one, and the engine's shutdown.

@@ -30,9 +30,8 @@ use crate::compile::{build_graph, ModelResources, BATCHES_PER_REPLICA};
 use crate::error::{GraphError, Problem};
 use crate::feedback::FeedbackKinds;
 use crate::handle::{Graph, GraphHandle};
-use crate::ingress::{FeedbackIngress, Ingress, Source};
+use crate::ingress::{FeedbackIngress, Ingress, Source, TableIngress};
 use crate::plan::{Plan, StepOp};
-use crate::tables::TableIngress;
 
 /// Engine settings.
 #[derive(Clone, Debug)]
@@ -106,7 +105,10 @@ impl Engine {
         for plan in plans {
             let plan = Arc::new(plan);
             let models = start_replicas(&plan, workers, &mut pools)?;
-            let graph = Arc::new(Graph::new(Arc::clone(&plan), ingress(&plan, &config, &shutdown), &models));
+            let stats = (0..plan.steps.len())
+                .filter_map(|i| models.get(&i).map(|m| (plan.steps[i].name.clone(), Arc::clone(&m.stats))))
+                .collect();
+            let graph = Arc::new(Graph::new(Arc::clone(&plan), ingress(&plan, &config, &shutdown), stats));
             all.push(Arc::clone(&graph));
             builds.push((graph, models));
         }

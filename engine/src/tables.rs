@@ -10,7 +10,6 @@
 //! updates submitted before it.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use timely::dataflow::Scope;
@@ -20,32 +19,8 @@ use weir_operators::dataflow::{ArrangeTable, CountKeys, TableArrangement, Time, 
 use weir_operators::table::TableKey;
 use weir_operators::{Chunk, Column, RowError, Shutdown, Value};
 
-use crate::ingress::Source;
+use crate::ingress::TableIngress;
 use crate::spec::TableSpec;
-
-/// Upsert batches queued per worker, at most. Rows submitted after a batch wait for it
-/// (they must see it), so a short queue keeps a flood of updates from holding rows back
-/// behind a long backlog: a writer beyond the graph's pace waits instead.
-const BATCHES_QUEUED: usize = 8;
-
-/// One table's source, as submitters and workers use it.
-pub(crate) struct TableIngress {
-    pub(crate) spec: TableSpec,
-    pub(crate) source: Source,
-    /// Keys in the table, counted by every worker's part of it.
-    pub(crate) keys: Arc<AtomicI64>,
-}
-
-impl TableIngress {
-    /// The table `spec`'s source for `workers` workers.
-    pub(crate) fn new(spec: &TableSpec, workers: usize) -> TableIngress {
-        TableIngress {
-            spec: spec.clone(),
-            source: Source::new(workers, BATCHES_QUEUED),
-            keys: Arc::new(AtomicI64::new(0)),
-        }
-    }
-}
 
 /// The table on worker `index`: its source, its upserts, its arrangement.
 pub(crate) fn table_dataflow<'scope>(
