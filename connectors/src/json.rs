@@ -12,16 +12,16 @@
 
 use serde_json::{Map, Number, Value as Json};
 use weir_engine::spec::TableSpec;
-use weir_engine::{Feedback, FeedbackKinds};
+use weir_engine::{Feedback, FeedbackKinds, GraphField};
 use weir_operators::{DType, FieldType, RowError, Value};
 
 /// Decodes one row from a JSON value.
-pub fn decode_row(inputs: &[(String, FieldType)], json: &Json) -> Result<Vec<Value>, RowError> {
+pub fn decode_row(inputs: &[GraphField], json: &Json) -> Result<Vec<Value>, RowError> {
     let Json::Object(map) = json else {
         return Err(invalid(None, format!("expected a JSON object with fields {}", field_list(inputs))));
     };
     let mut row = Vec::with_capacity(inputs.len());
-    for (name, ty) in inputs {
+    for GraphField { name, ty } in inputs {
         let v = map.get(name).ok_or_else(|| invalid(Some(name), format!("missing field '{name}' ({ty})")))?;
         row.push(decode_value(ty, v).map_err(|m| invalid(Some(name), m))?);
     }
@@ -118,8 +118,8 @@ pub fn decode_table_values(
     Ok(row)
 }
 
-fn field_list(inputs: &[(String, FieldType)]) -> String {
-    inputs.iter().map(|(n, t)| format!("{n}: {t}")).collect::<Vec<_>>().join(", ")
+fn field_list(inputs: &[GraphField]) -> String {
+    inputs.iter().map(|f| format!("{}: {}", f.name, f.ty)).collect::<Vec<_>>().join(", ")
 }
 
 fn invalid(field: Option<&str>, message: String) -> RowError {
@@ -222,11 +222,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn inputs() -> Vec<(String, FieldType)> {
+    fn inputs() -> Vec<GraphField> {
         vec![
-            ("a".into(), FieldType::scalar(DType::F32)),
-            ("v".into(), FieldType::vector(3)),
-            ("m".into(), FieldType::parse("f32[2,2]").unwrap()),
+            GraphField::new("a", &FieldType::scalar(DType::F32)),
+            GraphField::new("v", &FieldType::vector(3)),
+            GraphField::new("m", &FieldType::parse("f32[2,2]").unwrap()),
         ]
     }
 

@@ -41,7 +41,7 @@ pub fn run_jsonl(
 ) -> io::Result<RunSummary> {
     let in_flight = in_flight.max(1);
     let names = graph.schema().output_names();
-    let inputs = graph.plan().inputs.clone();
+    let inputs = graph.schema().inputs.clone();
     // Each outstanding batch holds at least one row, so this never blocks a worker.
     let (tx, rx) = bounded::<(Vec<u64>, Vec<RowResult>)>(in_flight);
     let mut order = Reorder::default();

@@ -34,8 +34,9 @@ pub fn load_snapshots(graph: &GraphHandle) -> Result<Vec<(String, u64)>, ReplayE
 }
 
 fn load(graph: &GraphHandle, table: &TableSpec, path: &std::path::Path) -> Result<u64, ReplayError> {
-    let fields: Vec<_> =
-        std::iter::once((table.key.clone(), table.key_type.clone())).chain(table.values.iter().cloned()).collect();
+    let fields: Vec<GraphField> = std::iter::once(GraphField::new(&table.key, &table.key_type))
+        .chain(table.values.iter().map(|(name, ty)| GraphField::new(name, ty)))
+        .collect();
     let mut rows = 0u64;
     for file in discover(&[path.to_path_buf()], None)? {
         let wrong =

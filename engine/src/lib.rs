@@ -54,7 +54,7 @@ pub use feedback::{Feedback, FeedbackKinds};
 pub use handle::GraphHandle;
 pub use plan::Plan;
 pub use runtime::{Engine, EngineConfig, StartError};
-pub use schema::{Field, GraphSchema};
+pub use schema::{GraphField, GraphSchema};
 pub use spec::GraphSpec;
 pub use submit::{BatchReply, ChunkReply, Reply, RowResult, Submission, SubmitError, WhenFull};
 

@@ -13,11 +13,18 @@ use crate::submit::SubmitError;
 
 /// A named, typed field of a graph's inputs or outputs.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Field {
+pub struct GraphField {
     /// The field's name.
     pub name: String,
     /// Its type.
     pub ty: FieldType,
+}
+
+impl GraphField {
+    /// The field `name` of type `ty`.
+    pub fn new(name: &str, ty: &FieldType) -> GraphField {
+        GraphField { name: name.to_string(), ty: ty.clone() }
+    }
 }
 
 /// A graph's name, input fields and output fields, in their order.
@@ -26,9 +33,9 @@ pub struct GraphSchema {
     /// The graph's name.
     pub name: String,
     /// The input fields, in the order a row's values come.
-    pub inputs: Vec<Field>,
+    pub inputs: Vec<GraphField>,
     /// The output fields, in the order an answer's values come.
-    pub outputs: Vec<Field>,
+    pub outputs: Vec<GraphField>,
 }
 
 impl GraphSchema {
@@ -36,12 +43,12 @@ impl GraphSchema {
     pub fn of(plan: &Plan) -> GraphSchema {
         GraphSchema {
             name: plan.name.clone(),
-            inputs: plan.inputs.iter().map(|(name, ty)| Field { name: name.clone(), ty: ty.clone() }).collect(),
+            inputs: plan.inputs.iter().map(|(name, ty)| GraphField::new(name, ty)).collect(),
             outputs: plan
                 .output
                 .fields
                 .iter()
-                .map(|(name, _, ty)| Field { name: name.clone(), ty: ty.clone() })
+                .map(|(name, _, ty)| GraphField::new(name, ty))
                 .collect(),
         }
     }

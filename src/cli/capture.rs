@@ -105,7 +105,7 @@ pub fn capture(args: CaptureArgs) -> ExitCode {
         output_format,
         timeout: Duration::from_millis(timeout_ms),
     };
-    match capture(&plan.inputs, &spec) {
+    match capture(&weir_engine::GraphSchema::of(&plan).inputs, &spec) {
         Ok(s) => {
             eprintln!(
                 "weir: capture: {} messages from {} partitions, {} rows ({} undecodable) to {}",

@@ -26,6 +26,7 @@ use arrow_array::{
 };
 use arrow_buffer::NullBuffer;
 use arrow_schema::{ArrowError, DataType, Field, Schema};
+use weir_engine::GraphField;
 use weir_operators::{Chunk, Column, DType, FieldType, RowError, Value};
 
 /// A decoded row, or why that row could not be decoded.
@@ -56,9 +57,9 @@ pub fn write_stream(batch: &RecordBatch) -> Result<Vec<u8>, String> {
 
 /// Checks that `schema` has a column of a fitting type for every input field; the
 /// error lists every missing or mistyped column, what was expected and what was found.
-pub fn check_columns(inputs: &[(String, FieldType)], schema: &Schema) -> Result<(), String> {
+pub fn check_columns(inputs: &[GraphField], schema: &Schema) -> Result<(), String> {
     let mut problems = Vec::new();
-    for (name, ty) in inputs {
+    for GraphField { name, ty } in inputs {
         match schema.column_with_name(name) {
             None => problems.push(format!("missing column '{name}'")),
             Some((_, field)) => {
@@ -71,7 +72,8 @@ pub fn check_columns(inputs: &[(String, FieldType)], schema: &Schema) -> Result<
     if problems.is_empty() {
         return Ok(());
     }
-    let expected: Vec<String> = inputs.iter().map(|(n, ty)| format!("{n}: {ty} ({})", cast::accepted(ty))).collect();
+    let expected: Vec<String> =
+        inputs.iter().map(|f| format!("{}: {} ({})", f.name, f.ty, cast::accepted(&f.ty))).collect();
     let found: Vec<String> = schema.fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
     Err(format!(
         "{}; the graph expects {}; the input has {}",
@@ -93,13 +95,13 @@ pub struct DecodedColumns {
 /// Decodes the input columns of `batch` as columns. A row's error names it as row
 /// `first_row + i` (its place in the whole input).
 pub fn decode_columns(
-    inputs: &[(String, FieldType)],
+    inputs: &[GraphField],
     batch: &RecordBatch,
     first_row: u64,
 ) -> Result<DecodedColumns, RowError> {
     let mut columns = Vec::with_capacity(inputs.len());
     let mut failed: Vec<(usize, RowError)> = Vec::new();
-    for (name, ty) in inputs {
+    for GraphField { name, ty } in inputs {
         let array = batch.column_by_name(name).ok_or_else(|| {
             let found: Vec<String> =
                 batch.schema().fields().iter().map(|f| format!("{}: {}", f.name(), f.data_type())).collect();
@@ -123,7 +125,7 @@ pub fn decode_columns(
 
 /// Decodes the rows of `batch` (see [`decode_columns`]).
 pub fn decode_batch(
-    inputs: &[(String, FieldType)],
+    inputs: &[GraphField],
     batch: &RecordBatch,
     first_row: u64,
 ) -> Result<Vec<Decoded>, RowError> {
@@ -210,7 +212,7 @@ pub fn arrow_type(ty: &FieldType) -> DataType {
 
 /// Encodes answers (output values in `outputs` order, or the row's error) as a batch.
 pub fn encode_answers(
-    outputs: &[(String, FieldType)],
+    outputs: &[GraphField],
     answers: &[Result<Vec<Value>, Arc<RowError>>],
 ) -> Result<RecordBatch, String> {
     let (mut fields, mut columns) = output_columns(outputs, answers)?;
@@ -224,13 +226,13 @@ pub fn encode_answers(
 
 /// The output fields of answers as columns (see [`arrow_type`]), null where a row failed.
 pub fn output_columns(
-    outputs: &[(String, FieldType)],
+    outputs: &[GraphField],
     answers: &[Result<Vec<Value>, Arc<RowError>>],
 ) -> Result<(Vec<Field>, Vec<ArrayRef>), String> {
     let columns = outputs
         .iter()
         .enumerate()
-        .map(|(k, (_, ty))| {
+        .map(|(k, GraphField { ty, .. })| {
             let mut c = Column::with_capacity(ty, answers.len());
             for a in answers {
                 match a.as_ref().ok().and_then(|v| v.get(k)) {
@@ -251,12 +253,12 @@ pub fn output_columns(
 /// The output columns of an answered chunk as Arrow columns (see [`arrow_type`]), null
 /// where a row failed. Numeric columns move into Arrow buffers without a copy when the
 /// chunk holds the only reference to them.
-pub fn chunk_columns(outputs: &[(String, FieldType)], chunk: Chunk) -> Result<(Vec<Field>, Vec<ArrayRef>), String> {
+pub fn chunk_columns(outputs: &[GraphField], chunk: Chunk) -> Result<(Vec<Field>, Vec<ArrayRef>), String> {
     let nulls =
         chunk.has_errors().then(|| NullBuffer::from((0..chunk.len()).map(|r| chunk.is_ok(r)).collect::<Vec<_>>()));
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
-    for ((name, ty), column) in outputs.iter().zip(chunk.columns) {
+    for (GraphField { name, ty }, column) in outputs.iter().zip(chunk.columns) {
         let column = Arc::try_unwrap(column).unwrap_or_else(|shared| (*shared).clone());
         if !column.fits(ty) {
             return Err(format!("output '{name}' is {}, the graph declares {ty}", column.type_name()));
@@ -290,8 +292,8 @@ mod tests {
     use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
     use arrow_array::Float64Array;
 
-    fn inputs() -> Vec<(String, FieldType)> {
-        vec![("a".into(), FieldType::scalar(DType::F32)), ("v".into(), FieldType::vector(2))]
+    fn inputs() -> Vec<GraphField> {
+        vec![GraphField::new("a", &FieldType::scalar(DType::F32)), GraphField::new("v", &FieldType::vector(2))]
     }
 
     fn batch() -> RecordBatch {

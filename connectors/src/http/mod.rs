@@ -245,7 +245,7 @@ fn schemas(state: &AppState) -> Vec<openapi::GraphSchema<'_>> {
             let plan = g.handle.plan();
             openapi::GraphSchema {
                 name: g.handle.name(),
-                inputs: plan.inputs.iter().map(|(n, t)| (n.as_str(), t)).collect(),
+                inputs: g.handle.schema().inputs.iter().map(|f| (f.name.as_str(), &f.ty)).collect(),
                 outputs: g.handle.schema().outputs.iter().map(|f| (f.name.as_str(), &f.ty)).collect(),
                 tables: &plan.tables,
                 feedback: g.handle.feedback_kinds(),
@@ -436,7 +436,7 @@ async fn answer(
         Json::Array(items) => {
             let mut rows = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let row = decode_row(&plan.inputs, item).map_err(|e| {
+                let row = decode_row(&graph.handle.schema().inputs, item).map_err(|e| {
                     let mut err = ApiError::from_row(&e);
                     err.message = format!("row {i}: {}", err.message);
                     err
@@ -445,7 +445,7 @@ async fn answer(
             }
             (rows, true)
         }
-        single => (vec![decode_row(&plan.inputs, single).map_err(|e| ApiError::from_row(&e))?], false),
+        single => (vec![decode_row(&graph.handle.schema().inputs, single).map_err(|e| ApiError::from_row(&e))?], false),
     };
     if rows.is_empty() {
         return Ok(JsonBody(json!([])).into_response());

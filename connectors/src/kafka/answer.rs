@@ -65,7 +65,7 @@ impl Outcome {
 pub(crate) struct Answerer {
     pub spec: KafkaSpec,
     /// The output fields: names and types.
-    pub outputs: Vec<(String, weir_operators::FieldType)>,
+    pub outputs: Vec<weir_engine::GraphField>,
     pub producer: FutureProducer,
     pub consumer: Arc<StreamConsumer<Rebalances>>,
     pub stats: Arc<KafkaStats>,
@@ -113,7 +113,7 @@ impl Answerer {
                 let payload = match spec.format {
                     PayloadFormat::Json => match rows.first() {
                         Some(Ok(values)) => {
-                            let names = self.outputs.iter().map(|(n, _)| n.as_str());
+                            let names = self.outputs.iter().map(|f| f.name.as_str());
                             Ok(serde_json::to_vec(&encode_row(names, values)).unwrap_or_default())
                         }
                         _ => Err("no answer".to_string()),

@@ -123,7 +123,7 @@ struct Captured {
 }
 
 /// Captures `spec`'s range, decoding by `inputs` (the graph's input fields).
-pub fn capture(inputs: &[(String, FieldType)], spec: &CaptureSpec) -> Result<CaptureSummary, CaptureError> {
+pub fn capture(inputs: &[GraphField], spec: &CaptureSpec) -> Result<CaptureSummary, CaptureError> {
     let topic = spec.topic.as_str();
     let kafka = |what: &'static str| {
         move |e: rdkafka::error::KafkaError| CaptureError::Kafka {
@@ -260,8 +260,9 @@ pub fn capture(inputs: &[(String, FieldType)], spec: &CaptureSpec) -> Result<Cap
 }
 
 /// The capture file's schema.
-fn schema(inputs: &[(String, FieldType)]) -> SchemaRef {
-    let mut fields: Vec<Field> = inputs.iter().map(|(n, t)| Field::new(n, crate::arrow::arrow_type(t), true)).collect();
+fn schema(inputs: &[GraphField]) -> SchemaRef {
+    let mut fields: Vec<Field> =
+        inputs.iter().map(|f| Field::new(&f.name, crate::arrow::arrow_type(&f.ty), true)).collect();
     fields.extend([
         Field::new("kafka_topic", DataType::Utf8, false),
         Field::new("kafka_partition", DataType::Int32, false),
@@ -277,7 +278,7 @@ fn write(
     sink: &mut Sink,
     path: &Path,
     schema: &SchemaRef,
-    inputs: &[(String, FieldType)],
+    inputs: &[GraphField],
     topic: &str,
     rows: &mut Vec<Captured>,
     summary: &mut CaptureSummary,

@@ -249,7 +249,7 @@ async fn run(kafka: KafkaLoop, shutdown: Shutdown, grace: Duration) -> KafkaSumm
     let permits = Arc::new(Semaphore::new(graph.max_in_flight()));
     let consumer = Arc::new(consumer);
     let answerer = Arc::new(Answerer {
-        outputs: graph.schema().outputs.iter().map(|f| (f.name.clone(), f.ty.clone())).collect(),
+        outputs: graph.schema().outputs.clone(),
         spec,
         producer,
         consumer: Arc::clone(&consumer),
@@ -331,12 +331,12 @@ async fn run(kafka: KafkaLoop, shutdown: Shutdown, grace: Duration) -> KafkaSumm
 /// The rows of a payload, each decoded or not; an error if the payload as a whole
 /// does not fit the graph.
 fn decode(graph: &GraphHandle, format: PayloadFormat, payload: &[u8]) -> Result<Vec<Decoded>, RowError> {
-    decode_payload(&graph.plan().inputs, format, payload)
+    decode_payload(&graph.schema().inputs, format, payload)
 }
 
 /// [`decode`] by input fields.
 pub(crate) fn decode_payload(
-    inputs: &[(String, weir_operators::FieldType)],
+    inputs: &[GraphField],
     format: PayloadFormat,
     payload: &[u8],
 ) -> Result<Vec<Decoded>, RowError> {

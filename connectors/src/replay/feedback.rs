@@ -107,7 +107,7 @@ pub fn read_feedback(
                 .ok_or_else(|| bad(format!("no Int64 label column '{label}' (--label)")))?;
             let column = |name: &Option<String>, ty: Option<&FieldType>| -> Result<Option<Vec<Value>>, ReplayError> {
                 let (Some(name), Some(ty)) = (name, ty) else { return Ok(None) };
-                let decoded = crate::arrow::decode_columns(&[(name.clone(), ty.clone())], &batch, row)
+                let decoded = crate::arrow::decode_columns(&[GraphField::new(name, ty)], &batch, row)
                     .map_err(|e| bad(e.message))?;
                 if let Some((r, e)) = decoded.failed.first() {
                     return Err(bad(format!("row {}: {}", row + *r as u64, e.message)));

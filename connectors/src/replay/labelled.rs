@@ -31,7 +31,7 @@ pub fn read_labelled(
     let mut labels = Vec::new();
     let mut row = 0u64;
     for file in inputs {
-        crate::arrow::check_columns(&plan.inputs, &file.schema).map_err(|r| schema_error(file, r))?;
+        crate::arrow::check_columns(&graph.schema().inputs, &file.schema).map_err(|r| schema_error(file, r))?;
         match file.schema.column_with_name(label).map(|(_, f)| f.data_type().clone()) {
             Some(DataType::Int64) => {}
             Some(other) => {
@@ -45,7 +45,7 @@ pub fn read_labelled(
         for batch in files::open(file, 8192)? {
             let batch = batch.map_err(|e| files::damaged(file, row, e))?;
             let decoded =
-                crate::arrow::decode_columns(&plan.inputs, &batch, row).map_err(|e| schema_error(file, e.message))?;
+                crate::arrow::decode_columns(&graph.schema().inputs, &batch, row).map_err(|e| schema_error(file, e.message))?;
             if let Some((r, e)) = decoded.failed.first() {
                 return Err(schema_error(file, format!("row {}: {}", row + *r as u64, e.message)));
             }
@@ -63,6 +63,6 @@ pub fn read_labelled(
             row += batch.num_rows() as u64;
         }
     }
-    let columns = columns.unwrap_or_else(|| plan.inputs.iter().map(|(_, ty)| Column::filler(ty, 0)).collect());
+    let columns = columns.unwrap_or_else(|| graph.schema().inputs.iter().map(|f| Column::filler(&f.ty, 0)).collect());
     Ok((columns, labels))
 }

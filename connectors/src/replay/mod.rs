@@ -155,7 +155,7 @@ struct Block {
 
 /// The two files being written, and their schemas.
 struct Outputs<'a> {
-    fields: &'a [(String, FieldType)],
+    fields: &'a [GraphField],
     output: Sink,
     output_schema: SchemaRef,
     errors: Sink,
@@ -184,8 +184,7 @@ pub fn replay_with_feedback(
     options: &ReplayOptions,
 ) -> Result<ReplaySummary, ReplayError> {
     let plan = graph.plan();
-    let fields: Vec<(String, FieldType)> =
-        graph.schema().outputs.iter().map(|f| (f.name.clone(), f.ty.clone())).collect();
+    let fields = graph.schema().outputs.clone();
     let kept_fields = check_inputs(graph, inputs, &options.keep, &fields)?;
     let output_schema = Arc::new(Schema::new(
         fields
@@ -257,7 +256,7 @@ pub fn replay_with_feedback(
                         receive(&mut pending, &mut submitted);
                         write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
                     }
-                    let decoded = crate::arrow::decode_columns(&plan.inputs, &slice, row).map_err(|e| {
+                    let decoded = crate::arrow::decode_columns(&graph.schema().inputs, &slice, row).map_err(|e| {
                         ReplayError::Schema { path: file.path.clone(), graph: plan.name.clone(), reason: e.message }
                     })?;
                     let undecoded: Vec<(usize, Arc<RowError>)> =
@@ -320,12 +319,12 @@ fn check_inputs(
     graph: &GraphHandle,
     inputs: &[InputFile],
     keep: &[String],
-    outputs: &[(String, FieldType)],
+    outputs: &[GraphField],
 ) -> Result<Vec<Field>, ReplayError> {
     let plan = graph.plan();
     let mut kept: Vec<Field> = Vec::new();
     for file in inputs {
-        crate::arrow::check_columns(&plan.inputs, &file.schema).map_err(|reason| ReplayError::Schema {
+        crate::arrow::check_columns(&graph.schema().inputs, &file.schema).map_err(|reason| ReplayError::Schema {
             path: file.path.clone(),
             graph: plan.name.clone(),
             reason,
@@ -381,7 +380,7 @@ fn write_ready(
 
 /// The answers of every row of a block, in input order: the graph's for the rows
 /// submitted, the decoding error for the others.
-fn answers_in_order(block: &mut Block, outputs: &[(String, FieldType)]) -> Chunk {
+fn answers_in_order(block: &mut Block, outputs: &[GraphField]) -> Chunk {
     let fillers = |rows: usize| outputs.iter().map(|(_, ty)| Column::filler(ty, rows)).collect::<Vec<_>>();
     let mut answers = block.answers.take().unwrap_or_else(|| Chunk::new(0, Vec::new(), fillers(0)));
     let submitted = block.rows - block.undecoded.len();

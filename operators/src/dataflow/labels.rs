@@ -122,7 +122,7 @@ mod tests {
     use timely::dataflow::operators::ToStream;
 
     use super::*;
-    use crate::dataflow::captured;
+    use crate::dataflow::testing::captured;
     use crate::row::RowError;
 
     #[test]

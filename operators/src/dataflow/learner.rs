@@ -321,7 +321,7 @@ mod tests {
     use timely::dataflow::operators::Input;
 
     use super::*;
-    use crate::dataflow::captured;
+    use crate::dataflow::testing::captured;
     use crate::kernel::keeper::Key;
     use crate::kernel::learn::Optimizer;
     use crate::kernel::learner::LearnerConfig;

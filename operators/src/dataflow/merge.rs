@@ -67,7 +67,8 @@ mod tests {
 
     use super::*;
     use crate::column::Column;
-    use crate::dataflow::{captured, Time};
+    use crate::dataflow::testing::captured;
+    use crate::dataflow::Time;
     use crate::row::RowError;
 
     #[test]

@@ -113,7 +113,7 @@ mod tests {
     use timely::dataflow::operators::ToStream;
 
     use super::*;
-    use crate::dataflow::captured;
+    use crate::dataflow::testing::captured;
     use crate::row::RowError;
 
     /// The samples of `chunks` with `key`, and the times they came at.

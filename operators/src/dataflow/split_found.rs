@@ -79,7 +79,7 @@ mod tests {
 
     use super::*;
     use crate::column::Column;
-    use crate::dataflow::captured;
+    use crate::dataflow::testing::captured;
     use crate::row::RowError;
 
     #[test]

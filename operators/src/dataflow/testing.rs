@@ -245,3 +245,20 @@ impl TestModel {
         self.passes.lock().unwrap().clone()
     }
 }
+
+/// What a captured stream carried: each item with its time, in the order they came.
+pub(crate) fn captured<D>(
+    events: std::sync::mpsc::Receiver<timely::dataflow::operators::capture::Event<Time, Vec<D>>>,
+) -> Vec<(Time, D)> {
+    use timely::dataflow::operators::capture::Event;
+    events
+        .iter()
+        .flat_map(|event| match event {
+            Event::Messages(stamp, items) => {
+                let time = *stamp.expect_singleton();
+                items.into_iter().map(|item| (time, item)).collect()
+            }
+            Event::Progress(_) => Vec::new(),
+        })
+        .collect()
+}

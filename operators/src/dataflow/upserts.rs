@@ -92,7 +92,7 @@ mod tests {
 
     use super::*;
     use crate::column::Column;
-    use crate::dataflow::captured;
+    use crate::dataflow::testing::captured;
 
     #[test]
     fn rows_become_upserts_at_their_chunks_time() {
