@@ -1,6 +1,8 @@
 //! One test per way a graph can be wrong: each must fail `Plan::new` (what `weir check`
 //! runs) with an error naming the file, the node and the field, and saying what was
 //! expected.
+//!
+//! Over 600 lines, and one concept: the catalogue of graph errors, one short test each.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::collections::HashMap;

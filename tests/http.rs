@@ -1,6 +1,8 @@
 //! The HTTP endpoint: handlers through the `Router` without sockets, then real sockets
 //! on 127.0.0.1:0 for concurrency, overload, deadlines and shutdown, and the `weir serve`
 //! binary stopped by SIGTERM.
+//!
+//! Over 600 lines, and one concept: the HTTP endpoint's behaviour, end to end.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;

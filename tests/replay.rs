@@ -1,6 +1,8 @@
 //! `weir replay` as a user runs it: Arrow IPC and Parquet files in, one output row per
 //! input row out, bit-identical to `weir run`; failed rows in the errors file; inputs
 //! that do not fit the graph refused before any row runs; memory flat in the input size.
+//!
+//! Over 600 lines, and one concept: `weir replay`'s contract with its files.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 mod common;

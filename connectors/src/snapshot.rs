@@ -11,7 +11,7 @@
 //! snapshot is loaded whole or the command does not start.
 
 use weir_engine::spec::TableSpec;
-use weir_engine::GraphHandle;
+use weir_engine::{GraphField, GraphHandle};
 
 use crate::arrow::{check_columns, decode_columns};
 use crate::replay::files::{damaged, discover, open};

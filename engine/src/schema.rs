@@ -44,12 +44,7 @@ impl GraphSchema {
         GraphSchema {
             name: plan.name.clone(),
             inputs: plan.inputs.iter().map(|(name, ty)| GraphField::new(name, ty)).collect(),
-            outputs: plan
-                .output
-                .fields
-                .iter()
-                .map(|(name, _, ty)| GraphField::new(name, ty))
-                .collect(),
+            outputs: plan.output.fields.iter().map(|(name, _, ty)| GraphField::new(name, ty)).collect(),
         }
     }
 

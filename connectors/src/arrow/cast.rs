@@ -224,7 +224,8 @@ mod tests {
     /// value or error message; `Err` when the column as a whole is refused.
     fn decode(ty: &FieldType, column: ArrayRef) -> Result<Vec<Result<Value, String>>, String> {
         let batch = RecordBatch::try_from_iter([("x", column)]).unwrap();
-        let rows = crate::arrow::decode_batch(&[("x".into(), ty.clone())], &batch, 10).map_err(|e| e.message)?;
+        let rows =
+            crate::arrow::decode_batch(&[weir_engine::GraphField::new("x", ty)], &batch, 10).map_err(|e| e.message)?;
         Ok(rows
             .into_iter()
             .map(|r| r.map(|mut v| v.remove(0)).map_err(|e| format!("{:?}: {}", e.field, e.message)))
@@ -401,7 +402,7 @@ mod tests {
     /// The Kafka source's decoding of an Arrow payload goes through the same casts.
     #[test]
     fn a_kafka_arrow_payload_takes_a_list_of_float64() {
-        let inputs = vec![("x".to_string(), FieldType::vector(3))];
+        let inputs = vec![weir_engine::GraphField::new("x", &FieldType::vector(3))];
         let batch = |column: ArrayRef| RecordBatch::try_from_iter([("x", column)]).unwrap();
         let payload = crate::arrow::write_stream(&batch(Arc::new(lists(Some(vec![Some(1.0); 2]))))).unwrap();
         let rows = crate::kafka::decode_payload(&inputs, PayloadFormat::Arrow, &payload).unwrap();

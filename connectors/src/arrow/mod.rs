@@ -94,11 +94,7 @@ pub struct DecodedColumns {
 
 /// Decodes the input columns of `batch` as columns. A row's error names it as row
 /// `first_row + i` (its place in the whole input).
-pub fn decode_columns(
-    inputs: &[GraphField],
-    batch: &RecordBatch,
-    first_row: u64,
-) -> Result<DecodedColumns, RowError> {
+pub fn decode_columns(inputs: &[GraphField], batch: &RecordBatch, first_row: u64) -> Result<DecodedColumns, RowError> {
     let mut columns = Vec::with_capacity(inputs.len());
     let mut failed: Vec<(usize, RowError)> = Vec::new();
     for GraphField { name, ty } in inputs {
@@ -124,11 +120,7 @@ pub fn decode_columns(
 }
 
 /// Decodes the rows of `batch` (see [`decode_columns`]).
-pub fn decode_batch(
-    inputs: &[GraphField],
-    batch: &RecordBatch,
-    first_row: u64,
-) -> Result<Vec<Decoded>, RowError> {
+pub fn decode_batch(inputs: &[GraphField], batch: &RecordBatch, first_row: u64) -> Result<Vec<Decoded>, RowError> {
     let DecodedColumns { columns, failed } = decode_columns(inputs, batch, first_row)?;
     let mut failed = failed.into_iter().peekable();
     Ok((0..batch.num_rows())
@@ -320,14 +312,14 @@ mod tests {
 
     #[test]
     fn a_missing_or_mistyped_column_fails_the_batch() {
-        let wrong = vec![("a".into(), FieldType::scalar(DType::Str))];
+        let wrong = vec![GraphField::new("a", &FieldType::scalar(DType::Str))];
         let e = decode_batch(&wrong, &batch(), 0).unwrap_err();
         assert!(
             e.message.contains("must be text (Utf8, LargeUtf8, Utf8View or a Dictionary of them), got Float64"),
             "{}",
             e.message
         );
-        let missing = vec![("b".into(), FieldType::scalar(DType::F32))];
+        let missing = vec![GraphField::new("b", &FieldType::scalar(DType::F32))];
         let e = decode_batch(&missing, &batch(), 0).unwrap_err();
         assert!(e.message.contains("missing column 'b'") && e.message.contains("a: Float64"), "{}", e.message);
         assert!(read_stream(b"not arrow").is_err());
@@ -335,7 +327,8 @@ mod tests {
 
     #[test]
     fn answers_encode_with_an_error_column() {
-        let outputs = vec![("y".into(), FieldType::scalar(DType::F32)), ("p".into(), FieldType::vector(2))];
+        let outputs =
+            vec![GraphField::new("y", &FieldType::scalar(DType::F32)), GraphField::new("p", &FieldType::vector(2))];
         let answers = vec![
             Ok(vec![Value::F32(1.5), Value::Tensor(vec![0.25, 0.75].into())]),
             Err(Arc::new(RowError::model_failed("m", "boom"))),

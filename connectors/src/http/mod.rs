@@ -431,7 +431,6 @@ async fn answer(
     let bytes = read_body(headers, body, state.config.body_limit).await?;
     let json: Json = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not JSON: {e}")))?;
-    let plan = graph.handle.plan();
     let (rows, many) = match &json {
         Json::Array(items) => {
             let mut rows = Vec::with_capacity(items.len());

@@ -24,8 +24,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use weir_engine::spec::PayloadFormat;
-use weir_engine::RowResult;
-use weir_operators::FieldType;
+use weir_engine::{GraphField, RowResult};
 
 use super::{topic_partitions, Quiet};
 use crate::replay::sink::Sink;

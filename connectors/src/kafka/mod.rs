@@ -53,7 +53,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::FutureProducer;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
-use weir_engine::{GraphHandle, RowResult, Submission};
+use weir_engine::{GraphField, GraphHandle, RowResult, Submission};
 use weir_operators::{RowError, Shutdown};
 
 use crate::arrow::Decoded;

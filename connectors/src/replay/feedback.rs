@@ -16,7 +16,7 @@
 
 use arrow_array::{Array, Int64Array, RecordBatch};
 use weir_engine::plan::StepOp;
-use weir_engine::{Feedback, FeedbackKinds, GraphHandle};
+use weir_engine::{Feedback, FeedbackKinds, GraphField, GraphHandle};
 use weir_operators::{FieldType, Value};
 
 use super::files::{self, InputFile};

@@ -44,8 +44,8 @@ pub fn read_labelled(
         }
         for batch in files::open(file, 8192)? {
             let batch = batch.map_err(|e| files::damaged(file, row, e))?;
-            let decoded =
-                crate::arrow::decode_columns(&graph.schema().inputs, &batch, row).map_err(|e| schema_error(file, e.message))?;
+            let decoded = crate::arrow::decode_columns(&graph.schema().inputs, &batch, row)
+                .map_err(|e| schema_error(file, e.message))?;
             if let Some((r, e)) = decoded.failed.first() {
                 return Err(schema_error(file, format!("row {}: {}", row + *r as u64, e.message)));
             }

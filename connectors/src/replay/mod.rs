@@ -44,8 +44,8 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use crossbeam_channel::bounded;
-use weir_engine::{GraphHandle, Submission};
-use weir_operators::{Chunk, Column, FieldType, RowError};
+use weir_engine::{GraphField, GraphHandle, Submission};
+use weir_operators::{Chunk, Column, RowError};
 
 pub use error::ReplayError;
 pub use feedback::FeedbackStream;
@@ -189,7 +189,7 @@ pub fn replay_with_feedback(
     let output_schema = Arc::new(Schema::new(
         fields
             .iter()
-            .map(|(n, t)| Field::new(n, crate::arrow::arrow_type(t), true))
+            .map(|f| Field::new(&f.name, crate::arrow::arrow_type(&f.ty), true))
             .chain(kept_fields.iter().cloned())
             .collect::<Vec<_>>(),
     ));
@@ -219,7 +219,7 @@ pub fn replay_with_feedback(
     let total = inputs.iter().map(|f| f.rows).sum::<Option<u64>>();
     let mut progress = Progress::new(options.progress, total);
     let no_answers =
-        |rows: usize| Chunk::new(0, vec![0; rows], fields.iter().map(|(_, ty)| Column::filler(ty, rows)).collect());
+        |rows: usize| Chunk::new(0, vec![0; rows], fields.iter().map(|f| Column::filler(&f.ty, rows)).collect());
 
     let receive = |pending: &mut BTreeMap<u64, Block>, submitted: &mut usize| {
         if let Ok((seq, answers)) = rx.recv() {
@@ -332,7 +332,8 @@ fn check_inputs(
         for (i, column) in keep.iter().enumerate() {
             let keep_error =
                 |reason: String| ReplayError::Keep { path: file.path.clone(), column: column.clone(), reason };
-            if outputs.iter().any(|(n, _)| n == column) || column == "row" || ERROR_COLUMNS.contains(&column.as_str()) {
+            if outputs.iter().any(|f| &f.name == column) || column == "row" || ERROR_COLUMNS.contains(&column.as_str())
+            {
                 return Err(keep_error(format!(
                     "the graph's output or the errors file already has a column '{column}'"
                 )));
@@ -381,7 +382,7 @@ fn write_ready(
 /// The answers of every row of a block, in input order: the graph's for the rows
 /// submitted, the decoding error for the others.
 fn answers_in_order(block: &mut Block, outputs: &[GraphField]) -> Chunk {
-    let fillers = |rows: usize| outputs.iter().map(|(_, ty)| Column::filler(ty, rows)).collect::<Vec<_>>();
+    let fillers = |rows: usize| outputs.iter().map(|f| Column::filler(&f.ty, rows)).collect::<Vec<_>>();
     let mut answers = block.answers.take().unwrap_or_else(|| Chunk::new(0, Vec::new(), fillers(0)));
     let submitted = block.rows - block.undecoded.len();
     if answers.len() != submitted {
