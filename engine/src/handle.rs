@@ -1,12 +1,12 @@
-//! [`GraphHandle`]: a running graph, as submitters see it; and [`Graph`], what the
+//! [`GraphHandle`]: a running graph, as submitters see it; and `Graph`, what the
 //! submitters and the workers share of it.
 //!
 //! A submission ([`GraphHandle::submit`], on the submitter's thread: a tokio task, a
 //! Kafka loop, a replay reader) is checked against the graph's [`GraphSchema`], takes
 //! one permit per row from the graph's admission bound (`serving.max_in_flight`, see
-//! [`crate::admission`]; it waits or is refused, as the submission says), and gets a
+//! `admission.rs`; it waits or is refused, as the submission says), and gets a
 //! reply slot whose id is encoded in its rows' ids (see [`crate::replies`]). Its chunk
-//! then goes into one worker's channel ([`crate::ingress`]), which wakes that worker's
+//! then goes into one worker's channel (`ingress.rs`), which wakes that worker's
 //! source. The graph's sink, on the worker thread, finds the slot by row id and, when
 //! the batch is complete, calls the reply there and gives the permits back.
 //!

@@ -6,7 +6,7 @@
 //! - [`yaml`]: graph files; [`builder`]: the Rust API (`bind`, Ray Serve style);
 //! - [`plan`]: validation and resolution into a [`Plan`] (or a [`GraphError`]);
 //! - [`render`]: the plan as text, Graphviz dot or Mermaid;
-//! - [`compile`]: a plan becomes timely operators from `weir_operators`, one dataflow
+//! - `compile`: a plan becomes timely operators from `weir_operators`, one dataflow
 //!   per graph on each worker;
 //! - [`runtime`]: the [`Engine`]'s lifecycle: workers, replica threads, shutdown;
 //! - [`submit`]: the words of the submit path ([`Submission`], replies, refusals);

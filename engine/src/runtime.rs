@@ -4,14 +4,14 @@
 //! Threads, and what runs on them:
 //! - the caller's thread runs `start` and `shutdown`;
 //! - `workers` timely worker threads each build one dataflow per graph
-//!   ([`crate::compile::build_graph`]) and then run its operators, including every
+//!   (`compile::build_graph`) and then run its operators, including every
 //!   source, the sink and the reply callbacks (see [`crate::replies`]);
 //! - each model node's replica threads run its forward passes
 //!   (`weir_operators::replica`), fed by the node's batching operators;
 //! - submitters ([`crate::GraphHandle`]) run on whatever thread calls them.
 //!
-//! Each graph ([`crate::handle::Graph`]) is made whole before the workers start: its
-//! plan, its sources (channels and doorbells, see [`crate::ingress`]), its reply table,
+//! Each graph (`handle::Graph`) is made whole before the workers start: its
+//! plan, its sources (channels and doorbells, see `ingress.rs`), its reply table,
 //! its replica pools. Workers only take their part of it.
 //!
 //! Workers park when idle and use no CPU.

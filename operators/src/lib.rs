@@ -2,7 +2,7 @@
 //!
 //! A tour, from data to computation:
 //! - [`value`]: the [`Value`] of a field and its [`FieldType`].
-//! - [`column`]: a [`Column`] holds one field's values for many rows.
+//! - [`column`](mod@column): a [`Column`] holds one field's values for many rows.
 //! - [`chunk`]: a [`Chunk`] is rows of one submission by column, each row's values or
 //!   the [`RowError`] that stopped it ([`row`]); chunks flow along the graph's edges.
 //! - [`kernel`]: what nodes compute: candle models, built-in maps, aggregates, conditions.

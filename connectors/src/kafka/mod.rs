@@ -8,7 +8,7 @@
 //!    IPC stream of many rows, see [`crate::arrow`]) is decoded by the graph's input
 //!    schema. One that cannot be decoded goes to the dead-letter topic. A message, and
 //!    whatever else is already fetched (up to 256 messages), enter the graph as one
-//!    submission; their answers are produced by one task ([`answer`]), spawned by the
+//!    submission; their answers are produced by one task (`answer.rs`), spawned by the
 //!    graph's reply, so answering never waits for the consuming loop.
 //! 2. Each message takes a permit of an in-flight bound (the graph's
 //!    `serving.max_in_flight`) before it is submitted and keeps it until its offset is

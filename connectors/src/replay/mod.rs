@@ -6,7 +6,7 @@
 //! 2. Files are read batch by batch ([`files::open`]); each batch is cut into blocks of
 //!    `chunk_rows`, decoded by the graph's schema into columns, and a block's decodable
 //!    rows enter the graph as one submission by column
-//!    ([`GraphHandle::submit_columns`]), answered by column: no value is built per row.
+//!    ([`weir_engine::Submission::columns`]), answered by column: no value is built per row.
 //!    A column not of its field's type is cast first ([`crate::arrow::cast`]: a List of
 //!    Float64 for `f32[64]`, say); one whose type cannot convert without losing
 //!    information was refused in step 1. A row that does not decode (a null, a list of

@@ -3,7 +3,7 @@
 //! The table is an arrangement ([`super::ArrangeTable`]). A lookup is a half join: the
 //! request rows are not arranged. Three operators:
 //!
-//! 1. *ask* (on the row's worker): for every row still computing, a [`Query`] (the
+//! 1. *ask* (on the row's worker): for every row still computing, a `Query` (the
 //!    row's id, its key, the asking worker) goes at the row's time to the worker that
 //!    owns the key.
 //! 2. *answer* (on the key's worker): queries wait until the table's frontier has passed

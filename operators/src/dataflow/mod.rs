@@ -7,7 +7,7 @@
 //!
 //! | operator | node kind | file |
 //! |---|---|---|
-//! | [`source::row_source`] | graph input, fed by a bounded channel | `source.rs` |
+//! | [`source::RowSource`] | graph input, fed by a bounded channel | `source.rs` |
 //! | [`BatchForward`] | `model`: batches to replica threads | `batch.rs` |
 //! | [`MapRows`] | `map`: a built-in over columns, or a row function, inline | `map.rs` |
 //! | [`RouteRows`] | `route`: one branch per row | `route.rs` |
