@@ -2,8 +2,10 @@
 //! back ([`RowResult`], through a [`Reply`], [`BatchReply`] or [`ChunkReply`]), and why
 //! a submission was refused ([`SubmitError`]).
 //!
-//! This module is a leaf: it names things, and the rest of the engine uses it
-//! ([`crate::GraphHandle::submit`] takes a submission, the reply table calls its reply).
+//! This module names things and the rest of the engine uses it
+//! ([`crate::GraphHandle::submit`] takes a submission, the reply table calls its
+//! reply); it imports nothing of the submit path but the [`Feedback`] rows a submission
+//! may carry.
 //!
 //! Replies are called exactly once, on a timely worker thread (or, at shutdown, on the
 //! thread that shuts the engine down); they must not block.
