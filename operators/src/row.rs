@@ -93,6 +93,12 @@ impl RowError {
         RowError::unavailable("engine", message)
     }
 
+    /// The error of a row the graph gave no answer for, though its submission was
+    /// answered (an [`RowError::engine_unavailable`]); a connector fills such a gap with it.
+    pub fn no_answer() -> Self {
+        RowError::engine_unavailable("the graph gave no answer for this row")
+    }
+
     /// The same error, naming `field`.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());

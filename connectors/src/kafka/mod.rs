@@ -411,7 +411,7 @@ fn deliver(pending: Vec<(Origin, Vec<Option<RowResult>>)>, answered: Vec<RowResu
         .map(|(origin, results)| {
             let rows = results
                 .into_iter()
-                .map(|r| r.or_else(|| answered.next()).unwrap_or_else(|| Err(Arc::new(lost()))))
+                .map(|r| r.or_else(|| answered.next()).unwrap_or_else(|| Err(Arc::new(RowError::no_answer()))))
                 .collect();
             (origin, Outcome::Rows(rows))
         })
@@ -432,10 +432,6 @@ fn origin_of(message: &rdkafka::message::BorrowedMessage<'_>, permit: OwnedSemap
             .unwrap_or_default(),
         _permit: permit,
     }
-}
-
-fn lost() -> RowError {
-    RowError::engine_unavailable("the graph gave no answer for this row")
 }
 
 #[cfg(test)]

@@ -388,7 +388,7 @@ fn answers_in_order(block: &mut Block, outputs: &[GraphField]) -> Chunk {
     if answers.len() != submitted {
         // The graph answers every row it takes; say so rather than misalign rows.
         answers = Chunk::new(0, vec![0; submitted], fillers(submitted));
-        answers.fail_all(Arc::new(lost()));
+        answers.fail_all(Arc::new(RowError::no_answer()));
     }
     if block.undecoded.is_empty() {
         return answers;
@@ -441,8 +441,4 @@ fn write_block(mut block: Block, out: &mut Outputs<'_>, summary: &mut ReplaySumm
     columns.push(Arc::new(StringArray::from_iter_values(failed.iter().map(|(_, e)| e.message.as_str()))));
     let batch = RecordBatch::try_new(Arc::clone(&out.errors_schema), columns).map_err(|e| broken(e.to_string()))?;
     out.errors.write(&batch)
-}
-
-fn lost() -> RowError {
-    RowError::engine_unavailable("the graph gave no answer for this row")
 }
