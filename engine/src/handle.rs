@@ -24,7 +24,7 @@ use std::sync::Arc;
 use crossbeam_channel::bounded;
 use weir_operators::learn_stats::LearnStatsSnapshot;
 use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
-use weir_operators::{Chunk, RowError, RowId, Value};
+use weir_operators::{Chunk, RowId, Value};
 
 use crate::admission::Admission;
 use crate::feedback::{Feedback, FeedbackKinds};
@@ -88,6 +88,11 @@ pub struct GraphHandle {
 impl GraphHandle {
     pub(crate) fn new(graph: Arc<Graph>) -> GraphHandle {
         GraphHandle { graph }
+    }
+
+    /// The graph this handle submits to.
+    pub(crate) fn graph(&self) -> &Graph {
+        &self.graph
     }
 
     /// The graph's name.
@@ -277,8 +282,5 @@ impl GraphHandle {
 
 /// The refusal of feedback for a graph without a learning node.
 fn not_learning(graph: &str) -> SubmitError {
-    SubmitError::Invalid(RowError::invalid_input(
-        "feedback",
-        format!("graph '{graph}' has no learning node; it takes no feedback"),
-    ))
+    SubmitError::invalid("feedback", None, format!("graph '{graph}' has no learning node; it takes no feedback"))
 }

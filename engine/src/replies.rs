@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use weir_operators::{Chunk, Column, FieldType, RowError, RowId};
 
 use crate::admission::Admission;
-use crate::submit::Replier;
+use crate::submit::{Replier, RowResult};
 
 /// Bits of a row id that hold the row's index in its batch: batches hold at most
 /// 2^20 rows.
@@ -121,19 +121,14 @@ impl ReplyTable {
     fn finish(&self, slot: u64, rows: usize, pieces: Vec<Chunk>, reply: Replier) {
         let chunk = self.assemble(slot, rows, pieces);
         self.admission.release(rows);
-        let all: Vec<usize> = (0..chunk.columns.len()).collect();
-        let answer = |row: usize| match chunk.error(row) {
-            Some(error) => Err(Arc::clone(error)),
-            None => Ok(chunk.values(row, &all)),
-        };
         match reply {
+            Replier::Chunk(reply) => reply(chunk),
             Replier::Row(reply) => {
-                if !chunk.is_empty() {
-                    reply(answer(0));
+                if let Some(answer) = rows_of(&chunk).next() {
+                    reply(answer);
                 }
             }
-            Replier::Rows(reply) => reply((0..chunk.len()).map(answer).collect()),
-            Replier::Chunk(reply) => reply(chunk),
+            Replier::Rows(reply) => reply(rows_of(&chunk).collect()),
         }
     }
 
@@ -167,6 +162,15 @@ impl ReplyTable {
         let order: Vec<usize> = at.into_iter().flatten().collect();
         whole.gather(&order)
     }
+}
+
+/// A chunk's answers as rows: each row's output values, or its error.
+fn rows_of(chunk: &Chunk) -> impl Iterator<Item = RowResult> + '_ {
+    let all: Vec<usize> = (0..chunk.columns.len()).collect();
+    (0..chunk.len()).map(move |row| match chunk.error(row) {
+        Some(error) => Err(Arc::clone(error)),
+        None => Ok(chunk.values(row, &all)),
+    })
 }
 
 /// The index of a row in its batch.

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use timely::WorkerConfig;
 use weir_operators::dataflow::clock::EventClock;
+use weir_operators::kernel::KernelError;
 use weir_operators::learn_stats::LearnStats;
 use weir_operators::replica::ReplicaPool;
 use weir_operators::stats::BatchStats;
@@ -63,14 +64,14 @@ pub enum StartError {
     #[error(transparent)]
     Graph(#[from] GraphError),
     /// A model node's replicas could not start (its device, its threads).
-    #[error("{origin}: node '{node}': cannot start its replicas: {reason}")]
+    #[error("{origin}: node '{node}': cannot start its replicas: {source}")]
     Replicas {
         /// The graph's file.
         origin: String,
         /// The model node.
         node: String,
         /// What failed.
-        reason: String,
+        source: Box<KernelError>,
     },
     /// The timely workers could not start.
     #[error("cannot start the engine's workers: {0}")]
@@ -80,7 +81,6 @@ pub enum StartError {
 /// A running engine. Dropping it shuts it down (see [`Engine::shutdown`]).
 pub struct Engine {
     graphs: Vec<GraphHandle>,
-    all: Vec<Arc<Graph>>,
     shutdown: Shutdown,
     guards: Option<timely::communication::WorkerGuards<()>>,
     pools: Vec<ReplicaPool>,
@@ -100,7 +100,6 @@ impl Engine {
         }
         let shutdown = Shutdown::new();
         let mut pools = Vec::new();
-        let mut all = Vec::new();
         let mut builds = Vec::new();
         for plan in plans {
             let plan = Arc::new(plan);
@@ -109,9 +108,9 @@ impl Engine {
                 .filter_map(|i| models.get(&i).map(|m| (plan.steps[i].name.clone(), Arc::clone(&m.stats))))
                 .collect();
             let graph = Arc::new(Graph::new(Arc::clone(&plan), ingress(&plan, &config, &shutdown), stats));
-            all.push(Arc::clone(&graph));
             builds.push((graph, models));
         }
+        let graphs = builds.iter().map(|(g, _)| GraphHandle::new(Arc::clone(g))).collect();
         let deterministic = config.deterministic;
         let timely_config = timely::Config {
             communication: timely::CommunicationConfig::Process(workers),
@@ -124,8 +123,7 @@ impl Engine {
             while worker.step_or_park(None) {}
         })
         .map_err(StartError::Workers)?;
-        let graphs = all.iter().map(|g| GraphHandle::new(Arc::clone(g))).collect();
-        Ok(Engine { graphs, all, shutdown, guards: Some(guards), pools })
+        Ok(Engine { graphs, shutdown, guards: Some(guards), pools })
     }
 
     /// The graph named `name`.
@@ -147,15 +145,15 @@ impl Engine {
 
     fn stop(&mut self) {
         self.shutdown.request();
-        for bell in self.all.iter().flat_map(|g| g.ingress.all_doorbells()) {
+        for bell in self.graphs.iter().flat_map(|g| g.graph().ingress.all_doorbells()) {
             bell.wake();
         }
         if let Some(guards) = self.guards.take() {
             drop(guards.join());
         }
         self.pools.clear();
-        for g in &self.all {
-            g.replies.fail_all();
+        for g in &self.graphs {
+            g.graph().replies.fail_all();
         }
     }
 }
@@ -185,10 +183,10 @@ fn start_replicas(
             Arc::clone(&factory.0),
             Arc::clone(&stats),
         )
-        .map_err(|reason| StartError::Replicas {
+        .map_err(|source| StartError::Replicas {
             origin: plan.origin.clone(),
             node: step.name.clone(),
-            reason: reason.to_string(),
+            source: Box::new(source),
         })?;
         models.insert(i, ModelResources { jobs: pool.sender(), stats });
         pools.push(pool);
