@@ -71,9 +71,9 @@ fn diamond(quick: bool) {
         best_rate(n, 3, || {
             for start in (0..n).step_by(64) {
                 let end = (start + 64).min(n);
-                let ya = m1.forward(Column::F32(a[start..end].to_vec())).expect("m1");
-                let yb = m2.forward(Column::F32(b[start..end].to_vec())).expect("m2");
-                let (ya, yb) = (ya.f32s().expect("f32").0, yb.f32s().expect("f32").0);
+                let ya = m1.forward(vec![Column::F32(a[start..end].to_vec())]).expect("m1");
+                let yb = m2.forward(vec![Column::F32(b[start..end].to_vec())]).expect("m2");
+                let (ya, yb) = (ya[0].f32s().expect("f32").0, yb[0].f32s().expect("f32").0);
                 for ((x, y), c) in ya.iter().zip(yb).zip(&c[start..end]) {
                     std::hint::black_box(x + y + c);
                 }
@@ -175,7 +175,7 @@ fn batching(quick: bool) {
                 best_rate(n, 1, || {
                     for part in pixels.chunks(batch * 64) {
                         let x = Column::Tensor { width: 64, data: part.to_vec() };
-                        std::hint::black_box(direct.forward(x).expect("forward"));
+                        std::hint::black_box(direct.forward(vec![x]).expect("forward"));
                     }
                 })
             });
@@ -228,8 +228,8 @@ fn lone_row(quick: bool) {
     let one = Column::Tensor { width: 64, data: set[0].pixels.clone() };
     let t = Instant::now();
     for _ in 0..100 {
-        std::hint::black_box(a.forward(one.clone()).expect("forward"));
-        std::hint::black_box(b.forward(one.clone()).expect("forward"));
+        std::hint::black_box(a.forward(vec![one.clone()]).expect("forward"));
+        std::hint::black_box(b.forward(vec![one.clone()]).expect("forward"));
     }
     let forward = t.elapsed() / 100;
     let floor = Duration::from_millis(2) + forward;

@@ -102,8 +102,8 @@ impl Raw {
                     x.extend(row.iter().zip(self.mean.iter().zip(&self.std)).map(|(x, (m, s))| (x - m) / s));
                 }
                 let x = Column::Tensor { width: 64, data: x };
-                std::hint::black_box(a.forward(x.clone()).expect("forward"));
-                std::hint::black_box(b.forward(x).expect("forward"));
+                std::hint::black_box(a.forward(vec![x.clone()]).expect("forward"));
+                std::hint::black_box(b.forward(vec![x]).expect("forward"));
             }
             (pixels.len() / 64) as f64 / t.elapsed().as_secs_f64()
         })

@@ -17,7 +17,7 @@ use common::slow::gated_plan;
 use weir_engine::builder::{GraphBuilder, Model};
 use weir_engine::spec::{Batching, ModelSource, Serving};
 use weir_engine::{Engine, EngineConfig, GraphHandle, Submission};
-use weir_operators::kernel::{BatchKernel, KernelError};
+use weir_operators::kernel::{single_input, BatchKernel, KernelError};
 use weir_operators::{Column, DType, FieldType, Value};
 
 /// Doubles its input, taking `per_batch` for every batch.
@@ -26,10 +26,11 @@ struct Slow {
 }
 
 impl BatchKernel for Slow {
-    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
+    fn forward(&mut self, inputs: Vec<Column>) -> Result<Vec<Column>, KernelError> {
+        let inputs = single_input("test kernel", inputs)?;
         std::thread::sleep(self.per_batch);
         let (xs, _) = inputs.f32s().ok_or("expected f32 inputs")?;
-        Ok(Column::F32(xs.iter().map(|x| 2.0 * x).collect()))
+        Ok(vec![Column::F32(xs.iter().map(|x| 2.0 * x).collect())])
     }
 }
 

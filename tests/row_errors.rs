@@ -9,7 +9,7 @@ use weir_engine::spec::{Batching, ModelSource};
 use weir_engine::{Engine, EngineConfig, GraphHandle, Submission, SubmitError};
 use weir_operators::kernel::aggregate::Aggregate;
 use weir_operators::kernel::condition::Condition;
-use weir_operators::kernel::{BatchKernel, KernelError};
+use weir_operators::kernel::{single_input, BatchKernel, KernelError};
 use weir_operators::{Column, DType, ErrorCode, FieldType, Value};
 
 fn scalar() -> FieldType {
@@ -24,7 +24,8 @@ fn num(v: &Value) -> f32 {
 struct Picky;
 
 impl BatchKernel for Picky {
-    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
+    fn forward(&mut self, inputs: Vec<Column>) -> Result<Vec<Column>, KernelError> {
+        let inputs = single_input("test kernel", inputs)?;
         let inputs = inputs.values();
         if inputs.iter().any(|v| num(v) == 666.0) {
             panic!("the devil's number");
@@ -32,7 +33,7 @@ impl BatchKernel for Picky {
         if inputs.iter().any(|v| num(v) == 13.0) {
             return Err("unlucky batch".into());
         }
-        Ok(Column::F32(inputs.iter().map(|v| num(v) + 1.0).collect()))
+        Ok(vec![Column::F32(inputs.iter().map(|v| num(v) + 1.0).collect())])
     }
 }
 

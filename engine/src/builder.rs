@@ -181,8 +181,8 @@ impl Model {
         Bound {
             kind: NodeKind::Model(ModelSpec {
                 source: self.source,
-                input,
-                output: self.output,
+                inputs: ModelInputs::One(input),
+                outputs: ModelOutputs::One(self.output),
                 batching: self.batching,
                 learn: self.learn,
             }),

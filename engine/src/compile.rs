@@ -28,7 +28,7 @@ use weir_operators::kernel::learner::Learner;
 use weir_operators::learn_stats::LearnStats;
 use weir_operators::replica::Job;
 use weir_operators::stats::BatchStats;
-use weir_operators::{Chunk, FieldType};
+use weir_operators::Chunk;
 
 use crate::handle::Graph;
 use crate::plan::{Plan, StepOp, StreamId};
@@ -85,15 +85,12 @@ pub fn compile<'scope>(
         let mut from = step.from.iter().map(|s| streams[s].clone());
         let node: Arc<str> = step.name.as_str().into();
         match &step.op {
-            StepOp::Model { input, batching, .. } => {
+            StepOp::Model { inputs, outputs, batching, .. } => {
                 let res = &models[&i];
-                // A model step adds one field, its output, last in its schema.
-                let output =
-                    step.schema.fields.last().map(|(_, ty)| ty.clone()).unwrap_or_else(|| FieldType::vector(1));
                 let config = BatchConfig {
                     node,
-                    input: *input,
-                    output,
+                    inputs: inputs.clone(),
+                    outputs: outputs.clone(),
                     max_batch_size: batching.max_batch_size,
                     max_wait: Duration::from_millis(batching.max_wait_ms),
                     replicas: batching.replicas,

@@ -66,6 +66,15 @@ pub enum Problem {
         /// The name as written.
         name: String,
     },
+    /// A model file of a registered format (or a custom kernel) could not be loaded:
+    /// the format's own reason.
+    #[error("{format} model: {reason}")]
+    Model {
+        /// The format (or kernel) named by the node.
+        format: String,
+        /// Why it could not load.
+        reason: String,
+    },
     /// A node option is out of range or malformed.
     #[error("invalid option: {0}")]
     Option(String),

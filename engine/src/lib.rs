@@ -37,6 +37,7 @@ pub mod error;
 pub mod feedback;
 pub mod handle;
 mod ingress;
+pub mod kernels;
 pub mod plan;
 pub mod prequential;
 pub mod render;
@@ -52,13 +53,20 @@ pub use builder::GraphBuilder;
 pub use error::{GraphError, Problem};
 pub use feedback::{Feedback, FeedbackKinds};
 pub use handle::GraphHandle;
+pub use kernels::{FormatArgs, FormatError, Kernels, ModelFormat};
 pub use plan::Plan;
 pub use runtime::{Engine, EngineConfig, StartError};
 pub use schema::{GraphField, GraphSchema};
 pub use spec::GraphSpec;
 pub use submit::{BatchReply, ChunkReply, Reply, RowResult, Submission, SubmitError, WhenFull};
 
-/// Loads, validates and plans a graph file.
+/// Loads, validates and plans a graph file, with weir's own model formats.
 pub fn load_plan(path: &std::path::Path) -> Result<Plan, GraphError> {
     Plan::new(&yaml::load_file(path)?)
+}
+
+/// Loads, validates and plans a graph file; its model nodes' `format:` names one of
+/// `kernels`.
+pub fn load_plan_with(path: &std::path::Path, kernels: &Kernels) -> Result<Plan, GraphError> {
+    Plan::with_kernels(&yaml::load_file(path)?, kernels)
 }

@@ -286,6 +286,16 @@ pub enum ModelSource {
         /// Scale embeddings to unit L2 norm.
         normalize: bool,
     },
+    /// A model file of a format, or a kernel, that the graph's kernel registry knows by
+    /// name (`format: onnx`, `format: xgboost`, a registered custom kernel).
+    Format {
+        /// The format's (or kernel's) name.
+        format: String,
+        /// The model file (relative to the graph's directory), if the format reads one.
+        path: Option<PathBuf>,
+        /// The node's `params:`, for the format to read (null when absent).
+        params: serde_yaml::Value,
+    },
     /// Any batch kernel (builder API): bring your own candle model. The factory is
     /// called once per replica thread.
     Custom {
@@ -308,8 +318,41 @@ impl fmt::Debug for ModelSource {
             ModelSource::Untrained => f.write_str("untrained"),
             ModelSource::Sentence { dir, .. } => write!(f, "sentence embeddings from {}", dir.display()),
             ModelSource::Custom { description, input, output, .. } => write!(f, "{description} ({input} -> {output})"),
+            ModelSource::Format { format, path: Some(path), .. } => write!(f, "{format} from {}", path.display()),
+            ModelSource::Format { format, path: None, .. } => write!(f, "{format}"),
         }
     }
+}
+
+/// Which fields feed a model's inputs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelInputs {
+    /// The model's only input (`input:`).
+    One(FieldRef),
+    /// By the model's input names (`inputs: {name: field}`); every input named once.
+    Named(Vec<(String, FieldRef)>),
+}
+
+impl ModelInputs {
+    /// The fields read, each with the YAML key it appears under.
+    pub fn fields(&self) -> Vec<(String, &FieldRef)> {
+        match self {
+            ModelInputs::One(f) => vec![("input".into(), f)],
+            ModelInputs::Named(named) => named.iter().map(|(n, f)| (format!("inputs.{n}"), f)).collect(),
+        }
+    }
+}
+
+/// What a model's outputs are called as fields.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelOutputs {
+    /// The model's only output, named so (`output:`).
+    One(String),
+    /// Some of the model's outputs, by its names, each renamed (`outputs: {name: field}`),
+    /// in this order; the others are not kept.
+    Named(Vec<(String, String)>),
+    /// Every output of the model, under its own name.
+    Own,
 }
 
 /// A `model` node.
@@ -317,10 +360,10 @@ impl fmt::Debug for ModelSource {
 pub struct ModelSpec {
     /// The parameters.
     pub source: ModelSource,
-    /// The field fed to the model.
-    pub input: FieldRef,
-    /// The name of the output field (default `y`).
-    pub output: String,
+    /// The fields fed to the model's inputs.
+    pub inputs: ModelInputs,
+    /// The names of the fields its outputs become.
+    pub outputs: ModelOutputs,
     /// Batching and placement (the defaults for a learning node, which computes inline).
     pub batching: Batching,
     /// Learning from feedback while serving, if the node learns.

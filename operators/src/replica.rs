@@ -23,13 +23,14 @@ use crate::kernel::{BatchKernel, KernelError, KernelFactory};
 use crate::row::panic_message;
 use crate::stats::BatchStats;
 
-/// The rows of a batch: runs of consecutive rows of input columns, in batch order. The
-/// columns are shared with the chunks they belong to; the replica copies the rows into
-/// the batch's own column, so the copy, its allocation and its release all happen on
-/// the replica's thread.
+/// The rows of a batch: runs of consecutive rows of the node's input columns, in batch
+/// order. The columns are shared with the chunks they belong to; the replica copies the
+/// rows into the batch's own columns, so the copy, its allocation and its release all
+/// happen on the replica's thread.
 pub struct BatchRows {
-    /// (column, first row, rows).
-    pub runs: Vec<(Arc<Column>, usize, usize)>,
+    /// Per run: (the input columns of its chunk, in the node's input order, first row,
+    /// rows).
+    pub runs: Vec<(Vec<Arc<Column>>, usize, usize)>,
 }
 
 impl BatchRows {
@@ -43,23 +44,25 @@ impl BatchRows {
         self.len() == 0
     }
 
-    /// The rows as one column.
-    pub fn gather(&self) -> Column {
+    /// The rows as one column per input.
+    pub fn gather(&self) -> Vec<Column> {
         let rows = self.len();
-        let Some((first, _, _)) = self.runs.first() else { return Column::F32(Vec::new()) };
-        let mut column = first.empty_like(rows);
-        for (c, start, n) in &self.runs {
-            column.extend_range(c, *start, *n);
+        let Some((first, _, _)) = self.runs.first() else { return Vec::new() };
+        let mut columns: Vec<Column> = first.iter().map(|c| c.empty_like(rows)).collect();
+        for (inputs, start, n) in &self.runs {
+            for (column, input) in columns.iter_mut().zip(inputs) {
+                column.extend_range(input, *start, *n);
+            }
         }
-        column
+        columns
     }
 }
 
-/// A batch for a replica: the input field of each row, in order.
+/// A batch for a replica: the input fields of each row, in order.
 pub struct Job {
     /// Identifies the batch within its operator.
     pub ticket: u64,
-    /// The rows' input field, one row per batch row.
+    /// The rows' input fields, one row per batch row.
     pub inputs: BatchRows,
     /// Where the result goes.
     pub reply: Sender<Completion>,
@@ -70,12 +73,13 @@ pub struct Job {
     pub expires: Option<Instant>,
 }
 
-/// The result of a [`Job`]: one output per input, or why the batch failed.
+/// The result of a [`Job`]: the output columns, one row per input row, or why the batch
+/// failed.
 pub struct Completion {
     /// The job's ticket.
     pub ticket: u64,
-    /// The outputs, one row per input row, or the failure.
-    pub result: Result<Column, KernelError>,
+    /// The output columns, one row per input row each, or the failure.
+    pub result: Result<Vec<Column>, KernelError>,
     /// The forward pass was skipped: every row was past its deadline.
     pub expired: bool,
 }
@@ -195,8 +199,10 @@ fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchSta
             let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(job.inputs.gather())));
             stats.record_compute(started.elapsed());
             match outcome {
-                Ok(Ok(out)) if out.len() == rows => Ok(out),
-                Ok(Ok(out)) => Err(KernelError::OutputCount { rows, outputs: out.len() }),
+                Ok(Ok(out)) => match out.iter().find(|c| c.len() != rows) {
+                    None => Ok(out),
+                    Some(c) => Err(KernelError::OutputCount { rows, outputs: c.len() }),
+                },
                 Ok(Err(e)) => Err(e),
                 Err(panic) => Err(KernelError::Panicked { message: panic_message(&*panic) }),
             }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use weir_engine::builder::{GraphBuilder, Model};
 use weir_engine::spec::{Batching, ModelSource, Serving};
 use weir_engine::Plan;
-use weir_operators::kernel::{BatchKernel, KernelError};
+use weir_operators::kernel::{single_input, BatchKernel, KernelError};
 use weir_operators::{Column, DType, FieldType};
 
 use super::gate::Gate;
@@ -26,7 +26,8 @@ struct Slow {
 }
 
 impl BatchKernel for Slow {
-    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
+    fn forward(&mut self, inputs: Vec<Column>) -> Result<Vec<Column>, KernelError> {
+        let inputs = single_input("test kernel", inputs)?;
         let xs: Vec<f64> = inputs.values().iter().map(|v| v.as_f64().unwrap_or(f64::NAN)).collect();
         assert!(!xs.contains(&PANIC_INPUT), "unlucky input");
         if xs.iter().any(|&x| x < 0.0) {
@@ -37,7 +38,7 @@ impl BatchKernel for Slow {
         }
         std::thread::sleep(self.per_batch);
         self.computed.fetch_add(inputs.len(), Ordering::SeqCst);
-        Ok(Column::F32(xs.iter().map(|&x| 2.0 * x as f32).collect()))
+        Ok(vec![Column::F32(xs.iter().map(|&x| 2.0 * x as f32).collect())])
     }
 }
 

@@ -45,6 +45,7 @@ use resolve::Resolver;
 use weir_operators::FieldType;
 
 use crate::error::{GraphError, Problem};
+use crate::kernels::Kernels;
 use crate::spec::*;
 
 /// A validated graph, ready to compile.
@@ -69,8 +70,15 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Validates `spec` and resolves it into a plan.
+    /// Validates `spec` and resolves it into a plan, with weir's own model formats
+    /// ([`Kernels::builtin`]).
     pub fn new(spec: &GraphSpec) -> Result<Plan, GraphError> {
+        Plan::with_kernels(spec, &Kernels::builtin())
+    }
+
+    /// Validates `spec` and resolves it into a plan; its model nodes' `format:` names
+    /// one of `kernels`.
+    pub fn with_kernels(spec: &GraphSpec, kernels: &Kernels) -> Result<Plan, GraphError> {
         let origin = spec.origin.as_str();
         let err = |p: Problem| GraphError::new(origin, p);
         check_name("graph", &spec.name).map_err(|p| err(p).at_field("name"))?;
@@ -107,7 +115,7 @@ impl Plan {
             check_table(t).map_err(|(field, p)| err(p).at_node(&format!("tables.{}", t.name)).at_field(field))?;
         }
         let order = topological_order(spec)?;
-        let mut r = Resolver::new(spec);
+        let mut r = Resolver::new(spec, kernels);
         for i in order {
             let node = &spec.nodes[i];
             r.node(node).map_err(|(field, p)| {

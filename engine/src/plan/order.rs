@@ -14,7 +14,7 @@ pub(super) fn reads(node: &NodeSpec) -> Vec<(String, &FieldRef)> {
     match &node.kind {
         NodeKind::Model(m) => {
             let key = m.learn.as_ref().and_then(|l| l.key.as_ref()).map(|k| ("learn.key".to_string(), k));
-            std::iter::once(("input".to_string(), &m.input)).chain(key).collect()
+            m.inputs.fields().into_iter().chain(key).collect()
         }
         NodeKind::Map(m) => many("inputs", &m.inputs).into_iter().map(|(k, i)| (k, &m.inputs[i])).collect(),
         NodeKind::Route(r) => vec![("by".into(), &r.by)],

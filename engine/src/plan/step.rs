@@ -42,8 +42,11 @@ impl Schema {
 pub enum StepOp {
     /// A batched model.
     Model {
-        /// Index of the input field.
-        input: usize,
+        /// Indices of the input fields, in the model's input order.
+        inputs: Vec<usize>,
+        /// The types of the fields the model adds, in its output order (last in the
+        /// step's schema).
+        outputs: Vec<FieldType>,
         /// What the model is, for plans (`mlp [64, 32, 10]`).
         description: String,
         /// Builds each replica's kernel (weights loaded and checked).

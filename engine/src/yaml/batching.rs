@@ -118,9 +118,9 @@ mod tests {
         assert_eq!(
             parse(model).err().as_deref(),
             Some(
-                "t.yaml: node 'm': unknown field `max_batch`, expected one of `arch`, `weights`, `input`, `output`, \
-                 `layers`, `activation`, `output_activation`, `max_batch_size`, `max_wait_ms`, `replicas`, `device`, \
-                 `learn`"
+                "t.yaml: node 'm': unknown field `max_batch`, expected one of `arch`, `format`, `path`, `params`, \
+                 `weights`, `input`, `inputs`, `output`, `outputs`, `layers`, `activation`, `output_activation`, \
+                 `max_batch_size`, `max_wait_ms`, `replicas`, `device`, `learn`"
             )
         );
         let embed = "    kind: embed\n    model: dir\n    input: input.a\n    foo: 1\n";

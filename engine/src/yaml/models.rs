@@ -16,12 +16,24 @@ node_file_with_batching! {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     pub(super) struct ModelFile {
-        arch: String,
+        #[serde(default)]
+        arch: Option<String>,
+        #[serde(default)]
+        format: Option<String>,
+        #[serde(default)]
+        path: Option<PathBuf>,
+        #[serde(default)]
+        params: Option<serde_yaml::Value>,
         #[serde(default)]
         weights: Option<PathBuf>,
-        input: String,
+        #[serde(default)]
+        input: Option<String>,
+        #[serde(default)]
+        inputs: Option<serde_yaml::Mapping>,
         #[serde(default)]
         output: Option<String>,
+        #[serde(default)]
+        outputs: Option<serde_yaml::Mapping>,
         #[serde(default)]
         layers: Option<Vec<usize>>,
         #[serde(default)]
@@ -161,8 +173,8 @@ pub(super) fn embed(f: EmbedFile) -> NodeResult<ModelSpec> {
     Ok(ModelSpec {
         source: ModelSource::Sentence { dir: f.model, max_length, normalize: f.normalize.unwrap_or(true) },
         learn: None,
-        input: parse_ref(&f.input, "input")?,
-        output: f.output.unwrap_or_else(|| "embedding".into()),
+        inputs: ModelInputs::One(parse_ref(&f.input, "input")?),
+        outputs: ModelOutputs::One(f.output.unwrap_or_else(|| "embedding".into())),
         batching: batching.resolve(Batching { max_wait_ms: EMBED_MAX_WAIT_MS, ..Batching::default() })?,
     })
 }
@@ -181,12 +193,133 @@ fn given_but_unused_by_learning(f: &ModelFile) -> NodeResult<()> {
     }
 }
 
+/// `kind: model`: weir's dense models (`arch:`), or a model of a registered format or
+/// kernel (`format:`).
 pub(super) fn model(f: ModelFile) -> NodeResult<ModelSpec> {
+    match (&f.arch, &f.format) {
+        (Some(_), None) => dense(f),
+        (None, Some(_)) => format_model(f),
+        (Some(_), Some(_)) => Err((
+            Some("format".into()),
+            Problem::Option(
+                "a model node has either 'arch' (weir's dense models) or 'format' (a model file or kernel), not both"
+                    .into(),
+            ),
+        )),
+        (None, None) => Err((
+            Some("format".into()),
+            Problem::Option(
+                "a model node needs 'format' (onnx, xgboost, lightgbm or a registered kernel) or 'arch' (linear, mlp)"
+                    .into(),
+            ),
+        )),
+    }
+}
+
+/// `format:` models: the file and parameters go to the format when the graph is
+/// planned; inputs and outputs are wired by the model's names.
+fn format_model(f: ModelFile) -> NodeResult<ModelSpec> {
+    let only_dense = [
+        ("weights", f.weights.is_some()),
+        ("layers", f.layers.is_some()),
+        ("activation", f.activation.is_some()),
+        ("output_activation", f.output_activation.is_some()),
+        ("learn", f.learn.is_some()),
+    ];
+    if let Some((key, _)) = only_dense.iter().find(|(_, given)| *given) {
+        return Err((
+            Some((*key).into()),
+            Problem::Option(format!(
+                "'{key}' is for weir's dense models ('arch:'); a 'format:' model reads its file from 'path'"
+            )),
+        ));
+    }
+    let inputs = match (&f.input, &f.inputs) {
+        (Some(input), None) => ModelInputs::One(parse_ref(input, "input")?),
+        (None, Some(map)) => ModelInputs::Named(
+            pairs(map, "inputs")?
+                .into_iter()
+                .map(|(name, field)| Ok((name.clone(), parse_ref(&field, &format!("inputs.{name}"))?)))
+                .collect::<NodeResult<_>>()?,
+        ),
+        (Some(_), Some(_)) => {
+            return Err((
+                Some("inputs".into()),
+                Problem::Option(
+                    "give 'input' (a model with one input) or 'inputs' (by the model's names), not both".into(),
+                ),
+            ))
+        }
+        (None, None) => {
+            return Err((
+                Some("input".into()),
+                Problem::Syntax("missing field `input` (or `inputs`, by the model's input names)".into()),
+            ))
+        }
+    };
+    let outputs = match (&f.output, &f.outputs) {
+        (Some(output), None) => ModelOutputs::One(output.clone()),
+        (None, Some(map)) => ModelOutputs::Named(pairs(map, "outputs")?),
+        (None, None) => ModelOutputs::Own,
+        (Some(_), Some(_)) => {
+            return Err((
+                Some("outputs".into()),
+                Problem::Option(
+                    "give 'output' (a model with one output) or 'outputs' (by the model's names), not both".into(),
+                ),
+            ))
+        }
+    };
+    let batching = f.batching().resolve(Batching::default())?;
+    Ok(ModelSpec {
+        source: ModelSource::Format {
+            format: f.format.unwrap_or_default(),
+            path: f.path,
+            params: f.params.unwrap_or(serde_yaml::Value::Null),
+        },
+        learn: None,
+        inputs,
+        outputs,
+        batching,
+    })
+}
+
+/// A mapping of names to names (`inputs:`, `outputs:`), in file order.
+fn pairs(map: &serde_yaml::Mapping, key: &str) -> NodeResult<Vec<(String, String)>> {
+    map.iter()
+        .map(|(k, v)| match (k.as_str(), v.as_str()) {
+            (Some(k), Some(v)) => Ok((k.to_string(), v.to_string())),
+            _ => Err((Some(key.into()), Problem::Syntax(format!("'{key}' maps names to names, got {k:?}: {v:?}")))),
+        })
+        .collect()
+}
+
+/// `arch:` models: weir's dense models, from safetensors weights or learned.
+fn dense(f: ModelFile) -> NodeResult<ModelSpec> {
     let batching = f.batching();
+    let only_format = [
+        ("format", f.format.is_some()),
+        ("path", f.path.is_some()),
+        ("params", f.params.is_some()),
+        ("inputs", f.inputs.is_some()),
+        ("outputs", f.outputs.is_some()),
+    ];
+    if let Some((key, _)) = only_format.iter().find(|(_, given)| *given) {
+        return Err((
+            Some((*key).into()),
+            Problem::Option(format!(
+                "'{key}' is for 'format:' models; a dense model ('arch:') reads 'weights', 'input' and 'output'"
+            )),
+        ));
+    }
+    let Some(input) = &f.input else {
+        return Err((Some("input".into()), Problem::Syntax("missing field `input`".into())));
+    };
     if f.learn.is_some() {
         given_but_unused_by_learning(&f)?;
     }
-    let arch = parse_enum(&f.arch, "arch")?;
+    let arch_name = f.arch.clone().unwrap_or_default();
+    let arch = parse_enum(&arch_name, "arch")?;
     if arch == Arch::Linear && f.activation.is_some() {
         return Err((
             Some("activation".into()),
@@ -210,7 +343,7 @@ pub(super) fn model(f: ModelFile) -> NodeResult<ModelSpec> {
             if arch != Arch::Linear {
                 return Err((
                     Some("arch".into()),
-                    Problem::Option(format!("a learning model is 'linear', got '{}'", f.arch)),
+                    Problem::Option(format!("a learning model is 'linear', got '{arch_name}'")),
                 ));
             }
             ModelSource::Untrained
@@ -227,8 +360,8 @@ pub(super) fn model(f: ModelFile) -> NodeResult<ModelSpec> {
     Ok(ModelSpec {
         source,
         learn,
-        input: parse_ref(&f.input, "input")?,
-        output: f.output.unwrap_or_else(|| "y".into()),
+        inputs: ModelInputs::One(parse_ref(input, "input")?),
+        outputs: ModelOutputs::One(f.output.unwrap_or_else(|| "y".into())),
         batching: batching.resolve(Batching::default())?,
     })
 }

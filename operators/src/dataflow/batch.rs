@@ -12,9 +12,11 @@
 //! queueing, so under load batches fill.
 //!
 //! A batch is runs of rows of the chunks' input columns (shared, not copied), sent to a
-//! replica, which copies them into the batch's own column; the output column comes back
-//! and its rows are copied into each chunk's output column. A chunk leaves, with the model's output as a new column, once all its rows
-//! are answered, so chunks stay whole. The operator holds a capability for the time of
+//! replica, which copies them into the batch's own columns (one per input of the node);
+//! the output columns (one per output of the node) come back and their rows are copied
+//! into each chunk's output columns. A chunk leaves, with the model's outputs as new
+//! columns (in the node's output order), once all its rows are answered, so chunks stay
+//! whole. The operator holds a capability for the time of
 //! every held chunk and releases it when the chunk is sent on, so downstream frontiers
 //! never pass an unanswered row. Replicas wake the operator through its doorbell; a
 //! partial batch wakes it with a delayed activation. Nothing here blocks the worker.
@@ -45,6 +47,7 @@ use super::doorbell::Doorbell;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
+use crate::kernel::KernelError;
 use crate::replica::{BatchRows, Completion, Job};
 use crate::row::{ErrorCode, RowError};
 use crate::stats::BatchStats;
@@ -55,10 +58,10 @@ use crate::value::FieldType;
 pub struct BatchConfig {
     /// The node's name, for errors.
     pub node: Arc<str>,
-    /// Index of the input field in the incoming chunks.
-    pub input: usize,
-    /// The type of the model's output, appended to every chunk.
-    pub output: FieldType,
+    /// Indices of the input fields in the incoming chunks, in the model's input order.
+    pub inputs: Vec<usize>,
+    /// The types of the model's outputs, appended to every chunk in this order.
+    pub outputs: Vec<FieldType>,
     /// A batch never holds more rows.
     pub max_batch_size: usize,
     /// A partial batch leaves once its oldest row has waited this long. Zero: it leaves
@@ -93,9 +96,9 @@ pub struct BatchConfig {
 /// struct Double;
 ///
 /// impl BatchKernel for Double {
-///     fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
-///         match inputs {
-///             Column::F32(x) => Ok(Column::F32(x.iter().map(|x| 2.0 * x).collect())),
+///     fn forward(&mut self, inputs: Vec<Column>) -> Result<Vec<Column>, KernelError> {
+///         match weir_operators::kernel::single_input("double", inputs)? {
+///             Column::F32(x) => Ok(vec![Column::F32(x.iter().map(|x| 2.0 * x).collect())]),
 ///             other => Err(format!("expected f32, got {}", other.type_name()).into()),
 ///         }
 ///     }
@@ -104,9 +107,10 @@ pub struct BatchConfig {
 /// let stats = Arc::new(BatchStats::new(2));
 /// let factory: KernelFactory = Arc::new(|| Ok(Box::new(Double) as Box<dyn BatchKernel>));
 /// let pool = ReplicaPool::start("double", 1, 4, factory, Arc::clone(&stats))?;
-/// let (output, max_wait) = (FieldType::scalar(DType::F32), Duration::from_millis(1));
-/// let config =
-///     BatchConfig { node: "double".into(), input: 0, output, max_batch_size: 2, max_wait, replicas: 1, max_in_flight: 1 };
+/// let (outputs, max_wait) = (vec![FieldType::scalar(DType::F32)], Duration::from_millis(1));
+/// let config = BatchConfig {
+///     node: "double".into(), inputs: vec![0], outputs, max_batch_size: 2, max_wait, replicas: 1, max_in_flight: 1,
+/// };
 /// let (jobs, node_stats) = (pool.sender(), Arc::clone(&stats));
 /// let captured = timely::example(move |scope| {
 ///     let chunk = Chunk::new(0, vec![1, 2, 3], vec![Column::F32(vec![1.0, 2.0, 3.0])]);
@@ -123,7 +127,7 @@ pub struct BatchConfig {
 /// # Ok::<(), KernelError>(())
 /// ```
 pub trait BatchForward<'scope> {
-    /// Appends the model's output to every chunk, computed in batches by the replicas
+    /// Appends the model's outputs to every chunk, computed in batches by the replicas
     /// behind `jobs`.
     fn batch_forward(self, config: BatchConfig, jobs: Sender<Job>, stats: Arc<BatchStats>) -> RowStream<'scope>;
 }
@@ -133,8 +137,8 @@ struct Held {
     chunk: Chunk,
     time: Time,
     arrived: Instant,
-    /// The model's output, one row per chunk row (fillers until computed).
-    output: Column,
+    /// The model's outputs, one row per chunk row each (fillers until computed).
+    outputs: Vec<Column>,
     /// Rows queued or in a batch.
     remaining: usize,
 }
@@ -200,11 +204,12 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                     for chunk in data.flat_map(|d| d.drain(..)) {
                         let runs = ok_runs(&chunk);
                         let remaining: usize = runs.iter().map(|&(_, len)| len).sum();
-                        let output_column = Column::filler(&st.config.output, chunk.len());
+                        let output_columns: Vec<Column> =
+                            st.config.outputs.iter().map(|ty| Column::filler(ty, chunk.len())).collect();
                         if remaining == 0 {
-                            // Nothing to compute: on at once, with the output column.
+                            // Nothing to compute: on at once, with the output columns.
                             let mut chunk = chunk;
-                            chunk.columns.push(Arc::new(output_column));
+                            chunk.columns.extend(output_columns.into_iter().map(Arc::new));
                             output.session(&cap).give(chunk);
                             continue;
                         }
@@ -212,7 +217,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                         st.next_key += 1;
                         st.queue.extend(runs.iter().map(|&(start, len)| Run { key, start, len }));
                         st.queued += remaining;
-                        st.held.insert(key, Held { chunk, time, arrived, output: output_column, remaining });
+                        st.held.insert(key, Held { chunk, time, arrived, outputs: output_columns, remaining });
                         // Every held chunk holds the capability for its time.
                         if let Some(retained) = st.caps.get_mut(&time) {
                             retained.1 += 1;
@@ -337,7 +342,8 @@ impl State {
         let mut waits: Vec<(u64, usize)> = Vec::with_capacity(runs.len());
         for run in &runs {
             let held = &self.held[&run.key];
-            inputs.runs.push((Arc::clone(&held.chunk.columns[self.config.input]), run.start, run.len));
+            let columns = self.config.inputs.iter().map(|&i| Arc::clone(&held.chunk.columns[i])).collect();
+            inputs.runs.push((columns, run.start, run.len));
             waits.push((now.saturating_duration_since(held.arrived).as_micros() as u64, run.len));
             match held.chunk.deadline {
                 Some(d) => expires = Some(expires.map_or(d, |e: Instant| e.max(d))),
@@ -381,14 +387,11 @@ impl State {
     fn complete(&mut self, output: &mut Output<'_>, done: Completion, stats: &BatchStats) {
         let Some(runs) = self.in_flight.remove(&done.ticket) else { return };
         let result = match done.result {
-            Ok(column) if column.fits(&self.config.output) => Ok(column),
-            Ok(column) => {
-                Err(format!("the model returned {}, the node declares {}", column.type_name(), self.config.output))
-            }
+            Ok(columns) => self.check_outputs(columns),
             Err(reason) => Err(reason.to_string()),
         };
         match result {
-            Ok(column) => self.answer(output, &runs, Ok(&column)),
+            Ok(columns) => self.answer(output, &runs, Ok(&columns)),
             Err(reason) => {
                 let code = if done.expired {
                     ErrorCode::DeadlineExceeded
@@ -402,21 +405,43 @@ impl State {
         }
     }
 
-    /// Records the answers of the rows of `runs` (in batch order: the rows of `outputs`,
-    /// or `error`), and sends on every chunk whose rows are all answered.
-    fn answer(&mut self, output: &mut Output<'_>, runs: &[Run], result: Result<&Column, &Arc<RowError>>) {
+    /// The columns a kernel returned, if they are the node's outputs: as many, each of
+    /// its output's type; else why not.
+    fn check_outputs(&self, columns: Vec<Column>) -> Result<Vec<Column>, String> {
+        let declared = &self.config.outputs;
+        if columns.len() != declared.len() {
+            return Err(KernelError::OutputColumns { expected: declared.len(), found: columns.len() }.to_string());
+        }
+        match columns.iter().zip(declared).position(|(c, ty)| !c.fits(ty)) {
+            None => Ok(columns),
+            Some(i) => Err(format!(
+                "the model returned {} as output {}, the node declares {}",
+                columns[i].type_name(),
+                i + 1,
+                declared[i]
+            )),
+        }
+    }
+
+    /// Records the answers of the rows of `runs` (in batch order: the rows of the output
+    /// columns, or `error`), and sends on every chunk whose rows are all answered.
+    fn answer(&mut self, output: &mut Output<'_>, runs: &[Run], result: Result<&[Column], &Arc<RowError>>) {
         let mut at = 0;
         for run in runs {
             let Some(held) = self.held.get_mut(&run.key) else { continue };
             match result {
-                Ok(outputs) => held.output.set_range(run.start, outputs, at, run.len),
+                Ok(outputs) => {
+                    for (column, computed) in held.outputs.iter_mut().zip(outputs) {
+                        column.set_range(run.start, computed, at, run.len);
+                    }
+                }
                 Err(error) => (run.start..run.start + run.len).for_each(|row| held.chunk.fail(row, Arc::clone(error))),
             }
             at += run.len;
             held.remaining -= run.len;
             if held.remaining == 0 {
-                if let Some(Held { mut chunk, time, output: column, .. }) = self.held.remove(&run.key) {
-                    chunk.columns.push(Arc::new(column));
+                if let Some(Held { mut chunk, time, outputs, .. }) = self.held.remove(&run.key) {
+                    chunk.columns.extend(outputs.into_iter().map(Arc::new));
                     self.emit(output, time, chunk);
                 }
             }
@@ -462,7 +487,15 @@ mod tests {
 
     fn config(max_batch_size: usize, max_wait: Duration, max_in_flight: usize) -> BatchConfig {
         let output = FieldType::scalar(DType::F32);
-        BatchConfig { node: "m".into(), input: 0, output, max_batch_size, max_wait, replicas: 1, max_in_flight }
+        BatchConfig {
+            node: "m".into(),
+            inputs: vec![0],
+            outputs: vec![output],
+            max_batch_size,
+            max_wait,
+            replicas: 1,
+            max_in_flight,
+        }
     }
 
     fn run_batch(model: &TestModel, config: BatchConfig, inputs: Vec<(Time, Chunk)>) -> Vec<Out> {

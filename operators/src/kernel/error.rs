@@ -38,6 +38,24 @@ pub enum KernelError {
         /// Values per row it was given.
         found: usize,
     },
+    /// A batch has another number of input columns than the kernel takes.
+    #[error("{op}: expected {expected} input columns, got {found}")]
+    InputCount {
+        /// The kernel.
+        op: &'static str,
+        /// Input columns the kernel takes.
+        expected: usize,
+        /// Input columns it was given.
+        found: usize,
+    },
+    /// A kernel returned another number of output columns than its node declares.
+    #[error("the model returned {found} output columns, the node declares {expected}")]
+    OutputColumns {
+        /// Output columns the node declares.
+        expected: usize,
+        /// Output columns the kernel returned.
+        found: usize,
+    },
     /// A kernel returned a column whose length is not the batch's.
     #[error("the model returned {outputs} outputs for {rows} rows")]
     OutputCount {

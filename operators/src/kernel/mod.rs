@@ -15,6 +15,8 @@
 //! - [`checkpoint`]: a learner saved to and resumed from safetensors, and the
 //!   [`checkpoint::CheckpointError`] that stops either.
 //! - [`keeper`]: the features of predictions kept until their labels come.
+//! - [`signature`]: a model's named inputs and outputs, and [`signature::LoadedKernel`],
+//!   a model ready to serve.
 
 pub mod aggregate;
 pub mod bert;
@@ -28,6 +30,7 @@ pub mod learn;
 pub mod learner;
 pub mod model;
 pub mod sentence;
+pub mod signature;
 
 use std::sync::Arc;
 
@@ -59,13 +62,26 @@ impl std::fmt::Debug for MapKernel {
     }
 }
 
-/// A batch computation owned by one replica thread: the batch's input column in (one
-/// row per batch row, of the node's input type), a column of the node's output type
-/// out, one row per input row in order; or an error that fails every row of the batch.
+/// A batch computation owned by one replica thread: the batch's input columns in (one
+/// per input of the node, in the node's input order, each with one row per batch row
+/// and of that input's type), one column per output of the node out (in its output
+/// order, each of that output's type, one row per input row in order); or an error
+/// that fails every row of the batch.
 pub trait BatchKernel: Send {
     /// Computes the outputs of a batch. A custom kernel can fail with its own text
     /// (`Err("...".into())`, [`KernelError::Custom`]).
-    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError>;
+    fn forward(&mut self, inputs: Vec<Column>) -> Result<Vec<Column>, KernelError>;
+}
+
+/// The one input column of a kernel that takes one, or [`KernelError::InputCount`]
+/// naming `op`.
+pub fn single_input(op: &'static str, inputs: Vec<Column>) -> Result<Column, KernelError> {
+    let found = inputs.len();
+    let mut inputs = inputs.into_iter();
+    match (inputs.next(), inputs.next()) {
+        (Some(column), None) => Ok(column),
+        _ => Err(KernelError::InputCount { op, expected: 1, found }),
+    }
 }
 
 /// Builds one kernel per replica thread (each replica owns its own model instance).

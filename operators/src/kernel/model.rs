@@ -364,8 +364,9 @@ impl DenseForward {
 }
 
 impl BatchKernel for DenseForward {
-    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
+    fn forward(&mut self, inputs: Vec<Column>) -> Result<Vec<Column>, KernelError> {
         const OP: &str = "dense model";
+        let inputs = super::single_input(OP, inputs)?;
         let rows = inputs.len();
         let (numbers, width) = match inputs {
             Column::F32(data) => (data, 1),
@@ -376,10 +377,10 @@ impl BatchKernel for DenseForward {
             return Err(KernelError::ShapeMismatch { op: OP, expected: self.input_width, found: width });
         }
         let out = self.forward_flat(numbers, rows).map_err(KernelError::candle("dense model: forward"))?;
-        Ok(match self.output_type.width() {
+        Ok(vec![match self.output_type.width() {
             Some(width) if !self.output_type.is_scalar() => Column::Tensor { width, data: out },
             _ => Column::F32(out),
-        })
+        }])
     }
 }
 
@@ -404,14 +405,14 @@ mod tests {
         let model = two_layer();
         let mut f = model.instantiate(&Device::Cpu).unwrap();
         // x = [1, 3]: h = relu([1-3, 2+1.5+1]) = [0, 4.5]; y = 4.5 - 1 = 3.5
-        let out = f.forward(Column::Tensor { width: 2, data: vec![1.0, 3.0] }).unwrap();
-        assert_eq!(out, Column::F32(vec![3.5]));
+        let out = f.forward(vec![Column::Tensor { width: 2, data: vec![1.0, 3.0] }]).unwrap();
+        assert_eq!(out, vec![Column::F32(vec![3.5])]);
     }
 
     #[test]
     fn wrong_width_is_an_error_not_a_panic() {
         let mut f = two_layer().instantiate(&Device::Cpu).unwrap();
-        let err = f.forward(Column::Tensor { width: 1, data: vec![1.0] }).unwrap_err();
+        let err = f.forward(vec![Column::Tensor { width: 1, data: vec![1.0] }]).unwrap_err();
         assert!(matches!(err, KernelError::ShapeMismatch { expected: 2, found: 1, .. }), "{err}");
         assert!(err.to_string().contains("expected 2 inputs"), "{err}");
     }

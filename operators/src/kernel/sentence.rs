@@ -242,13 +242,15 @@ impl SentenceEmbedder {
 }
 
 impl BatchKernel for SentenceEmbedder {
-    fn forward(&mut self, inputs: Column) -> Result<Column, KernelError> {
+    fn forward(&mut self, inputs: Vec<Column>) -> Result<Vec<Column>, KernelError> {
+        const OP: &str = "sentence model";
+        let inputs = super::single_input(OP, inputs)?;
         let Column::Str(texts) = inputs else {
-            return Err(KernelError::InputType { op: "sentence model", expected: "str", found: inputs.type_name() });
+            return Err(KernelError::InputType { op: OP, expected: "str", found: inputs.type_name() });
         };
         let width = self.width;
         let texts: Vec<String> = texts.iter().map(|t| t.to_string()).collect();
-        Ok(Column::Tensor { width, data: self.embed(texts)? })
+        Ok(vec![Column::Tensor { width, data: self.embed(texts)? }])
     }
 }
 

@@ -11,7 +11,7 @@ use weir_operators::{DType, FieldType};
 use super::scope::{NodeResult, Resolved, Scope};
 use crate::error::Problem;
 use crate::plan::step::StepOp;
-use crate::spec::{Batching, LearnSpec, ModelSource, ModelSpec};
+use crate::spec::{Batching, LearnSpec, ModelInputs, ModelOutputs, ModelSource, ModelSpec};
 
 /// The name of the field a learning node adds beside its output: the version of the
 /// weights that made each prediction.
@@ -87,7 +87,25 @@ pub(super) fn resolve(
             )),
         ));
     }
-    let (input, ty) = scope.index("input", &m.input)?;
+    let field = match &m.inputs {
+        ModelInputs::One(field) => field,
+        ModelInputs::Named(_) => {
+            return Err((
+                Some("inputs".into()),
+                Problem::Option("a learning model has one input: give it with 'input:'".into()),
+            ))
+        }
+    };
+    let output = match &m.outputs {
+        ModelOutputs::One(name) => name.clone(),
+        _ => {
+            return Err((
+                Some("outputs".into()),
+                Problem::Option("a learning model has one output: name it with 'output:'".into()),
+            ))
+        }
+    };
+    let (input, ty) = scope.index("input", field)?;
     let key = match &learn.key {
         Some(k) => Some(scope.index("learn.key", k)?),
         None => None,
@@ -98,7 +116,7 @@ pub(super) fn resolve(
         _ => {
             return Err((
                 Some("input".into()),
-                Problem::Type(format!("a learning model reads f32 or f32[N] features, but '{}' is {ty}", m.input)),
+                Problem::Type(format!("a learning model reads f32 or f32[N] features, but '{field}' is {ty}")),
             ))
         }
     };
@@ -133,6 +151,12 @@ pub(super) fn resolve(
             learner = start_from(learner, model, width, outputs_per_row)?;
             start = "from weights in memory".into();
         }
+        ModelSource::Format { format, .. } => {
+            return Err((
+                Some("learn".into()),
+                Problem::Option(format!("only linear models learn; this is a '{format}' model")),
+            ))
+        }
         ModelSource::Custom { description, .. } => {
             return Err((
                 Some("learn".into()),
@@ -159,7 +183,7 @@ pub(super) fn resolve(
         if learn.classes == 2 { "logistic".to_string() } else { format!("softmax over {} classes", learn.classes) };
     let description = format!("linear [{width}, {outputs_per_row}], {task}, learning, {start}");
     let out_ty = if outputs_per_row == 1 { FieldType::scalar(DType::F32) } else { FieldType::vector(outputs_per_row) };
-    let outputs = vec![(m.output.clone(), out_ty), (MODEL_VERSION.to_string(), FieldType::scalar(DType::I64))];
+    let outputs = vec![(output, out_ty), (MODEL_VERSION.to_string(), FieldType::scalar(DType::I64))];
     let op = StepOp::Learn {
         input,
         key: key.map(|(i, _)| i),

@@ -46,6 +46,7 @@ use std::collections::{BTreeSet, HashMap};
 use super::order::reads;
 use super::step::{OutputPlan, Schema, Step, StepOp, StreamId};
 use crate::error::Problem;
+use crate::kernels::Kernels;
 use crate::spec::{FieldRef, GraphSpec, MergeSpec, NodeKind, NodeSpec, INPUT};
 use merge::MergedStream;
 use scope::{Context, NodeResult, Resolved, Scope};
@@ -63,6 +64,8 @@ struct StreamInfo {
 /// The state of resolution: the steps so far and every stream they made.
 pub(super) struct Resolver<'a> {
     spec: &'a GraphSpec,
+    /// The model formats and kernels `format:` can name.
+    kernels: &'a Kernels,
     steps: Vec<Step>,
     index: HashMap<String, usize>,
     infos: HashMap<StreamId, StreamInfo>,
@@ -71,10 +74,17 @@ pub(super) struct Resolver<'a> {
 }
 
 impl<'a> Resolver<'a> {
-    /// A resolver of `spec` that knows the graph's input stream and no step yet.
-    pub(super) fn new(spec: &'a GraphSpec) -> Self {
-        let mut r =
-            Resolver { spec, steps: Vec::new(), index: HashMap::new(), infos: HashMap::new(), fields: HashMap::new() };
+    /// A resolver of `spec`, its model formats found in `kernels`, that knows the
+    /// graph's input stream and no step yet.
+    pub(super) fn new(spec: &'a GraphSpec, kernels: &'a Kernels) -> Self {
+        let mut r = Resolver {
+            spec,
+            kernels,
+            steps: Vec::new(),
+            index: HashMap::new(),
+            infos: HashMap::new(),
+            fields: HashMap::new(),
+        };
         let input_schema =
             Schema { fields: spec.inputs.iter().map(|(n, t)| (FieldRef::new(INPUT, n), t.clone())).collect() };
         r.fields.insert(INPUT.into(), spec.inputs.iter().map(|(n, _)| n.clone()).collect());
@@ -248,7 +258,7 @@ impl<'a> Resolver<'a> {
         let resolved = match &node.kind {
             NodeKind::Model(m) => {
                 let learning = self.steps.iter().find(|s| matches!(s.op, StepOp::Learn { .. }));
-                model::resolve(m, &scope, learning.map(|s| s.name.as_str()), base_dir)?
+                model::resolve(&node.name, m, &scope, learning.map(|s| s.name.as_str()), base_dir, self.kernels)?
             }
             NodeKind::Map(m) => map::resolve(m, &refs, &scope, base_dir)?,
             NodeKind::Route(rt) => route::resolve(rt, &scope)?,

@@ -1,6 +1,8 @@
 //! `model` nodes (and `embed` nodes, which are models of a sentence-embedding
-//! directory): the input field fits the model, the batching options are in range, the
-//! weights load. A model node with `learn:` is resolved by [`super::learn`].
+//! directory): the model loads (weights, a file of a registered format, a custom
+//! kernel), the node's fields fit the model's named inputs, its outputs are named, the
+//! batching options are in range. A model node with `learn:` is resolved by
+//! [`super::learn`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,47 +10,177 @@ use std::sync::Arc;
 use weir_operators::kernel::device::DeviceSpec;
 use weir_operators::kernel::model::{Activation, Arch, DenseModel};
 use weir_operators::kernel::sentence::{SentenceModel, SentenceModelError};
-use weir_operators::kernel::KernelFactory;
+use weir_operators::kernel::signature::{Accepts, LoadedKernel, Signature};
 use weir_operators::{DType, FieldType};
 
 use super::learn;
 use super::scope::{NodeResult, Resolved, Scope};
 use crate::error::Problem;
+use crate::kernels::{FormatArgs, Kernels};
+use crate::plan::names::is_valid_name;
 use crate::plan::step::{KernelFactoryDebug, StepOp};
-use crate::spec::{Batching, ModelSource, ModelSpec};
+use crate::spec::{Batching, ModelInputs, ModelOutputs, ModelSource, ModelSpec};
 
-/// What input a model accepts: any f32 field of a width (dense models), or one type.
-enum Accepts {
-    Width(usize),
-    Type(FieldType),
-}
-
-/// Resolves model node `m` reading from `scope`, its files relative to `base_dir`;
-/// `learning` names the graph's learning node so far, if any (a graph has one).
-pub(super) fn resolve(m: &ModelSpec, scope: &Scope, learning: Option<&str>, base_dir: &Path) -> NodeResult<Resolved> {
+/// Resolves model node `name` (`m`) reading from `scope`, its files relative to
+/// `base_dir`, its format found in `kernels`; `learning` names the graph's learning
+/// node so far, if any (a graph has one).
+pub(super) fn resolve(
+    name: &str,
+    m: &ModelSpec,
+    scope: &Scope,
+    learning: Option<&str>,
+    base_dir: &Path,
+    kernels: &Kernels,
+) -> NodeResult<Resolved> {
     if let Some(spec) = &m.learn {
         return learn::resolve(m, spec, scope, learning, base_dir);
     }
-    let (input, ty) = scope.index("input", &m.input)?;
     check_batching(&m.batching)?;
     check_activation(&m.source)?;
-    let (description, factory, accepts, out_ty) = load_model(m, base_dir)?;
-    let fits = match &accepts {
-        Accepts::Width(w) => ty.width() == Some(*w),
-        Accepts::Type(t) => &ty == t,
+    let loaded = load_model(name, m, base_dir, kernels)?;
+    let inputs = wire_inputs(&m.inputs, &loaded.signature, scope)?;
+    let (keep, names) = wire_outputs(&m.outputs, &loaded.signature)?;
+    let loaded = loaded.select_outputs(keep);
+    let outputs: Vec<(String, FieldType)> =
+        names.into_iter().zip(loaded.signature.outputs.iter().map(|(_, ty)| ty.clone())).collect();
+    let op = StepOp::Model {
+        inputs,
+        outputs: outputs.iter().map(|(_, ty)| ty.clone()).collect(),
+        description: loaded.description,
+        factory: KernelFactoryDebug(loaded.factory),
+        batching: m.batching.clone(),
     };
-    if !fits {
-        let wanted = match &accepts {
-            Accepts::Width(w) => format!("{w} numbers per row (f32[{w}])"),
-            Accepts::Type(t) => t.to_string(),
-        };
+    Ok(Resolved { op, outputs })
+}
+
+/// The model's inputs in its order, each fed by the node's field for it: the field's
+/// index in the scope, checked against what the input accepts.
+fn wire_inputs(wiring: &ModelInputs, sig: &Signature, scope: &Scope) -> NodeResult<Vec<usize>> {
+    let listed = || list(sig.inputs.iter().map(|(n, a)| format!("{n}: {a}")));
+    let pairs: Vec<(String, &crate::spec::FieldRef, &String, &Accepts)> = match wiring {
+        ModelInputs::One(field) => match sig.inputs.as_slice() {
+            [(name, accepts)] => vec![("input".to_string(), field, name, accepts)],
+            _ => {
+                return Err((
+                    Some("input".into()),
+                    Problem::Type(format!(
+                        "the model has {} inputs ({}): wire each with 'inputs: {{name: field}}'",
+                        sig.inputs.len(),
+                        listed()
+                    )),
+                ))
+            }
+        },
+        ModelInputs::Named(named) => {
+            if let Some((unknown, _)) = named.iter().find(|(n, _)| !sig.inputs.iter().any(|(i, _)| i == n)) {
+                return Err((
+                    Some(format!("inputs.{unknown}")),
+                    Problem::UnknownField(format!("the model has no input '{unknown}' (its inputs: {})", listed())),
+                ));
+            }
+            let mut pairs = Vec::with_capacity(sig.inputs.len());
+            for (name, accepts) in &sig.inputs {
+                let mut fields = named.iter().filter(|(n, _)| n == name);
+                match (fields.next(), fields.next()) {
+                    (Some((_, field)), None) => pairs.push((format!("inputs.{name}"), field, name, accepts)),
+                    (None, _) => {
+                        return Err((
+                            Some("inputs".into()),
+                            Problem::Topology(format!(
+                                "the model's input '{name}' ({accepts}) is not wired (its inputs: {})",
+                                listed()
+                            )),
+                        ))
+                    }
+                    (Some(_), Some(_)) => {
+                        return Err((
+                            Some(format!("inputs.{name}")),
+                            Problem::Duplicate(format!("the model's input '{name}' is wired twice")),
+                        ))
+                    }
+                }
+            }
+            pairs
+        }
+    };
+    let mut indices = Vec::with_capacity(pairs.len());
+    for (key, field, name, accepts) in pairs {
+        let (index, ty) = scope.index(&key, field)?;
+        if !accepts.fits(&ty) {
+            let model = match wiring {
+                ModelInputs::One(_) => "the model".to_string(),
+                ModelInputs::Named(_) => format!("the model's input '{name}'"),
+            };
+            return Err((Some(key), Problem::Type(format!("{model} takes {accepts}, but '{field}' is {ty}"))));
+        }
+        indices.push(index);
+    }
+    Ok(indices)
+}
+
+/// Which of the model's outputs the node keeps (indices into the signature's outputs)
+/// and the names of the fields they become.
+fn wire_outputs(wiring: &ModelOutputs, sig: &Signature) -> NodeResult<(Vec<usize>, Vec<String>)> {
+    let listed = || list(sig.outputs.iter().map(|(n, ty)| format!("{n}: {ty}")));
+    let (keep, names): (Vec<usize>, Vec<String>) = match wiring {
+        ModelOutputs::One(field) if sig.outputs.len() == 1 => (vec![0], vec![field.clone()]),
+        ModelOutputs::One(_) => {
+            return Err((
+                Some("output".into()),
+                Problem::Option(format!(
+                    "the model has {} outputs ({}): name those to keep with 'outputs: {{name: field}}', or leave \
+                     'output' out to keep them all under their own names",
+                    sig.outputs.len(),
+                    listed()
+                )),
+            ))
+        }
+        ModelOutputs::Named(named) => {
+            let mut keep = Vec::with_capacity(named.len());
+            for (name, _) in named {
+                let Some(i) = sig.outputs.iter().position(|(n, _)| n == name) else {
+                    return Err((
+                        Some(format!("outputs.{name}")),
+                        Problem::UnknownField(format!("the model has no output '{name}' (its outputs: {})", listed())),
+                    ));
+                };
+                if keep.contains(&i) {
+                    return Err((
+                        Some(format!("outputs.{name}")),
+                        Problem::Duplicate(format!("the model's output '{name}' is named twice")),
+                    ));
+                }
+                keep.push(i);
+            }
+            (keep, named.iter().map(|(_, field)| field.clone()).collect())
+        }
+        ModelOutputs::Own => ((0..sig.outputs.len()).collect(), sig.outputs.iter().map(|(n, _)| n.clone()).collect()),
+    };
+    let key = match wiring {
+        ModelOutputs::One(_) => "output",
+        _ => "outputs",
+    };
+    if let Some(bad) = names.iter().find(|n| !is_valid_name(n)) {
         return Err((
-            Some("input".into()),
-            Problem::Type(format!("the model takes {wanted}, but '{}' is {ty}", m.input)),
+            Some(key.into()),
+            Problem::Option(format!(
+                "'{bad}' cannot name a field (ASCII letters, digits, '_' and '-' only): rename it with \
+                 'outputs: {{{bad}: a_name}}'"
+            )),
         ));
     }
-    let op = StepOp::Model { input, description, factory: KernelFactoryDebug(factory), batching: m.batching.clone() };
-    Ok(Resolved { op, outputs: vec![(m.output.clone(), out_ty)] })
+    super::super::names::unique(names.iter().map(String::as_str), "output field").map_err(|p| (Some(key.into()), p))?;
+    Ok((keep, names))
+}
+
+/// `a, b, c`, or `none`.
+fn list(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
+    }
 }
 
 /// The batching options are in range, and the device is one this build has.
@@ -99,14 +231,12 @@ fn check_activation(source: &ModelSource) -> NodeResult<()> {
     Ok(())
 }
 
-/// The model's description (for plans), kernel factory, accepted input and output type;
-/// files are read relative to `base_dir`.
-fn load_model(m: &ModelSpec, base_dir: &Path) -> NodeResult<(String, KernelFactory, Accepts, FieldType)> {
-    let dense = |model: Arc<DenseModel>| {
-        let description = format!("{} {:?}", model.arch, model.sizes());
-        let accepts = Accepts::Width(model.input_width());
-        let out = model.output_type();
-        (description, model.factory(m.batching.device), accepts, out)
+/// Loads the node's model: weights, a file of a registered format, a kernel.
+fn load_model(name: &str, m: &ModelSpec, base_dir: &Path, kernels: &Kernels) -> NodeResult<LoadedKernel> {
+    let dense = |model: Arc<DenseModel>| LoadedKernel {
+        description: format!("{} {:?}", model.arch, model.sizes()),
+        factory: model.factory(m.batching.device),
+        signature: Signature::single(("input", Accepts::Width(model.input_width())), ("y", model.output_type())),
     };
     match &m.source {
         ModelSource::Loaded(model) => Ok(dense(Arc::clone(model))),
@@ -116,8 +246,30 @@ fn load_model(m: &ModelSpec, base_dir: &Path) -> NodeResult<(String, KernelFacto
                 .map(|model| dense(Arc::new(model)))
                 .map_err(|e| (Some("weights".into()), Problem::Weights(e)))
         }
-        ModelSource::Custom { description, factory, input, output } => {
-            Ok((description.clone(), Arc::clone(factory), Accepts::Type(input.clone()), output.clone()))
+        ModelSource::Custom { description, factory, input, output } => Ok(LoadedKernel {
+            description: description.clone(),
+            factory: Arc::clone(factory),
+            signature: Signature::single(("input", Accepts::Type(input.clone())), ("y", output.clone())),
+        }),
+        ModelSource::Format { format, path, params } => {
+            let Some(loader) = kernels.get(format) else {
+                return Err((
+                    Some("format".into()),
+                    Problem::Option(format!(
+                        "unknown model format or kernel '{format}' (known: {})",
+                        list(kernels.names().into_iter().map(String::from))
+                    )),
+                ));
+            };
+            let args = FormatArgs {
+                node: name,
+                path: path.as_ref().map(|p| base_dir.join(p)),
+                params,
+                device: m.batching.device,
+            };
+            loader
+                .load(&args)
+                .map_err(|e| (Some("format".into()), Problem::Model { format: format.clone(), reason: e.to_string() }))
         }
         ModelSource::Sentence { dir, max_length, normalize } => {
             let full = base_dir.join(dir);
@@ -137,7 +289,14 @@ fn load_model(m: &ModelSpec, base_dir: &Path) -> NodeResult<(String, KernelFacto
             );
             let output = FieldType::vector(model.width());
             let model = Arc::new(model);
-            Ok((description, model.factory(m.batching.device), Accepts::Type(FieldType::scalar(DType::Str)), output))
+            Ok(LoadedKernel {
+                description,
+                factory: model.factory(m.batching.device),
+                signature: Signature::single(
+                    ("input", Accepts::Type(FieldType::scalar(DType::Str))),
+                    ("embedding", output),
+                ),
+            })
         }
         ModelSource::Untrained => Err((
             Some("weights".into()),
