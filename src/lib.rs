@@ -1,5 +1,6 @@
-//! The `weir` package: the command-line binary (`src/main.rs`) and the data-set helpers
-//! its examples, tests and benchmarks share.
+//! The `weir` package: the command line ([`cli`], [`cli::main_with`]; the binary
+//! `src/main.rs` is it with weir's own formats) and the data-set helpers its examples,
+//! tests and benchmarks share.
 //!
 //! The engine itself lives in the workspace crates: `weir-engine` (graphs, plans,
 //! runtime), `weir-operators` (rows, kernels, timely operators) and `weir-connectors`
@@ -8,7 +9,10 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod bench;
+pub mod cli;
 pub mod datasets;
+
+pub use weir_engine::Kernels;
 
 /// Makes candle run each forward pass on the calling thread unless `RAYON_NUM_THREADS`
 /// says otherwise. weir's parallelism is its replicas (one thread each) and timely

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use weir_engine::load_plan;
 use weir_engine::spec::PayloadFormat;
+use weir_engine::{load_plan_with, Kernels};
 
 use super::fail;
 use super::serve::key_values;
@@ -47,7 +47,7 @@ pub struct CaptureArgs {
 }
 
 /// Runs `weir capture`.
-pub fn capture(args: CaptureArgs) -> ExitCode {
+pub fn capture(args: CaptureArgs, kernels: &Kernels) -> ExitCode {
     let CaptureArgs {
         graph,
         bootstrap,
@@ -62,7 +62,7 @@ pub fn capture(args: CaptureArgs) -> ExitCode {
     } = args;
     use weir_connectors::kafka::capture::{capture, CaptureSpec};
     use weir_connectors::replay::FileFormat;
-    let plan = match load_plan(&graph) {
+    let plan = match load_plan_with(&graph, kernels) {
         Ok(plan) => plan,
         Err(e) => return fail(1, &e),
     };

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use weir_engine::{load_plan, Engine, EngineConfig};
+use weir_engine::{load_plan_with, Engine, EngineConfig, Kernels};
 use weir_operators::Shutdown;
 
 use super::{fail, load_tables};
@@ -76,7 +76,7 @@ pub struct ReplayArgs {
 }
 
 /// Runs `weir replay`.
-pub fn replay(args: ReplayArgs) -> ExitCode {
+pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
     let ReplayArgs {
         graph,
         input,
@@ -99,7 +99,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
     } = args;
     let brokers = kafka_bootstrap.as_deref();
     if let Some(label) = prequential {
-        return backtest(&graph, &input, input_format, workers, &label, (max_block, report_every), brokers);
+        return backtest(&graph, kernels, &input, input_format, workers, &label, (max_block, report_every), brokers);
     }
     let Some(output) = output else { return fail(1, &"--output is required (unless --prequential)") };
     use weir_connectors::replay::{self, FileFormat, ReplayError, ReplayOptions};
@@ -111,7 +111,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             (Ok(i), Ok(o)) => (i, o),
             (Err(e), _) | (_, Err(e)) => return fail(1, &e),
         };
-    let plan = match load_plan(&graph) {
+    let plan = match load_plan_with(&graph, kernels) {
         Ok(plan) => plan,
         Err(e) => return fail(1, &e),
     };
@@ -165,7 +165,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
             engine.shutdown();
             let learned =
                 handle.learn_stats().map(|(_, s)| format!(", model version {}", s.version)).unwrap_or_default();
-            let rss = weir::peak_rss_bytes()
+            let rss = crate::peak_rss_bytes()
                 .map(|b| format!(", peak RSS {:.1} MiB", b as f64 / (1 << 20) as f64))
                 .unwrap_or_default();
             eprintln!(
@@ -185,6 +185,7 @@ pub fn replay(args: ReplayArgs) -> ExitCode {
 /// learn, with the running accuracy on stderr.
 fn backtest(
     graph: &std::path::Path,
+    kernels: &Kernels,
     input: &[PathBuf],
     input_format: Option<String>,
     workers: usize,
@@ -198,7 +199,7 @@ fn backtest(
         Ok(f) => f,
         Err(e) => return fail(1, &format!("--input-format: {e}")),
     };
-    let plan = match load_plan(graph) {
+    let plan = match load_plan_with(graph, kernels) {
         Ok(plan) => plan,
         Err(e) => return fail(1, &e),
     };

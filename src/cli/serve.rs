@@ -11,7 +11,7 @@ use weir_connectors::kafka::stats::KafkaMetrics;
 use weir_connectors::kafka::table::TableFeed;
 use weir_connectors::kafka::KafkaLoop;
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
-use weir_engine::{load_plan, Engine, EngineConfig};
+use weir_engine::{load_plan_with, Engine, EngineConfig, Kernels};
 use weir_operators::Shutdown;
 
 use super::{fail, load_tables};
@@ -77,7 +77,7 @@ pub struct ServeArgs {
 /// Runs `weir serve` until `stop` is requested (by a signal: see [`super::signals`]).
 /// A stop during the start (loading graphs, starting the engine, loading tables)
 /// ends it there, cleanly, with exit code 0.
-pub fn serve(args: ServeArgs, stop: Shutdown) -> ExitCode {
+pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
     let ServeArgs {
         graphs,
         host,
@@ -124,7 +124,7 @@ pub fn serve(args: ServeArgs, stop: Shutdown) -> ExitCode {
         if stop.is_requested() {
             return stopped_starting("loading the graphs");
         }
-        match load_plan(path) {
+        match load_plan_with(path, kernels) {
             Ok(mut plan) => {
                 if let Some(n) = max_in_flight {
                     plan.serving.max_in_flight = n.max(1);
