@@ -33,8 +33,10 @@ def io(model):
 
 
 def summary(path):
-    """The ops and I/O of the ONNX file at `path`, as a dict."""
+    """The ops, I/O, imported opsets (domain as written in the file, `""` for the
+    default) and IR version of the ONNX file at `path`, as a dict."""
     model = onnx.load(str(path))
     inputs, outputs = io(model)
     return {"ops": ops(model), "inputs": inputs, "outputs": outputs,
-            "opsets": sorted((o.domain or "ai.onnx", o.version) for o in model.opset_import)}
+            "opsets": [(o.domain or '""', o.version) for o in model.opset_import],
+            "ir_version": model.ir_version}

@@ -46,6 +46,12 @@ and `bad/zipmap.onnx`, which take pixel / 16. In the `*_cat` tree models and
 (value x 2): columns 0 and 2 (empty_server_form_handler, https) for `*_cat`, every
 column for `ops_onehot`.
 
+In the ONNX shapes below, `?` is a dimension with neither a size nor a name (skl2onnx
+writes the batch axis so). skl2onnx was asked for `target_opset={"": 17, "ai.onnx.ml": 3}`
+and declares, per domain, the lowest opset its nodes need (at most that); some of its
+files list the default domain (`""`) twice in `opset_import`, with the same version (left
+as skl2onnx writes it: a reader must accept it).
+
 Reference timings: `benches/reference/onnx_speed.py` and `benches/reference/trees_speed.py`
 (run by `cargo bench --bench onnx` and `--bench trees` with `PYTHONPATH=.tools/zoo`).
 
@@ -72,11 +78,12 @@ def write(entries, path=Path("graphs/zoo/README.md")):
         if p.suffix == ".onnx":
             info = onnx_info.summary(p)
             opsets = ", ".join(f"{d} {v}" for d, v in info["opsets"])
-            lines.append(f"- opsets imported: {opsets}")
+            lines.append(f"- IR version {info['ir_version']}; opsets imported: {opsets}")
             lines.append("- ops: " + ", ".join(f"{d}:{op}" for d, op in info["ops"]))
             lines.append("- inputs: " + "; ".join(info["inputs"]))
             lines.append("- outputs: " + "; ".join(info["outputs"]) + "\n")
         else:
+            lines.append(f"- {e['structure']}")
             lines.append(f"- input: `features`: float32 [N, {e['width']}]")
             lines.append(f"- outputs (golden): {OUTPUTS[e['task']]}\n")
     path.write_text("\n".join(lines))

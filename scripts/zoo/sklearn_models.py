@@ -49,19 +49,24 @@ def run(path, x):
     return dict(zip(names, session.run(names, {session.get_inputs()[0].name: x})))
 
 
-def finish(path, input_name, split, task):
-    """Scores the exported model with onnxruntime on every held-out row, writes its
-    golden (the first 100 held-out rows) and returns the zoo entry."""
+def finish(pipe, path, input_name, split, task):
+    """Scores the exported model with onnxruntime on every held-out row, checks it
+    against the scikit-learn pipeline it came from, writes its golden (the first 100
+    held-out rows) and returns the zoo entry."""
     x = split.x_test.astype(np.float32)
     out = run(path, x)
     if task == "classify":
-        score = f"accuracy {np.mean(out['label'] == split.y_test):.4f}"
+        agree = np.sum(out["label"] == pipe.predict(x.astype(np.float64)))
+        score = (f"accuracy {np.mean(out['label'] == split.y_test):.4f}; onnxruntime's "
+                 f"label is scikit-learn's on {agree} of {len(x)} rows")
     else:
         pred = out["variable"].reshape(-1)
-        score = f"RMSE {np.sqrt(np.mean((pred - split.y_test) ** 2)):.2f}"
+        gap = np.max(np.abs(pred - pipe.predict(x.astype(np.float64))))
+        score = (f"RMSE {np.sqrt(np.mean((pred - split.y_test) ** 2)):.2f}; onnxruntime is "
+                 f"within {gap:.2g} of scikit-learn on every row")
     head = {k: v[: golden.MAX_ROWS] for k, v in out.items()}
     golden.write(path, {input_name: x[: golden.MAX_ROWS]}, head)
-    return {"path": path, "score": f"{score} on {len(x)} held-out {split.name} rows"}
+    return {"path": path, "score": score.replace(";", f" on {len(x)} held-out {split.name} rows;", 1)}
 
 
 def digits_models():
@@ -84,7 +89,7 @@ def digits_models():
     for name, how, pipe in made:
         pipe.fit(d.x_train, d.y_train)
         path = export(pipe, "pixels", 64, ZOO / name)
-        entry = finish(path, "pixels", d, "classify")
+        entry = finish(pipe, path, "pixels", d, "classify")
         entry["what"] = f"digits (weir's train split, raw pixels 0-16): {how}; skl2onnx, zipmap off"
         entries.append(entry)
     bad = LogisticRegression(max_iter=2000).fit(d.x_train / 16.0, d.y_train)
@@ -144,7 +149,7 @@ def ops_models():
 def _fit(pipe, split, input_name, name, task, how):
     pipe.fit(split.x_train, split.y_train)
     path = export(pipe, input_name, split.x_train.shape[1], ZOO / name)
-    entry = finish(path, input_name, split, task)
+    entry = finish(pipe, path, input_name, split, task)
     entry["what"] = f"{split.name}, train split: {how}; skl2onnx" + (
         ", zipmap off" if task == "classify" else "")
     return entry

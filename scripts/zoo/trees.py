@@ -9,6 +9,8 @@ https (2), whose values are 0, 0.5 and 1, are given as the category codes 0, 1, 
 categorical_feature). Their goldens' inputs hold the codes.
 """
 
+import json
+import re
 from pathlib import Path
 
 import lightgbm as lgb
@@ -90,7 +92,10 @@ def xgboost_model(split, name, rounds, categorical=False):
            f"hist, nthread 1, seed 0)")
     if categorical:
         how += ", columns 0 and 2 categorical (max_cat_to_onehot 1: partition splits)"
+    dumped = json.loads(path.read_text())["learner"]["gradient_booster"]["model"]["trees"]
+    categorical_splits = sum(t["split_type"].count(1) for t in dumped)
     return {"path": path, "score": score, "width": split.x_train.shape[1], "task": task,
+            "structure": f"{len(dumped)} trees, {categorical_splits} categorical splits",
             "what": f"{split.name}, train split with 10% of cells NaN: {how}; save_model"}
 
 
@@ -125,7 +130,11 @@ def lightgbm_model(split, name, rounds, categorical=False):
            f"max_depth 4, learning_rate 0.1, num_threads 1, seed 0, deterministic)")
     if categorical:
         how += ", columns 0 and 2 categorical (max_cat_to_onehot 1: partition splits)"
+    text = path.read_text()
+    categorical_splits = sum(int(n) for n in re.findall(r"^num_cat=(\d+)$", text, re.M))
     return {"path": path, "score": score, "width": split.x_train.shape[1], "task": task,
+            "structure": f"{text.count(chr(10) + 'Tree=')} trees, {categorical_splits} "
+                         f"categorical splits",
             "what": f"{split.name}, train split with 10% of cells NaN: {how}; save_model"}
 
 
