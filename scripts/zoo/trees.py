@@ -6,7 +6,8 @@ own `predict`.
 Categorical models (`*_cat`): phishing's columns empty_server_form_handler (0) and
 https (2), whose values are 0, 0.5 and 1, are given as the category codes 0, 1, 2
 (value x 2) and declared categorical (XGBoost feature type "c", LightGBM
-categorical_feature). Their goldens' inputs hold the codes.
+categorical_feature). Their goldens' inputs hold the codes, and their last two rows a
+category unseen in training (3 and 5).
 """
 
 import json
@@ -31,13 +32,18 @@ def _task(split):
     return "regression"
 
 
-def _golden_rows(split, seed):
+def _golden_rows(split, seed, categorical=False):
     """The first 100 held-out rows as float32, with two features set to NaN in every
-    third row (row 0, 3, 6, ...), chosen with `seed`."""
+    third row (row 0, 3, 6, ...), chosen with `seed`. For a categorical model the last
+    two rows also carry categories never seen in training: code 3 in column 0 (row 98)
+    and code 5 in column 2 (row 99)."""
     x = split.x_test[: golden.MAX_ROWS].astype(np.float32).copy()
     rng = np.random.default_rng(seed)
     for row in range(0, len(x), 3):
         x[row, rng.choice(x.shape[1], size=2, replace=False)] = np.nan
+    if categorical:
+        x[-2, CATEGORICAL[0]] = 3.0
+        x[-1, CATEGORICAL[1]] = 5.0
     return x
 
 
@@ -85,7 +91,7 @@ def xgboost_model(split, name, rounds, categorical=False):
     path = ZOO / f"{name}.json"
     booster.save_model(str(path))
     score = _score(task, booster.predict(matrix(split.x_test)), split.y_test, split.name)
-    x = _golden_rows(split, seed=20)
+    x = _golden_rows(split, seed=20, categorical=categorical)
     golden.write(path, {"features": x}, _outputs(task, booster.predict(matrix(x))),
                  library="xgboost", objective=params["objective"])
     how = (f"xgboost.train({params['objective']}, {rounds} rounds, max_depth 4, eta 0.3, "
@@ -123,7 +129,7 @@ def lightgbm_model(split, name, rounds, categorical=False):
         return booster.predict(x.astype(np.float32).astype(np.float64), num_threads=1)
 
     score = _score(task, predict(split.x_test), split.y_test, split.name)
-    x = _golden_rows(split, seed=20)
+    x = _golden_rows(split, seed=20, categorical=categorical)
     golden.write(path, {"features": x}, _outputs(task, predict(x)),
                  library="lightgbm", objective=params["objective"])
     how = (f"lightgbm.train({params['objective']}, {rounds} rounds, num_leaves 15, "
