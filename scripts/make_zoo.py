@@ -6,7 +6,7 @@ each model's held-out score and ONNX ops."""
 import json
 import sys
 
-from zoo import cnn, data, onnx_info, readme, sklearn_models, trees
+from zoo import cnn, data, golden, onnx_info, readme, sklearn_models, trees
 
 
 def main():
@@ -22,8 +22,8 @@ def main():
             print("    ops: " + ", ".join(f"{d}:{op}" for d, op in info["ops"]))
             print("    inputs: " + "; ".join(info["inputs"]) + "  outputs: "
                   + "; ".join(info["outputs"]))
-    for golden in sorted(p for p in trees.golden.GOLDEN.glob("*.json")):
-        json.loads(golden.read_text(), parse_constant=_no_nan(golden))
+    for path in sorted(golden.GOLDEN.glob("*.json")):
+        json.loads(path.read_text(), parse_constant=_no_nan(path))
     print(f"wrote {readme.write(entries)}")
 
 

@@ -29,7 +29,8 @@ LEARNING_RATE = 0.01
 
 def _forward(params, x):
     """x: [N, 8, 8]. Returns the probabilities and what the backward pass needs."""
-    patches = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(1, 2)).reshape(len(x), 36, 9)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(1, 2))  # [N,6,6,3,3]
+    patches = windows.reshape(len(x), 36, 9)
     conv = patches @ params["conv_w"].T + params["conv_b"]          # [N, 36, F]
     relu = np.maximum(conv, 0.0)
     windows = relu.reshape(len(x), 3, 2, 3, 2, FILTERS).transpose(0, 1, 3, 5, 2, 4)

@@ -55,18 +55,19 @@ def finish(pipe, path, input_name, split, task):
     held-out rows) and returns the zoo entry."""
     x = split.x_test.astype(np.float32)
     out = run(path, x)
+    rows = f"on {len(x)} held-out {split.name} rows"
     if task == "classify":
         agree = np.sum(out["label"] == pipe.predict(x.astype(np.float64)))
-        score = (f"accuracy {np.mean(out['label'] == split.y_test):.4f}; onnxruntime's "
+        score = (f"accuracy {np.mean(out['label'] == split.y_test):.4f} {rows}; onnxruntime's "
                  f"label is scikit-learn's on {agree} of {len(x)} rows")
     else:
         pred = out["variable"].reshape(-1)
         gap = np.max(np.abs(pred - pipe.predict(x.astype(np.float64))))
-        score = (f"RMSE {np.sqrt(np.mean((pred - split.y_test) ** 2)):.2f}; onnxruntime is "
+        score = (f"RMSE {np.sqrt(np.mean((pred - split.y_test) ** 2)):.2f} {rows}; onnxruntime is "
                  f"within {gap:.2g} of scikit-learn on every row")
     head = {k: v[: golden.MAX_ROWS] for k, v in out.items()}
     golden.write(path, {input_name: x[: golden.MAX_ROWS]}, head)
-    return {"path": path, "score": score.replace(";", f" on {len(x)} held-out {split.name} rows;", 1)}
+    return {"path": path, "score": score}
 
 
 def digits_models():
@@ -80,7 +81,8 @@ def digits_models():
         ("digits_mlp.onnx", "StandardScaler + MLPClassifier(hidden_layer_sizes=(32,), "
          "max_iter=600, random_state=0)",
          Pipeline([("scale", StandardScaler()),
-                   ("clf", MLPClassifier(hidden_layer_sizes=(32,), max_iter=600, random_state=0))])),
+                   ("clf", MLPClassifier(hidden_layer_sizes=(32,), max_iter=600,
+                                         random_state=0))])),
         ("digits_gbc.onnx", "GradientBoostingClassifier(n_estimators=30, max_depth=3, "
          "random_state=0)",
          Pipeline([("clf", GradientBoostingClassifier(n_estimators=30, max_depth=3,
