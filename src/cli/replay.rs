@@ -99,7 +99,7 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
     } = args;
     let brokers = kafka_bootstrap.as_deref();
     if let Some(label) = prequential {
-        return backtest(&graph, kernels, &input, input_format, workers, &label, (max_block, report_every), brokers);
+        return backtest((&graph, kernels), &input, input_format, workers, &label, (max_block, report_every), brokers);
     }
     let Some(output) = output else { return fail(1, &"--output is required (unless --prequential)") };
     use weir_connectors::replay::{self, FileFormat, ReplayError, ReplayOptions};
@@ -184,8 +184,7 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
 /// `weir replay --prequential`: a labelled stream through a learning graph, predict then
 /// learn, with the running accuracy on stderr.
 fn backtest(
-    graph: &std::path::Path,
-    kernels: &Kernels,
+    (graph, kernels): (&std::path::Path, &Kernels),
     input: &[PathBuf],
     input_format: Option<String>,
     workers: usize,
