@@ -33,6 +33,9 @@ pub struct FormatArgs<'a> {
     pub node: &'a str,
     /// The node's `path:`, joined to the graph file's directory, if it has one.
     pub path: Option<PathBuf>,
+    /// The graph file's directory: files named in `params:` are relative to it
+    /// ([`FormatArgs::file_in_graph_dir`]).
+    pub base_dir: &'a Path,
     /// The node's `params:` (`Null` when absent); a kernel deserializes its own
     /// parameters from it (`serde_yaml::from_value`).
     pub params: &'a serde_yaml::Value,
@@ -44,6 +47,17 @@ impl FormatArgs<'_> {
     /// The node's model file, or an error saying that `format` needs `path:`.
     pub fn file(&self, format: &str) -> Result<&Path, FormatError> {
         self.path.as_deref().ok_or_else(|| format!("format '{format}' reads a model file: give it with 'path:'").into())
+    }
+
+    /// The node's `params:` as a `T` (a `serde` type of the kernel's), or the
+    /// deserializer's error (an unknown or missing key, a wrong type).
+    pub fn params<T: serde::de::DeserializeOwned>(&self) -> Result<T, FormatError> {
+        serde_yaml::from_value(self.params.clone()).map_err(|e| format!("params: {e}").into())
+    }
+
+    /// `path` (from `params:`) relative to the graph file's directory.
+    pub fn file_in_graph_dir(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
     }
 
     /// An error if the node has `params:` (for formats that take none).

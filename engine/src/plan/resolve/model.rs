@@ -264,6 +264,7 @@ fn load_model(name: &str, m: &ModelSpec, base_dir: &Path, kernels: &Kernels) -> 
             let args = FormatArgs {
                 node: name,
                 path: path.as_ref().map(|p| base_dir.join(p)),
+                base_dir,
                 params,
                 device: m.batching.device,
             };
