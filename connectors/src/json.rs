@@ -141,7 +141,8 @@ fn describe(v: &Json) -> &'static str {
     }
 }
 
-/// Decodes one value of type `ty`.
+/// Decodes one value of type `ty`. In an `f32` tensor, an element `null` is NaN (a
+/// missing value).
 pub fn decode_value(ty: &FieldType, v: &Json) -> Result<Value, String> {
     let expected = || format!("expected {ty}, got {}", describe(v));
     if !ty.is_scalar() {
@@ -160,9 +161,11 @@ pub fn decode_value(ty: &FieldType, v: &Json) -> Result<Value, String> {
 fn flatten(v: &Json, shape: &[usize], out: &mut Vec<f32>) -> Result<(), String> {
     let total: usize = shape.iter().product();
     let Json::Array(items) = v else { return Err(format!("got {}", describe(v))) };
-    // A flat array of all the numbers is accepted for any shape.
-    if items.len() == total && items.iter().all(Json::is_number) {
-        out.extend(items.iter().filter_map(Json::as_f64).map(|x| x as f32));
+    // A flat array of all the numbers is accepted for any shape. An element `null` is a
+    // missing value, NaN (what NaN encodes to): tree models send it their default way.
+    let element = |x: &Json| x.is_number() || x.is_null();
+    if items.len() == total && items.iter().all(element) {
+        out.extend(items.iter().map(|x| x.as_f64().map_or(f32::NAN, |x| x as f32)));
         return Ok(());
     }
     match shape {
@@ -170,7 +173,7 @@ fn flatten(v: &Json, shape: &[usize], out: &mut Vec<f32>) -> Result<(), String> 
             items.iter().try_for_each(|item| flatten(item, rest, out))
         }
         _ => {
-            if let Some(i) = items.iter().position(|x| !x.is_number()) {
+            if let Some(i) = items.iter().position(|x| !element(x)) {
                 if items.len() == total {
                     return Err(format!("element {i} is {}", describe(&items[i])));
                 }
@@ -243,6 +246,20 @@ mod tests {
         let wrong = decode_row(&inputs(), &json!({"a": "x", "v": [1, 2, 3], "m": [1, 2, 3, 4]})).unwrap_err();
         assert!(wrong.message.contains("expected f32, got a string"));
         assert!(decode_row(&inputs(), &json!([1, 2])).is_err());
+    }
+
+    #[test]
+    fn a_null_tensor_element_is_a_missing_value() {
+        let row = decode_row(&inputs(), &json!({"a": 1, "v": [1, null, 3], "m": [[1, null], [3, 4]]})).unwrap();
+        let Value::Tensor(v) = &row[1] else { panic!("{row:?}") };
+        assert!(v[0] == 1.0 && v[1].is_nan() && v[2] == 3.0, "{v:?}");
+        let Value::Tensor(m) = &row[2] else { panic!("{row:?}") };
+        assert!(m[1].is_nan() && m[3] == 4.0, "{m:?}");
+        // A scalar field is still required.
+        let null = decode_row(&inputs(), &json!({"a": null, "v": [1, 2, 3], "m": [1, 2, 3, 4]})).unwrap_err();
+        assert_eq!(null.field.as_deref(), Some("a"));
+        let text = decode_row(&inputs(), &json!({"a": 1, "v": [1, "x", 3], "m": [1, 2, 3, 4]})).unwrap_err();
+        assert!(text.message.contains("element 1 is a string"), "{}", text.message);
     }
 
     #[test]

@@ -17,7 +17,6 @@ use super::learn;
 use super::scope::{NodeResult, Resolved, Scope};
 use crate::error::Problem;
 use crate::kernels::{FormatArgs, Kernels};
-use crate::plan::names::is_valid_name;
 use crate::plan::step::{KernelFactoryDebug, StepOp};
 use crate::spec::{Batching, ModelInputs, ModelOutputs, ModelSource, ModelSpec};
 
@@ -160,12 +159,13 @@ fn wire_outputs(wiring: &ModelOutputs, sig: &Signature) -> NodeResult<(Vec<usize
         ModelOutputs::One(_) => "output",
         _ => "outputs",
     };
-    if let Some(bad) = names.iter().find(|n| !is_valid_name(n)) {
+    // A field is read as `node.field`: its name cannot hold a dot (ONNX names may).
+    if let Some(bad) = names.iter().find(|n| n.is_empty() || n.contains('.') || n.trim() != n.as_str()) {
         return Err((
             Some(key.into()),
             Problem::Option(format!(
-                "'{bad}' cannot name a field (ASCII letters, digits, '_' and '-' only): rename it with \
-                 'outputs: {{{bad}: a_name}}'"
+                "'{bad}' cannot name a field (fields are read as 'node.field'): rename it with \
+                 'outputs: {{\"{bad}\": a_name}}'"
             )),
         ));
     }
