@@ -15,10 +15,14 @@
 mod build;
 mod ensemble;
 mod error;
+mod lightgbm;
 mod node_arrays;
 mod predict;
 mod transform;
+mod xgboost;
 
 pub use ensemble::{Aggregate, Ensemble, Objective, Transform};
 pub use error::TreeError;
+pub use lightgbm::load_lightgbm;
 pub use node_arrays::{Mode, NodeArrays};
+pub use xgboost::load_xgboost;
