@@ -6,7 +6,7 @@
 //! reached twice (a cycle or a shared child), a feature past `n_features`, a leaf feeding an
 //! output the model does not have. Unreachable nodes are dropped.
 
-use crate::ensemble::{Aggregate, Ensemble, Kind, Node, Objective, Transform};
+use crate::ensemble::{Aggregate, Ensemble, Kind, Node, Objective, Transform, MIXED_OUTPUTS};
 use crate::TreeError;
 
 /// The test of a split node, before flattening.
@@ -67,6 +67,9 @@ pub(crate) fn assemble(header: Header, trees: &[RawTree]) -> Result<Ensemble, Tr
     let mut e = Ensemble {
         nodes: Vec::new(),
         roots: Vec::with_capacity(trees.len()),
+        depths: Vec::with_capacity(trees.len()),
+        tree_output: Vec::with_capacity(trees.len()),
+        leaf_value: Vec::new(),
         leaf_start: vec![0],
         leaf_output: Vec::new(),
         leaf_weight: Vec::new(),
@@ -80,11 +83,13 @@ pub(crate) fn assemble(header: Header, trees: &[RawTree]) -> Result<Ensemble, Tr
         base: header.base,
         average_divisor: header.average_divisor,
         logistic_scale: header.logistic_scale,
+        numeric_only: true,
     };
     let mut slot_of = Vec::new();
     for tree in trees {
         place(&mut e, tree, &header.model, &mut slot_of)?;
     }
+    e.numeric_only = e.nodes.iter().all(|n| n.kind == Kind::LessEq);
     Ok(e)
 }
 
@@ -106,11 +111,13 @@ fn place(e: &mut Ensemble, tree: &RawTree, model: &str, slot_of: &mut Vec<u32>) 
     let slot = index_u32(base, model)?;
     e.roots.push(slot);
     slot_of[tree.root] = slot;
-    // `order[i]` is the raw node placed at slot `base + i`.
+    // `order[i]` is the raw node placed at slot `base + i`, at depth `depth[i]`.
     let mut order = vec![tree.root];
+    let mut depth = vec![0u32];
     let mut next = 0;
     while next < order.len() {
         let raw = order[next];
+        let child_depth = depth[next] + 1;
         next += 1;
         if let RawNode::Split { left, right, .. } = tree.nodes[raw] {
             for child in [left, right] {
@@ -123,22 +130,33 @@ fn place(e: &mut Ensemble, tree: &RawTree, model: &str, slot_of: &mut Vec<u32>) 
                 }
                 slot_of[child] = index_u32(base + order.len(), model)?;
                 order.push(child);
+                depth.push(child_depth);
             }
         }
     }
-    for &raw in &order {
+    let mut output: Option<u32> = None;
+    let mut mixed = false;
+    for (i, &raw) in order.iter().enumerate() {
+        let mut value = 0.0;
         let node = match &tree.nodes[raw] {
             RawNode::Leaf(contributions) => {
-                for &(output, weight) in contributions {
-                    if output >= e.n_outputs {
-                        return Err(err(raw, format!("a leaf feeds output {output} of {}", e.n_outputs)));
+                for &(o, weight) in contributions {
+                    if o >= e.n_outputs {
+                        return Err(err(raw, format!("a leaf feeds output {o} of {}", e.n_outputs)));
                     }
-                    e.leaf_output.push(output as u32);
+                    e.leaf_output.push(o as u32);
                     e.leaf_weight.push(weight);
                 }
-                let leaf = e.leaf_start.len() - 1;
-                e.leaf_start.push(index_u32(e.leaf_output.len(), model)?);
-                Node { feature: 0, param: 0, left: index_u32(leaf, model)?, kind: Kind::Leaf, nan_left: false }
+                match contributions.as_slice() {
+                    [(o, weight)] if output.is_none_or(|first| first == *o as u32) => {
+                        output = Some(*o as u32);
+                        value = *weight;
+                    }
+                    _ => mixed = true,
+                }
+                // Every test sends a row at a leaf back to the leaf.
+                let own = index_u32(base + i, model)?;
+                Node { feature: 0, param: f32::INFINITY.to_bits(), left: own, kind: Kind::LessEq, nan_left: true }
             }
             RawNode::Split { feature, test, nan_left, left, .. } => {
                 if *feature >= e.n_features {
@@ -161,7 +179,11 @@ fn place(e: &mut Ensemble, tree: &RawTree, model: &str, slot_of: &mut Vec<u32>) 
             }
         };
         e.nodes.push(node);
+        e.leaf_value.push(value);
+        e.leaf_start.push(index_u32(e.leaf_output.len(), model)?);
     }
+    e.depths.push(depth.iter().copied().max().unwrap_or(0));
+    e.tree_output.push(if mixed { MIXED_OUTPUTS } else { output.unwrap_or(MIXED_OUTPUTS) });
     Ok(())
 }
 

@@ -5,9 +5,13 @@
 //! children where needed, exactly for every `f32` input), equality, LightGBM's
 //! zero-as-missing test, or membership in a category bitset. A missing value (NaN) takes the
 //! node's own default side. The two children of a node sit next to each other
-//! (`right == left + 1`), so a step down the tree is one add. A leaf adds one or more
-//! `(output, weight)` contributions, so one array serves XGBoost and LightGBM (one output per
-//! tree) and ONNX (a leaf may feed several classes).
+//! (`right == left + 1`), so a step down the tree is one add. A leaf is a node that leads
+//! to itself (`x <= +inf`, NaN left, left child itself), so every row can take the same
+//! number of steps, the tree's depth, with no test for leaves. A leaf adds one or more
+//! `(output, weight)` contributions; when every leaf of a tree adds one weight to the same
+//! output (XGBoost, LightGBM, most ONNX trees), the tree is marked with that output and the
+//! weight is read from `leaf_value`, otherwise from the contribution lists (ONNX leaves
+//! that feed several classes).
 
 /// What a model predicts, which fixes [`Ensemble::n_outputs`] and what [`Ensemble::predict`]
 /// returns.
@@ -55,9 +59,7 @@ pub enum Aggregate {
 /// The test a split node makes; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A leaf: `left` is its index into the contribution offsets.
-    Leaf,
-    /// Left when `x <= threshold`.
+    /// Left when `x <= threshold` (leaves too: see the module docs).
     LessEq,
     /// Left when `x == threshold` (a threshold no `f32` equals is stored as NaN).
     Equal,
@@ -69,6 +71,9 @@ pub(crate) enum Kind {
     CategoryRight,
 }
 
+/// `tree_output` of a tree whose leaves feed several outputs or several weights.
+pub(crate) const MIXED_OUTPUTS: u32 = u32::MAX;
+
 /// One node of the flat array: 16 bytes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Node {
@@ -76,7 +81,7 @@ pub(crate) struct Node {
     pub(crate) feature: u32,
     /// The threshold's `f32` bits, or for categorical nodes the index of its bitset.
     pub(crate) param: u32,
-    /// The left child (the right one is `left + 1`), or for a leaf its leaf index.
+    /// The left child (the right one is `left + 1`); a leaf's own index.
     pub(crate) left: u32,
     /// The test.
     pub(crate) kind: Kind,
@@ -93,7 +98,13 @@ pub struct Ensemble {
     pub(crate) nodes: Vec<Node>,
     /// The root of each tree, in the model's order.
     pub(crate) roots: Vec<u32>,
-    /// Per leaf, its first contribution; one more entry than leaves.
+    /// The depth of each tree (steps from the root to its deepest leaf).
+    pub(crate) depths: Vec<u32>,
+    /// The one output each tree's leaves feed, or `MIXED_OUTPUTS`.
+    pub(crate) tree_output: Vec<u32>,
+    /// Per node, a leaf's single weight (0 for branches and leaves with several).
+    pub(crate) leaf_value: Vec<f64>,
+    /// Per node, its first contribution; one more entry than nodes (branches have none).
     pub(crate) leaf_start: Vec<u32>,
     /// Contribution outputs.
     pub(crate) leaf_output: Vec<u32>,
@@ -112,6 +123,9 @@ pub struct Ensemble {
     pub(crate) base: Vec<f64>,
     /// What `Aggregate::Average` divides by.
     pub(crate) average_divisor: f64,
+    /// Whether every node is an `x <= t` test (no categorical, equality or zero-as-missing
+    /// node), so prediction can skip the test for the node's kind.
+    pub(crate) numeric_only: bool,
     /// What the logistic multiplies a score by first (LightGBM's `sigmoid:`; 1 otherwise).
     pub(crate) logistic_scale: f64,
 }
@@ -152,5 +166,10 @@ impl Ensemble {
     /// The number of nodes, leaves included, over all trees.
     pub fn n_nodes(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// The depth of the deepest tree (0 for an ensemble of single leaves).
+    pub fn max_depth(&self) -> usize {
+        self.depths.iter().copied().max().unwrap_or(0) as usize
     }
 }

@@ -1,13 +1,15 @@
 //! Prediction: blocks of rows, every tree over the block, no allocation per row.
 //!
 //! Rows are taken `BLOCK` at a time (fewer when a row has many outputs, so the block's
-//! accumulators fit in a fixed stack buffer); for each tree in turn, each row of the block
-//! walks from the root to a leaf and folds the leaf's weights into its accumulators, in
-//! `f64`. The block's rows stay in L1 while the trees stream past. A prediction allocates
+//! accumulators fit in a fixed stack buffer); for each tree in turn, all rows of the block
+//! step down the tree together, one level at a time for the tree's depth (a row at a leaf
+//! stays there), and fold their leaf's weights into their accumulators, in `f64`. The
+//! block's rows stay in L1 while the trees stream past, and the rows' steps are independent,
+//! so the CPU overlaps their memory loads. A prediction allocates
 //! nothing besides growing `out` (and one accumulator vector for models with more than
 //! `STACK` outputs).
 
-use crate::ensemble::{Aggregate, Ensemble, Kind, Node};
+use crate::ensemble::{Aggregate, Ensemble, Kind, Node, MIXED_OUTPUTS};
 use crate::{transform, TreeError};
 
 /// Rows per block.
@@ -78,18 +80,43 @@ impl Ensemble {
     }
 
     /// Folds every tree's leaf weights into `acc` (`rows * n_outputs`, starting at `init`).
+    ///
+    /// Tree by tree, every row of the block takes the tree's depth in steps (a row at a
+    /// leaf stays there), the rows of a step independent of each other so their loads
+    /// overlap; then each row's leaf is folded in.
     #[inline(always)]
     fn fold(&self, xs: &[f32], acc: &mut [f64], init: f64, op: impl Fn(f64, f64) -> f64) {
         acc.fill(init);
         let (f, k) = (self.n_features, self.n_outputs);
         let rows = acc.len() / k.max(1);
-        for &root in &self.roots {
-            for r in 0..rows {
-                let leaf = self.leaf(root, &xs[r * f..(r + 1) * f]);
-                let (s, e) = (self.leaf_start[leaf] as usize, self.leaf_start[leaf + 1] as usize);
-                for c in s..e {
-                    let o = r * k + self.leaf_output[c] as usize;
-                    acc[o] = op(acc[o], self.leaf_weight[c]);
+        let mut at = [0u32; BLOCK];
+        let at = &mut at[..rows];
+        for (t, &root) in self.roots.iter().enumerate() {
+            at.fill(root);
+            for _ in 0..self.depths[t] {
+                if self.numeric_only {
+                    for (r, i) in at.iter_mut().enumerate() {
+                        *i = self.step::<true>(*i, xs, r * f);
+                    }
+                } else {
+                    for (r, i) in at.iter_mut().enumerate() {
+                        *i = self.step::<false>(*i, xs, r * f);
+                    }
+                }
+            }
+            let output = self.tree_output[t];
+            if output != MIXED_OUTPUTS {
+                for (r, &i) in at.iter().enumerate() {
+                    let a = &mut acc[r * k + output as usize];
+                    *a = op(*a, self.leaf_value[i as usize]);
+                }
+            } else {
+                for (r, &i) in at.iter().enumerate() {
+                    let (s, e) = (self.leaf_start[i as usize] as usize, self.leaf_start[i as usize + 1] as usize);
+                    for c in s..e {
+                        let a = &mut acc[r * k + self.leaf_output[c] as usize];
+                        *a = op(*a, self.leaf_weight[c]);
+                    }
                 }
             }
         }
@@ -109,22 +136,19 @@ impl Ensemble {
         }
     }
 
-    /// The leaf index `row` reaches in the tree rooted at `root`.
+    /// The node after node `i` for the row starting at `xs[row]`; `NUMERIC_ONLY` when
+    /// every node of the ensemble is a `x <= t` test.
     #[inline(always)]
-    fn leaf(&self, root: u32, row: &[f32]) -> usize {
-        let mut i = root as usize;
-        loop {
-            let node = self.nodes[i];
-            let left = match node.kind {
-                Kind::LessEq => {
-                    let x = row[node.feature as usize];
-                    x <= f32::from_bits(node.param) || (x.is_nan() && node.nan_left)
-                }
-                Kind::Leaf => return node.left as usize,
-                _ => self.goes_left(node, row[node.feature as usize]),
-            };
-            i = node.left as usize + usize::from(!left);
-        }
+    fn step<const NUMERIC_ONLY: bool>(&self, i: u32, xs: &[f32], row: usize) -> u32 {
+        let node = self.nodes[i as usize];
+        let x = xs[row + node.feature as usize];
+        let left = if NUMERIC_ONLY || node.kind == Kind::LessEq {
+            // `|` and `&`, not `||` and `&&`: no branch on the data.
+            (x <= f32::from_bits(node.param)) | (x.is_nan() & node.nan_left)
+        } else {
+            self.goes_left(node, x)
+        };
+        node.left + u32::from(!left)
     }
 
     /// The tests other than `x <= t`.
@@ -142,7 +166,6 @@ impl Ensemble {
             Kind::CategoryLeft => x > -1.0 && self.in_set(node.param, x as u32),
             // XGBoost: negative and too large values in no set; in the set goes right.
             Kind::CategoryRight => !((0.0..XGBOOST_CATEGORY_LIMIT).contains(&x) && self.in_set(node.param, x as u32)),
-            Kind::Leaf => false,
         }
     }
 

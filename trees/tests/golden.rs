@@ -9,7 +9,7 @@
 //!   zero-as-missing, categorical splits and every objective, on edge-case rows
 //!   (`trees/tests/fixtures/make_fixtures.py`).
 //!
-//! Tolerances: probabilities within 1e-6, labels equal (argmax, or p >= 0.5), values and
+//! Tolerances: probabilities within 1e-6, labels equal (the first largest, or p > 0.5, as the zoo defines them), values and
 //! margins within 1e-5 relative (absolute below 1).
 #![allow(clippy::unwrap_used)]
 
@@ -86,7 +86,7 @@ fn check(golden_path: &Path) -> usize {
         for (r, label) in floats(labels).iter().enumerate() {
             let row = &out[r * k..(r + 1) * k];
             let predicted = if k == 1 {
-                f64::from(u8::from(row[0] >= 0.5))
+                f64::from(u8::from(row[0] > 0.5))
             } else {
                 row.iter().enumerate().fold(0, |best, (c, &p)| if p > row[best] { c } else { best }) as f64
             };
