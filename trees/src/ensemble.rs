@@ -29,9 +29,10 @@ pub enum Objective {
 }
 
 /// The function `predict` applies to the raw scores of a row (ONNX's `post_transform`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Transform {
-    /// The raw scores themselves.
+    /// The raw scores themselves (the default).
+    #[default]
     None,
     /// `1 / (1 + exp(-x))` on each score (LightGBM's `sigmoid:s` scales `x` by `s` first).
     Logistic,
@@ -44,9 +45,10 @@ pub enum Transform {
 }
 
 /// How the leaves reached in each tree combine into a row's score for one output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Aggregate {
-    /// The sum of the leaf weights (gradient boosting).
+    /// The sum of the leaf weights (gradient boosting; the default).
+    #[default]
     Sum,
     /// The sum divided by the model's tree count (random forests).
     Average,

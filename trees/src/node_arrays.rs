@@ -60,7 +60,7 @@ impl Mode {
 
 /// The tree-ensemble attributes of an ONNX-ML node, one entry per node (the `nodes_*`
 /// arrays) or per leaf contribution (the `target_*` / `class_*` arrays); see the module docs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NodeArrays {
     /// `nodes_treeids`.
     pub tree_ids: Vec<i64>,
@@ -110,6 +110,8 @@ impl Ensemble {
         let mut tree_index: HashMap<i64, usize> = HashMap::new();
         let mut trees: Vec<RawTree> = Vec::new();
         let mut position: HashMap<(i64, i64), (usize, usize)> = HashMap::with_capacity(n);
+        // `placed[i]`: node i's (tree, index within the tree).
+        let mut placed = Vec::with_capacity(n);
         for i in 0..n {
             let tree_id = a.tree_ids[i];
             let t = *tree_index.entry(tree_id).or_insert_with(|| {
@@ -121,11 +123,11 @@ impl Ensemble {
             if position.insert((tree_id, node_id), (t, local)).is_some() {
                 return Err(node_error(tree_id, node_id, "the node id appears twice in its tree".into()));
             }
+            placed.push((t, local));
             trees[t].ids.push(node_id);
             trees[t].nodes.push(RawNode::Leaf(Vec::new()));
         }
-        for i in 0..n {
-            let (t, local) = position.get(&(a.tree_ids[i], a.node_ids[i])).copied().unwrap_or_default();
+        for (i, &(t, local)) in placed.iter().enumerate() {
             if a.modes[i] == Mode::Leaf {
                 continue;
             }

@@ -145,3 +145,36 @@ fn bad_arrays_are_errors_naming_the_field_or_node() {
     let err = e.predict(&[0.0; 4], 1, &mut Vec::new()).unwrap_err();
     assert!(matches!(err, TreeError::Shape { expected: 3, got: 4, .. }), "{err}");
 }
+
+#[test]
+fn many_outputs_and_a_lone_leaf_tree() {
+    // 1500 outputs (past the stack accumulators): tree 0 is a single leaf feeding the last
+    // output and the first; tree 1 splits and feeds one output per side.
+    let a = NodeArrays {
+        tree_ids: vec![0, 1, 1, 1],
+        node_ids: vec![0, 0, 1, 2],
+        feature_ids: vec![0, 1, 0, 0],
+        modes: vec![Mode::Leaf, Mode::BranchLt, Mode::Leaf, Mode::Leaf],
+        values: vec![0.0, 2.0, 0.0, 0.0],
+        true_ids: vec![0, 1, 0, 0],
+        false_ids: vec![0, 2, 0, 0],
+        target_tree_ids: vec![0, 0, 1, 1],
+        target_node_ids: vec![0, 0, 1, 2],
+        target_ids: vec![1499, 0, 7, 8],
+        target_weights: vec![0.5, 1.5, 3.0, 4.0],
+        n_targets: 1500,
+        ..NodeArrays::default()
+    };
+    let e = Ensemble::from_node_arrays(&a, 2).unwrap();
+    assert_eq!((e.n_trees(), e.max_depth(), e.n_outputs()), (2, 1, 1500));
+    let rows = [0.0, 1.0, 0.0, 2.0, 0.0, f32::NAN];
+    let mut out = Vec::new();
+    e.predict_raw(&rows, 3, &mut out).unwrap();
+    assert_eq!(out.len(), 4500);
+    for (r, side) in [(0, 7), (1, 8), (2, 8)] {
+        let row = &out[r * 1500..(r + 1) * 1500];
+        let nonzero: Vec<(usize, f32)> = row.iter().copied().enumerate().filter(|&(_, v)| v != 0.0).collect();
+        let want = if side == 7 { 3.0 } else { 4.0 };
+        assert_eq!(nonzero, vec![(0, 1.5), (side, want), (1499, 0.5)], "row {r}");
+    }
+}
