@@ -6,7 +6,7 @@ each model's held-out score and ONNX ops."""
 import json
 import sys
 
-from zoo import cnn, data, golden, onnx_info, readme, sklearn_models, trees
+from zoo import bad, cnn, data, golden, onnx_info, readme, sklearn_models, trees
 
 
 def main():
@@ -15,6 +15,7 @@ def main():
     entries = sklearn_models.digits_models() + sklearn_models.ops_models()
     entries.append(cnn.make())
     entries += trees.make()
+    entries.append(bad.unsupported_op())
     for e in entries:
         print(f"{e['path']}: {e['score']}")
         if str(e["path"]).endswith(".onnx"):

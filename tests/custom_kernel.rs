@@ -6,12 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use common::process::Running;
+use common::process::{http_post, serve_http};
 use weir::datasets::{digits, Split};
 use weir_engine::yaml;
 use weir_operators::Value;
@@ -61,54 +59,16 @@ fn build_example() -> PathBuf {
     profile_dir.join("examples").join("custom_kernel")
 }
 
-/// `POST path` with a JSON body to `addr`: the status and the body.
-fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
-    (status, body)
-}
-
-/// The body may be chunked: the JSON between the first `[` and the last `]`.
-fn json_array(body: &str) -> serde_json::Value {
-    let (start, end) = (body.find('[').unwrap(), body.rfind(']').unwrap());
-    serde_json::from_str(&body[start..=end]).unwrap()
-}
-
 #[test]
 fn a_custom_kernel_serves_over_http_and_matches_the_builtin_model() {
     let example = build_example();
-    let mut child = Running(
-        Command::new(&example)
-            .args(["serve", GRAPH, "--port", "0"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the example starts listening").unwrap();
-        if let Some(addr) = line.strip_prefix("weir: listening on http://") {
-            break addr.to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let (child, addr) = serve_http(&example, &[GRAPH]);
 
     let test = digits(Split::Test).unwrap();
     let rows: Vec<serde_json::Value> = test.iter().map(|d| serde_json::json!({ "pixels": d.pixels })).collect();
-    let (status, body) = post(&addr, "/graphs/digits-custom", &serde_json::Value::from(rows).to_string());
+    let (status, body) = http_post(&addr, "/graphs/digits-custom", &serde_json::Value::from(rows).to_string());
     assert_eq!(status, 200, "{body}");
-    let answers = json_array(&body);
+    let answers: serde_json::Value = serde_json::from_str(&body).unwrap();
     let answers = answers.as_array().unwrap();
     assert_eq!(answers.len(), test.len());
 

@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use weir_operators::kernel::device::DeviceSpec;
 use weir_operators::kernel::signature::LoadedKernel;
+use weir_operators::kernel::trees::TreeFormat;
 
 /// Why a format could not load a node's model: its own error, shown with the node and
 /// the `format` field of the graph file.
@@ -84,6 +85,15 @@ where
     }
 }
 
+/// The format of tree-ensemble files of `format` ([`weir_operators::kernel::trees`]):
+/// `path:` is the model file; no `params:`.
+fn trees(format: TreeFormat) -> impl ModelFormat {
+    move |args: &FormatArgs<'_>| -> Result<LoadedKernel, FormatError> {
+        args.no_params(format.name())?;
+        Ok(weir_operators::kernel::trees::load(format, args.file(format.name())?)?)
+    }
+}
+
 /// Model formats and custom kernels by name.
 #[derive(Clone, Default)]
 pub struct Kernels {
@@ -104,7 +114,7 @@ impl Kernels {
 
     /// weir's own formats: `onnx`, `xgboost`, `lightgbm`.
     pub fn builtin() -> Kernels {
-        Kernels::empty()
+        Kernels::empty().with("xgboost", trees(TreeFormat::XGBoost)).with("lightgbm", trees(TreeFormat::LightGBM))
     }
 
     /// The registry with `format` known as `name` (replacing a format of that name).

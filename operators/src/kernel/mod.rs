@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: candle models (softmax/logistic regression, MLP) loaded from safetensors,
 //!   run on batches by replica threads.
+//! - [`trees`]: tree ensembles (XGBoost JSON, LightGBM text) on `weir_trees`.
 //! - [`sentence`]: BERT-family sentence embeddings (tokenizers, on [`bert`]).
 //! - [`bert`]: a BERT encoder on candle, tuned for serving on the CPU.
 //! - [`builtin`]: the built-in business-logic functions of `map` nodes.
@@ -31,6 +32,7 @@ pub mod learner;
 pub mod model;
 pub mod sentence;
 pub mod signature;
+pub mod trees;
 
 use std::sync::Arc;
 
