@@ -135,7 +135,7 @@ impl OnnxModel {
 
         let mut steps = Vec::with_capacity(kernels.len());
         let mut constant_slots: Vec<Option<Value>> = Vec::new();
-        let mut fold = |slot: usize, v: Value, table: &mut Vec<Option<Value>>| {
+        let fold = |slot: usize, v: Value, table: &mut Vec<Option<Value>>| {
             if table.len() <= slot {
                 table.resize(slot + 1, None);
             }

@@ -33,14 +33,6 @@ impl Value {
         }
     }
 
-    /// The value's element type (`None` for a candle dtype this crate does not expose).
-    pub(crate) fn elem(&self) -> Option<ElemType> {
-        match self {
-            Self::Tensor(t) => elem_of(t.dtype()),
-            Self::Str { .. } => Some(ElemType::Str),
-        }
-    }
-
     /// The candle tensor, or an error naming input `index` when the value holds strings.
     pub(crate) fn tensor(&self, index: usize) -> Result<&Tensor, KernelError> {
         match self {
@@ -104,18 +96,6 @@ impl Value {
             Self::Tensor(t) => Self::Tensor(t.to_device(device)?),
             Self::Str { .. } => self.clone(),
         })
-    }
-}
-
-/// The element type a candle dtype stands for (`u8` is boolean).
-pub(crate) fn elem_of(dtype: DType) -> Option<ElemType> {
-    match dtype {
-        DType::F32 => Some(ElemType::F32),
-        DType::F64 => Some(ElemType::F64),
-        DType::I64 => Some(ElemType::I64),
-        DType::I32 => Some(ElemType::I32),
-        DType::U8 => Some(ElemType::Bool),
-        _ => None,
     }
 }
 
