@@ -85,6 +85,13 @@ where
     }
 }
 
+/// The format of ONNX files ([`weir_operators::kernel::onnx`]): `path:` is the model
+/// file; no `params:`.
+fn onnx(args: &FormatArgs<'_>) -> Result<LoadedKernel, FormatError> {
+    args.no_params("onnx")?;
+    Ok(weir_operators::kernel::onnx::load(args.file("onnx")?, args.device)?)
+}
+
 /// The format of tree-ensemble files of `format` ([`weir_operators::kernel::trees`]):
 /// `path:` is the model file; no `params:`.
 fn trees(format: TreeFormat) -> impl ModelFormat {
@@ -114,7 +121,10 @@ impl Kernels {
 
     /// weir's own formats: `onnx`, `xgboost`, `lightgbm`.
     pub fn builtin() -> Kernels {
-        Kernels::empty().with("xgboost", trees(TreeFormat::XGBoost)).with("lightgbm", trees(TreeFormat::LightGBM))
+        Kernels::empty()
+            .with("onnx", onnx)
+            .with("xgboost", trees(TreeFormat::XGBoost))
+            .with("lightgbm", trees(TreeFormat::LightGBM))
     }
 
     /// The registry with `format` known as `name` (replacing a format of that name).

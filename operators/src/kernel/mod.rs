@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: candle models (softmax/logistic regression, MLP) loaded from safetensors,
 //!   run on batches by replica threads.
+//! - [`onnx`]: ONNX graphs (ONNX-ML operators included) on `weir_onnx`.
 //! - [`trees`]: tree ensembles (XGBoost JSON, LightGBM text) on `weir_trees`.
 //! - [`sentence`]: BERT-family sentence embeddings (tokenizers, on [`bert`]).
 //! - [`bert`]: a BERT encoder on candle, tuned for serving on the CPU.
@@ -30,6 +31,7 @@ pub mod keeper;
 pub mod learn;
 pub mod learner;
 pub mod model;
+pub mod onnx;
 pub mod sentence;
 pub mod signature;
 pub mod trees;

@@ -128,7 +128,9 @@ fn port(file: &str, kind: &'static str, spec: &TensorSpec) -> Result<Port, OnnxN
         .iter()
         .map(|d| match d {
             Dim::Fixed(n) => Ok(*n),
-            Dim::Dynamic(_) => Err(unservable("only its first dimension may be dynamic (weir fields have fixed shapes)".into())),
+            Dim::Dynamic(_) => {
+                Err(unservable("only its first dimension may be dynamic (weir fields have fixed shapes)".into()))
+            }
         })
         .collect::<Result<Vec<usize>, _>>()?;
     Ok(Port { elem: spec.elem, dims })
@@ -188,7 +190,8 @@ impl BatchKernel for OnnxKernel {
             return Err(KernelError::InputCount { op: OP, expected: self.inputs.len(), found: inputs.len() });
         }
         let rows = inputs.first().map_or(0, Column::len);
-        let tensors = inputs.into_iter().zip(self.inputs.iter()).map(|(c, p)| to_tensor(c, p, rows)).collect::<Result<_, _>>()?;
+        let tensors =
+            inputs.into_iter().zip(self.inputs.iter()).map(|(c, p)| to_tensor(c, p, rows)).collect::<Result<_, _>>()?;
         let outputs = self.session.run(tensors).map_err(|e| KernelError::Custom(e.to_string()))?;
         if outputs.len() != self.outputs.len() {
             return Err(KernelError::OutputColumns { expected: self.outputs.len(), found: outputs.len() });
@@ -200,7 +203,8 @@ impl BatchKernel for OnnxKernel {
 /// A batch's input column as the tensor `[rows, dims...]` the model declares.
 fn to_tensor(column: Column, port: &Port, rows: usize) -> Result<HostTensor, KernelError> {
     let shape: Vec<usize> = std::iter::once(rows).chain(port.dims.iter().copied()).collect();
-    let wrong = |c: &Column| KernelError::InputType { op: OP, expected: "the model's input type", found: c.type_name() };
+    let wrong =
+        |c: &Column| KernelError::InputType { op: OP, expected: "the model's input type", found: c.type_name() };
     Ok(match (port.elem, column) {
         (ElemType::F32, Column::F32(data) | Column::Tensor { data, .. }) if data.len() == rows * port.width() => {
             HostTensor::F32 { shape, data }
@@ -213,11 +217,16 @@ fn to_tensor(column: Column, port: &Port, rows: usize) -> Result<HostTensor, Ker
             shape,
             data: data
                 .into_iter()
-                .map(|v| i32::try_from(v).map_err(|_| KernelError::Custom(format!("{v} does not fit the model's int32 input"))))
+                .map(|v| {
+                    i32::try_from(v)
+                        .map_err(|_| KernelError::Custom(format!("{v} does not fit the model's int32 input")))
+                })
                 .collect::<Result<_, _>>()?,
         },
         (ElemType::Bool, Column::Bool(data)) => HostTensor::Bool { shape, data },
-        (ElemType::Str, Column::Str(data)) => HostTensor::Str { shape, data: data.iter().map(|s| s.to_string()).collect() },
+        (ElemType::Str, Column::Str(data)) => {
+            HostTensor::Str { shape, data: data.iter().map(|s| s.to_string()).collect() }
+        }
         (_, column) => return Err(wrong(&column)),
     })
 }
