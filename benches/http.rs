@@ -27,6 +27,10 @@
 //!    `max_wait_ms` 0) and dynamic batching (`max_batch_size` 32, `max_wait_ms` 0: a
 //!    batch leaves whenever a replica is free), alternating in rounds likewise. Mean batch size per model node
 //!    is over the measured requests only.
+//! 3. **zoo over HTTP** (`zoo`): the bundled graphs of exported models,
+//!    `digits-onnx.yaml` (scikit-learn's MLP through ONNX) and `phishing-xgboost.yaml`
+//!    (XGBoost), as shipped (`max_wait_ms` 0, the default of `format:` nodes) against the
+//!    same graphs at `max_wait_ms` 2, at 1, 16 and 64 connections.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 #[path = "support/load.rs"]
@@ -146,6 +150,52 @@ fn digits_http(client: &tokio::runtime::Runtime, quick: bool) {
     }
 }
 
+/// `plan` with every model node at `max_wait_ms` `ms`.
+fn with_wait(mut plan: Plan, ms: u64) -> Plan {
+    for step in &mut plan.steps {
+        if let StepOp::Model { batching, .. } = &mut step.op {
+            batching.max_wait_ms = ms;
+        }
+    }
+    plan
+}
+
+/// A bundled graph of a model file (`format:`), as shipped (its nodes at the formats'
+/// default `max_wait_ms` 0), against the same graph at `max_wait_ms` 2, the other model
+/// nodes' default, at 1, 16 and 64 connections.
+fn zoo_http(
+    client: &tokio::runtime::Runtime,
+    quick: bool,
+    (graph, route): (&str, &'static str),
+    bodies: Vec<Bytes>,
+    check: fn(&JsonValue),
+) {
+    let path = weir::datasets::graphs_dir().join(format!("{graph}.yaml"));
+    let shipped = Server::weir(load_plan(&path).expect("a bundled graph"));
+    let waiting = Server::weir(with_wait(load_plan(&path).expect("a bundled graph"), 2));
+    let bodies = Arc::new(bodies);
+    sanity(client, &[&shipped, &waiting], route, &bodies[0], check);
+    let rounds = if quick { 2 } else { 3 };
+    let duration = Duration::from_millis(if quick { 500 } else { 2000 });
+    for conns in [1, 16, 64] {
+        let (mut loads, per_round) = alternate(client, &[&shipped, &waiting], route, &bodies, conns, rounds, duration);
+        let ratios: Vec<f64> = per_round.iter().map(|r| r[0] / r[1]).collect();
+        let (lo, hi) = range(&ratios);
+        let ratio = median(ratios);
+        let (w, w_batches) = &mut loads[1];
+        println!(
+            "| {graph} over HTTP | max_wait_ms 2, {conns} conn; mean batch {w_batches} (baseline) | {} | 1.00 |",
+            w.summary()
+        );
+        let (l, batches) = &mut loads[0];
+        println!(
+            "| {graph} over HTTP | as bundled (max_wait_ms 0), {conns} conn; mean batch {batches} | {} | \
+             {ratio:.2}x throughput (median of {rounds} rounds; range {lo:.2} to {hi:.2}) |",
+            l.summary()
+        );
+    }
+}
+
 /// The allocator the `weir` binary uses.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -161,5 +211,18 @@ fn main() {
     }
     if run("digits") {
         digits_http(&client, quick);
+    }
+    if run("zoo") {
+        let json = |v: serde_json::Value| Bytes::from(serde_json::to_vec(&v).expect("JSON"));
+        let set = digits(Split::Test).expect("digits");
+        let pixels = set.iter().map(|d| json(json!({ "pixels": d.pixels }))).collect();
+        zoo_http(&client, quick, ("digits-onnx", "/graphs/digits-onnx"), pixels, |v| {
+            assert!(v["label"].is_u64() && v["probabilities"].as_array().is_some_and(|p| p.len() == 10), "{v}");
+        });
+        let pages = weir::datasets::phishing().expect("phishing");
+        let features = pages.iter().map(|p| json(json!({ "features": p.features }))).collect();
+        zoo_http(&client, quick, ("phishing-xgboost", "/graphs/phishing-xgboost"), features, |v| {
+            assert!(v["label"].is_u64() && v["probability"].is_f64(), "{v}");
+        });
     }
 }
