@@ -108,7 +108,7 @@ pub enum OnnxError {
 pub enum KernelError {
     /// A candle operation failed (shapes, dtypes, device).
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
     /// An input has a shape, element type or value the operator cannot take.
     #[error("input {index}: {what}")]
     Input {
@@ -119,12 +119,15 @@ pub enum KernelError {
     },
 }
 
+impl From<candle_core::Error> for KernelError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(Box::new(e))
+    }
+}
+
 impl KernelError {
     /// An input error for the node's input at `index`.
     pub(crate) fn input(index: usize, what: impl Into<String>) -> Self {
-        Self::Input {
-            index,
-            what: what.into(),
-        }
+        Self::Input { index, what: what.into() }
     }
 }

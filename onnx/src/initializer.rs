@@ -26,8 +26,9 @@ pub(crate) fn decode(t: &TensorProto) -> Result<Value, String> {
         .collect::<Result<Vec<usize>, String>>()?;
     let count: usize = shape.iter().product();
     let code = t.data_type();
-    let elem = ElemType::from_onnx(code)
-        .ok_or_else(|| format!("tensor {name:?} has element type {}, which weir-onnx does not run", ElemType::onnx_name(code)))?;
+    let elem = ElemType::from_onnx(code).ok_or_else(|| {
+        format!("tensor {name:?} has element type {}, which weir-onnx does not run", ElemType::onnx_name(code))
+    })?;
     let raw = t.raw_data.as_deref();
     let cpu = &Device::Cpu;
     let check = |len: usize| {
@@ -82,31 +83,23 @@ pub(crate) fn decode(t: &TensorProto) -> Result<Value, String> {
             let data = t
                 .string_data
                 .iter()
-                .map(|s| String::from_utf8(s.clone()).map_err(|_| format!("tensor {name:?} holds a string that is not UTF-8")))
+                .map(|s| {
+                    String::from_utf8(s.clone())
+                        .map_err(|_| format!("tensor {name:?} holds a string that is not UTF-8"))
+                })
                 .collect::<Result<Vec<String>, String>>()?;
             check(data.len())?;
-            return Ok(Value::Str {
-                shape,
-                data: Arc::from(data),
-            });
+            return Ok(Value::Str { shape, data: Arc::from(data) });
         }
     };
-    tensor
-        .map(Value::Tensor)
-        .map_err(|e| format!("tensor {name:?}: {e}"))
+    tensor.map(Value::Tensor).map_err(|e| format!("tensor {name:?}: {e}"))
 }
 
 /// The little-endian words of `N` bytes in `bytes`, or an error when its length is not a
 /// multiple of `N`.
-fn le_words<'a, const N: usize>(
-    bytes: &'a [u8],
-    name: &str,
-) -> Result<impl Iterator<Item = [u8; N]> + 'a, String> {
-    if bytes.len() % N != 0 {
-        return Err(format!(
-            "tensor {name:?} has {} bytes of raw data, not a multiple of {N}",
-            bytes.len()
-        ));
+fn le_words<'a, const N: usize>(bytes: &'a [u8], name: &str) -> Result<impl Iterator<Item = [u8; N]> + 'a, String> {
+    if !bytes.len().is_multiple_of(N) {
+        return Err(format!("tensor {name:?} has {} bytes of raw data, not a multiple of {N}", bytes.len()));
     }
     Ok(bytes.chunks_exact(N).map(|c| {
         let mut w = [0u8; N];

@@ -16,7 +16,7 @@ use crate::error::OnnxError;
 use crate::initializer;
 use crate::node::NodeCtx;
 use crate::ops::{self, Kernel};
-use crate::proto::{type_proto, tensor_shape_proto::dimension, ModelProto, ValueInfoProto};
+use crate::proto::{tensor_shape_proto::dimension, type_proto, ModelProto, ValueInfoProto};
 use crate::session::Session;
 use crate::tensor::{Dim, ElemType, TensorSpec};
 use crate::value::Value;
@@ -71,28 +71,18 @@ impl OnnxModel {
     /// non-ONNX file is [`OnnxError::Decode`], an operator it cannot run
     /// [`OnnxError::UnsupportedOp`], a `ZipMap` [`OnnxError::ZipMap`].
     pub fn load(path: &Path) -> Result<OnnxModel, OnnxError> {
-        let bytes = std::fs::read(path).map_err(|source| OnnxError::Read {
-            file: path.to_path_buf(),
-            source,
-        })?;
-        let model = ModelProto::decode(bytes.as_slice()).map_err(|source| OnnxError::Decode {
-            file: path.to_path_buf(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|source| OnnxError::Read { file: path.to_path_buf(), source })?;
+        let model = ModelProto::decode(bytes.as_slice())
+            .map_err(|source| OnnxError::Decode { file: path.to_path_buf(), source })?;
         Self::from_proto(&model, path)
     }
 
     /// Checks and compiles an already decoded model; `path` is only used in errors.
     pub fn from_proto(model: &ModelProto, path: &Path) -> Result<OnnxModel, OnnxError> {
         let file = path.to_path_buf();
-        let model_err = |what: String| OnnxError::Model {
-            file: file.clone(),
-            what,
-        };
-        let graph = model
-            .graph
-            .as_ref()
-            .ok_or_else(|| model_err("the model has no graph (not an ONNX model?)".into()))?;
+        let model_err = |what: String| OnnxError::Model { file: file.clone(), what };
+        let graph =
+            model.graph.as_ref().ok_or_else(|| model_err("the model has no graph (not an ONNX model?)".into()))?;
         let opsets: HashMap<&str, i64> = model
             .opset_import
             .iter()
@@ -125,11 +115,7 @@ impl OnnxModel {
         for node in &graph.node {
             let domain = node.domain();
             let key = if domain == "ai.onnx" { "" } else { domain };
-            let ctx = NodeCtx {
-                file: path,
-                node,
-                opset: opsets.get(key).copied().unwrap_or(0),
-            };
+            let ctx = NodeCtx { file: path, node, opset: opsets.get(key).copied().unwrap_or(0) };
             kernels.push((ctx.name(), ctx.op(), ops::compile(&ctx)?));
         }
 
@@ -145,11 +131,7 @@ impl OnnxModel {
             fold(slot, v, &mut constant_slots);
         }
         for (node, (name, op, kernel)) in graph.node.iter().zip(kernels) {
-            let wiring = |what: String| OnnxError::Wiring {
-                file: file.clone(),
-                node: name.clone(),
-                what,
-            };
+            let wiring = |what: String| OnnxError::Wiring { file: file.clone(), node: name.clone(), what };
             let ins = node
                 .input
                 .iter()
@@ -173,18 +155,9 @@ impl OnnxModel {
                 slot_of.insert(n.clone(), slot);
                 outs.push(Some(slot));
             }
-            let step = Step {
-                node: name,
-                op,
-                kernel,
-                inputs: ins,
-                outputs: outs,
-            };
-            let all_constant = step
-                .inputs
-                .iter()
-                .flatten()
-                .all(|&s| constant_slots.get(s).is_some_and(Option::is_some));
+            let step = Step { node: name, op, kernel, inputs: ins, outputs: outs };
+            let all_constant =
+                step.inputs.iter().flatten().all(|&s| constant_slots.get(s).is_some_and(Option::is_some));
             if all_constant {
                 let refs: Vec<Option<&Value>> = step
                     .inputs
@@ -205,11 +178,8 @@ impl OnnxModel {
                 steps.push(step);
             }
         }
-        let constants: Vec<(usize, Value)> = constant_slots
-            .into_iter()
-            .enumerate()
-            .filter_map(|(s, v)| v.map(|v| (s, v)))
-            .collect();
+        let constants: Vec<(usize, Value)> =
+            constant_slots.into_iter().enumerate().filter_map(|(s, v)| v.map(|v| (s, v))).collect();
 
         let mut outputs = Vec::new();
         for vi in &graph.output {
@@ -233,13 +203,7 @@ impl OnnxModel {
             inputs: inputs.iter().map(|(s, _)| s.clone()).collect(),
             outputs: outputs.iter().map(|(s, _)| s.clone()).collect(),
             ops,
-            plan: Arc::new(Plan {
-                slots: slot_of.len(),
-                constants,
-                steps,
-                inputs,
-                outputs,
-            }),
+            plan: Arc::new(Plan { slots: slot_of.len(), constants, steps, inputs, outputs }),
         })
     }
 
@@ -298,9 +262,5 @@ fn spec(vi: &ValueInfoProto) -> Result<TensorSpec, String> {
                 .collect()
         })
         .unwrap_or_default();
-    Ok(TensorSpec {
-        name: vi.name().to_string(),
-        elem,
-        shape,
-    })
+    Ok(TensorSpec { name: vi.name().to_string(), elem, shape })
 }

@@ -25,11 +25,7 @@ impl NodeCtx<'_> {
     /// The node's name, or `<op> -> <first output>` when it has none.
     pub(crate) fn name(&self) -> String {
         match self.node.name() {
-            "" => format!(
-                "{} -> {}",
-                self.node.op_type(),
-                self.node.output.first().map(String::as_str).unwrap_or("")
-            ),
+            "" => format!("{} -> {}", self.node.op_type(), self.node.output.first().map(String::as_str).unwrap_or("")),
             n => n.to_string(),
         }
     }
@@ -87,10 +83,7 @@ impl NodeCtx<'_> {
     pub(crate) fn string(&self, name: &str) -> Result<Option<String>, OnnxError> {
         self.attr(name)
             .and_then(|a| a.s.as_ref())
-            .map(|s| {
-                String::from_utf8(s.clone())
-                    .map_err(|_| self.err(format!("attribute {name}"), "not UTF-8"))
-            })
+            .map(|s| String::from_utf8(s.clone()).map_err(|_| self.err(format!("attribute {name}"), "not UTF-8")))
             .transpose()
     }
 
@@ -101,8 +94,7 @@ impl NodeCtx<'_> {
                 a.strings
                     .iter()
                     .map(|s| {
-                        String::from_utf8(s.clone())
-                            .map_err(|_| self.err(format!("attribute {name}"), "not UTF-8"))
+                        String::from_utf8(s.clone()).map_err(|_| self.err(format!("attribute {name}"), "not UTF-8"))
                     })
                     .collect()
             })
@@ -124,7 +116,9 @@ impl NodeCtx<'_> {
         if let Some(v) = self.tensor(&as_tensor)? {
             let t = match v {
                 Value::Tensor(t) => t,
-                Value::Str { .. } => return Err(self.err(format!("attribute {as_tensor}"), "a string tensor, not reals")),
+                Value::Str { .. } => {
+                    return Err(self.err(format!("attribute {as_tensor}"), "a string tensor, not reals"))
+                }
             };
             let flat = t
                 .flatten_all()
@@ -152,15 +146,8 @@ impl NodeCtx<'_> {
 
     /// An error if the node asks for more than `max` outputs.
     pub(crate) fn outputs_at_most(&self, max: usize) -> Result<(), OnnxError> {
-        let used = self
-            .node
-            .output
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| !n.is_empty())
-            .map(|(i, _)| i + 1)
-            .max()
-            .unwrap_or(0);
+        let used =
+            self.node.output.iter().enumerate().filter(|(_, n)| !n.is_empty()).map(|(i, _)| i + 1).max().unwrap_or(0);
         if used > max {
             return Err(self.err(
                 format!("output {}", used - 1),

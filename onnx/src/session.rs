@@ -33,12 +33,7 @@ impl Session {
             })?);
             constant[*slot] = true;
         }
-        Ok(Self {
-            plan,
-            device: device.clone(),
-            slots,
-            constant,
-        })
+        Ok(Self { plan, device: device.clone(), slots, constant })
     }
 
     /// Runs the plan on one batch: one tensor per declared input (in
@@ -68,26 +63,17 @@ impl Session {
         }
         for ((spec, slot), host) in plan.inputs.iter().zip(inputs) {
             check(spec, &host)?;
-            let v = Value::from_host(host, &self.device).map_err(|e| OnnxError::Input {
-                input: spec.name.clone(),
-                what: e.to_string(),
-            })?;
+            let v = Value::from_host(host, &self.device)
+                .map_err(|e| OnnxError::Input { input: spec.name.clone(), what: e.to_string() })?;
             self.slots[*slot] = Some(v);
         }
         for step in &plan.steps {
             let values = {
-                let refs: Vec<Option<&Value>> = step
-                    .inputs
-                    .iter()
-                    .map(|s| s.and_then(|s| self.slots[s].as_ref()))
-                    .collect();
+                let refs: Vec<Option<&Value>> =
+                    step.inputs.iter().map(|s| s.and_then(|s| self.slots[s].as_ref())).collect();
                 step.kernel.run(&refs)
             }
-            .map_err(|source| OnnxError::Run {
-                node: step.node.clone(),
-                op: step.op.clone(),
-                source,
-            })?;
+            .map_err(|source| OnnxError::Run { node: step.node.clone(), op: step.op.clone(), source })?;
             for (slot, v) in step.outputs.iter().zip(values) {
                 if let Some(slot) = slot {
                     self.slots[*slot] = Some(v);
@@ -113,10 +99,7 @@ impl Session {
 
 /// Checks a batch's tensor against its declared input.
 fn check(spec: &TensorSpec, host: &HostTensor) -> Result<(), OnnxError> {
-    let bad = |what: String| OnnxError::Input {
-        input: spec.name.clone(),
-        what,
-    };
+    let bad = |what: String| OnnxError::Input { input: spec.name.clone(), what };
     if host.elem() != spec.elem {
         return Err(bad(format!("element type {:?}; the model declares {:?}", host.elem(), spec.elem)));
     }

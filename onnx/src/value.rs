@@ -44,12 +44,7 @@ impl Value {
     /// The value as a host tensor.
     pub(crate) fn to_host(&self) -> Result<HostTensor, KernelError> {
         let t = match self {
-            Self::Str { shape, data } => {
-                return Ok(HostTensor::Str {
-                    shape: shape.clone(),
-                    data: data.to_vec(),
-                })
-            }
+            Self::Str { shape, data } => return Ok(HostTensor::Str { shape: shape.clone(), data: data.to_vec() }),
             Self::Tensor(t) => t,
         };
         let shape = t.dims().to_vec();
@@ -59,10 +54,7 @@ impl Value {
             DType::F64 => HostTensor::F64 { shape, data: flat.to_vec1()? },
             DType::I64 => HostTensor::I64 { shape, data: flat.to_vec1()? },
             DType::I32 => HostTensor::I32 { shape, data: flat.to_vec1()? },
-            DType::U8 => HostTensor::Bool {
-                shape,
-                data: flat.to_vec1::<u8>()?.into_iter().map(|b| b != 0).collect(),
-            },
+            DType::U8 => HostTensor::Bool { shape, data: flat.to_vec1::<u8>()?.into_iter().map(|b| b != 0).collect() },
             other => {
                 return Err(KernelError::input(
                     0,
@@ -83,10 +75,7 @@ impl Value {
                 let bytes: Vec<u8> = data.into_iter().map(u8::from).collect();
                 Self::Tensor(Tensor::from_vec(bytes, shape, device)?)
             }
-            HostTensor::Str { shape, data } => Self::Str {
-                shape,
-                data: data.into(),
-            },
+            HostTensor::Str { shape, data } => Self::Str { shape, data: data.into() },
         })
     }
 

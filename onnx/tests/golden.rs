@@ -60,10 +60,7 @@ fn check(golden: &Path) -> f64 {
             let (mut shape, mut data) = (Vec::new(), Vec::new());
             flatten(&g["inputs"][&spec.name], &mut shape, 0, &mut data);
             assert_eq!(spec.elem, ElemType::F32, "{}: input {}", golden.display(), spec.name);
-            HostTensor::F32 {
-                shape,
-                data: data.iter().map(|&v| v as f32).collect(),
-            }
+            HostTensor::F32 { shape, data: data.iter().map(|&v| v as f32).collect() }
         })
         .collect();
     let outputs = session.run(inputs).unwrap();
@@ -81,13 +78,22 @@ fn check(golden: &Path) -> f64 {
                 assert_eq!(a, b, "{}: output {} element {i}", golden.display(), spec.name);
             } else {
                 let d = (a - b).abs() / b.abs().max(1.0);
-                assert!(d <= TOLERANCE, "{}: output {} element {i}: weir {a}, onnxruntime {b}", golden.display(), spec.name);
+                assert!(
+                    d <= TOLERANCE,
+                    "{}: output {} element {i}: weir {a}, onnxruntime {b}",
+                    golden.display(),
+                    spec.name
+                );
                 worst = worst.max(d);
             }
         }
     }
     for name in expected.keys() {
-        assert!(model.outputs().iter().any(|s| &s.name == name), "{}: golden output {name} not declared", golden.display());
+        assert!(
+            model.outputs().iter().any(|s| &s.name == name),
+            "{}: golden output {name} not declared",
+            golden.display()
+        );
     }
     worst
 }
@@ -116,7 +122,9 @@ fn a_session_is_reusable_and_batch_size_free() {
     // The same rows one by one and as one batch give the same answers.
     let model = OnnxModel::load(&repo().join("graphs/zoo/digits_mlp.onnx")).unwrap();
     let mut session = model.session(&Device::Cpu).unwrap();
-    let g: Json = serde_json::from_str(&std::fs::read_to_string(repo().join("tests/golden/zoo/digits_mlp.json")).unwrap()).unwrap();
+    let g: Json =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("tests/golden/zoo/digits_mlp.json")).unwrap())
+            .unwrap();
     let (mut shape, mut data) = (Vec::new(), Vec::new());
     flatten(&g["inputs"]["pixels"], &mut shape, 0, &mut data);
     let rows: Vec<f32> = data.iter().take(8 * 64).map(|&v| v as f32).collect();

@@ -52,7 +52,12 @@ fn binary_linear_classifier_with_string_labels() {
             ("post_transform", A::S("LOGISTIC")),
         ],
     );
-    let m = model(vec![n], vec![], vec![io("x", 1, &[None, Some(4)])], vec![io("label", 8, &[None]), io("p", 1, &[None, Some(2)])]);
+    let m = model(
+        vec![n],
+        vec![],
+        vec![io("x", 1, &[None, Some(4)])],
+        vec![io("label", 8, &[None]), io("p", 1, &[None, Some(2)])],
+    );
     let out = run(&m, vec![HostTensor::F32 { shape: vec![5, 4], data: x.clone() }]);
     let scores: Vec<f32> = x.chunks(4).map(|r| r.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + 0.1).collect();
     let labels: Vec<String> = scores.iter().map(|&s| if s > 0.0 { "yes" } else { "no" }.to_string()).collect();
@@ -65,14 +70,25 @@ fn binary_linear_classifier_with_string_labels() {
 fn scaler_then_two_target_linear_regressor() {
     let (w, x) = (floats(2 * 3, 32), floats(4 * 3, 33));
     let nodes = vec![
-        node("ai.onnx.ml", "Scaler", "scale", &["x"], &["s"], vec![("offset", A::Floats(vec![0.5])), ("scale", A::Floats(vec![2.0]))]),
+        node(
+            "ai.onnx.ml",
+            "Scaler",
+            "scale",
+            &["x"],
+            &["s"],
+            vec![("offset", A::Floats(vec![0.5])), ("scale", A::Floats(vec![2.0]))],
+        ),
         node(
             "ai.onnx.ml",
             "LinearRegressor",
             "lr",
             &["s"],
             &["y"],
-            vec![("coefficients", A::Floats(w.clone())), ("intercepts", A::Floats(vec![1.0, -1.0])), ("targets", A::I(2))],
+            vec![
+                ("coefficients", A::Floats(w.clone())),
+                ("intercepts", A::Floats(vec![1.0, -1.0])),
+                ("targets", A::I(2)),
+            ],
         ),
     ];
     let m = model(nodes, vec![], vec![io("x", 1, &[None, Some(3)])], vec![io("y", 1, &[None, Some(2)])]);
@@ -98,7 +114,11 @@ fn max_and_l2_normalizers() {
         let want: Vec<f32> = x
             .chunks(4)
             .flat_map(|r| {
-                let d = if norm == "MAX" { r.iter().copied().fold(f32::NEG_INFINITY, f32::max) } else { r.iter().map(|v| v * v).sum::<f32>().sqrt() };
+                let d = if norm == "MAX" {
+                    r.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+                } else {
+                    r.iter().map(|v| v * v).sum::<f32>().sqrt()
+                };
                 r.iter().map(move |v| v / d)
             })
             .collect();
@@ -110,7 +130,14 @@ fn max_and_l2_normalizers() {
 fn strings_one_hot_encoded_and_extracted() {
     let nodes = vec![
         node("ai.onnx.ml", "ArrayFeatureExtractor", "pick", &["x", "cols"], &["c"], vec![]),
-        node("ai.onnx.ml", "OneHotEncoder", "onehot", &["c"], &["y"], vec![("cats_strings", A::Strings(vec!["red", "green", "blue"])), ("zeros", A::I(1))]),
+        node(
+            "ai.onnx.ml",
+            "OneHotEncoder",
+            "onehot",
+            &["c"],
+            &["y"],
+            vec![("cats_strings", A::Strings(vec!["red", "green", "blue"])), ("zeros", A::I(1))],
+        ),
     ];
     let cols = common::init_i64("cols", &[1], &[1]);
     let m = model(nodes, vec![cols], vec![io("x", 8, &[None, Some(2)])], vec![io("y", 1, &[])]);
@@ -128,21 +155,30 @@ fn tree_attrs(prefix: &'static str) -> Vec<(&'static str, A)> {
         ("nodes_treeids", A::Ints(vec![0, 0, 0, 0, 0, 1, 1, 1])),
         ("nodes_nodeids", A::Ints(vec![0, 1, 2, 3, 4, 0, 1, 2])),
         ("nodes_featureids", A::Ints(vec![0, 0, 1, 0, 0, 1, 0, 0])),
-        ("nodes_modes", A::Strings(vec!["BRANCH_LEQ", "LEAF", "BRANCH_LT", "LEAF", "LEAF", "BRANCH_LEQ", "LEAF", "LEAF"])),
-        ("nodes_values_as_tensor", A::Tensor(doubles(&[8], vec![0.25, 0.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0]))),
+        (
+            "nodes_modes",
+            A::Strings(vec!["BRANCH_LEQ", "LEAF", "BRANCH_LT", "LEAF", "LEAF", "BRANCH_LEQ", "LEAF", "LEAF"]),
+        ),
+        ("nodes_values_as_tensor", A::Tensor(Box::new(doubles(&[8], vec![0.25, 0.0, -0.5, 0.0, 0.0, 0.0, 0.0, 0.0])))),
         ("nodes_truenodeids", A::Ints(vec![1, 0, 3, 0, 0, 1, 0, 0])),
         ("nodes_falsenodeids", A::Ints(vec![2, 0, 4, 0, 0, 2, 0, 0])),
         ("nodes_missing_value_tracks_true", A::Ints(vec![1, 0, 0, 0, 0, 0, 0, 0])),
         (p("treeids"), A::Ints(vec![0, 0, 0, 1, 1])),
         (p("nodeids"), A::Ints(vec![1, 3, 4, 1, 2])),
         (p("ids"), A::Ints(vec![0, 0, 0, 0, 0])),
-        (p("weights_as_tensor"), A::Tensor(doubles(&[5], vec![1.0, 2.0, 3.0, 10.0, 20.0]))),
+        (p("weights_as_tensor"), A::Tensor(Box::new(doubles(&[5], vec![1.0, 2.0, 3.0, 10.0, 20.0])))),
     ]
 }
 
 /// The two trees' leaf values for a row.
 fn leaves(x0: f32, x1: f32) -> (f32, f32) {
-    let t0 = if x0.is_nan() || x0 <= 0.25 { 1.0 } else if x1 < -0.5 { 2.0 } else { 3.0 };
+    let t0 = if x0.is_nan() || x0 <= 0.25 {
+        1.0
+    } else if x1 < -0.5 {
+        2.0
+    } else {
+        3.0
+    };
     let t1 = if x1 <= 0.0 { 10.0 } else { 20.0 };
     (t0, t1)
 }
@@ -158,16 +194,19 @@ fn tree_rows() -> Vec<f32> {
 fn tree_regressor_from_double_tensors_averages_and_routes_missing_values() {
     let mut attrs = tree_attrs("target");
     attrs.push(("aggregate_function", A::S("AVERAGE")));
-    attrs.push(("base_values_as_tensor", A::Tensor(doubles(&[1], vec![0.5]))));
+    attrs.push(("base_values_as_tensor", A::Tensor(Box::new(doubles(&[1], vec![0.5])))));
     attrs.push(("n_targets", A::I(1)));
     let n = node("ai.onnx.ml", "TreeEnsembleRegressor", "trees", &["x"], &["y"], attrs);
     let m = model(vec![n], vec![], vec![io("x", 1, &[None, Some(3)])], vec![io("y", 1, &[None, Some(1)])]);
     let x = tree_rows();
     let out = run(&m, vec![HostTensor::F32 { shape: vec![6, 3], data: x.clone() }]);
-    let want: Vec<f32> = x.chunks(3).map(|r| {
-        let (a, b) = leaves(r[0], r[1]);
-        (a + b) / 2.0 + 0.5
-    }).collect();
+    let want: Vec<f32> = x
+        .chunks(3)
+        .map(|r| {
+            let (a, b) = leaves(r[0], r[1]);
+            (a + b) / 2.0 + 0.5
+        })
+        .collect();
     close(f32s(&out[0]), &want);
 }
 
@@ -178,13 +217,21 @@ fn binary_tree_classifier_gives_two_columns_and_the_label() {
     attrs.push(("post_transform", A::S("LOGISTIC")));
     attrs.push(("base_values", A::Floats(vec![-12.0])));
     let n = node("ai.onnx.ml", "TreeEnsembleClassifier", "trees", &["x"], &["label", "p"], attrs);
-    let m = model(vec![n], vec![], vec![io("x", 1, &[None, Some(3)])], vec![io("label", 7, &[None]), io("p", 1, &[None, Some(2)])]);
+    let m = model(
+        vec![n],
+        vec![],
+        vec![io("x", 1, &[None, Some(3)])],
+        vec![io("label", 7, &[None]), io("p", 1, &[None, Some(2)])],
+    );
     let x = tree_rows();
     let out = run(&m, vec![HostTensor::F32 { shape: vec![6, 3], data: x.clone() }]);
-    let scores: Vec<f32> = x.chunks(3).map(|r| {
-        let (a, b) = leaves(r[0], r[1]);
-        a + b - 12.0
-    }).collect();
+    let scores: Vec<f32> = x
+        .chunks(3)
+        .map(|r| {
+            let (a, b) = leaves(r[0], r[1]);
+            a + b - 12.0
+        })
+        .collect();
     // All weights positive: the label is the second class when the score passes 0.5.
     let labels: Vec<i64> = scores.iter().map(|&s| if s > 0.5 { 7 } else { 4 }).collect();
     assert_eq!(out[0], HostTensor::I64 { shape: vec![6], data: labels });

@@ -16,9 +16,7 @@ use weir_onnx::{HostTensor, OnnxModel};
 fn run(m: &ModelProto, inputs: Vec<(Vec<usize>, Vec<f32>)>) -> Vec<HostTensor> {
     let model = OnnxModel::from_proto(m, std::path::Path::new("test.onnx")).unwrap();
     let mut session = model.session(&Device::Cpu).unwrap();
-    session
-        .run(inputs.into_iter().map(|(shape, data)| HostTensor::F32 { shape, data }).collect())
-        .unwrap()
+    session.run(inputs.into_iter().map(|(shape, data)| HostTensor::F32 { shape, data }).collect()).unwrap()
 }
 
 fn f32s(t: &HostTensor) -> (&[usize], &[f32]) {
@@ -42,7 +40,15 @@ fn one(n: NodeProto, inits: Vec<TensorProto>, x_dims: &[Option<i64>]) -> ModelPr
 
 /// Naive NCHW convolution with pads [top, left, bottom, right] and a stride.
 #[allow(clippy::too_many_arguments)]
-fn conv_ref(x: &[f32], xd: [usize; 4], w: &[f32], wd: [usize; 4], b: &[f32], pads: [usize; 4], stride: usize) -> (Vec<usize>, Vec<f32>) {
+fn conv_ref(
+    x: &[f32],
+    xd: [usize; 4],
+    w: &[f32],
+    wd: [usize; 4],
+    b: &[f32],
+    pads: [usize; 4],
+    stride: usize,
+) -> (Vec<usize>, Vec<f32>) {
     let [n, c, h, wi] = xd;
     let [m, _, kh, kw] = wd;
     let oh = (h + pads[0] + pads[2] - kh) / stride + 1;
@@ -56,9 +62,13 @@ fn conv_ref(x: &[f32], xd: [usize; 4], w: &[f32], wd: [usize; 4], b: &[f32], pad
                     for ci in 0..c {
                         for i in 0..kh {
                             for j in 0..kw {
-                                let (r, q) = ((y * stride + i) as isize - pads[0] as isize, (xx * stride + j) as isize - pads[1] as isize);
+                                let (r, q) = (
+                                    (y * stride + i) as isize - pads[0] as isize,
+                                    (xx * stride + j) as isize - pads[1] as isize,
+                                );
                                 if r >= 0 && q >= 0 && (r as usize) < h && (q as usize) < wi {
-                                    s += x[((bn * c + ci) * h + r as usize) * wi + q as usize] * w[((o * c + ci) * kh + i) * kw + j];
+                                    s += x[((bn * c + ci) * h + r as usize) * wi + q as usize]
+                                        * w[((o * c + ci) * kh + i) * kw + j];
                                 }
                             }
                         }
@@ -87,7 +97,11 @@ fn conv_with_asymmetric_padding_and_strides_matches_the_direct_sum() {
                 ("strides", A::Ints(vec![stride as i64; 2])),
             ],
         );
-        let m = one(n, vec![init_f32("w", &[3, 2, 3, 3], w.clone()), init_f32("b", &[3], b.clone())], &[None, Some(2), Some(5), Some(6)]);
+        let m = one(
+            n,
+            vec![init_f32("w", &[3, 2, 3, 3], w.clone()), init_f32("b", &[3], b.clone())],
+            &[None, Some(2), Some(5), Some(6)],
+        );
         let out = run(&m, vec![(vec![2, 2, 5, 6], x.clone())]);
         let (want_shape, want) = conv_ref(&x, [2, 2, 5, 6], &w, [3, 2, 3, 3], &b, pads, stride);
         let (shape, got) = f32s(&out[0]);
@@ -104,7 +118,18 @@ fn pools_match_the_direct_max_and_mean() {
     };
     // MaxPool 2x2 stride 2 with pads [1, 1, 0, 0]: output 3x3; padding never wins.
     let m = one(
-        node("", "MaxPool", "pool", &["x"], &["y"], vec![("kernel_shape", A::Ints(vec![2, 2])), ("strides", A::Ints(vec![2, 2])), ("pads", A::Ints(vec![1, 1, 0, 0]))]),
+        node(
+            "",
+            "MaxPool",
+            "pool",
+            &["x"],
+            &["y"],
+            vec![
+                ("kernel_shape", A::Ints(vec![2, 2])),
+                ("strides", A::Ints(vec![2, 2])),
+                ("pads", A::Ints(vec![1, 1, 0, 0])),
+            ],
+        ),
         vec![],
         &[None, Some(3), Some(5), Some(5)],
     );
@@ -115,7 +140,9 @@ fn pools_match_the_direct_max_and_mean() {
             for y in 0..3 {
                 for xx in 0..3 {
                     let cells = (0..2).flat_map(|i| (0..2).map(move |j| (i, j)));
-                    let v = cells.filter_map(|(i, j)| at(n, c, (2 * y + i) as isize - 1, (2 * xx + j) as isize - 1)).fold(f32::NEG_INFINITY, f32::max);
+                    let v = cells
+                        .filter_map(|(i, j)| at(n, c, (2 * y + i) as isize - 1, (2 * xx + j) as isize - 1))
+                        .fold(f32::NEG_INFINITY, f32::max);
                     want.push(v);
                 }
             }
@@ -125,14 +152,21 @@ fn pools_match_the_direct_max_and_mean() {
     close(f32s(&out[0]).1, &want);
 
     // AveragePool 3x3 stride 1, no padding: output 3x3.
-    let m = one(node("", "AveragePool", "avg", &["x"], &["y"], vec![("kernel_shape", A::Ints(vec![3, 3]))]), vec![], &[None, Some(3), Some(5), Some(5)]);
+    let m = one(
+        node("", "AveragePool", "avg", &["x"], &["y"], vec![("kernel_shape", A::Ints(vec![3, 3]))]),
+        vec![],
+        &[None, Some(3), Some(5), Some(5)],
+    );
     let out = run(&m, vec![(vec![2, 3, 5, 5], x.clone())]);
     let mut want = Vec::new();
     for n in 0..2 {
         for c in 0..3 {
             for y in 0..3 {
                 for xx in 0..3 {
-                    let s: f32 = (0..3).flat_map(|i| (0..3).map(move |j| (i, j))).map(|(i, j)| at(n, c, (y + i) as isize, (xx + j) as isize).unwrap()).sum();
+                    let s: f32 = (0..3)
+                        .flat_map(|i| (0..3).map(move |j| (i, j)))
+                        .map(|(i, j)| at(n, c, (y + i) as isize, (xx + j) as isize).unwrap())
+                        .sum();
                     want.push(s / 9.0);
                 }
             }
@@ -141,7 +175,8 @@ fn pools_match_the_direct_max_and_mean() {
     close(f32s(&out[0]).1, &want);
 
     // GlobalAveragePool: one mean per (n, c).
-    let m = one(node("", "GlobalAveragePool", "gap", &["x"], &["y"], vec![]), vec![], &[None, Some(3), Some(5), Some(5)]);
+    let m =
+        one(node("", "GlobalAveragePool", "gap", &["x"], &["y"], vec![]), vec![], &[None, Some(3), Some(5), Some(5)]);
     let out = run(&m, vec![(vec![2, 3, 5, 5], x.clone())]);
     let want: Vec<f32> = x.chunks(25).map(|p| p.iter().sum::<f32>() / 25.0).collect();
     assert_eq!(f32s(&out[0]).0, &[2, 3, 1, 1]);
@@ -152,7 +187,14 @@ fn pools_match_the_direct_max_and_mean() {
 fn gemm_transposes_scales_and_broadcasts_c() {
     let (a, b, c) = (floats(3 * 4, 5), floats(5 * 4, 6), floats(5, 7));
     let m = one(
-        node("", "Gemm", "gemm", &["x", "b", "c"], &["y"], vec![("alpha", A::F(0.5)), ("beta", A::F(2.0)), ("transB", A::I(1))]),
+        node(
+            "",
+            "Gemm",
+            "gemm",
+            &["x", "b", "c"],
+            &["y"],
+            vec![("alpha", A::F(0.5)), ("beta", A::F(2.0)), ("transB", A::I(1))],
+        ),
         vec![init_f32("b", &[5, 4], b.clone()), init_f32("c", &[5], c.clone())],
         &[None, Some(4)],
     );
@@ -183,11 +225,19 @@ fn matmul_broadcasts_batch_dimensions() {
         }
         out
     };
-    let m = one(node("", "MatMul", "mm", &["x", "w"], &["y"], vec![]), vec![init_f32("w", &[4, 5], b2.clone())], &[None, Some(3), Some(4)]);
+    let m = one(
+        node("", "MatMul", "mm", &["x", "w"], &["y"], vec![]),
+        vec![init_f32("w", &[4, 5], b2.clone())],
+        &[None, Some(3), Some(4)],
+    );
     let out = run(&m, vec![(vec![2, 3, 4], a.clone())]);
     assert_eq!(f32s(&out[0]).0, &[2, 3, 5]);
     close(f32s(&out[0]).1, &product(&b2, false));
-    let m = one(node("", "MatMul", "mm", &["x", "w"], &["y"], vec![]), vec![init_f32("w", &[2, 4, 5], b3.clone())], &[None, Some(3), Some(4)]);
+    let m = one(
+        node("", "MatMul", "mm", &["x", "w"], &["y"], vec![]),
+        vec![init_f32("w", &[2, 4, 5], b3.clone())],
+        &[None, Some(3), Some(4)],
+    );
     let out = run(&m, vec![(vec![2, 3, 4], a.clone())]);
     close(f32s(&out[0]).1, &product(&b3, true));
 }
@@ -199,7 +249,12 @@ fn batch_normalization_uses_the_running_statistics() {
     let var: Vec<f32> = floats(3, 15).iter().map(|v| v.abs() + 0.1).collect();
     let m = one(
         node("", "BatchNormalization", "bn", &["x", "s", "b", "m", "v"], &["y"], vec![("epsilon", A::F(1e-3))]),
-        vec![init_f32("s", &[3], scale.clone()), init_f32("b", &[3], bias.clone()), init_f32("m", &[3], mean.clone()), init_f32("v", &[3], var.clone())],
+        vec![
+            init_f32("s", &[3], scale.clone()),
+            init_f32("b", &[3], bias.clone()),
+            init_f32("m", &[3], mean.clone()),
+            init_f32("v", &[3], var.clone()),
+        ],
         &[None, Some(3), Some(2), Some(2)],
     );
     let out = run(&m, vec![(vec![2, 3, 2, 2], x.clone())]);
@@ -237,9 +292,16 @@ fn transpose_concat_gather_squeeze_and_flatten_move_the_right_elements() {
     let x = floats(2 * 3 * 4, 17);
     let at = |i: usize, j: usize, k: usize| x[(i * 3 + j) * 4 + k];
     // Transpose [2,3,4] -> [4,2,3].
-    let m = one(node("", "Transpose", "t", &["x"], &["y"], vec![("perm", A::Ints(vec![2, 0, 1]))]), vec![], &[None, Some(3), Some(4)]);
+    let m = one(
+        node("", "Transpose", "t", &["x"], &["y"], vec![("perm", A::Ints(vec![2, 0, 1]))]),
+        vec![],
+        &[None, Some(3), Some(4)],
+    );
     let out = run(&m, vec![(vec![2, 3, 4], x.clone())]);
-    let want: Vec<f32> = (0..4).flat_map(|k| (0..2).flat_map(move |i| (0..3).map(move |j| (i, j, k)))).map(|(i, j, k)| at(i, j, k)).collect();
+    let want: Vec<f32> = (0..4)
+        .flat_map(|k| (0..2).flat_map(move |i| (0..3).map(move |j| (i, j, k))))
+        .map(|(i, j, k)| at(i, j, k))
+        .collect();
     assert_eq!(f32s(&out[0]).0, &[4, 2, 3]);
     close(f32s(&out[0]).1, &want);
     // Gather along axis 2 with a negative index, then Squeeze the gathered axis.
@@ -247,7 +309,12 @@ fn transpose_concat_gather_squeeze_and_flatten_move_the_right_elements() {
         node("", "Gather", "g", &["x", "idx"], &["g"], vec![("axis", A::I(2))]),
         node("", "Squeeze", "sq", &["g", "axes"], &["y"], vec![]),
     ];
-    let m = model(nodes, vec![init_i64("idx", &[1], &[-1]), init_i64("axes", &[1], &[2])], vec![io("x", 1, &[None, Some(3), Some(4)])], vec![io("y", 1, &[])]);
+    let m = model(
+        nodes,
+        vec![init_i64("idx", &[1], &[-1]), init_i64("axes", &[1], &[2])],
+        vec![io("x", 1, &[None, Some(3), Some(4)])],
+        vec![io("y", 1, &[])],
+    );
     let out = run(&m, vec![(vec![2, 3, 4], x.clone())]);
     let want: Vec<f32> = (0..2).flat_map(|i| (0..3).map(move |j| (i, j))).map(|(i, j)| at(i, j, 3)).collect();
     assert_eq!(f32s(&out[0]).0, &[2, 3]);
@@ -259,7 +326,10 @@ fn transpose_concat_gather_squeeze_and_flatten_move_the_right_elements() {
     ];
     let m = model(nodes, vec![], vec![io("x", 1, &[None, Some(3), Some(4)])], vec![io("y", 1, &[])]);
     let out = run(&m, vec![(vec![2, 3, 4], x.clone())]);
-    let want: Vec<f32> = (0..2).flat_map(|i| (0..6).flat_map(move |j| (0..4).map(move |k| (i, j % 3, k)))).map(|(i, j, k)| at(i, j, k)).collect();
+    let want: Vec<f32> = (0..2)
+        .flat_map(|i| (0..6).flat_map(move |j| (0..4).map(move |k| (i, j % 3, k))))
+        .map(|(i, j, k)| at(i, j, k))
+        .collect();
     assert_eq!(f32s(&out[0]).0, &[12, 4]);
     close(f32s(&out[0]).1, &want);
 }
@@ -280,7 +350,11 @@ fn elementwise_ops_broadcast_like_numpy() {
         node("", "Div", "div", &["h", "i"], &["j"], vec![]),
         node("", "Clip", "clip", &["j", "lo"], &["y"], vec![]),
     ];
-    let inits = vec![init_f32("row", &[3], row.clone()), init_f32("col", &[2, 1], col.clone()), init_f32("lo", &[], vec![0.25])];
+    let inits = vec![
+        init_f32("row", &[3], row.clone()),
+        init_f32("col", &[2, 1], col.clone()),
+        init_f32("lo", &[], vec![0.25]),
+    ];
     let m = model(nodes, inits, vec![io("x", 1, &[None, Some(3)])], vec![io("y", 1, &[None, Some(3)])]);
     let out = run(&m, vec![(vec![2, 3], x.clone())]);
     let want: Vec<f32> = (0..6)
@@ -323,7 +397,8 @@ fn softmax_argmax_reducesum_and_cast() {
     }
     close(f32s(&out[0]).1, &want);
     close(f32s(&out[1]).1, &[1.0; 4]);
-    let argmax: Vec<i64> = scaled.chunks(4).map(|r| (0..4).fold(0, |b, j| if r[j] > r[b] { j } else { b }) as i64).collect();
+    let argmax: Vec<i64> =
+        scaled.chunks(4).map(|r| (0..4).fold(0, |b, j| if r[j] > r[b] { j } else { b }) as i64).collect();
     assert_eq!(out[2], HostTensor::I64 { shape: vec![3], data: argmax });
     let truncated: Vec<i64> = scaled.iter().map(|v| v.trunc() as i64).collect();
     assert_eq!(out[3], HostTensor::I64 { shape: vec![3, 4], data: truncated });
@@ -338,7 +413,12 @@ fn constants_are_folded_at_load() {
         node("", "Add", "add", &["x", "w2"], &["y"], vec![]),
     ];
     let w = floats(3, 22);
-    let m = model(nodes, vec![init_f32("w", &[3], w.clone())], vec![io("x", 1, &[None, Some(3)])], vec![io("y", 1, &[None, Some(3)])]);
+    let m = model(
+        nodes,
+        vec![init_f32("w", &[3], w.clone())],
+        vec![io("x", 1, &[None, Some(3)])],
+        vec![io("y", 1, &[None, Some(3)])],
+    );
     let model_ = OnnxModel::from_proto(&m, std::path::Path::new("fold.onnx")).unwrap();
     assert_eq!(model_.steps(), 1);
     assert_eq!(model_.ops(), vec!["Constant", "Mul", "Add"]);

@@ -47,14 +47,9 @@ impl Kernel for ArrayFeatureExtractor {
                 Value::Tensor(t.index_select(&ids, t.rank() - 1)?.reshape(shape)?)
             }
             Value::Str { data, .. } => {
-                let picked: Vec<String> = data
-                    .chunks(last)
-                    .flat_map(|row| cols.iter().map(|&c| row[c].clone()))
-                    .collect();
-                Value::Str {
-                    shape,
-                    data: Arc::from(picked),
-                }
+                let picked: Vec<String> =
+                    data.chunks(last).flat_map(|row| cols.iter().map(|&c| row[c].clone())).collect();
+                Value::Str { shape, data: Arc::from(picked) }
             }
         };
         Ok(vec![out])
@@ -80,15 +75,15 @@ struct OneHotEncoder {
 pub(crate) fn one_hot_encoder(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
     ctx.inputs_between(1, 1)?;
     ctx.outputs_at_most(1)?;
-    let categories = match (ctx.ints("cats_int64s").filter(|v| !v.is_empty()), ctx.strings("cats_strings")?.filter(|v| !v.is_empty())) {
+    let categories = match (
+        ctx.ints("cats_int64s").filter(|v| !v.is_empty()),
+        ctx.strings("cats_strings")?.filter(|v| !v.is_empty()),
+    ) {
         (Some(i), None) => Categories::Ints(i),
         (None, Some(s)) => Categories::Strings(s),
         _ => return Err(ctx.err("attribute cats_int64s", "exactly one of cats_int64s or cats_strings is needed")),
     };
-    Ok(Box::new(OneHotEncoder {
-        categories,
-        zeros: ctx.int("zeros", 1) != 0,
-    }))
+    Ok(Box::new(OneHotEncoder { categories, zeros: ctx.int("zeros", 1) != 0 }))
 }
 
 impl Kernel for OneHotEncoder {
@@ -105,7 +100,12 @@ impl Kernel for OneHotEncoder {
             (Categories::Strings(cats), Value::Str { data, .. }) => {
                 data.iter().map(|v| cats.iter().position(|c| c == v)).collect()
             }
-            _ => return Err(KernelError::input(0, "the input's type does not match the categories (integers or strings)")),
+            _ => {
+                return Err(KernelError::input(
+                    0,
+                    "the input's type does not match the categories (integers or strings)",
+                ))
+            }
         };
         let k = match &self.categories {
             Categories::Ints(c) => c.len(),

@@ -29,7 +29,10 @@ pub(crate) enum Labels {
 impl Labels {
     /// The node's labels from `ints_name` or `classlabels_strings`.
     pub(crate) fn of(ctx: &NodeCtx, ints_name: &str) -> Result<Self, OnnxError> {
-        match (ctx.ints(ints_name).filter(|v| !v.is_empty()), ctx.strings("classlabels_strings")?.filter(|v| !v.is_empty())) {
+        match (
+            ctx.ints(ints_name).filter(|v| !v.is_empty()),
+            ctx.strings("classlabels_strings")?.filter(|v| !v.is_empty()),
+        ) {
             (Some(i), None) => Ok(Self::Ints(i)),
             (None, Some(s)) => Ok(Self::Strings(s)),
             _ => Err(ctx.err(
@@ -87,10 +90,8 @@ struct Affine {
 impl Affine {
     /// Reads `coefficients` (`targets * C` values) and `intercepts` (empty or `targets`).
     fn of(ctx: &NodeCtx, targets: usize) -> Result<Self, OnnxError> {
-        let coefficients = ctx
-            .floats("coefficients")
-            .ok_or_else(|| ctx.err("attribute coefficients", "missing"))?;
-        if targets == 0 || coefficients.is_empty() || coefficients.len() % targets != 0 {
+        let coefficients = ctx.floats("coefficients").ok_or_else(|| ctx.err("attribute coefficients", "missing"))?;
+        if targets == 0 || coefficients.is_empty() || !coefficients.len().is_multiple_of(targets) {
             return Err(ctx.err(
                 "attribute coefficients",
                 format!("{} values do not split into {targets} rows", coefficients.len()),
@@ -104,12 +105,7 @@ impl Affine {
         let weights_t = Tensor::from_vec(coefficients, (targets, columns), &Device::Cpu)
             .and_then(|w| w.t()?.contiguous())
             .map_err(|e| ctx.err("attribute coefficients", e.to_string()))?;
-        Ok(Self {
-            weights_t,
-            intercepts,
-            targets,
-            columns,
-        })
+        Ok(Self { weights_t, intercepts, targets, columns })
     }
 
     /// `X W' + b` as `[N, targets]` host scores.
@@ -146,16 +142,11 @@ pub(crate) fn classifier(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
     let targets = if intercepts > 0 { intercepts } else { labels.len() };
     let affine = Affine::of(ctx, targets)?;
     if targets != labels.len() && !(targets == 1 && labels.len() == 2) {
-        return Err(ctx.err(
-            "attribute coefficients",
-            format!("{targets} score rows for {} class labels", labels.len()),
-        ));
+        return Err(
+            ctx.err("attribute coefficients", format!("{targets} score rows for {} class labels", labels.len()))
+        );
     }
-    Ok(Box::new(LinearClassifier {
-        affine,
-        labels,
-        transform: PostTransform::of(ctx)?,
-    }))
+    Ok(Box::new(LinearClassifier { affine, labels, transform: PostTransform::of(ctx)? }))
 }
 
 impl Kernel for LinearClassifier {
@@ -184,10 +175,7 @@ impl Kernel for LinearClassifier {
             (picks, out)
         };
         let width = out.len() / n.max(1);
-        Ok(vec![
-            self.labels.pick(&picks, &device)?,
-            Value::Tensor(Tensor::from_vec(out, (n, width), &device)?),
-        ])
+        Ok(vec![self.labels.pick(&picks, &device)?, Value::Tensor(Tensor::from_vec(out, (n, width), &device)?)])
     }
 }
 
@@ -206,10 +194,7 @@ pub(crate) fn regressor(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
     if targets < 1 {
         return Err(ctx.err("attribute targets", format!("{targets}")));
     }
-    Ok(Box::new(LinearRegressor {
-        affine: Affine::of(ctx, targets as usize)?,
-        transform: PostTransform::of(ctx)?,
-    }))
+    Ok(Box::new(LinearRegressor { affine: Affine::of(ctx, targets as usize)?, transform: PostTransform::of(ctx)? }))
 }
 
 impl Kernel for LinearRegressor {

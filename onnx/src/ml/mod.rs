@@ -63,9 +63,6 @@ pub(crate) fn per_column(values: &[f32], columns: usize, index: usize, name: &st
     if values.len() == 1 || values.len() == columns {
         Ok(())
     } else {
-        Err(KernelError::input(
-            index,
-            format!("{columns} columns, but {name} has {} values", values.len()),
-        ))
+        Err(KernelError::input(index, format!("{columns} columns, but {name} has {} values", values.len())))
     }
 }

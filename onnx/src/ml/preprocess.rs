@@ -103,9 +103,7 @@ struct Binarizer {
 pub(crate) fn binarizer(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
     ctx.inputs_between(1, 1)?;
     ctx.outputs_at_most(1)?;
-    Ok(Box::new(Binarizer {
-        threshold: ctx.float("threshold", 0.0),
-    }))
+    Ok(Box::new(Binarizer { threshold: ctx.float("threshold", 0.0) }))
 }
 
 impl Kernel for Binarizer {
@@ -132,10 +130,7 @@ pub(crate) fn imputer(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
         .floats("imputed_value_floats")
         .filter(|v| !v.is_empty())
         .ok_or_else(|| ctx.err("attribute imputed_value_floats", "missing (the integer form is not supported)"))?;
-    Ok(Box::new(Imputer {
-        imputed,
-        replaced: ctx.float("replaced_value_float", 0.0),
-    }))
+    Ok(Box::new(Imputer { imputed, replaced: ctx.float("replaced_value_float", 0.0) }))
 }
 
 impl Kernel for Imputer {

@@ -26,10 +26,7 @@ use crate::value::Value;
 /// (`class` or `target`).
 fn node_arrays(ctx: &NodeCtx, prefix: &str) -> Result<NodeArrays, OnnxError> {
     let ints = |name: &str| ctx.ints(name).ok_or_else(|| ctx.err(format!("attribute {name}"), "missing"));
-    let reals = |name: &str| {
-        ctx.reals(name)?
-            .ok_or_else(|| ctx.err(format!("attribute {name}"), "missing"))
-    };
+    let reals = |name: &str| ctx.reals(name)?.ok_or_else(|| ctx.err(format!("attribute {name}"), "missing"));
     let modes = ctx
         .strings("nodes_modes")?
         .ok_or_else(|| ctx.err("attribute nodes_modes", "missing"))?
@@ -129,12 +126,7 @@ pub(crate) fn classifier(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
     if let Some(&c) = arrays.target_ids.iter().find(|&&c| c < 0 || c as usize >= arrays.n_targets) {
         return Err(ctx.err("attribute class_ids", format!("class {c} for {} class labels", labels.len())));
     }
-    Ok(Box::new(TreeClassifier {
-        ensemble: ensemble(ctx, &arrays)?,
-        labels,
-        binary,
-        transform,
-    }))
+    Ok(Box::new(TreeClassifier { ensemble: ensemble(ctx, &arrays)?, labels, binary, transform }))
 }
 
 impl Kernel for TreeClassifier {
@@ -169,10 +161,7 @@ impl Kernel for TreeClassifier {
             }
         };
         let width = out.len() / n.max(1);
-        Ok(vec![
-            self.labels.pick(&picks, &device)?,
-            Value::Tensor(Tensor::from_vec(out, (n, width), &device)?),
-        ])
+        Ok(vec![self.labels.pick(&picks, &device)?, Value::Tensor(Tensor::from_vec(out, (n, width), &device)?)])
     }
 }
 
@@ -199,9 +188,7 @@ pub(crate) fn regressor(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
         Some("MAX") => Aggregate::Max,
         Some(other) => return Err(ctx.err("attribute aggregate_function", format!("unknown function {other:?}"))),
     };
-    Ok(Box::new(TreeRegressor {
-        ensemble: ensemble(ctx, &arrays)?,
-    }))
+    Ok(Box::new(TreeRegressor { ensemble: ensemble(ctx, &arrays)? }))
 }
 
 impl Kernel for TreeRegressor {
@@ -209,9 +196,7 @@ impl Kernel for TreeRegressor {
         let x = input(inputs, 0)?;
         let (n, rows) = features(x, &self.ensemble)?;
         let mut out = Vec::new();
-        self.ensemble
-            .predict(&rows, n, &mut out)
-            .map_err(|e| KernelError::input(0, e.to_string()))?;
+        self.ensemble.predict(&rows, n, &mut out).map_err(|e| KernelError::input(0, e.to_string()))?;
         let k = self.ensemble.n_outputs();
         Ok(vec![Value::Tensor(Tensor::from_vec(out, (n, k), &device_of(x))?)])
     }

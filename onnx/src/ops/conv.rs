@@ -25,7 +25,9 @@ fn pads(ctx: &NodeCtx) -> Result<Pads, OnnxError> {
     }
     match ctx.ints("pads") {
         None => Ok([0; 4]),
-        Some(p) if p.len() == 4 && p.iter().all(|&x| x >= 0) => Ok([p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize]),
+        Some(p) if p.len() == 4 && p.iter().all(|&x| x >= 0) => {
+            Ok([p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize])
+        }
         Some(p) => Err(ctx.err("attribute pads", format!("{p:?}: weir-onnx runs 2-D nodes with 4 non-negative pads"))),
     }
 }
@@ -34,7 +36,9 @@ fn pads(ctx: &NodeCtx) -> Result<Pads, OnnxError> {
 fn pair(ctx: &NodeCtx, name: &str, default: Option<(usize, usize)>) -> Result<(usize, usize), OnnxError> {
     match (ctx.ints(name), default) {
         (Some(v), _) if v.len() == 2 && v.iter().all(|&x| x > 0) => Ok((v[0] as usize, v[1] as usize)),
-        (Some(v), _) => Err(ctx.err(format!("attribute {name}"), format!("{v:?}: weir-onnx runs 2-D nodes (two positive values)"))),
+        (Some(v), _) => {
+            Err(ctx.err(format!("attribute {name}"), format!("{v:?}: weir-onnx runs 2-D nodes (two positive values)")))
+        }
         (None, Some(d)) => Ok(d),
         (None, None) => Err(ctx.err(format!("attribute {name}"), "missing")),
     }
@@ -93,12 +97,7 @@ pub(crate) fn conv(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
     if groups < 1 {
         return Err(ctx.err("attribute group", format!("{groups}")));
     }
-    Ok(Box::new(Conv {
-        pads: pads(ctx)?,
-        stride: sh,
-        dilation: dh,
-        groups: groups as usize,
-    }))
+    Ok(Box::new(Conv { pads: pads(ctx)?, stride: sh, dilation: dh, groups: groups as usize }))
 }
 
 impl Kernel for Conv {
@@ -106,7 +105,10 @@ impl Kernel for Conv {
         let x = input(inputs, 0)?.tensor(0)?;
         let w = input(inputs, 1)?.tensor(1)?;
         if x.rank() != 4 || w.rank() != 4 {
-            return Err(KernelError::input(0, format!("Conv takes 4-D input and weights, got {:?} and {:?}", x.dims(), w.dims())));
+            return Err(KernelError::input(
+                0,
+                format!("Conv takes 4-D input and weights, got {:?} and {:?}", x.dims(), w.dims()),
+            ));
         }
         let [t, l, b, r] = self.pads;
         let (x, p) = if t == b && l == r && t == l { (x.clone(), t) } else { (pad(x, self.pads, 0.0)?, 0) };
@@ -160,7 +162,9 @@ impl Kernel for Pool {
             return Err(KernelError::input(0, format!("pooling takes a 4-D input, got {:?}", x.dims())));
         }
         let y = match self {
-            Self::Max { kernel, stride, pads } => pad(x, *pads, f64::NEG_INFINITY)?.max_pool2d_with_stride(*kernel, *stride)?,
+            Self::Max { kernel, stride, pads } => {
+                pad(x, *pads, f64::NEG_INFINITY)?.max_pool2d_with_stride(*kernel, *stride)?
+            }
             Self::Average { kernel, stride, pads } => pad(x, *pads, 0.0)?.avg_pool2d_with_stride(*kernel, *stride)?,
             Self::GlobalAverage => x.mean_keepdim(3)?.mean_keepdim(2)?,
         };

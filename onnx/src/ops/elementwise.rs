@@ -149,10 +149,7 @@ impl Kernel for Clip {
         let x = input(inputs, 0)?.tensor(0)?;
         let (min, max) = match self.attrs {
             Some(bounds) => bounds,
-            None => (
-                bound(inputs, 1)?.unwrap_or(f64::NEG_INFINITY),
-                bound(inputs, 2)?.unwrap_or(f64::INFINITY),
-            ),
+            None => (bound(inputs, 1)?.unwrap_or(f64::NEG_INFINITY), bound(inputs, 2)?.unwrap_or(f64::INFINITY)),
         };
         let mut out = x.clone();
         if min.is_finite() {

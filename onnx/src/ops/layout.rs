@@ -69,9 +69,7 @@ pub(crate) fn compile(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
         }
         "Reshape" => {
             ctx.inputs_between(2, 2)?;
-            Layout::Reshape {
-                allowzero: ctx.int("allowzero", 0) != 0,
-            }
+            Layout::Reshape { allowzero: ctx.int("allowzero", 0) != 0 }
         }
         "Flatten" => {
             ctx.inputs_between(1, 1)?;
@@ -100,7 +98,9 @@ pub(crate) fn compile(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
                 .ints("perm")
                 .map(|p| {
                     p.into_iter()
-                        .map(|a| usize::try_from(a).map_err(|_| ctx.err("attribute perm", format!("negative axis {a}"))))
+                        .map(|a| {
+                            usize::try_from(a).map_err(|_| ctx.err("attribute perm", format!("negative axis {a}")))
+                        })
                         .collect::<Result<Vec<usize>, OnnxError>>()
                 })
                 .transpose()?;
@@ -109,10 +109,7 @@ pub(crate) fn compile(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
         "Concat" => {
             ctx.inputs_between(1, usize::MAX)?;
             Layout::Concat {
-                axis: ctx
-                    .attr("axis")
-                    .and_then(|a| a.i)
-                    .ok_or_else(|| ctx.err("attribute axis", "missing"))?,
+                axis: ctx.attr("axis").and_then(|a| a.i).ok_or_else(|| ctx.err("attribute axis", "missing"))?,
             }
         }
         "Gather" => {
@@ -121,10 +118,7 @@ pub(crate) fn compile(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
         }
         _ => {
             ctx.inputs_between(1, 1)?;
-            Layout::Shape {
-                start: ctx.int("start", 0),
-                end: ctx.attr("end").and_then(|a| a.i),
-            }
+            Layout::Shape { start: ctx.int("start", 0), end: ctx.attr("end").and_then(|a| a.i) }
         }
     };
     Ok(Box::new(kernel))
@@ -133,9 +127,8 @@ pub(crate) fn compile(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
 /// The value of a `Constant` node (`value`, `value_float(s)` or `value_int(s)`).
 fn constant(ctx: &NodeCtx) -> Result<Value, OnnxError> {
     let cpu = &Device::Cpu;
-    let wrap = |r: candle_core::Result<Tensor>| {
-        r.map(Value::Tensor).map_err(|e| ctx.err("attribute value", e.to_string()))
-    };
+    let wrap =
+        |r: candle_core::Result<Tensor>| r.map(Value::Tensor).map_err(|e| ctx.err("attribute value", e.to_string()));
     if let Some(v) = ctx.tensor("value")? {
         return Ok(v);
     }
@@ -261,10 +254,7 @@ fn reshape(x: &Value, shape: Vec<usize>) -> Result<Value, KernelError> {
             if shape.iter().product::<usize>() != data.len() {
                 return Err(KernelError::input(0, format!("{} strings cannot take the shape {shape:?}", data.len())));
             }
-            Value::Str {
-                shape,
-                data: Arc::clone(data),
-            }
+            Value::Str { shape, data: Arc::clone(data) }
         }
     })
 }
@@ -291,7 +281,7 @@ fn reshape_target(dims: &[usize], target: &[i64], allowzero: bool) -> Result<Vec
     }
     if let Some(i) = infer {
         let known: usize = shape.iter().product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(KernelError::input(1, format!("cannot reshape {dims:?} to {target:?}")));
         }
         shape[i] = total / known;

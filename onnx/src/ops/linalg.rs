@@ -82,7 +82,10 @@ impl Kernel for Gemm {
         let a = input(inputs, 0)?.tensor(0)?;
         let b = input(inputs, 1)?.tensor(1)?;
         if a.rank() != 2 || b.rank() != 2 {
-            return Err(KernelError::input(0, format!("Gemm takes 2-D operands, got {:?} and {:?}", a.dims(), b.dims())));
+            return Err(KernelError::input(
+                0,
+                format!("Gemm takes 2-D operands, got {:?} and {:?}", a.dims(), b.dims()),
+            ));
         }
         let a = if self.trans_a { a.t()? } else { a.clone() };
         let b = if self.trans_b { b.t()? } else { b.clone() };

@@ -35,11 +35,7 @@ pub(crate) trait Kernel: Send + Sync + std::fmt::Debug {
 
 /// The input at `index`, or an error saying it is missing.
 pub(crate) fn input<'a>(inputs: &[Option<&'a Value>], index: usize) -> Result<&'a Value, KernelError> {
-    inputs
-        .get(index)
-        .copied()
-        .flatten()
-        .ok_or_else(|| KernelError::input(index, "missing"))
+    inputs.get(index).copied().flatten().ok_or_else(|| KernelError::input(index, "missing"))
 }
 
 /// Resolves a possibly negative `axis` against `rank` (`-1` is the last axis).
@@ -63,8 +59,8 @@ pub(crate) fn compile(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
                 elementwise::unary(ctx)
             }
             "Clip" => elementwise::clip(ctx),
-            "Identity" | "Constant" | "Cast" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze"
-            | "Transpose" | "Concat" | "Gather" | "Shape" => layout::compile(ctx),
+            "Identity" | "Constant" | "Cast" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Transpose"
+            | "Concat" | "Gather" | "Shape" => layout::compile(ctx),
             "MatMul" => linalg::matmul(ctx),
             "Gemm" => linalg::gemm(ctx),
             "Conv" => conv::conv(ctx),
@@ -76,10 +72,7 @@ pub(crate) fn compile(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
             _ => Err(unsupported(ctx)),
         },
         ML => match op {
-            "ZipMap" => Err(OnnxError::ZipMap {
-                file: ctx.file.to_path_buf(),
-                node: ctx.name(),
-            }),
+            "ZipMap" => Err(OnnxError::ZipMap { file: ctx.file.to_path_buf(), node: ctx.name() }),
             _ => ml::compile(ctx).unwrap_or_else(|| Err(unsupported(ctx))),
         },
         _ => Err(unsupported(ctx)),

@@ -21,9 +21,7 @@ pub(crate) fn batch_norm(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
     if ctx.int("training_mode", 0) != 0 {
         return Err(ctx.err("attribute training_mode", "training mode is not supported"));
     }
-    Ok(Box::new(BatchNorm {
-        epsilon: f64::from(ctx.float("epsilon", 1e-5)),
-    }))
+    Ok(Box::new(BatchNorm { epsilon: f64::from(ctx.float("epsilon", 1e-5)) }))
 }
 
 impl Kernel for BatchNorm {
@@ -34,7 +32,8 @@ impl Kernel for BatchNorm {
         }
         let mut shape = vec![1; x.rank()];
         shape[1] = x.dims()[1];
-        let param = |i: usize| -> Result<Tensor, KernelError> { Ok(input(inputs, i)?.tensor(i)?.reshape(shape.clone())?) };
+        let param =
+            |i: usize| -> Result<Tensor, KernelError> { Ok(input(inputs, i)?.tensor(i)?.reshape(shape.clone())?) };
         let (scale, bias, mean, var) = (param(1)?, param(2)?, param(3)?, param(4)?);
         let factor = scale.broadcast_div(&(var + self.epsilon)?.sqrt()?)?;
         let y = x.broadcast_sub(&mean)?.broadcast_mul(&factor)?.broadcast_add(&bias)?;
@@ -55,10 +54,7 @@ pub(crate) fn softmax(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
     ctx.inputs_between(1, 1)?;
     ctx.outputs_at_most(1)?;
     let coerce_2d = ctx.opset < 13;
-    Ok(Box::new(Softmax {
-        axis: ctx.int("axis", if coerce_2d { 1 } else { -1 }),
-        coerce_2d,
-    }))
+    Ok(Box::new(Softmax { axis: ctx.int("axis", if coerce_2d { 1 } else { -1 }), coerce_2d }))
 }
 
 /// The softmax of `x` along `dim`, shifted by the maximum for stability.

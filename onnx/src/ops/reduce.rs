@@ -21,10 +21,7 @@ pub(crate) fn argmax(ctx: &NodeCtx) -> Result<Box<dyn Kernel>, OnnxError> {
     if ctx.int("select_last_index", 0) != 0 {
         return Err(ctx.err("attribute select_last_index", "select_last_index=1 is not supported"));
     }
-    Ok(Box::new(ArgMax {
-        axis: ctx.int("axis", 0),
-        keepdims: ctx.int("keepdims", 1) != 0,
-    }))
+    Ok(Box::new(ArgMax { axis: ctx.int("axis", 0), keepdims: ctx.int("keepdims", 1) != 0 }))
 }
 
 impl Kernel for ArgMax {

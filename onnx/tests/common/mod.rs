@@ -4,8 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use weir_onnx::proto::{
-    attribute_proto::AttributeType, tensor_shape_proto::{dimension, Dimension}, type_proto, AttributeProto, GraphProto,
-    ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType,
+    tensor_shape_proto::{dimension, Dimension},
+    type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
 };
 
 /// The repository root.
@@ -21,7 +23,7 @@ pub enum A {
     Ints(Vec<i64>),
     Floats(Vec<f32>),
     Strings(Vec<&'static str>),
-    Tensor(TensorProto),
+    Tensor(Box<TensorProto>),
 }
 
 /// A node `op(inputs) -> outputs` named `name`, in `domain` ("" for the default).
@@ -62,7 +64,7 @@ pub fn node(domain: &str, op: &str, name: &str, inputs: &[&str], outputs: &[&str
                         p.r#type = Some(AttributeType::Strings as i32);
                     }
                     A::Tensor(t) => {
-                        p.t = Some(t);
+                        p.t = Some(*t);
                         p.r#type = Some(AttributeType::Tensor as i32);
                     }
                 }
@@ -86,12 +88,7 @@ pub fn init_f32(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
 
 /// A double tensor (for ONNX-ML `*_as_tensor` attributes).
 pub fn doubles(dims: &[i64], data: Vec<f64>) -> TensorProto {
-    TensorProto {
-        dims: dims.to_vec(),
-        data_type: Some(11),
-        double_data: data,
-        ..Default::default()
-    }
+    TensorProto { dims: dims.to_vec(), data_type: Some(11), double_data: data, ..Default::default() }
 }
 
 /// An int64 initializer (stored as raw little-endian bytes, as exporters do).
@@ -132,7 +129,12 @@ pub fn io(name: &str, elem: i32, dims: &[Option<i64>]) -> ValueInfoProto {
 }
 
 /// A model of `nodes` importing opset 17 and ai.onnx.ml 3.
-pub fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, inputs: Vec<ValueInfoProto>, outputs: Vec<ValueInfoProto>) -> ModelProto {
+pub fn model(
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+) -> ModelProto {
     ModelProto {
         ir_version: Some(8),
         opset_import: vec![
