@@ -83,6 +83,13 @@ pub enum OnnxError {
         /// What is wrong.
         what: String,
     },
+    /// The model's constants could not be placed on the session's device (out of memory, a
+    /// dtype the device lacks).
+    #[error("cannot place the model's constants on the device: {source}")]
+    Device {
+        /// candle's error.
+        source: Box<candle_core::Error>,
+    },
     /// A batch does not match the declared inputs (count, element type, shape).
     #[error("input {input:?}: {what}")]
     Input {
