@@ -27,8 +27,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use weir_onnx::proto::{
-    tensor_shape_proto::{dimension, Dimension}, type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    tensor_shape_proto::{dimension, Dimension},
+    type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use weir_onnx::{HostTensor, OnnxModel};
 
@@ -208,6 +208,9 @@ fn main() {
                 std::hint::black_box(session.run(vec![HostTensor::F32 { shape: vec![b, 64], data: x }]).unwrap());
             })
         });
-        println!("| run overhead (Identity on [B, 64]) | {b} | {rate:.0} | - | {:.2} us per run |", 1e6 * b as f64 / rate);
+        println!(
+            "| run overhead (Identity on [B, 64]) | {b} | {rate:.0} | - | {:.2} us per run |",
+            1e6 * b as f64 / rate
+        );
     }
 }
