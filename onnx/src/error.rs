@@ -83,6 +83,13 @@ pub enum OnnxError {
         /// What is wrong.
         what: String,
     },
+    /// The model's constants could not be placed on the session's device (out of memory, a
+    /// dtype the device lacks).
+    #[error("cannot place the model's constants on the device: {source}")]
+    Device {
+        /// candle's error.
+        source: Box<candle_core::Error>,
+    },
     /// A batch does not match the declared inputs (count, element type, shape).
     #[error("input {input:?}: {what}")]
     Input {
@@ -108,7 +115,7 @@ pub enum OnnxError {
 pub enum KernelError {
     /// A candle operation failed (shapes, dtypes, device).
     #[error(transparent)]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
     /// An input has a shape, element type or value the operator cannot take.
     #[error("input {index}: {what}")]
     Input {
@@ -117,6 +124,12 @@ pub enum KernelError {
         /// What is wrong.
         what: String,
     },
+}
+
+impl From<candle_core::Error> for KernelError {
+    fn from(e: candle_core::Error) -> Self {
+        Self::Candle(Box::new(e))
+    }
 }
 
 impl KernelError {

@@ -98,7 +98,7 @@ pub(crate) fn decode(t: &TensorProto) -> Result<Value, String> {
 /// The little-endian words of `N` bytes in `bytes`, or an error when its length is not a
 /// multiple of `N`.
 fn le_words<'a, const N: usize>(bytes: &'a [u8], name: &str) -> Result<impl Iterator<Item = [u8; N]> + 'a, String> {
-    if bytes.len() % N != 0 {
+    if !bytes.len().is_multiple_of(N) {
         return Err(format!("tensor {name:?} has {} bytes of raw data, not a multiple of {N}", bytes.len()));
     }
     Ok(bytes.chunks_exact(N).map(|c| {

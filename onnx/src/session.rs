@@ -27,10 +27,7 @@ impl Session {
         let mut slots = vec![None; plan.slots];
         let mut constant = vec![false; plan.slots];
         for (slot, v) in &plan.constants {
-            slots[*slot] = Some(v.to_device(device).map_err(|e| OnnxError::Input {
-                input: format!("constant in slot {slot}"),
-                what: format!("cannot be placed on the device: {e}"),
-            })?);
+            slots[*slot] = Some(v.to_device(device).map_err(|e| OnnxError::Device { source: Box::new(e) })?);
             constant[*slot] = true;
         }
         Ok(Self { plan, device: device.clone(), slots, constant })

@@ -148,3 +148,27 @@ fn a_bad_batch_names_the_input_and_leaves_the_session_usable() {
     let ok = session.run(vec![HostTensor::F32 { shape: vec![2, 64], data: vec![0.0; 128] }]).unwrap();
     assert_eq!(ok[1].shape(), &[2, 10]);
 }
+
+#[test]
+fn a_model_is_shared_across_threads_and_a_session_moves_to_one() {
+    fn shared<T: Send + Sync>() {}
+    fn sent<T: Send>() {}
+    shared::<OnnxModel>();
+    sent::<weir_onnx::Session>();
+    // Two replicas of one loaded model, each on its own thread, agree.
+    let model = std::sync::Arc::new(OnnxModel::load(&repo().join("graphs/zoo/digits_logreg.onnx")).unwrap());
+    let answers: Vec<Vec<HostTensor>> = (0..2)
+        .map(|_| {
+            let model = std::sync::Arc::clone(&model);
+            std::thread::spawn(move || {
+                let mut s = model.session(&Device::Cpu).unwrap();
+                s.run(vec![HostTensor::F32 { shape: vec![1, 64], data: (0..64).map(|i| (i % 16) as f32).collect() }])
+                    .unwrap()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .collect();
+    assert_eq!(answers[0], answers[1]);
+}

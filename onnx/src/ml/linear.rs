@@ -91,7 +91,7 @@ impl Affine {
     /// Reads `coefficients` (`targets * C` values) and `intercepts` (empty or `targets`).
     fn of(ctx: &NodeCtx, targets: usize) -> Result<Self, OnnxError> {
         let coefficients = ctx.floats("coefficients").ok_or_else(|| ctx.err("attribute coefficients", "missing"))?;
-        if targets == 0 || coefficients.is_empty() || coefficients.len() % targets != 0 {
+        if targets == 0 || coefficients.is_empty() || !coefficients.len().is_multiple_of(targets) {
             return Err(ctx.err(
                 "attribute coefficients",
                 format!("{} values do not split into {targets} rows", coefficients.len()),

@@ -13,7 +13,7 @@ pub(crate) enum PostTransform {
     Softmax,
     /// `1 / (1 + exp(-s))` on each score.
     Logistic,
-    /// Softmax over the row's nonzero scores; zeros stay 0.
+    /// Softmax over the row's nonzero scores; scores within 1e-7 of zero stay (almost) 0.
     SoftmaxZero,
 }
 
@@ -48,12 +48,16 @@ impl PostTransform {
                 row.iter_mut().for_each(|s| *s /= sum);
             }
             Self::SoftmaxZero => {
-                let max = row.iter().copied().filter(|s| *s != 0.0).fold(f32::NEG_INFINITY, f32::max);
+                // onnxruntime's: scores within 1e-7 of zero are scaled, not exponentiated.
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let exp_neg_max = (-max).exp();
                 let mut sum = 0.0;
                 for s in row.iter_mut() {
-                    if *s != 0.0 {
+                    if s.abs() > 1e-7 {
                         *s = (*s - max).exp();
                         sum += *s;
+                    } else {
+                        *s *= exp_neg_max;
                     }
                 }
                 if sum > 0.0 {

@@ -281,7 +281,7 @@ fn reshape_target(dims: &[usize], target: &[i64], allowzero: bool) -> Result<Vec
     }
     if let Some(i) = infer {
         let known: usize = shape.iter().product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(KernelError::input(1, format!("cannot reshape {dims:?} to {target:?}")));
         }
         shape[i] = total / known;

@@ -22,6 +22,8 @@ pub enum A {
     S(&'static str),
     Ints(Vec<i64>),
     Floats(Vec<f32>),
+    Strings(Vec<&'static str>),
+    Tensor(Box<TensorProto>),
 }
 
 /// A node `op(inputs) -> outputs` named `name`, in `domain` ("" for the default).
@@ -57,6 +59,14 @@ pub fn node(domain: &str, op: &str, name: &str, inputs: &[&str], outputs: &[&str
                         p.floats = v;
                         p.r#type = Some(AttributeType::Floats as i32);
                     }
+                    A::Strings(v) => {
+                        p.strings = v.iter().map(|s| s.as_bytes().to_vec()).collect();
+                        p.r#type = Some(AttributeType::Strings as i32);
+                    }
+                    A::Tensor(t) => {
+                        p.t = Some(*t);
+                        p.r#type = Some(AttributeType::Tensor as i32);
+                    }
                 }
                 p
             })
@@ -74,6 +84,11 @@ pub fn init_f32(name: &str, dims: &[i64], data: Vec<f32>) -> TensorProto {
         float_data: data,
         ..Default::default()
     }
+}
+
+/// A double tensor (for ONNX-ML `*_as_tensor` attributes).
+pub fn doubles(dims: &[i64], data: Vec<f64>) -> TensorProto {
+    TensorProto { dims: dims.to_vec(), data_type: Some(11), double_data: data, ..Default::default() }
 }
 
 /// An int64 initializer (stored as raw little-endian bytes, as exporters do).
