@@ -19,4 +19,7 @@ def unsupported_op():
     onnx.checker.check_model(model)
     path = ZOO / "bad" / "unsupported_op.onnx"
     onnx.save(model, path)
-    return {"path": path, "score": "(not scored: an op weir does not run, for the error test)"}
+    return {"path": path,
+            "what": "a hand-built ONNX graph (onnx.helper): one Einsum node named `mystery`, "
+                    "an op weir does not run",
+            "score": "none (for the error test in tests/broken_models.rs)"}
