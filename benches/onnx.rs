@@ -176,6 +176,11 @@ fn identity_model() -> OnnxModel {
     OnnxModel::from_proto(&model, Path::new("identity.onnx")).unwrap()
 }
 
+/// The allocator the `weir` binary uses (a batch's tensors are large enough that the
+/// system allocator maps and unmaps them on every run).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // Before candle or rayon start any thread: one thread for candle's CPU kernels.
     std::env::set_var("RAYON_NUM_THREADS", "1");

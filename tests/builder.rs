@@ -45,3 +45,38 @@ fn builder_diamond_equals_yaml_diamond() -> Result<(), Box<dyn std::error::Error
     assert_eq!(g1.call_many(rows.clone(), 64), g2.call_many(rows, 64));
     Ok(())
 }
+
+#[test]
+fn builder_onnx_model_equals_yaml() -> Result<(), Box<dyn std::error::Error>> {
+    // graphs/digits-onnx.yaml, built in Rust: the model's own outputs, one renamed.
+    let mut g = GraphBuilder::new("digits-onnx").base_dir(weir::datasets::graphs_dir());
+    let pixels = g.input("pixels", FieldType::vector(64));
+    let mlp = g.node(
+        "mlp",
+        Model::format("onnx", "zoo/digits_mlp.onnx")
+            .outputs([("label", "label"), ("probabilities", "probs")])
+            .bind(pixels),
+    );
+    g.output("label", mlp.field("label"));
+    g.output("probabilities", mlp.field("probs"));
+    let built = g.plan()?;
+    let from_yaml = common::plan("digits-onnx.yaml");
+    assert_eq!(built.output.fields.iter().map(|o| o.0.as_str()).collect::<Vec<_>>(), ["label", "probabilities"]);
+
+    let digits = weir::datasets::digits(weir::datasets::Split::Test)?;
+    let rows: Vec<Vec<Value>> = digits.iter().map(|d| vec![Value::Tensor(d.pixels.clone().into())]).collect();
+    let (_e1, g1) = common::start(built, 1);
+    let (_e2, g2) = common::start(from_yaml, 1);
+    let (a, b) = (g1.call_many(rows.clone(), 64), g2.call_many(rows, 64));
+    assert_eq!(a.len(), digits.len());
+    assert_eq!(a, b);
+
+    // A model input name the ONNX graph does not have: the builder's error names it.
+    let mut g = GraphBuilder::new("miswired").base_dir(weir::datasets::graphs_dir());
+    let x = g.input("x", FieldType::vector(64));
+    let mlp = g.node("mlp", Model::format("onnx", "zoo/digits_mlp.onnx").bind_named([("pixelz", x)]));
+    g.output("label", mlp.field("label"));
+    let err = g.plan().unwrap_err().to_string();
+    assert!(err.contains("pixelz"), "{err}");
+    Ok(())
+}

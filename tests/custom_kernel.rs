@@ -1,7 +1,7 @@
 //! A custom kernel end to end: `examples/custom_kernel.rs` (weir's command line plus a
 //! kernel written with candle) is built, serves `examples/custom_kernel/digits.yaml`
 //! over HTTP, and answers the held-out digits exactly as weir's own dense model with the
-//! same weights does; the plain `weir` refuses the graph, naming the unknown kernel.
+//! same weights does, and replays the held-out Parquet file with the same answers; the plain `weir` refuses the graph, naming the unknown kernel.
 #![allow(clippy::unwrap_used)] // a test fails loudly on the first surprise
 
 mod common;
@@ -9,6 +9,8 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Int64Type};
 use common::process::{http_post, serve_http};
 use weir::datasets::{digits, Split};
 use weir_engine::yaml;
@@ -92,6 +94,33 @@ fn a_custom_kernel_serves_over_http_and_matches_the_builtin_model() {
     let accuracy = correct as f64 / test.len() as f64;
     assert!(accuracy > 0.95, "held-out accuracy {accuracy}");
     common::kafka::stop(child);
+
+    // The same binary replays the held-out Parquet file: the answers HTTP gave, in order.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("scored.arrow");
+    let replay = Command::new(&example)
+        .args(["replay", GRAPH, "--input", "graphs/digits/test.parquet", "--output", out.to_str().unwrap()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(replay.status.success(), "{}", common::text(&replay.stderr));
+    let mut replayed = Vec::new();
+    for batch in arrow_ipc::reader::FileReader::try_new(std::fs::File::open(&out).unwrap(), None).unwrap() {
+        let batch = batch.unwrap();
+        let labels = batch.column_by_name("label").unwrap().as_primitive::<Int64Type>();
+        let probs = batch.column_by_name("probs").unwrap().as_fixed_size_list();
+        for row in 0..batch.num_rows() {
+            let p = probs.value(row);
+            let p: Vec<f32> = p.as_primitive::<Float32Type>().values().to_vec();
+            replayed.push((labels.value(row), p));
+        }
+    }
+    assert_eq!(replayed.len(), answers.len());
+    for ((label, probs), answer) in replayed.iter().zip(answers) {
+        assert_eq!(*label, answer["label"].as_i64().unwrap(), "{answer}");
+        let http: Vec<f32> = answer["probs"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap() as f32).collect();
+        assert_eq!(probs, &http, "replay and HTTP answer alike");
+    }
 }
 
 #[test]

@@ -18,7 +18,7 @@ use arrow_array::types::{Float32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
 use common::kafka::{distinct_keys, read_until, stop, weir_logged, Broker};
-use common::process::{http_post, serve_http};
+use common::process::http_post;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value as Json};
 use weir_engine::{yaml, Plan};
@@ -240,21 +240,16 @@ async fn produce(broker: &Broker, messages: &[(String, Vec<u8>)]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_bundled_zoo_graphs_answer_alike_over_http_kafka_and_replay() {
-    let dir = tempfile::tempdir().unwrap();
-
-    // Gradient-boosted trees, rows with missing features (null in JSON, NaN in Arrow).
-    let g = golden("phishing_xgb");
-    let rows = g["inputs"]["features"].as_array().unwrap().clone();
-    let graph = "graphs/phishing-xgboost.yaml";
+/// Serves `graph` (its model's outputs named like the golden's) over Kafka, HTTP and
+/// `weir replay` on the golden's held-out rows of `input`; checks each way's answers
+/// against the golden and the three ways against each other.
+async fn three_ways(dir: &Path, graph: &str, route: &str, stem: &str, input: &str) {
+    let g = golden(stem);
+    let rows = g["inputs"][input].as_array().unwrap().clone();
     let broker = Broker::start();
     broker.create_topics(&["in", "out", "dlq"], 2).await;
-    let messages: Vec<(String, Vec<u8>)> = rows
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (format!("p{i}"), json!({ "features": r }).to_string().into_bytes()))
-        .collect();
+    let messages: Vec<(String, Vec<u8>)> =
+        rows.iter().enumerate().map(|(i, r)| (format!("p{i}"), json!({ input: r }).to_string().into_bytes())).collect();
     produce(&broker, &messages).await;
     let (child, log) = weir_logged(&broker, graph, &[]);
     let out = read_until(&broker, "out", 2, Duration::from_secs(60), distinct_keys(rows.len()));
@@ -262,31 +257,38 @@ async fn the_bundled_zoo_graphs_answer_alike_over_http_kafka_and_replay() {
     for o in &out {
         kafka[o.key[1..].parse::<usize>().unwrap()] = serde_json::from_slice(&o.payload).unwrap();
     }
-    check("phishing_xgb", "Kafka", &kafka, &g);
+    check(stem, "Kafka", &kafka, &g);
     let addr = common::kafka::address(&log);
-    let body: Vec<Json> = rows.iter().map(|r| json!({ "features": r })).collect();
-    let (status, answer) = http_post(&addr, "/graphs/phishing-xgboost", &Json::from(body).to_string());
+    let body: Vec<Json> = rows.iter().map(|r| json!({ input: r })).collect();
+    let (status, answer) = http_post(&addr, &format!("/graphs/{route}"), &Json::from(body).to_string());
     assert_eq!(status, 200, "{answer}");
     let http: Vec<Json> = serde_json::from_str(&answer).unwrap();
-    check("phishing_xgb", "HTTP", &http, &g);
+    check(stem, "HTTP", &http, &g);
     stop(child);
-    let replayed = replay(dir.path(), graph, "features", &rows);
-    check("phishing_xgb", "replay", &replayed, &g);
-    assert_eq!(http, kafka, "HTTP and Kafka answer alike");
-    assert_eq!(http, replayed, "HTTP and replay answer alike");
+    let replayed = replay(dir, graph, input, &rows);
+    check(stem, "replay", &replayed, &g);
+    assert_eq!(http, kafka, "{graph}: HTTP and Kafka answer alike");
+    assert_eq!(http, replayed, "{graph}: HTTP and replay answer alike");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bundled_zoo_graphs_answer_alike_over_http_kafka_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    // Gradient-boosted trees, rows with missing features (null in JSON, NaN in Arrow).
+    three_ways(dir.path(), "graphs/phishing-xgboost.yaml", "phishing-xgboost", "phishing_xgb", "features").await;
     // A scikit-learn pipeline exported to ONNX.
-    let g = golden("digits_mlp");
-    let rows = g["inputs"]["pixels"].as_array().unwrap().clone();
-    let graph = "graphs/digits-onnx.yaml";
-    let (child, addr) = serve_http(Path::new(env!("CARGO_BIN_EXE_weir")), &[graph]);
-    let body: Vec<Json> = rows.iter().map(|r| json!({ "pixels": r })).collect();
-    let (status, answer) = http_post(&addr, "/graphs/digits-onnx", &Json::from(body).to_string());
-    assert_eq!(status, 200, "{answer}");
-    let http: Vec<Json> = serde_json::from_str(&answer).unwrap();
-    check("digits_mlp", "HTTP", &http, &g);
-    stop(child);
-    let replayed = replay(dir.path(), graph, "pixels", &rows);
-    check("digits_mlp", "replay", &replayed, &g);
-    assert_eq!(http, replayed, "HTTP and replay answer alike");
+    three_ways(dir.path(), "graphs/digits-onnx.yaml", "digits-onnx", "digits_mlp", "pixels").await;
+    // A LightGBM text model, from a graph the test writes.
+    let graph = dir.path().join("phishing-lightgbm.yaml");
+    std::fs::write(
+        &graph,
+        format!(
+            "name: phishing-lightgbm\ninputs:\n  features: f32[9]\nnodes:\n  trees:\n    kind: model\n    \
+             format: lightgbm\n    path: {}\n    input: input.features\noutputs:\n  probability: trees.probability\n  \
+             label: trees.label\n",
+            root().join("graphs/zoo/phishing_lgbm.txt").display()
+        ),
+    )
+    .unwrap();
+    three_ways(dir.path(), graph.to_str().unwrap(), "phishing-lightgbm", "phishing_lgbm", "features").await;
 }

@@ -137,36 +137,79 @@ impl GraphBuilder {
 #[derive(Clone, Debug)]
 pub struct Model {
     source: ModelSource,
-    output: String,
+    outputs: ModelOutputs,
     batching: Batching,
     learn: Option<Box<LearnSpec>>,
 }
 
 impl Model {
+    fn of(source: ModelSource) -> Self {
+        Model { source, outputs: ModelOutputs::One("y".into()), batching: Batching::default(), learn: None }
+    }
+
     /// A model whose parameters are already in memory.
     pub fn loaded(model: Arc<DenseModel>) -> Self {
-        Model { source: ModelSource::Loaded(model), output: "y".into(), batching: Batching::default(), learn: None }
+        Model::of(ModelSource::Loaded(model))
     }
 
     /// A model read from a safetensors file (see `ModelSource::File`).
     pub fn file(source: ModelSource) -> Self {
-        Model { source, output: "y".into(), batching: Batching::default(), learn: None }
+        Model::of(source)
+    }
+
+    /// A model file of a format, or a registered kernel (`format: onnx` in YAML): `format`
+    /// names the plan's loader (see [`crate::Kernels`]), `path` the file (relative to the
+    /// builder's base directory). As in YAML, every output of the model is kept under its
+    /// own name (pick or rename with [`Model::outputs`]) and a partial batch goes as soon
+    /// as a replica is free (`max_wait_ms` 0).
+    ///
+    /// ```no_run
+    /// use weir_engine::builder::{GraphBuilder, Model};
+    /// use weir_operators::FieldType;
+    ///
+    /// let mut g = GraphBuilder::new("digits-onnx").base_dir("graphs");
+    /// let pixels = g.input("pixels", FieldType::vector(64));
+    /// let mlp = g.node("mlp", Model::format("onnx", "zoo/digits_mlp.onnx").bind(pixels));
+    /// g.output("label", mlp.field("label"));
+    /// let plan = g.plan().expect("a valid graph");
+    /// ```
+    pub fn format(format: &str, path: impl Into<PathBuf>) -> Self {
+        Model {
+            outputs: ModelOutputs::Own,
+            batching: Batching { max_wait_ms: FORMAT_MAX_WAIT_MS, ..Batching::default() },
+            ..Model::of(ModelSource::Format {
+                format: format.to_string(),
+                path: Some(path.into()),
+                params: serde_yaml::Value::Null,
+            })
+        }
+    }
+
+    /// Sets a format model's `params:` (what a registered kernel reads; see
+    /// [`crate::kernels::FormatArgs::params`]). No effect on other models' sources.
+    pub fn params(mut self, value: serde_yaml::Value) -> Self {
+        if let ModelSource::Format { params, .. } = &mut self.source {
+            *params = value;
+        }
+        self
     }
 
     /// A linear model learned from feedback while it serves, from all-zero weights
     /// (see [`LearnSpec`]).
     pub fn learning(learn: LearnSpec) -> Self {
-        Model {
-            source: ModelSource::Untrained,
-            output: "y".into(),
-            batching: Batching::default(),
-            learn: Some(Box::new(learn)),
-        }
+        Model { learn: Some(Box::new(learn)), ..Model::of(ModelSource::Untrained) }
     }
 
-    /// Names the output field (default `y`).
+    /// Names the output field of a model with one output (default `y`).
     pub fn output(mut self, name: &str) -> Self {
-        self.output = name.to_string();
+        self.outputs = ModelOutputs::One(name.to_string());
+        self
+    }
+
+    /// Keeps these of the model's outputs, by the model's names, each as the field named
+    /// beside it (`outputs: {model_name: field}` in YAML).
+    pub fn outputs<'a>(mut self, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        self.outputs = ModelOutputs::Named(pairs.into_iter().map(|(m, f)| (m.to_string(), f.to_string())).collect());
         self
     }
 
@@ -176,13 +219,22 @@ impl Model {
         self
     }
 
-    /// Feeds `input` to the model.
+    /// Feeds `input` to the model (a model with one input).
     pub fn bind(self, input: FieldRef) -> Bound {
+        self.bind_inputs(ModelInputs::One(input))
+    }
+
+    /// Feeds a model with several inputs, by the model's input names (`inputs:` in YAML).
+    pub fn bind_named<'a>(self, inputs: impl IntoIterator<Item = (&'a str, FieldRef)>) -> Bound {
+        self.bind_inputs(ModelInputs::Named(inputs.into_iter().map(|(n, f)| (n.to_string(), f)).collect()))
+    }
+
+    fn bind_inputs(self, inputs: ModelInputs) -> Bound {
         Bound {
             kind: NodeKind::Model(ModelSpec {
                 source: self.source,
-                inputs: ModelInputs::One(input),
-                outputs: ModelOutputs::One(self.output),
+                inputs,
+                outputs: self.outputs,
                 batching: self.batching,
                 learn: self.learn,
             }),

@@ -324,6 +324,12 @@ impl fmt::Debug for ModelSource {
     }
 }
 
+/// A `format:` model node's default `max_wait_ms`: a partial batch goes as soon as a
+/// replica is free, and rows gather while it computes, so a lone row is not held back
+/// (a tree ensemble or a small ONNX graph answers a row in microseconds) and batches
+/// still grow with the load.
+pub const FORMAT_MAX_WAIT_MS: u64 = 0;
+
 /// Which fields feed a model's inputs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelInputs {

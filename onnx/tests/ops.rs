@@ -38,7 +38,7 @@ fn one(n: NodeProto, inits: Vec<TensorProto>, x_dims: &[Option<i64>]) -> ModelPr
     model(vec![n], inits, vec![io("x", 1, x_dims)], vec![io("y", 1, &[])])
 }
 
-/// Naive NCHW convolution with pads [top, left, bottom, right] and a stride.
+/// Naive NCHW convolution with pads [top, left, bottom, right], a stride and a dilation.
 #[allow(clippy::too_many_arguments)]
 fn conv_ref(
     x: &[f32],
@@ -48,11 +48,12 @@ fn conv_ref(
     b: &[f32],
     pads: [usize; 4],
     stride: usize,
+    dilation: usize,
 ) -> (Vec<usize>, Vec<f32>) {
     let [n, c, h, wi] = xd;
     let [m, _, kh, kw] = wd;
-    let oh = (h + pads[0] + pads[2] - kh) / stride + 1;
-    let ow = (wi + pads[1] + pads[3] - kw) / stride + 1;
+    let oh = (h + pads[0] + pads[2] - dilation * (kh - 1) - 1) / stride + 1;
+    let ow = (wi + pads[1] + pads[3] - dilation * (kw - 1) - 1) / stride + 1;
     let mut out = vec![0f32; n * m * oh * ow];
     for bn in 0..n {
         for o in 0..m {
@@ -63,8 +64,8 @@ fn conv_ref(
                         for i in 0..kh {
                             for j in 0..kw {
                                 let (r, q) = (
-                                    (y * stride + i) as isize - pads[0] as isize,
-                                    (xx * stride + j) as isize - pads[1] as isize,
+                                    (y * stride + i * dilation) as isize - pads[0] as isize,
+                                    (xx * stride + j * dilation) as isize - pads[1] as isize,
                                 );
                                 if r >= 0 && q >= 0 && (r as usize) < h && (q as usize) < wi {
                                     s += x[((bn * c + ci) * h + r as usize) * wi + q as usize]
@@ -84,7 +85,9 @@ fn conv_ref(
 #[test]
 fn conv_with_asymmetric_padding_and_strides_matches_the_direct_sum() {
     let (x, w, b) = (floats(2 * 2 * 5 * 6, 1), floats(3 * 2 * 3 * 3, 2), floats(3, 3));
-    for (pads, stride) in [([1usize, 0, 2, 1], 1usize), ([1, 1, 1, 1], 2), ([0, 0, 0, 0], 1)] {
+    for (pads, stride, dilation) in
+        [([1usize, 0, 2, 1], 1usize, 1usize), ([1, 1, 1, 1], 2, 1), ([0, 0, 0, 0], 1, 1), ([2, 1, 0, 2], 1, 2)]
+    {
         let n = node(
             "",
             "Conv",
@@ -95,6 +98,7 @@ fn conv_with_asymmetric_padding_and_strides_matches_the_direct_sum() {
                 ("kernel_shape", A::Ints(vec![3, 3])),
                 ("pads", A::Ints(vec![pads[0] as i64, pads[1] as i64, pads[2] as i64, pads[3] as i64])),
                 ("strides", A::Ints(vec![stride as i64; 2])),
+                ("dilations", A::Ints(vec![dilation as i64; 2])),
             ],
         );
         let m = one(
@@ -103,9 +107,9 @@ fn conv_with_asymmetric_padding_and_strides_matches_the_direct_sum() {
             &[None, Some(2), Some(5), Some(6)],
         );
         let out = run(&m, vec![(vec![2, 2, 5, 6], x.clone())]);
-        let (want_shape, want) = conv_ref(&x, [2, 2, 5, 6], &w, [3, 2, 3, 3], &b, pads, stride);
+        let (want_shape, want) = conv_ref(&x, [2, 2, 5, 6], &w, [3, 2, 3, 3], &b, pads, stride, dilation);
         let (shape, got) = f32s(&out[0]);
-        assert_eq!(shape, want_shape.as_slice(), "pads {pads:?} stride {stride}");
+        assert_eq!(shape, want_shape.as_slice(), "pads {pads:?} stride {stride} dilation {dilation}");
         close(got, &want);
     }
 }

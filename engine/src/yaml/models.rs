@@ -216,12 +216,6 @@ pub(super) fn model(f: ModelFile) -> NodeResult<ModelSpec> {
     }
 }
 
-/// A `format:` model node's default `max_wait_ms`: a partial batch goes as soon as a
-/// replica is free, and rows gather while it computes, so a lone row is not held back
-/// (a tree ensemble or a small ONNX graph answers a row in microseconds) and batches
-/// still grow with the load.
-const FORMAT_MAX_WAIT_MS: u64 = 0;
-
 /// `format:` models: the file and parameters go to the format when the graph is
 /// planned; inputs and outputs are wired by the model's names.
 fn format_model(f: ModelFile) -> NodeResult<ModelSpec> {

@@ -1,12 +1,13 @@
 //! 2-D convolution and pooling over `[N, C, H, W]` tensors: `Conv`, `MaxPool`, `AveragePool`,
-//! `GlobalAveragePool`, on candle's `conv2d`, `max_pool2d` and `avg_pool2d`.
+//! `GlobalAveragePool`, on candle's `max_pool2d` and `avg_pool2d`; `Conv` as one matrix
+//! product over the batch on the CPU (f32, one group), candle's `conv2d` otherwise.
 //!
 //! Limits, checked at load: 2-D only; `auto_pad` `NOTSET` or `VALID`; for `Conv`, equal
 //! strides and dilations on both axes; for pools, no dilation, no `ceil_mode`, no `Indices`
 //! output, and `AveragePool` padding only with `count_include_pad=1`. Asymmetric padding is
 //! done by padding the input (zeros for `Conv` and `AveragePool`, `-inf` for `MaxPool`).
 
-use candle_core::Tensor;
+use candle_core::{DType, Layout, Storage, Tensor};
 
 use super::{input, Kernel};
 use crate::error::{KernelError, OnnxError};
@@ -110,14 +111,91 @@ impl Kernel for Conv {
                 format!("Conv takes 4-D input and weights, got {:?} and {:?}", x.dims(), w.dims()),
             ));
         }
+        let bias = match inputs.get(2).copied().flatten() {
+            Some(b) => Some(b.tensor(2)?),
+            None => None,
+        };
+        if self.groups == 1 && x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+            return Ok(vec![Value::Tensor(self.im2col(
+                &pad(x, self.pads, 0.0)?.contiguous()?,
+                &w.contiguous()?,
+                bias,
+            )?)]);
+        }
         let [t, l, b, r] = self.pads;
         let (x, p) = if t == b && l == r && t == l { (x.clone(), t) } else { (pad(x, self.pads, 0.0)?, 0) };
         let mut y = x.conv2d(w, p, self.stride, self.dilation, self.groups)?;
-        if let Some(bias) = inputs.get(2).copied().flatten() {
-            let bias = bias.tensor(2)?;
+        if let Some(bias) = bias {
             y = y.broadcast_add(&bias.reshape((1, bias.elem_count(), 1, 1))?)?;
         }
         Ok(vec![Value::Tensor(y)])
+    }
+}
+
+impl Conv {
+    /// The convolution of a padded `[N, C, H, W]` f32 `x` on the CPU as one matrix product
+    /// over the whole batch: the weights as `[OC, C * kh * kw]` times the patches of every
+    /// output position of every image as the columns of one `[C * kh * kw, N * Ho * Wo]`
+    /// matrix. candle's `conv2d` multiplies image by image (a batch of small
+    /// products), which costs several times more on small images such as 8x8 digits.
+    fn im2col(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, KernelError> {
+        let (n, c, h, wd) = x.dims4()?;
+        let (oc, wc, kh, kw) = w.dims4()?;
+        if wc != c {
+            return Err(KernelError::input(1, format!("weights {:?} for an input of {c} channels", w.dims())));
+        }
+        let (s, d) = (self.stride, self.dilation);
+        let (span_h, span_w) = (d * (kh - 1) + 1, d * (kw - 1) + 1);
+        if h < span_h || wd < span_w {
+            return Err(KernelError::input(
+                0,
+                format!("input {:?} is smaller than the kernel {:?}", x.dims(), w.dims()),
+            ));
+        }
+        let (ho, wo) = ((h - span_h) / s + 1, (wd - span_w) / s + 1);
+        let (ck, plane) = (c * kh * kw, ho * wo);
+        let guard = x.storage_and_layout();
+        let xs = cpu_f32(&guard.0, guard.1, x)?;
+        // The patches as columns: row (ci, ky, kx) of `col` holds, for every image and
+        // output position, the input value under that kernel tap; with stride 1 each output
+        // row's values are one contiguous run of the input.
+        let mut col = vec![0f32; ck * n * plane];
+        for (tap, dst) in col.chunks_exact_mut(n * plane).enumerate() {
+            let (ci, ky, kx) = (tap / (kh * kw), tap / kw % kh, tap % kw);
+            for (img, dst) in dst.chunks_exact_mut(plane).enumerate() {
+                let src = &xs[(img * c + ci) * h * wd..][..h * wd];
+                for (oy, dst) in dst.chunks_exact_mut(wo).enumerate() {
+                    let line = &src[(oy * s + ky * d) * wd + kx * d..];
+                    if s == 1 {
+                        dst.copy_from_slice(&line[..wo]);
+                    } else {
+                        for (ox, v) in dst.iter_mut().enumerate() {
+                            *v = line[ox * s];
+                        }
+                    }
+                }
+            }
+        }
+        drop(guard);
+        let col = Tensor::from_vec(col, (ck, n * plane), x.device())?;
+        // [OC, N * Ho * Wo], then to [N, OC, Ho, Wo] with the bias added.
+        let y = w.reshape((oc, ck))?.matmul(&col)?.flatten_all()?.to_vec1::<f32>()?;
+        let bias = match bias {
+            Some(b) => b.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+            None => vec![0.0; oc],
+        };
+        if bias.len() != oc {
+            return Err(KernelError::input(2, format!("{} biases for {oc} output channels", bias.len())));
+        }
+        let mut out = vec![0f32; n * oc * plane];
+        for (o, (y_o, b)) in y.chunks_exact(n * plane).zip(&bias).enumerate() {
+            for (img, y_img) in y_o.chunks_exact(plane).enumerate() {
+                for (d, v) in out[(img * oc + o) * plane..][..plane].iter_mut().zip(y_img) {
+                    *d = v + b;
+                }
+            }
+        }
+        Ok(Tensor::from_vec(out, (n, oc, ho, wo), x.device())?)
     }
 }
 
@@ -162,6 +240,9 @@ impl Kernel for Pool {
             return Err(KernelError::input(0, format!("pooling takes a 4-D input, got {:?}", x.dims())));
         }
         let y = match self {
+            Self::Max { kernel, stride, pads } if x.device().is_cpu() && x.dtype() == DType::F32 => {
+                max_pool_f32(&pad(x, *pads, f64::NEG_INFINITY)?.contiguous()?, *kernel, *stride)?
+            }
             Self::Max { kernel, stride, pads } => {
                 pad(x, *pads, f64::NEG_INFINITY)?.max_pool2d_with_stride(*kernel, *stride)?
             }
@@ -169,5 +250,40 @@ impl Kernel for Pool {
             Self::GlobalAverage => x.mean_keepdim(3)?.mean_keepdim(2)?,
         };
         Ok(vec![Value::Tensor(y)])
+    }
+}
+
+/// `MaxPool` of a padded `[N, C, H, W]` f32 tensor on the CPU, plane by plane over
+/// contiguous rows (candle's `max_pool2d` indexes every element through its strides).
+fn max_pool_f32(x: &Tensor, (kh, kw): (usize, usize), (sh, sw): (usize, usize)) -> Result<Tensor, KernelError> {
+    let (n, c, h, w) = x.dims4()?;
+    if h < kh || w < kw {
+        return Err(KernelError::input(0, format!("input {:?} is smaller than the pool {kh}x{kw}", x.dims())));
+    }
+    let (ho, wo) = ((h - kh) / sh + 1, (w - kw) / sw + 1);
+    let guard = x.storage_and_layout();
+    let xs = cpu_f32(&guard.0, guard.1, x)?;
+    let mut out = vec![f32::NEG_INFINITY; n * c * ho * wo];
+    for (src, dst) in xs.chunks_exact(h * w).zip(out.chunks_exact_mut(ho * wo)) {
+        for (oy, dst) in dst.chunks_exact_mut(wo).enumerate() {
+            for ky in 0..kh {
+                let line = &src[(oy * sh + ky) * w..][..w];
+                for (ox, m) in dst.iter_mut().enumerate() {
+                    for v in &line[ox * sw..ox * sw + kw] {
+                        *m = m.max(*v);
+                    }
+                }
+            }
+        }
+    }
+    drop(guard);
+    Ok(Tensor::from_vec(out, (n, c, ho, wo), x.device())?)
+}
+
+/// The elements of a contiguous f32 tensor on the CPU, read in place (no copy).
+fn cpu_f32<'a>(storage: &'a Storage, layout: &Layout, x: &Tensor) -> Result<&'a [f32], KernelError> {
+    match (storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(cpu), Some((start, end))) => Ok(&cpu.as_slice::<f32>()?[start..end]),
+        _ => Err(KernelError::input(0, format!("expected a contiguous f32 tensor on the CPU, got {:?}", x.layout()))),
     }
 }
