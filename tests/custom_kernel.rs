@@ -1,7 +1,7 @@
 //! A custom kernel end to end: `examples/custom_kernel.rs` (weir's command line plus a
 //! kernel written with candle) is built, serves `examples/custom_kernel/digits.yaml`
 //! over HTTP, and answers the held-out digits exactly as weir's own dense model with the
-//! same weights does, and replays the held-out Parquet file with the same answers; the plain `weir` refuses the graph, naming the unknown kernel.
+//! same weights does, scores the same images from a Kafka topic, and replays the held-out Parquet file with the same answers; the plain `weir` refuses the graph, naming the unknown kernel.
 #![allow(clippy::unwrap_used)] // a test fails loudly on the first surprise
 
 mod common;
@@ -11,7 +11,10 @@ use std::process::Command;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type};
+use common::kafka::{binary_logged, distinct_keys, read_until, Broker};
 use common::process::{http_post, serve_http};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::time::Duration;
 use weir::datasets::{digits, Split};
 use weir_engine::yaml;
 use weir_operators::Value;
@@ -75,18 +78,11 @@ fn a_custom_kernel_serves_over_http_and_matches_the_builtin_model() {
     assert_eq!(answers.len(), test.len());
 
     // The same weights through weir's own nodes, in process.
-    let spec = yaml::parse(BUILTIN, "builtin.yaml", weir::datasets::graphs_dir()).unwrap();
-    let (_engine, builtin) = common::start(weir_engine::Plan::new(&spec).unwrap(), 1);
-    let inputs = test.iter().map(|d| vec![Value::Tensor(d.pixels.clone().into())]).collect();
-    let expected = builtin.call_many(inputs, 64);
     let mut correct = 0;
-    for ((answer, expected), digit) in answers.iter().zip(expected).zip(&test) {
-        let expected = expected.unwrap();
-        let label = answer["label"].as_i64().unwrap();
-        assert_eq!(Value::I64(label), expected[0], "{answer}");
+    for ((answer, (label, want)), digit) in answers.iter().zip(builtin_answers(&test)).zip(&test) {
+        assert_eq!(answer["label"].as_i64().unwrap(), label, "{answer}");
         let probs: Vec<f64> = answer["probs"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap()).collect();
-        let Value::Tensor(want) = &expected[1] else { panic!("probabilities are a tensor: {:?}", expected[1]) };
-        for (got, want) in probs.iter().zip(want.iter()) {
+        for (got, want) in probs.iter().zip(&want) {
             assert!((got - f64::from(*want)).abs() < 1e-5, "{probs:?} vs {want:?}");
         }
         correct += usize::from(label == i64::from(digit.label));
@@ -121,6 +117,54 @@ fn a_custom_kernel_serves_over_http_and_matches_the_builtin_model() {
         let http: Vec<f32> = answer["probs"].as_array().unwrap().iter().map(|p| p.as_f64().unwrap() as f32).collect();
         assert_eq!(probs, &http, "replay and HTTP answer alike");
     }
+}
+
+/// The held-out digits through weir's own nodes with the kernel's weights: label and
+/// probabilities per image.
+fn builtin_answers(test: &[weir::datasets::Digit]) -> Vec<(i64, Vec<f32>)> {
+    let spec = yaml::parse(BUILTIN, "builtin.yaml", weir::datasets::graphs_dir()).unwrap();
+    let (_engine, builtin) = common::start(weir_engine::Plan::new(&spec).unwrap(), 1);
+    let inputs = test.iter().map(|d| vec![Value::Tensor(d.pixels.clone().into())]).collect();
+    builtin
+        .call_many(inputs, 64)
+        .into_iter()
+        .map(|r| {
+            let r = r.unwrap();
+            let (Value::I64(label), Value::Tensor(probs)) = (&r[0], &r[1]) else { panic!("{r:?}") };
+            (*label, probs.to_vec())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_kernel_scores_a_kafka_stream() {
+    let example = build_example();
+    let test = digits(Split::Test).unwrap();
+    let broker = Broker::start();
+    broker.create_topics(&["in", "out", "dlq"], 2).await;
+    let producer: FutureProducer = broker.config().create().unwrap();
+    for (i, d) in test.iter().enumerate() {
+        let payload = serde_json::json!({ "pixels": d.pixels }).to_string();
+        producer
+            .send(FutureRecord::to("in").key(&format!("d{i}")).payload(&payload), Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    let (child, _log) = binary_logged(&example, &broker, GRAPH, &[]);
+    let out = read_until(&broker, "out", 2, Duration::from_secs(60), distinct_keys(test.len()));
+    common::kafka::stop(child);
+    let want = builtin_answers(&test);
+    let mut seen = vec![false; test.len()];
+    for o in &out {
+        let i: usize = o.key[1..].parse().unwrap();
+        seen[i] = true;
+        let answer: serde_json::Value = serde_json::from_slice(&o.payload).unwrap();
+        assert_eq!(answer["label"].as_i64().unwrap(), want[i].0, "{answer}");
+        for (got, w) in answer["probs"].as_array().unwrap().iter().zip(&want[i].1) {
+            assert!((got.as_f64().unwrap() - f64::from(*w)).abs() < 1e-5, "{answer} vs {:?}", want[i].1);
+        }
+    }
+    assert!(seen.iter().all(|s| *s), "every image answered");
 }
 
 #[test]

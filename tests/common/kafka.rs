@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -112,8 +112,19 @@ impl Drop for Broker {
 /// `dlq`, group `g` (with the broker's fast group timings) and `extra` arguments; returns
 /// once it listens, with its log lines as they come.
 pub fn weir_logged(broker: &Broker, graph: &str, extra: &[&str]) -> (Running, Arc<Mutex<Vec<String>>>) {
+    binary_logged(Path::new(env!("CARGO_BIN_EXE_weir")), broker, graph, extra)
+}
+
+/// [`weir_logged`] with another binary built on weir's command line (a program of
+/// `weir::cli::main_with`, such as `examples/custom_kernel.rs`).
+pub fn binary_logged(
+    binary: &Path,
+    broker: &Broker,
+    graph: &str,
+    extra: &[&str],
+) -> (Running, Arc<Mutex<Vec<String>>>) {
     let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_weir"))
+        Command::new(binary)
             .args(["serve", graph, "--port", "0", "--kafka-bootstrap", &broker.addr])
             .args(["--kafka-input", "in", "--kafka-output", "out", "--kafka-dead-letter", "dlq", "--kafka-group", "g"])
             .args(["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
