@@ -22,9 +22,10 @@
 //! models' per-batch times can be read.
 #![allow(clippy::unwrap_used)] // a benchmark fails loudly on the first surprise
 
+#[path = "support/reference.rs"]
+mod reference;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use weir_onnx::proto::{
     tensor_shape_proto::{dimension, Dimension},
@@ -64,27 +65,18 @@ fn golden_rows(model: &str) -> (Vec<f32>, Vec<usize>, usize) {
 }
 
 /// rows/s of `run` over consecutive batches of `batch` rows (of `n` rows of `width` values,
-/// cycled), after 3 warm-up batches, for at least `seconds` and 3 batches.
+/// cycled), timed as the reference is (`reference::batches_per_s`).
 fn measure(data: &[f32], n: usize, width: usize, batch: usize, seconds: f64, mut run: impl FnMut(Vec<f32>)) -> f64 {
     let mut next = 0usize;
-    let mut take = || {
-        let mut out = Vec::with_capacity(batch * width);
+    let per_s = reference::batches_per_s(seconds, |_| {
+        let mut x = Vec::with_capacity(batch * width);
         for _ in 0..batch {
-            out.extend_from_slice(&data[next * width..(next + 1) * width]);
+            x.extend_from_slice(&data[next * width..(next + 1) * width]);
             next = (next + 1) % n;
         }
-        out
-    };
-    for _ in 0..3 {
-        run(take());
-    }
-    let (start, mut rows, mut batches) = (Instant::now(), 0usize, 0usize);
-    while batches < 3 || start.elapsed() < Duration::from_secs_f64(seconds) {
-        run(take());
-        rows += batch;
-        batches += 1;
-    }
-    rows as f64 / start.elapsed().as_secs_f64()
+        run(x);
+    });
+    per_s * batch as f64
 }
 
 /// weir's rows/s for `model` at each batch size.
@@ -107,24 +99,12 @@ fn weir_rates(model: &str, seconds: f64) -> Vec<f64> {
 
 /// onnxruntime's rows/s for `model` at each batch size, or why there are none.
 fn onnxruntime_rates(model: &str, seconds: f64) -> Result<Vec<f64>, String> {
-    let tools = repo().join(".tools/zoo");
-    if !tools.is_dir() {
-        return Err(format!("{} is missing: run scripts/make-zoo for the onnxruntime baseline", tools.display()));
-    }
-    let out = Command::new("python3")
-        .current_dir(repo())
-        .env("PYTHONPATH", &tools)
-        .args(["benches/reference/onnx_speed.py", &format!("graphs/zoo/{model}.onnx")])
-        .args(["--rows", &format!("tests/golden/zoo/{model}.json"), "--batch", "1,32,256"])
-        .args(["--seconds", &seconds.to_string()])
-        .output()
-        .map_err(|e| format!("python3: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("onnx_speed.py failed: {}", String::from_utf8_lossy(&out.stderr)));
-    }
+    let args = [format!("graphs/zoo/{model}.onnx"), "--rows".into(), format!("tests/golden/zoo/{model}.json")]
+        .into_iter()
+        .chain(["--batch".into(), "1,32,256".into(), "--seconds".into(), seconds.to_string()])
+        .collect::<Vec<String>>();
     let mut rates = vec![f64::NAN; BATCHES.len()];
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let j: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("{line}: {e}"))?;
+    for j in reference::run_script("onnx_speed.py", &args)? {
         let b = j["batch"].as_u64().unwrap_or(0) as usize;
         if let Some(i) = BATCHES.iter().position(|&x| x == b) {
             rates[i] = j["rows_per_s"].as_f64().unwrap_or(f64::NAN);

@@ -21,17 +21,16 @@
 //! `digits_lgbm` to run only it).
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
+#[path = "support/reference.rs"]
+mod reference;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Instant;
 
 use serde_json::Value;
 use weir::bench::BenchArgs;
 use weir_trees::{load_lightgbm, load_xgboost, Ensemble};
 
 const BATCHES: [usize; 3] = [1, 32, 1024];
-const WARMUP_BATCHES: usize = 3;
-const MIN_BATCHES: usize = 3;
 
 /// One model of the zoo: its stem and library.
 struct Model {
@@ -78,51 +77,27 @@ fn measure(model: &Ensemble, x: &[f32], n: usize, batch: usize, seconds: f64) ->
     let pool: Vec<f32> = (0..repeats).flat_map(|_| x.iter().copied()).collect();
     let starts: Vec<usize> = (0..n).map(|i| (i * batch) % n).collect();
     let mut out = Vec::with_capacity(batch * model.n_outputs());
-    let run = |i: usize, out: &mut Vec<f32>| {
+    let per_s = reference::batches_per_s(seconds, |i| {
         let s = starts[i % n];
-        model.predict(&pool[s * f..(s + batch) * f], batch, out).unwrap();
-    };
-    for i in 0..WARMUP_BATCHES {
-        run(i, &mut out);
-    }
-    let begin = Instant::now();
-    let mut done = 0;
-    loop {
-        run(done, &mut out);
-        done += 1;
-        let elapsed = begin.elapsed().as_secs_f64();
-        if elapsed >= seconds && done >= MIN_BATCHES {
-            return (done * batch) as f64 / elapsed;
-        }
-    }
+        model.predict(&pool[s * f..(s + batch) * f], batch, &mut out).unwrap();
+    });
+    per_s * batch as f64
 }
 
 /// The reference's `(batch, method, rows/s)` lines, or why there are none.
 fn reference(m: &Model, model: &Path, rows: &Path, seconds: f64) -> Result<Vec<(usize, String, f64)>, String> {
-    let tools = root().join(".tools/zoo");
-    if !tools.is_dir() {
-        return Err(format!("no {} (run scripts/make-zoo): library baseline skipped", tools.display()));
-    }
-    let output = Command::new("python3")
-        .current_dir(root())
-        .env("PYTHONPATH", &tools)
-        .arg("benches/reference/trees_speed.py")
-        .arg(model)
-        .args(["--kind", m.kind, "--rows"])
-        .arg(rows)
-        .args(["--batch", "1,32,1024", "--seconds", &seconds.to_string()])
-        .output()
-        .map_err(|e| format!("python3 did not start: {e}"))?;
-    if !output.status.success() {
-        return Err(format!("trees_speed.py failed: {}", String::from_utf8_lossy(&output.stderr).trim()));
-    }
-    let mut lines = Vec::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let v: Value = serde_json::from_str(line).map_err(|e| format!("trees_speed.py printed `{line}`: {e}"))?;
-        let method = v["method"].as_str().unwrap_or("predict").to_string();
-        lines.push((v["batch"].as_u64().unwrap() as usize, method, v["rows_per_s"].as_f64().unwrap()));
-    }
-    Ok(lines)
+    let args =
+        [model.display().to_string(), "--kind".into(), m.kind.into(), "--rows".into(), rows.display().to_string()]
+            .into_iter()
+            .chain(["--batch".into(), "1,32,1024".into(), "--seconds".into(), seconds.to_string()])
+            .collect::<Vec<String>>();
+    Ok(reference::run_script("trees_speed.py", &args)?
+        .into_iter()
+        .map(|v| {
+            let method = v["method"].as_str().unwrap_or("predict").to_string();
+            (v["batch"].as_u64().unwrap() as usize, method, v["rows_per_s"].as_f64().unwrap())
+        })
+        .collect())
 }
 
 fn main() {

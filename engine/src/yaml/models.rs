@@ -219,21 +219,16 @@ pub(super) fn model(f: ModelFile) -> NodeResult<ModelSpec> {
 /// `format:` models: the file and parameters go to the format when the graph is
 /// planned; inputs and outputs are wired by the model's names.
 fn format_model(f: ModelFile) -> NodeResult<ModelSpec> {
-    let only_dense = [
-        ("weights", f.weights.is_some()),
-        ("layers", f.layers.is_some()),
-        ("activation", f.activation.is_some()),
-        ("output_activation", f.output_activation.is_some()),
-        ("learn", f.learn.is_some()),
-    ];
-    if let Some((key, _)) = only_dense.iter().find(|(_, given)| *given) {
-        return Err((
-            Some((*key).into()),
-            Problem::Option(format!(
-                "'{key}' is for weir's dense models ('arch:'); a 'format:' model reads its file from 'path'"
-            )),
-        ));
-    }
+    refuse_given(
+        &[
+            ("weights", f.weights.is_some()),
+            ("layers", f.layers.is_some()),
+            ("activation", f.activation.is_some()),
+            ("output_activation", f.output_activation.is_some()),
+            ("learn", f.learn.is_some()),
+        ],
+        "is for weir's dense models ('arch:'); a 'format:' model reads its file from 'path'",
+    )?;
     let inputs = match (&f.input, &f.inputs) {
         (Some(input), None) => ModelInputs::One(parse_ref(input, "input")?),
         (None, Some(map)) => ModelInputs::Named(
@@ -284,6 +279,14 @@ fn format_model(f: ModelFile) -> NodeResult<ModelSpec> {
     })
 }
 
+/// An error naming the first of `keys` that was given: `'KEY' WHY`.
+fn refuse_given(keys: &[(&str, bool)], why: &str) -> NodeResult<()> {
+    match keys.iter().find(|(_, given)| *given) {
+        Some((key, _)) => Err((Some((*key).into()), Problem::Option(format!("'{key}' {why}")))),
+        None => Ok(()),
+    }
+}
+
 /// A mapping of names to names (`inputs:`, `outputs:`), in file order.
 fn pairs(map: &serde_yaml::Mapping, key: &str) -> NodeResult<Vec<(String, String)>> {
     map.iter()
@@ -297,21 +300,16 @@ fn pairs(map: &serde_yaml::Mapping, key: &str) -> NodeResult<Vec<(String, String
 /// `arch:` models: weir's dense models, from safetensors weights or learned.
 fn dense(f: ModelFile) -> NodeResult<ModelSpec> {
     let batching = f.batching();
-    let only_format = [
-        ("format", f.format.is_some()),
-        ("path", f.path.is_some()),
-        ("params", f.params.is_some()),
-        ("inputs", f.inputs.is_some()),
-        ("outputs", f.outputs.is_some()),
-    ];
-    if let Some((key, _)) = only_format.iter().find(|(_, given)| *given) {
-        return Err((
-            Some((*key).into()),
-            Problem::Option(format!(
-                "'{key}' is for 'format:' models; a dense model ('arch:') reads 'weights', 'input' and 'output'"
-            )),
-        ));
-    }
+    refuse_given(
+        &[
+            ("format", f.format.is_some()),
+            ("path", f.path.is_some()),
+            ("params", f.params.is_some()),
+            ("inputs", f.inputs.is_some()),
+            ("outputs", f.outputs.is_some()),
+        ],
+        "is for 'format:' models; a dense model ('arch:') reads 'weights', 'input' and 'output'",
+    )?;
     let Some(input) = &f.input else {
         return Err((Some("input".into()), Problem::Syntax("missing field `input`".into())));
     };
