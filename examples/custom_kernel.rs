@@ -106,8 +106,11 @@ impl BatchKernel for DigitsNet {
 }
 
 /// The format `digits_net`: reads the node's params, checks the weights once (so a bad
-/// file fails `check`), and gives each replica its own instance.
+/// file fails `check`), and gives each replica its own instance, on the node's device
+/// (a GPU with weir built with `--features cuda`). It computes in f32 and says so when a
+/// graph asks for another `dtype`.
 fn digits_net(args: &FormatArgs<'_>) -> Result<LoadedKernel, FormatError> {
+    args.dtype.f32_only("digits_net", "it computes in f32")?;
     let params: Params = args.params()?;
     DigitsNet::load(&params, args.base_dir, args.device)?;
     let description = format!("digits_net {} (standardize, relu layer, softmax)", params.weights.display());

@@ -229,10 +229,18 @@ fn invalid_device() {
     assert_has(&err, &["node 'm2'", "field 'device'", "unknown device 'tpu:0' (expected 'cpu' or 'cuda:N')"]);
 }
 
+#[cfg(not(feature = "cuda"))]
 #[test]
 fn cuda_device_without_cuda_build() {
     let err = error_of("    input: input.b", "    input: input.b\n    device: cuda:0", |_| {});
-    assert_has(&err, &["node 'm2'", "field 'device'", "needs weir built with the 'cuda' feature"]);
+    assert_has(&err, &["node 'm2'", "field 'device'", "cuda:0 needs weir built with the 'cuda' feature"]);
+    assert_has(&err, &["scripts/build-cuda"]);
+}
+
+#[test]
+fn invalid_dtype() {
+    let err = error_of("    input: input.b", "    input: input.b\n    dtype: int8", |_| {});
+    assert_has(&err, &["node 'm2'", "field 'dtype'", "unknown dtype 'int8' (expected f32, bf16 or f16)"]);
 }
 
 #[test]
@@ -493,6 +501,11 @@ fn learning_node_with_a_device() {
 }
 
 #[test]
+fn learning_node_with_a_dtype() {
+    assert_inline_only("dtype", &["bf16", "f32"]);
+}
+
+#[test]
 fn learning_node_with_max_batch_size() {
     assert_inline_only("max_batch_size", &["64", "32"]);
 }
@@ -649,10 +662,11 @@ fn learning() -> weir_engine::spec::LearnSpec {
 #[test]
 fn builder_learning_node_with_batching() {
     use weir_engine::spec::Batching;
-    use weir_operators::kernel::device::DeviceSpec;
+    use weir_operators::kernel::device::{DeviceSpec, Precision};
     let batching = [
         ("replicas", Batching { replicas: 4, ..Batching::default() }),
         ("device", Batching { device: DeviceSpec::Cuda(0), ..Batching::default() }),
+        ("dtype", Batching { dtype: Precision::F16, ..Batching::default() }),
         ("max_batch_size", Batching { max_batch_size: 8, ..Batching::default() }),
         ("max_wait_ms", Batching { max_wait_ms: 0, ..Batching::default() }),
     ];
@@ -694,4 +708,22 @@ fn builder_linear_model_with_a_hidden_activation() {
     ));
     let err = builder_error(Model::loaded(model));
     assert_has(&err, &["field 'activation'", "(tanh) does not apply to a linear model"]);
+}
+
+/// A kernel given as a Rust closure builds its own instances: a `dtype` the plan would
+/// not pass on is refused, not ignored.
+#[test]
+fn builder_custom_kernel_with_a_dtype() {
+    use weir_engine::spec::{Batching, ModelSource};
+    use weir_operators::kernel::device::Precision;
+    let ty = FieldType::vector(3);
+    let source = ModelSource::Custom {
+        description: "never built".into(),
+        factory: std::sync::Arc::new(|| Err(weir_operators::kernel::KernelError::Custom("never built".into()))),
+        input: ty.clone(),
+        output: ty,
+    };
+    let model = Model::file(source).batching(Batching { dtype: Precision::Bf16, ..Batching::default() });
+    let err = builder_error(model);
+    assert_has(&err, &["field 'dtype'", "'dtype: bf16' does not apply to a kernel given as a Rust closure"]);
 }

@@ -100,6 +100,26 @@ fn a_tree_model_with_the_wrong_feature_count() {
     assert_has(&err, &["field 'input'", "the model takes 9 numbers per row (f32[9])", "'input.x' is f32[8]"]);
 }
 
+/// Trees compute on the CPU, in f32; an ONNX model in the types its file declares: a
+/// graph that asks otherwise is refused at the key, whatever the build.
+#[test]
+fn placements_a_model_kind_cannot_take() {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, format) in [("phishing_xgb.json", "xgboost"), ("phishing_lgbm.txt", "lightgbm")] {
+        let node = format!(
+            "    format: {format}\n    path: {}\n    input: input.x\n    outputs:\n      probability: y\n",
+            zoo(file).display()
+        );
+        let err = check_fails(dir.path(), "f32[9]", &format!("{node}    device: cuda:0\n"));
+        assert_has(&err, &["field 'device'", "tree ensembles run on the CPU only: remove 'device: cuda:0'"]);
+        let err = check_fails(dir.path(), "f32[9]", &format!("{node}    dtype: bf16\n"));
+        assert_has(&err, &["field 'dtype'", "'dtype: bf16' does not apply to a tree ensemble"]);
+    }
+    let node = format!("{}    dtype: f16\n", onnx_node(&zoo("digits_mlp.onnx")));
+    let err = check_fails(dir.path(), "f32[64]", &node);
+    assert_has(&err, &["field 'dtype'", "'dtype: f16' does not apply to an ONNX model", "float16"]);
+}
+
 #[test]
 fn tree_objectives_weir_does_not_run() {
     let dir = tempfile::tempdir().unwrap();

@@ -9,7 +9,9 @@
 //! get the whole `weir` command line with them.
 //!
 //! A format loads one node's model when the graph is planned (so `weir check` loads
-//! it): it reads the node's file and `params:`, and returns a
+//! it): it reads the node's file and `params:`, checks that it can run on the node's
+//! `device` in its `dtype` (a [`PlacementError`](weir_operators::kernel::device::PlacementError)
+//! if not, reported at that key), and returns a
 //! [`LoadedKernel`]: a description, a factory that builds each replica's kernel, and the
 //! model's [`Signature`](weir_operators::kernel::signature::Signature) (its named inputs and
 //! outputs with their types), against which the plan checks the node's wiring.
@@ -19,7 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use weir_operators::kernel::device::DeviceSpec;
+use weir_operators::kernel::device::{DeviceSpec, Precision};
 use weir_operators::kernel::signature::LoadedKernel;
 use weir_operators::kernel::trees::TreeFormat;
 
@@ -40,8 +42,13 @@ pub struct FormatArgs<'a> {
     /// The node's `params:` (`Null` when absent); a kernel deserializes its own
     /// parameters from it (`serde_yaml::from_value`).
     pub params: &'a serde_yaml::Value,
-    /// Where the node's forward passes run.
+    /// Where the node's forward passes run: a format that computes on the CPU only
+    /// refuses a GPU ([`DeviceSpec::cpu_only`]), one that runs there opens it with
+    /// [`DeviceSpec::candle`] when it loads (so `weir check` fails on a missing GPU).
     pub device: DeviceSpec,
+    /// The precision the node asks for (`dtype:`): a format that computes in fixed
+    /// types refuses anything but f32 ([`Precision::f32_only`]).
+    pub dtype: Precision,
 }
 
 impl FormatArgs<'_> {
@@ -89,7 +96,9 @@ where
 /// file; no `params:`.
 fn onnx(args: &FormatArgs<'_>) -> Result<LoadedKernel, FormatError> {
     args.no_params("onnx")?;
-    Ok(weir_operators::kernel::onnx::load(args.file("onnx")?, args.device)?)
+    // Placement first, as its own error, so that it is reported at its key.
+    weir_operators::kernel::onnx::check_placement(args.device, args.dtype)?;
+    Ok(weir_operators::kernel::onnx::load(args.file("onnx")?, args.device, args.dtype)?)
 }
 
 /// The format of tree-ensemble files of `format` ([`weir_operators::kernel::trees`]):
@@ -97,6 +106,8 @@ fn onnx(args: &FormatArgs<'_>) -> Result<LoadedKernel, FormatError> {
 fn trees(format: TreeFormat) -> impl ModelFormat {
     move |args: &FormatArgs<'_>| -> Result<LoadedKernel, FormatError> {
         args.no_params(format.name())?;
+        args.device.cpu_only("tree ensembles")?;
+        args.dtype.f32_only("a tree ensemble", "its thresholds and leaf values are f32")?;
         Ok(weir_operators::kernel::trees::load(format, args.file(format.name())?)?)
     }
 }

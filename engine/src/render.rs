@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use weir_operators::kernel::device::Precision;
+
 use crate::plan::{Plan, StepOp, StreamId};
 use crate::spec::INPUT;
 
@@ -20,8 +22,16 @@ fn label(plan: &Plan, i: usize) -> String {
     let step = &plan.steps[i];
     match &step.op {
         StepOp::Model { description, batching, .. } => format!(
-            "{} ({description}, batch {}, wait {}ms, x{} {})",
-            step.name, batching.max_batch_size, batching.max_wait_ms, batching.replicas, batching.device
+            "{} ({description}, batch {}, wait {}ms, x{} {}{})",
+            step.name,
+            batching.max_batch_size,
+            batching.max_wait_ms,
+            batching.replicas,
+            batching.device,
+            match batching.dtype {
+                Precision::F32 => String::new(),
+                half => format!(" {half}"),
+            }
         ),
         StepOp::Learn { description, spec, .. } => {
             let key = spec.key.as_ref().map_or("feedback brings features".to_string(), |k| format!("feedback by {k}"));

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use weir_operators::kernel::aggregate::Aggregate;
 use weir_operators::kernel::builtin::Builtin;
 use weir_operators::kernel::condition::Condition;
-use weir_operators::kernel::device::DeviceSpec;
+use weir_operators::kernel::device::{DeviceSpec, Precision};
 use weir_operators::kernel::learn::Optimizer;
 use weir_operators::kernel::model::{Activation, Arch, DenseModel};
 use weir_operators::kernel::{KernelFactory, MapFn};
@@ -449,11 +449,13 @@ pub struct Batching {
     pub replicas: usize,
     /// Where forward passes run.
     pub device: DeviceSpec,
+    /// The precision of the weights and the forward passes.
+    pub dtype: Precision,
 }
 
 impl Default for Batching {
     fn default() -> Self {
-        Batching { max_batch_size: 32, max_wait_ms: 2, replicas: 1, device: DeviceSpec::Cpu }
+        Batching { max_batch_size: 32, max_wait_ms: 2, replicas: 1, device: DeviceSpec::Cpu, dtype: Precision::F32 }
     }
 }
 

@@ -10,8 +10,10 @@ use crate::tensor::{Dim, HostTensor, TensorSpec};
 use crate::value::Value;
 
 /// One replica's instance of an [`crate::OnnxModel`]: the constants on its device and the value
-/// slots, reused from one run to the next. Not shared: one per thread.
-#[derive(Debug)]
+/// slots, reused from one run to the next. Not shared: one per thread. A clone shares the
+/// constants (candle tensors are reference-counted) and has slots of its own, so the
+/// replicas of one device can hold the constants once.
+#[derive(Debug, Clone)]
 pub struct Session {
     plan: Arc<Plan>,
     device: Device,

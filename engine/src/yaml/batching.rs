@@ -1,9 +1,9 @@
-//! The batching keys of every node kind that batches (`model`, `embed`), declared and
-//! resolved once: `max_batch_size`, `max_wait_ms`, `replicas` and `device`, each
-//! optional.
+//! The batching and placement keys of every node kind that batches (`model`, `embed`),
+//! declared and resolved once: `max_batch_size`, `max_wait_ms`, `replicas`, `device` and
+//! `dtype`, each optional.
 //!
 //! A kind's file struct takes them through [`node_file_with_batching!`], which writes
-//! the four keys into the struct where it says `..batching`, as if they were declared
+//! the five keys into the struct where it says `..batching`, as if they were declared
 //! there. `#[serde(flatten)]` would be shorter but changes what users read: serde then
 //! reports an unknown key without the list of the keys it expected, and only after any
 //! missing key. Range checks are the plan's (`plan/resolve/model.rs`), since the
@@ -23,21 +23,24 @@ pub(super) struct BatchingFile {
     pub(super) replicas: Option<usize>,
     /// `device`: `cpu` or `cuda:N`.
     pub(super) device: Option<String>,
+    /// `dtype`: `f32`, `bf16` or `f16`.
+    pub(super) dtype: Option<String>,
 }
 
 impl BatchingFile {
     /// Each key's name and whether it is given, in the order the keys are declared.
-    pub(super) fn given(&self) -> [(&'static str, bool); 4] {
+    pub(super) fn given(&self) -> [(&'static str, bool); 5] {
         [
             ("max_batch_size", self.max_batch_size.is_some()),
             ("max_wait_ms", self.max_wait_ms.is_some()),
             ("replicas", self.replicas.is_some()),
             ("device", self.device.is_some()),
+            ("dtype", self.dtype.is_some()),
         ]
     }
 
     /// The plan's batching settings: each key as given, else as in `defaults`; an
-    /// unknown device is an error at key `device`.
+    /// unknown device or dtype is an error at its key.
     pub(super) fn resolve(self, defaults: Batching) -> NodeResult<Batching> {
         Ok(Batching {
             max_batch_size: self.max_batch_size.unwrap_or(defaults.max_batch_size),
@@ -46,6 +49,10 @@ impl BatchingFile {
             device: match self.device {
                 Some(d) => parse_enum(&d, "device")?,
                 None => defaults.device,
+            },
+            dtype: match self.dtype {
+                Some(d) => parse_enum(&d, "dtype")?,
+                None => defaults.dtype,
             },
         })
     }
@@ -74,6 +81,8 @@ macro_rules! node_file_with_batching {
             replicas: Option<usize>,
             #[serde(default)]
             device: Option<String>,
+            #[serde(default)]
+            dtype: Option<String>,
             $($(#[$after_attr])* $after: $after_ty,)*
         }
 
@@ -85,6 +94,7 @@ macro_rules! node_file_with_batching {
                     max_wait_ms: self.max_wait_ms,
                     replicas: self.replicas,
                     device: self.device.clone(),
+                    dtype: self.dtype.clone(),
                 }
             }
         }
@@ -94,7 +104,7 @@ pub(super) use node_file_with_batching;
 
 #[cfg(test)]
 mod tests {
-    use weir_operators::kernel::device::DeviceSpec;
+    use weir_operators::kernel::device::{DeviceSpec, Precision};
 
     use crate::spec::{Batching, GraphSpec, NodeKind};
 
@@ -120,7 +130,7 @@ mod tests {
             Some(
                 "t.yaml: node 'm': unknown field `max_batch`, expected one of `arch`, `format`, `path`, `params`, \
                  `weights`, `input`, `inputs`, `output`, `outputs`, `layers`, `activation`, `output_activation`, \
-                 `max_batch_size`, `max_wait_ms`, `replicas`, `device`, `learn`"
+                 `max_batch_size`, `max_wait_ms`, `replicas`, `device`, `dtype`, `learn`"
             )
         );
         let embed = "    kind: embed\n    model: dir\n    input: input.a\n    foo: 1\n";
@@ -128,7 +138,7 @@ mod tests {
             parse(embed).err().as_deref(),
             Some(
                 "t.yaml: node 'm': unknown field `foo`, expected one of `model`, `input`, `output`, `max_length`, \
-                 `normalize`, `max_batch_size`, `max_wait_ms`, `replicas`, `device`"
+                 `normalize`, `max_batch_size`, `max_wait_ms`, `replicas`, `device`, `dtype`"
             )
         );
     }
@@ -139,8 +149,14 @@ mod tests {
         assert_eq!(batching(model), Batching::default());
         let embed = "    kind: embed\n    model: dir\n    input: input.a\n";
         assert_eq!(batching(embed), Batching { max_wait_ms: 0, ..Batching::default() });
-        let given = "    max_batch_size: 7\n    max_wait_ms: 9\n    replicas: 3\n    device: cuda:1\n";
-        let expected = Batching { max_batch_size: 7, max_wait_ms: 9, replicas: 3, device: DeviceSpec::Cuda(1) };
+        let given = "    max_batch_size: 7\n    max_wait_ms: 9\n    replicas: 3\n    device: cuda:1\n    dtype: bf16\n";
+        let expected = Batching {
+            max_batch_size: 7,
+            max_wait_ms: 9,
+            replicas: 3,
+            device: DeviceSpec::Cuda(1),
+            dtype: Precision::Bf16,
+        };
         assert_eq!(batching(&format!("{model}{given}")), expected);
         assert_eq!(batching(&format!("{embed}{given}")), expected);
     }
@@ -151,6 +167,12 @@ mod tests {
         assert_eq!(
             parse(embed).err().as_deref(),
             Some("t.yaml: node 'm', field 'device': invalid option: unknown device 'tpu' (expected 'cpu' or 'cuda:N')")
+        );
+        let model =
+            "    kind: model\n    arch: linear\n    weights: w.safetensors\n    input: input.a\n    dtype: f8\n";
+        assert_eq!(
+            parse(model).err().as_deref(),
+            Some("t.yaml: node 'm', field 'dtype': invalid option: unknown dtype 'f8' (expected f32, bf16 or f16)")
         );
     }
 }

@@ -102,7 +102,9 @@ impl Activation {
     }
 }
 
-/// A BERT encoder: token ids and attention mask in, last hidden states out.
+/// A BERT encoder: token ids and attention mask in, last hidden states out (in the
+/// dtype its weights were loaded in). A clone shares the weights.
+#[derive(Clone)]
 pub struct Bert {
     words: Embedding,
     positions: Tensor,
@@ -111,6 +113,7 @@ pub struct Bert {
     layers: Vec<EncoderLayer>,
 }
 
+#[derive(Clone)]
 struct EncoderLayer {
     /// Query, key and value stacked (query rows pre-scaled by `1/√head_size`).
     qkv: Linear,
@@ -170,8 +173,11 @@ impl Bert {
         let (_, len) = ids.dims2()?;
         let position = self.positions.narrow(0, 0, len)?.broadcast_add(&self.token_type)?;
         let mut xs = self.norm.forward(&self.words.forward(ids)?.broadcast_add(&position)?)?;
-        // Padding gets the lowest score, so softmax gives it no weight: (mask - 1) · MAX.
-        let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * f64::from(f32::MAX))?.unsqueeze(1)?.unsqueeze(1)?;
+        // Padding gets the lowest score, so softmax gives it no weight: (mask - 1) · MAX
+        // in f32. In half precision, f32::MAX would round to infinity: -10^4 there, which
+        // both halves hold and whose exp is 0.
+        let low = if xs.dtype() == DType::F32 { f64::from(f32::MAX) } else { 1e4 };
+        let bias = ((mask.to_dtype(DType::F32)? - 1.0)? * low)?.to_dtype(xs.dtype())?.unsqueeze(1)?.unsqueeze(1)?;
         for layer in &self.layers {
             xs = layer.forward(&xs, &bias)?;
         }

@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 
-use super::device::DeviceSpec;
+use super::device::PlacementError;
 
 /// Why a kernel or a replica failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,16 +99,9 @@ pub enum KernelError {
         #[source]
         source: candle_core::Error,
     },
-    /// The device named in the graph cannot be opened (absent, or weir built without
-    /// CUDA support).
-    #[error("device {device} is not available: {source}")]
-    DeviceUnavailable {
-        /// The device.
-        device: DeviceSpec,
-        /// candle's error.
-        #[source]
-        source: candle_core::Error,
-    },
+    /// The node cannot run on the device or in the precision its graph names.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
     /// A replica's one-thread rayon pool could not be built.
     #[error("cannot start the replica's thread pool: {source}")]
     ThreadPool {

@@ -9,7 +9,8 @@
 //! - [`builtin`]: the built-in business-logic functions of `map` nodes.
 //! - [`aggregate`]: the ensemble functions of `combine` nodes.
 //! - [`condition`]: the branch conditions of `route` nodes.
-//! - [`device`]: where a model's forward passes run.
+//! - [`device`]: where a model's forward passes run and in which precision; GPUs
+//!   opened once per process, weights once per GPU.
 //! - [`error`]: [`KernelError`], why a kernel or a model node's replicas failed.
 //! - [`learn`]: online learners (running standardisation, logistic and softmax
 //!   regression by SGD or Adam) and the [`learn::Weights`] they serve.

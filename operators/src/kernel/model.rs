@@ -6,7 +6,9 @@
 //! activation between layers and the output activation after the last.
 //!
 //! The input field feeds `in` numbers per row (an `f32` scalar is one number); the output
-//! is an `f32[out]` vector, or an `f32` scalar when `out` is 1.
+//! is an `f32[out]` vector, or an `f32` scalar when `out` is 1. The weights are held and
+//! the layers computed in the node's [`Precision`] (f32 unless `dtype:` says otherwise):
+//! inputs are cast to it on the device, outputs back to f32.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,7 +18,7 @@ use std::sync::Arc;
 
 use candle_core::{DType as CDType, Device, Tensor};
 
-use super::device::DeviceSpec;
+use super::device::{DeviceSpec, OncePerDevice, Precision};
 use super::{BatchKernel, KernelError, KernelFactory};
 use crate::column::Column;
 use crate::value::FieldType;
@@ -249,13 +251,22 @@ impl DenseModel {
         }
     }
 
-    /// Moves a copy of the parameters to `device`, ready for forward passes.
+    /// Moves a copy of the parameters to `device`, ready for forward passes in f32.
     pub fn instantiate(&self, device: &Device) -> candle_core::Result<DenseForward> {
+        self.instantiate_as(device, Precision::F32)
+    }
+
+    /// Moves a copy of the parameters to `device`, in `dtype`, ready for forward passes.
+    pub fn instantiate_as(&self, device: &Device, dtype: Precision) -> candle_core::Result<DenseForward> {
         let mut layers = Vec::with_capacity(self.layers.len());
+        let dtype = dtype.candle();
         for layer in &self.layers {
             // Stored as [out, in]; keep [in, out] contiguous so forward is one plain matmul.
-            let w = Tensor::from_slice(&layer.weight, (layer.outputs, layer.inputs), device)?.t()?.contiguous()?;
-            let b = Tensor::from_slice(&layer.bias, layer.outputs, device)?;
+            let w = Tensor::from_slice(&layer.weight, (layer.outputs, layer.inputs), device)?
+                .t()?
+                .to_dtype(dtype)?
+                .contiguous()?;
+            let b = Tensor::from_slice(&layer.bias, layer.outputs, device)?.to_dtype(dtype)?;
             layers.push((w, b));
         }
         Ok(DenseForward {
@@ -263,17 +274,22 @@ impl DenseModel {
             hidden: self.hidden_activation,
             output: self.output_activation,
             device: device.clone(),
+            dtype,
             input_width: self.input_width(),
             output_type: self.output_type(),
         })
     }
 
-    /// A factory that gives every replica thread its own instance on `device`.
-    pub fn factory(self: &Arc<Self>, device: DeviceSpec) -> KernelFactory {
+    /// A factory building each replica's instance on `device` in `dtype`: its own on
+    /// the CPU, one shared by the replicas of a GPU ([`OncePerDevice`]).
+    pub fn factory(self: &Arc<Self>, device: DeviceSpec, dtype: Precision) -> KernelFactory {
         let model = Arc::clone(self);
+        let once = Arc::new(OncePerDevice::default());
         Arc::new(move || {
-            let device = device.candle()?;
-            let forward = model.instantiate(&device).map_err(KernelError::candle("dense model: instantiate"))?;
+            let forward = once.get(device, || {
+                let candle = device.candle()?;
+                model.instantiate_as(&candle, dtype).map_err(KernelError::candle("dense model: instantiate"))
+            })?;
             Ok(Box::new(forward) as Box<dyn BatchKernel>)
         })
     }
@@ -334,20 +350,23 @@ fn read_layers(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<Vec<Den
     Ok(layers)
 }
 
-/// One replica's instance of a dense model, on its device.
+/// One replica's instance of a dense model, on its device (a clone shares the weights).
+#[derive(Clone)]
 pub struct DenseForward {
     layers: Vec<(Tensor, Tensor)>,
     hidden: Activation,
     output: Activation,
     device: Device,
+    dtype: CDType,
     input_width: usize,
     output_type: FieldType,
 }
 
 impl DenseForward {
-    /// Runs the layers over a `[rows, in]` tensor.
+    /// Runs the layers over a `[rows, in]` tensor (in the instance's dtype; the result
+    /// is in it too).
     pub fn forward_tensor(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mut x = x.clone();
+        let mut x = x.to_dtype(self.dtype)?;
         let last = self.layers.len() - 1;
         for (i, (w, b)) in self.layers.iter().enumerate() {
             x = x.matmul(w)?.broadcast_add(b)?;
@@ -359,7 +378,7 @@ impl DenseForward {
     /// Runs the layers over `rows` rows laid out flat (`rows * in` numbers).
     pub fn forward_flat(&self, input: Vec<f32>, rows: usize) -> candle_core::Result<Vec<f32>> {
         let x = Tensor::from_vec(input, (rows, self.input_width), &self.device)?;
-        self.forward_tensor(&x)?.flatten_all()?.to_vec1::<f32>()
+        self.forward_tensor(&x)?.flatten_all()?.to_dtype(CDType::F32)?.to_vec1::<f32>()
     }
 }
 

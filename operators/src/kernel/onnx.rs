@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use weir_onnx::{Dim, ElemType, HostTensor, OnnxError, OnnxModel, Session, TensorSpec};
 
-use super::device::DeviceSpec;
+use super::device::{DeviceSpec, OncePerDevice, PlacementError, Precision};
 use super::signature::{Accepts, LoadedKernel, Signature};
 use super::{BatchKernel, KernelError, KernelFactory};
 use crate::column::Column;
@@ -28,6 +28,9 @@ pub enum OnnxNodeError {
     /// The file does not load (unreadable, malformed, an operator not run...).
     #[error(transparent)]
     Model(#[from] OnnxError),
+    /// The node's device or dtype does not fit.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
     /// A declared input or output has no field type in weir.
     #[error("{file}: {kind} '{name}' ({shape}): {reason}")]
     Unservable {
@@ -58,8 +61,17 @@ impl Port {
     }
 }
 
-/// Loads an ONNX model for a node whose replicas run on `device`.
-pub fn load(path: &Path, device: DeviceSpec) -> Result<LoadedKernel, OnnxNodeError> {
+/// Whether an ONNX node can run on `device` in `dtype`: the device opens, and the dtype
+/// is f32 (a model computes in the types its file declares).
+pub fn check_placement(device: DeviceSpec, dtype: Precision) -> Result<(), PlacementError> {
+    dtype.f32_only("an ONNX model", "it computes in the types its file declares (export it in float16 to run so)")?;
+    device.candle().map(drop)
+}
+
+/// Loads an ONNX model for a node whose replicas run on `device`, in `dtype` (see
+/// [`check_placement`]).
+pub fn load(path: &Path, device: DeviceSpec, dtype: Precision) -> Result<LoadedKernel, OnnxNodeError> {
+    check_placement(device, dtype)?;
     let model = OnnxModel::load(path)?;
     let file = path.display().to_string();
     let mut inputs = Vec::new();
@@ -86,20 +98,16 @@ pub fn load(path: &Path, device: DeviceSpec) -> Result<LoadedKernel, OnnxNodeErr
         out_ports.push(port);
     }
     // One session now, so that a model whose initializers do not fit the device fails
-    // when the graph is planned.
-    model.session(&device.candle().map_err(|e| OnnxNodeError::Unservable {
-        file: file.clone(),
-        kind: "model",
-        name: String::new(),
-        shape: String::new(),
-        reason: e.to_string(),
-    })?)?;
+    // when the graph is planned; on a GPU it is the one its replicas share.
+    let once = Arc::new(OncePerDevice::default());
+    once.get(device, || -> Result<Session, OnnxNodeError> { Ok(model.session(&device.candle()?)?) })?;
     let description = format!("onnx {file} ({})", model.ops().join(", "));
     let model = Arc::new(model);
     let (in_ports, out_ports): (Arc<[Port]>, Arc<[Port]>) = (in_ports.into(), out_ports.into());
     let factory: KernelFactory = Arc::new(move || {
-        let session =
-            model.session(&device.candle()?).map_err(|e| KernelError::Custom(format!("onnx session: {e}")))?;
+        let session = once.get(device, || -> Result<Session, KernelError> {
+            model.session(&device.candle()?).map_err(|e| KernelError::Custom(format!("onnx session: {e}")))
+        })?;
         Ok(Box::new(OnnxKernel { session, inputs: Arc::clone(&in_ports), outputs: Arc::clone(&out_ports) })
             as Box<dyn BatchKernel>)
     });

@@ -17,6 +17,11 @@
 //! order. On a GPU, where padding is nearly free next to a launch, the batch stays one
 //! pass. Either way a row's embedding does not depend on the rows beside it (the
 //! attention mask hides padding) beyond float rounding.
+//!
+//! Precision: the weights are held and the encoder run in the node's [`Precision`]
+//! (`dtype:`, f32 by default; bf16 and f16 are what GPUs run fastest); the last hidden
+//! states are pooled and normalised in f32. On a GPU the weights are loaded once and
+//! shared by the node's replicas there.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +31,7 @@ use candle_nn::VarBuilder;
 use tokenizers::{Tokenizer, TruncationParams};
 
 use super::bert::{Bert, BertConfig};
-use super::device::DeviceSpec;
+use super::device::{DeviceSpec, OncePerDevice, Precision};
 use super::{BatchKernel, KernelError, KernelFactory};
 use crate::column::Column;
 
@@ -107,14 +112,19 @@ impl SentenceModel {
         Ok(encoding.get_ids().to_vec())
     }
 
-    /// Builds an instance on `device`: reads the weights.
+    /// Builds an instance on `device` in f32: reads the weights.
     pub fn instantiate(&self, device: &Device) -> Result<SentenceEmbedder, KernelError> {
+        self.instantiate_as(device, Precision::F32)
+    }
+
+    /// Builds an instance on `device` in `dtype`: reads the weights.
+    pub fn instantiate_as(&self, device: &Device, dtype: Precision) -> Result<SentenceEmbedder, KernelError> {
         let path = self.dir.join("model.safetensors");
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(source) => return Err(KernelError::WeightsUnreadable { path, source }),
         };
-        let model = VarBuilder::from_buffered_safetensors(bytes, CDType::F32, device)
+        let model = VarBuilder::from_buffered_safetensors(bytes, dtype.candle(), device)
             .and_then(|vb| Bert::load(vb, &self.config))
             .map_err(|source| KernelError::WeightsInvalid { path, source })?;
         Ok(SentenceEmbedder {
@@ -128,17 +138,20 @@ impl SentenceModel {
         })
     }
 
-    /// A factory building one instance per replica on `device`.
-    pub fn factory(self: &Arc<Self>, device: DeviceSpec) -> KernelFactory {
+    /// A factory building each replica's instance on `device` in `dtype`: its own on
+    /// the CPU, one shared by the replicas of a GPU ([`OncePerDevice`]).
+    pub fn factory(self: &Arc<Self>, device: DeviceSpec, dtype: Precision) -> KernelFactory {
         let model = Arc::clone(self);
+        let once = Arc::new(OncePerDevice::default());
         Arc::new(move || {
-            let device = device.candle()?;
-            Ok(Box::new(model.instantiate(&device)?) as Box<dyn BatchKernel>)
+            let embedder = once.get(device, || model.instantiate_as(&device.candle()?, dtype))?;
+            Ok(Box::new(embedder) as Box<dyn BatchKernel>)
         })
     }
 }
 
-/// One replica's sentence-embedding model.
+/// One replica's sentence-embedding model (a clone shares the weights).
+#[derive(Clone)]
 pub struct SentenceEmbedder {
     model: Bert,
     width: usize,
@@ -215,18 +228,20 @@ impl SentenceEmbedder {
     fn forward_pass(&self, texts: &[&[u32]]) -> Result<Vec<f32>, KernelError> {
         let rows = texts.len();
         let len = texts.iter().map(|t| t.len()).max().unwrap_or(0);
-        let mut ids = Vec::with_capacity(rows * len);
-        let mut mask = Vec::with_capacity(rows * len);
+        // The token ids, then the mask, in one buffer: one copy to the device.
+        let mut ids_and_mask = Vec::with_capacity(2 * rows * len);
         for t in texts {
-            ids.extend_from_slice(t);
-            ids.resize(ids.len() + len - t.len(), self.pad_id);
-            mask.resize(mask.len() + t.len(), 1u32);
-            mask.resize(mask.len() + len - t.len(), 0u32);
+            ids_and_mask.extend_from_slice(t);
+            ids_and_mask.resize(ids_and_mask.len() + len - t.len(), self.pad_id);
+        }
+        for t in texts {
+            ids_and_mask.resize(ids_and_mask.len() + t.len(), 1u32);
+            ids_and_mask.resize(ids_and_mask.len() + len - t.len(), 0u32);
         }
         let err = KernelError::candle("sentence model: forward");
-        let ids = Tensor::from_vec(ids, (rows, len), &self.device).map_err(&err)?;
-        let mask = Tensor::from_vec(mask, (rows, len), &self.device).map_err(&err)?;
-        let hidden = self.model.forward(&ids, &mask).map_err(&err)?;
+        let both = Tensor::from_vec(ids_and_mask, (2, rows, len), &self.device).map_err(&err)?;
+        let (ids, mask) = (both.get(0).map_err(&err)?, both.get(1).map_err(&err)?);
+        let hidden = self.model.forward(&ids, &mask).and_then(|h| h.to_dtype(CDType::F32)).map_err(&err)?;
         // Mean over the tokens the mask keeps.
         let mask = mask.to_dtype(CDType::F32).map_err(&err)?.unsqueeze(2).map_err(&err)?;
         let summed = hidden.broadcast_mul(&mask).and_then(|h| h.sum(1)).map_err(&err)?;

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use weir_operators::kernel::device::DeviceSpec;
+use weir_operators::kernel::device::PlacementError;
 use weir_operators::kernel::model::{Activation, Arch, DenseModel};
 use weir_operators::kernel::sentence::{SentenceModel, SentenceModelError};
 use weir_operators::kernel::signature::{Accepts, LoadedKernel, Signature};
@@ -36,6 +36,7 @@ pub(super) fn resolve(
     }
     check_batching(&m.batching)?;
     check_activation(&m.source)?;
+    check_placement(m)?;
     let loaded = load_model(name, m, base_dir, kernels)?;
     let inputs = wire_inputs(&m.inputs, &loaded.signature, scope)?;
     let (keep, names) = wire_outputs(&m.outputs, &loaded.signature)?;
@@ -183,7 +184,7 @@ fn list(items: impl Iterator<Item = String>) -> String {
     }
 }
 
-/// The batching options are in range, and the device is one this build has.
+/// The batching options are in range.
 fn check_batching(b: &Batching) -> NodeResult<()> {
     if !(1..=65536).contains(&b.max_batch_size) {
         return Err((
@@ -200,17 +201,28 @@ fn check_batching(b: &Batching) -> NodeResult<()> {
     if !(1..=256).contains(&b.replicas) {
         return Err((Some("replicas".into()), Problem::Option(format!("{} is out of range (1 to 256)", b.replicas))));
     }
-    if let DeviceSpec::Cuda(n) = b.device {
-        if !candle_core::utils::cuda_is_available() {
-            return Err((
-                Some("device".into()),
-                Problem::Option(format!(
-                    "device cuda:{n} needs weir built with the 'cuda' feature; this build has CPU only"
-                )),
-            ));
-        }
-    }
     Ok(())
+}
+
+/// The node's device opens (so a missing GPU, or an ordinal beyond the GPUs present,
+/// fails `weir check` here, not a replica later), and a kernel given as a Rust closure
+/// (which builds its own instances) is not asked for a precision it would not see. A
+/// model of a registered format is the format's to place ([`FormatArgs`]).
+fn check_placement(m: &ModelSpec) -> NodeResult<()> {
+    let placed = match &m.source {
+        ModelSource::Format { .. } => return Ok(()),
+        ModelSource::Custom { .. } => m.batching.dtype.f32_only(
+            "a kernel given as a Rust closure",
+            "it builds its own instances: set their precision in its factory",
+        ),
+        _ => Ok(()),
+    };
+    placed.and_then(|()| m.batching.device.candle().map(drop)).map_err(placement)
+}
+
+/// A placement error at its key.
+fn placement(e: PlacementError) -> (Option<String>, Problem) {
+    (Some(e.key().into()), Problem::Option(e.to_string()))
 }
 
 /// A linear model has one layer, so a hidden activation would be ignored: refused.
@@ -235,7 +247,7 @@ fn check_activation(source: &ModelSource) -> NodeResult<()> {
 fn load_model(name: &str, m: &ModelSpec, base_dir: &Path, kernels: &Kernels) -> NodeResult<LoadedKernel> {
     let dense = |model: Arc<DenseModel>| LoadedKernel {
         description: format!("{} {:?}", model.arch, model.sizes()),
-        factory: model.factory(m.batching.device),
+        factory: model.factory(m.batching.device, m.batching.dtype),
         signature: Signature::single(("input", Accepts::Width(model.input_width())), ("y", model.output_type())),
     };
     match &m.source {
@@ -267,10 +279,12 @@ fn load_model(name: &str, m: &ModelSpec, base_dir: &Path, kernels: &Kernels) -> 
                 base_dir,
                 params,
                 device: m.batching.device,
+                dtype: m.batching.dtype,
             };
-            loader
-                .load(&args)
-                .map_err(|e| (Some("format".into()), Problem::Model { format: format.clone(), reason: e.to_string() }))
+            loader.load(&args).map_err(|e| match e.downcast::<PlacementError>() {
+                Ok(e) => placement(*e),
+                Err(e) => (Some("format".into()), Problem::Model { format: format.clone(), reason: e.to_string() }),
+            })
         }
         ModelSource::Sentence { dir, max_length, normalize } => {
             let full = base_dir.join(dir);
@@ -292,7 +306,7 @@ fn load_model(name: &str, m: &ModelSpec, base_dir: &Path, kernels: &Kernels) -> 
             let model = Arc::new(model);
             Ok(LoadedKernel {
                 description,
-                factory: model.factory(m.batching.device),
+                factory: model.factory(m.batching.device, m.batching.dtype),
                 signature: Signature::single(
                     ("input", Accepts::Type(FieldType::scalar(DType::Str))),
                     ("embedding", output),
