@@ -6,9 +6,9 @@
 //! - `inprocess`: the direct forward at batch 1, 8 and 32 against `graphs/embed.yaml` in
 //!   process with `max_batch_size` set to the same size, every sentence submitted at
 //!   once so that the node batches them.
-//! - `http`: `weir serve`'s router over `graphs/embed.yaml` as the file says (dynamic
-//!   batching: `max_batch_size` 32, `max_wait_ms` 0, a batch leaves when the replica is
-//!   free), one timely worker and one replica, at 1, 16 and 64 connections
+//! - `http`: `weir serve`'s router over `graphs/embed.yaml` as the file says (adaptive
+//!   batching, `max_batch_size` 32: a batch leaves when the replica is free unless
+//!   waiting pays), one timely worker and one replica, at 1, 16 and 64 connections
 //!   (`benches/support/load.rs`'s load generator), each request one sentence; its
 //!   baseline, alternating with it in rounds, is the direct forward at the largest batch
 //!   those connections can form (1, 16, 32). At 64 connections also the same graph with
@@ -25,49 +25,20 @@
 
 #[path = "support/load.rs"]
 mod load;
+#[path = "support/texts.rs"]
+mod texts;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use texts::sentences;
 use weir::bench::{median, percentile, range};
 use weir_engine::plan::StepOp;
 use weir_engine::{load_plan, Engine, EngineConfig};
 use weir_operators::kernel::sentence::{SentenceEmbedder, SentenceModel};
 use weir_operators::Value;
-
-/// `n` sentences of mixed length, from a three-word query to a 50-word paragraph
-/// (about 6 to 70 tokens), in a fixed shuffled order: consecutive sentences differ in
-/// length as requests from different users do, so a batch of them pads.
-fn sentences(n: usize) -> Vec<String> {
-    let bases = [
-        "cheap flights to lisbon",
-        "how do I reset my password",
-        "The model answers thousands of short sentences every day.",
-        "Every request that arrives over HTTP or Kafka is a row of the same dataflow.",
-        "weir serves graphs of models",
-        "My order arrived two days late and the box was damaged, but the support team \
-         replaced it without any questions and the new one works perfectly.",
-        "best pizza near me open now",
-        "The server batches rows from many connections, pads them to the longest text of \
-         the batch, and runs one forward pass for all of them on a replica thread.",
-        "Is this email a phishing attempt?",
-        "A stream of labelled pages from the phishing data set trains the classifier online \
-         while the graph keeps serving predictions, and every answer names the model version \
-         that produced it, so a replay of the same stream gives the same answers.",
-        "Thanks, that fixed it!",
-        "Rows of an Arrow file are replayed one block at a time, in order, through the same graph.",
-    ];
-    let mut texts: Vec<String> = (0..n).map(|i| format!("{} ({})", bases[i % bases.len()], i / bases.len())).collect();
-    // Fisher-Yates with a fixed linear congruential generator: the same order every run.
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    for i in (1..texts.len()).rev() {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
-        texts.swap(i, (state >> 33) as usize % (i + 1));
-    }
-    texts
-}
 
 /// The direct forward: `texts` in batches of `batch`, back to back, as a replica runs
 /// them (inside a one-thread rayon pool of its own, so candle's parallel loops run on
@@ -137,7 +108,7 @@ fn in_process(embedder: &SentenceEmbedder, pool: &rayon::ThreadPool, texts: &[St
             for step in &mut plan.steps {
                 if let StepOp::Model { batching, .. } = &mut step.op {
                     batching.max_batch_size = batch;
-                    batching.max_wait_ms = 0;
+                    batching.max_wait_ms = Some(0);
                 }
             }
             let engine = Engine::start(vec![plan], EngineConfig::default()).expect("engine");

@@ -22,15 +22,15 @@
 //!    speed drifts. Targets: weir ≥ 50% of the plain handler's throughput at 16
 //!    connections, p50 ≤ 0.5 ms at 1 connection.
 //! 2. **digits over HTTP**: `POST /graphs/digits` (`graphs/digits.yaml`) at 1, 16 and 64
-//!    connections, batching on (as the file says: `max_batch_size` 32, `max_wait_ms` 2)
+//!    connections, batching on (as the file says: `max_batch_size` 32, adaptive)
 //!    against batching off (the same plan with every model node at `max_batch_size` 1,
 //!    `max_wait_ms` 0) and dynamic batching (`max_batch_size` 32, `max_wait_ms` 0: a
 //!    batch leaves whenever a replica is free), alternating in rounds likewise. Mean batch size per model node
 //!    is over the measured requests only.
 //! 3. **zoo over HTTP** (`zoo`): the bundled graphs of exported models,
 //!    `digits-onnx.yaml` (scikit-learn's MLP through ONNX) and `phishing-xgboost.yaml`
-//!    (XGBoost), as shipped (`max_wait_ms` 0, the default of `format:` nodes) against the
-//!    same graphs at `max_wait_ms` 2, at 1, 16 and 64 connections.
+//!    (XGBoost), as shipped (adaptive batching, the default) against the same graphs at
+//!    `max_wait_ms` 2, at 1, 16 and 64 connections.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 #[path = "support/load.rs"]
@@ -104,7 +104,7 @@ fn no_wait(mut plan: Plan, keep_size: bool) -> Plan {
             if !keep_size {
                 batching.max_batch_size = 1;
             }
-            batching.max_wait_ms = 0;
+            batching.max_wait_ms = Some(0);
         }
     }
     plan
@@ -154,15 +154,14 @@ fn digits_http(client: &tokio::runtime::Runtime, quick: bool) {
 fn with_wait(mut plan: Plan, ms: u64) -> Plan {
     for step in &mut plan.steps {
         if let StepOp::Model { batching, .. } = &mut step.op {
-            batching.max_wait_ms = ms;
+            batching.max_wait_ms = Some(ms);
         }
     }
     plan
 }
 
-/// A bundled graph of a model file (`format:`), as shipped (its nodes at the formats'
-/// default `max_wait_ms` 0), against the same graph at `max_wait_ms` 2, the other model
-/// nodes' default, at 1, 16 and 64 connections.
+/// A bundled graph of a model file (`format:`), as shipped (adaptive batching), against
+/// the same graph at `max_wait_ms` 2, at 1, 16 and 64 connections.
 fn zoo_http(
     client: &tokio::runtime::Runtime,
     quick: bool,
@@ -189,7 +188,7 @@ fn zoo_http(
         );
         let (l, batches) = &mut loads[0];
         println!(
-            "| {graph} over HTTP | as bundled (max_wait_ms 0), {conns} conn; mean batch {batches} | {} | \
+            "| {graph} over HTTP | as bundled (adaptive), {conns} conn; mean batch {batches} | {} | \
              {ratio:.2}x throughput (median of {rounds} rounds; range {lo:.2} to {hi:.2}) |",
             l.summary()
         );

@@ -107,7 +107,7 @@ def embed_graph(work, model, device, dtype, batch):
         f.write(
             "name: embed\ninputs:\n  text: str\nnodes:\n  minilm:\n    kind: embed\n"
             f"    model: {model}\n    input: input.text\n    output: embedding\n    max_length: 256\n"
-            f"    normalize: true\n    max_batch_size: {batch}\n    max_wait_ms: 0\n"
+            f"    normalize: true\n    max_batch_size: {batch}\n"
             f"    device: {device}\n    dtype: {dtype}\noutputs:\n  embedding: minilm.embedding\n"
         )
     return path
@@ -429,7 +429,7 @@ def main():
     with open(digits) as f:
         text = f.read()
     text = re.sub(r"(weights|params): (digits/\S+)", lambda m: f"{m.group(1)}: {ROOT}/graphs/{m.group(2)}", text)
-    text = text.replace("    max_wait_ms: 2\n", f"    max_wait_ms: 2\n    device: {args.device}\n")
+    text = text.replace("    max_batch_size: 32\n", f"    max_batch_size: 32\n    device: {args.device}\n")
     digits_dev = os.path.join(args.work, "digits-device.yaml")
     with open(digits_dev, "w") as f:
         f.write(text)

@@ -32,7 +32,7 @@ fn rows(n: usize) -> Vec<Vec<Value>> {
 
 #[test]
 fn beyond_max_in_flight_a_submission_is_refused_at_once_and_admitted_after() {
-    let batching = Batching { max_batch_size: 4, max_wait_ms: 1, replicas: 1, ..Batching::default() };
+    let batching = Batching { max_batch_size: 4, max_wait_ms: Some(1), replicas: 1, ..Batching::default() };
     let serving = Serving { max_in_flight: 8, timeout_ms: None };
     // The rows in flight stay in their forward pass until the gate opens, so "at once"
     // is "while they are still computing", whatever the machine's load.
@@ -64,7 +64,7 @@ fn beyond_max_in_flight_a_submission_is_refused_at_once_and_admitted_after() {
 
 #[test]
 fn a_waiting_submission_waits_for_room_instead_of_failing() {
-    let batching = Batching { max_batch_size: 4, max_wait_ms: 1, replicas: 1, ..Batching::default() };
+    let batching = Batching { max_batch_size: 4, max_wait_ms: Some(1), replicas: 1, ..Batching::default() };
     let serving = Serving { max_in_flight: 4, timeout_ms: None };
     let (_e, g, computed) = engine(batching, serving, Duration::from_millis(5));
     let results = g.call_many(rows(64), 16);
@@ -74,7 +74,7 @@ fn a_waiting_submission_waits_for_room_instead_of_failing() {
 
 #[test]
 fn a_row_past_its_deadline_is_answered_deadline_exceeded_and_not_computed() {
-    let batching = Batching { max_batch_size: 4, max_wait_ms: 1, replicas: 1, ..Batching::default() };
+    let batching = Batching { max_batch_size: 4, max_wait_ms: Some(1), replicas: 1, ..Batching::default() };
     let (_e, g, computed) = engine(batching, Serving::default(), Duration::from_millis(1));
     let (tx, rx) = bounded(1);
     let submission = Submission::rows(rows(3), Box::new(move |r| drop(tx.send(r))));
@@ -93,7 +93,7 @@ fn a_row_past_its_deadline_is_answered_deadline_exceeded_and_not_computed() {
 fn a_deadline_closes_a_partial_batch_before_max_wait() {
     // max_wait 60 s: without the deadline the lone row would wait that long, far beyond
     // the patience of the test.
-    let batching = Batching { max_batch_size: 64, max_wait_ms: 60_000, replicas: 1, ..Batching::default() };
+    let batching = Batching { max_batch_size: 64, max_wait_ms: Some(60_000), replicas: 1, ..Batching::default() };
     let (_e, g, computed) = engine(batching, Serving::default(), Duration::from_millis(200));
     // A full batch first, so the node knows a forward pass takes 200 ms: a partial
     // batch then leaves that long before its deadline, and its replica starts it long

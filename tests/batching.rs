@@ -17,7 +17,9 @@ use common::slow::gated_plan;
 use weir_engine::builder::{GraphBuilder, Model};
 use weir_engine::spec::{Batching, ModelSource, Serving};
 use weir_engine::{Engine, EngineConfig, GraphHandle, Submission};
+use weir_operators::dataflow::policy::SendReason;
 use weir_operators::kernel::{single_input, BatchKernel, KernelError};
+use weir_operators::stats::BatchStatsSnapshot;
 use weir_operators::{Column, DType, FieldType, Value};
 
 /// Doubles its input, taking `per_batch` for every batch.
@@ -54,7 +56,7 @@ fn engine(batching: Batching, per_batch: Duration, workers: usize) -> (Engine, G
 #[test]
 fn a_batch_never_exceeds_max_batch_size_and_fills_under_load() {
     for workers in [1, 2] {
-        let batching = Batching { max_batch_size: 8, max_wait_ms: 5, replicas: 1, ..Batching::default() };
+        let batching = Batching { max_batch_size: 8, max_wait_ms: Some(5), replicas: 1, ..Batching::default() };
         let (_e, g) = engine(batching, Duration::from_millis(2), workers);
         let rows: Vec<Vec<Value>> = (0..400).map(|i| vec![Value::F32(i as f32)]).collect();
         let results = g.call_many(rows, 400);
@@ -90,7 +92,7 @@ fn lone_row(g: &GraphHandle, x: f32) -> (Vec<Value>, Duration) {
 
 #[test]
 fn a_lone_row_leaves_after_max_wait() {
-    let batching = Batching { max_batch_size: 32, max_wait_ms: 40, replicas: 1, ..Batching::default() };
+    let batching = Batching { max_batch_size: 32, max_wait_ms: Some(40), replicas: 1, ..Batching::default() };
     let (_e, g) = engine(batching, Duration::ZERO, 1);
     for i in 0..5 {
         let (out, waited) = lone_row(&g, i as f32);
@@ -102,16 +104,26 @@ fn a_lone_row_leaves_after_max_wait() {
 }
 
 #[test]
-fn zero_wait_sends_a_lone_row_at_once() {
+fn zero_wait_and_the_adaptive_policy_send_a_lone_row_at_once() {
     // With max_wait_ms 0 nothing but a busy replica holds a partial batch: a lone row
-    // that waited for company (a full batch, a second row) would never be answered.
-    let batching = Batching { max_batch_size: 32, max_wait_ms: 0, replicas: 1, ..Batching::default() };
-    let (_e, g) = engine(batching, Duration::ZERO, 1);
-    for i in 0..5 {
-        let (out, _) = lone_row(&g, i as f32);
-        assert_eq!(out, vec![Value::F32(2.0 * i as f32)]);
+    // that waited for company (a full batch, a second row) would never be answered. The
+    // adaptive policy (no max_wait_ms) sees no other rows coming: the same.
+    for max_wait_ms in [Some(0), None] {
+        let batching = Batching { max_batch_size: 32, max_wait_ms, replicas: 1, ..Batching::default() };
+        let (_e, g) = engine(batching, Duration::ZERO, 1);
+        for i in 0..5 {
+            let (out, _) = lone_row(&g, i as f32);
+            assert_eq!(out, vec![Value::F32(2.0 * i as f32)]);
+        }
+        let stats = &g.batch_stats()[0].1;
+        assert_eq!(stats.sizes[1], 5, "each lone row is its own batch");
+        assert_eq!((reason(stats, SendReason::Now), stats.waits), (5, 0), "{max_wait_ms:?}: sent at once, no wait");
     }
-    assert_eq!(g.batch_stats()[0].1.sizes[1], 5, "each lone row is its own batch");
+}
+
+/// Batches sent for `why`.
+fn reason(stats: &BatchStatsSnapshot, why: SendReason) -> u64 {
+    stats.reasons[why.index()]
 }
 
 /// Starts the gated graph on one worker.
@@ -133,10 +145,19 @@ fn await_batches_sent(g: &GraphHandle, batches: u64) {
 
 #[test]
 fn zero_wait_gathers_rows_while_the_replica_is_busy() {
+    gathers_rows_while_the_replica_is_busy(Some(0));
+}
+
+#[test]
+fn the_adaptive_policy_gathers_rows_while_the_replica_is_busy() {
+    gathers_rows_while_the_replica_is_busy(None);
+}
+
+fn gathers_rows_while_the_replica_is_busy(max_wait_ms: Option<u64>) {
     // The first row leaves alone and holds the only replica; 32 more rows arrive one at
     // a time while it computes. They gather into two full batches instead of leaving one
     // by one as they come (a partial batch waits for a free replica).
-    let batching = Batching { max_batch_size: 16, max_wait_ms: 0, replicas: 1, ..Batching::default() };
+    let batching = Batching { max_batch_size: 16, max_wait_ms, replicas: 1, ..Batching::default() };
     let gate = Gate::new();
     gate.open_after(PATIENCE);
     let (_e, g) = gated(&gate, batching);
@@ -157,13 +178,14 @@ fn zero_wait_gathers_rows_while_the_replica_is_busy() {
     }
     let stats = &g.batch_stats()[0].1;
     assert_eq!((stats.sizes[1], stats.sizes[16], stats.batches()), (1, 2, 3), "{:?}", stats.sizes);
+    assert_eq!((reason(stats, SendReason::Now), reason(stats, SendReason::Full)), (1, 2), "{:?}", stats.reasons);
 }
 
 #[test]
 fn replicas_run_batches_in_parallel() {
     // Four replicas and four full batches: all four forward passes are under way at
     // once, before any of them may finish.
-    let batching = Batching { max_batch_size: 4, max_wait_ms: 1, replicas: 4, ..Batching::default() };
+    let batching = Batching { max_batch_size: 4, max_wait_ms: Some(1), replicas: 4, ..Batching::default() };
     let gate = Gate::new();
     gate.open_after(PATIENCE);
     let (_e, g) = gated(&gate, batching);

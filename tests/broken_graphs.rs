@@ -668,7 +668,7 @@ fn builder_learning_node_with_batching() {
         ("device", Batching { device: DeviceSpec::Cuda(0), ..Batching::default() }),
         ("dtype", Batching { dtype: Precision::F16, ..Batching::default() }),
         ("max_batch_size", Batching { max_batch_size: 8, ..Batching::default() }),
-        ("max_wait_ms", Batching { max_wait_ms: 0, ..Batching::default() }),
+        ("max_wait_ms", Batching { max_wait_ms: Some(0), ..Batching::default() }),
     ];
     for (key, b) in batching {
         let err = builder_error(Model::learning(learning()).batching(b));

@@ -13,7 +13,7 @@ fn check_prints_the_plan_of_every_bundled_graph() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.contains("graph 'digits' (graphs/digits.yaml): OK"));
-    assert!(stdout.contains("mlp (mlp [64, 32, 10], batch 32, wait 2ms, x1 cpu)  <- scaled"));
+    assert!(stdout.contains("mlp (mlp [64, 32, 10], batch 32, adaptive, x1 cpu)  <- scaled"));
     assert!(stdout.contains("branch sure: when >= 0.9"));
 }
 

@@ -150,7 +150,7 @@ async fn bad_input_gets_a_4xx_json_error_naming_what_was_wrong() {
 
 #[tokio::test]
 async fn a_failing_or_panicking_model_answers_500_naming_the_node_and_others_are_unaffected() {
-    let batching = Batching { max_batch_size: 1, max_wait_ms: 0, replicas: 1, ..Batching::default() };
+    let batching = Batching { max_batch_size: 1, max_wait_ms: Some(0), replicas: 1, ..Batching::default() };
     let (plan, _) = slow_plan(Duration::ZERO, batching, Serving::default());
     let engine = Engine::start(vec![plan], EngineConfig::default()).unwrap();
     let app = http::router(AppState::new(engine.graphs(), ServerConfig::default(), Shutdown::new()));
@@ -422,6 +422,10 @@ async fn metrics_parse_with_the_prometheus_parser_and_count_what_was_served() {
     has("weir_batch_size_bucket", &[mlp[0], mlp[1], ("le", "1")], 1.0);
     has("weir_forward_passes_total", &mlp, 1.0);
     has("weir_failed_batches_total", &mlp, 0.0);
+    // The bundled digits graph batches adaptively: its lone row left at once.
+    has("weir_batches_total", &[mlp[0], mlp[1], ("reason", "now")], 1.0);
+    has("weir_batches_total", &[mlp[0], mlp[1], ("reason", "waited")], 0.0);
+    has("weir_batch_waits_total", &mlp, 0.0);
 
     has("weir_test_awkward_total", &[("topic", awkward)], 7.0);
 
@@ -484,7 +488,7 @@ async fn send(addr: SocketAddr, path: &str, body: String, timeout_ms: Option<u64
 async fn concurrent_requests_share_batches() {
     // A batch leaves when it has 16 rows (or after 5 s, on a machine too loaded to send
     // 16 requests by then), so batching does not depend on requests arriving close together.
-    let batching = Batching { max_batch_size: 16, max_wait_ms: 5_000, replicas: 1, ..Batching::default() };
+    let batching = Batching { max_batch_size: 16, max_wait_ms: Some(5_000), replicas: 1, ..Batching::default() };
     let (plan, _) = slow_plan(Duration::from_millis(20), batching, Serving::default());
     let server = start(plan, ServerConfig::default(), Duration::from_secs(5)).await;
     // (The kernel panics on 13: inputs start at 20.)
@@ -502,7 +506,7 @@ async fn concurrent_requests_share_batches() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_refused_at_once_with_retry_after_while_admitted_requests_succeed() {
-    let batching = Batching { max_batch_size: 4, max_wait_ms: 1, replicas: 1, ..Batching::default() };
+    let batching = Batching { max_batch_size: 4, max_wait_ms: Some(1), replicas: 1, ..Batching::default() };
     let gate = Gate::new();
     let (plan, _) = gated_plan(&gate, batching, Serving { max_in_flight: 4, timeout_ms: None });
     let server = start(plan, ServerConfig::default(), Duration::from_secs(5)).await;
@@ -530,7 +534,7 @@ async fn overload_is_refused_at_once_with_retry_after_while_admitted_requests_su
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_answers_504_and_a_queued_row_past_it_is_not_computed() {
-    let batching = Batching { max_batch_size: 1, max_wait_ms: 0, replicas: 1, ..Batching::default() };
+    let batching = Batching { max_batch_size: 1, max_wait_ms: Some(0), replicas: 1, ..Batching::default() };
     let gate = Gate::new();
     let (plan, computed) = gated_plan(&gate, batching, Serving::default());
     let server = start(plan, ServerConfig::default(), Duration::from_secs(5)).await;
@@ -550,7 +554,7 @@ async fn a_deadline_answers_504_and_a_queued_row_past_it_is_not_computed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_and_finishes_requests_in_flight() {
-    let batching = Batching { max_batch_size: 8, max_wait_ms: 1, replicas: 1, ..Batching::default() };
+    let batching = Batching { max_batch_size: 8, max_wait_ms: Some(1), replicas: 1, ..Batching::default() };
     let gate = Gate::new();
     let (plan, _) = gated_plan(&gate, batching, Serving::default());
     let mut server = start(plan, ServerConfig::default(), Duration::from_secs(60)).await;

@@ -19,7 +19,7 @@ use weir_operators::Value;
 fn digits_in(dtype: &str) -> Plan {
     let path = common::graph_path("digits.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
-    let text = text.replace("    max_wait_ms: 2\n", &format!("    max_wait_ms: 2\n    dtype: {dtype}\n"));
+    let text = text.replace("    max_batch_size: 32\n", &format!("    max_batch_size: 32\n    dtype: {dtype}\n"));
     assert_eq!(text.matches("dtype").count(), 2, "both model nodes get the dtype");
     let spec = weir_engine::yaml::parse(&text, "digits.yaml", path.parent().unwrap().to_path_buf()).unwrap();
     Plan::new(&spec).unwrap()

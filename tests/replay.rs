@@ -242,7 +242,7 @@ fn diamond_replay_is_bit_identical_and_failed_rows_go_to_the_errors_file() {
 
 #[test]
 fn a_failing_model_fills_the_errors_file_with_its_node_and_the_replay_goes_on() {
-    let batching = Batching { max_batch_size: 1, max_wait_ms: 0, ..Batching::default() };
+    let batching = Batching { max_batch_size: 1, max_wait_ms: Some(0), ..Batching::default() };
     let (plan, _) = common::slow::slow_plan(Duration::ZERO, batching, Serving::default());
     let (_engine, graph) = common::start(plan, 1);
     let dir = tempfile::tempdir().unwrap();

@@ -54,7 +54,7 @@ fn graph() -> (Engine, GraphHandle) {
         input: scalar(),
         output: scalar(),
     };
-    let batching = Batching { max_batch_size: 1, max_wait_ms: 0, ..Batching::default() };
+    let batching = Batching { max_batch_size: 1, max_wait_ms: Some(0), ..Batching::default() };
     let m = g.node("picky", Model::file(source).batching(batching).bind(x.clone()));
     let sq = g.node(
         "sqrt",

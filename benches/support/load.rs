@@ -181,7 +181,8 @@ pub async fn load(
     out
 }
 
-/// Rows and batches each model node took between two snapshots, as mean batch sizes.
+/// Rows and batches each model node took between two snapshots, as mean batch sizes
+/// (and the share of batches the adaptive policy held back, when it did).
 pub fn mean_batches(before: &[(String, BatchStatsSnapshot)], after: &[(String, BatchStatsSnapshot)]) -> String {
     after
         .iter()
@@ -189,7 +190,11 @@ pub fn mean_batches(before: &[(String, BatchStatsSnapshot)], after: &[(String, B
         .map(|((name, a), (_, b))| {
             let batches = a.batches() - b.batches();
             let mean = if batches == 0 { 0.0 } else { (a.rows - b.rows) as f64 / batches as f64 };
-            format!("{name} {mean:.2}")
+            let waits = a.waits - b.waits;
+            match waits {
+                0 => format!("{name} {mean:.2}"),
+                w => format!("{name} {mean:.2} ({:.0}% waited)", 100.0 * w as f64 / batches.max(1) as f64),
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -243,13 +248,14 @@ pub fn sanity(
 }
 
 /// How `plan`'s first model node batches, for the result tables:
-/// `max_batch_size N, max_wait_ms W`.
+/// `max_batch_size N, max_wait_ms W` (or `adaptive`).
 pub fn batching_setting(plan: &Plan) -> String {
     plan.steps
         .iter()
         .find_map(|s| match &s.op {
             StepOp::Model { batching, .. } => {
-                Some(format!("max_batch_size {}, max_wait_ms {}", batching.max_batch_size, batching.max_wait_ms))
+                let wait = batching.max_wait_ms.map_or("adaptive".to_string(), |ms| format!("max_wait_ms {ms}"));
+                Some(format!("max_batch_size {}, {wait}", batching.max_batch_size))
             }
             _ => None,
         })

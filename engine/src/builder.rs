@@ -160,8 +160,7 @@ impl Model {
     /// A model file of a format, or a registered kernel (`format: onnx` in YAML): `format`
     /// names the plan's loader (see [`crate::Kernels`]), `path` the file (relative to the
     /// builder's base directory). As in YAML, every output of the model is kept under its
-    /// own name (pick or rename with [`Model::outputs`]) and a partial batch goes as soon
-    /// as a replica is free (`max_wait_ms` 0).
+    /// own name (pick or rename with [`Model::outputs`]).
     ///
     /// ```no_run
     /// use weir_engine::builder::{GraphBuilder, Model};
@@ -176,7 +175,6 @@ impl Model {
     pub fn format(format: &str, path: impl Into<PathBuf>) -> Self {
         Model {
             outputs: ModelOutputs::Own,
-            batching: Batching { max_wait_ms: FORMAT_MAX_WAIT_MS, ..Batching::default() },
             ..Model::of(ModelSource::Format {
                 format: format.to_string(),
                 path: Some(path.into()),

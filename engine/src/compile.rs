@@ -15,6 +15,7 @@ use crossbeam_channel::Sender;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{ConnectLoop, Feedback};
 use timely::worker::Worker;
+use weir_operators::dataflow::policy::BatchPolicy;
 use weir_operators::dataflow::sink::SinkRows;
 use weir_operators::dataflow::source::RowSource;
 use weir_operators::dataflow::{
@@ -92,7 +93,10 @@ pub fn compile<'scope>(
                     inputs: inputs.clone(),
                     outputs: outputs.clone(),
                     max_batch_size: batching.max_batch_size,
-                    max_wait: Duration::from_millis(batching.max_wait_ms),
+                    policy: match batching.max_wait_ms {
+                        None => BatchPolicy::Adaptive,
+                        Some(ms) => BatchPolicy::Fixed(Duration::from_millis(ms)),
+                    },
                     replicas: batching.replicas,
                     max_in_flight: BATCHES_PER_REPLICA * batching.replicas,
                 };

@@ -22,10 +22,13 @@ fn label(plan: &Plan, i: usize) -> String {
     let step = &plan.steps[i];
     match &step.op {
         StepOp::Model { description, batching, .. } => format!(
-            "{} ({description}, batch {}, wait {}ms, x{} {}{})",
+            "{} ({description}, batch {}, {}, x{} {}{})",
             step.name,
             batching.max_batch_size,
-            batching.max_wait_ms,
+            match batching.max_wait_ms {
+                None => "adaptive".to_string(),
+                Some(ms) => format!("wait {ms}ms"),
+            },
             batching.replicas,
             batching.device,
             match batching.dtype {

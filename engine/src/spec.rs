@@ -324,12 +324,6 @@ impl fmt::Debug for ModelSource {
     }
 }
 
-/// A `format:` model node's default `max_wait_ms`: a partial batch goes as soon as a
-/// replica is free, and rows gather while it computes, so a lone row is not held back
-/// (a tree ensemble or a small ONNX graph answers a row in microseconds) and batches
-/// still grow with the load.
-pub const FORMAT_MAX_WAIT_MS: u64 = 0;
-
 /// Which fields feed a model's inputs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelInputs {
@@ -442,9 +436,10 @@ pub struct CheckpointSpec {
 pub struct Batching {
     /// A batch never holds more rows (1..=65536).
     pub max_batch_size: usize,
-    /// A partial batch leaves once its oldest row has waited this many ms (0..=60000);
-    /// 0: as soon as a replica is free.
-    pub max_wait_ms: u64,
+    /// A partial batch leaves once its oldest row has waited this many ms (0..=60000;
+    /// 0: as soon as a replica is free). `None` (the default): the adaptive policy
+    /// decides ([`weir_operators::dataflow::policy`]).
+    pub max_wait_ms: Option<u64>,
     /// Replica threads, each with its own model instance (1..=256).
     pub replicas: usize,
     /// Where forward passes run.
@@ -455,7 +450,7 @@ pub struct Batching {
 
 impl Default for Batching {
     fn default() -> Self {
-        Batching { max_batch_size: 32, max_wait_ms: 2, replicas: 1, device: DeviceSpec::Cpu, dtype: Precision::F32 }
+        Batching { max_batch_size: 32, max_wait_ms: None, replicas: 1, device: DeviceSpec::Cpu, dtype: Precision::F32 }
     }
 }
 

@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::dataflow::policy::SendReason;
+
 /// Upper bounds (inclusive, microseconds) of the queue-wait histogram's buckets; a last
 /// bucket takes longer waits.
 pub const WAIT_BUCKETS_US: [u64; 12] =
@@ -28,6 +30,10 @@ pub struct BatchStats {
     /// Rows by queue wait: `wait_buckets[i]` counts waits up to `WAIT_BUCKETS_US[i]`, the
     /// last entry longer ones.
     wait_buckets: Vec<AtomicU64>,
+    /// Batches sent, by why they left (indexed by [`SendReason::index`]).
+    reasons: [AtomicU64; SendReason::ALL.len()],
+    /// Times the adaptive policy held a partial batch back for more rows.
+    waits: AtomicU64,
 }
 
 /// A copy of [`BatchStats`] at one moment.
@@ -49,6 +55,10 @@ pub struct BatchStatsSnapshot {
     /// Rows by queue wait, per bucket of [`WAIT_BUCKETS_US`] (not cumulative), plus
     /// one for longer waits.
     pub wait_buckets: Vec<u64>,
+    /// Batches sent, by why they left, in the order of [`SendReason::ALL`].
+    pub reasons: Vec<u64>,
+    /// Times the adaptive policy held a partial batch back for more rows.
+    pub waits: u64,
 }
 
 impl BatchStatsSnapshot {
@@ -84,7 +94,19 @@ impl BatchStats {
             compute_ns: AtomicU64::new(0),
             forwards: AtomicU64::new(0),
             wait_buckets: (0..=WAIT_BUCKETS_US.len()).map(|_| AtomicU64::new(0)).collect(),
+            reasons: Default::default(),
+            waits: AtomicU64::new(0),
         }
+    }
+
+    /// Records why a batch left.
+    pub fn record_reason(&self, reason: SendReason) {
+        self.reasons[reason.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records that the adaptive policy held a partial batch back.
+    pub fn record_wait(&self) {
+        self.waits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a batch whose rows waited `waits_us` microseconds each.
@@ -134,6 +156,8 @@ impl BatchStats {
             compute_ns: self.compute_ns.load(Ordering::Relaxed),
             forwards: self.forwards.load(Ordering::Relaxed),
             wait_buckets: self.wait_buckets.iter().map(|n| n.load(Ordering::Relaxed)).collect(),
+            reasons: self.reasons.iter().map(|n| n.load(Ordering::Relaxed)).collect(),
+            waits: self.waits.load(Ordering::Relaxed),
         }
     }
 }

@@ -11,7 +11,9 @@
 //! (`weir_batch_size`), the time rows waited for their batch
 //! (`weir_queue_wait_seconds`), forward passes, the time they took and those that failed
 //! (`weir_forward_passes_total`, `weir_forward_seconds_total`,
-//! `weir_failed_batches_total`). Per learning node, when a graph has one: feedback rows by
+//! `weir_failed_batches_total`), batches by why they left (`weir_batches_total{reason}`:
+//! full, now, waited, max_wait, behind, deadline) and the adaptive policy's waits
+//! (`weir_batch_waits_total`). Per learning node, when a graph has one: feedback rows by
 //! outcome (`weir_feedback_total`), the weights' version (`weir_model_version`), the
 //! predictions kept for feedback (`weir_kept_predictions`) and checkpoints written
 //! (`weir_checkpoints_total`). Per table, when a graph has one: its keys
@@ -24,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use weir_engine::GraphHandle;
 use weir_operators::learn_stats::LearnStatsSnapshot;
+use weir_operators::dataflow::policy::SendReason;
 use weir_operators::stats::WAIT_BUCKETS_US;
 use weir_operators::RowError;
 
@@ -203,5 +206,25 @@ fn render_nodes(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)])
     text.family("weir_failed_batches_total", MetricType::Counter, "Forward passes that failed.");
     for (graph, node, s) in &nodes {
         text.sample("weir_failed_batches_total", &[("graph", graph), ("node", node)], s.failed_batches);
+    }
+    text.family(
+        "weir_batches_total",
+        MetricType::Counter,
+        "Batches sent to a model node's replicas, by why they left: full; now (a replica was free and waiting \
+         would not pay, or max_wait_ms 0); waited (after an adaptive wait); max_wait; behind (queued behind busy \
+         replicas after one mean forward pass); deadline.",
+    );
+    for (graph, node, s) in &nodes {
+        for (reason, n) in SendReason::ALL.iter().zip(&s.reasons) {
+            text.sample("weir_batches_total", &[("graph", graph), ("node", node), ("reason", reason.label())], *n);
+        }
+    }
+    text.family(
+        "weir_batch_waits_total",
+        MetricType::Counter,
+        "Times the adaptive batching policy held a partial batch back for more rows.",
+    );
+    for (graph, node, s) in &nodes {
+        text.sample("weir_batch_waits_total", &[("graph", graph), ("node", node)], s.waits);
     }
 }

@@ -27,8 +27,8 @@
 //! deterministic engine; reports the running accuracy.
 //!
 //! Blocks are large (1024 rows by default) and the replay keeps the graph full, so model
-//! nodes see full batches of `max_batch_size` rows; only the input's last partial batch
-//! waits out its `max_wait_ms`.
+//! nodes see full batches of `max_batch_size` rows; the input's last partial batch leaves
+//! by the node's batching policy (at once when a replica is free, by default).
 
 pub mod error;
 pub mod feedback;

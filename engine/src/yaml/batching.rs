@@ -44,7 +44,7 @@ impl BatchingFile {
     pub(super) fn resolve(self, defaults: Batching) -> NodeResult<Batching> {
         Ok(Batching {
             max_batch_size: self.max_batch_size.unwrap_or(defaults.max_batch_size),
-            max_wait_ms: self.max_wait_ms.unwrap_or(defaults.max_wait_ms),
+            max_wait_ms: self.max_wait_ms.or(defaults.max_wait_ms),
             replicas: self.replicas.unwrap_or(defaults.replicas),
             device: match self.device {
                 Some(d) => parse_enum(&d, "device")?,
@@ -148,11 +148,11 @@ mod tests {
         let model = "    kind: model\n    arch: linear\n    weights: w.safetensors\n    input: input.a\n";
         assert_eq!(batching(model), Batching::default());
         let embed = "    kind: embed\n    model: dir\n    input: input.a\n";
-        assert_eq!(batching(embed), Batching { max_wait_ms: 0, ..Batching::default() });
+        assert_eq!(batching(embed), Batching::default());
         let given = "    max_batch_size: 7\n    max_wait_ms: 9\n    replicas: 3\n    device: cuda:1\n    dtype: bf16\n";
         let expected = Batching {
             max_batch_size: 7,
-            max_wait_ms: 9,
+            max_wait_ms: Some(9),
             replicas: 3,
             device: DeviceSpec::Cuda(1),
             dtype: Precision::Bf16,

@@ -157,12 +157,6 @@ node_file_with_batching! {
     }
 }
 
-/// An `embed` node's default `max_wait_ms`: a transformer's forward pass takes
-/// milliseconds to hundreds of them, so a partial batch goes as soon as a replica is
-/// free and rows gather while it computes; waiting 2 ms first cost throughput at one
-/// connection (BENCHMARKS.md, "Sentence embeddings", change 3).
-const EMBED_MAX_WAIT_MS: u64 = 0;
-
 /// `kind: embed`: a model node whose model is a sentence-embedding directory.
 pub(super) fn embed(f: EmbedFile) -> NodeResult<ModelSpec> {
     let max_length = f.max_length.unwrap_or(256);
@@ -175,7 +169,7 @@ pub(super) fn embed(f: EmbedFile) -> NodeResult<ModelSpec> {
         learn: None,
         inputs: ModelInputs::One(parse_ref(&f.input, "input")?),
         outputs: ModelOutputs::One(f.output.unwrap_or_else(|| "embedding".into())),
-        batching: batching.resolve(Batching { max_wait_ms: EMBED_MAX_WAIT_MS, ..Batching::default() })?,
+        batching: batching.resolve(Batching::default())?,
     })
 }
 
@@ -265,7 +259,7 @@ fn format_model(f: ModelFile) -> NodeResult<ModelSpec> {
             ))
         }
     };
-    let batching = f.batching().resolve(Batching { max_wait_ms: FORMAT_MAX_WAIT_MS, ..Batching::default() })?;
+    let batching = f.batching().resolve(Batching::default())?;
     Ok(ModelSpec {
         source: ModelSource::Format {
             format: f.format.unwrap_or_default(),

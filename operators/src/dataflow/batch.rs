@@ -2,11 +2,12 @@
 //!
 //! Chunks are held in the operator and their rows queue; a batch leaves for the node's
 //! replica threads when it is full (`max_batch_size`, taking rows of as many chunks as
-//! it needs) or when its oldest row has waited `max_wait`. With `max_wait` zero a
-//! partial batch leaves as soon as one of the node's replicas is free (this operator has
-//! fewer batches out than the node has replicas): a lone row goes at once, and under
-//! load rows gather while the replicas compute, so batches grow with the load without a
-//! fixed wait (like Triton's dynamic batcher with no queue delay). At most
+//! it needs), and a partial one when the node's [`BatchPolicy`] says (`policy.rs`): by
+//! default when one of the node's replicas is free (this operator has fewer batches out
+//! than the node has replicas), at once unless the measured costs say that waiting a
+//! little serves more rows; with a fixed `max_wait`, when its oldest row has waited that
+//! long (zero: when a replica is free). So a lone row goes at once, and under load rows
+//! gather while the replicas compute and batches grow with the load. At most
 //! `max_in_flight` batches of one operator are out at a time (the engine allows several
 //! per replica, so a replica finds its next batch queued); while they are, rows keep
 //! queueing, so under load batches fill.
@@ -25,7 +26,7 @@
 //! fails at once with a `deadline_exceeded` error naming the node. A replica that
 //! reaches a batch after the deadline of every row in it skips it the same way. A
 //! partial batch also leaves early when its earliest deadline, less one mean forward
-//! pass and a small slack, comes before its oldest row's `max_wait`.
+//! pass and a small slack, comes before the policy would send it.
 //!
 //! Failed rows are not computed (their output is a filler). A failed forward pass, or
 //! one that returns the wrong number or type of outputs, fails every row of its batch
@@ -44,6 +45,7 @@ use timely::dataflow::operators::generic::OutputBuilderSession;
 use timely::dataflow::operators::Capability;
 
 use super::doorbell::Doorbell;
+use super::policy::{Adaptive, BatchPolicy, Decision, SendReason};
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
@@ -64,9 +66,8 @@ pub struct BatchConfig {
     pub outputs: Vec<FieldType>,
     /// A batch never holds more rows.
     pub max_batch_size: usize,
-    /// A partial batch leaves once its oldest row has waited this long. Zero: it leaves
-    /// as soon as a replica is free (see the module docs).
-    pub max_wait: Duration,
+    /// When a partial batch leaves (see [`BatchPolicy`]).
+    pub policy: BatchPolicy,
     /// The node's replica threads.
     pub replicas: usize,
     /// Batches of this operator out at the replicas at once.
@@ -88,6 +89,7 @@ pub struct BatchConfig {
 /// use timely::dataflow::operators::capture::{Capture, Event};
 /// use timely::dataflow::operators::ToStream;
 /// use weir_operators::dataflow::{BatchConfig, BatchForward, RowStream};
+/// use weir_operators::dataflow::policy::BatchPolicy;
 /// use weir_operators::kernel::{BatchKernel, KernelError, KernelFactory};
 /// use weir_operators::replica::ReplicaPool;
 /// use weir_operators::stats::BatchStats;
@@ -107,9 +109,9 @@ pub struct BatchConfig {
 /// let stats = Arc::new(BatchStats::new(2));
 /// let factory: KernelFactory = Arc::new(|| Ok(Box::new(Double) as Box<dyn BatchKernel>));
 /// let pool = ReplicaPool::start("double", 1, 4, factory, Arc::clone(&stats))?;
-/// let (outputs, max_wait) = (vec![FieldType::scalar(DType::F32)], Duration::from_millis(1));
+/// let (outputs, policy) = (vec![FieldType::scalar(DType::F32)], BatchPolicy::Fixed(Duration::from_millis(1)));
 /// let config = BatchConfig {
-///     node: "double".into(), inputs: vec![0], outputs, max_batch_size: 2, max_wait, replicas: 1, max_in_flight: 1,
+///     node: "double".into(), inputs: vec![0], outputs, max_batch_size: 2, policy, replicas: 1, max_in_flight: 1,
 /// };
 /// let (jobs, node_stats) = (pool.sender(), Arc::clone(&stats));
 /// let captured = timely::example(move |scope| {
@@ -160,8 +162,11 @@ struct State {
     queue: VecDeque<Run>,
     /// Rows in `queue`.
     queued: usize,
-    /// Per batch out at the replicas, its rows in batch order.
-    in_flight: HashMap<u64, Vec<Run>>,
+    /// Per batch out at the replicas: its rows in batch order, and when it left if a
+    /// replica was free then (its round trip measures the cost of a batch).
+    in_flight: HashMap<u64, (Vec<Run>, Option<Instant>)>,
+    /// The adaptive policy's measurements.
+    adaptive: Adaptive,
     /// One capability per time with held chunks, and how many chunks hold it.
     caps: BTreeMap<Time, (Capability<Time>, usize)>,
     next_key: u64,
@@ -184,6 +189,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                 queue: VecDeque::new(),
                 queued: 0,
                 in_flight: HashMap::new(),
+                adaptive: Adaptive::default(),
                 caps: BTreeMap::new(),
                 next_key: 0,
                 next_ticket: 0,
@@ -213,6 +219,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                             output.session(&cap).give(chunk);
                             continue;
                         }
+                        st.adaptive.arrived(arrived, remaining);
                         let key = st.next_key;
                         st.next_key += 1;
                         st.queue.extend(runs.iter().map(|&(start, len)| Run { key, start, len }));
@@ -235,33 +242,67 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                         st.complete(output, done, &stats);
                     }
 
-                    // Send batches: full ones, or a partial one whose oldest row has waited
-                    // enough or whose earliest deadline needs it to leave now.
+                    // Send batches: full ones, or a partial one when the policy says.
                     let now = Instant::now();
                     while st.in_flight.len() < st.config.max_in_flight {
-                        let Some(&Run { key: oldest, .. }) = st.queue.front() else { break };
+                        let Some(&Run { key: oldest, start, .. }) = st.queue.front() else { break };
+                        let mut reason = SendReason::Full;
                         if st.queued < st.config.max_batch_size {
-                            if st.config.max_wait.is_zero() {
+                            let replica_free = st.in_flight.len() < st.config.replicas.max(1);
+                            // The last moment the batch may leave for its rows' deadlines:
+                            // one forward pass before the earliest, and room for a late timer.
+                            let latest = st.earliest_deadline().map(|d| {
+                                let lead = stats.mean_forward() + DEADLINE_SLACK;
+                                d.checked_sub(lead).unwrap_or(d)
+                            });
+                            match st.config.policy {
                                 // Partial batches wait for a free replica; a completion wakes
                                 // the operator.
-                                if st.in_flight.len() >= st.config.replicas.max(1) {
-                                    break;
+                                BatchPolicy::Fixed(wait) if wait.is_zero() => {
+                                    if !replica_free {
+                                        break;
+                                    }
+                                    reason = SendReason::Now;
                                 }
-                            } else {
-                                let mut close_at = st.held[&oldest].arrived + st.config.max_wait;
-                                if let Some(d) = st.earliest_deadline() {
-                                    // Leave one forward pass's time to compute before it, and
-                                    // room for a late timer.
-                                    let lead = stats.mean_forward() + DEADLINE_SLACK;
-                                    close_at = close_at.min(d.checked_sub(lead).unwrap_or(d));
+                                BatchPolicy::Fixed(wait) => {
+                                    let waited = st.held[&oldest].arrived + wait;
+                                    let close_at = latest.map_or(waited, |l| l.min(waited));
+                                    if now < close_at {
+                                        activator.activate_after(close_at - now);
+                                        break;
+                                    }
+                                    reason =
+                                        if close_at < waited { SendReason::Deadline } else { SendReason::MaxWait };
                                 }
-                                if now < close_at {
-                                    activator.activate_after(close_at - now);
-                                    break;
+                                BatchPolicy::Adaptive if !replica_free => {
+                                    // Every replica is busy: the rows gather, but not behind
+                                    // every batch queued at the replicas: once the oldest
+                                    // has waited one mean forward pass, the batch queues too.
+                                    let behind = st.held[&oldest].arrived + stats.mean_forward().max(MIN_BEHIND);
+                                    let close_at = latest.map_or(behind, |l| l.min(behind));
+                                    if now < close_at {
+                                        activator.activate_after(close_at - now);
+                                        break;
+                                    }
+                                    reason = if close_at < behind { SendReason::Deadline } else { SendReason::Behind };
+                                }
+                                BatchPolicy::Adaptive => {
+                                    let max = st.config.max_batch_size;
+                                    let decision = st.adaptive.decide(now, st.queued, (oldest, start), max, latest);
+                                    match decision {
+                                        Decision::Send(why) => reason = why,
+                                        Decision::StartWait(until) | Decision::WaitUntil(until) => {
+                                            if matches!(decision, Decision::StartWait(_)) {
+                                                stats.record_wait();
+                                            }
+                                            activator.activate_after(until.saturating_duration_since(now));
+                                            break;
+                                        }
+                                    }
                                 }
                             }
                         }
-                        if !st.send_batch(output, &jobs, &done_tx, &bell, &stats, now) {
+                        if !st.send_batch(output, &jobs, &done_tx, &bell, &stats, now, reason) {
                             activator.activate_after(Duration::from_millis(1));
                             break;
                         }
@@ -280,6 +321,9 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
         })
     }
 }
+
+/// The adaptive policy queues a partial batch behind busy replicas after at least this.
+const MIN_BEHIND: Duration = Duration::from_micros(200);
 
 /// How much earlier than (its deadline minus one forward pass) a partial batch leaves:
 /// a delayed activation may fire a little late.
@@ -301,6 +345,7 @@ impl State {
         bell: &Arc<Doorbell>,
         stats: &BatchStats,
         now: Instant,
+        reason: SendReason,
     ) -> bool {
         // Take up to a batch of rows from the front, splitting the last run if needed.
         let mut take = self.queued.min(self.config.max_batch_size);
@@ -365,7 +410,11 @@ impl State {
             Ok(()) => {
                 self.next_ticket += 1;
                 stats.record_batch(waits.iter().flat_map(|&(wait, n)| std::iter::repeat_n(wait, n)));
-                self.in_flight.insert(ticket, runs);
+                stats.record_reason(reason);
+                // Timed only when a replica was free: a batch queued behind another would
+                // measure the other's cost too.
+                let replica_free = self.in_flight.len() < self.config.replicas.max(1);
+                self.in_flight.insert(ticket, (runs, replica_free.then_some(now)));
                 true
             }
             Err(TrySendError::Full(_)) => {
@@ -385,7 +434,10 @@ impl State {
 
     /// Takes a finished batch's results into its chunks.
     fn complete(&mut self, output: &mut Output<'_>, done: Completion, stats: &BatchStats) {
-        let Some(runs) = self.in_flight.remove(&done.ticket) else { return };
+        let Some((runs, sent)) = self.in_flight.remove(&done.ticket) else { return };
+        if let (Some(sent), Ok(_)) = (sent, &done.result) {
+            self.adaptive.measured(runs.iter().map(|r| r.len).sum(), sent.elapsed());
+        }
         let result = match done.result {
             Ok(columns) => self.check_outputs(columns),
             Err(reason) => Err(reason.to_string()),
@@ -486,13 +538,17 @@ mod tests {
     const NEVER: Duration = Duration::from_secs(3600);
 
     fn config(max_batch_size: usize, max_wait: Duration, max_in_flight: usize) -> BatchConfig {
+        policy(max_batch_size, BatchPolicy::Fixed(max_wait), max_in_flight)
+    }
+
+    fn policy(max_batch_size: usize, policy: BatchPolicy, max_in_flight: usize) -> BatchConfig {
         let output = FieldType::scalar(DType::F32);
         BatchConfig {
             node: "m".into(),
             inputs: vec![0],
             outputs: vec![output],
             max_batch_size,
-            max_wait,
+            policy,
             replicas: 1,
             max_in_flight,
         }
@@ -587,10 +643,20 @@ mod tests {
 
     #[test]
     fn with_no_max_wait_rows_gather_while_the_replica_computes() {
+        rows_gather_while_the_replica_computes(BatchPolicy::Fixed(Duration::ZERO));
+    }
+
+    /// The adaptive policy, before it has measured anything, is `max_wait` 0.
+    #[test]
+    fn adaptively_a_lone_row_goes_at_once_and_rows_gather_while_the_replica_computes() {
+        rows_gather_while_the_replica_computes(BatchPolicy::Adaptive);
+    }
+
+    fn rows_gather_while_the_replica_computes(batching: BatchPolicy) {
         let model = TestModel::gated(8);
         let (jobs, stats) = model.handles();
         let (grants, passes, counters) = (model.grants(), Arc::clone(&model.passes), Arc::clone(&model.stats));
-        let config = config(8, Duration::ZERO, 2);
+        let config = policy(8, batching, 2);
         let out = run_with(
             move |_, rows| rows.batch_forward(config, jobs, stats),
             move |driver| {
@@ -609,6 +675,33 @@ mod tests {
         );
         assert_eq!(model.passes(), vec![vec![1.], vec![2., 3., 4.]]);
         assert_eq!(ids(&out), vec![100, 200, 201, 300]);
+    }
+
+    /// Adaptively, rows that arrive while the only replica computes do not wait for it to
+    /// be free once they have waited one mean forward pass: they queue behind it.
+    #[test]
+    fn adaptively_a_partial_batch_queues_behind_a_busy_replica() {
+        let model = TestModel::gated(8);
+        let (jobs, stats) = model.handles();
+        let (grants, passes, counters) = (model.grants(), Arc::clone(&model.passes), Arc::clone(&model.stats));
+        let config = policy(8, BatchPolicy::Adaptive, 2);
+        let out = run_with(
+            move |_, rows| rows.batch_forward(config, jobs, stats),
+            move |driver| {
+                driver.send(0, f32_chunk(1, &[1.]));
+                driver.step_until("the first batch to reach the replica", |_| passes.lock().unwrap().len() == 1);
+                driver.send(1, f32_chunk(2, &[2., 3.]));
+                // No pass has finished (the mean is zero): after MIN_BEHIND the rows go.
+                let counted = Arc::clone(&counters);
+                driver.step_until("the second batch to queue", move |_| counted.snapshot().batches() == 2);
+                let reasons = counters.snapshot().reasons;
+                assert_eq!((reasons[SendReason::Now.index()], reasons[SendReason::Behind.index()]), (1, 1));
+                grants.send(()).unwrap();
+                grants.send(()).unwrap();
+            },
+        );
+        assert_eq!(model.passes(), vec![vec![1.], vec![2., 3.]]);
+        assert_eq!(ids(&out), vec![100, 200, 201]);
     }
 
     #[test]

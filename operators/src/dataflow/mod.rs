@@ -24,6 +24,7 @@
 //! | [`LookupRows`] | `lookup`: rows joined with a table by key | `lookup.rs` |
 //! | [`SplitFound`] | `lookup` with `missing: route`: found rows one way, the rest the other | `split_found.rs` |
 //!
+//! [`policy`] decides when a model node's partial batch leaves (adaptive by default).
 //! [`doorbell::Doorbell`] wakes operators from other threads without a syscall per message.
 //! [`clock::EventClock`] gives submissions their times in deterministic engines.
 
@@ -37,6 +38,7 @@ pub mod learner;
 pub mod lookup;
 pub mod map;
 pub mod merge;
+pub mod policy;
 pub mod predict;
 pub mod route;
 pub mod samples;

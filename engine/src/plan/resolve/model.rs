@@ -192,11 +192,8 @@ fn check_batching(b: &Batching) -> NodeResult<()> {
             Problem::Option(format!("{} is out of range (1 to 65536)", b.max_batch_size)),
         ));
     }
-    if b.max_wait_ms > 60_000 {
-        return Err((
-            Some("max_wait_ms".into()),
-            Problem::Option(format!("{} is out of range (0 to 60000)", b.max_wait_ms)),
-        ));
+    if let Some(ms) = b.max_wait_ms.filter(|&ms| ms > 60_000) {
+        return Err((Some("max_wait_ms".into()), Problem::Option(format!("{ms} is out of range (0 to 60000)"))));
     }
     if !(1..=256).contains(&b.replicas) {
         return Err((Some("replicas".into()), Problem::Option(format!("{} is out of range (1 to 256)", b.replicas))));

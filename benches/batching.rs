@@ -1,0 +1,129 @@
+//! The batching policy under load: the adaptive policy (the default, no `max_wait_ms`)
+//! against every fixed `max_wait_ms` of 0, 1, 2 and 5, at 1, 4, 16, 64 and 256
+//! connections, for three bundled graphs: `digits.yaml` (two small dense models),
+//! `diamond.yaml` (two 1x1 models: a batch costs only its overhead) and `embed.yaml`
+//! (MiniLM: a forward pass of milliseconds).
+//!
+//! Per graph, the five servers run side by side (each `weir serve`'s router on its own
+//! two-thread runtime, one timely worker, the plan as bundled but for `max_wait_ms`), and
+//! at each connection count they take turns in rounds (`benches/support/load.rs`), so
+//! the machine's drift hits them alike. For each point the table gives the adaptive
+//! policy's throughput and p99 against the best fixed setting at that point (the one with
+//! the highest throughput), with the issue's floor: throughput ≥ 0.9 of it and p99 ≤ 1.2 ×
+//! its p99. Every policy's figures also go to `target/batching-sweep.json`, from which
+//! `scripts/plot-batching` draws `batching-sweep.png`.
+//!
+//! Run: `cargo bench --bench batching` (about 12 minutes; `-- --quick` for a smoke run,
+//! a graph's name to run one). `embed` needs `scripts/fetch-minilm`.
+#![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
+
+#[path = "support/load.rs"]
+mod load;
+#[path = "support/texts.rs"]
+mod texts;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use load::{alternate, sanity, Server};
+use serde_json::{json, Value as JsonValue};
+use weir::bench::percentile;
+use weir::datasets::{digits, Split};
+use weir_engine::plan::StepOp;
+use weir_engine::{load_plan, Plan};
+
+/// The policies compared, as `max_wait_ms` (`None`: adaptive).
+const POLICIES: [Option<u64>; 5] = [None, Some(0), Some(1), Some(2), Some(5)];
+
+const CONNECTIONS: [usize; 5] = [1, 4, 16, 64, 256];
+
+fn label(policy: Option<u64>) -> String {
+    policy.map_or("adaptive".into(), |ms| format!("max_wait_ms {ms}"))
+}
+
+/// `plan` with every model node at `policy`.
+fn with_policy(mut plan: Plan, policy: Option<u64>) -> Plan {
+    for step in &mut plan.steps {
+        if let StepOp::Model { batching, .. } = &mut step.op {
+            batching.max_wait_ms = policy;
+        }
+    }
+    plan
+}
+
+/// One graph's sweep: its figures as JSON.
+fn sweep(
+    client: &tokio::runtime::Runtime,
+    graph: &str,
+    bodies: Vec<Bytes>,
+    check: fn(&JsonValue),
+    (rounds, duration): (usize, Duration),
+) -> JsonValue {
+    let file = weir::datasets::graphs_dir().join(format!("{graph}.yaml"));
+    let path: &'static str = Box::leak(format!("/graphs/{graph}").into_boxed_str());
+    let servers: Vec<Server> =
+        POLICIES.iter().map(|&p| Server::weir(with_policy(load_plan(&file).expect("bundled graph"), p))).collect();
+    let refs: Vec<&Server> = servers.iter().collect();
+    let bodies = Arc::new(bodies);
+    sanity(client, &refs, path, &bodies[0], check);
+    let mut points = Vec::new();
+    for conns in CONNECTIONS {
+        let (mut loads, _) = alternate(client, &refs, path, &bodies, conns, rounds, duration);
+        let figures: Vec<(f64, f64, String)> = loads
+            .iter_mut()
+            .map(|(l, batches)| {
+                l.latencies.sort_unstable();
+                (l.rate(), percentile(&l.latencies, 0.99).as_secs_f64() * 1e3, batches.clone())
+            })
+            .collect();
+        let best = (1..POLICIES.len()).max_by(|&a, &b| figures[a].0.total_cmp(&figures[b].0)).unwrap_or(1);
+        let (rate, p99, batches) = &figures[0];
+        let (best_rate, best_p99, _) = &figures[best];
+        let (ratio, p99_ratio) = (rate / best_rate, p99 / best_p99);
+        let met = ratio >= 0.9 && p99_ratio <= 1.2;
+        println!(
+            "| {graph}, {conns} conn | adaptive: {rate:.0} req/s, p99 {p99:.3} ms, mean batch {batches} | best fixed: \
+             {} ({best_rate:.0} req/s, p99 {best_p99:.3} ms) | {ratio:.2} of its throughput, {p99_ratio:.2}x its p99: \
+             {} |",
+            label(POLICIES[best]),
+            if met { "met" } else { "NOT met" }
+        );
+        let policies: Vec<JsonValue> = POLICIES
+            .iter()
+            .zip(&figures)
+            .map(|(p, (rate, p99, batches))| json!({"policy": label(*p), "rate": rate, "p99_ms": p99, "batches": batches}))
+            .collect();
+        points.push(json!({"connections": conns, "policies": policies, "ratio": ratio, "p99_ratio": p99_ratio, "met": met}));
+    }
+    json!({"graph": graph, "points": points})
+}
+
+/// The allocator the `weir` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {
+    let args = weir::bench::BenchArgs::start();
+    let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
+    let json_body = |v: JsonValue| Bytes::from(serde_json::to_vec(&v).expect("JSON"));
+    let short = (if args.quick { 1 } else { 3 }, Duration::from_millis(if args.quick { 300 } else { 1000 }));
+    let mut graphs = Vec::new();
+    if args.runs("digits") {
+        let set = digits(Split::Test).expect("digits");
+        let bodies = set.iter().map(|d| json_body(json!({ "pixels": d.pixels }))).collect();
+        graphs.push(sweep(&client, "digits", bodies, |v| assert!(v["label"].is_u64(), "{v}"), short));
+    }
+    if args.runs("diamond") {
+        let bodies = (0..64).map(|i| json_body(json!({"a": i, "b": 2, "c": 3}))).collect();
+        graphs.push(sweep(&client, "diamond", bodies, |v| assert!(v["y"].is_f64(), "{v}"), short));
+    }
+    if args.runs("embed") {
+        let bodies = texts::sentences(256).into_iter().map(|t| json_body(json!({ "text": t }))).collect();
+        let long = (if args.quick { 1 } else { 2 }, Duration::from_millis(if args.quick { 1000 } else { 4000 }));
+        graphs.push(sweep(&client, "embed", bodies, |v| assert!(v["embedding"].is_array(), "{v}"), long));
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/batching-sweep.json");
+    std::fs::write(&out, serde_json::to_vec_pretty(&json!({ "graphs": graphs })).expect("JSON")).expect("write");
+    eprintln!("figures: {}", out.display());
+}

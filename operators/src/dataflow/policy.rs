@@ -1,0 +1,347 @@
+//! When a model node's partial batch leaves: the batching policy.
+//!
+//! A full batch (`max_batch_size` rows) always leaves at once. A partial one leaves by
+//! the node's policy:
+//!
+//! - [`BatchPolicy::Fixed`] (`max_wait_ms` given): when its oldest row has waited
+//!   `max_wait` (or, with `max_wait` zero, as soon as one of the node's replicas is free),
+//!   or earlier when a row's deadline needs it.
+//! - [`BatchPolicy::Adaptive`] (the default): when a replica is free, at once, unless
+//!   waiting is expected to serve more rows per second of replica time. It measures the
+//!   cost of a batch as a function of its size, `c(b) = α + β·b` (α: what a batch costs
+//!   whatever its size, the forward pass's fixed part and the trip to the replica and
+//!   back; β: each row), fitted online to the batches it sent; and the rate `λ` at which
+//!   rows arrive. Sending the `q` queued rows now costs `α/q + β` of replica time per
+//!   row; idling `w` first and sending `q + λw` rows costs `(w + α)/(q + λw) + β`, which
+//!   is less exactly when `q < α·λ`: when more rows arrive during one fixed cost than are
+//!   queued. It waits when they are at least twice as many (`q ≤ α·λ/2`: a wait of `α`
+//!   then at least triples the batch, so the gain is worth the latency; nearer the
+//!   break-even point the gain is small and the latency is not), at most `α` (so a batch at most doubles its cost for the
+//!   rows it gathers), no longer than the batch takes to fill at `λ`, never past the
+//!   time a row's deadline needs it to leave, and it stops waiting once rows stop
+//!   coming (no row for three mean gaps between arrivals, `3/λ`): clients that send
+//!   their next request when the last is answered come back together, and the wait
+//!   gathers them into one batch instead of a small one and the rest (the pattern of
+//!   `max_wait_ms` 0 under such load: 1 + 15, 4 + 12). At low load `λ` is small and a lone
+//!   row leaves at once; under load rows gather while the replicas compute, as with
+//!   `max_wait_ms` 0, and waits happen only where batches stay small for a model whose
+//!   fixed cost dominates. While every replica is busy, a partial batch does not wait
+//!   for one to be free once its oldest row has waited one mean forward pass: it queues
+//!   behind them ([`SendReason::Behind`]). Without that, at saturation (full batches
+//!   queued several deep at the replicas) the partial rows waited for the whole queue to
+//!   drain, and MiniLM's p99 at 64 and 256 connections was 1.5 to 1.8 times the fixed
+//!   waits' (BENCHMARKS.md, "Batching").
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// How a model node's partial batches leave (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchPolicy {
+    /// Decide from measured costs and arrivals (the default).
+    Adaptive,
+    /// Leave when the oldest row has waited this long; zero: when a replica is free.
+    Fixed(Duration),
+}
+
+/// Why a batch left: what `/metrics` counts per node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendReason {
+    /// It was full.
+    Full,
+    /// A replica was free and waiting would not pay (adaptive), or `max_wait_ms` is 0.
+    Now,
+    /// After an adaptive wait.
+    Waited,
+    /// Its oldest row had waited `max_wait_ms`.
+    MaxWait,
+    /// Every replica was busy and its oldest row had waited one mean forward pass: it
+    /// queued behind them (adaptive).
+    Behind,
+    /// A row's deadline needed it to leave.
+    Deadline,
+}
+
+impl SendReason {
+    /// Every reason, in the order of [`SendReason::index`].
+    pub const ALL: [SendReason; 6] = [
+        SendReason::Full,
+        SendReason::Now,
+        SendReason::Waited,
+        SendReason::MaxWait,
+        SendReason::Behind,
+        SendReason::Deadline,
+    ];
+
+    /// The label `/metrics` gives it.
+    pub fn label(self) -> &'static str {
+        match self {
+            SendReason::Full => "full",
+            SendReason::Now => "now",
+            SendReason::Waited => "waited",
+            SendReason::MaxWait => "max_wait",
+            SendReason::Behind => "behind",
+            SendReason::Deadline => "deadline",
+        }
+    }
+
+    /// Its position in [`SendReason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the adaptive policy decided for the partial batch at the front of the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Send it now.
+    Send(SendReason),
+    /// Wait until then (a new decision is taken at the latest then, or when rows come).
+    WaitUntil(Instant),
+    /// As `WaitUntil`, and the wait begins now (for counting waits).
+    StartWait(Instant),
+}
+
+/// Arrivals are counted over this window to estimate their rate.
+const RATE_WINDOW: Duration = Duration::from_millis(100);
+
+/// A partial batch waits only if this many times its rows arrive during one fixed cost.
+const WAIT_GAIN: f64 = 2.0;
+
+/// A wait ends early when no row came for this many mean gaps between arrivals.
+const QUIET_GAPS: f64 = 3.0;
+
+/// A wait shorter than this is not worth a timer.
+const MIN_WAIT: Duration = Duration::from_micros(20);
+
+/// The weight of the past in the cost fit: each batch counts this much less than the
+/// next (the fit follows a model whose cost changes, e.g. with the machine's load).
+const COST_DECAY: f64 = 0.97;
+
+/// The adaptive policy's measurements, per batching operator.
+#[derive(Debug, Default)]
+pub struct Adaptive {
+    /// Rows that arrived in the last [`RATE_WINDOW`], by arrival.
+    arrivals: VecDeque<(Instant, usize)>,
+    arrived: usize,
+    cost: CostFit,
+    /// The latest arrival.
+    last_arrival: Option<Instant>,
+    /// The wait in progress: until when at the latest, the gap between arrivals that
+    /// ends it early, and the batch it is for (its oldest row: chunk key, row).
+    waiting: Option<Wait>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Wait {
+    until: Instant,
+    gap: Duration,
+    oldest: (u64, usize),
+}
+
+impl Adaptive {
+    /// `rows` arrived at `now`.
+    pub fn arrived(&mut self, now: Instant, rows: usize) {
+        self.arrivals.push_back((now, rows));
+        self.arrived += rows;
+        self.last_arrival = Some(now);
+        self.forget(now);
+    }
+
+    fn forget(&mut self, now: Instant) {
+        while let Some(&(at, rows)) = self.arrivals.front() {
+            if now.saturating_duration_since(at) <= RATE_WINDOW {
+                break;
+            }
+            self.arrivals.pop_front();
+            self.arrived -= rows;
+        }
+    }
+
+    /// A batch of `rows` took `took` from leaving to its results (with a replica free
+    /// when it left).
+    pub fn measured(&mut self, rows: usize, took: Duration) {
+        self.cost.add(rows as f64, took.as_secs_f64());
+    }
+
+    /// The rate of arrivals, rows per second, not counting the `queued` rows (the
+    /// latest arrivals): a lone row after a quiet spell sees a rate of zero.
+    pub fn rate(&mut self, now: Instant, queued: usize) -> f64 {
+        self.forget(now);
+        self.arrived.saturating_sub(queued) as f64 / RATE_WINDOW.as_secs_f64()
+    }
+
+    /// The decision for a partial batch of `queued` rows whose oldest row is `oldest`
+    /// (chunk key, row), with a replica free; `latest` is the last moment it may leave
+    /// for its rows' deadlines, if any.
+    pub fn decide(
+        &mut self,
+        now: Instant,
+        queued: usize,
+        oldest: (u64, usize),
+        max_batch_size: usize,
+        latest: Option<Instant>,
+    ) -> Decision {
+        if let Some(wait) = self.waiting {
+            if wait.oldest == oldest {
+                // One wait per batch: when it ends, or rows stop coming, the batch goes.
+                let quiet_from = self.last_arrival.map_or(now, |a| a + wait.gap);
+                return if now >= wait.until || now >= quiet_from {
+                    self.waiting = None;
+                    Decision::Send(SendReason::Waited)
+                } else {
+                    Decision::WaitUntil(wait.until.min(quiet_from))
+                };
+            }
+            self.waiting = None;
+        }
+        let Some((alpha, _beta)) = self.cost.line() else { return Decision::Send(SendReason::Now) };
+        let rate = self.rate(now, queued);
+        if (queued as f64) * WAIT_GAIN > alpha * rate {
+            return Decision::Send(SendReason::Now);
+        }
+        let fill = (max_batch_size - queued) as f64 / rate;
+        let mut wait = Duration::from_secs_f64(alpha.min(fill));
+        if let Some(latest) = latest {
+            wait = wait.min(latest.saturating_duration_since(now));
+        }
+        if wait < MIN_WAIT {
+            return Decision::Send(if latest.is_some_and(|l| l <= now + MIN_WAIT) {
+                SendReason::Deadline
+            } else {
+                SendReason::Now
+            });
+        }
+        let until = now + wait;
+        let gap = Duration::from_secs_f64(QUIET_GAPS / rate).max(MIN_WAIT);
+        self.waiting = Some(Wait { until, gap, oldest });
+        Decision::StartWait(until.min(now + gap))
+    }
+
+    /// The fitted cost line `(α, β)` in seconds, if the batches so far vary enough in
+    /// size to fit one.
+    pub fn cost(&self) -> Option<(f64, f64)> {
+        self.cost.line()
+    }
+}
+
+/// A least-squares line through (batch size, seconds), each point weighted
+/// [`COST_DECAY`] less than the next.
+#[derive(Debug, Default)]
+struct CostFit {
+    w: f64,
+    b: f64,
+    bb: f64,
+    t: f64,
+    bt: f64,
+}
+
+impl CostFit {
+    fn add(&mut self, b: f64, t: f64) {
+        for s in [&mut self.w, &mut self.b, &mut self.bb, &mut self.t, &mut self.bt] {
+            *s *= COST_DECAY;
+        }
+        self.w += 1.0;
+        self.b += b;
+        self.bb += b * b;
+        self.t += t;
+        self.bt += b * t;
+    }
+
+    /// `(α, β)`, both at least 0; none until the sizes vary (a variance of at least a
+    /// quarter of a row²: batches of one size tell the fixed cost from the per-row cost
+    /// apart no better than a guess).
+    fn line(&self) -> Option<(f64, f64)> {
+        if self.w < 2.0 {
+            return None;
+        }
+        let variance = self.bb / self.w - (self.b / self.w).powi(2);
+        if variance < 0.25 {
+            return None;
+        }
+        let beta = ((self.w * self.bt - self.b * self.t) / (self.w * self.bb - self.b * self.b)).max(0.0);
+        let alpha = ((self.t - beta * self.b) / self.w).max(0.0);
+        Some((alpha, beta))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fitted(alpha: f64, beta: f64) -> Adaptive {
+        let mut a = Adaptive::default();
+        for b in [1usize, 4, 2, 8, 3, 16, 1, 5] {
+            a.measured(b, Duration::from_secs_f64(alpha + beta * b as f64));
+        }
+        a
+    }
+
+    #[test]
+    fn the_cost_line_is_fitted_from_batches_of_several_sizes() {
+        let (alpha, beta) = fitted(0.002, 0.0005).cost().unwrap();
+        assert!((alpha - 0.002).abs() < 1e-9 && (beta - 0.0005).abs() < 1e-9, "{alpha} {beta}");
+        // Batches of one size: no line.
+        let mut a = Adaptive::default();
+        (0..10).for_each(|_| a.measured(1, Duration::from_millis(3)));
+        assert_eq!(a.cost(), None);
+    }
+
+    #[test]
+    fn a_lone_row_goes_at_once() {
+        let mut a = fitted(0.010, 0.0001);
+        let now = Instant::now();
+        a.arrived(now, 1);
+        // Its own arrival is no evidence of others: rate 0.
+        assert_eq!(a.decide(now, 1, (0, 0), 32, None), Decision::Send(SendReason::Now));
+    }
+
+    #[test]
+    fn it_waits_when_more_rows_come_during_one_fixed_cost_than_are_queued() {
+        let mut a = fitted(0.010, 0.0001);
+        let start = Instant::now();
+        // 2000 rows/s: 20 rows per fixed cost of 10 ms.
+        for i in 0..200 {
+            a.arrived(start + Duration::from_micros(500 * i), 1);
+        }
+        let now = start + Duration::from_micros(500 * 199);
+        // The first check comes after three mean gaps (1.5 ms) without a row.
+        let Decision::StartWait(check) = a.decide(now, 2, (7, 0), 32, None) else { panic!("expected a wait") };
+        let first = check - now;
+        assert!(first > Duration::from_micros(1400) && first < Duration::from_micros(1600), "{first:?}");
+        // Rows keep coming: the wait goes on, at most α (10 ms; the batch would take 15 ms
+        // to fill at 2000 rows/s).
+        let mut t = now;
+        for _ in 0..30 {
+            t += Duration::from_micros(500);
+            a.arrived(t, 1);
+            match a.decide(t, 3, (7, 0), 32, None) {
+                Decision::WaitUntil(_) | Decision::StartWait(_) => {}
+                Decision::Send(why) => {
+                    assert_eq!(why, SendReason::Waited);
+                    assert!(t - now >= Duration::from_millis(10), "sent after {:?}", t - now);
+                    break;
+                }
+            }
+        }
+        assert!(t - now <= Duration::from_micros(10_500), "{:?}", t - now);
+        // Rows stop coming: the next batch's wait ends after three gaps.
+        let Decision::StartWait(check) = a.decide(t, 2, (8, 0), 32, None) else { panic!("expected a wait") };
+        assert_eq!(a.decide(check, 2, (8, 0), 32, None), Decision::Send(SendReason::Waited));
+        let until = check;
+        // Enough rows queued: at once.
+        assert_eq!(a.decide(until, 25, (9, 0), 32, None), Decision::Send(SendReason::Now));
+        // A deadline that cannot wait: at once.
+        let latest = Some(now + Duration::from_micros(5));
+        assert_eq!(a.decide(now, 2, (10, 0), 32, latest), Decision::Send(SendReason::Deadline));
+    }
+
+    #[test]
+    fn the_rate_forgets_old_arrivals() {
+        let mut a = Adaptive::default();
+        let start = Instant::now();
+        a.arrived(start, 50);
+        assert_eq!(a.rate(start, 0), 500.0);
+        assert_eq!(a.rate(start + RATE_WINDOW * 2, 0), 0.0);
+    }
+}
