@@ -94,7 +94,9 @@ fn sweep(
             .zip(&figures)
             .map(|(p, (rate, p99, batches))| json!({"policy": label(*p), "rate": rate, "p99_ms": p99, "batches": batches}))
             .collect();
-        points.push(json!({"connections": conns, "policies": policies, "ratio": ratio, "p99_ratio": p99_ratio, "met": met}));
+        points.push(
+            json!({"connections": conns, "policies": policies, "ratio": ratio, "p99_ratio": p99_ratio, "met": met}),
+        );
     }
     json!({"graph": graph, "points": points})
 }

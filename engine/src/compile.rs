@@ -15,6 +15,7 @@ use crossbeam_channel::Sender;
 use timely::dataflow::operators::vec::Broadcast;
 use timely::dataflow::operators::{ConnectLoop, Feedback};
 use timely::worker::Worker;
+use weir_operators::dataflow::inline::InlineFactory;
 use weir_operators::dataflow::policy::BatchPolicy;
 use weir_operators::dataflow::sink::SinkRows;
 use weir_operators::dataflow::source::RowSource;
@@ -55,6 +56,9 @@ pub struct ModelResources {
     pub jobs: Sender<Job>,
     /// Shared batch counters.
     pub stats: Arc<BatchStats>,
+    /// The node's kernel factory, for a worker to compute cheap batches itself (CPU
+    /// nodes only; see `weir_operators::dataflow::inline`).
+    pub inline: Option<InlineFactory>,
 }
 
 /// What a graph's learning node needs from the process: the graph's feedback stream on
@@ -99,6 +103,7 @@ pub fn compile<'scope>(
                     },
                     replicas: batching.replicas,
                     max_in_flight: BATCHES_PER_REPLICA * batching.replicas,
+                    inline: res.inline.clone(),
                 };
                 let out = first(&mut from).batch_forward(config, res.jobs.clone(), Arc::clone(&res.stats));
                 streams.insert(StreamId::Node(i), out);

@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 use timely::WorkerConfig;
 use weir_operators::dataflow::clock::EventClock;
+use weir_operators::dataflow::inline::InlineFactory;
+use weir_operators::kernel::device::DeviceSpec;
 use weir_operators::kernel::KernelError;
 use weir_operators::learn_stats::LearnStats;
 use weir_operators::replica::ReplicaPool;
@@ -188,7 +190,10 @@ fn start_replicas(
             node: step.name.clone(),
             source: Box::new(source),
         })?;
-        models.insert(i, ModelResources { jobs: pool.sender(), stats });
+        // A CPU node's workers may compute its cheapest batches themselves; a GPU
+        // node's passes stay with the replicas that hold its device.
+        let inline = (batching.device == DeviceSpec::Cpu).then(|| InlineFactory(Arc::clone(&factory.0)));
+        models.insert(i, ModelResources { jobs: pool.sender(), stats, inline });
         pools.push(pool);
     }
     Ok(models)

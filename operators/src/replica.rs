@@ -13,7 +13,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
@@ -82,6 +82,8 @@ pub struct Completion {
     pub result: Result<Vec<Column>, KernelError>,
     /// The forward pass was skipped: every row was past its deadline.
     pub expired: bool,
+    /// How long the forward pass took (zero if skipped).
+    pub took: Duration,
 }
 
 /// The replica threads of one model node.
@@ -190,26 +192,10 @@ impl Drop for ReplicaPool {
 fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchStats) {
     let Ok(mut job) = jobs.recv() else { return };
     loop {
-        let rows = job.inputs.len();
-        let started = Instant::now();
-        let expired = job.expires.is_some_and(|d| d <= started);
-        let result = if expired {
-            Err(KernelError::Expired)
-        } else {
-            let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(job.inputs.gather())));
-            stats.record_compute(started.elapsed());
-            match outcome {
-                Ok(Ok(out)) => match out.iter().find(|c| c.len() != rows) {
-                    None => Ok(out),
-                    Some(c) => Err(KernelError::OutputCount { rows, outputs: c.len() }),
-                },
-                Ok(Err(e)) => Err(e),
-                Err(panic) => Err(KernelError::Panicked { message: panic_message(&*panic) }),
-            }
-        };
+        let Computed { result, expired, took } = compute(&mut *kernel, &job.inputs, job.expires, stats);
         let Job { ticket, reply, wake, .. } = job;
         // The operator may be gone at shutdown; then nobody waits for this result.
-        let delivered = reply.send(Completion { ticket, result, expired }).is_ok();
+        let delivered = reply.send(Completion { ticket, result, expired, took }).is_ok();
         let next = jobs.try_recv().ok();
         let defer = next.as_ref().is_some_and(|n| Arc::ptr_eq(&n.wake, &wake) && !half_full(&reply));
         if delivered && !defer {
@@ -223,6 +209,45 @@ fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchSta
             },
         };
     }
+}
+
+/// What one batch's forward pass gave.
+pub struct Computed {
+    /// The output columns, one row per input row each, or the failure.
+    pub result: Result<Vec<Column>, KernelError>,
+    /// The forward pass was skipped: every row was past its deadline (`expires`).
+    pub expired: bool,
+    /// How long the forward pass took (zero if skipped).
+    pub took: Duration,
+}
+
+/// Runs `kernel` over a batch's rows, unless every row is past its deadline (`expires`):
+/// a panic fails the batch (not the thread), and so does a result of the wrong length.
+/// The time goes to `stats`. Where forward passes run: on a replica thread, or on the
+/// timely worker for a node cheaper to compute than to hand over (`batch.rs`).
+pub fn compute(
+    kernel: &mut dyn BatchKernel,
+    inputs: &BatchRows,
+    expires: Option<Instant>,
+    stats: &BatchStats,
+) -> Computed {
+    let rows = inputs.len();
+    let started = Instant::now();
+    if expires.is_some_and(|d| d <= started) {
+        return Computed { result: Err(KernelError::Expired), expired: true, took: Duration::ZERO };
+    }
+    let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(inputs.gather())));
+    let took = started.elapsed();
+    stats.record_compute(took);
+    let result = match outcome {
+        Ok(Ok(out)) => match out.iter().find(|c| c.len() != rows) {
+            None => Ok(out),
+            Some(c) => Err(KernelError::OutputCount { rows, outputs: c.len() }),
+        },
+        Ok(Err(e)) => Err(e),
+        Err(panic) => Err(KernelError::Panicked { message: panic_message(&*panic) }),
+    };
+    Computed { result, expired: false, took }
 }
 
 /// Whether at least half of a completion channel's room is taken.

@@ -34,6 +34,8 @@ pub struct BatchStats {
     reasons: [AtomicU64; SendReason::ALL.len()],
     /// Times the adaptive policy held a partial batch back for more rows.
     waits: AtomicU64,
+    /// Batches computed on a timely worker instead of a replica (see `dataflow/inline.rs`).
+    inline: AtomicU64,
 }
 
 /// A copy of [`BatchStats`] at one moment.
@@ -59,6 +61,8 @@ pub struct BatchStatsSnapshot {
     pub reasons: Vec<u64>,
     /// Times the adaptive policy held a partial batch back for more rows.
     pub waits: u64,
+    /// Batches computed on a timely worker instead of a replica.
+    pub inline: u64,
 }
 
 impl BatchStatsSnapshot {
@@ -96,6 +100,7 @@ impl BatchStats {
             wait_buckets: (0..=WAIT_BUCKETS_US.len()).map(|_| AtomicU64::new(0)).collect(),
             reasons: Default::default(),
             waits: AtomicU64::new(0),
+            inline: AtomicU64::new(0),
         }
     }
 
@@ -107,6 +112,11 @@ impl BatchStats {
     /// Records that the adaptive policy held a partial batch back.
     pub fn record_wait(&self) {
         self.waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a batch computed on a worker.
+    pub fn record_inline(&self) {
+        self.inline.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records a batch whose rows waited `waits_us` microseconds each.
@@ -140,7 +150,7 @@ impl BatchStats {
         self.failed_batches.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records the time one forward pass took on a replica.
+    /// Records the time one forward pass took (on a replica or a worker).
     pub fn record_compute(&self, took: std::time::Duration) {
         self.compute_ns.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
         self.forwards.fetch_add(1, Ordering::Relaxed);
@@ -158,6 +168,7 @@ impl BatchStats {
             wait_buckets: self.wait_buckets.iter().map(|n| n.load(Ordering::Relaxed)).collect(),
             reasons: self.reasons.iter().map(|n| n.load(Ordering::Relaxed)).collect(),
             waits: self.waits.load(Ordering::Relaxed),
+            inline: self.inline.load(Ordering::Relaxed),
         }
     }
 }

@@ -13,7 +13,8 @@
 //! (`weir_forward_passes_total`, `weir_forward_seconds_total`,
 //! `weir_failed_batches_total`), batches by why they left (`weir_batches_total{reason}`:
 //! full, now, waited, max_wait, behind, deadline) and the adaptive policy's waits
-//! (`weir_batch_waits_total`). Per learning node, when a graph has one: feedback rows by
+//! (`weir_batch_waits_total`), and batches a worker computed itself
+//! (`weir_inline_batches_total`). Per learning node, when a graph has one: feedback rows by
 //! outcome (`weir_feedback_total`), the weights' version (`weir_model_version`), the
 //! predictions kept for feedback (`weir_kept_predictions`) and checkpoints written
 //! (`weir_checkpoints_total`). Per table, when a graph has one: its keys
@@ -25,8 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use weir_engine::GraphHandle;
-use weir_operators::learn_stats::LearnStatsSnapshot;
 use weir_operators::dataflow::policy::SendReason;
+use weir_operators::learn_stats::LearnStatsSnapshot;
 use weir_operators::stats::WAIT_BUCKETS_US;
 use weir_operators::RowError;
 
@@ -226,5 +227,13 @@ fn render_nodes(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)])
     );
     for (graph, node, s) in &nodes {
         text.sample("weir_batch_waits_total", &[("graph", graph), ("node", node)], s.waits);
+    }
+    text.family(
+        "weir_inline_batches_total",
+        MetricType::Counter,
+        "Batches a timely worker computed itself, the node's forward pass being cheaper than the trip to a replica.",
+    );
+    for (graph, node, s) in &nodes {
+        text.sample("weir_inline_batches_total", &[("graph", graph), ("node", node)], s.inline);
     }
 }

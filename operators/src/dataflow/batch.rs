@@ -45,12 +45,13 @@ use timely::dataflow::operators::generic::OutputBuilderSession;
 use timely::dataflow::operators::Capability;
 
 use super::doorbell::Doorbell;
+use super::inline::{Inline, InlineFactory};
 use super::policy::{Adaptive, BatchPolicy, Decision, SendReason};
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::kernel::KernelError;
-use crate::replica::{BatchRows, Completion, Job};
+use crate::replica::{compute, BatchRows, Completion, Computed, Job};
 use crate::row::{ErrorCode, RowError};
 use crate::stats::BatchStats;
 use crate::value::FieldType;
@@ -72,6 +73,10 @@ pub struct BatchConfig {
     pub replicas: usize,
     /// Batches of this operator out at the replicas at once.
     pub max_in_flight: usize,
+    /// The node's kernel factory if the worker may compute its batches itself when they
+    /// are cheaper than the trip to a replica (a CPU node; see `inline.rs`); `None`:
+    /// every batch goes to a replica.
+    pub inline: Option<InlineFactory>,
 }
 
 /// Extension trait: run a model node's forward passes on batches of the stream.
@@ -112,6 +117,7 @@ pub struct BatchConfig {
 /// let (outputs, policy) = (vec![FieldType::scalar(DType::F32)], BatchPolicy::Fixed(Duration::from_millis(1)));
 /// let config = BatchConfig {
 ///     node: "double".into(), inputs: vec![0], outputs, max_batch_size: 2, policy, replicas: 1, max_in_flight: 1,
+///     inline: None,
 /// };
 /// let (jobs, node_stats) = (pool.sender(), Arc::clone(&stats));
 /// let captured = timely::example(move |scope| {
@@ -167,6 +173,8 @@ struct State {
     in_flight: HashMap<u64, (Vec<Run>, Option<Instant>)>,
     /// The adaptive policy's measurements.
     adaptive: Adaptive,
+    /// Whether this worker computes the node's batches itself, and its kernel.
+    inline: Inline,
     /// One capability per time with held chunks, and how many chunks hold it.
     caps: BTreeMap<Time, (Capability<Time>, usize)>,
     next_key: u64,
@@ -184,6 +192,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
             let bell = Arc::new(Doorbell::bound(scope.worker().sync_activator_for(info.address.to_vec())));
             let (done_tx, done_rx): (Sender<Completion>, Receiver<Completion>) = bounded(config.max_in_flight.max(1));
             let mut st = State {
+                inline: Inline::new(config.inline.clone()),
                 config,
                 held: HashMap::new(),
                 queue: VecDeque::new(),
@@ -271,8 +280,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                                         activator.activate_after(close_at - now);
                                         break;
                                     }
-                                    reason =
-                                        if close_at < waited { SendReason::Deadline } else { SendReason::MaxWait };
+                                    reason = if close_at < waited { SendReason::Deadline } else { SendReason::MaxWait };
                                 }
                                 BatchPolicy::Adaptive if !replica_free => {
                                     // Every replica is busy: the rows gather, but not behind
@@ -302,7 +310,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                                 }
                             }
                         }
-                        if !st.send_batch(output, &jobs, &done_tx, &bell, &stats, now, reason) {
+                        if !st.send_batch(output, (&jobs, &done_tx, &bell), &stats, now, reason) {
                             activator.activate_after(Duration::from_millis(1));
                             break;
                         }
@@ -322,6 +330,10 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
     }
 }
 
+/// Where a batch for the replicas goes: their job queue, and the operator's completion
+/// channel and doorbell, which the job carries back.
+type Replicas<'a> = (&'a Sender<Job>, &'a Sender<Completion>, &'a Arc<Doorbell>);
+
 /// The adaptive policy queues a partial batch behind busy replicas after at least this.
 const MIN_BEHIND: Duration = Duration::from_micros(200);
 
@@ -340,9 +352,7 @@ impl State {
     fn send_batch(
         &mut self,
         output: &mut Output<'_>,
-        jobs: &Sender<Job>,
-        done_tx: &Sender<Completion>,
-        bell: &Arc<Doorbell>,
+        (jobs, done_tx, bell): Replicas<'_>,
         stats: &BatchStats,
         now: Instant,
         reason: SendReason,
@@ -399,18 +409,29 @@ impl State {
             return true;
         }
         let ticket = self.next_ticket;
-        let job = Job {
-            ticket,
-            inputs,
-            reply: done_tx.clone(),
-            wake: Arc::clone(bell),
-            expires: expires.filter(|_| every_row_has_deadline),
+        let expires = expires.filter(|_| every_row_has_deadline);
+        let record = |stats: &BatchStats| {
+            stats.record_batch(waits.iter().flat_map(|&(wait, n)| std::iter::repeat_n(wait, n)));
+            stats.record_reason(reason);
         };
+        if let Some(kernel) = self.inline.kernel(&self.config.node) {
+            // Cheaper here than at a replica (see `inline.rs`): computed now, answered now.
+            let Computed { result, expired, took } = compute(kernel, &inputs, expires, stats);
+            self.next_ticket += 1;
+            record(stats);
+            stats.record_inline();
+            if result.is_ok() {
+                self.adaptive.measured(inputs.len(), took);
+            }
+            self.in_flight.insert(ticket, (runs, None));
+            self.complete(output, Completion { ticket, result, expired, took }, stats);
+            return true;
+        }
+        let job = Job { ticket, inputs, reply: done_tx.clone(), wake: Arc::clone(bell), expires };
         match jobs.try_send(job) {
             Ok(()) => {
                 self.next_ticket += 1;
-                stats.record_batch(waits.iter().flat_map(|&(wait, n)| std::iter::repeat_n(wait, n)));
-                stats.record_reason(reason);
+                record(stats);
                 // Timed only when a replica was free: a batch queued behind another would
                 // measure the other's cost too.
                 let replica_free = self.in_flight.len() < self.config.replicas.max(1);
@@ -435,6 +456,9 @@ impl State {
     /// Takes a finished batch's results into its chunks.
     fn complete(&mut self, output: &mut Output<'_>, done: Completion, stats: &BatchStats) {
         let Some((runs, sent)) = self.in_flight.remove(&done.ticket) else { return };
+        if !done.expired && done.result.is_ok() {
+            self.inline.measured(done.took);
+        }
         if let (Some(sent), Ok(_)) = (sent, &done.result) {
             self.adaptive.measured(runs.iter().map(|r| r.len).sum(), sent.elapsed());
         }
@@ -551,6 +575,7 @@ mod tests {
             policy,
             replicas: 1,
             max_in_flight,
+            inline: None,
         }
     }
 
@@ -702,6 +727,26 @@ mod tests {
         );
         assert_eq!(model.passes(), vec![vec![1.], vec![2., 3.]]);
         assert_eq!(ids(&out), vec![100, 200, 201]);
+    }
+
+    /// A model whose passes take microseconds: after a few at the replica, the worker
+    /// computes its batches itself, with the same answers and errors.
+    #[test]
+    fn a_cheap_model_is_computed_on_the_worker_with_the_same_answers() {
+        let model = TestModel::start(1);
+        let mut config = config(1, Duration::ZERO, 1);
+        config.inline = Some(InlineFactory(Arc::clone(&model.factory)));
+        let n = 4 * crate::dataflow::inline::SAMPLES as u64;
+        let inputs = (0..n).map(|i| (i, f32_chunk(i + 1, &[if i == n - 1 { -1. } else { i as f32 }]))).collect();
+        let out = run_batch(&model, config, inputs);
+        let stats = model.stats.snapshot();
+        assert!(stats.inline > 0 && stats.inline < n, "{} of {n} batches inline", stats.inline);
+        assert_eq!(stats.forwards, n, "every pass counted, here or at the replica");
+        for i in 0..n - 1 {
+            assert_eq!(f32s(&of_slot(&out, i + 1).columns[1]), vec![2. * i as f32 + 1.]);
+        }
+        // A failed pass on the worker fails its rows as at a replica.
+        assert_eq!(errors(of_slot(&out, n)), vec![Some((ErrorCode::ModelFailed, "m".into()))]);
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod batch;
 pub mod clock;
 pub mod combine;
 pub mod doorbell;
+pub mod inline;
 pub mod labels;
 pub mod learner;
 pub mod lookup;

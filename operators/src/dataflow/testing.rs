@@ -184,6 +184,8 @@ pub(crate) struct TestModel {
     pub(crate) passes: Passes,
     /// The node's batch counters, shared by its replica and its operator.
     pub(crate) stats: Arc<BatchStats>,
+    /// Builds the model's kernels (the replica's, and a worker's computing inline).
+    pub(crate) factory: KernelFactory,
 }
 
 struct Linear {
@@ -226,8 +228,8 @@ impl TestModel {
         let factory: KernelFactory = Arc::new(move || {
             Ok(Box::new(Linear { passes: Arc::clone(&kernel_passes), gate: gate.clone() }) as Box<dyn BatchKernel>)
         });
-        let pool = ReplicaPool::start("m", 1, 4, factory, Arc::clone(&stats)).unwrap();
-        TestModel { grants, pool, passes, stats }
+        let pool = ReplicaPool::start("m", 1, 4, Arc::clone(&factory), Arc::clone(&stats)).unwrap();
+        TestModel { grants, pool, passes, stats, factory }
     }
 
     /// A sender of the job queue and the stats, for an operator.
