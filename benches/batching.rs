@@ -13,7 +13,7 @@
 //! its p99. Every policy's figures also go to `target/batching-sweep.json`, from which
 //! `scripts/plot-batching` draws `batching-sweep.png`.
 //!
-//! Run: `cargo bench --bench batching` (about 12 minutes; `-- --quick` for a smoke run,
+//! Run: `cargo bench --bench batching` (about 10 minutes; `-- --quick` for a smoke run,
 //! a graph's name to run one). `embed` needs `scripts/fetch-minilm`.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
@@ -26,31 +26,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use load::{alternate, sanity, Server};
+use load::{alternate, policy_label as label, sanity, with_policy, Server};
 use serde_json::{json, Value as JsonValue};
 use weir::bench::percentile;
 use weir::datasets::{digits, Split};
-use weir_engine::plan::StepOp;
-use weir_engine::{load_plan, Plan};
+use weir_engine::load_plan;
 
 /// The policies compared, as `max_wait_ms` (`None`: adaptive).
 const POLICIES: [Option<u64>; 5] = [None, Some(0), Some(1), Some(2), Some(5)];
 
 const CONNECTIONS: [usize; 5] = [1, 4, 16, 64, 256];
-
-fn label(policy: Option<u64>) -> String {
-    policy.map_or("adaptive".into(), |ms| format!("max_wait_ms {ms}"))
-}
-
-/// `plan` with every model node at `policy`.
-fn with_policy(mut plan: Plan, policy: Option<u64>) -> Plan {
-    for step in &mut plan.steps {
-        if let StepOp::Model { batching, .. } = &mut step.op {
-            batching.max_wait_ms = policy;
-        }
-    }
-    plan
-}
 
 /// One graph's sweep: its figures as JSON.
 fn sweep(

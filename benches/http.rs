@@ -43,7 +43,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
-use load::{alternate, sanity, Server};
+use load::{alternate, sanity, with_policy, Server};
 use serde_json::{json, Value as JsonValue};
 use weir::bench::{median, percentile, range};
 use weir::datasets::{digits, Split};
@@ -150,16 +150,6 @@ fn digits_http(client: &tokio::runtime::Runtime, quick: bool) {
     }
 }
 
-/// `plan` with every model node at `max_wait_ms` `ms`.
-fn with_wait(mut plan: Plan, ms: u64) -> Plan {
-    for step in &mut plan.steps {
-        if let StepOp::Model { batching, .. } = &mut step.op {
-            batching.max_wait_ms = Some(ms);
-        }
-    }
-    plan
-}
-
 /// A bundled graph of a model file (`format:`), as shipped (adaptive batching), against
 /// the same graph at `max_wait_ms` 2, at 1, 16 and 64 connections.
 fn zoo_http(
@@ -171,7 +161,7 @@ fn zoo_http(
 ) {
     let path = weir::datasets::graphs_dir().join(format!("{graph}.yaml"));
     let shipped = Server::weir(load_plan(&path).expect("a bundled graph"));
-    let waiting = Server::weir(with_wait(load_plan(&path).expect("a bundled graph"), 2));
+    let waiting = Server::weir(with_policy(load_plan(&path).expect("a bundled graph"), Some(2)));
     let bodies = Arc::new(bodies);
     sanity(client, &[&shipped, &waiting], route, &bodies[0], check);
     let rounds = if quick { 2 } else { 3 };

@@ -254,10 +254,24 @@ pub fn batching_setting(plan: &Plan) -> String {
         .iter()
         .find_map(|s| match &s.op {
             StepOp::Model { batching, .. } => {
-                let wait = batching.max_wait_ms.map_or("adaptive".to_string(), |ms| format!("max_wait_ms {ms}"));
-                Some(format!("max_batch_size {}, {wait}", batching.max_batch_size))
+                Some(format!("max_batch_size {}, {}", batching.max_batch_size, policy_label(batching.max_wait_ms)))
             }
             _ => None,
         })
         .expect("the graph has a model node")
+}
+
+/// A batching policy as `max_wait_ms` says it: `max_wait_ms W`, or `adaptive` (`None`).
+pub fn policy_label(max_wait_ms: Option<u64>) -> String {
+    max_wait_ms.map_or("adaptive".into(), |ms| format!("max_wait_ms {ms}"))
+}
+
+/// `plan` with every model node at `max_wait_ms` (`None`: the adaptive policy).
+pub fn with_policy(mut plan: Plan, max_wait_ms: Option<u64>) -> Plan {
+    for step in &mut plan.steps {
+        if let StepOp::Model { batching, .. } = &mut step.op {
+            batching.max_wait_ms = max_wait_ms;
+        }
+    }
+    plan
 }

@@ -73,17 +73,12 @@ pub struct Job {
     pub expires: Option<Instant>,
 }
 
-/// The result of a [`Job`]: the output columns, one row per input row, or why the batch
-/// failed.
+/// The result of a [`Job`]: its ticket and its forward pass.
 pub struct Completion {
     /// The job's ticket.
     pub ticket: u64,
-    /// The output columns, one row per input row each, or the failure.
-    pub result: Result<Vec<Column>, KernelError>,
-    /// The forward pass was skipped: every row was past its deadline.
-    pub expired: bool,
-    /// How long the forward pass took (zero if skipped).
-    pub took: Duration,
+    /// The output columns, or why the batch failed.
+    pub pass: Computed,
 }
 
 /// The replica threads of one model node.
@@ -192,10 +187,10 @@ impl Drop for ReplicaPool {
 fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchStats) {
     let Ok(mut job) = jobs.recv() else { return };
     loop {
-        let Computed { result, expired, took } = compute(&mut *kernel, &job.inputs, job.expires, stats);
+        let pass = compute(&mut *kernel, &job.inputs, job.expires, stats);
         let Job { ticket, reply, wake, .. } = job;
         // The operator may be gone at shutdown; then nobody waits for this result.
-        let delivered = reply.send(Completion { ticket, result, expired, took }).is_ok();
+        let delivered = reply.send(Completion { ticket, pass }).is_ok();
         let next = jobs.try_recv().ok();
         let defer = next.as_ref().is_some_and(|n| Arc::ptr_eq(&n.wake, &wake) && !half_full(&reply));
         if delivered && !defer {
@@ -213,10 +208,10 @@ fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchSta
 
 /// What one batch's forward pass gave.
 pub struct Computed {
-    /// The output columns, one row per input row each, or the failure.
+    /// The output columns, one row per input row each, or the failure:
+    /// [`KernelError::Expired`] if the pass was skipped, every row being past its
+    /// deadline.
     pub result: Result<Vec<Column>, KernelError>,
-    /// The forward pass was skipped: every row was past its deadline (`expires`).
-    pub expired: bool,
     /// How long the forward pass took (zero if skipped).
     pub took: Duration,
 }
@@ -234,7 +229,7 @@ pub fn compute(
     let rows = inputs.len();
     let started = Instant::now();
     if expires.is_some_and(|d| d <= started) {
-        return Computed { result: Err(KernelError::Expired), expired: true, took: Duration::ZERO };
+        return Computed { result: Err(KernelError::Expired), took: Duration::ZERO };
     }
     let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(inputs.gather())));
     let took = started.elapsed();
@@ -247,7 +242,7 @@ pub fn compute(
         Ok(Err(e)) => Err(e),
         Err(panic) => Err(KernelError::Panicked { message: panic_message(&*panic) }),
     };
-    Computed { result, expired: false, took }
+    Computed { result, took }
 }
 
 /// Whether at least half of a completion channel's room is taken.

@@ -416,15 +416,15 @@ impl State {
         };
         if let Some(kernel) = self.inline.kernel(&self.config.node) {
             // Cheaper here than at a replica (see `inline.rs`): computed now, answered now.
-            let Computed { result, expired, took } = compute(kernel, &inputs, expires, stats);
+            let pass = compute(kernel, &inputs, expires, stats);
             self.next_ticket += 1;
             record(stats);
             stats.record_inline();
-            if result.is_ok() {
-                self.adaptive.measured(inputs.len(), took);
+            if pass.result.is_ok() {
+                self.adaptive.measured(inputs.len(), pass.took);
             }
             self.in_flight.insert(ticket, (runs, None));
-            self.complete(output, Completion { ticket, result, expired, took }, stats);
+            self.complete(output, Completion { ticket, pass }, stats);
             return true;
         }
         let job = Job { ticket, inputs, reply: done_tx.clone(), wake: Arc::clone(bell), expires };
@@ -456,20 +456,22 @@ impl State {
     /// Takes a finished batch's results into its chunks.
     fn complete(&mut self, output: &mut Output<'_>, done: Completion, stats: &BatchStats) {
         let Some((runs, sent)) = self.in_flight.remove(&done.ticket) else { return };
-        if !done.expired && done.result.is_ok() {
-            self.inline.measured(done.took);
+        let Computed { result, took } = done.pass;
+        let expired = matches!(result, Err(KernelError::Expired));
+        if result.is_ok() {
+            self.inline.measured(took);
+            if let Some(sent) = sent {
+                self.adaptive.measured(runs.iter().map(|r| r.len).sum(), sent.elapsed());
+            }
         }
-        if let (Some(sent), Ok(_)) = (sent, &done.result) {
-            self.adaptive.measured(runs.iter().map(|r| r.len).sum(), sent.elapsed());
-        }
-        let result = match done.result {
+        let result = match result {
             Ok(columns) => self.check_outputs(columns),
             Err(reason) => Err(reason.to_string()),
         };
         match result {
             Ok(columns) => self.answer(output, &runs, Ok(&columns)),
             Err(reason) => {
-                let code = if done.expired {
+                let code = if expired {
                     ErrorCode::DeadlineExceeded
                 } else {
                     stats.record_failure();
