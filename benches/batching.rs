@@ -94,7 +94,7 @@ fn main() {
     let args = weir::bench::BenchArgs::start();
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
     let json_body = |v: JsonValue| Bytes::from(serde_json::to_vec(&v).expect("JSON"));
-    let short = (if args.quick { 1 } else { 3 }, Duration::from_millis(if args.quick { 300 } else { 1000 }));
+    let short = (if args.quick { 1 } else { 5 }, Duration::from_millis(if args.quick { 300 } else { 1000 }));
     let mut graphs = Vec::new();
     if args.runs("digits") {
         let set = digits(Split::Test).expect("digits");

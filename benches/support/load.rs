@@ -201,7 +201,8 @@ pub fn mean_batches(before: &[(String, BatchStatsSnapshot)], after: &[(String, B
 }
 
 /// Alternates `servers` for `rounds` rounds of `duration` each at `conns` connections
-/// (after a short warm-up of each), returning each server's merged load, its model
+/// (after a short warm-up of each; each round starts one server later than the last),
+/// returning each server's merged load, its model
 /// nodes' mean batch sizes over the measured requests, and per round every server's
 /// throughput.
 pub fn alternate(
@@ -219,11 +220,13 @@ pub fn alternate(
     let before: Vec<_> = servers.iter().map(|s| s.stats()).collect();
     let mut loads: Vec<Load> = servers.iter().map(|_| Load::default()).collect();
     let mut per_round = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let mut rates = Vec::with_capacity(servers.len());
-        for (k, s) in servers.iter().enumerate() {
-            let l = client.block_on(load(s.addr, path, bodies, conns, duration));
-            rates.push(l.rate());
+    for round in 0..rounds {
+        // Each round starts one server later, so no server always follows the same one.
+        let mut rates = vec![0.0; servers.len()];
+        for i in 0..servers.len() {
+            let k = (round + i) % servers.len();
+            let l = client.block_on(load(servers[k].addr, path, bodies, conns, duration));
+            rates[k] = l.rate();
             loads[k].add(l);
         }
         per_round.push(rates);

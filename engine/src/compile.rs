@@ -6,6 +6,7 @@
 //! a whole graph on one worker: sources, steps, sink.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -232,24 +233,26 @@ fn first<'scope>(from: &mut impl Iterator<Item = RowStream<'scope>>) -> RowStrea
 /// graph's sources (this worker's part of each), its tables, its steps ([`compile`],
 /// with `models`, each model step's replica queue),
 /// and its sink, which hands each answered chunk (projected to the outputs) to the
-/// graph's reply table. Every operator then runs on this worker's thread.
+/// graph's reply table. Every operator then runs on this worker's thread. The rows
+/// source sets `drained` to the chunks each of its busy activations took.
 pub(crate) fn build_graph(
     worker: &mut Worker,
     graph: &Arc<Graph>,
     models: &HashMap<usize, ModelResources>,
     deterministic: bool,
+    drained: &Arc<AtomicUsize>,
 ) {
     let index = worker.index();
     let ingress = &graph.ingress;
     let (shutdown, clock) = (&ingress.shutdown, ingress.clock.as_ref());
-    let Some(rows) = ingress.rows.feed(index, shutdown, clock) else { return };
+    let Some(rows) = ingress.rows.feed(index, shutdown, clock, Some(Arc::clone(drained))) else { return };
     worker.dataflow_named::<u64, _, _>(&graph.plan.name, |scope| {
         let input = scope.row_source("Input", rows);
         let tables: Vec<_> =
             ingress.tables.iter().filter_map(|t| tables::table_dataflow(scope, t, index, shutdown, clock)).collect();
         let learn = ingress.feedback.as_ref().and_then(|fb| {
             Some(LearnResources {
-                feedback: scope.row_source("Feedback", fb.source.feed(index, shutdown, clock)?),
+                feedback: scope.row_source("Feedback", fb.source.feed(index, shutdown, clock, None)?),
                 stats: Arc::clone(&fb.stats),
                 deterministic,
             })

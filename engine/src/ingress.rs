@@ -12,7 +12,7 @@
 //! Threads: [`Ingress::send`] runs on the submitter's thread (a tokio task, a Kafka
 //! loop, a replay reader); the source operators run on the timely workers.
 
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +56,7 @@ impl Source {
         index: usize,
         shutdown: &Shutdown,
         clock: Option<&Arc<EventClock>>,
+        drained: Option<Arc<AtomicUsize>>,
     ) -> Option<SourceFeed> {
         let chunks = self.receivers.get(index)?.lock().ok()?.take()?;
         Some(SourceFeed {
@@ -64,6 +65,7 @@ impl Source {
             shutdown: shutdown.clone(),
             clock: clock.cloned(),
             rows_per_activation: ROWS_PER_ACTIVATION,
+            drained,
         })
     }
 

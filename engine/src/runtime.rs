@@ -14,10 +14,17 @@
 //! plan, its sources (channels and doorbells, see `ingress.rs`), its reply table,
 //! its replica pools. Workers only take their part of it.
 //!
-//! Workers park when idle and use no CPU.
+//! A worker that runs out of work, while its rows come one chunk at a time, polls its
+//! channels for `EngineConfig::idle_spin` (200 µs by default) before it parks: a row
+//! that comes within that time is picked up without the wake-up of a parked thread,
+//! which on a virtual machine costs more than the rest of a small graph's work
+//! (BENCHMARKS.md, "The path from socket to model"). Under load (several chunks per
+//! activation) it parks at once. An idle engine parks its workers and uses no CPU.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use timely::WorkerConfig;
 use weir_operators::dataflow::clock::EventClock;
@@ -48,14 +55,24 @@ pub struct EngineConfig {
     /// graph's clock, and learning nodes predict a row at time `t` only with what was
     /// learned from feedback before `t`. Answers and weights then depend only on the
     /// order of submissions, not on the number of workers (replay). Otherwise (serving)
-    /// a row enters at its worker's current epoch and is predicted with the latest
-    /// weights at hand.
+    /// a row enters at time 0 and is predicted with the latest weights at hand.
     pub deterministic: bool,
+    /// How long a worker that ran out of work polls for more before it parks, while its
+    /// rows come one chunk at a time (see `run_worker`). The polling holds a core
+    /// (yielding it to threads that are ready), so this bounds the CPU an idle worker
+    /// burns each time it goes idle; zero parks at once (every row then wakes a parked
+    /// thread).
+    pub idle_spin: Duration,
 }
+
+/// [`EngineConfig::idle_spin`]'s default: longer than the gap between two requests of
+/// one client that sends the next when the last is answered (about 100 µs over
+/// loopback), so such a client never finds the worker parked.
+pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(200);
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { workers: 1, ingress_capacity: 4096, deterministic: false }
+        EngineConfig { workers: 1, ingress_capacity: 4096, deterministic: false, idle_spin: DEFAULT_IDLE_SPIN }
     }
 }
 
@@ -114,15 +131,18 @@ impl Engine {
         }
         let graphs = builds.iter().map(|(g, _)| GraphHandle::new(Arc::clone(g))).collect();
         let deterministic = config.deterministic;
+        let idle_spin = config.idle_spin;
         let timely_config = timely::Config {
             communication: timely::CommunicationConfig::Process(workers),
-            worker: WorkerConfig::default(),
+            // The idle polling is `run_worker`'s own, which yields the core while it polls.
+            worker: WorkerConfig::default().idle_spin(Duration::ZERO),
         };
         let guards = timely::execute(timely_config, move |worker| {
+            let drained = Arc::new(AtomicUsize::new(0));
             for (graph, models) in &builds {
-                build_graph(worker, graph, models, deterministic);
+                build_graph(worker, graph, models, deterministic, &drained);
             }
-            while worker.step_or_park(None) {}
+            run_worker(worker, idle_spin, &drained);
         })
         .map_err(StartError::Workers)?;
         Ok(Engine { graphs, shutdown, guards: Some(guards), pools })
@@ -219,5 +239,41 @@ fn ingress(plan: &Plan, config: &EngineConfig, shutdown: &Shutdown) -> Ingress {
         // Tables need one order of times for rows and updates (see `tables.rs`).
         clock: (config.deterministic || !plan.tables.is_empty()).then(|| Arc::new(EventClock::new())),
         shutdown: shutdown.clone(),
+    }
+}
+
+/// Runs `worker`'s dataflows until they are all complete.
+///
+/// When it runs out of work, a worker whose sources took one chunk at a time lately
+/// (`drained`: the chunks of the latest activation of a rows source that took any)
+/// polls for `idle_spin` before it parks, yielding its core to any thread that is ready
+/// between polls: a client that sends its next request when the last is answered finds
+/// it awake instead of paying a wake-up. One whose sources took several chunks at once
+/// parks at once: rows come faster than it turns around, so a wake-up is paid once per
+/// group, and on a machine with few cores the threads that produce the rows need the
+/// core more than the worker needs to be awake.
+fn run_worker(worker: &mut timely::worker::Worker, idle_spin: Duration, drained: &AtomicUsize) {
+    let mut idle_since: Option<Instant> = None;
+    loop {
+        let alive = match idle_since {
+            Some(since) if drained.load(Ordering::Relaxed) > 1 || since.elapsed() >= idle_spin => {
+                idle_since = None;
+                worker.step_or_park(None)
+            }
+            // Never parks: receives what other threads sent, runs what is active.
+            _ => worker.step_or_park(Some(Duration::ZERO)),
+        };
+        if !alive {
+            return;
+        }
+        // The step's active set stays until the next step: empty, the step found no work
+        // (and no operator asked to run again).
+        if worker.activations().borrow().empty_for() == Some(Duration::ZERO) {
+            idle_since = None;
+        } else if idle_since.is_none() {
+            idle_since = Some(Instant::now());
+        } else {
+            std::thread::yield_now();
+        }
     }
 }

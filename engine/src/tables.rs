@@ -31,7 +31,7 @@ pub(crate) fn table_dataflow<'scope>(
     clock: Option<&Arc<EventClock>>,
 ) -> Option<TableArrangement<'scope>> {
     let spec = &table.spec;
-    let source = scope.row_source(&format!("Table({})", spec.name), table.source.feed(index, shutdown, clock)?);
+    let source = scope.row_source(&format!("Table({})", spec.name), table.source.feed(index, shutdown, clock, None)?);
     let arranged = source.upserts(spec.values.len()).arrange_table(&spec.name);
     arranged.count_keys(Arc::clone(&table.keys));
     Some(arranged)

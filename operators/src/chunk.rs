@@ -36,7 +36,7 @@ pub struct Chunk {
     /// early to meet it.
     pub deadline: Option<Instant>,
     /// The logical time the submitter gave the rows (deterministic engines, see
-    /// `dataflow::clock`); `None`: the source's current epoch.
+    /// `dataflow::clock`); `None`: the source's time (0, live).
     pub time: Option<u64>,
 }
 

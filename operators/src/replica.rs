@@ -181,9 +181,11 @@ impl Drop for ReplicaPool {
 /// Waking the operator costs more than a small batch's forward pass (an unpark, a
 /// context switch, a timely step), so a replica rings only when the operator has a
 /// reason to run: it rings after a batch unless its next job is another batch of the
-/// same operator and fewer than half of that operator's batches wait to be collected.
-/// A result therefore waits for at most one more forward pass, and only while its
-/// operator has more work queued; a replica about to idle always rings.
+/// same operator, more jobs are queued behind that one, and fewer than half of that
+/// operator's batches wait to be collected. A result therefore waits for at most one
+/// more forward pass, and only while its operator has more work queued; a replica that
+/// starts its last queued batch rings (its operator may line up the next one: see the
+/// adaptive policy in `dataflow/batch.rs`), and so does one about to idle.
 fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchStats) {
     let Ok(mut job) = jobs.recv() else { return };
     loop {
@@ -192,7 +194,8 @@ fn serve(mut kernel: Box<dyn BatchKernel>, jobs: Receiver<Job>, stats: &BatchSta
         // The operator may be gone at shutdown; then nobody waits for this result.
         let delivered = reply.send(Completion { ticket, pass }).is_ok();
         let next = jobs.try_recv().ok();
-        let defer = next.as_ref().is_some_and(|n| Arc::ptr_eq(&n.wake, &wake) && !half_full(&reply));
+        let defer =
+            next.as_ref().is_some_and(|n| Arc::ptr_eq(&n.wake, &wake) && !half_full(&reply)) && !jobs.is_empty();
         if delivered && !defer {
             wake.ring();
         }

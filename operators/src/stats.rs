@@ -145,6 +145,11 @@ impl BatchStats {
         Duration::from_nanos(self.compute_ns.load(Ordering::Relaxed).checked_div(n).unwrap_or(0))
     }
 
+    /// The time of every forward pass so far, together.
+    pub fn compute_time(&self) -> Duration {
+        Duration::from_nanos(self.compute_ns.load(Ordering::Relaxed))
+    }
+
     /// Records a failed forward pass.
     pub fn record_failure(&self) {
         self.failed_batches.fetch_add(1, Ordering::Relaxed);

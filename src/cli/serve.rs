@@ -31,6 +31,11 @@ pub struct ServeArgs {
     /// Timely worker threads.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// How long a worker with no work polls for more before it parks, in µs (0: park
+    /// at once). Polling holds a core but answers a client that sends its next request
+    /// at once without waking a parked thread; an idle server parks and uses no CPU.
+    #[arg(long, default_value_t = weir_engine::DEFAULT_IDLE_SPIN.as_micros() as u64)]
+    pub idle_spin_us: u64,
     /// Rows in flight per graph at most (overrides the graphs' serving.max_in_flight).
     #[arg(long)]
     pub max_in_flight: Option<usize>,
@@ -83,6 +88,7 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
         host,
         port,
         workers,
+        idle_spin_us,
         max_in_flight,
         timeout_ms,
         body_limit,
@@ -140,7 +146,8 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
     if stop.is_requested() {
         return stopped_starting("loading the graphs");
     }
-    let engine = match Engine::start(plans, EngineConfig { workers, ..EngineConfig::default() }) {
+    let config = EngineConfig { workers, idle_spin: Duration::from_micros(idle_spin_us), ..EngineConfig::default() };
+    let engine = match Engine::start(plans, config) {
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),
     };

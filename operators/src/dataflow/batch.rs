@@ -283,19 +283,29 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                                     reason = if close_at < waited { SendReason::Deadline } else { SendReason::MaxWait };
                                 }
                                 BatchPolicy::Adaptive if !replica_free => {
-                                    // Every replica is busy: the rows gather, but not behind
-                                    // every batch queued at the replicas: once the oldest
-                                    // has waited one mean forward pass, the batch queues too.
-                                    let behind = st.held[&oldest].arrived + stats.mean_forward().max(MIN_BEHIND);
-                                    let close_at = latest.map_or(behind, |l| l.min(behind));
+                                    // Every replica is busy: the rows gather. While fewer
+                                    // than one batch per replica waits in line, once the
+                                    // oldest row has waited one mean forward pass the batch
+                                    // queues too, so a replica finds it when it frees; with
+                                    // a line that long the rows keep gathering (a completion
+                                    // wakes the operator), into fuller batches.
+                                    let replicas = st.config.replicas.max(1);
+                                    let behind = (st.in_flight.len() < 2 * replicas)
+                                        .then(|| st.held[&oldest].arrived + stats.mean_forward().max(MIN_BEHIND));
+                                    let Some(close_at) = latest.into_iter().chain(behind).min() else { break };
                                     if now < close_at {
                                         activator.activate_after(close_at - now);
                                         break;
                                     }
-                                    reason = if close_at < behind { SendReason::Deadline } else { SendReason::Behind };
+                                    reason = if behind.is_some_and(|b| close_at >= b) {
+                                        SendReason::Behind
+                                    } else {
+                                        SendReason::Deadline
+                                    };
                                 }
                                 BatchPolicy::Adaptive => {
                                     let max = st.config.max_batch_size;
+                                    st.adaptive.computed(now, stats.compute_time(), st.config.replicas);
                                     let decision = st.adaptive.decide(now, st.queued, (oldest, start), max, latest);
                                     match decision {
                                         Decision::Send(why) => reason = why,
@@ -705,13 +715,15 @@ mod tests {
     }
 
     /// Adaptively, rows that arrive while the only replica computes do not wait for it to
-    /// be free once they have waited one mean forward pass: they queue behind it.
+    /// be free once they have waited one mean forward pass: they queue behind it. Behind
+    /// that one, rows keep gathering until a batch is done: one batch in line per replica
+    /// at most.
     #[test]
-    fn adaptively_a_partial_batch_queues_behind_a_busy_replica() {
+    fn adaptively_a_partial_batch_queues_behind_a_busy_replica_one_batch_deep() {
         let model = TestModel::gated(8);
         let (jobs, stats) = model.handles();
         let (grants, passes, counters) = (model.grants(), Arc::clone(&model.passes), Arc::clone(&model.stats));
-        let config = policy(8, BatchPolicy::Adaptive, 2);
+        let config = policy(8, BatchPolicy::Adaptive, 4);
         let out = run_with(
             move |_, rows| rows.batch_forward(config, jobs, stats),
             move |driver| {
@@ -723,12 +735,26 @@ mod tests {
                 driver.step_until("the second batch to queue", move |_| counted.snapshot().batches() == 2);
                 let reasons = counters.snapshot().reasons;
                 assert_eq!((reasons[SendReason::Now.index()], reasons[SendReason::Behind.index()]), (1, 1));
+                // Two out for one replica: these rows stay, however long they wait.
+                driver.send(2, f32_chunk(3, &[4.]));
+                for _ in 0..5 {
+                    std::thread::sleep(MIN_BEHIND * 2);
+                    driver.step(10);
+                }
+                assert_eq!(counters.snapshot().batches(), 2);
+                driver.send(3, f32_chunk(4, &[5.]));
+                // The first pass ends: the line is one batch long again, and the rows join it.
+                grants.send(()).unwrap();
+                let counted = Arc::clone(&counters);
+                driver.step_until("the third batch to queue", move |_| counted.snapshot().batches() == 3);
+                let reasons = counters.snapshot().reasons;
+                assert_eq!((reasons[SendReason::Now.index()], reasons[SendReason::Behind.index()]), (1, 2));
                 grants.send(()).unwrap();
                 grants.send(()).unwrap();
             },
         );
-        assert_eq!(model.passes(), vec![vec![1.], vec![2., 3.]]);
-        assert_eq!(ids(&out), vec![100, 200, 201]);
+        assert_eq!(model.passes(), vec![vec![1.], vec![2., 3.], vec![4., 5.]]);
+        assert_eq!(ids(&out), vec![100, 200, 201, 300, 400]);
     }
 
     /// A model whose passes take microseconds: after a few at the replica, the worker

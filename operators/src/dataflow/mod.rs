@@ -1,7 +1,8 @@
 //! The timely operators a compiled graph is made of, one per file.
 //!
 //! Every operator is an extension trait on the stream it reads, most on a [`RowStream`]:
-//! [`Chunk`]s of rows timestamped with the ingress epoch at which they entered. Failed
+//! [`Chunk`]s of rows timestamped with their ingress time (0 in a live graph; the
+//! clock's time in a clocked one, see `source.rs`). Failed
 //! rows pass through every operator untouched, so every row that enters reaches the
 //! sink exactly once.
 //!
@@ -71,7 +72,7 @@ use timely::dataflow::Stream;
 
 use crate::chunk::Chunk;
 
-/// Timestamps of weir's dataflows: the ingress epoch of a row.
+/// Timestamps of weir's dataflows: the ingress time of a row (see `source.rs`).
 pub type Time = u64;
 
 /// A stream of rows, in chunks.

@@ -25,12 +25,21 @@
 //!   `max_wait_ms` 0 under such load: 1 + 15, 4 + 12). At low load `λ` is small and a lone
 //!   row leaves at once; under load rows gather while the replicas compute, as with
 //!   `max_wait_ms` 0, and waits happen only where batches stay small for a model whose
-//!   fixed cost dominates. While every replica is busy, a partial batch does not wait
+//!   fixed cost dominates, and only while the node's replicas computed at least half of
+//!   the time over the last 100 ms: waiting spends the rows' latency to save replica
+//!   time, which buys nothing while the replicas are idle half the time (on a small
+//!   machine under load the cores, not the replicas, are then what limits; waiting
+//!   there cost digits 1.2-1.5x the p99 of `max_wait_ms 0` at 16 connections for no
+//!   throughput). While every replica is busy, a partial batch does not wait
 //!   for one to be free once its oldest row has waited one mean forward pass: it queues
-//!   behind them ([`SendReason::Behind`]). Without that, at saturation (full batches
-//!   queued several deep at the replicas) the partial rows waited for the whole queue to
-//!   drain, and MiniLM's p99 at 64 and 256 connections was 1.5 to 1.8 times the fixed
-//!   waits' (BENCHMARKS.md, "Batching").
+//!   behind them ([`SendReason::Behind`]), as long as fewer than one batch per replica
+//!   waits in line; with a line that long its rows keep gathering until a batch is done
+//!   (a replica rings when it starts the last batch in its queue). Without the first
+//!   rule, at saturation (full batches queued several deep at the replicas) the partial
+//!   rows waited for the whole queue to drain, and MiniLM's p99 at 64 and 256
+//!   connections was 1.5 to 1.8 times the fixed waits'; without the second, small
+//!   partial batches queued one after another, and digits at 256 connections ran at 0.74
+//!   of `max_wait_ms 5` (BENCHMARKS.md, "Batching").
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -55,8 +64,8 @@ pub enum SendReason {
     Waited,
     /// Its oldest row had waited `max_wait_ms`.
     MaxWait,
-    /// Every replica was busy and its oldest row had waited one mean forward pass: it
-    /// queued behind them (adaptive).
+    /// Every replica was busy, fewer than one batch per replica waited in line, and its
+    /// oldest row had waited one mean forward pass: it queued behind them (adaptive).
     Behind,
     /// A row's deadline needed it to leave.
     Deadline,
@@ -111,6 +120,14 @@ const WAIT_GAIN: f64 = 2.0;
 /// A wait ends early when no row came for this many mean gaps between arrivals.
 const QUIET_GAPS: f64 = 3.0;
 
+/// A partial batch waits only while the node's replicas were computing at least this
+/// share of the time lately: waiting trades the rows' latency for replica time, which
+/// limits nothing while the replicas are idle half the time.
+const WAIT_BUSY: f64 = 0.5;
+
+/// The replicas' busy share is measured over at least this long.
+const BUSY_MIN_SPAN: Duration = Duration::from_millis(10);
+
 /// A wait shorter than this is not worth a timer.
 const MIN_WAIT: Duration = Duration::from_micros(20);
 
@@ -130,6 +147,12 @@ pub struct Adaptive {
     /// The wait in progress: until when at the latest, the gap between arrivals that
     /// ends it early, and the batch it is for (its oldest row: chunk key, row).
     waiting: Option<Wait>,
+    /// Samples of the node's total forward-pass time over the last [`RATE_WINDOW`]
+    /// (when, total), one per millisecond at most.
+    computed: VecDeque<(Instant, Duration)>,
+    /// The share of the time the node's replicas computed over those samples, once
+    /// they span [`BUSY_MIN_SPAN`].
+    busy: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -156,6 +179,22 @@ impl Adaptive {
             self.arrivals.pop_front();
             self.arrived -= rows;
         }
+    }
+
+    /// The node's forward passes (on every replica and worker) have taken `computed`
+    /// in all by `now`; it has `replicas` replicas.
+    pub fn computed(&mut self, now: Instant, computed: Duration, replicas: usize) {
+        if self.computed.back().is_none_or(|&(at, _)| now.saturating_duration_since(at) >= Duration::from_millis(1)) {
+            self.computed.push_back((now, computed));
+        }
+        while self.computed.len() > 2 && self.computed.get(1).is_some_and(|&(at, _)| now - at >= RATE_WINDOW) {
+            self.computed.pop_front();
+        }
+        self.busy = self.computed.front().and_then(|&(at, then)| {
+            let span = now.saturating_duration_since(at);
+            (span >= BUSY_MIN_SPAN)
+                .then(|| computed.saturating_sub(then).as_secs_f64() / (span.as_secs_f64() * replicas.max(1) as f64))
+        });
     }
 
     /// A batch of `rows` took `took` from leaving to its results (with a replica free
@@ -196,6 +235,9 @@ impl Adaptive {
             self.waiting = None;
         }
         let Some((alpha, _beta)) = self.cost.line() else { return Decision::Send(SendReason::Now) };
+        if self.busy.is_none_or(|busy| busy < WAIT_BUSY) {
+            return Decision::Send(SendReason::Now);
+        }
         let rate = self.rate(now, queued);
         if (queued as f64) * WAIT_GAIN > alpha * rate {
             return Decision::Send(SendReason::Now);
@@ -269,12 +311,37 @@ impl CostFit {
 mod tests {
     use super::*;
 
+    /// A policy whose cost line is `alpha + beta·b`, for one replica busy all the time.
     fn fitted(alpha: f64, beta: f64) -> Adaptive {
         let mut a = Adaptive::default();
         for b in [1usize, 4, 2, 8, 3, 16, 1, 5] {
             a.measured(b, Duration::from_secs_f64(alpha + beta * b as f64));
         }
+        busy_for(&mut a, 1.0);
         a
+    }
+
+    /// Its replica computed `share` of the last 20 ms.
+    fn busy_for(a: &mut Adaptive, share: f64) {
+        let t = Instant::now();
+        let span = Duration::from_millis(20);
+        a.computed(t, Duration::ZERO, 1);
+        a.computed(t + span, span.mul_f64(share), 1);
+    }
+
+    #[test]
+    fn it_does_not_wait_while_the_replicas_are_idle_half_the_time() {
+        let mut a = fitted(0.010, 0.0001);
+        busy_for(&mut a, 0.3);
+        let start = Instant::now();
+        // As below: 2000 rows/s, 20 rows per fixed cost, which would make it wait.
+        for i in 0..200 {
+            a.arrived(start + Duration::from_micros(500 * i), 1);
+        }
+        let now = start + Duration::from_micros(500 * 199);
+        assert_eq!(a.decide(now, 2, (7, 0), 32, None), Decision::Send(SendReason::Now));
+        busy_for(&mut a, 0.9);
+        assert!(matches!(a.decide(now, 2, (7, 0), 32, None), Decision::StartWait(_)));
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //!
 //! Producers (the engine's submit path, on any thread) push chunks of rows into the
 //! channel and ring the source's [`Doorbell`]; the operator drains about `rows` rows per
-//! activation at its current epoch, then advances the epoch, and asks to run again while
-//! rows remain. When every sender is gone, or the engine's [`Shutdown`] is requested
+//! activation, and asks to run again while rows remain. Live (without a clock), every
+//! chunk is emitted at time 0: the progress tracker then has no frontier to move per
+//! request, so a chunk that goes from source to sink within one worker step costs no
+//! progress traffic at all. When every sender is gone, or the engine's [`Shutdown`] is requested
 //! and the channel is empty, it drops its capability, which lets the dataflow complete. It never polls: an
 //! idle source costs nothing.
 //!
@@ -11,6 +13,7 @@
 //! submitter took from the clock: the source emits it at that time and moves its
 //! capability up to the clock's watermark (see `clock.rs`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, TryRecvError};
@@ -36,6 +39,9 @@ pub struct SourceFeed {
     pub clock: Option<Arc<EventClock>>,
     /// About how many rows one activation emits before it yields.
     pub rows_per_activation: usize,
+    /// If given, set to the number of chunks each activation that found any drained:
+    /// one at a time means they come one by one (see `EngineConfig::idle_spin`).
+    pub drained: Option<Arc<AtomicUsize>>,
 }
 
 /// Builds a graph input in a scope.
@@ -59,6 +65,7 @@ pub trait RowSource<'scope> {
     ///     shutdown: Shutdown::new(),
     ///     clock: None,
     ///     rows_per_activation: 1024,
+    ///     drained: None,
     /// };
     /// timely::example(move |scope| {
     ///     scope.row_source("Input", feed).inspect(|chunk| assert_eq!(chunk.len(), 2));
@@ -74,7 +81,7 @@ impl<'scope> RowSource<'scope> for Scope<'scope, Time> {
 }
 
 fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) -> RowStream<'scope> {
-    let SourceFeed { chunks, doorbell: bell, shutdown, clock, rows_per_activation: rows } = feed;
+    let SourceFeed { chunks, doorbell: bell, shutdown, clock, rows_per_activation: rows, drained } = feed;
     source(scope, name, move |cap, info| {
         bell.bind(scope.worker().sync_activator_for(info.address.to_vec()));
         let self_activator = scope.activator_for(info.address.clone());
@@ -82,6 +89,7 @@ fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) 
         move |output| {
             let Some(held) = cap.as_mut() else { return };
             let mut sent = 0;
+            let mut taken = 0;
             let mut closed = false;
             // Read before draining: every chunk stamped below it is in the channel now.
             let watermark = clock.as_ref().map(|c| c.watermark());
@@ -91,6 +99,7 @@ fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) 
                     match chunks.try_recv() {
                         Ok(chunk) => {
                             sent += chunk.len();
+                            taken += 1;
                             match chunk.time.filter(|_| watermark.is_some()) {
                                 Some(t) => {
                                     let t = t.max(*held.time());
@@ -124,24 +133,24 @@ fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) 
                     }
                 }
             }
+            if let Some(drained) = drained.as_ref().filter(|_| taken > 0) {
+                drained.store(taken, Ordering::Relaxed);
+            }
             if closed {
                 cap = None;
                 return;
             }
-            match watermark {
-                // Drained: nothing below the watermark is left. Cut short: chunks come
-                // in time order, so nothing below the last one sent is left.
-                Some(w) => {
-                    let next = if sent < rows { w } else { last_time.unwrap_or(w).min(w) };
-                    if next > *held.time() {
-                        held.downgrade(&next);
-                    }
-                }
-                None if sent > 0 => {
-                    let next = held.time() + 1;
+            // Drained: nothing below the watermark is left. Cut short: chunks come in
+            // time order, so nothing below the last one sent is left. Live (no
+            // watermark): every chunk stays at the first time. Nothing downstream of a
+            // live source waits for a frontier (only a clocked graph's operators do),
+            // and a time that moved per activation made every operator of the graph see
+            // its frontier change, once per request at low load.
+            if let Some(w) = watermark {
+                let next = if sent < rows { w } else { last_time.unwrap_or(w).min(w) };
+                if next > *held.time() {
                     held.downgrade(&next);
                 }
-                None => {}
             }
             if sent >= rows {
                 self_activator.activate();
