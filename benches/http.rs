@@ -5,7 +5,9 @@
 //! paired with a baseline measured in the same run, because these machines are shared
 //! and noisy.
 //!
-//! The load generator is `benches/support/load.rs`.
+//! The load generator is `benches/support/load.rs`. Each row also gives the CPU time
+//! per request of this whole process (client and server threads, from `/proc/self/stat`),
+//! which the machine's noise moves less than the request rate.
 //!
 //! Client and servers run in this one process: each server on its own two-thread tokio
 //! runtime (the weir engine adds its timely worker and one replica thread per model
@@ -77,6 +79,8 @@ fn diamond(client: &tokio::runtime::Runtime, quick: bool) {
         let ratios: Vec<f64> = per_round.iter().map(|r| r[0] / r[1]).collect();
         let (lo, hi) = range(&ratios);
         let ratio = median(ratios);
+        let per_request = |l: &load::Load| l.cpu.as_secs_f64() * 1e6 / l.requests.max(1) as f64;
+        let (weir_cpu, plain_cpu) = (per_request(&loads[0].0), per_request(&loads[1].0));
         let plain_summary = loads[1].0.summary();
         let plain_p50 = percentile(&loads[1].0.latencies, 0.5);
         let (weir_load, batches) = &mut loads[0];
@@ -92,11 +96,14 @@ fn diamond(client: &tokio::runtime::Runtime, quick: bool) {
             format!("; target ≥ 0.75: {}", if ratio >= 0.75 { "met" } else { "missed" })
         };
         println!(
-            "| diamond over HTTP | plain axum handler, y = a + 2b + c, {conns} conn (baseline) | {plain_summary} | 1.00 |"
+            "| diamond over HTTP | plain axum handler, y = a + 2b + c, {conns} conn (baseline) | {plain_summary}; \
+             CPU {plain_cpu:.1} µs/request | 1.00 |"
         );
         println!(
-            "| diamond over HTTP | weir, diamond.yaml, 1 worker, {conns} conn; mean batch {batches} | {weir_summary} | \
-             {ratio:.2} of plain throughput (median of {rounds} rounds; range {lo:.2} to {hi:.2}){target} |"
+            "| diamond over HTTP | weir, diamond.yaml, 1 worker, {conns} conn; mean batch {batches} | {weir_summary}; \
+             CPU {weir_cpu:.1} µs/request | {ratio:.2} of plain throughput (median of {rounds} rounds; range {lo:.2} to \
+             {hi:.2}){target}; {:.2}x its CPU per request |",
+            weir_cpu / plain_cpu
         );
     }
 }

@@ -75,6 +75,8 @@ pub struct Load {
     pub elapsed: Duration,
     /// Per request; sorted once the runs are merged.
     pub latencies: Vec<Duration>,
+    /// CPU time this process (client and servers, every thread) used meanwhile.
+    pub cpu: Duration,
 }
 
 impl Load {
@@ -85,6 +87,7 @@ impl Load {
     pub fn add(&mut self, other: Load) {
         self.requests += other.requests;
         self.elapsed += other.elapsed;
+        self.cpu += other.cpu;
         self.latencies.extend(other.latencies);
     }
 
@@ -142,6 +145,7 @@ pub async fn load(
     for _ in 0..conns {
         senders.push(connect(addr).await);
     }
+    let cpu = process_cpu();
     let start = Instant::now();
     let end = start + duration;
     let tasks: Vec<_> = senders
@@ -178,7 +182,18 @@ pub async fn load(
     assert_eq!(failures, 0, "{failures} of {} requests to {path} were not answered 200", out.latencies.len());
     out.requests = out.latencies.len();
     out.elapsed = last - start;
+    out.cpu = process_cpu().saturating_sub(cpu);
     out
+}
+
+/// The CPU time (user and system) this process has used, from `/proc/self/stat` (in
+/// ticks of 10 ms, Linux's `USER_HZ`); zero where that file is missing.
+pub fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which may hold spaces), from the state on.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis(10 * (ticks(11) + ticks(12)))
 }
 
 /// Rows and batches each model node took between two snapshots, as mean batch sizes
