@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use weir_engine::GraphHandle;
 use weir_operators::dataflow::policy::SendReason;
 use weir_operators::learn_stats::LearnStatsSnapshot;
-use weir_operators::stats::WAIT_BUCKETS_US;
+use weir_operators::stats::{BatchStatsSnapshot, WAIT_BUCKETS_US};
 use weir_operators::RowError;
 
 use super::exposition::{MetricFamilies, MetricType, MetricsText};
@@ -165,8 +165,11 @@ fn render_learning(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics
     }
 }
 
+/// A model node's counter in `/metrics`: its name, its help, and its value.
+type NodeCounter = (&'static str, &'static str, fn(&BatchStatsSnapshot) -> u64);
+
 fn render_nodes(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)]) {
-    let nodes: Vec<(&str, String, weir_operators::stats::BatchStatsSnapshot)> = graphs
+    let nodes: Vec<(&str, String, BatchStatsSnapshot)> = graphs
         .iter()
         .flat_map(|(g, _)| g.batch_stats().into_iter().map(move |(node, s)| (g.name(), node, s)))
         .collect();
@@ -196,17 +199,9 @@ fn render_nodes(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)])
             s.queue_wait_us as f64 / 1e6,
         );
     }
-    text.family("weir_forward_passes_total", MetricType::Counter, "Forward passes run.");
-    for (graph, node, s) in &nodes {
-        text.sample("weir_forward_passes_total", &[("graph", graph), ("node", node)], s.forwards);
-    }
     text.family("weir_forward_seconds_total", MetricType::Counter, "Time replicas spent in forward passes.");
     for (graph, node, s) in &nodes {
         text.sample("weir_forward_seconds_total", &[("graph", graph), ("node", node)], s.compute_ns as f64 / 1e9);
-    }
-    text.family("weir_failed_batches_total", MetricType::Counter, "Forward passes that failed.");
-    for (graph, node, s) in &nodes {
-        text.sample("weir_failed_batches_total", &[("graph", graph), ("node", node)], s.failed_batches);
     }
     text.family(
         "weir_batches_total",
@@ -220,20 +215,25 @@ fn render_nodes(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)])
             text.sample("weir_batches_total", &[("graph", graph), ("node", node), ("reason", reason.label())], *n);
         }
     }
-    text.family(
-        "weir_batch_waits_total",
-        MetricType::Counter,
-        "Times the adaptive batching policy held a partial batch back for more rows.",
-    );
-    for (graph, node, s) in &nodes {
-        text.sample("weir_batch_waits_total", &[("graph", graph), ("node", node)], s.waits);
-    }
-    text.family(
-        "weir_inline_batches_total",
-        MetricType::Counter,
-        "Batches a timely worker computed itself, the node's forward pass being cheaper than the trip to a replica.",
-    );
-    for (graph, node, s) in &nodes {
-        text.sample("weir_inline_batches_total", &[("graph", graph), ("node", node)], s.inline);
+    let counters: [NodeCounter; 4] = [
+        ("weir_forward_passes_total", "Forward passes run.", |s| s.forwards),
+        ("weir_failed_batches_total", "Forward passes that failed.", |s| s.failed_batches),
+        (
+            "weir_batch_waits_total",
+            "Times the adaptive batching policy held a partial batch back for more rows.",
+            |s| s.waits,
+        ),
+        (
+            "weir_inline_batches_total",
+            "Batches a timely worker computed itself, the node's forward pass being cheaper than the trip to a \
+             replica.",
+            |s| s.inline,
+        ),
+    ];
+    for (name, help, value) in counters {
+        text.family(name, MetricType::Counter, help);
+        for (graph, node, s) in &nodes {
+            text.sample(name, &[("graph", graph), ("node", node)], value(s));
+        }
     }
 }

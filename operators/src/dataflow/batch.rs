@@ -264,23 +264,19 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                                 let lead = stats.mean_forward() + DEADLINE_SLACK;
                                 d.checked_sub(lead).unwrap_or(d)
                             });
-                            match st.config.policy {
+                            let leave = match st.config.policy {
                                 // Partial batches wait for a free replica; a completion wakes
                                 // the operator.
                                 BatchPolicy::Fixed(wait) if wait.is_zero() => {
-                                    if !replica_free {
-                                        break;
+                                    if replica_free {
+                                        Ok(SendReason::Now)
+                                    } else {
+                                        Err(None)
                                     }
-                                    reason = SendReason::Now;
                                 }
                                 BatchPolicy::Fixed(wait) => {
                                     let waited = st.held[&oldest].arrived + wait;
-                                    let close_at = latest.map_or(waited, |l| l.min(waited));
-                                    if now < close_at {
-                                        activator.activate_after(close_at - now);
-                                        break;
-                                    }
-                                    reason = if close_at < waited { SendReason::Deadline } else { SendReason::MaxWait };
+                                    leave_at(now, Some((waited, SendReason::MaxWait)), latest)
                                 }
                                 BatchPolicy::Adaptive if !replica_free => {
                                     // Every replica is busy: the rows gather. While fewer
@@ -290,33 +286,32 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                                     // a line that long the rows keep gathering (a completion
                                     // wakes the operator), into fuller batches.
                                     let replicas = st.config.replicas.max(1);
-                                    let behind = (st.in_flight.len() < 2 * replicas)
-                                        .then(|| st.held[&oldest].arrived + stats.mean_forward().max(MIN_BEHIND));
-                                    let Some(close_at) = latest.into_iter().chain(behind).min() else { break };
-                                    if now < close_at {
-                                        activator.activate_after(close_at - now);
-                                        break;
-                                    }
-                                    reason = if behind.is_some_and(|b| close_at >= b) {
-                                        SendReason::Behind
-                                    } else {
-                                        SendReason::Deadline
-                                    };
+                                    let behind = (st.in_flight.len() < 2 * replicas).then(|| {
+                                        let at = st.held[&oldest].arrived + stats.mean_forward().max(MIN_BEHIND);
+                                        (at, SendReason::Behind)
+                                    });
+                                    leave_at(now, behind, latest)
                                 }
                                 BatchPolicy::Adaptive => {
                                     let max = st.config.max_batch_size;
                                     st.adaptive.computed(now, stats.compute_time(), st.config.replicas);
-                                    let decision = st.adaptive.decide(now, st.queued, (oldest, start), max, latest);
-                                    match decision {
-                                        Decision::Send(why) => reason = why,
-                                        Decision::StartWait(until) | Decision::WaitUntil(until) => {
-                                            if matches!(decision, Decision::StartWait(_)) {
-                                                stats.record_wait();
-                                            }
-                                            activator.activate_after(until.saturating_duration_since(now));
-                                            break;
+                                    match st.adaptive.decide(now, st.queued, (oldest, start), max, latest) {
+                                        Decision::Send(why) => Ok(why),
+                                        Decision::StartWait(until) => {
+                                            stats.record_wait();
+                                            Err(Some(until))
                                         }
+                                        Decision::WaitUntil(until) => Err(Some(until)),
                                     }
+                                }
+                            };
+                            match leave {
+                                Ok(why) => reason = why,
+                                Err(look) => {
+                                    if let Some(at) = look {
+                                        activator.activate_after(at.saturating_duration_since(now));
+                                    }
+                                    break;
                                 }
                             }
                         }
@@ -343,6 +338,25 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
 /// Where a batch for the replicas goes: their job queue, and the operator's completion
 /// channel and doorbell, which the job carries back.
 type Replicas<'a> = (&'a Sender<Job>, &'a Sender<Completion>, &'a Arc<Doorbell>);
+
+/// Whether a partial batch leaves now: at `due` (a moment and why), or at `latest` for
+/// its rows' deadlines, whichever comes first. `Err`: not yet, and when to look again
+/// (`None`: only when something wakes the operator).
+fn leave_at(
+    now: Instant,
+    due: Option<(Instant, SendReason)>,
+    latest: Option<Instant>,
+) -> Result<SendReason, Option<Instant>> {
+    let first = match (due, latest) {
+        (Some((at, _)), Some(l)) if l < at => Some((l, SendReason::Deadline)),
+        (Some(due), _) => Some(due),
+        (None, l) => l.map(|l| (l, SendReason::Deadline)),
+    };
+    match first {
+        Some((at, why)) if at <= now => Ok(why),
+        other => Err(other.map(|(at, _)| at)),
+    }
+}
 
 /// The adaptive policy queues a partial batch behind busy replicas after at least this.
 const MIN_BEHIND: Duration = Duration::from_micros(200);
