@@ -105,6 +105,19 @@ fn diamond(client: &tokio::runtime::Runtime, quick: bool) {
              {hi:.2}){target}; {:.2}x its CPU per request |",
             weir_cpu / plain_cpu
         );
+        let threads = |l: &load::Load| {
+            let n = l.requests.max(1) as f64;
+            l.threads
+                .iter()
+                .map(|(name, t)| format!("{name} {:.1}", t.as_secs_f64() * 1e6 / n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "| diamond over HTTP | CPU µs/request by thread, {conns} conn | weir: {}; plain: {} | |",
+            threads(&loads[0].0),
+            threads(&loads[1].0)
+        );
     }
 }
 

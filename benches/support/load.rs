@@ -77,6 +77,8 @@ pub struct Load {
     pub latencies: Vec<Duration>,
     /// CPU time this process (client and servers, every thread) used meanwhile.
     pub cpu: Duration,
+    /// The same, per thread name (threads of one name summed), most first.
+    pub threads: Vec<(String, Duration)>,
 }
 
 impl Load {
@@ -88,6 +90,13 @@ impl Load {
         self.requests += other.requests;
         self.elapsed += other.elapsed;
         self.cpu += other.cpu;
+        for (name, t) in other.threads {
+            match self.threads.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, sum)) => *sum += t,
+                None => self.threads.push((name, t)),
+            }
+        }
+        self.threads.sort_by(|a, b| b.1.cmp(&a.1));
         self.latencies.extend(other.latencies);
     }
 
@@ -146,6 +155,7 @@ pub async fn load(
         senders.push(connect(addr).await);
     }
     let cpu = process_cpu();
+    let threads = thread_cpu();
     let start = Instant::now();
     let end = start + duration;
     let tasks: Vec<_> = senders
@@ -183,7 +193,38 @@ pub async fn load(
     out.requests = out.latencies.len();
     out.elapsed = last - start;
     out.cpu = process_cpu().saturating_sub(cpu);
+    let mut after = thread_cpu();
+    for (name, t) in &mut after {
+        *t = t.saturating_sub(threads.iter().find(|(n, _)| n == name).map_or(Duration::ZERO, |(_, t)| *t));
+    }
+    after.retain(|(_, t)| !t.is_zero());
+    after.sort_by(|a, b| b.1.cmp(&a.1));
+    out.threads = after;
     out
+}
+
+/// The CPU time each thread of this process has used, summed by thread name, from
+/// `/proc/self/task/*/stat` (ticks of 10 ms).
+pub fn thread_cpu() -> Vec<(String, Duration)> {
+    let mut out: Vec<(String, Duration)> = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((head, rest)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map_or("", |(_, n)| n).to_string();
+        let t = stat_cpu(rest);
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, sum)) => *sum += t,
+            None => out.push((name, t)),
+        }
+    }
+    out
+}
+
+/// User and system time from the fields of a `stat` file after the command name.
+fn stat_cpu(rest: &str) -> Duration {
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    Duration::from_millis(10 * (ticks(11) + ticks(12)))
 }
 
 /// The CPU time (user and system) this process has used, from `/proc/self/stat` (in
@@ -191,9 +232,7 @@ pub async fn load(
 pub fn process_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // The fields after the command name (which may hold spaces), from the state on.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-    Duration::from_millis(10 * (ticks(11) + ticks(12)))
+    stat.rsplit_once(')').map_or(Duration::ZERO, |(_, rest)| stat_cpu(rest))
 }
 
 /// Rows and batches each model node took between two snapshots, as mean batch sizes

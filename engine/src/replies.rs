@@ -10,9 +10,9 @@
 //! Slots live in a sharded map to spread lock contention between workers and
 //! submitters.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use weir_operators::id_map::IdMap;
 use weir_operators::{Chunk, Column, FieldType, RowError, RowId};
 
 use crate::admission::Admission;
@@ -36,7 +36,7 @@ struct SlotState {
 
 /// The reply slots of one graph.
 pub(crate) struct ReplyTable {
-    shards: Vec<Mutex<HashMap<u64, Arc<Mutex<SlotState>>>>>,
+    shards: Vec<Mutex<IdMap<Arc<Mutex<SlotState>>>>>,
     /// The graph's output types, for the fillers of rows never answered.
     outputs: Vec<FieldType>,
     /// Where a slot's permits go back, one per row, when it is answered or cancelled.
@@ -57,10 +57,10 @@ impl ReplyTable {
     /// The slots of a graph with outputs of types `outputs`, whose submissions hold
     /// permits of `admission`.
     pub(crate) fn new(outputs: Vec<FieldType>, admission: Arc<Admission>) -> Self {
-        ReplyTable { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), outputs, admission }
+        ReplyTable { shards: (0..SHARDS).map(|_| Mutex::new(IdMap::default())).collect(), outputs, admission }
     }
 
-    fn shard(&self, slot: u64) -> &Mutex<HashMap<u64, Arc<Mutex<SlotState>>>> {
+    fn shard(&self, slot: u64) -> &Mutex<IdMap<Arc<Mutex<SlotState>>>> {
         &self.shards[slot as usize % SHARDS]
     }
 

@@ -19,6 +19,7 @@
 pub mod chunk;
 pub mod column;
 pub mod dataflow;
+pub mod id_map;
 pub mod kernel;
 pub mod learn_stats;
 pub mod replica;

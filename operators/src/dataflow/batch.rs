@@ -32,7 +32,7 @@
 //! one that returns the wrong number or type of outputs, fails every row of its batch
 //! with a `model_failed` error naming the node; the operator keeps running.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +50,7 @@ use super::policy::{Adaptive, BatchPolicy, Decision, SendReason};
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
+use crate::id_map::IdMap;
 use crate::kernel::KernelError;
 use crate::replica::{compute, BatchRows, Completion, Computed, Job};
 use crate::row::{ErrorCode, RowError};
@@ -163,14 +164,14 @@ struct Run {
 /// The operator's state.
 struct State {
     config: BatchConfig,
-    held: HashMap<u64, Held>,
+    held: IdMap<Held>,
     /// Queued rows, oldest first.
     queue: VecDeque<Run>,
     /// Rows in `queue`.
     queued: usize,
     /// Per batch out at the replicas: its rows in batch order, and when it left if a
     /// replica was free then (its round trip measures the cost of a batch).
-    in_flight: HashMap<u64, (Vec<Run>, Option<Instant>)>,
+    in_flight: IdMap<(Vec<Run>, Option<Instant>)>,
     /// The adaptive policy's measurements.
     adaptive: Adaptive,
     /// Whether this worker computes the node's batches itself, and its kernel.
@@ -194,10 +195,10 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
             let mut st = State {
                 inline: Inline::new(config.inline.clone()),
                 config,
-                held: HashMap::new(),
+                held: IdMap::default(),
                 queue: VecDeque::new(),
                 queued: 0,
-                in_flight: HashMap::new(),
+                in_flight: IdMap::default(),
                 adaptive: Adaptive::default(),
                 caps: BTreeMap::new(),
                 next_key: 0,

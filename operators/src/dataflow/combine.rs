@@ -12,7 +12,6 @@
 //! answer. State holds only submissions with parts still missing, so it is bounded by
 //! the rows in flight.
 
-use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -26,6 +25,7 @@ use timely::progress::operate::FrontierInterest;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
+use crate::id_map::IdMap;
 use crate::kernel::aggregate::Aggregate;
 use crate::row::{panic_message, RowError};
 use crate::value::{FieldType, Value};
@@ -104,7 +104,7 @@ impl<'scope> CombineRows<'scope> for RowStream<'scope> {
         let mut output: OutputBuilder<Time, CapacityContainerBuilder<Vec<Chunk>>> = OutputBuilder::from(output);
         builder.build(move |_capabilities| {
             // Per submission, per input, the chunks received and not yet joined.
-            let mut pending: HashMap<u64, Vec<Vec<Chunk>>> = HashMap::new();
+            let mut pending: IdMap<Vec<Vec<Chunk>>> = IdMap::default();
             move |_frontiers| {
                 let mut output = output.activate();
                 for (i, input) in inputs.iter_mut().enumerate() {

@@ -26,6 +26,7 @@ pub mod bert;
 pub mod builtin;
 pub mod checkpoint;
 pub mod condition;
+pub mod dense_host;
 pub mod device;
 pub mod error;
 pub mod keeper;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use candle_core::{DType as CDType, Device, Tensor};
 
+use super::dense_host::HostDense;
 use super::device::{DeviceSpec, OncePerDevice, Precision};
 use super::{BatchKernel, KernelError, KernelFactory};
 use crate::column::Column;
@@ -269,8 +270,16 @@ impl DenseModel {
             let b = Tensor::from_slice(&layer.bias, layer.outputs, device)?.to_dtype(dtype)?;
             layers.push((w, b));
         }
+        // Tiny models in f32 on the CPU compute in plain loops (see `dense_host`).
+        let host = match (device, dtype) {
+            (Device::Cpu, CDType::F32) => {
+                HostDense::for_layers(&self.layers, self.hidden_activation, self.output_activation).map(Arc::new)
+            }
+            _ => None,
+        };
         Ok(DenseForward {
             layers,
+            host,
             hidden: self.hidden_activation,
             output: self.output_activation,
             device: device.clone(),
@@ -354,6 +363,8 @@ fn read_layers(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<Vec<Den
 #[derive(Clone)]
 pub struct DenseForward {
     layers: Vec<(Tensor, Tensor)>,
+    /// The same layers in plain loops, for a tiny model on the CPU in f32.
+    host: Option<Arc<HostDense>>,
     hidden: Activation,
     output: Activation,
     device: Device,
@@ -375,8 +386,19 @@ impl DenseForward {
         Ok(x)
     }
 
-    /// Runs the layers over `rows` rows laid out flat (`rows * in` numbers).
+    /// Runs the layers over `rows` rows laid out flat (`rows * in` numbers): in plain
+    /// loops for a tiny model on the CPU ([`HostDense`]), else with candle.
     pub fn forward_flat(&self, input: Vec<f32>, rows: usize) -> candle_core::Result<Vec<f32>> {
+        if let Some(host) = &self.host {
+            if input.len() != rows * self.input_width {
+                return Err(candle_core::Error::Msg(format!(
+                    "{} numbers for {rows} rows of {} inputs",
+                    input.len(),
+                    self.input_width
+                )));
+            }
+            return Ok(host.forward(&input, rows));
+        }
         let x = Tensor::from_vec(input, (rows, self.input_width), &self.device)?;
         self.forward_tensor(&x)?.flatten_all()?.to_dtype(CDType::F32)?.to_vec1::<f32>()
     }
