@@ -96,7 +96,7 @@ impl Load {
                 None => self.threads.push((name, t)),
             }
         }
-        self.threads.sort_by(|a, b| b.1.cmp(&a.1));
+        self.threads.sort_by_key(|t| std::cmp::Reverse(t.1));
         self.latencies.extend(other.latencies);
     }
 
@@ -198,7 +198,7 @@ pub async fn load(
         *t = t.saturating_sub(threads.iter().find(|(n, _)| n == name).map_or(Duration::ZERO, |(_, t)| *t));
     }
     after.retain(|(_, t)| !t.is_zero());
-    after.sort_by(|a, b| b.1.cmp(&a.1));
+    after.sort_by_key(|t| std::cmp::Reverse(t.1));
     out.threads = after;
     out
 }
