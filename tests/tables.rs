@@ -1,5 +1,5 @@
 //! Tables and lookups (`tables:` and `kind: lookup`): rows joined with a table kept by
-//! differential dataflow inside the graph, changed by upserts while the graph serves.
+//! a store inside the graph, changed by upserts while the graph serves.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::path::PathBuf;

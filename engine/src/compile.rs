@@ -23,7 +23,7 @@ use weir_operators::dataflow::source::RowSource;
 use weir_operators::dataflow::{
     BatchConfig, BatchForward, CheckpointFn, CombineRows, FeedbackLabels, LearnConfig, LearnOnline, LookupConfig,
     LookupRows, MapRows, MergeRows, PredictConfig, PredictOnline, PredictionSamples, RouteRows, RowStream, SplitFound,
-    TableArrangement,
+    TableRef,
 };
 use weir_operators::kernel::checkpoint;
 use weir_operators::kernel::learn::Weights;
@@ -82,7 +82,7 @@ pub fn compile<'scope>(
     input: RowStream<'scope>,
     models: &HashMap<usize, ModelResources>,
     mut learn: Option<LearnResources<'scope>>,
-    tables: &[TableArrangement<'scope>],
+    tables: &[TableRef<'scope>],
 ) -> RowStream<'scope> {
     let mut streams: HashMap<StreamId, RowStream<'scope>> = HashMap::new();
     streams.insert(StreamId::Input, input);

@@ -4,7 +4,7 @@
 //! chunk (the key column, one column per value field, and a `delete` column), takes
 //! the graph's next clock time like any submission, and goes into one worker's channel.
 //! In the dataflow a source reads it ([`RowSource`]), turns its rows into upserts at
-//! the chunk's time ([`Upserts`]), and [`ArrangeTable`] arranges them (spread over the workers by
+//! the chunk's time ([`Upserts`]), and [`StoreTable`] keeps them (spread over the workers by
 //! key). A graph with tables always runs with an [`EventClock`]: its rows and its
 //! table updates share one order of times, which is what lets a row see exactly the
 //! updates submitted before it.
@@ -15,26 +15,29 @@ use std::sync::Arc;
 use timely::dataflow::Scope;
 use weir_operators::dataflow::clock::EventClock;
 use weir_operators::dataflow::source::RowSource;
-use weir_operators::dataflow::{ArrangeTable, CountKeys, TableArrangement, Time, Upserts};
+use weir_operators::dataflow::{StoreTable, TableRef, TableShape, Time, Upserts};
 use weir_operators::table::TableKey;
-use weir_operators::{Chunk, Column, RowError, Shutdown, Value};
+use weir_operators::{Chunk, Column, DType, RowError, Shutdown, Value};
 
 use crate::ingress::TableIngress;
 use crate::spec::TableSpec;
 
-/// The table on worker `index`: its source, its upserts, its arrangement.
+/// The table on worker `index`: its source, its upserts, its part of the table.
 pub(crate) fn table_dataflow<'scope>(
     scope: Scope<'scope, Time>,
     table: &TableIngress,
     index: usize,
     shutdown: &Shutdown,
     clock: Option<&Arc<EventClock>>,
-) -> Option<TableArrangement<'scope>> {
+) -> Option<TableRef<'scope>> {
     let spec = &table.spec;
     let source = scope.row_source(&format!("Table({})", spec.name), table.source.feed(index, shutdown, clock, None)?);
-    let arranged = source.upserts(spec.values.len()).arrange_table(&spec.name);
-    arranged.count_keys(Arc::clone(&table.keys));
-    Some(arranged)
+    let shape = TableShape {
+        name: spec.name.clone(),
+        int_keys: spec.key_type.dtype == DType::I64,
+        values: spec.values.iter().map(|(_, t)| t.clone()).collect(),
+    };
+    Some(source.upserts(spec.values.len()).store_table(shape, Arc::clone(&table.keys)))
 }
 
 /// The chunk of an upsert batch: each change is a key and its new values (in the

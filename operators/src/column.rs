@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::value::{DType, FieldType, Value};
 
 /// The values of one field, one per row.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Column {
     /// `f32` scalars.
     F32(Vec<f32>),
@@ -176,6 +176,21 @@ impl Column {
             (Column::Str(c), Column::Str(o)) => c.extend(o[range].iter().cloned()),
             (c, _) => c.push_fillers(n),
         }
+    }
+
+    /// Overwrites row `row` with `v`; returns false (and leaves it) if `v` does not fit.
+    pub fn set(&mut self, row: usize, v: &Value) -> bool {
+        match (self, v) {
+            (Column::F32(c), Value::F32(x)) => c[row] = *x,
+            (Column::Tensor { width, data }, Value::Tensor(t)) if t.len() == *width => {
+                data[row * *width..(row + 1) * *width].copy_from_slice(t)
+            }
+            (Column::I64(c), Value::I64(x)) => c[row] = *x,
+            (Column::Bool(c), Value::Bool(x)) => c[row] = *x,
+            (Column::Str(c), Value::Str(s)) => c[row] = Arc::clone(s),
+            _ => return false,
+        }
+        true
     }
 
     /// Overwrites rows `row..row + n` with rows `from..from + n` of `other` (same type;

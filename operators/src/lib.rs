@@ -27,6 +27,7 @@ pub mod row;
 pub mod shutdown;
 pub mod stats;
 pub mod table;
+pub mod table_store;
 pub mod value;
 
 pub use chunk::Chunk;

@@ -2,8 +2,8 @@
 //!
 //! A table maps a [`TableKey`] (an integer or a string) to a [`TableRow`] (the values of
 //! the table's value fields, in order). It changes by upserts: a key gets a new row, or
-//! (`None`) leaves the table. The dataflow side (an arrangement kept by differential
-//! dataflow, and the lookup operators) is `dataflow/lookup.rs`.
+//! (`None`) leaves the table. Each worker keeps its part in a `table_store.rs`; the
+//! dataflow side is `dataflow/store.rs` and `dataflow/lookup.rs`.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -23,6 +23,18 @@ pub enum TableKey {
 }
 
 impl TableKey {
+    /// Which worker owns the key: a hash of it that is the same in every process and
+    /// every run (not seeded), for routing upserts and lookups by key.
+    pub fn route(&self) -> u64 {
+        match self {
+            TableKey::I64(k) => crate::id_map::fold(*k as u64),
+            // FNV-1a, then folded.
+            TableKey::Str(s) => crate::id_map::fold(
+                s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)),
+            ),
+        }
+    }
+
     /// The key a value names: an `i64` or a `str`; `None` for other types.
     pub fn from_value(value: &Value) -> Option<TableKey> {
         match value {
@@ -44,7 +56,7 @@ impl fmt::Display for TableKey {
 
 /// The values of one table row, in the order of the table's value fields.
 ///
-/// Ordered (differential dataflow sorts what it arranges) by value, floats by
+/// Ordered by value (a total order, for tests and sorted output), floats by
 /// `total_cmp`: the order means nothing beyond being total and consistent.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TableRow(pub Arc<[Value]>);
@@ -117,6 +129,15 @@ mod tests {
         assert_eq!(a, a.clone());
         assert_ne!(a, b);
         assert_eq!(a.cmp(&b), b.cmp(&a).reverse());
+    }
+
+    #[test]
+    fn a_keys_route_is_the_same_in_every_process() {
+        // Fixed numbers: a seeded hash would send a key to different workers in two
+        // processes of one cluster.
+        assert_eq!(TableKey::I64(1).route(), 0x9E37_79B9_7F4A_7C15);
+        assert_eq!(TableKey::Str("a".into()).route(), TableKey::Str("a".into()).route());
+        assert_ne!(TableKey::Str("a".into()).route(), TableKey::Str("b".into()).route());
     }
 
     #[test]

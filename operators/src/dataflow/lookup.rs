@@ -1,16 +1,19 @@
 //! The operator of `lookup` nodes: each row joined with a table by key.
 //!
-//! The table is an arrangement ([`super::ArrangeTable`]). A lookup is a half join: the
-//! request rows are not arranged. Three operators:
+//! The table is a [`TableStore`](crate::table_store::TableStore) per worker
+//! ([`super::StoreTable`]). A lookup is a half join: the request rows are not stored.
+//! Three operators:
 //!
 //! 1. *ask* (on the row's worker): for every row still computing, a `Query` (the
 //!    row's id, its key, the asking worker) goes at the row's time to the worker that
 //!    owns the key.
 //! 2. *answer* (on the key's worker): queries wait until the table's frontier has passed
-//!    their time: every update before it is then in the arrangement, and none after it
-//!    is counted (a row at time `t` sees the table as of `t`). The answer is the row the
-//!    key had at `t`, or none, sent back to the asking worker. The trace may compact up
-//!    to the oldest query still to answer.
+//!    their time: every upsert at or before it is then in the store (a row at time `t`
+//!    sees the table as of `t`; the store keeps older versions while a reader may still
+//!    ask before them). The answers of one time go back to each asking worker in one
+//!    batch of columns: per row, whether its key had a row, and the row's values. The
+//!    operator tells the store the oldest time it may still ask at, so the store can
+//!    forget older versions.
 //! 3. *join* (on the row's worker): holds each chunk until every row of it is answered,
 //!    then appends the table's value columns and a `found` column, and sends the chunk
 //!    on at its time. A row whose key is missing gets the node's defaults, or fails
@@ -19,26 +22,24 @@
 //!
 //! Failed rows pass through untouched.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::sync::Arc;
 
-use differential_dataflow::hashable::Hashable;
-use differential_dataflow::trace::cursor::cursor_list;
-use differential_dataflow::trace::{Cursor, TraceReader};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
-use timely::progress::Antichain;
 
-use super::arrange::TableArrangement;
+use super::store::TableRef;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
+use crate::id_map::IdMap;
 use crate::row::{RowError, RowId};
-use crate::table::{TableKey, TableRow};
+use crate::table::TableKey;
 use crate::value::{FieldType, Value};
 
 /// What a row whose key is not in the table gets.
@@ -73,12 +74,25 @@ struct Query {
     key: TableKey,
 }
 
-/// The owner's answer: the key's row at the query's time, if it had one.
+/// The owner's answers to one asking worker's queries of one time: per row, whether
+/// its key had a row then, and the row's values (fillers where it had none).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Answer {
+struct Answers {
     origin: usize,
-    row: RowId,
-    value: Option<TableRow>,
+    rows: Vec<RowId>,
+    found: Vec<bool>,
+    values: Vec<Column>,
+}
+
+impl Answers {
+    fn new(origin: usize, values: &[FieldType]) -> Answers {
+        Answers {
+            origin,
+            rows: Vec::new(),
+            found: Vec::new(),
+            values: values.iter().map(|t| Column::with_capacity(t, 0)).collect(),
+        }
+    }
 }
 
 /// Extension trait: join rows with a table by key.
@@ -94,13 +108,16 @@ pub trait LookupRows<'scope> {
     /// use timely::dataflow::operators::capture::{Capture, Event};
     /// use timely::dataflow::operators::ToStream;
     /// use weir_operators::dataflow::lookup::{LookupConfig, Missing};
-    /// use weir_operators::dataflow::{ArrangeTable, LookupRows, TableUpdate};
+    /// use std::sync::atomic::AtomicI64;
+    ///
+    /// use weir_operators::dataflow::{LookupRows, StoreTable, TableShape, TableUpdate};
     /// use weir_operators::table::{TableKey, TableRow};
     /// use weir_operators::{Chunk, Column, DType, FieldType, Value};
     ///
     /// let captured = timely::example(|scope| {
     ///     let updates: Vec<TableUpdate> = vec![(TableKey::I64(1), Some(TableRow::new(vec![Value::F32(0.5)])), 0)];
-    ///     let table = updates.to_stream(scope).arrange_table("accounts");
+    ///     let shape = TableShape { name: "accounts".into(), int_keys: true, values: vec![FieldType::scalar(DType::F32)] };
+    ///     let table = updates.to_stream(scope).store_table(shape, Arc::new(AtomicI64::new(0)));
     ///     let config = LookupConfig {
     ///         node: "enrich".into(),
     ///         table: "accounts".into(),
@@ -122,11 +139,14 @@ pub trait LookupRows<'scope> {
     /// assert_eq!(*chunks[0].columns[1], Column::F32(vec![0.5, -1.0]));
     /// assert_eq!(*chunks[0].columns[2], Column::Bool(vec![true, false]));
     /// ```
-    fn lookup_rows(self, table: &TableArrangement<'scope>, config: LookupConfig) -> RowStream<'scope>;
+    fn lookup_rows(self, table: &TableRef<'scope>, config: LookupConfig) -> RowStream<'scope>;
 }
 
 impl<'scope> LookupRows<'scope> for RowStream<'scope> {
-    fn lookup_rows(self, table: &TableArrangement<'scope>, config: LookupConfig) -> RowStream<'scope> {
+    fn lookup_rows(self, table: &TableRef<'scope>, config: LookupConfig) -> RowStream<'scope> {
+        if self.scope().peers() == 1 {
+            return direct(self, table, config);
+        }
         let worker = self.scope().index();
         let key_column = config.key;
         let queries = self.clone().unary::<CapacityContainerBuilder<Vec<Query>>, _, _, _>(
@@ -148,7 +168,7 @@ impl<'scope> LookupRows<'scope> for RowStream<'scope> {
                 }
             },
         );
-        let answers = answer(queries, table, &config.node);
+        let answers = answer(queries, table, &config);
         join(self, answers, config)
     }
 }
@@ -163,23 +183,25 @@ fn asked_key(chunk: &Chunk, keys: &Column, i: usize) -> Option<TableKey> {
     }
 }
 
-/// The *answer* operator: queries wait for the table's frontier to pass their time.
+/// The *answer* operator: queries wait for the table's frontier to pass their time,
+/// then read this worker's part of the table as of it.
 fn answer<'scope>(
     queries: Stream<'scope, Time, Vec<Query>>,
-    table: &TableArrangement<'scope>,
-    node: &str,
-) -> Stream<'scope, Time, Vec<Answer>> {
-    let mut trace = table.trace.clone();
-    queries.binary_frontier::<_, CapacityContainerBuilder<Vec<Answer>>, _, _, _, _>(
-        table.stream.clone(),
-        Exchange::new(|q: &Query| q.key.hashed()),
+    table: &TableRef<'scope>,
+    config: &LookupConfig,
+) -> Stream<'scope, Time, Vec<Answers>> {
+    let store = Rc::clone(&table.store);
+    let reader = store.borrow_mut().add_reader();
+    let values = config.values.clone();
+    queries.binary_frontier::<_, CapacityContainerBuilder<Vec<Answers>>, _, _, _, _>(
+        table.applied.clone(),
+        Exchange::new(|q: &Query| q.key.route()),
         Pipeline,
-        &format!("LookupAnswer({node})"),
+        &format!("LookupAnswer({})", config.node),
         move |_cap, _info| {
             // Queries not yet answerable, by time.
             let mut pending: BTreeMap<Time, (Capability<Time>, Vec<Query>)> = BTreeMap::new();
-            let mut upper = Antichain::new();
-            move |(queries, query_frontier), (batches, table_frontier), output| {
+            move |(queries, query_frontier), (applied, table_frontier), output| {
                 queries.for_each_stamp(|cap, data| {
                     let Some(&time) = cap.least() else { return };
                     let qs = data.flat_map(|d| d.drain(..));
@@ -192,56 +214,111 @@ fn answer<'scope>(
                         }
                     }
                 });
-                // The batches themselves are read through the trace.
-                batches.for_each_stamp(|_, _| {});
+                applied.for_each(|_, _| {});
+                let mut store = store.borrow_mut();
                 while let Some((&time, _)) = pending.first_key_value() {
                     if table_frontier.less_equal(&time) {
                         break;
                     }
-                    let Some((cap, mut qs)) = pending.remove(&time) else { break };
-                    trace.read_upper(&mut upper);
-                    let mut session = output.session(&cap);
-                    let Some(batches) = trace.batches_through(upper.borrow()) else {
-                        // The trace no longer covers this time: cannot happen while its
-                        // compaction follows the oldest pending query.
-                        for q in qs {
-                            session.give(Answer { origin: q.origin, row: q.row, value: None });
-                        }
-                        continue;
-                    };
-                    let (mut cursor, storage) = cursor_list(batches);
-                    qs.sort_by(|a, b| a.key.cmp(&b.key));
+                    let Some((cap, qs)) = pending.remove(&time) else { break };
+                    // One batch of answers per asking worker.
+                    let mut by_origin: Vec<Answers> = Vec::new();
                     for q in qs {
-                        cursor.seek_key(&storage, &q.key);
-                        let mut value = None;
-                        if cursor.get_key(&storage) == Some(&q.key) {
-                            while let Some(row) = cursor.get_val(&storage) {
-                                let mut count = 0isize;
-                                cursor.map_times(&storage, |t, d| {
-                                    if *t <= time {
-                                        count += *d;
-                                    }
-                                });
-                                if count > 0 {
-                                    value = Some(row.clone());
-                                }
-                                cursor.step_val(&storage);
+                        let at = match by_origin.iter().position(|a| a.origin == q.origin) {
+                            Some(at) => at,
+                            None => {
+                                by_origin.push(Answers::new(q.origin, &values));
+                                by_origin.len() - 1
+                            }
+                        };
+                        let a = &mut by_origin[at];
+                        a.rows.push(q.row);
+                        match store.get(&q.key, time) {
+                            Some(slot) => {
+                                store.push_values(slot, &mut a.values);
+                                a.found.push(true);
+                            }
+                            None => {
+                                a.values.iter_mut().for_each(|c| c.push_fillers(1));
+                                a.found.push(false);
                             }
                         }
-                        session.give(Answer { origin: q.origin, row: q.row, value });
+                    }
+                    output.session(&cap).give_iterator(by_origin.into_iter());
+                }
+                // Later queries come at their own times or after: the store may forget
+                // the versions before the oldest of them.
+                let oldest = query_frontier.frontier().iter().chain(pending.keys()).copied().min();
+                store.set_reader_bound(reader, oldest.unwrap_or(Time::MAX));
+                store.compact();
+            }
+        },
+    )
+}
+
+/// With one worker, every key is this worker's: one operator holds each chunk until the
+/// table's frontier has passed its time, then reads its rows' keys from the store
+/// (what *ask*, *answer* and *join* do, without the queries and answers between them).
+fn direct<'scope>(rows: RowStream<'scope>, table: &TableRef<'scope>, config: LookupConfig) -> RowStream<'scope> {
+    let store = Rc::clone(&table.store);
+    let reader = store.borrow_mut().add_reader();
+    rows.binary_frontier::<_, CapacityContainerBuilder<Vec<Chunk>>, _, _, _, _>(
+        table.applied.clone(),
+        Pipeline,
+        Pipeline,
+        &format!("Lookup({})", config.node),
+        move |_cap, _info| {
+            let mut pending: BTreeMap<Time, (Capability<Time>, Vec<Chunk>)> = BTreeMap::new();
+            move |(chunks, row_frontier), (applied, table_frontier), output| {
+                chunks.for_each_stamp(|cap, data| {
+                    let Some(&time) = cap.least() else { return };
+                    let chunks = data.flat_map(|d| d.drain(..));
+                    match pending.get_mut(&time) {
+                        Some((_, waiting)) => waiting.extend(chunks),
+                        None => {
+                            if let Some(retained) = cap.retain_least(output.output_index()) {
+                                pending.insert(time, (retained, chunks.collect()));
+                            }
+                        }
+                    }
+                });
+                applied.for_each(|_, _| {});
+                let mut store = store.borrow_mut();
+                while let Some((&time, _)) = pending.first_key_value() {
+                    if table_frontier.less_equal(&time) {
+                        break;
+                    }
+                    let Some((cap, chunks)) = pending.remove(&time) else { break };
+                    let mut session = output.session(&cap);
+                    for chunk in chunks {
+                        let n = chunk.len();
+                        let mut values: Vec<Column> =
+                            config.values.iter().map(|t| Column::with_capacity(t, n)).collect();
+                        let mut state = Vec::with_capacity(n);
+                        let keys = &chunk.columns[config.key];
+                        for i in 0..n {
+                            let slot = if chunk.is_ok(i) {
+                                asked_key(&chunk, keys, i).and_then(|k| store.get(&k, time))
+                            } else {
+                                None
+                            };
+                            match slot {
+                                Some(slot) => {
+                                    store.push_values(slot, &mut values);
+                                    state.push(RowState::Found);
+                                }
+                                None => {
+                                    values.iter_mut().for_each(|c| c.push_fillers(1));
+                                    state.push(if chunk.is_ok(i) { RowState::Missing } else { RowState::Failed });
+                                }
+                            }
+                        }
+                        session.give(complete(Held { cap: cap.clone(), chunk, values, state, left: 0 }, &config));
                     }
                 }
-                // Later queries read at their own times or after: the trace may forget
-                // the distinctions before the oldest of them.
-                let mut oldest = Antichain::new();
-                for t in query_frontier.frontier().iter() {
-                    oldest.insert(*t);
-                }
-                if let Some(&t) = pending.keys().next() {
-                    oldest.insert(t);
-                }
-                trace.set_logical_compaction(oldest.borrow());
-                trace.set_physical_compaction(oldest.borrow());
+                let oldest = row_frontier.frontier().iter().chain(pending.keys()).copied().min();
+                store.set_reader_bound(reader, oldest.unwrap_or(Time::MAX));
+                store.compact();
             }
         },
     )
@@ -251,84 +328,111 @@ fn answer<'scope>(
 struct Held {
     cap: Capability<Time>,
     chunk: Chunk,
-    /// Per row: its answer, once in.
-    answers: Vec<Option<Option<TableRow>>>,
+    /// The value columns, filled in as answers come (fillers until then).
+    values: Vec<Column>,
+    /// Per row: what it got so far.
+    state: Vec<RowState>,
     left: usize,
+}
+
+/// Where a row of a held chunk stands.
+#[derive(Clone, Copy, PartialEq)]
+enum RowState {
+    /// Failed upstream: not looked up.
+    Failed,
+    /// Asked, not yet answered.
+    Waiting,
+    /// The key had a row (in `values`).
+    Found,
+    /// The key had none, or was not asked (a key of another type).
+    Missing,
 }
 
 /// The *join* operator: chunks wait for their rows' answers.
 fn join<'scope>(
     rows: RowStream<'scope>,
-    answers: Stream<'scope, Time, Vec<Answer>>,
+    answers: Stream<'scope, Time, Vec<Answers>>,
     config: LookupConfig,
 ) -> RowStream<'scope> {
     let name = format!("LookupJoin({})", config.node);
     rows.binary::<_, CapacityContainerBuilder<Vec<Chunk>>, _, _, _, _>(
         answers,
         Pipeline,
-        Exchange::new(|a: &Answer| a.origin as u64),
+        Exchange::new(|a: &Answers| a.origin as u64),
         &name,
         move |_cap, _info| {
             let mut next = 0u64;
-            let mut held: HashMap<u64, Held> = HashMap::new();
+            let mut held: IdMap<Held> = IdMap::default();
             // Row id → (held chunk, row index).
-            let mut rows_at: HashMap<RowId, (u64, usize)> = HashMap::new();
-            // Answers that came before their chunk.
-            let mut early: HashMap<RowId, Option<TableRow>> = HashMap::new();
+            let mut rows_at: IdMap<(u64, usize)> = IdMap::default();
+            // Answers that came before their chunk: per row, the batch and its index.
+            let mut early: IdMap<(Rc<Answers>, usize)> = IdMap::default();
             move |chunks, answers, output| {
                 let mut done: Vec<u64> = Vec::new();
                 chunks.for_each_stamp(|cap, data| {
                     for chunk in data.flat_map(|d| d.drain(..)) {
                         let ticket = next;
                         next += 1;
-                        let mut answers = vec![None; chunk.len()];
-                        let mut left = 0;
-                        for (i, row) in chunk.ids.iter().enumerate() {
-                            if !chunk.is_ok(i) {
+                        let n = chunk.len();
+                        let mut h = Held {
+                            cap: match cap.retain_least(output.output_index()) {
+                                Some(cap) => cap,
+                                None => continue,
+                            },
+                            values: config.values.iter().map(|ty| Column::filler(ty, n)).collect(),
+                            state: vec![RowState::Failed; n],
+                            left: 0,
+                            chunk,
+                        };
+                        for i in 0..n {
+                            if !h.chunk.is_ok(i) {
                                 continue;
                             }
-                            if asked_key(&chunk, &chunk.columns[config.key], i).is_none() {
-                                // Not asked: answered as missing here.
-                                answers[i] = Some(None);
+                            if asked_key(&h.chunk, &h.chunk.columns[config.key], i).is_none() {
+                                h.state[i] = RowState::Missing;
                                 continue;
                             }
-                            match early.remove(row) {
-                                Some(value) => answers[i] = Some(value),
+                            let row = h.chunk.ids[i];
+                            match early.remove(&row) {
+                                Some((a, at)) => h.fill(i, &a, at),
                                 None => {
-                                    rows_at.insert(*row, (ticket, i));
-                                    left += 1;
+                                    h.state[i] = RowState::Waiting;
+                                    rows_at.insert(row, (ticket, i));
+                                    h.left += 1;
                                 }
                             }
                         }
-                        let Some(cap) = cap.retain_least(output.output_index()) else { continue };
-                        held.insert(ticket, Held { cap, chunk, answers, left });
-                        if left == 0 {
+                        if h.left == 0 {
                             done.push(ticket);
                         }
+                        held.insert(ticket, h);
                     }
                 });
                 answers.for_each_stamp(|_, data| {
                     for a in data.flat_map(|d| d.drain(..)) {
-                        match rows_at.remove(&a.row) {
-                            Some((ticket, i)) => {
-                                if let Some(h) = held.get_mut(&ticket) {
-                                    h.answers[i] = Some(a.value);
-                                    h.left -= 1;
-                                    if h.left == 0 {
-                                        done.push(ticket);
+                        let a = Rc::new(a);
+                        for (at, row) in a.rows.iter().enumerate() {
+                            match rows_at.remove(row) {
+                                Some((ticket, i)) => {
+                                    if let Some(h) = held.get_mut(&ticket) {
+                                        h.fill(i, &a, at);
+                                        h.left -= 1;
+                                        if h.left == 0 {
+                                            done.push(ticket);
+                                        }
                                     }
                                 }
-                            }
-                            None => {
-                                early.insert(a.row, a.value);
+                                None => {
+                                    early.insert(*row, (Rc::clone(&a), at));
+                                }
                             }
                         }
                     }
                 });
                 for ticket in done {
                     if let Some(h) = held.remove(&ticket) {
-                        let chunk = complete(h.chunk, &h.answers, &config);
-                        output.session(&h.cap).give(chunk);
+                        let cap = h.cap.clone();
+                        output.session(&cap).give(complete(h, &config));
                     }
                 }
             }
@@ -336,51 +440,50 @@ fn join<'scope>(
     )
 }
 
-/// Appends the value columns and `found` to `chunk` from its rows' answers.
-fn complete(mut chunk: Chunk, answers: &[Option<Option<TableRow>>], config: &LookupConfig) -> Chunk {
-    let rows = chunk.len();
-    let mut columns: Vec<Column> = config.values.iter().map(|ty| Column::with_capacity(ty, rows)).collect();
-    let mut found = Vec::with_capacity(rows);
-    for (i, answer) in answers.iter().enumerate() {
-        let hit = match answer {
-            Some(Some(row)) => Some(&row.0[..]),
-            Some(None) => {
-                if let Missing::Fail = config.missing {
-                    let key = chunk.columns[config.key].value(i);
-                    let shown = TableKey::from_value(&key).map_or_else(|| format!("{key:?}"), |k| k.to_string());
-                    chunk.fail(
-                        i,
-                        Arc::new(RowError::invalid_input(
-                            &*config.node,
-                            format!("key {shown} is not in table '{}'", config.table),
-                        )),
-                    );
-                }
-                None
+impl Held {
+    /// Row `i` got answer `at` of `a`.
+    fn fill(&mut self, i: usize, a: &Answers, at: usize) {
+        if a.found[at] {
+            for (c, from) in self.values.iter_mut().zip(&a.values) {
+                c.set_range(i, from, at, 1);
             }
-            // A failed row: not looked up.
-            None => None,
-        };
-        found.push(hit.is_some());
-        match (hit, &config.missing) {
-            (Some(values), _) => {
-                for (c, v) in columns.iter_mut().zip(values) {
-                    c.push(v);
+            self.state[i] = RowState::Found;
+        } else {
+            self.state[i] = RowState::Missing;
+        }
+    }
+}
+
+/// Appends the value columns and `found` to the held chunk: a missing key gets the
+/// node's defaults, or fails naming the key.
+fn complete(h: Held, config: &LookupConfig) -> Chunk {
+    let Held { mut chunk, mut values, state, .. } = h;
+    let mut found = Vec::with_capacity(state.len());
+    for (i, s) in state.iter().enumerate() {
+        found.push(*s == RowState::Found);
+        if *s != RowState::Missing {
+            continue;
+        }
+        match &config.missing {
+            Missing::Defaults(defaults) => {
+                for (c, v) in values.iter_mut().zip(defaults) {
+                    c.set(i, v);
                 }
             }
-            (None, Missing::Defaults(defaults)) if answer.is_some() => {
-                for (c, v) in columns.iter_mut().zip(defaults) {
-                    c.push(v);
-                }
-            }
-            (None, _) => {
-                for c in &mut columns {
-                    c.push_fillers(1);
-                }
+            Missing::Fail => {
+                let key = chunk.columns[config.key].value(i);
+                let shown = TableKey::from_value(&key).map_or_else(|| format!("{key:?}"), |k| k.to_string());
+                chunk.fail(
+                    i,
+                    Arc::new(RowError::invalid_input(
+                        &*config.node,
+                        format!("key {shown} is not in table '{}'", config.table),
+                    )),
+                );
             }
         }
     }
-    chunk.columns.extend(columns.into_iter().map(Arc::new));
+    chunk.columns.extend(values.into_iter().map(Arc::new));
     chunk.columns.push(Arc::new(Column::Bool(found)));
     chunk
 }
@@ -393,7 +496,9 @@ mod tests {
     use timely::dataflow::operators::core::{Input, Inspect};
 
     use super::*;
-    use crate::dataflow::{ArrangeTable, TableUpdate};
+    use crate::dataflow::{StoreTable, TableShape, TableUpdate};
+    use crate::table::TableRow;
+    use crate::value::Value;
 
     /// What a row got: its value field and `found`, or its error message.
     type Got = Result<(f32, bool), String>;
@@ -411,7 +516,12 @@ mod tests {
             let (mut updates, mut rows) = worker.dataflow::<Time, _, _>(move |scope| {
                 let (updates, update_stream) = scope.new_input::<Vec<TableUpdate>>();
                 let (rows, row_stream) = scope.new_input::<Vec<Chunk>>();
-                let table = update_stream.arrange_table("accounts");
+                let shape = TableShape {
+                    name: "accounts".into(),
+                    int_keys: false,
+                    values: vec![FieldType::scalar(crate::value::DType::F32)],
+                };
+                let table = update_stream.store_table(shape, Arc::new(std::sync::atomic::AtomicI64::new(0)));
                 let config = LookupConfig {
                     node: "enrich".into(),
                     table: "accounts".into(),

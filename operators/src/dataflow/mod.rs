@@ -20,8 +20,7 @@
 //! | [`FeedbackLabels`] | the graph's feedback rows, as labels | `labels.rs` |
 //! | [`LearnOnline`] | the learner of a `learn:` node, on the feedback loop | `learner.rs` |
 //! | [`Upserts`] | a table: its source's rows as upserts | `upserts.rs` |
-//! | [`ArrangeTable`] | a table: upserts arranged by key | `arrange.rs` |
-//! | [`CountKeys`] | a table: its number of keys, for metrics | `table_keys.rs` |
+//! | [`StoreTable`] | a table: upserts kept by key, and its number of keys | `store.rs` |
 //! | [`LookupRows`] | `lookup`: rows joined with a table by key | `lookup.rs` |
 //! | [`SplitFound`] | `lookup` with `missing: route`: found rows one way, the rest the other | `split_found.rs` |
 //!
@@ -29,7 +28,6 @@
 //! [`doorbell::Doorbell`] wakes operators from other threads without a syscall per message.
 //! [`clock::EventClock`] gives submissions their times in deterministic engines.
 
-pub mod arrange;
 pub mod batch;
 pub mod clock;
 pub mod combine;
@@ -47,12 +45,11 @@ pub mod samples;
 pub mod sink;
 pub mod source;
 pub mod split_found;
-pub mod table_keys;
+pub mod store;
 #[cfg(test)]
 mod testing;
 pub mod upserts;
 
-pub use arrange::{ArrangeTable, TableArrangement, TableTrace, TableUpdate, UpdateStream};
 pub use batch::{BatchConfig, BatchForward};
 pub use combine::{CombineRows, CombineSpec};
 pub use labels::{FeedbackLabels, LabelStream, Labels};
@@ -65,7 +62,7 @@ pub use route::RouteRows;
 pub use samples::{PredictionSamples, SampleStream, Samples};
 pub use sink::SinkRows;
 pub use split_found::SplitFound;
-pub use table_keys::CountKeys;
+pub use store::{StoreTable, TableRef, TableShape, TableUpdate, UpdateStream};
 pub use upserts::Upserts;
 
 use timely::dataflow::Stream;

@@ -5,13 +5,13 @@
 //! booleans. Each row becomes one [`TableUpdate`] at its chunk's time: the key gets the
 //! row's values, or, where `delete` is true, leaves the table. A row whose key is not an
 //! `i64` or a string (which the engine refuses before submitting) is skipped. Upserts
-//! keep the order of their rows; [`super::ArrangeTable`] arranges them.
+//! keep the order of their rows; [`super::StoreTable`] keeps them.
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 
-use super::arrange::{TableUpdate, UpdateStream};
+use super::store::{TableUpdate, UpdateStream};
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::table::{TableKey, TableRow};
