@@ -439,8 +439,11 @@ impl State {
             stats.record_batch(waits.iter().flat_map(|&(wait, n)| std::iter::repeat_n(wait, n)));
             stats.record_reason(reason);
         };
-        if let Some(kernel) = self.inline.kernel(&self.config.node) {
-            // Cheaper here than at a replica (see `inline.rs`): computed now, answered now.
+        // Cheaper here than at a replica (see `inline.rs`), while nothing else waits:
+        // under load the replicas compute in parallel with the worker.
+        let alone = self.in_flight.is_empty() && self.queued == 0;
+        if let Some(kernel) = self.inline.kernel(&self.config.node).filter(|_| alone) {
+            // Computed now, answered now.
             let pass = compute(kernel, &inputs, expires, stats);
             self.next_ticket += 1;
             record(stats);
@@ -790,6 +793,40 @@ mod tests {
         }
         // A failed pass on the worker fails its rows as at a replica.
         assert_eq!(errors(of_slot(&out, n)), vec![Some((ErrorCode::ModelFailed, "m".into()))]);
+    }
+
+    /// Once inline, a backlog of batches still goes to the replicas: the worker computes
+    /// a batch itself only while nothing else waits.
+    #[test]
+    fn a_backlog_goes_to_the_replicas_even_when_the_model_is_cheap() {
+        let model = TestModel::start(1);
+        let mut config = config(1, Duration::ZERO, 4);
+        config.inline = Some(InlineFactory(Arc::clone(&model.factory)));
+        let lone = 4 * crate::dataflow::inline::SAMPLES as u64;
+        let stats = Arc::clone(&model.stats);
+        let out = run_with(
+            {
+                let (jobs, stats) = model.handles();
+                move |_, rows| rows.batch_forward(config, jobs, stats)
+            },
+            move |driver| {
+                // One row at a time, each answered before the next: inline comes on.
+                for i in 0..lone {
+                    driver.send(i, f32_chunk(i + 1, &[i as f32]));
+                    driver.step_until("the lone row", |out| out.len() as u64 == i + 1);
+                }
+                let inline_before = stats.snapshot().inline;
+                assert!(inline_before > 0, "lone rows computed inline");
+                // A backlog of 64 one-row batches at once: all but the last at replicas.
+                for i in lone..lone + 64 {
+                    driver.send(i, f32_chunk(i + 1, &[i as f32]));
+                }
+                driver.step_until("the backlog", |out| out.len() as u64 == lone + 64);
+                let at_worker = stats.snapshot().inline - inline_before;
+                assert!(at_worker < 8, "{at_worker} of 64 backlogged batches computed on the worker");
+            },
+        );
+        assert_eq!(out.len() as u64, lone + 64);
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! use). It keeps measuring, and hands the batches back to the replicas once the mean
 //! passes [`OFF_ABOVE`] (larger batches under load, a slower machine). A worker is
 //! therefore never held by a forward pass longer than about what a hop would have cost.
+//! It computes a batch itself only while nothing else waits (no batch of the node at the
+//! replicas, no rows queued behind this one): under load, as in a replay, the worker
+//! would otherwise compute every batch alone while the replicas' cores stay idle.
 //!
 //! Only nodes on the CPU compute inline (a GPU node's streams and weights belong to its
 //! replicas); the engine gives the factory only to those. The guarantees are the
