@@ -85,6 +85,7 @@ pub fn compile<'scope>(
     tables: &[TableRef<'scope>],
 ) -> RowStream<'scope> {
     let mut streams: HashMap<StreamId, RowStream<'scope>> = HashMap::new();
+    let workers = input.scope().peers();
     streams.insert(StreamId::Input, input);
     for (i, step) in plan.steps.iter().enumerate() {
         // The plan lists every stream before the steps that read it.
@@ -105,6 +106,7 @@ pub fn compile<'scope>(
                     replicas: batching.replicas,
                     max_in_flight: BATCHES_PER_REPLICA * batching.replicas,
                     inline: res.inline.clone(),
+                    inline_under_load: workers >= cores(),
                 };
                 let out = first(&mut from).batch_forward(config, res.jobs.clone(), Arc::clone(&res.stats));
                 streams.insert(StreamId::Node(i), out);
@@ -222,6 +224,11 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
         weights.connect_loop(handle);
     }
     predicted
+}
+
+/// The machine's cores (1 where it cannot tell).
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn first<'scope>(from: &mut impl Iterator<Item = RowStream<'scope>>) -> RowStream<'scope> {

@@ -23,6 +23,27 @@ use crate::kernel::{BatchKernel, KernelError, KernelFactory};
 use crate::row::panic_message;
 use crate::stats::BatchStats;
 
+/// Makes the calling thread (a timely worker that computes a cheap node's batches
+/// itself, see `dataflow/inline.rs`) a one-thread rayon pool of its own, as a replica's
+/// is, so candle's data-parallel loops run in place instead of hopping to rayon's global
+/// pool and back (which made such passes about three times slower). Once per thread;
+/// the pool lives as long as the thread (rayon leaks a pool built on a thread it did not
+/// start). A failure is logged and leaves the thread as it was.
+pub fn rayon_in_place() {
+    thread_local! {
+        static POOL: std::cell::OnceCell<Option<rayon::ThreadPool>> = const { std::cell::OnceCell::new() };
+    }
+    POOL.with(|pool| {
+        pool.get_or_init(|| match rayon::ThreadPoolBuilder::new().num_threads(1).use_current_thread().build() {
+            Ok(pool) => Some(pool),
+            Err(error) => {
+                tracing::warn!(%error, "cannot make this worker a one-thread rayon pool; its inline passes use rayon's global pool");
+                None
+            }
+        });
+    });
+}
+
 /// The rows of a batch: runs of consecutive rows of the node's input columns, in batch
 /// order. The columns are shared with the chunks they belong to; the replica copies the
 /// rows into the batch's own columns, so the copy, its allocation and its release all

@@ -34,9 +34,10 @@ pub struct ReplayArgs {
     /// Format of the output, overriding its extension: arrow, arrows or parquet.
     #[arg(long)]
     pub output_format: Option<String>,
-    /// Timely worker threads.
-    #[arg(long, default_value_t = 1)]
-    pub workers: usize,
+    /// Timely worker threads: by default one per core for a replay (each computes the
+    /// cheap models' batches itself), one for --prequential and --feedback runs.
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// Rows per submission to the graph.
     #[arg(long, default_value_t = 1024)]
     pub chunk_rows: usize,
@@ -99,6 +100,7 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
     } = args;
     let brokers = kafka_bootstrap.as_deref();
     if let Some(label) = prequential {
+        let workers = workers.unwrap_or(1);
         return backtest((&graph, kernels), &input, input_format, workers, &label, (max_block, report_every), brokers);
     }
     let Some(output) = output else { return fail(1, &"--output is required (unless --prequential)") };
@@ -140,6 +142,8 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
         },
     };
     let deterministic = !feedback_files.is_empty();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let workers = workers.unwrap_or(if deterministic { 1 } else { cores });
     let engine = match Engine::start(vec![plan], EngineConfig { workers, deterministic, ..EngineConfig::default() }) {
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),

@@ -78,6 +78,10 @@ pub struct BatchConfig {
     /// are cheaper than the trip to a replica (a CPU node; see `inline.rs`); `None`:
     /// every batch goes to a replica.
     pub inline: Option<InlineFactory>,
+    /// Compute cheap batches on the worker even while others wait (the workers already
+    /// occupy every core, so a replica's thread would only add hops); otherwise only a
+    /// batch with nothing else waiting is computed here.
+    pub inline_under_load: bool,
 }
 
 /// Extension trait: run a model node's forward passes on batches of the stream.
@@ -118,7 +122,7 @@ pub struct BatchConfig {
 /// let (outputs, policy) = (vec![FieldType::scalar(DType::F32)], BatchPolicy::Fixed(Duration::from_millis(1)));
 /// let config = BatchConfig {
 ///     node: "double".into(), inputs: vec![0], outputs, max_batch_size: 2, policy, replicas: 1, max_in_flight: 1,
-///     inline: None,
+///     inline: None, inline_under_load: false,
 /// };
 /// let (jobs, node_stats) = (pool.sender(), Arc::clone(&stats));
 /// let captured = timely::example(move |scope| {
@@ -440,8 +444,9 @@ impl State {
             stats.record_reason(reason);
         };
         // Cheaper here than at a replica (see `inline.rs`), while nothing else waits:
-        // under load the replicas compute in parallel with the worker.
-        let alone = self.in_flight.is_empty() && self.queued == 0;
+        // under load the replicas compute in parallel with the worker, unless the
+        // workers already occupy every core.
+        let alone = self.config.inline_under_load || (self.in_flight.is_empty() && self.queued == 0);
         if let Some(kernel) = self.inline.kernel(&self.config.node).filter(|_| alone) {
             // Computed now, answered now.
             let pass = compute(kernel, &inputs, expires, stats);
@@ -606,6 +611,7 @@ mod tests {
             replicas: 1,
             max_in_flight,
             inline: None,
+            inline_under_load: false,
         }
     }
 

@@ -87,6 +87,7 @@ impl Inline {
         }
         if self.kernel.is_none() {
             let factory = self.factory.as_ref()?;
+            crate::replica::rayon_in_place();
             match (factory.0)() {
                 Ok(kernel) => self.kernel = Some(kernel),
                 Err(error) => {

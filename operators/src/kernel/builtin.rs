@@ -134,12 +134,12 @@ impl Builtin {
         let columns = match self {
             Builtin::Standardize { mean, std } => {
                 let (xs, width) = numbers(inputs[0]);
-                let mut out = vec![0.0f32; xs.len()];
                 let width = width.max(1);
-                for (o, x) in out.chunks_exact_mut(width).zip(xs.chunks_exact(width)) {
-                    for (((o, x), m), s) in o.iter_mut().zip(x).zip(mean).zip(std) {
-                        *o = (x - m) / s;
-                    }
+                // Written once, not zero-filled first; slices of one length vectorize.
+                let mut out = Vec::with_capacity(xs.len());
+                let (mean, std) = (&mean[..width.min(mean.len())], &std[..width.min(std.len())]);
+                for x in xs.chunks_exact(width) {
+                    out.extend(x[..mean.len()].iter().zip(mean).zip(std).map(|((x, m), s)| (x - m) / s));
                 }
                 vec![match inputs[0] {
                     Column::F32(_) => Column::F32(out),
