@@ -40,9 +40,9 @@
 //!    system does, and keeps everything after it: fetching the backlog, answering,
 //!    producing, acknowledgement and reading back. N is large enough that the window is
 //!    hundreds of milliseconds, well above the reader's 10 ms fetch granularity. Weir and
-//!    the pass-through alternate for 3 rounds (1 with `--quick`), swapping which goes
-//!    first each round; the ratio is the median of the per-round ratios. Target: weir ≥
-//!    70% of the pass-through. A third row shows the reader alone on each run's
+//!    the pass-through alternate for 5 rounds (1 with `--quick`), swapping which goes
+//!    first each round; the ratio is the median of the per-round ratios. Target (issue
+//!    22): weir ≥ 90% of the pass-through in every round. A third row shows the reader alone on each run's
 //!    backlogged input topic: the ceiling of what it can measure, which should be far
 //!    above both systems.
 //! 2. **kafka latency**: from producing a message (the `Instant` before it is handed to
@@ -367,7 +367,7 @@ fn throughput_run(
 
 fn throughput(client: &tokio::runtime::Runtime, broker: &Broker, quick: bool) {
     let n = if quick { 10_000 } else { 50_000 };
-    let rounds = if quick { 1 } else { 3 };
+    let rounds = if quick { 1 } else { 5 };
     let (mut weir_rates, mut pt_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut joins, mut reader_rates) = (Vec::new(), Vec::new());
     for round in 0..rounds {
@@ -388,7 +388,7 @@ fn throughput(client: &tokio::runtime::Runtime, broker: &Broker, quick: bool) {
     let (jlo, jhi) = range(&joins);
     let ratio = median(ratios);
     let pt = median(pt_rates);
-    let met = if ratio >= 0.7 { "met" } else { "missed" };
+    let met = if lo >= 0.9 { "met" } else { "missed" };
     println!(
         "| kafka throughput | pass-through: rdkafka consume → idempotent produce, same key and payload, {n} messages \
          backlogged, {PARTITIONS} partitions (baseline) | {pt:.0} msg/s (median of {rounds}) | 1.00 |"
@@ -396,7 +396,7 @@ fn throughput(client: &tokio::runtime::Runtime, broker: &Broker, quick: bool) {
     println!(
         "| kafka throughput | weir serve diamond.yaml, {n} messages backlogged, {PARTITIONS} partitions | {:.0} msg/s \
          (median of {rounds}; first output {jlo:.1} to {jhi:.1} s after start, not counted) | {ratio:.2} of \
-         pass-through (median of {rounds} rounds; range {lo:.2} to {hi:.2}); target ≥ 0.70: {met} |",
+         pass-through (median of {rounds} rounds; range {lo:.2} to {hi:.2}); target ≥ 0.90 in every round: {met} |",
         median(weir_rates)
     );
     let reader = median(reader_rates);
