@@ -137,7 +137,7 @@ fn main() {
         median(ratios)
     );
     println!(
-        "| online learning | weir graph phishing-online.yaml (1 worker, deterministic): predict, feed labels back by key, learn on the feedback loop; blocks 1 to 32 rows | accuracy {graph_accuracy:.4}; {:.0} events/s (median of {rounds} rounds) | accuracy {:+.4}; {:.1}x River's events/s (range {glo:.1}x to {ghi:.1}x) |",
+        "| online learning | weir graph phishing-online.yaml (1 worker, deterministic): predict, feed labels back by key, learn (in one operator at one worker, `LearnInPlace`); blocks 1 to 32 rows | accuracy {graph_accuracy:.4}; {:.0} events/s (median of {rounds} rounds) | accuracy {:+.4}; {:.1}x River's events/s (range {glo:.1}x to {ghi:.1}x) |",
         median(graph_rates),
         graph_accuracy - river_accuracy,
         median(graph_ratios)

@@ -21,9 +21,9 @@ use weir_operators::dataflow::policy::BatchPolicy;
 use weir_operators::dataflow::sink::SinkRows;
 use weir_operators::dataflow::source::RowSource;
 use weir_operators::dataflow::{
-    BatchConfig, BatchForward, CheckpointFn, CombineRows, FeedbackLabels, LearnConfig, LearnOnline, LookupConfig,
-    LookupRows, MapRows, MergeRows, PredictConfig, PredictOnline, PredictionSamples, RouteRows, RowStream, SplitFound,
-    TableRef,
+    BatchConfig, BatchForward, CheckpointFn, CombineRows, FeedbackLabels, LearnConfig, LearnInPlace, LearnOnline,
+    LookupConfig, LookupRows, MapRows, MergeRows, PredictConfig, PredictOnline, PredictionSamples, RouteRows,
+    RowStream, SplitFound, TableRef,
 };
 use weir_operators::kernel::checkpoint;
 use weir_operators::kernel::learn::Weights;
@@ -186,19 +186,11 @@ struct LearnParts<'a> {
 /// The cycle of a learning node: its predict operator reads the weights its learner
 /// sends around a feedback loop (one time step later), and the learner reads the
 /// node's predictions and the graph's feedback.
+///
+/// One worker in a deterministic engine needs no loop: one operator predicts and learns
+/// each time in turn (`LearnInPlace`), with the same answers.
 fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p: LearnParts<'_>) -> RowStream<'scope> {
     let scope = rows.scope();
-    let (handle, weights) = scope.feedback::<Vec<Arc<Weights>>>(1);
-    let predicted = rows.predict_online(
-        weights,
-        PredictConfig {
-            node: Arc::clone(&p.node),
-            input: p.input,
-            initial: Arc::new(p.learner.weights()),
-            deterministic: res.deterministic,
-        },
-    );
-    let samples = predicted.clone().prediction_samples(p.key, p.input);
     let feedback = res.feedback.feedback_labels();
     let checkpoint = p.checkpoint.map(|dir| {
         let dir = dir.clone();
@@ -207,7 +199,7 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
         (p.spec.checkpoint.as_ref().map_or(1, |c| c.every), save)
     });
     let config = LearnConfig {
-        node: p.node,
+        node: Arc::clone(&p.node),
         learner: p.learner.clone(),
         deterministic: res.deterministic,
         keep_rows: p.spec.keep_rows,
@@ -216,6 +208,20 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
         stats: res.stats,
         checkpoint,
     };
+    if res.deterministic && scope.peers() == 1 {
+        return rows.learn_in_place(feedback, p.key, p.input, config);
+    }
+    let (handle, weights) = scope.feedback::<Vec<Arc<Weights>>>(1);
+    let predicted = rows.predict_online(
+        weights,
+        PredictConfig {
+            node: p.node,
+            input: p.input,
+            initial: Arc::new(p.learner.weights()),
+            deterministic: res.deterministic,
+        },
+    );
+    let samples = predicted.clone().prediction_samples(p.key, p.input);
     let weights = samples.learn_online(feedback, config);
     // Every worker's operator needs every version; one worker needs no copies.
     if scope.peers() > 1 {

@@ -66,7 +66,7 @@ type Held = (Capability<Time>, Vec<Samples>, Vec<Labels>);
 
 type Output<'a> = OutputBuilderSession<'a, Time, CapacityContainerBuilder<Vec<Arc<Weights>>>>;
 
-struct State {
+pub(super) struct State {
     config: LearnConfig,
     keeper: Keeper,
     /// The version last sent on.
@@ -242,6 +242,41 @@ fn learn<'scope>(
 }
 
 impl State {
+    /// The learner's state before any data, for one worker's operator.
+    pub(super) fn new(config: LearnConfig) -> State {
+        let keep_for = if config.deterministic { None } else { config.keep_for };
+        State {
+            keeper: Keeper::new(config.keep_rows, keep_for),
+            sent: config.learner.version(),
+            saved: config.learner.version(),
+            config,
+            pending: BTreeMap::new(),
+            partial: None,
+            finished: false,
+        }
+    }
+
+    /// The weights now, if they changed since last taken (and then saved when due).
+    pub(super) fn take_weights(&mut self) -> Option<Weights> {
+        let version = self.config.learner.version();
+        self.config.stats.set_state(version, self.keeper.len());
+        if version == self.sent {
+            return None;
+        }
+        self.sent = version;
+        self.checkpoint(false);
+        Some(self.config.learner.weights())
+    }
+
+    /// Learns what is pending and saves it (at the end of the input).
+    pub(super) fn finish(&mut self) {
+        if !self.finished {
+            self.finished = true;
+            self.config.learner.flush();
+            self.checkpoint(true);
+        }
+    }
+
     /// The entry of `cap`'s time, retaining the capability the first time.
     fn hold(&mut self, cap: &InputCapability<Time>) -> Option<&mut Held> {
         let time = *cap.least()?;
@@ -253,14 +288,14 @@ impl State {
         }
     }
 
-    fn keep(&mut self, samples: Samples, now: Instant) {
+    pub(super) fn keep(&mut self, samples: Samples, now: Instant) {
         let width = self.config.learner.inputs().max(1);
         for (key, x) in samples.keys.into_iter().zip(samples.features.chunks_exact(width)) {
             self.keeper.insert(key, x.to_vec(), now);
         }
     }
 
-    fn learn(&mut self, labels: Labels, now: Instant) {
+    pub(super) fn learn(&mut self, labels: Labels, now: Instant) {
         let stats = Arc::clone(&self.config.stats);
         for ((key, label), own) in labels.keys.iter().zip(&labels.labels).zip(labels.features) {
             let features = match own {

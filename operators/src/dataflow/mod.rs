@@ -19,6 +19,7 @@
 //! | [`PredictionSamples`] | `model` with `learn:`: the keys and features of its predictions | `samples.rs` |
 //! | [`FeedbackLabels`] | the graph's feedback rows, as labels | `labels.rs` |
 //! | [`LearnOnline`] | the learner of a `learn:` node, on the feedback loop | `learner.rs` |
+//! | [`LearnInPlace`] | a `learn:` node at one worker, deterministic: predicts and learns in one operator | `learn_in_place.rs` |
 //! | [`Upserts`] | a table: its source's rows as upserts | `upserts.rs` |
 //! | [`StoreTable`] | a table: upserts kept by key, and its number of keys | `store.rs` |
 //! | [`LookupRows`] | `lookup`: rows joined with a table by key | `lookup.rs` |
@@ -34,6 +35,7 @@ pub mod combine;
 pub mod doorbell;
 pub mod inline;
 pub mod labels;
+pub mod learn_in_place;
 pub mod learner;
 pub mod lookup;
 pub mod map;
@@ -53,6 +55,7 @@ pub mod upserts;
 pub use batch::{BatchConfig, BatchForward};
 pub use combine::{CombineRows, CombineSpec};
 pub use labels::{FeedbackLabels, LabelStream, Labels};
+pub use learn_in_place::LearnInPlace;
 pub use learner::{CheckpointFn, LearnConfig, LearnOnline};
 pub use lookup::{LookupConfig, LookupRows, Missing};
 pub use map::MapRows;

@@ -165,7 +165,7 @@ fn adopt(current: &mut Arc<Weights>, versions: impl Iterator<Item = Arc<Weights>
 
 /// Appends the outputs of `weights` for the chunk's rows and their version. Failed rows
 /// get fillers.
-fn predict(mut chunk: Chunk, input: usize, weights: &Weights) -> Chunk {
+pub(super) fn predict(mut chunk: Chunk, input: usize, weights: &Weights) -> Chunk {
     let rows = chunk.len();
     let mut out = match chunk.columns[input].f32s() {
         // The plan checks the input width against the weights'.

@@ -84,7 +84,7 @@ impl<'scope> PredictionSamples<'scope> for RowStream<'scope> {
 
 /// The keys and features of the rows of a prediction chunk that did not fail; `None`
 /// when it has none. `key` and `input` index the chunk's columns.
-fn samples(chunk: &Chunk, key: usize, input: usize) -> Option<Samples> {
+pub(super) fn samples(chunk: &Chunk, key: usize, input: usize) -> Option<Samples> {
     let (data, width) = chunk.columns[input].f32s()?;
     let keys = &chunk.columns[key];
     let mut out = Samples::default();
