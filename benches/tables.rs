@@ -149,6 +149,10 @@ fn memory_in_child(n: u64) -> (f64, f64) {
     (it.next().expect("rate"), it.next().expect("bytes per key"))
 }
 
+/// The allocator the `weir` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--memory") {

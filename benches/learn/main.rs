@@ -98,6 +98,10 @@ fn graph_prequential(spec: &weir_engine::spec::GraphSpec, pages: &[Page]) -> (f6
     (run.accuracy(), pages.len() as f64 / run.seconds)
 }
 
+/// The allocator the `weir` binary uses.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args = weir::bench::BenchArgs::start();
     let pages = phishing().expect("phishing stream");
