@@ -127,7 +127,7 @@ fn main() {
     .expect("engine");
     let graph = &engine.graphs()[0];
     // One worker per core, as `weir replay` runs by default.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores = weir_engine::cores();
     let wide = Engine::start(
         vec![load_plan(&graphs_dir().join("digits.yaml")).expect("digits.yaml")],
         EngineConfig { workers: cores, ..EngineConfig::default() },

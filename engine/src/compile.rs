@@ -106,7 +106,7 @@ pub fn compile<'scope>(
                     replicas: batching.replicas,
                     max_in_flight: BATCHES_PER_REPLICA * batching.replicas,
                     inline: res.inline.clone(),
-                    inline_under_load: workers >= cores(),
+                    inline_under_load: workers >= crate::cores(),
                 };
                 let out = first(&mut from).batch_forward(config, res.jobs.clone(), Arc::clone(&res.stats));
                 streams.insert(StreamId::Node(i), out);
@@ -230,11 +230,6 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
         weights.connect_loop(handle);
     }
     predicted
-}
-
-/// The machine's cores (1 where it cannot tell).
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 fn first<'scope>(from: &mut impl Iterator<Item = RowStream<'scope>>) -> RowStream<'scope> {

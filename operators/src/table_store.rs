@@ -6,7 +6,7 @@
 //! key's newest row, the older versions of the keys changed at times that some reader
 //! may still ask before: `history`, per key, `(time, slot or deleted)` in time order.
 //! Readers (the lookup operators) say how far they have come
-//! ([`TableStore::set_reader_bound`]: no query will come before that time), and the
+//! ([`TableStore::advance_reader`]: no query will come before that time), and the
 //! store forgets a version once a newer one is at or before every reader's bound
 //! ([`TableStore::compact`]). Most keys have one version and no history entry: a
 //! lookup is one probe of the index (two while some key has history).
@@ -109,11 +109,13 @@ impl TableStore {
         self.readers.len() - 1
     }
 
-    /// Reader `reader` will ask at `bound` or later from now on.
-    pub fn set_reader_bound(&mut self, reader: usize, bound: Time) {
+    /// Reader `reader` will ask at `bound` or later from now on: the versions no
+    /// reader can ask for any more are forgotten ([`TableStore::compact`]).
+    pub fn advance_reader(&mut self, reader: usize, bound: Time) {
         if let Some(b) = self.readers.get_mut(reader) {
             *b = bound;
         }
+        self.compact();
     }
 
     /// The earliest time any reader may still ask at (`u64::MAX` with no readers).
@@ -195,7 +197,7 @@ impl TableStore {
 
     /// Forgets the versions no reader can ask for any more: of each key changed before
     /// every reader's bound, all but its newest version at or before that bound.
-    pub fn compact(&mut self) {
+    fn compact(&mut self) {
         let bound = self.bound();
         while let Some(entry) = self.changed.first_entry() {
             if *entry.key() > bound {
@@ -298,12 +300,10 @@ mod tests {
         assert_eq!(read(&s, 7, 9), None);
         assert_eq!(s.keys(), 0);
         // The reader moves past 5: the first version goes, the rest stays.
-        s.set_reader_bound(r, 6);
-        s.compact();
+        s.advance_reader(r, 6);
         assert_eq!(read(&s, 7, 6), Some((2.0, "de".into())));
         assert_eq!(read(&s, 7, 10), None);
-        s.set_reader_bound(r, 9);
-        s.compact();
+        s.advance_reader(r, 9);
         assert!(s.history.is_empty(), "one version left: no history");
         assert_eq!(read(&s, 7, 9), None);
         // Every slot is free again.
@@ -330,7 +330,7 @@ mod tests {
     fn without_readers_behind_an_upsert_the_row_is_replaced_in_place() {
         let mut s = store();
         let r = s.add_reader();
-        s.set_reader_bound(r, 10);
+        s.advance_reader(r, 10);
         for i in 0..1000 {
             s.upsert(&TableKey::I64(i % 10), Some(&row(i as f32, "same")), 10);
         }

@@ -142,8 +142,7 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
         },
     };
     let deterministic = !feedback_files.is_empty();
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let workers = workers.unwrap_or(if deterministic { 1 } else { cores });
+    let workers = workers.unwrap_or(if deterministic { 1 } else { weir_engine::cores() });
     let engine = match Engine::start(vec![plan], EngineConfig { workers, deterministic, ..EngineConfig::default() }) {
         Ok(engine) => engine,
         Err(e) => return fail(1, &e),

@@ -156,16 +156,7 @@ fn learn<'scope>(
         &name,
         move |_cap, info| {
             let activator = scope.activator_for(info.address.clone());
-            let keep_for = if config.deterministic { None } else { config.keep_for };
-            let mut st = State {
-                keeper: Keeper::new(config.keep_rows, keep_for),
-                sent: config.learner.version(),
-                saved: config.learner.version(),
-                config,
-                pending: BTreeMap::new(),
-                partial: None,
-                finished: false,
-            };
+            let mut st = State::new(config);
             move |(samples, samples_frontier), (feedback, feedback_frontier), output| {
                 let now = Instant::now();
                 let deterministic = st.config.deterministic;
@@ -322,14 +313,9 @@ impl State {
     /// Sends the weights on at `cap` if they changed since last sent; saves them when
     /// due.
     fn send(&mut self, output: &mut Output<'_>, cap: &Capability<Time>) {
-        let version = self.config.learner.version();
-        self.config.stats.set_state(version, self.keeper.len());
-        if version == self.sent {
-            return;
+        if let Some(weights) = self.take_weights() {
+            output.session(cap).give(Arc::new(weights));
         }
-        self.sent = version;
-        output.session(cap).give(Arc::new(self.config.learner.weights()));
-        self.checkpoint(false);
     }
 
     /// Saves the learner if `every` versions passed since the last save, or if `now`.

@@ -22,7 +22,6 @@
 //!
 //! Failed rows pass through untouched.
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -34,7 +33,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use super::store::TableRef;
-use super::{RowStream, Time};
+use super::{hold_at, HeldByTime, RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::id_map::IdMap;
@@ -200,19 +199,10 @@ fn answer<'scope>(
         &format!("LookupAnswer({})", config.node),
         move |_cap, _info| {
             // Queries not yet answerable, by time.
-            let mut pending: BTreeMap<Time, (Capability<Time>, Vec<Query>)> = BTreeMap::new();
+            let mut pending: HeldByTime<Query> = HeldByTime::new();
             move |(queries, query_frontier), (applied, table_frontier), output| {
                 queries.for_each_stamp(|cap, data| {
-                    let Some(&time) = cap.least() else { return };
-                    let qs = data.flat_map(|d| d.drain(..));
-                    match pending.get_mut(&time) {
-                        Some((_, waiting)) => waiting.extend(qs),
-                        None => {
-                            if let Some(retained) = cap.retain_least(output.output_index()) {
-                                pending.insert(time, (retained, qs.collect()));
-                            }
-                        }
-                    }
+                    hold_at(&mut pending, &cap, output.output_index(), data.flat_map(|d| d.drain(..)));
                 });
                 applied.for_each(|_, _| {});
                 let mut store = store.borrow_mut();
@@ -248,9 +238,7 @@ fn answer<'scope>(
                 }
                 // Later queries come at their own times or after: the store may forget
                 // the versions before the oldest of them.
-                let oldest = query_frontier.frontier().iter().chain(pending.keys()).copied().min();
-                store.set_reader_bound(reader, oldest.unwrap_or(Time::MAX));
-                store.compact();
+                store.advance_reader(reader, oldest(query_frontier.frontier(), &pending));
             }
         },
     )
@@ -268,19 +256,10 @@ fn direct<'scope>(rows: RowStream<'scope>, table: &TableRef<'scope>, config: Loo
         Pipeline,
         &format!("Lookup({})", config.node),
         move |_cap, _info| {
-            let mut pending: BTreeMap<Time, (Capability<Time>, Vec<Chunk>)> = BTreeMap::new();
+            let mut pending: HeldByTime<Chunk> = HeldByTime::new();
             move |(chunks, row_frontier), (applied, table_frontier), output| {
                 chunks.for_each_stamp(|cap, data| {
-                    let Some(&time) = cap.least() else { return };
-                    let chunks = data.flat_map(|d| d.drain(..));
-                    match pending.get_mut(&time) {
-                        Some((_, waiting)) => waiting.extend(chunks),
-                        None => {
-                            if let Some(retained) = cap.retain_least(output.output_index()) {
-                                pending.insert(time, (retained, chunks.collect()));
-                            }
-                        }
-                    }
+                    hold_at(&mut pending, &cap, output.output_index(), data.flat_map(|d| d.drain(..)));
                 });
                 applied.for_each(|_, _| {});
                 let mut store = store.borrow_mut();
@@ -313,15 +292,18 @@ fn direct<'scope>(rows: RowStream<'scope>, table: &TableRef<'scope>, config: Loo
                                 }
                             }
                         }
-                        session.give(complete(Held { cap: cap.clone(), chunk, values, state, left: 0 }, &config));
+                        session.give(complete(chunk, values, &state, &config));
                     }
                 }
-                let oldest = row_frontier.frontier().iter().chain(pending.keys()).copied().min();
-                store.set_reader_bound(reader, oldest.unwrap_or(Time::MAX));
-                store.compact();
+                store.advance_reader(reader, oldest(row_frontier.frontier(), &pending));
             }
         },
     )
+}
+
+/// The oldest time a reader may still ask at: its input's frontier, or a time it holds.
+fn oldest<T>(frontier: timely::progress::frontier::AntichainRef<'_, Time>, pending: &HeldByTime<T>) -> Time {
+    frontier.iter().chain(pending.keys()).copied().min().unwrap_or(Time::MAX)
 }
 
 /// A chunk waiting for its rows' answers.
@@ -432,7 +414,7 @@ fn join<'scope>(
                 for ticket in done {
                     if let Some(h) = held.remove(&ticket) {
                         let cap = h.cap.clone();
-                        output.session(&cap).give(complete(h, &config));
+                        output.session(&cap).give(complete(h.chunk, h.values, &h.state, &config));
                     }
                 }
             }
@@ -456,8 +438,7 @@ impl Held {
 
 /// Appends the value columns and `found` to the held chunk: a missing key gets the
 /// node's defaults, or fails naming the key.
-fn complete(h: Held, config: &LookupConfig) -> Chunk {
-    let Held { mut chunk, mut values, state, .. } = h;
+fn complete(mut chunk: Chunk, mut values: Vec<Column>, state: &[RowState], config: &LookupConfig) -> Chunk {
     let mut found = Vec::with_capacity(state.len());
     for (i, s) in state.iter().enumerate() {
         found.push(*s == RowState::Found);

@@ -68,6 +68,7 @@ pub use split_found::SplitFound;
 pub use store::{StoreTable, TableRef, TableShape, TableUpdate, UpdateStream};
 pub use upserts::Upserts;
 
+use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::Stream;
 
 use crate::chunk::Chunk;
@@ -77,3 +78,26 @@ pub type Time = u64;
 
 /// A stream of rows, in chunks.
 pub type RowStream<'scope> = Stream<'scope, Time, Vec<Chunk>>;
+
+/// What an operator holds until its time is complete: per time, a capability of its
+/// output and the items that came at that time.
+pub(crate) type HeldByTime<T> = std::collections::BTreeMap<Time, (Capability<Time>, Vec<T>)>;
+
+/// Adds `items` to the entry of `cap`'s time in `held`, retaining a capability of
+/// output `output` the first time.
+pub(crate) fn hold_at<T>(
+    held: &mut HeldByTime<T>,
+    cap: &InputCapability<Time>,
+    output: usize,
+    items: impl Iterator<Item = T>,
+) {
+    let Some(&time) = cap.least() else { return };
+    match held.get_mut(&time) {
+        Some((_, waiting)) => waiting.extend(items),
+        None => {
+            if let Some(retained) = cap.retain_least(output) {
+                held.insert(time, (retained, items.collect()));
+            }
+        }
+    }
+}

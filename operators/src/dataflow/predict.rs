@@ -23,10 +23,9 @@ use std::sync::Arc;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
-use super::{RowStream, Time};
+use super::{hold_at, HeldByTime, RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::kernel::learn::Weights;
@@ -101,7 +100,7 @@ impl<'scope> PredictOnline<'scope> for RowStream<'scope> {
                 // Versions received and not yet in use, by time (deterministic).
                 let mut stash: BTreeMap<Time, Arc<Weights>> = BTreeMap::new();
                 // Chunks waiting for their time's weights (deterministic).
-                let mut held: BTreeMap<Time, (Capability<Time>, Vec<Chunk>)> = BTreeMap::new();
+                let mut held: HeldByTime<Chunk> = HeldByTime::new();
                 move |(rows, _), (versions, weights_frontier), output| {
                     versions.for_each_stamp(|cap, data| {
                         let Some(&time) = cap.least() else { return };
@@ -118,15 +117,7 @@ impl<'scope> PredictOnline<'scope> for RowStream<'scope> {
                     rows.for_each_stamp(|cap, data| {
                         let chunks = data.flat_map(|d| d.drain(..));
                         if config.deterministic {
-                            let Some(&time) = cap.least() else { return };
-                            match held.get_mut(&time) {
-                                Some((_, waiting)) => waiting.extend(chunks),
-                                None => {
-                                    if let Some(retained) = cap.retain_least(output.output_index()) {
-                                        held.insert(time, (retained, chunks.collect()));
-                                    }
-                                }
-                            }
+                            hold_at(&mut held, &cap, output.output_index(), chunks);
                         } else {
                             let mut session = output.session(&cap);
                             for chunk in chunks {
