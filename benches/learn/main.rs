@@ -3,7 +3,8 @@
 //! `preprocessing.StandardScaler() | linear_model.LogisticRegression()` (SGD, learning
 //! rate 0.01), run in the same benchmark.
 //!
-//! Run: `cargo bench --bench learn` (`-- --quick` for fewer rounds). The first run
+//! Run: `cargo bench --bench learn` (`-- --quick` for fewer rounds; `-- graph` runs only
+//! the graph, 500 times, for a profiler). The first run
 //! installs River 0.26.1 with pip into `.tools/river` (git-ignored).
 //!
 //! Through the graph: `graphs/phishing-online.yaml` in a deterministic engine (one
@@ -108,6 +109,15 @@ fn main() {
     let river = river_dir();
     let rounds = if args.quick { 3 } else { 9 };
     let spec = weir_engine::yaml::load_file(&graphs_dir().join("phishing-online.yaml")).expect("graph");
+    if args.only.as_deref() == Some("graph") {
+        // `-- graph`: the graph alone, for a profiler (no River, no ratio).
+        let rates: Vec<f64> = (0..500).map(|_| graph_prequential(&spec, &pages).1).collect();
+        println!(
+            "| online learning | weir graph phishing-online.yaml alone, 500 runs | {:.0} events/s (median) | |",
+            median(rates)
+        );
+        return;
+    }
     let (mut weir_rates, mut river_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut graph_rates, mut graph_ratios) = (Vec::new(), Vec::new());
     let (mut weir_accuracy, mut river_accuracy, mut graph_accuracy) = (0.0, 0.0, 0.0);

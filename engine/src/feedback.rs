@@ -115,6 +115,43 @@ impl Feedback {
         Ok(())
     }
 
+    /// Adds a row per label in `labels`, the `i`th labelling the prediction whose key
+    /// is row `from + i` of `keys`: as many [`Feedback::push`]es with a key, column by
+    /// column. Fails, saying why, if the graph takes no key or `keys` does not fit it.
+    pub fn extend_by_key(&mut self, keys: &Column, from: usize, labels: &[i64]) -> Result<(), String> {
+        if !self.keyed {
+            return Err("the graph's learning node has no 'learn.key', so feedback carries its features".into());
+        }
+        let n = self.check(keys, &self.key_type, "keys", from, labels.len())?;
+        self.keys.extend_range(keys, from, n);
+        self.features.push_fillers(n);
+        self.has_features.resize(self.has_features.len() + n, false);
+        self.labels.extend_from_slice(labels);
+        Ok(())
+    }
+
+    /// Adds a row per label in `labels`, the `i`th with row `from + i` of `features` as
+    /// its own features: as many [`Feedback::push`]es with features and no key.
+    pub fn extend_with_features(&mut self, features: &Column, from: usize, labels: &[i64]) -> Result<(), String> {
+        let n = self.check(features, &self.feature_type, "features", from, labels.len())?;
+        self.keys.push_fillers(n);
+        self.features.extend_range(features, from, n);
+        self.has_features.resize(self.has_features.len() + n, true);
+        self.labels.extend_from_slice(labels);
+        Ok(())
+    }
+
+    /// `n` if `column` is of type `ty` and has rows `from..from + n`.
+    fn check(&self, column: &Column, ty: &FieldType, what: &str, from: usize, n: usize) -> Result<usize, String> {
+        if !column.fits(ty) {
+            return Err(format!("the {what} are {}, expected {ty}", column.type_name()));
+        }
+        if from + n > column.len() {
+            return Err(format!("the {what} have {} rows, not rows {from}..{}", column.len(), from + n));
+        }
+        Ok(n)
+    }
+
     /// The number of rows.
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -128,5 +165,49 @@ impl Feedback {
     /// The columns of the feedback stream.
     pub(crate) fn into_columns(self) -> Vec<Column> {
         vec![self.keys, Column::I64(self.labels), self.features, Column::Bool(self.has_features)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kinds(keyed: bool) -> FeedbackKinds {
+        FeedbackKinds {
+            key: keyed.then(|| FieldType::scalar(DType::I64)),
+            features: FieldType::scalar(DType::F32),
+            classes: 2,
+        }
+    }
+
+    #[test]
+    fn rows_added_by_column_are_the_rows_pushed_one_by_one() {
+        let keys = Column::I64(vec![10, 11, 12, 13]);
+        let mut by_column = Feedback::new(&kinds(true));
+        by_column.extend_by_key(&keys, 1, &[1, 0]).expect("keys fit");
+        let mut by_row = Feedback::new(&kinds(true));
+        by_row.push(Some(&Value::I64(11)), 1, None).expect("a key");
+        by_row.push(Some(&Value::I64(12)), 0, None).expect("a key");
+        assert_eq!(by_column.into_columns(), by_row.into_columns());
+
+        let features = Column::F32(vec![0.5, 0.25]);
+        let mut by_column = Feedback::new(&kinds(false));
+        by_column.extend_with_features(&features, 0, &[0, 1]).expect("features fit");
+        let mut by_row = Feedback::new(&kinds(false));
+        by_row.push(None, 0, Some(&Value::F32(0.5))).expect("features");
+        by_row.push(None, 1, Some(&Value::F32(0.25))).expect("features");
+        assert_eq!(by_column.into_columns(), by_row.into_columns());
+    }
+
+    #[test]
+    fn a_column_that_does_not_fit_is_refused_naming_it() {
+        let mut f = Feedback::new(&kinds(true));
+        let err = f.extend_by_key(&Column::F32(vec![1.0]), 0, &[1]).expect_err("f32 keys");
+        assert!(err.contains("keys are f32, expected i64"), "{err}");
+        let err = f.extend_by_key(&Column::I64(vec![1]), 0, &[1, 0]).expect_err("too few rows");
+        assert!(err.contains("1 rows, not rows 0..2"), "{err}");
+        let err = Feedback::new(&kinds(false)).extend_by_key(&Column::I64(vec![1]), 0, &[1]).expect_err("no key");
+        assert!(err.contains("no 'learn.key'"), "{err}");
+        assert!(f.is_empty(), "nothing added by a refused call");
     }
 }

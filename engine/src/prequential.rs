@@ -11,7 +11,7 @@
 //! Feedback names each row by the learning node's key when that key is a graph input
 //! field; otherwise it carries the row's features, which must then be a graph input.
 
-use std::sync::mpsc::channel;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use weir_operators::{Chunk, Column, RowError};
@@ -42,6 +42,39 @@ impl PrequentialRun {
     /// The share of rows predicted right.
     pub fn accuracy(&self) -> f64 {
         self.right as f64 / self.rows.max(1) as f64
+    }
+}
+
+/// The answers of a run's blocks as they come. Only the last one wakes the thread
+/// waiting for them: a wake-up per block cost the run more than its rows' learning.
+struct Answers {
+    /// Per block, its answer; and how many came.
+    state: Mutex<(Vec<Option<Chunk>>, usize)>,
+    all_in: Condvar,
+}
+
+impl Answers {
+    fn new(blocks: usize) -> Answers {
+        Answers { state: Mutex::new(((0..blocks).map(|_| None).collect(), 0)), all_in: Condvar::new() }
+    }
+
+    /// Block `block`'s answer.
+    fn put(&self, block: usize, chunk: Chunk) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.0[block] = Some(chunk);
+        state.1 += 1;
+        if state.1 == state.0.len() {
+            self.all_in.notify_one();
+        }
+    }
+
+    /// Every block's answer, once all came.
+    fn wait(&self) -> Vec<Option<Chunk>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while state.1 < state.0.len() {
+            state = self.all_in.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        std::mem::take(&mut state.0)
     }
 }
 
@@ -99,37 +132,39 @@ pub fn prequential(
     }
     let learned_before = graph.learn_stats().map_or(0, |(_, s)| s.feedback);
     let started = Instant::now();
-    let (tx, rx) = channel::<(usize, Chunk)>();
-    let (mut at, mut size, mut blocks) = (0, 1usize, 0usize);
+    // The blocks: `(first row, rows)`, doubling up to `max_block`.
+    let mut cuts = Vec::new();
+    let (mut at, mut size) = (0, 1usize);
     while at < rows {
         let n = size.min(rows - at);
+        cuts.push((at, n));
+        at += n;
+        size = (size * 2).min(max_block.max(1));
+    }
+    let answers = Arc::new(Answers::new(cuts.len()));
+    for (block, &(at, n)) in cuts.iter().enumerate() {
         let slice = |c: &Column| {
             let mut out = c.empty_like(n);
             out.extend_range(c, at, n);
             out
         };
         let mut feedback = Feedback::new(&kinds);
-        for (row, &label) in labels.iter().enumerate().skip(at).take(n) {
-            let key = key_input.map(|k| inputs[k].value(row));
-            let features = if key.is_none() { features_input.map(|f| inputs[f].value(row)) } else { None };
-            feedback
-                .push(key.as_ref(), label, features.as_ref())
-                .map_err(|m| SubmitError::Invalid(RowError::invalid_input("feedback", format!("row {row}: {m}"))))?;
-        }
-        let tx = tx.clone();
-        let block = blocks;
+        // By key where the key is a graph input, otherwise with the row's own features.
+        let labelled = &labels[at..at + n];
+        let added = match (key_input, features_input) {
+            (Some(k), _) => feedback.extend_by_key(&inputs[k], at, labelled),
+            (None, Some(f)) => feedback.extend_with_features(&inputs[f], at, labelled),
+            (None, None) => unreachable!("refused above"),
+        };
+        added.map_err(|m| {
+            SubmitError::Invalid(RowError::invalid_input("feedback", format!("rows {at}..{}: {m}", at + n)))
+        })?;
+        let answers = Arc::clone(&answers);
         // The block's rows, then its labels, at one time of the clock.
-        let reply = Box::new(move |chunk| drop(tx.send((block, chunk))));
+        let reply = Box::new(move |chunk| answers.put(block, chunk));
         graph.submit(Submission::columns(inputs.iter().map(slice).collect(), reply).then_feedback(feedback))?;
-        at += n;
-        blocks += 1;
-        size = (size * 2).min(max_block.max(1));
     }
-    drop(tx);
-    let mut answers: Vec<Option<Chunk>> = (0..blocks).map(|_| None).collect();
-    for (block, chunk) in rx.iter().take(blocks) {
-        answers[block] = Some(chunk);
-    }
+    let answers = answers.wait();
     // Every prediction is answered; the last block's labels may still be on their way
     // to the learner. The run ends when it has taken every one.
     let wait_until = Instant::now() + Duration::from_secs(60);

@@ -30,7 +30,6 @@ use timely::dataflow::operators::Capability;
 use super::labels::{LabelStream, Labels};
 use super::learner::{LearnConfig, State};
 use super::predict::predict;
-use super::samples::samples;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::kernel::learn::Weights;
@@ -93,8 +92,8 @@ impl<'scope> LearnInPlace<'scope> for RowStream<'scope> {
                         if let Some(cap) = cap {
                             let mut session = output.session(&cap);
                             for chunk in chunks {
-                                if let Some(s) = key.and_then(|k| samples(&chunk, k, input)) {
-                                    st.keep(s, now);
+                                if let Some(k) = key {
+                                    st.keep_chunk(&chunk, k, input, now);
                                 }
                                 session.give(predict(chunk, input, &current));
                             }

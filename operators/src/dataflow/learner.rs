@@ -30,8 +30,9 @@ use timely::dataflow::operators::{Capability, InputCapability};
 
 use super::labels::{LabelStream, Labels};
 use super::predict::WeightStream;
-use super::samples::{SampleStream, Samples};
+use super::samples::{each_sample, SampleStream, Samples};
 use super::Time;
+use crate::chunk::Chunk;
 use crate::kernel::keeper::{Keeper, Miss};
 use crate::kernel::learn::Weights;
 use crate::kernel::learner::Learner;
@@ -237,7 +238,7 @@ impl State {
     pub(super) fn new(config: LearnConfig) -> State {
         let keep_for = if config.deterministic { None } else { config.keep_for };
         State {
-            keeper: Keeper::new(config.keep_rows, keep_for),
+            keeper: Keeper::new(config.learner.inputs(), config.keep_rows, keep_for),
             sent: config.learner.version(),
             saved: config.learner.version(),
             config,
@@ -282,15 +283,21 @@ impl State {
     pub(super) fn keep(&mut self, samples: Samples, now: Instant) {
         let width = self.config.learner.inputs().max(1);
         for (key, x) in samples.keys.into_iter().zip(samples.features.chunks_exact(width)) {
-            self.keeper.insert(key, x.to_vec(), now);
+            self.keeper.insert(key, x, now);
         }
+    }
+
+    /// Keeps the keys (column `key`) and features (column `input`) of a prediction
+    /// chunk's rows, as [`Samples`] would carry them, without building them first.
+    pub(super) fn keep_chunk(&mut self, chunk: &Chunk, key: usize, input: usize, now: Instant) {
+        each_sample(chunk, key, input, |k, x| self.keeper.insert(k, x, now));
     }
 
     pub(super) fn learn(&mut self, labels: Labels, now: Instant) {
         let stats = Arc::clone(&self.config.stats);
         for ((key, label), own) in labels.keys.iter().zip(&labels.labels).zip(labels.features) {
-            let features = match own {
-                Some(x) => x,
+            let features = match &own {
+                Some(x) => &x[..],
                 None => match self.keeper.take(key, now) {
                     Ok(x) => x,
                     Err(Miss::Unknown) => {
@@ -303,7 +310,7 @@ impl State {
                     }
                 },
             };
-            match self.config.learner.push(&features, *label) {
+            match self.config.learner.push(features, *label) {
                 Ok(_) => stats.record(FeedbackOutcome::Learned),
                 Err(_) => stats.record(FeedbackOutcome::Invalid),
             }

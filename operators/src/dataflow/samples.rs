@@ -84,16 +84,25 @@ impl<'scope> PredictionSamples<'scope> for RowStream<'scope> {
 
 /// The keys and features of the rows of a prediction chunk that did not fail; `None`
 /// when it has none. `key` and `input` index the chunk's columns.
-pub(super) fn samples(chunk: &Chunk, key: usize, input: usize) -> Option<Samples> {
-    let (data, width) = chunk.columns[input].f32s()?;
-    let keys = &chunk.columns[key];
+fn samples(chunk: &Chunk, key: usize, input: usize) -> Option<Samples> {
     let mut out = Samples::default();
-    for row in (0..chunk.len()).filter(|&r| chunk.is_ok(r)) {
-        let Some(k) = key_at(keys, row) else { continue };
+    each_sample(chunk, key, input, |k, x| {
         out.keys.push(k);
-        out.features.extend_from_slice(&data[row * width..(row + 1) * width]);
-    }
+        out.features.extend_from_slice(x);
+    });
     (!out.keys.is_empty()).then_some(out)
+}
+
+/// Calls `f` with the key and the features of each row of a prediction chunk that did
+/// not fail, in row order (see the module docs for the rows left out).
+pub(super) fn each_sample(chunk: &Chunk, key: usize, input: usize, mut f: impl FnMut(Key, &[f32])) {
+    let Some((data, width)) = chunk.columns[input].f32s() else { return };
+    let keys = &chunk.columns[key];
+    for row in (0..chunk.len()).filter(|&r| chunk.is_ok(r)) {
+        if let Some(k) = key_at(keys, row) {
+            f(k, &data[row * width..(row + 1) * width]);
+        }
+    }
 }
 
 /// The key of row `row` of a key column: `None` unless the column is `i64` or `str`.

@@ -7,17 +7,31 @@
 //! rows, to tell the two apart). A key predicted again replaces its features.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::id_map::SeededKeys;
+
 /// The key feedback is joined on.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Key {
     /// An `i64` key field.
     Int(i64),
     /// A `str` key field.
     Text(String),
+}
+
+impl Hash for Key {
+    /// An integer key hashes as the integer alone (one multiplication with
+    /// [`SeededKeys`]); a text key as its string.
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self {
+            Key::Int(k) => state.write_i64(*k),
+            Key::Text(t) => t.hash(state),
+        }
+    }
 }
 
 /// Why feedback found no features.
@@ -29,30 +43,49 @@ pub enum Miss {
     Expired,
 }
 
+/// The stamp of an arena row that holds no kept row.
+const FREE: u64 = u64::MAX;
+
 /// Features by key, bounded.
+///
+/// The features of every kept row live in one arena of `width` numbers per row,
+/// whose freed rows are reused: keeping and taking a row allocates nothing once the
+/// arena has grown to the rows kept at once, and costs one hash-map probe.
 #[derive(Debug)]
 pub struct Keeper {
+    width: usize,
     max_rows: usize,
     keep_for: Option<Duration>,
-    rows: HashMap<Key, (Vec<f32>, u64)>,
-    /// Keys in insertion order with their insertion stamp and time (a replaced key's
-    /// older entry is skipped when it reaches the front).
-    order: VecDeque<(Key, u64, Instant)>,
-    gone: HashSet<Key>,
+    /// Key → its row in the arena (`width` numbers from `at × width`).
+    rows: HashMap<Key, usize, SeededKeys>,
+    arena: Vec<f32>,
+    /// Per arena row, the stamp of the insertion it holds, or [`FREE`].
+    stamps: Vec<u64>,
+    free: Vec<usize>,
+    /// Keys in insertion order with their insertion stamp, arena row and time (an
+    /// entry whose row has since been taken or replaced is skipped when it reaches the
+    /// front).
+    order: VecDeque<(Key, u64, usize, Instant)>,
+    gone: HashSet<Key, SeededKeys>,
     gone_order: VecDeque<Key>,
     next: u64,
 }
 
 impl Keeper {
-    /// Keeps at most `max_rows` rows, each for at most `keep_for` (`None`: no age
-    /// limit; deterministic engines use none, as wall-clock age is not reproducible).
-    pub fn new(max_rows: usize, keep_for: Option<Duration>) -> Keeper {
+    /// Keeps at most `max_rows` rows of `width` features, each for at most `keep_for`
+    /// (`None`: no age limit; deterministic engines use none, as wall-clock age is not
+    /// reproducible).
+    pub fn new(width: usize, max_rows: usize, keep_for: Option<Duration>) -> Keeper {
         Keeper {
+            width: width.max(1),
             max_rows: max_rows.max(1),
             keep_for,
-            rows: HashMap::new(),
+            rows: HashMap::default(),
+            arena: Vec::new(),
+            stamps: Vec::new(),
+            free: Vec::new(),
             order: VecDeque::new(),
-            gone: HashSet::new(),
+            gone: HashSet::default(),
             gone_order: VecDeque::new(),
             next: 0,
         }
@@ -68,45 +101,70 @@ impl Keeper {
         self.rows.is_empty()
     }
 
-    /// Keeps `features` for `key`, dropping the oldest rows beyond the bounds.
-    pub fn insert(&mut self, key: Key, features: Vec<f32>, now: Instant) {
+    /// Keeps `features` (`width` numbers; others are cut or padded with zeros) for
+    /// `key`, dropping the oldest rows beyond the bounds.
+    pub fn insert(&mut self, key: Key, features: &[f32], now: Instant) {
         let stamp = self.next;
         self.next += 1;
-        self.gone.remove(&key);
-        self.rows.insert(key.clone(), (features, stamp));
-        self.order.push_back((key, stamp, now));
+        if !self.gone.is_empty() {
+            self.gone.remove(&key);
+        }
+        let at = *self.rows.entry(key.clone()).or_insert_with(|| {
+            self.free.pop().unwrap_or_else(|| {
+                self.arena.resize(self.arena.len() + self.width, 0.0);
+                self.stamps.push(FREE);
+                self.stamps.len() - 1
+            })
+        });
+        self.stamps[at] = stamp;
+        let row = &mut self.arena[at * self.width..(at + 1) * self.width];
+        let n = features.len().min(self.width);
+        row[..n].copy_from_slice(&features[..n]);
+        row[n..].fill(0.0);
+        self.order.push_back((key, stamp, at, now));
         self.expire(now);
     }
 
     /// Drops rows older than the age bound, and the oldest beyond the count bound.
     /// Memory stays within about twice `max_rows` entries.
     pub fn expire(&mut self, now: Instant) {
-        while let Some((key, stamp, at)) = self.order.front() {
-            let live = self.rows.get(key).is_some_and(|(_, s)| s == stamp);
-            let too_old = self.keep_for.is_some_and(|d| now.saturating_duration_since(*at) > d);
+        while let Some(&(_, stamp, at, kept)) = self.order.front() {
+            let live = self.stamps[at] == stamp;
+            let too_old = self.keep_for.is_some_and(|d| now.saturating_duration_since(kept) > d);
             // The order list also holds entries of keys taken or replaced since; bounding
             // it too keeps a row that never gets feedback from pinning them all.
             let within = self.rows.len() <= self.max_rows && self.order.len() <= 2 * self.max_rows;
             if live && !too_old && within {
                 break;
             }
-            if let Some((key, _, _)) = self.order.pop_front() {
+            if let Some((key, _, _, _)) = self.order.pop_front() {
                 if live {
                     self.rows.remove(&key);
+                    self.release(at);
                     self.remember_gone(key);
                 }
             }
         }
     }
 
-    /// The features `key` was predicted with, forgotten once taken.
-    pub fn take(&mut self, key: &Key, now: Instant) -> Result<Vec<f32>, Miss> {
+    /// The features `key` was predicted with, forgotten once taken (the slice is valid
+    /// until the keeper next changes).
+    pub fn take(&mut self, key: &Key, now: Instant) -> Result<&[f32], Miss> {
         self.expire(now);
         match self.rows.remove(key) {
-            Some((features, _)) => Ok(features),
+            Some(at) => {
+                self.release(at);
+                Ok(&self.arena[at * self.width..(at + 1) * self.width])
+            }
             None if self.gone.contains(key) => Err(Miss::Expired),
             None => Err(Miss::Unknown),
         }
+    }
+
+    /// Arena row `at` holds no kept row any more (its numbers stay until reused).
+    fn release(&mut self, at: usize) {
+        self.stamps[at] = FREE;
+        self.free.push(at);
     }
 
     fn remember_gone(&mut self, key: Key) {
@@ -128,13 +186,13 @@ mod tests {
     #[test]
     fn takes_once_and_tells_unknown_from_expired() {
         let now = Instant::now();
-        let mut k = Keeper::new(2, None);
-        k.insert(Key::Int(1), vec![1.0], now);
-        k.insert(Key::Int(2), vec![2.0], now);
-        k.insert(Key::Int(3), vec![3.0], now);
+        let mut k = Keeper::new(1, 2, None);
+        k.insert(Key::Int(1), &[1.0], now);
+        k.insert(Key::Int(2), &[2.0], now);
+        k.insert(Key::Int(3), &[3.0], now);
         assert_eq!(k.len(), 2, "bounded by count");
         assert_eq!(k.take(&Key::Int(1), now), Err(Miss::Expired));
-        assert_eq!(k.take(&Key::Int(2), now), Ok(vec![2.0]));
+        assert_eq!(k.take(&Key::Int(2), now), Ok(&[2.0][..]));
         assert_eq!(k.take(&Key::Int(2), now), Err(Miss::Unknown), "taken once");
         assert_eq!(k.take(&Key::Text("x".into()), now), Err(Miss::Unknown));
     }
@@ -142,22 +200,33 @@ mod tests {
     #[test]
     fn a_key_predicted_again_keeps_its_new_features() {
         let now = Instant::now();
-        let mut k = Keeper::new(2, None);
-        k.insert(Key::Int(1), vec![1.0], now);
-        k.insert(Key::Int(1), vec![9.0], now);
-        k.insert(Key::Int(2), vec![2.0], now);
+        let mut k = Keeper::new(1, 2, None);
+        k.insert(Key::Int(1), &[1.0], now);
+        k.insert(Key::Int(1), &[9.0], now);
+        k.insert(Key::Int(2), &[2.0], now);
         assert_eq!(k.len(), 2);
-        assert_eq!(k.take(&Key::Int(1), now), Ok(vec![9.0]));
+        assert_eq!(k.take(&Key::Int(1), now), Ok(&[9.0][..]));
     }
 
     #[test]
     fn rows_expire_by_age() {
         let start = Instant::now();
-        let mut k = Keeper::new(10, Some(Duration::from_millis(100)));
-        k.insert(Key::Int(1), vec![1.0], start);
-        k.insert(Key::Int(2), vec![2.0], start + Duration::from_millis(80));
+        let mut k = Keeper::new(1, 10, Some(Duration::from_millis(100)));
+        k.insert(Key::Int(1), &[1.0], start);
+        k.insert(Key::Int(2), &[2.0], start + Duration::from_millis(80));
         let later = start + Duration::from_millis(150);
         assert_eq!(k.take(&Key::Int(1), later), Err(Miss::Expired));
-        assert_eq!(k.take(&Key::Int(2), later), Ok(vec![2.0]));
+        assert_eq!(k.take(&Key::Int(2), later), Ok(&[2.0][..]));
+    }
+
+    #[test]
+    fn a_taken_row_makes_room_for_the_next_without_growing() {
+        let now = Instant::now();
+        let mut k = Keeper::new(2, 100, None);
+        k.insert(Key::Int(1), &[1.0, 2.0], now);
+        assert_eq!(k.take(&Key::Int(1), now), Ok(&[1.0, 2.0][..]));
+        k.insert(Key::Int(2), &[3.0], now);
+        assert_eq!(k.arena.len(), 2, "the freed row is reused");
+        assert_eq!(k.take(&Key::Int(2), now), Ok(&[3.0, 0.0][..]), "a short row is padded");
     }
 }

@@ -78,9 +78,16 @@ impl RunningScaler {
     /// `(x - mean) / std` with the statistics so far (population variance); a feature
     /// whose variance is still zero gives 0.
     pub fn transform(&self, x: &[f32], out: &mut [f32]) {
+        if self.count <= 0.0 {
+            out.iter_mut().for_each(|o| *o = 0.0);
+            return;
+        }
+        // Without branches, so that the divisions run side by side (SIMD): a feature
+        // of zero variance divides by zero, and its result is then replaced by 0.
         for (((o, &x), m), m2) in out.iter_mut().zip(x).zip(&self.mean).zip(&self.m2) {
-            let var = if self.count > 0.0 { m2 / self.count } else { 0.0 };
-            *o = if var > 0.0 { ((f64::from(x) - m) / var.sqrt()) as f32 } else { 0.0 };
+            let var = m2 / self.count;
+            let z = ((f64::from(x) - m) / var.sqrt()) as f32;
+            *o = if var > 0.0 { z } else { 0.0 };
         }
     }
 }
@@ -100,6 +107,29 @@ pub struct OnlineLinear {
     pub(crate) first: Vec<f32>,
     pub(crate) second: Vec<f32>,
     pub(crate) version: u64,
+    scratch: Scratch,
+}
+
+/// Working space of a step: not state (equal to any other, empty when cloned).
+#[derive(Default)]
+struct Scratch(Vec<f32>);
+
+impl Clone for Scratch {
+    fn clone(&self) -> Scratch {
+        Scratch::default()
+    }
+}
+
+impl PartialEq for Scratch {
+    fn eq(&self, _: &Scratch) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scratch")
+    }
 }
 
 impl OnlineLinear {
@@ -127,6 +157,7 @@ impl OnlineLinear {
             first: vec![0.0; moments],
             second: vec![0.0; moments],
             version: 0,
+            scratch: Scratch::default(),
         }
     }
 
@@ -175,8 +206,13 @@ impl OnlineLinear {
     /// many rows counted. A step with no row counted changes nothing.
     pub fn learn(&mut self, rows: &[f32], labels: &[usize]) -> usize {
         let (n_in, n_out) = (self.inputs, self.outputs);
-        let mut grad_w = vec![0.0f32; n_out * n_in];
-        let mut grad_b = vec![0.0f32; n_out];
+        // The gradient, then per row the scores turned into errors: one buffer kept
+        // between steps (no allocation per step).
+        let mut scratch = std::mem::take(&mut self.scratch.0);
+        scratch.clear();
+        scratch.resize(n_out * n_in + 2 * n_out, 0.0);
+        let (grad, errors) = scratch.split_at_mut(n_out * (n_in + 1));
+        let (grad_w, grad_b) = grad.split_at_mut(n_out * n_in);
         let mut counted = 0usize;
         for (x, &label) in rows.chunks_exact(n_in.max(1)).zip(labels) {
             if label >= self.classes() {
@@ -184,13 +220,13 @@ impl OnlineLinear {
             }
             counted += 1;
             // d(loss)/d(score) = p - y, per output.
-            let errors: Vec<f32> = if n_out == 1 {
-                vec![sigmoid(self.scores(x)[0]) - if label == 1 { 1.0 } else { 0.0 }]
+            self.scores_into(x, errors);
+            if n_out == 1 {
+                errors[0] = sigmoid(errors[0]) - if label == 1 { 1.0 } else { 0.0 };
             } else {
-                let mut p = softmax(&self.scores(x));
-                p[label] -= 1.0;
-                p
-            };
+                softmax_in_place(errors);
+                errors[label] -= 1.0;
+            }
             for (o, e) in errors.iter().enumerate() {
                 for (g, xi) in grad_w[o * n_in..(o + 1) * n_in].iter_mut().zip(x) {
                     *g += e * xi;
@@ -198,9 +234,15 @@ impl OnlineLinear {
                 grad_b[o] += e;
             }
         }
-        if counted == 0 {
-            return 0;
+        if counted > 0 {
+            self.step(grad_w, grad_b, counted);
         }
+        self.scratch.0 = scratch;
+        counted
+    }
+
+    /// Applies the summed gradient of `counted` rows (their mean, plus the L2 term).
+    fn step(&mut self, grad_w: &mut [f32], grad_b: &mut [f32], counted: usize) {
         let scale = 1.0 / counted as f32;
         for (g, w) in grad_w.iter_mut().zip(&self.weight) {
             *g = *g * scale + self.l2 * w;
@@ -210,13 +252,13 @@ impl OnlineLinear {
         let t = self.version as i32;
         match self.optimizer {
             Optimizer::Sgd { lr } => {
-                self.weight.iter_mut().zip(&grad_w).for_each(|(w, g)| *w -= lr * g);
-                self.bias.iter_mut().zip(&grad_b).for_each(|(b, g)| *b -= lr * g);
+                self.weight.iter_mut().zip(&*grad_w).for_each(|(w, g)| *w -= lr * g);
+                self.bias.iter_mut().zip(&*grad_b).for_each(|(b, g)| *b -= lr * g);
             }
             Optimizer::Adam { lr, beta1, beta2, eps } => {
                 let (c1, c2) = (1.0 - beta1.powi(t), 1.0 - beta2.powi(t));
                 let params = self.weight.iter_mut().chain(self.bias.iter_mut());
-                let grads = grad_w.iter().chain(&grad_b);
+                let grads = grad_w.iter().chain(&*grad_b);
                 for (((p, g), m), v) in params.zip(grads).zip(&mut self.first).zip(&mut self.second) {
                     *m = beta1 * *m + (1.0 - beta1) * g;
                     *v = beta2 * *v + (1.0 - beta2) * g * g;
@@ -224,7 +266,6 @@ impl OnlineLinear {
                 }
             }
         }
-        counted
     }
 
     /// The weights as a dense layer (`[outputs, inputs]`), for a model kernel to serve
@@ -234,12 +275,17 @@ impl OnlineLinear {
     }
 
     fn scores(&self, x: &[f32]) -> Vec<f32> {
-        (0..self.outputs)
-            .map(|o| {
-                let w = &self.weight[o * self.inputs..(o + 1) * self.inputs];
-                self.bias[o] + w.iter().zip(x).map(|(w, x)| w * x).sum::<f32>()
-            })
-            .collect()
+        let mut z = vec![0.0; self.outputs];
+        self.scores_into(x, &mut z);
+        z
+    }
+
+    /// `bias + weight · x` per output, into `z` (`outputs` numbers).
+    fn scores_into(&self, x: &[f32], z: &mut [f32]) {
+        for (o, z) in z.iter_mut().enumerate() {
+            let w = &self.weight[o * self.inputs..(o + 1) * self.inputs];
+            *z = self.bias[o] + w.iter().zip(x).map(|(w, x)| w * x).sum::<f32>();
+        }
     }
 }
 
@@ -256,8 +302,10 @@ pub struct Scale {
 impl Scale {
     /// Standardizes one row into `out`.
     pub fn apply(&self, x: &[f32], out: &mut [f32]) {
+        // Without branches (see `RunningScaler::transform`).
         for (((o, &x), m), s) in out.iter_mut().zip(x).zip(&self.mean).zip(&self.std) {
-            *o = if *s > 0.0 { ((f64::from(x) - m) / s) as f32 } else { 0.0 };
+            let z = ((f64::from(x) - m) / s) as f32;
+            *o = if *s > 0.0 { z } else { 0.0 };
         }
     }
 }
@@ -302,7 +350,8 @@ impl Weights {
             if self.outputs == 1 {
                 out.push(sigmoid(z[0]));
             } else {
-                out.extend(softmax(&z));
+                softmax_in_place(&mut z);
+                out.extend_from_slice(&z);
             }
         }
         out
@@ -314,10 +363,17 @@ fn sigmoid(z: f32) -> f32 {
 }
 
 fn softmax(z: &[f32]) -> Vec<f32> {
+    let mut p = z.to_vec();
+    softmax_in_place(&mut p);
+    p
+}
+
+/// Scores into probabilities, in place.
+fn softmax_in_place(z: &mut [f32]) {
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let e: Vec<f32> = z.iter().map(|z| (z - max).exp()).collect();
-    let total: f32 = e.iter().sum();
-    e.iter().map(|e| e / total).collect()
+    z.iter_mut().for_each(|z| *z = (*z - max).exp());
+    let total: f32 = z.iter().sum();
+    z.iter_mut().for_each(|e| *e /= total);
 }
 
 #[cfg(test)]
