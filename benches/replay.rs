@@ -1,7 +1,8 @@
 //! Replay benchmark: `weir replay` of `graphs/digits.yaml` over an Arrow IPC file
 //! against the raw batched forward passes of the same models over the same rows.
 //!
-//! Run: `cargo bench --bench replay` (add `-- --quick` for a short run).
+//! Run: `cargo bench --bench replay` (add `-- --quick` for a short run; set
+//! `KEEP_INPUTS=DIR` to keep the input files there).
 //!
 //! - **Baseline, one thread**: the rows already decoded in memory (one flat buffer),
 //!   standardized and passed through the softmax regression and the MLP in batches of
@@ -114,7 +115,11 @@ fn main() {
     let args = weir::bench::BenchArgs::start();
     let rows = if args.quick { 20_000 } else { 100_000 };
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("digits.arrow");
+    // `KEEP_INPUTS=DIR` writes the input files there and keeps them (to profile
+    // `weir replay` on them afterwards).
+    let kept = std::env::var_os("KEEP_INPUTS").map(std::path::PathBuf::from);
+    let inputs_dir = kept.clone().unwrap_or_else(|| dir.path().to_path_buf());
+    let input = inputs_dir.join("digits.arrow");
     write_input(&input, rows);
 
     let set = digits(Split::Train).expect("digits");
@@ -204,7 +209,7 @@ fn main() {
     // Peak memory of the binary for the input and for ten times the input.
     let mut rss = Vec::new();
     for (label, n) in [("1x", rows), ("10x", rows * 10)] {
-        let path = dir.path().join(format!("{label}.arrow"));
+        let path = inputs_dir.join(format!("{label}.arrow"));
         write_input(&path, n);
         let out = Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["replay", "graphs/digits.yaml", "--input"])
