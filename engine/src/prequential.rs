@@ -58,10 +58,10 @@ impl Answers {
         Answers { state: Mutex::new(((0..blocks).map(|_| None).collect(), 0)), all_in: Condvar::new() }
     }
 
-    /// Block `block`'s answer.
-    fn put(&self, block: usize, chunk: Chunk) {
+    /// Block `block`'s answer (`None`: its reply was dropped without an answer).
+    fn put(&self, block: usize, chunk: Option<Chunk>) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.0[block] = Some(chunk);
+        state.0[block] = chunk;
         state.1 += 1;
         if state.1 == state.0.len() {
             self.all_in.notify_one();
@@ -75,6 +75,30 @@ impl Answers {
             state = self.all_in.wait(state).unwrap_or_else(|p| p.into_inner());
         }
         std::mem::take(&mut state.0)
+    }
+}
+
+/// A block's place in [`Answers`], held by its reply: filled when the reply is called,
+/// or, if the reply is dropped uncalled, counted as come without an answer, so that the
+/// wait for every block still ends.
+struct Place {
+    answers: Arc<Answers>,
+    block: usize,
+    filled: bool,
+}
+
+impl Place {
+    fn fill(mut self, chunk: Chunk) {
+        self.answers.put(self.block, Some(chunk));
+        self.filled = true;
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        if !self.filled {
+            self.answers.put(self.block, None);
+        }
     }
 }
 
@@ -159,9 +183,9 @@ pub fn prequential(
         added.map_err(|m| {
             SubmitError::Invalid(RowError::invalid_input("feedback", format!("rows {at}..{}: {m}", at + n)))
         })?;
-        let answers = Arc::clone(&answers);
+        let place = Place { answers: Arc::clone(&answers), block, filled: false };
         // The block's rows, then its labels, at one time of the clock.
-        let reply = Box::new(move |chunk| answers.put(block, chunk));
+        let reply = Box::new(move |chunk| place.fill(chunk));
         graph.submit(Submission::columns(inputs.iter().map(slice).collect(), reply).then_feedback(feedback))?;
     }
     let answers = answers.wait();
@@ -201,5 +225,26 @@ pub fn predicted_class(column: &Column, r: usize, classes: usize) -> Option<i64>
             Some(best.0 as i64)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_ends_when_every_reply_is_called_or_dropped() {
+        let answers = Arc::new(Answers::new(2));
+        let (first, second) = (
+            Place { answers: Arc::clone(&answers), block: 0, filled: false },
+            Place { answers: Arc::clone(&answers), block: 1, filled: false },
+        );
+        let filler = std::thread::spawn(move || {
+            first.fill(Chunk::new(0, vec![7], vec![Column::I64(vec![1])]));
+            drop(second);
+        });
+        let got = answers.wait();
+        filler.join().expect("the filling thread");
+        assert_eq!(got.iter().map(Option::is_some).collect::<Vec<_>>(), vec![true, false]);
     }
 }

@@ -6,7 +6,9 @@
 //! probed once per looked-up row (a table's index), so they hash by one 128-bit
 //! multiplication folded to 64 bits, which spreads every input bit over the whole hash
 //! (hashbrown picks buckets by the low bits and control bytes by the high ones). Table
-//! keys come from users, so their hasher is seeded per process, as SipHash's is.
+//! keys come from users, so their hasher is seeded per process, as SipHash's is; the
+//! same seeded hasher keys a learning node's kept predictions, text keys included
+//! (eight bytes per multiplication).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -35,9 +37,19 @@ impl Hasher for IdHasher {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Integer keys call `write_u64`/`write_i64`; any other key still hashes.
-        for &b in bytes {
-            self.0 = fold(self.0 ^ u64::from(b));
+        // Integer keys call `write_u64`/`write_i64`; others (text) hash eight bytes per
+        // multiplication, the last word marked with how many bytes it holds.
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            self.0 = fold(self.0 ^ u64::from_le_bytes(w));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.0 = fold(self.0 ^ u64::from_le_bytes(w) ^ ((rest.len() as u64) << 59));
         }
     }
 
@@ -95,5 +107,20 @@ mod tests {
             keys.insert(-(id as i64) << 20, id);
         }
         assert!((0..10_000).all(|id| map[&id] == id * 2 && keys[&(-(id as i64) << 20)] == id));
+    }
+
+    #[test]
+    fn byte_strings_hash_by_every_byte_and_their_length() {
+        let hash = |b: &[u8]| {
+            let mut h = IdHasher::default();
+            h.write(b);
+            h.finish()
+        };
+        assert_ne!(hash(b"ab"), hash(b"ab\0"), "a trailing zero byte counts");
+        assert_ne!(hash(b"key-0001"), hash(b"key-0002"));
+        assert_ne!(hash(b"0123456789abcdef-a"), hash(b"0123456789abcdef-b"), "the last partial word counts");
+        let low: std::collections::HashSet<u64> =
+            (0..1024).map(|i| hash(format!("user-{i}").as_bytes()) & 1023).collect();
+        assert!(low.len() > 550, "{} distinct low 10 bits of 1024", low.len());
     }
 }
