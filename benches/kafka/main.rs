@@ -59,6 +59,7 @@
 
 #[path = "../../tests/common/kafka.rs"]
 mod broker;
+mod machine;
 mod passthrough;
 #[path = "../../tests/common/process.rs"]
 #[allow(dead_code)]
@@ -341,7 +342,8 @@ fn throughput_run(
     system: System,
     round: usize,
     n: usize,
-) -> (f64, Duration, f64) {
+    cpu: &machine::Sampler,
+) -> (f64, Duration, f64, Option<machine::Shares>) {
     let t = Topics::new(system, &format!("r{round}"));
     client.block_on(broker.create_topics(&[&t.input, &t.output, &t.dead], PARTITIONS));
     client.block_on(produce_all(broker, &t.input, n));
@@ -352,17 +354,17 @@ fn throughput_run(
             (Some(lo.map_or(a, |l| l.min(a))), Some(hi.map_or(a, |h| h.max(a))))
         });
         let (first, last) = (first.expect("messages"), last.expect("messages"));
-        (first, (n - 1) as f64 / (last - first).as_secs_f64())
+        (first, last, (n - 1) as f64 / (last - first).as_secs_f64())
     };
-    let (_, reader_rate) = window(&mut input.iter().map(|r| r.at));
+    let (_, _, reader_rate) = window(&mut input.iter().map(|r| r.at));
 
     let reader = read(broker, &t.output, n, Duration::from_secs(120));
     let started = Instant::now();
     let running = start(system, broker, &t, &GROUP_TIMINGS);
     let received = reader.thread.join().expect("reader thread");
     running.stop();
-    let (first, rate) = window(&mut check(system, &t, &received, n).into_iter());
-    (rate, first - started, reader_rate)
+    let (first, last, rate) = window(&mut check(system, &t, &received, n).into_iter());
+    (rate, first - started, reader_rate, cpu.shares(first, last))
 }
 
 fn throughput(client: &tokio::runtime::Runtime, broker: &Broker, quick: bool) {
@@ -370,16 +372,21 @@ fn throughput(client: &tokio::runtime::Runtime, broker: &Broker, quick: bool) {
     let rounds = if quick { 1 } else { 5 };
     let (mut weir_rates, mut pt_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut joins, mut reader_rates) = (Vec::new(), Vec::new());
+    let cpu = machine::Sampler::start();
+    let mut per_round = Vec::new();
     for round in 0..rounds {
         let order =
             if round % 2 == 0 { [System::Weir, System::PassThrough] } else { [System::PassThrough, System::Weir] };
         let mut rates = [0.0; 2];
+        let mut shares = [None; 2];
         for system in order {
-            let (rate, join, reader_rate) = throughput_run(client, broker, system, round, n);
+            let (rate, join, reader_rate, share) = throughput_run(client, broker, system, round, n, &cpu);
             rates[usize::from(system == System::PassThrough)] = rate;
+            shares[usize::from(system == System::PassThrough)] = share;
             joins.push(join.as_secs_f64());
             reader_rates.push(reader_rate);
         }
+        per_round.push((rates, shares));
         weir_rates.push(rates[0]);
         pt_rates.push(rates[1]);
         ratios.push(rates[0] / rates[1]);
@@ -399,6 +406,25 @@ fn throughput(client: &tokio::runtime::Runtime, broker: &Broker, quick: bool) {
          pass-through (median of {rounds} rounds; range {lo:.2} to {hi:.2}); target ≥ 0.90 in every round: {met} |",
         median(weir_rates)
     );
+    // Per round: what the machine's cores did while each system answered (busy, idle,
+    // stolen by the hypervisor), to tell a round short of CPU from one that waited.
+    for (round, (rates, shares)) in per_round.iter().enumerate() {
+        let show = |s: &Option<machine::Shares>| {
+            s.map_or("n/a".to_string(), |s| {
+                format!("busy {:.0}%, idle {:.0}%, steal {:.0}%", 100.0 * s.busy, 100.0 * s.idle, 100.0 * s.steal)
+            })
+        };
+        println!(
+            "| kafka throughput, round {} | weir {:.0} msg/s ({}); pass-through {:.0} msg/s ({}) | cores during each \
+             system's window | {:.2} |",
+            round + 1,
+            rates[0],
+            show(&shares[0]),
+            rates[1],
+            show(&shares[1]),
+            rates[0] / rates[1]
+        );
+    }
     let reader = median(reader_rates);
     println!(
         "| kafka throughput | measurement ceiling: the reader alone on a backlogged input topic, {n} messages | \
