@@ -128,8 +128,13 @@ fn index(key: &[u8]) -> Option<usize> {
 
 /// Produces messages `0..n` to `topic` and waits until the broker has them all.
 async fn produce_all(broker: &Broker, topic: &str, n: usize) {
-    let producer: FutureProducer =
-        broker.config().set("enable.idempotence", "true").set("linger.ms", "5").create().expect("input producer");
+    let producer: FutureProducer = broker
+        .config()
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("input producer");
     let deliveries: Vec<_> = (0..n)
         .map(|i| {
             let (k, p) = (key(i), payload(i));
