@@ -101,6 +101,17 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Deletes topics (their messages go with them), so that what a run leaves behind
+    /// does not weigh on the next one.
+    pub async fn delete_topics(&self, names: &[&str]) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().unwrap();
+        for r in admin.delete_topics(names, &AdminOptions::new()).await.unwrap() {
+            r.unwrap();
+        }
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
