@@ -242,6 +242,12 @@ fn ingress(plan: &Plan, config: &EngineConfig, shutdown: &Shutdown) -> Ingress {
     }
 }
 
+/// The machine's cores (1 where it cannot tell): `weir replay`'s default worker count,
+/// and the count at which workers compute cheap models themselves even under load.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// Runs `worker`'s dataflows until they are all complete.
 ///
 /// When it runs out of work, a worker whose sources took one chunk at a time lately
@@ -252,12 +258,6 @@ fn ingress(plan: &Plan, config: &EngineConfig, shutdown: &Shutdown) -> Ingress {
 /// parks at once: rows come faster than it turns around, so a wake-up is paid once per
 /// group, and on a machine with few cores the threads that produce the rows need the
 /// core more than the worker needs to be awake.
-/// The machine's cores (1 where it cannot tell): `weir replay`'s default worker count,
-/// and the count at which workers compute cheap models themselves even under load.
-pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
 fn run_worker(worker: &mut timely::worker::Worker, idle_spin: Duration, drained: &AtomicUsize) {
     let mut idle_since: Option<Instant> = None;
     loop {

@@ -88,7 +88,7 @@ impl<'scope> LearnInPlace<'scope> for RowStream<'scope> {
                         if rows_frontier.less_equal(&time) || labels_frontier.less_equal(&time) {
                             break;
                         }
-                        let Some((cap, chunks, mut fed)) = pending.remove(&time) else { break };
+                        let Some((cap, chunks, fed)) = pending.remove(&time) else { break };
                         if let Some(cap) = cap {
                             let mut session = output.session(&cap);
                             for chunk in chunks {
@@ -98,8 +98,7 @@ impl<'scope> LearnInPlace<'scope> for RowStream<'scope> {
                                 session.give(predict(chunk, input, &current));
                             }
                         }
-                        fed.sort_by_key(|l| l.first_id);
-                        fed.into_iter().for_each(|l| st.learn(l, now));
+                        st.learn_in_order(fed, now);
                         if let Some(w) = st.take_weights() {
                             current = Arc::new(w);
                         }

@@ -198,10 +198,9 @@ fn learn<'scope>(
                     if samples_frontier.less_equal(&time) || feedback_frontier.less_equal(&time) {
                         break;
                     }
-                    if let Some((cap, kept, mut fed)) = st.pending.remove(&time) {
+                    if let Some((cap, kept, fed)) = st.pending.remove(&time) {
                         kept.into_iter().for_each(|s| st.keep(s, now));
-                        fed.sort_by_key(|l| l.first_id);
-                        fed.into_iter().for_each(|l| st.learn(l, now));
+                        st.learn_in_order(fed, now);
                         st.send(output, &cap);
                     }
                 }
@@ -280,7 +279,7 @@ impl State {
         }
     }
 
-    pub(super) fn keep(&mut self, samples: Samples, now: Instant) {
+    fn keep(&mut self, samples: Samples, now: Instant) {
         let width = self.config.learner.inputs().max(1);
         for (key, x) in samples.keys.into_iter().zip(samples.features.chunks_exact(width)) {
             self.keeper.insert(key, x, now);
@@ -293,7 +292,14 @@ impl State {
         each_sample(chunk, key, input, |k, x| self.keeper.insert(k, x, now));
     }
 
-    pub(super) fn learn(&mut self, labels: Labels, now: Instant) {
+    /// Learns a complete time's feedback in submission order (by its first row id), the
+    /// order that makes deterministic learning reproducible.
+    pub(super) fn learn_in_order(&mut self, mut fed: Vec<Labels>, now: Instant) {
+        fed.sort_by_key(|l| l.first_id);
+        fed.into_iter().for_each(|l| self.learn(l, now));
+    }
+
+    fn learn(&mut self, labels: Labels, now: Instant) {
         let stats = Arc::clone(&self.config.stats);
         for ((key, label), own) in labels.keys.iter().zip(&labels.labels).zip(labels.features) {
             let features = match &own {
