@@ -13,10 +13,12 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
-    /// Reads the command line, calls [`crate::one_thread_per_forward_pass`] and prints
-    /// the markdown table header every experiment's rows go under.
+    /// Reads the command line, calls [`crate::one_thread_per_forward_pass`] and
+    /// [`crate::no_transparent_huge_pages`] (as `weir` does), and prints the markdown table
+    /// header every experiment's rows go under.
     pub fn start() -> Self {
         crate::one_thread_per_forward_pass();
+        crate::no_transparent_huge_pages();
         let args: Vec<String> = std::env::args().collect();
         let quick = args.iter().any(|a| a == "--quick");
         let only = args.iter().skip(1).find(|a| !a.starts_with("--")).cloned();

@@ -348,7 +348,7 @@ fn throughput_run(
     round: usize,
     n: usize,
     cpu: &machine::Sampler,
-) -> (f64, Duration, f64, Option<machine::Shares>) {
+) -> Run {
     let t = Topics::new(system, &format!("r{round}"));
     client.block_on(broker.create_topics(&[&t.input, &t.output, &t.dead], PARTITIONS));
     client.block_on(produce_all(broker, &t.input, n));
@@ -366,12 +366,78 @@ fn throughput_run(
     let reader = read(broker, &t.output, n, Duration::from_secs(120));
     let started = Instant::now();
     let running = start(system, broker, &t, &GROUP_TIMINGS);
+    let weir_pid = match &running {
+        Started::Weir(child) => Some(child.id()),
+        Started::PassThrough { .. } => None,
+    };
+    if let Some(pid) = weir_pid {
+        cpu.watch(pid);
+    }
+    // `PERF=FILE`: `perf record -g` of the system for the run (FILE.weir.rROUND; the
+    // pass-through's is this whole process, FILE.pt.rROUND).
+    let perf = std::env::var_os("PERF").map(|file| {
+        let pid = weir_pid.unwrap_or_else(std::process::id);
+        let mut file = file;
+        file.push(format!(".{}.r{round}", if weir_pid.is_some() { "weir" } else { "pt" }));
+        Command::new("perf")
+            .args(["record", "-q", "-F", "4999", "--call-graph", "dwarf,16384", "-p", &pid.to_string(), "-o"])
+            .arg(file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf starts")
+    });
     let received = reader.thread.join().expect("reader thread");
+    if let Some(mut perf) = perf {
+        let _ = Command::new("kill").args(["-INT", &perf.id().to_string()]).status();
+        let _ = perf.wait();
+    }
+    // A last sample of weir's CPU after the window, before it exits.
+    std::thread::sleep(Duration::from_millis(50));
+    if let Some(pid) = weir_pid {
+        cpu.unwatch(pid);
+    }
     running.stop();
     let (first, last, rate) = window(&mut check(system, &t, &received, n).into_iter());
     // The broker keeps every message in memory: each run starts from the same state.
     client.block_on(broker.delete_topics(&[&t.input, &t.output, &t.dead]));
-    (rate, first - started, reader_rate, cpu.shares(first, last))
+    // CPU per message in the window: the broker, this process (the reader, and the
+    // pass-through when it is the system), and `weir serve`.
+    let per_message = |pid: u32| cpu.process_cpu(pid, first, last).map(|(c, _)| c.as_secs_f64() * 1e6 / n as f64);
+    let processes = ProcessCpu {
+        broker: per_message(broker.pid()),
+        bench: per_message(std::process::id()),
+        weir: weir_pid.and_then(per_message),
+    };
+    Run { rate, join: first - started, reader_rate, shares: cpu.shares(first, last), processes }
+}
+
+/// CPU µs per message of each process during a run's window.
+#[derive(Clone, Copy, Debug, Default)]
+struct ProcessCpu {
+    broker: Option<f64>,
+    bench: Option<f64>,
+    weir: Option<f64>,
+}
+
+impl ProcessCpu {
+    fn show(&self) -> String {
+        let f = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.1}"));
+        let mut s = format!("broker {} µs, bench process {} µs", f(self.broker), f(self.bench));
+        if self.weir.is_some() {
+            s.push_str(&format!(", weir {} µs", f(self.weir)));
+        }
+        s
+    }
+}
+
+/// What one throughput run measured.
+struct Run {
+    rate: f64,
+    join: Duration,
+    reader_rate: f64,
+    shares: Option<machine::Shares>,
+    processes: ProcessCpu,
 }
 
 fn throughput(client: &tokio::runtime::Runtime, broker: &Broker, quick: bool) {
@@ -380,20 +446,25 @@ fn throughput(client: &tokio::runtime::Runtime, broker: &Broker, quick: bool) {
     let (mut weir_rates, mut pt_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut joins, mut reader_rates) = (Vec::new(), Vec::new());
     let cpu = machine::Sampler::start();
+    cpu.watch(broker.pid());
+    cpu.watch(std::process::id());
     let mut per_round = Vec::new();
     for round in 0..rounds {
         let order =
             if round % 2 == 0 { [System::Weir, System::PassThrough] } else { [System::PassThrough, System::Weir] };
         let mut rates = [0.0; 2];
         let mut shares = [None; 2];
+        let mut processes = [ProcessCpu::default(); 2];
         for system in order {
-            let (rate, join, reader_rate, share) = throughput_run(client, broker, system, round, n, &cpu);
-            rates[usize::from(system == System::PassThrough)] = rate;
-            shares[usize::from(system == System::PassThrough)] = share;
-            joins.push(join.as_secs_f64());
-            reader_rates.push(reader_rate);
+            let run = throughput_run(client, broker, system, round, n, &cpu);
+            let i = usize::from(system == System::PassThrough);
+            rates[i] = run.rate;
+            shares[i] = run.shares;
+            processes[i] = run.processes;
+            joins.push(run.join.as_secs_f64());
+            reader_rates.push(run.reader_rate);
         }
-        per_round.push((rates, shares));
+        per_round.push((rates, shares, processes));
         weir_rates.push(rates[0]);
         pt_rates.push(rates[1]);
         ratios.push(rates[0] / rates[1]);
@@ -415,20 +486,22 @@ fn throughput(client: &tokio::runtime::Runtime, broker: &Broker, quick: bool) {
     );
     // Per round: what the machine's cores did while each system answered (busy, idle,
     // stolen by the hypervisor), to tell a round short of CPU from one that waited.
-    for (round, (rates, shares)) in per_round.iter().enumerate() {
+    for (round, (rates, shares, processes)) in per_round.iter().enumerate() {
         let show = |s: &Option<machine::Shares>| {
             s.map_or("n/a".to_string(), |s| {
                 format!("busy {:.0}%, idle {:.0}%, steal {:.0}%", 100.0 * s.busy, 100.0 * s.idle, 100.0 * s.steal)
             })
         };
         println!(
-            "| kafka throughput, round {} | weir {:.0} msg/s ({}); pass-through {:.0} msg/s ({}) | cores during each \
-             system's window | {:.2} |",
+            "| kafka throughput, round {} | weir {:.0} msg/s ({}; CPU per message: {}); pass-through {:.0} msg/s ({}; \
+             CPU per message: {}) | cores during each system's window | {:.2} |",
             round + 1,
             rates[0],
             show(&shares[0]),
+            processes[0].show(),
             rates[1],
             show(&shares[1]),
+            processes[1].show(),
             rates[0] / rates[1]
         );
     }

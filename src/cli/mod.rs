@@ -120,6 +120,7 @@ pub fn main_with(kernels: Kernels) -> ExitCode {
         Err(e) => return fail(2, &format!("cannot start the signal thread: {e}")),
     };
     crate::one_thread_per_forward_pass();
+    crate::no_transparent_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -82,6 +82,11 @@ impl Broker {
         broker
     }
 
+    /// The broker's process id (benchmarks read its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Client settings for this broker, with the fast consumer-group timings the
     /// broker needs in tests.
     pub fn config(&self) -> ClientConfig {

@@ -48,10 +48,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::FutureProducer;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use rdkafka::producer::Producer;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::{GraphField, GraphHandle, RowResult, Submission};
 use weir_operators::{RowError, Shutdown};
@@ -59,7 +60,7 @@ use weir_operators::{RowError, Shutdown};
 use crate::arrow::Decoded;
 use crate::json::decode_row;
 pub(crate) use answer::send;
-use answer::{Answerer, Origin, Outcome};
+use answer::{Acks, AnswerProducer, Answerer, Failed, Origin, Outcome};
 use rebalance::Rebalances;
 use stats::{KafkaStats, Role};
 
@@ -181,8 +182,10 @@ pub const STATISTICS_INTERVAL_MS: u64 = 1000;
 pub struct KafkaLoop {
     graph: GraphHandle,
     spec: KafkaSpec,
-    consumer: StreamConsumer<Rebalances>,
-    producer: FutureProducer,
+    consumer: Arc<StreamConsumer<Rebalances>>,
+    producer: Arc<AnswerProducer>,
+    /// Outputs whose delivery failed, for the retrying task.
+    failed: mpsc::UnboundedReceiver<Failed>,
     stats: Arc<KafkaStats>,
 }
 
@@ -193,28 +196,33 @@ impl KafkaLoop {
     pub fn connect(graph: GraphHandle, spec: KafkaSpec) -> Result<Self, KafkaRunError> {
         let name = graph.name().to_string();
         let stats = KafkaStats::new(&name, Role::Input);
-        let consumer: StreamConsumer<Rebalances> = with_properties(
-            client_config(&spec)
-                .set("group.id", &spec.group_id)
-                .set("enable.auto.commit", "true")
-                .set("enable.auto.offset.store", "false")
-                .set("auto.commit.interval.ms", COMMIT_INTERVAL_MS.to_string())
-                .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string())
-                .set("auto.offset.reset", "earliest")
-                .clone(),
-            &spec,
+        let consumer: Arc<StreamConsumer<Rebalances>> = Arc::new(
+            with_properties(
+                client_config(&spec)
+                    .set("group.id", &spec.group_id)
+                    .set("enable.auto.commit", "true")
+                    .set("enable.auto.offset.store", "false")
+                    .set("auto.commit.interval.ms", COMMIT_INTERVAL_MS.to_string())
+                    .set("statistics.interval.ms", STATISTICS_INTERVAL_MS.to_string())
+                    .set("auto.offset.reset", "earliest")
+                    .clone(),
+                &spec,
+            )
+            .create_with_context(Rebalances::new(Arc::clone(&stats)))
+            .map_err(|source| KafkaRunError::Client {
+                graph: name.clone(),
+                role: "consumer",
+                source: Box::new(source),
+            })?,
+        );
+        let (failing, failed) = mpsc::unbounded_channel();
+        let producer = AnswerProducer::from_config_and_context(
+            &with_properties(
+                client_config(&spec).set("enable.idempotence", "true").set("linger.ms", "1").clone(),
+                &spec,
+            ),
+            Acks::new(Arc::clone(&consumer), Arc::clone(&stats), failing),
         )
-        .create_with_context(Rebalances::new(Arc::clone(&stats)))
-        .map_err(|source| KafkaRunError::Client {
-            graph: name.clone(),
-            role: "consumer",
-            source: Box::new(source),
-        })?;
-        let producer: FutureProducer = with_properties(
-            client_config(&spec).set("enable.idempotence", "true").set("linger.ms", "1").clone(),
-            &spec,
-        )
-        .create()
         .map_err(|source| KafkaRunError::Client {
             graph: name.clone(),
             role: "producer",
@@ -226,7 +234,7 @@ impl KafkaLoop {
             topics: spec.input_topics.clone(),
             source: Box::new(source),
         })?;
-        Ok(KafkaLoop { graph, spec, consumer, producer, stats })
+        Ok(KafkaLoop { graph, spec, consumer, producer: Arc::new(producer), failed, stats })
     }
 
     /// The loop's counters, live while it runs (for `/metrics`).
@@ -243,19 +251,16 @@ impl KafkaLoop {
 }
 
 async fn run(kafka: KafkaLoop, shutdown: Shutdown, grace: Duration) -> KafkaSummary {
-    let KafkaLoop { graph, spec, consumer, producer, stats } = kafka;
+    let KafkaLoop { graph, spec, consumer, producer, failed, stats } = kafka;
     let name = graph.name().to_string();
     tracing::info!(graph = %name, topics = ?spec.input_topics, output = %spec.output_topic, "consuming from Kafka");
     let permits = Arc::new(Semaphore::new(graph.max_in_flight()));
-    let consumer = Arc::new(consumer);
+    let retrying = tokio::spawn(answer::retry(Arc::clone(&producer), failed));
     let answerer = Arc::new(Answerer {
         outputs: graph.schema().outputs.clone(),
         spec,
-        producer,
-        consumer: Arc::clone(&consumer),
-        stats: Arc::clone(&stats),
+        producer: Arc::clone(&producer),
         runtime: tokio::runtime::Handle::current(),
-        idle: Notify::new(),
     });
     let stopped = shutdown.requested();
     let mut shutdown = std::pin::pin!(stopped);
@@ -319,9 +324,10 @@ async fn run(kafka: KafkaLoop, shutdown: Shutdown, grace: Duration) -> KafkaSumm
                 tracing::warn!(graph = %name, pending = pending(), "grace period over; these messages will be consumed again");
                 break;
             }
-            () = answerer.idle.notified() => {}
+            () = producer.context().idle.notified() => {}
         }
     }
+    retrying.abort();
     if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
         tracing::debug!(graph = %name, error = %e, "final commit");
     }
