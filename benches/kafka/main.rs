@@ -16,7 +16,9 @@
 //!   message) with the same key.
 //! - **pass-through** (the baseline): a plain at-least-once rdkafka app in this process,
 //!   on its own multi-thread tokio runtime (one thread per core, like `weir serve`'s). It
-//!   is weir's Kafka loop without the graph and with the same client settings: a
+//!   is written as rdkafka's documentation shows (a `FutureProducer` future awaited per
+//!   message; weir instead takes acknowledgements in its producer's context, see
+//!   `connectors/src/kafka/answer.rs`), with weir's client settings: a
 //!   `StreamConsumer` (`enable.auto.commit=true`, `enable.auto.offset.store=false`,
 //!   `auto.commit.interval.ms` as weir's (`COMMIT_INTERVAL_MS`), the same session and
 //!   heartbeat timeouts), at most
