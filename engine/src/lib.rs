@@ -33,6 +33,7 @@
 mod admission;
 pub mod builder;
 mod compile;
+mod contention;
 pub mod error;
 pub mod feedback;
 pub mod handle;

@@ -19,7 +19,8 @@
 //! that comes within that time is picked up without the wake-up of a parked thread,
 //! which on a virtual machine costs more than the rest of a small graph's work
 //! (BENCHMARKS.md, "The path from socket to model"). Under load (several chunks per
-//! activation) it parks at once. An idle engine parks its workers and uses no CPU.
+//! activation, or more threads ready to run than cores) it parks at once. An idle engine
+//! parks its workers and uses no CPU.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,6 +38,7 @@ use weir_operators::stats::BatchStats;
 use weir_operators::Shutdown;
 
 use crate::compile::{build_graph, ModelResources, BATCHES_PER_REPLICA};
+use crate::contention::Contention;
 use crate::error::{GraphError, Problem};
 use crate::feedback::FeedbackKinds;
 use crate::handle::{Graph, GraphHandle};
@@ -258,11 +260,19 @@ pub fn cores() -> usize {
 /// parks at once: rows come faster than it turns around, so a wake-up is paid once per
 /// group, and on a machine with few cores the threads that produce the rows need the
 /// core more than the worker needs to be awake.
+///
+/// Nor does it poll while every core is taken ([`Contention`]: more threads ready to run
+/// than cores): the threads that make and answer the requests need the core, and a
+/// worker that stays awake there takes each request alone (one chunk per activation, so
+/// it would keep polling) at about twice the CPU per request of one that parks.
 fn run_worker(worker: &mut timely::worker::Worker, idle_spin: Duration, drained: &AtomicUsize) {
     let mut idle_since: Option<Instant> = None;
+    let mut contention = Contention::new(cores());
     loop {
         let alive = match idle_since {
-            Some(since) if drained.load(Ordering::Relaxed) > 1 || since.elapsed() >= idle_spin => {
+            Some(since)
+                if drained.load(Ordering::Relaxed) > 1 || since.elapsed() >= idle_spin || contention.cores_taken() =>
+            {
                 idle_since = None;
                 worker.step_or_park(None)
             }
