@@ -66,6 +66,11 @@ impl GraphMetrics {
 
     /// Records rows that failed inside the graph.
     pub fn row_errors<'a>(&self, errors: impl Iterator<Item = &'a RowError>) {
+        // Most requests have none: the lock is taken only for the first error.
+        let mut errors = errors.peekable();
+        if errors.peek().is_none() {
+            return;
+        }
         let mut map = self.row_errors.lock().unwrap_or_else(|p| p.into_inner());
         for e in errors {
             *map.entry((e.node.clone(), e.code.as_str())).or_insert(0) += 1;
