@@ -69,7 +69,7 @@ impl Server {
 }
 
 /// What one load run measured.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Load {
     pub requests: usize,
     pub elapsed: Duration,
@@ -268,25 +268,51 @@ pub fn alternate(
     rounds: usize,
     duration: Duration,
 ) -> (Vec<(Load, String)>, Vec<Vec<f64>>) {
+    let (rounds, batches) = alternate_rounds(client, servers, path, bodies, conns, rounds, duration);
+    let per_round = rounds.iter().map(|r| r.iter().map(Load::rate).collect()).collect();
+    (pooled(rounds.into_iter()).into_iter().zip(batches).collect(), per_round)
+}
+
+/// [`alternate`], with every round's loads apart (`rounds[r][k]`: server `k` in round `r`).
+pub fn alternate_rounds(
+    client: &tokio::runtime::Runtime,
+    servers: &[&Server],
+    path: &'static str,
+    bodies: &Arc<Vec<Bytes>>,
+    conns: usize,
+    rounds: usize,
+    duration: Duration,
+) -> (Vec<Vec<Load>>, Vec<String>) {
     for s in servers {
         client.block_on(load(s.addr, path, bodies, conns, Duration::from_millis(300)));
     }
     let before: Vec<_> = servers.iter().map(|s| s.stats()).collect();
-    let mut loads: Vec<Load> = servers.iter().map(|_| Load::default()).collect();
-    let mut per_round = Vec::with_capacity(rounds);
+    let mut all = Vec::with_capacity(rounds);
     for round in 0..rounds {
         // Each round starts one server later, so no server always follows the same one.
-        let mut rates = vec![0.0; servers.len()];
+        let mut loads: Vec<Option<Load>> = servers.iter().map(|_| None).collect();
         for i in 0..servers.len() {
             let k = (round + i) % servers.len();
-            let l = client.block_on(load(servers[k].addr, path, bodies, conns, duration));
-            rates[k] = l.rate();
-            loads[k].add(l);
+            loads[k] = Some(client.block_on(load(servers[k].addr, path, bodies, conns, duration)));
         }
-        per_round.push(rates);
+        all.push(loads.into_iter().map(Option::unwrap_or_default).collect());
     }
-    let out = loads.into_iter().zip(servers.iter().zip(&before)).map(|(l, (s, b))| (l, mean_batches(b, &s.stats())));
-    (out.collect(), per_round)
+    let batches = servers.iter().zip(&before).map(|(s, b)| mean_batches(b, &s.stats())).collect();
+    (all, batches)
+}
+
+/// Each server's loads over the given rounds, merged.
+pub fn pooled(rounds: impl Iterator<Item = Vec<Load>>) -> Vec<Load> {
+    let mut merged: Vec<Load> = Vec::new();
+    for round in rounds {
+        if merged.is_empty() {
+            merged = round.iter().map(|_| Load::default()).collect();
+        }
+        for (m, l) in merged.iter_mut().zip(round) {
+            m.add(l);
+        }
+    }
+    merged
 }
 
 /// Checks one answer of each server to `body` with `check`.
