@@ -47,8 +47,7 @@ pub mod table;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
-use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::config::{ClientConfig, FromClientConfigAndContext};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::Producer;
