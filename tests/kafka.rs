@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::kafka::{
-    check_answer, diamond_message, diamond_messages, distinct_keys, read_until, stop, weir_logged, Broker, Out,
+    check_answer, diamond_message, diamond_messages, distinct_keys, produce, read_until, stop, weir_logged, Broker, Out,
 };
 use common::process::Running;
 use common::python::{parse_metrics, sample};
@@ -32,19 +32,6 @@ fn weir_with(broker: &Broker, extra: &[&str]) -> Running {
 /// `weir serve GRAPH` with the test topics and `extra` arguments.
 fn weir_graph(broker: &Broker, graph: &str, extra: &[&str]) -> Running {
     weir_logged(broker, graph, extra).0
-}
-
-async fn produce(broker: &Broker, messages: &[(String, Vec<u8>)]) {
-    let producer: FutureProducer = broker.config().set("queue.buffering.max.messages", "1000000").create().unwrap();
-    // Enqueue them all, then wait for every acknowledgement: they travel in batches.
-    let mut deliveries = Vec::with_capacity(messages.len());
-    for (key, payload) in messages {
-        deliveries
-            .push(producer.send_result(FutureRecord::to("in").key(key).payload(payload)).map_err(|(e, _)| e).unwrap());
-    }
-    for d in deliveries {
-        d.await.unwrap().map_err(|(e, _)| e).unwrap();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,9 +17,8 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::DataType;
-use common::kafka::{distinct_keys, read_until, stop, weir_logged, Broker};
+use common::kafka::{distinct_keys, produce, read_until, stop, weir_logged, Broker};
 use common::process::http_post;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value as Json};
 use weir_engine::{yaml, Plan};
 use weir_operators::Value;
@@ -230,13 +229,6 @@ fn check(stem: &str, how: &str, answers: &[Json], g: &Json) {
         for (name, want) in outputs {
             assert_close(&format!("{stem} over {how}"), name, i, &answer[name], &want[i]);
         }
-    }
-}
-
-async fn produce(broker: &Broker, messages: &[(String, Vec<u8>)]) {
-    let producer: FutureProducer = broker.config().create().unwrap();
-    for (key, payload) in messages {
-        producer.send(FutureRecord::to("in").key(key).payload(payload), Duration::from_secs(10)).await.unwrap();
     }
 }
 

@@ -6,15 +6,15 @@
 //! a whole graph on one worker: sources, steps, sink.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use std::path::PathBuf;
 
 use crossbeam_channel::Sender;
-use timely::dataflow::operators::vec::Broadcast;
-use timely::dataflow::operators::{ConnectLoop, Feedback};
+use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::{ConnectLoop, Exchange, Feedback, Inspect};
 use timely::worker::Worker;
 use weir_operators::dataflow::inline::InlineFactory;
 use weir_operators::dataflow::policy::BatchPolicy;
@@ -76,16 +76,17 @@ pub struct LearnResources<'scope> {
 /// Builds `plan` on `input` and returns the stream the outputs read (project its chunks
 /// to the plan's output indices to get answers). `models` holds the
 /// resources of every model step, by step index; `learn` those of its learning step;
-/// `tables` the plan's tables, in order.
+/// `tables` the plan's tables, in order; `workers` is the number of workers of this
+/// process (that share its cores).
 pub fn compile<'scope>(
     plan: &Plan,
     input: RowStream<'scope>,
     models: &HashMap<usize, ModelResources>,
     mut learn: Option<LearnResources<'scope>>,
     tables: &[TableRef<'scope>],
+    workers: usize,
 ) -> RowStream<'scope> {
     let mut streams: HashMap<StreamId, RowStream<'scope>> = HashMap::new();
-    let workers = input.scope().peers();
     streams.insert(StreamId::Input, input);
     for (i, step) in plan.steps.iter().enumerate() {
         // The plan lists every stream before the steps that read it.
@@ -243,6 +244,10 @@ fn first<'scope>(from: &mut impl Iterator<Item = RowStream<'scope>>) -> RowStrea
 /// and its sink, which hands each answered chunk (projected to the outputs) to the
 /// graph's reply table. Every operator then runs on this worker's thread. The rows
 /// source sets `drained` to the chunks each of its busy activations took.
+///
+/// In a cluster (`crate::cluster`) the rows are exchanged after the source to the worker
+/// that computes them, anywhere in the cluster, and the answers before the sink to a
+/// worker of the process they entered at, which counts the rows it computed for others.
 pub(crate) fn build_graph(
     worker: &mut Worker,
     graph: &Arc<Graph>,
@@ -250,12 +255,21 @@ pub(crate) fn build_graph(
     deterministic: bool,
     drained: &Arc<AtomicUsize>,
 ) {
-    let index = worker.index();
+    let placement = graph.placement;
+    let index = placement.local(worker.index());
     let ingress = &graph.ingress;
     let (shutdown, clock) = (&ingress.shutdown, ingress.clock.as_ref());
     let Some(rows) = ingress.rows.feed(index, shutdown, clock, Some(Arc::clone(drained))) else { return };
     worker.dataflow_named::<u64, _, _>(&graph.plan.name, |scope| {
-        let input = scope.row_source("Input", rows);
+        let mut input = scope.row_source("Input", rows);
+        if placement.processes > 1 {
+            let peers = Arc::clone(&graph.rows_from_peers);
+            input = input.exchange(move |c: &Chunk| placement.spread(c.slot)).inspect(move |c: &Chunk| {
+                if placement.origin(c.slot) != placement.process {
+                    peers.fetch_add(c.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
         let tables: Vec<_> =
             ingress.tables.iter().filter_map(|t| tables::table_dataflow(scope, t, index, shutdown, clock)).collect();
         let learn = ingress.feedback.as_ref().and_then(|fb| {
@@ -267,9 +281,17 @@ pub(crate) fn build_graph(
         });
         let outputs: Vec<usize> = graph.plan.output.fields.iter().map(|(_, i, _)| *i).collect();
         let answered = Arc::clone(graph);
-        compile(&graph.plan, input, models, learn, &tables).sink_rows("Output", move |chunks: &mut Vec<Chunk>| {
+        let mut answers = compile(&graph.plan, input, models, learn, &tables, placement.threads);
+        // In a cluster only the output columns travel back to the origin.
+        let cluster = placement.processes > 1;
+        if cluster {
+            let outputs = outputs.clone();
+            answers =
+                answers.map(move |c: Chunk| c.project(&outputs)).exchange(move |c: &Chunk| placement.home(c.slot));
+        }
+        answers.sink_rows("Output", move |chunks: &mut Vec<Chunk>| {
             for chunk in chunks.drain(..) {
-                answered.replies.deliver(chunk.project(&outputs));
+                answered.replies.deliver(if cluster { chunk } else { chunk.project(&outputs) });
             }
         });
     });

@@ -27,6 +27,7 @@ use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
 use weir_operators::{Chunk, RowId, Value};
 
 use crate::admission::Admission;
+use crate::cluster::Placement;
 use crate::feedback::{Feedback, FeedbackKinds};
 use crate::ingress::{Ingress, Source};
 use crate::plan::Plan;
@@ -48,13 +49,22 @@ pub(crate) struct Graph {
     /// Each model node's name and batch counters, in plan order.
     stats: Vec<(String, Arc<BatchStats>)>,
     pub(crate) admission: Arc<Admission>,
+    /// Where this process's submissions are numbered and computed (see `cluster.rs`).
+    pub(crate) placement: Placement,
     next_slot: AtomicU64,
+    /// Rows this process computed for submissions that entered at another process.
+    pub(crate) rows_from_peers: Arc<AtomicU64>,
 }
 
 impl Graph {
     /// A graph of `plan` entering through `ingress`, whose model nodes count their
     /// batches in `stats` (name and counters, in plan order).
-    pub(crate) fn new(plan: Arc<Plan>, ingress: Ingress, stats: Vec<(String, Arc<BatchStats>)>) -> Graph {
+    pub(crate) fn new(
+        plan: Arc<Plan>,
+        ingress: Ingress,
+        stats: Vec<(String, Arc<BatchStats>)>,
+        placement: Placement,
+    ) -> Graph {
         let schema = GraphSchema::of(&plan);
         let admission = Arc::new(Admission::new(plan.serving.max_in_flight));
         Graph {
@@ -64,12 +74,14 @@ impl Graph {
             stats,
             plan,
             ingress,
+            placement,
             next_slot: AtomicU64::new(0),
+            rows_from_peers: Arc::new(AtomicU64::new(0)),
         }
     }
 
     fn slot(&self) -> u64 {
-        self.next_slot.fetch_add(1, Ordering::Relaxed)
+        self.placement.slot(self.next_slot.fetch_add(1, Ordering::Relaxed))
     }
 
     /// A chunk of `n` rows for a new slot, with their ids.
@@ -118,6 +130,17 @@ impl GraphHandle {
     /// The bound on [`GraphHandle::in_flight`] (the plan's `serving.max_in_flight`).
     pub fn max_in_flight(&self) -> usize {
         self.graph.admission.limit()
+    }
+
+    /// This process's place in its cluster (one process of its workers without one).
+    pub fn placement(&self) -> Placement {
+        self.graph.placement
+    }
+
+    /// Rows this process computed for submissions that entered at another process of
+    /// its cluster (0 without one).
+    pub fn rows_from_peers(&self) -> u64 {
+        self.graph.rows_from_peers.load(Ordering::Relaxed)
     }
 
     /// Submits rows, as `submission` says (see [`Submission`]): waiting for room or

@@ -31,20 +31,24 @@ use crate::submit::SubmitError;
 const ROWS_PER_ACTIVATION: usize = 1024;
 
 /// One source: a bounded channel and a doorbell per worker. A chunk goes to worker
-/// `slot % workers`, so one submission's chunks keep their order.
+/// `slot / stride % workers` (`stride`: the cluster's processes, whose slots interleave;
+/// 1 in one process), so one submission's chunks keep their order.
 pub(crate) struct Source {
     senders: Vec<Sender<Chunk>>,
+    stride: u64,
     /// Each worker's receiver, until that worker takes it.
     receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,
     doorbells: Vec<Arc<Doorbell>>,
 }
 
 impl Source {
-    /// A source for `workers` workers, each channel holding `capacity` chunks.
-    pub(crate) fn new(workers: usize, capacity: usize) -> Source {
+    /// A source for `workers` workers, each channel holding `capacity` chunks, in a
+    /// cluster of `processes` processes.
+    pub(crate) fn new(workers: usize, capacity: usize, processes: usize) -> Source {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| bounded::<Chunk>(capacity.max(1))).unzip();
         Source {
             senders,
+            stride: processes.max(1) as u64,
             receivers: receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
             doorbells: (0..workers).map(|_| Arc::new(Doorbell::new())).collect(),
         }
@@ -75,7 +79,7 @@ impl Source {
     }
 
     fn worker(&self, chunk: &Chunk) -> usize {
-        (chunk.slot % self.senders.len() as u64) as usize
+        (chunk.slot / self.stride % self.senders.len() as u64) as usize
     }
 
     /// Whether `chunk`'s channel has room now.
@@ -131,7 +135,7 @@ impl TableIngress {
     pub(crate) fn new(spec: &TableSpec, workers: usize) -> TableIngress {
         TableIngress {
             spec: spec.clone(),
-            source: Source::new(workers, BATCHES_QUEUED),
+            source: Source::new(workers, BATCHES_QUEUED, 1),
             keys: Arc::new(AtomicI64::new(0)),
         }
     }

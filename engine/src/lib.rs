@@ -32,6 +32,7 @@
 
 mod admission;
 pub mod builder;
+pub mod cluster;
 mod compile;
 mod contention;
 pub mod error;
@@ -51,6 +52,7 @@ mod tables;
 pub mod yaml;
 
 pub use builder::GraphBuilder;
+pub use cluster::{Cluster, HostsError, LostPeer, Placement};
 pub use error::{GraphError, Problem};
 pub use feedback::{Feedback, FeedbackKinds};
 pub use handle::GraphHandle;

@@ -61,7 +61,8 @@ impl ReplyTable {
     }
 
     fn shard(&self, slot: u64) -> &Mutex<IdMap<Arc<Mutex<SlotState>>>> {
-        &self.shards[slot as usize % SHARDS]
+        // A hash of the slot: in a cluster one process's slots share a residue.
+        &self.shards[(slot.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % SHARDS]
     }
 
     /// Registers a slot for `rows` answers, whose submission holds `rows` permits.

@@ -37,6 +37,7 @@ use weir_operators::replica::ReplicaPool;
 use weir_operators::stats::BatchStats;
 use weir_operators::Shutdown;
 
+use crate::cluster::{Cluster, LostPeer, Placement};
 use crate::compile::{build_graph, ModelResources, BATCHES_PER_REPLICA};
 use crate::contention::Contention;
 use crate::error::{GraphError, Problem};
@@ -65,6 +66,10 @@ pub struct EngineConfig {
     /// burns each time it goes idle; zero parks at once (every row then wakes a parked
     /// thread).
     pub idle_spin: Duration,
+    /// This process's place in a cluster of processes that run the same graphs (timely's
+    /// cluster mode, see [`crate::cluster`]); `None`: this process alone. `workers` is
+    /// then per process.
+    pub cluster: Option<Cluster>,
 }
 
 /// [`EngineConfig::idle_spin`]'s default: longer than the gap between two requests of
@@ -74,7 +79,13 @@ pub const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(200);
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { workers: 1, ingress_capacity: 4096, deterministic: false, idle_spin: DEFAULT_IDLE_SPIN }
+        EngineConfig {
+            workers: 1,
+            ingress_capacity: 4096,
+            deterministic: false,
+            idle_spin: DEFAULT_IDLE_SPIN,
+            cluster: None,
+        }
     }
 }
 
@@ -97,6 +108,15 @@ pub enum StartError {
     /// The timely workers could not start.
     #[error("cannot start the engine's workers: {0}")]
     Workers(String),
+    /// The graph uses what does not span processes yet (the graph's file is to blame
+    /// only in that it cannot run in a cluster).
+    #[error("{origin}: {what} cannot run in a cluster of processes yet; run it in one process")]
+    NotInCluster {
+        /// The graph's file.
+        origin: String,
+        /// What it uses.
+        what: String,
+    },
 }
 
 /// A running engine. Dropping it shuts it down (see [`Engine::shutdown`]).
@@ -119,6 +139,22 @@ impl Engine {
                 return Err(GraphError::new(&plan.origin, problem).at_field("name").into());
             }
         }
+        let placement = match &config.cluster {
+            Some(c) => Placement { process: c.process, processes: c.processes(), threads: workers },
+            None => Placement::single(workers),
+        };
+        if placement.processes > 1 {
+            for plan in &plans {
+                let what = if config.deterministic {
+                    Some("a deterministic engine (replay with feedback, prequential)".to_string())
+                } else {
+                    plan.tables.first().map(|t| format!("table '{}'", t.name))
+                };
+                if let Some(what) = what {
+                    return Err(StartError::NotInCluster { origin: plan.origin.clone(), what });
+                }
+            }
+        }
         let shutdown = Shutdown::new();
         let mut pools = Vec::new();
         let mut builds = Vec::new();
@@ -128,14 +164,28 @@ impl Engine {
             let stats = (0..plan.steps.len())
                 .filter_map(|i| models.get(&i).map(|m| (plan.steps[i].name.clone(), Arc::clone(&m.stats))))
                 .collect();
-            let graph = Arc::new(Graph::new(Arc::clone(&plan), ingress(&plan, &config, &shutdown), stats));
+            let ingress = ingress(&plan, &config, placement.processes, &shutdown);
+            let graph = Arc::new(Graph::new(Arc::clone(&plan), ingress, stats, placement));
             builds.push((graph, models));
         }
         let graphs = builds.iter().map(|(g, _)| GraphHandle::new(Arc::clone(g))).collect();
         let deterministic = config.deterministic;
         let idle_spin = config.idle_spin;
+        let communication = match config.cluster {
+            Some(Cluster { process, addresses }) if addresses.len() > 1 => timely::CommunicationConfig::Cluster {
+                threads: workers,
+                process,
+                addresses,
+                report: false,
+                zerocopy: false,
+            },
+            _ => timely::CommunicationConfig::Process(workers),
+        };
+        if placement.processes > 1 {
+            crate::cluster::watch_peers();
+        }
         let timely_config = timely::Config {
-            communication: timely::CommunicationConfig::Process(workers),
+            communication,
             // The idle polling is `run_worker`'s own, which yields the core while it polls.
             worker: WorkerConfig::default().idle_spin(Duration::ZERO),
         };
@@ -158,6 +208,22 @@ impl Engine {
     /// All graphs, in the order given to [`Engine::start`].
     pub fn graphs(&self) -> &[GraphHandle] {
         &self.graphs
+    }
+
+    /// In a cluster, the peer this process lost the connection to, once it has (the
+    /// cluster cannot go on; see [`crate::cluster`]).
+    pub fn lost_peer(&self) -> Option<LostPeer> {
+        crate::cluster::lost_peer()
+    }
+
+    /// Answers every row in flight with an `unavailable` error and refuses new ones,
+    /// without waiting for the workers: what a process of a cluster that lost a peer
+    /// can still do (its workers cannot finish).
+    pub fn abandon(&self) {
+        self.shutdown.request();
+        for g in &self.graphs {
+            g.graph().replies.fail_all();
+        }
     }
 
     /// Stops accepting rows, lets the workers finish every row already accepted, joins
@@ -222,12 +288,12 @@ fn start_replicas(
 }
 
 /// The sources of `plan`'s graph: its rows, its learning node's feedback, its tables.
-fn ingress(plan: &Plan, config: &EngineConfig, shutdown: &Shutdown) -> Ingress {
+fn ingress(plan: &Plan, config: &EngineConfig, processes: usize, shutdown: &Shutdown) -> Ingress {
     let workers = config.workers.max(1);
     let feedback = plan.steps.iter().find_map(|s| match &s.op {
         StepOp::Learn { .. } => FeedbackKinds::of(s).map(|kinds| FeedbackIngress {
             node: s.name.clone(),
-            source: Source::new(workers, config.ingress_capacity),
+            source: Source::new(workers, config.ingress_capacity, processes),
             kinds,
             stats: Arc::new(LearnStats::new()),
         }),
@@ -235,7 +301,7 @@ fn ingress(plan: &Plan, config: &EngineConfig, shutdown: &Shutdown) -> Ingress {
     });
     Ingress {
         graph: plan.name.clone(),
-        rows: Source::new(workers, config.ingress_capacity),
+        rows: Source::new(workers, config.ingress_capacity, processes),
         feedback,
         tables: plan.tables.iter().map(|spec| TableIngress::new(spec, workers)).collect(),
         // Tables need one order of times for rows and updates (see `tables.rs`).

@@ -12,16 +12,23 @@
 //! branches that hold the same rows. A route splits a chunk into one per branch; rows of
 //! one submission may then travel in several chunks, all with the submission's `slot`.
 //! Columns sit behind `Arc`s, so fanning a chunk out to several branches copies pointers.
+//!
+//! A chunk crosses processes (a cluster's exchange) serialized: its columns and errors by
+//! value, its deadline as a wall-clock time (an [`Instant`] means nothing in another
+//! process), turned back into the receiver's `Instant`. Across machines a deadline is
+//! then as exact as their clocks agree.
 
 use std::sync::Arc;
 use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
 
 use crate::column::Column;
 use crate::row::{RowError, RowId};
 use crate::value::Value;
 
 /// Rows of one submission, by column.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Chunk {
     /// The submission the rows belong to: every row id of the chunk is `slot`'s.
     pub slot: u64,
@@ -34,6 +41,7 @@ pub struct Chunk {
     /// When the rows' answers stop being useful: a model node does not compute a row
     /// past it (the row fails with `deadline_exceeded`), and closes a partial batch
     /// early to meet it.
+    #[serde(with = "wall_clock")]
     pub deadline: Option<Instant>,
     /// The logical time the submitter gave the rows (deterministic engines, see
     /// `dataflow::clock`); `None`: the source's time (0, live).
@@ -134,6 +142,63 @@ impl Chunk {
             } else {
                 self.errors.extend(other.errors.iter().cloned());
             }
+        }
+    }
+}
+
+/// A deadline as nanoseconds since the Unix epoch on the wire (see the module docs).
+mod wall_clock {
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// `at` on the wall clock: now's wall-clock time, moved by how far `at` is from now.
+    fn to_unix_nanos(at: Instant) -> i64 {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let wall = wall.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_nanos() as i64;
+        match at.checked_duration_since(now) {
+            Some(ahead) => wall.saturating_add(ahead.as_nanos() as i64),
+            None => wall.saturating_sub(now.duration_since(at).as_nanos() as i64),
+        }
+    }
+
+    /// The `Instant` of `nanos` since the epoch: now, moved by how far `nanos` is from
+    /// now's wall-clock time (saturating at now for a time too far back to represent).
+    fn from_unix_nanos(nanos: i64) -> Instant {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let wall = wall.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_nanos() as i64;
+        let ahead = nanos.saturating_sub(wall);
+        let by = Duration::from_nanos(ahead.unsigned_abs());
+        if ahead >= 0 {
+            now + by
+        } else {
+            now.checked_sub(by).unwrap_or(now)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(at: &Option<Instant>, s: S) -> Result<S::Ok, S::Error> {
+        at.map(to_unix_nanos).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Instant>, D::Error> {
+        Ok(Option::<i64>::deserialize(d)?.map(from_unix_nanos))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_deadline_survives_the_trip_to_the_microsecond() {
+            for offset in [Duration::from_millis(250), Duration::ZERO] {
+                let at = Instant::now() + offset;
+                let back = from_unix_nanos(to_unix_nanos(at));
+                let gap = if back > at { back - at } else { at - back };
+                assert!(gap < Duration::from_millis(1), "{gap:?} apart after the trip");
+            }
+            let past = Instant::now() - Duration::from_millis(30);
+            let back = from_unix_nanos(to_unix_nanos(past));
+            assert!(back <= Instant::now() - Duration::from_millis(29), "a passed deadline stays passed");
         }
     }
 }

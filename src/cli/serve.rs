@@ -11,7 +11,7 @@ use weir_connectors::kafka::stats::KafkaMetrics;
 use weir_connectors::kafka::table::TableFeed;
 use weir_connectors::kafka::KafkaLoop;
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
-use weir_engine::{load_plan_with, Engine, EngineConfig, Kernels};
+use weir_engine::{load_plan_with, Cluster, Engine, EngineConfig, Kernels, Plan, StartError};
 use weir_operators::Shutdown;
 
 use super::{fail, load_tables};
@@ -28,9 +28,21 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port; the chosen one is logged).
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
-    /// Timely worker threads.
+    /// Timely worker threads (per process, in a cluster).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Processes in the cluster that serves these graphs together (timely's cluster
+    /// mode): each runs `weir serve` with the same graphs and workers, its own
+    /// `--process` and the same `--hosts`. Requests may go to any of them.
+    #[arg(long, default_value_t = 1)]
+    pub processes: usize,
+    /// This process's index in the cluster, from 0.
+    #[arg(long)]
+    pub process: Option<usize>,
+    /// The cluster's hosts file: each process's `host:port` (where the processes connect
+    /// to each other, not the HTTP port), one per line, in process order.
+    #[arg(long)]
+    pub hosts: Option<PathBuf>,
     /// How long a worker with no work polls for more before it parks, in µs (0: park
     /// at once). Polling holds a core but answers a client that sends its next request
     /// at once without waking a parked thread; an idle server parks and uses no CPU.
@@ -88,6 +100,9 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
         host,
         port,
         workers,
+        processes,
+        process,
+        hosts,
         idle_spin_us,
         max_in_flight,
         timeout_ms,
@@ -122,6 +137,10 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
         properties,
         format,
     };
+    let cluster = match cluster(processes, process, hosts) {
+        Ok(cluster) => cluster,
+        Err(e) => return fail(1, &e),
+    };
     if kafka_flags.sets_topics() && graphs.len() != 1 {
         return fail(1, &"--kafka-input and --kafka-output apply to one graph; give one graph file");
     }
@@ -146,10 +165,13 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
     if stop.is_requested() {
         return stopped_starting("loading the graphs");
     }
-    let config = EngineConfig { workers, idle_spin: Duration::from_micros(idle_spin_us), ..EngineConfig::default() };
-    let engine = match Engine::start(plans, config) {
-        Ok(engine) => engine,
-        Err(e) => return fail(1, &e),
+    let addresses = cluster.as_ref().map(|c| c.addresses.clone()).unwrap_or_default();
+    let config =
+        EngineConfig { workers, idle_spin: Duration::from_micros(idle_spin_us), cluster, ..EngineConfig::default() };
+    let engine = match start_engine(plans, config, &stop) {
+        Some(Ok(engine)) => engine,
+        Some(Err(e)) => return fail(1, &e),
+        None => return stopped_starting("connecting to the cluster"),
     };
     let tables = match load_tables(&engine, kafka_flags.bootstrap.as_deref(), &stop) {
         Ok(feeds) => feeds,
@@ -161,11 +183,90 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
     }
     let config = ServerConfig { body_limit, default_timeout: timeout_ms.map(Duration::from_millis) };
     let served = run(&engine, tables, &host, port, config, Duration::from_millis(grace_ms), &stop);
-    // Rows still in the engine are answered `unavailable` as it stops.
-    drop(engine);
+    if let Some(c) = engine.graphs().first().map(|g| g.placement()).filter(|p| p.processes > 1) {
+        // A process of a cluster cannot finish its dataflows alone (every process's sources
+        // feed them): its threads end with the process, once HTTP and Kafka have stopped.
+        let lost = engine.lost_peer();
+        std::mem::forget(engine);
+        if let Some(lost) = lost {
+            let peer = match lost.process {
+                Some(p) => format!("process {p} ({})", addresses.get(p).map_or("?", String::as_str)),
+                None => "a process".to_string(),
+            };
+            return fail(
+                3,
+                &format!(
+                    "process {} lost {peer} of the cluster ({}); the cluster cannot go on: restart every process",
+                    c.process, lost.cause
+                ),
+            );
+        }
+    } else {
+        // Rows still in the engine are answered `unavailable` as it stops.
+        drop(engine);
+    }
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(2, &e),
+    }
+}
+
+/// In a cluster, stops the server once a peer is lost (every process is then not ready,
+/// and the rows in flight are answered `unavailable` at once); returns when `stop` is
+/// requested, at once without a cluster.
+async fn watch_peers(engine: &Engine, stop: &Shutdown) {
+    if engine.graphs().first().is_none_or(|g| g.placement().processes == 1) {
+        return;
+    }
+    while !stop.is_requested() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Some(lost) = engine.lost_peer() {
+            tracing::error!(peer = ?lost.process, cause = %lost.cause, "lost a process of the cluster: stopping");
+            stop.request();
+            engine.abandon();
+        }
+    }
+}
+
+/// This process's place in a cluster, from the flags: `None` for one process.
+fn cluster(processes: usize, process: Option<usize>, hosts: Option<PathBuf>) -> Result<Option<Cluster>, String> {
+    match (processes, process, hosts) {
+        (0, _, _) => Err("--processes must be at least 1".into()),
+        (1, None, None) => Ok(None),
+        (1, _, _) => Err("--process and --hosts need --processes N (N > 1): the cluster's size".into()),
+        (_, None, _) => {
+            Err(format!("--processes {processes} needs --process I: this process's index, 0 to {}", processes - 1))
+        }
+        (_, _, None) => {
+            Err(format!("--processes {processes} needs --hosts FILE: every process's host:port, one per line"))
+        }
+        (n, Some(i), Some(path)) => Cluster::from_hosts_file(&path, n, i).map(Some).map_err(|e| e.to_string()),
+    }
+}
+
+/// Starts the engine; in a cluster that waits until every process is connected, which
+/// a stop request ends (`None`: stopped before the cluster was whole).
+fn start_engine(plans: Vec<Plan>, config: EngineConfig, stop: &Shutdown) -> Option<Result<Engine, StartError>> {
+    if config.cluster.is_none() {
+        return Some(Engine::start(plans, config));
+    }
+    if let Some(c) = &config.cluster {
+        eprintln!(
+            "weir: process {} of {}: connecting to the cluster ({})",
+            c.process,
+            c.processes(),
+            c.addresses.join(", ")
+        );
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || drop(tx.send(Engine::start(plans, config))));
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(started) => return Some(started),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !stop.is_requested() => {}
+            // Timely's connecting cannot be interrupted: its thread ends with the process.
+            Err(_) => return None,
+        }
     }
 }
 
@@ -226,7 +327,8 @@ fn run(
             })
             .collect();
         eprintln!("weir: listening on http://{addr}");
-        http::serve(listener, state, grace).await?;
+        let (served, ()) = tokio::join!(http::serve(listener, state, grace), watch_peers(engine, stop));
+        served?;
         for l in loops {
             if let Ok(s) = l.await {
                 eprintln!(

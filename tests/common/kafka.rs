@@ -46,10 +46,7 @@ fn tansu() -> PathBuf {
     bin
 }
 
-/// A port nobody listens on now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use super::process::free_port;
 
 impl Broker {
     /// Starts a broker and waits until it accepts connections.
@@ -121,6 +118,21 @@ impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Produces `messages` (key, payload) to topic `in`: all enqueued, then every
+/// acknowledgement awaited (they travel in batches).
+pub async fn produce(broker: &Broker, messages: &[(String, Vec<u8>)]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = broker.config().set("queue.buffering.max.messages", "1000000").create().unwrap();
+    let mut deliveries = Vec::with_capacity(messages.len());
+    for (key, payload) in messages {
+        deliveries
+            .push(producer.send_result(FutureRecord::to("in").key(key).payload(payload)).map_err(|(e, _)| e).unwrap());
+    }
+    for d in deliveries {
+        d.await.unwrap().map_err(|(e, _)| e).unwrap();
     }
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod gate;
 pub mod kafka;
 pub mod process;

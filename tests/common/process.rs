@@ -26,6 +26,11 @@ impl Drop for Running {
     }
 }
 
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port()
+}
+
 /// Starts `program serve ARGS... --port 0` in the repository's root and returns it once
 /// it listens, with its address (`host:port`); its stderr is drained so that it never
 /// blocks on a full pipe.

@@ -138,12 +138,19 @@ fn is_valid_metric_name(name: &str, colons: bool) -> bool {
 #[derive(Debug, Default)]
 pub struct MetricsText {
     text: String,
+    /// A label every sample carries first (a cluster process's `process`).
+    constant: Option<(&'static str, String)>,
 }
 
 impl MetricsText {
     /// Empty text.
     pub fn new() -> Self {
         MetricsText::default()
+    }
+
+    /// Empty text whose every sample carries the label `name="value"` first.
+    pub fn with_constant_label(name: &'static str, value: String) -> Self {
+        MetricsText { text: String::new(), constant: Some((name, value)) }
     }
 
     /// Starts a family: its `# HELP` and `# TYPE` lines. Its samples follow, and no
@@ -170,7 +177,8 @@ impl MetricsText {
     ) {
         debug_assert!(is_valid_metric_name(name, true), "metric name {name:?}");
         self.text.push_str(name);
-        let mut all = labels.iter().copied().chain(extra).peekable();
+        let constant = self.constant.as_ref().map(|(n, v)| (*n, v.as_str()));
+        let mut all = constant.into_iter().chain(labels.iter().copied()).chain(extra).peekable();
         if all.peek().is_some() {
             self.text.push('{');
             for (i, (label, v)) in all.enumerate() {

@@ -20,6 +20,10 @@
 //! (`weir_checkpoints_total`). Per table, when a graph has one: its keys
 //! (`weir_table_keys`). Then the families other parts of the server add
 //! ([`super::AppState::add_metrics`]).
+//!
+//! In a cluster of processes (`weir serve --processes N`) every sample carries the
+//! process's index as its first label, `process`, and `weir_rows_from_peers_total{graph}`
+//! counts the rows this process computed for requests that entered at another.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,7 +89,11 @@ pub fn build_labels() -> [(&'static str, &'static str); 3] {
 
 /// Renders `weir_build_info`, every graph's metrics, then the `extra` families.
 pub fn render(graphs: &[(GraphHandle, &GraphMetrics)], extra: &[Arc<dyn MetricFamilies>]) -> String {
-    let mut text = MetricsText::new();
+    let placement = graphs.first().map(|(g, _)| g.placement()).filter(|p| p.processes > 1);
+    let mut text = match placement {
+        Some(p) => MetricsText::with_constant_label("process", p.process.to_string()),
+        None => MetricsText::new(),
+    };
     text.family(
         "weir_build_info",
         MetricType::Gauge,
@@ -116,6 +124,16 @@ pub fn render(graphs: &[(GraphHandle, &GraphMetrics)], extra: &[Arc<dyn MetricFa
         let map = m.row_errors.lock().unwrap_or_else(|p| p.into_inner());
         for ((node, code), n) in map.iter() {
             text.sample("weir_row_errors_total", &[("graph", g.name()), ("node", node), ("code", code)], *n);
+        }
+    }
+    if placement.is_some() {
+        text.family(
+            "weir_rows_from_peers_total",
+            MetricType::Counter,
+            "Rows this process computed for requests that entered at another process of the cluster.",
+        );
+        for (g, _) in graphs {
+            text.sample("weir_rows_from_peers_total", &[("graph", g.name())], g.rows_from_peers());
         }
     }
     render_nodes(&mut text, graphs);

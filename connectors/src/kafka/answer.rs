@@ -33,7 +33,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::RowResult;
-use weir_operators::RowError;
+use weir_operators::{ErrorCode, RowError};
 
 use super::offsets::TopicPartition;
 use super::rebalance::Rebalances;
@@ -61,6 +61,17 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    /// Whether a row was not computed because the engine stopped (`unavailable`: it
+    /// shut down, or its cluster lost a process): such a message is neither answered
+    /// nor dead-lettered, and its offset is never finished, so that it is consumed
+    /// again after the restart.
+    fn not_computed(&self) -> bool {
+        match self {
+            Outcome::Rows(rows) => rows.iter().any(|r| r.as_ref().is_err_and(|e| e.code == ErrorCode::Unavailable)),
+            Outcome::Undecodable(_) => false,
+        }
+    }
+
     /// Whether the message gets an output message, and whether a dead letter.
     fn destinations(&self, format: PayloadFormat) -> (bool, bool) {
         match (self, format) {
@@ -245,6 +256,13 @@ impl Answerer {
     /// Hands a message's answer and, where rows failed, its dead letter to the producer;
     /// the message is finished when the broker acknowledges both ([`Acks`]).
     async fn produce(&self, origin: Origin, outcome: Outcome) {
+        if outcome.not_computed() {
+            tracing::warn!(
+                offset = origin.offset,
+                "a message was not computed (the engine stopped); left to be consumed again"
+            );
+            return;
+        }
         let outputs = self.outputs(&origin, &outcome);
         let Origin { tp, offset, key, _permit, .. } = origin;
         let message = Arc::new(Answering { tp, offset, outputs_left: AtomicUsize::new(outputs.len()), _permit });

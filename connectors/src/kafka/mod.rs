@@ -20,7 +20,10 @@
 //!    `weir-error-code`, `weir-error-node`, `weir-error-field` (when known),
 //!    `weir-error-message` and `weir-error-rows`. An Arrow message is always answered
 //!    (every row, with an `error` column) and also dead-lettered if a row failed. The
-//!    producer is idempotent; a failed delivery is retried.
+//!    producer is idempotent; a failed delivery is retried. A message with a row the
+//!    engine did not compute because it stopped (`unavailable`: shutting down, or its
+//!    cluster lost a process) is neither answered nor dead-lettered, and its offset is
+//!    never finished: it is consumed again after the restart.
 //! 4. When the broker acknowledges an output, the message is finished in the
 //!    [`offsets::OffsetTracker`]; once every earlier message of its partition is
 //!    finished too, the partition's position is stored, and librdkafka commits stored
