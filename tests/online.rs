@@ -3,6 +3,8 @@
 //! around the dataflow's feedback loop.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use weir::datasets::{graphs_dir, phishing, Page};
@@ -485,21 +487,12 @@ fn a_partial_minibatch_is_stepped_on_after_update_every_ms() {
 }
 
 mod replay_two_streams {
-    use std::fs::File;
     use std::sync::Arc;
 
-    use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
     use arrow_array::{Array, ArrayRef, Float32Array, Int64Array, RecordBatch};
 
     /// How many rows later a label arrives than its prediction.
     const DELAY: usize = 50;
-
-    fn write(path: &std::path::Path, batch: &RecordBatch) {
-        let mut w =
-            arrow_ipc::writer::FileWriter::try_new(File::create(path).expect("file"), &batch.schema()).expect("writer");
-        w.write(batch).expect("write");
-        w.finish().expect("footer");
-    }
 
     fn column(batch: &RecordBatch, name: &str) -> ArrayRef {
         Arc::clone(batch.column_by_name(name).unwrap_or_else(|| panic!("column {name}")))
@@ -507,32 +500,9 @@ mod replay_two_streams {
 
     #[test]
     fn predictions_and_late_labels_from_two_files_replay_identically_at_any_block_size_and_worker_count() {
-        let pages = weir::datasets::phishing().expect("phishing stream");
-        let pages = &pages[..600];
         let dir = std::env::temp_dir().join(format!("weir-two-streams-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        // Predictions at even times 2i; the label of row i at time 2(i + DELAY) + 1.
-        let mut features = FixedSizeListBuilder::new(Float32Builder::new(), 9);
-        for p in pages {
-            features.values().append_slice(&p.features);
-            features.append(true);
-        }
-        let n = pages.len() as i64;
-        let predictions = RecordBatch::try_from_iter([
-            ("id", Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef),
-            ("features", Arc::new(features.finish()) as ArrayRef),
-            ("ts", Arc::new(Int64Array::from_iter_values((0..n).map(|i| 2 * i))) as ArrayRef),
-        ])
-        .expect("batch");
-        let labels = RecordBatch::try_from_iter([
-            ("id", Arc::new(Int64Array::from_iter_values(0..n)) as ArrayRef),
-            ("label", Arc::new(Int64Array::from_iter_values(pages.iter().map(|p| i64::from(p.phishing)))) as ArrayRef),
-            ("ts", Arc::new(Int64Array::from_iter_values((0..n).map(|i| 2 * (i + DELAY as i64) + 1))) as ArrayRef),
-        ])
-        .expect("batch");
-        let (p_path, l_path) = (dir.join("predictions.arrow"), dir.join("labels.arrow"));
-        write(&p_path, &predictions);
-        write(&l_path, &labels);
+        let (p_path, l_path) = crate::common::streams::phishing_two_streams(&dir, 600, DELAY);
         let mut answers = Vec::new();
         for (workers, chunk_rows) in [("1", "1024"), ("2", "1024"), ("2", "7")] {
             let out = dir.join(format!("out-{workers}-{chunk_rows}.arrow"));
@@ -560,18 +530,13 @@ mod replay_two_streams {
             let stderr = String::from_utf8_lossy(&run.stderr);
             assert!(run.status.success(), "{stderr}");
             assert!(stderr.contains("600 rows, 0 errors") && stderr.contains("model version 600"), "{stderr}");
-            let file = File::open(&out).expect("output");
-            let batches: Vec<RecordBatch> = arrow_ipc::reader::FileReader::try_new(file, None)
-                .expect("reader")
-                .map(|b| b.expect("batch"))
-                .collect();
-            let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).expect("concat");
+            let batch = crate::common::streams::read(&out);
             let p = column(&batch, "p_phishing");
             let p = p.as_any().downcast_ref::<Float32Array>().expect("f32");
             let v = column(&batch, "model_version");
             let v = v.as_any().downcast_ref::<Int64Array>().expect("i64");
             // Row i is predicted with every label that came before it: rows 0 to i - DELAY - 1.
-            for i in 0..pages.len() {
+            for i in 0..600 {
                 assert_eq!(v.value(i), i.saturating_sub(DELAY) as i64, "row {i}");
             }
             answers.push((0..p.len()).map(|i| p.value(i).to_bits()).collect::<Vec<_>>());

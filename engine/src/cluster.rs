@@ -17,7 +17,8 @@
 //!
 //! What does not span processes yet, and is refused at start: tables (their updates and
 //! rows take times of a clock each process keeps alone) and deterministic engines (the
-//! same clock). See issue 23.
+//! same clock), unless only process 0 submits ([`Cluster::sole_submitter`], a replay):
+//! then its clock is the cluster's.
 //!
 //! A cluster cannot go on without any of its processes: timely's networking threads panic
 //! when a peer's connection closes. [`watch_peers`] turns that panic into a [`LostPeer`]
@@ -34,6 +35,10 @@ pub struct Cluster {
     pub process: usize,
     /// Every process's `host:port`, in process order (timely's connections).
     pub addresses: Vec<String>,
+    /// Only process 0 submits (a replay); the others lend their workers and close their
+    /// own sources at once. Its clock is then the only one, so tables and deterministic
+    /// engines work as in one process.
+    pub sole_submitter: bool,
 }
 
 /// Why a hosts file could not be used.
@@ -103,7 +108,13 @@ impl Cluster {
         if process >= processes {
             return Err(HostsError::Index { process, processes });
         }
-        Ok(Cluster { process, addresses })
+        Ok(Cluster { process, addresses, sole_submitter: false })
+    }
+
+    /// The same cluster, in which only process 0 submits.
+    pub fn with_sole_submitter(mut self) -> Cluster {
+        self.sole_submitter = true;
+        self
     }
 
     /// The number of processes.

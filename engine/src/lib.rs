@@ -58,7 +58,7 @@ pub use feedback::{Feedback, FeedbackKinds};
 pub use handle::GraphHandle;
 pub use kernels::{FormatArgs, FormatError, Kernels, ModelFormat};
 pub use plan::Plan;
-pub use runtime::{cores, Engine, EngineConfig, StartError, DEFAULT_IDLE_SPIN};
+pub use runtime::{cores, Abandoner, Engine, EngineConfig, StartError, DEFAULT_IDLE_SPIN};
 pub use schema::{GraphField, GraphSchema};
 pub use spec::GraphSpec;
 pub use submit::{BatchReply, ChunkReply, Reply, RowResult, Submission, SubmitError, WhenFull};

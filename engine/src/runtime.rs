@@ -108,9 +108,9 @@ pub enum StartError {
     /// The timely workers could not start.
     #[error("cannot start the engine's workers: {0}")]
     Workers(String),
-    /// The graph uses what does not span processes yet (the graph's file is to blame
-    /// only in that it cannot run in a cluster).
-    #[error("{origin}: {what} cannot run in a cluster of processes yet; run it in one process")]
+    /// The graph uses what does not span processes yet where every process takes
+    /// requests (a replay, where only process 0 submits, runs it).
+    #[error("{origin}: {what} cannot run in a cluster of processes that all take requests yet; run it in one process")]
     NotInCluster {
         /// The graph's file.
         origin: String,
@@ -143,7 +143,7 @@ impl Engine {
             Some(c) => Placement { process: c.process, processes: c.processes(), threads: workers },
             None => Placement::single(workers),
         };
-        if placement.processes > 1 {
+        if placement.processes > 1 && !config.cluster.as_ref().is_some_and(|c| c.sole_submitter) {
             for plan in &plans {
                 let what = if config.deterministic {
                     Some("a deterministic engine (replay with feedback, prequential)".to_string())
@@ -172,7 +172,7 @@ impl Engine {
         let deterministic = config.deterministic;
         let idle_spin = config.idle_spin;
         let communication = match config.cluster {
-            Some(Cluster { process, addresses }) if addresses.len() > 1 => timely::CommunicationConfig::Cluster {
+            Some(Cluster { process, addresses, .. }) if addresses.len() > 1 => timely::CommunicationConfig::Cluster {
                 threads: workers,
                 process,
                 addresses,
@@ -220,10 +220,12 @@ impl Engine {
     /// without waiting for the workers: what a process of a cluster that lost a peer
     /// can still do (its workers cannot finish).
     pub fn abandon(&self) {
-        self.shutdown.request();
-        for g in &self.graphs {
-            g.graph().replies.fail_all();
-        }
+        self.abandoner().abandon();
+    }
+
+    /// [`Engine::abandon`], for another thread to call.
+    pub fn abandoner(&self) -> Abandoner {
+        Abandoner { shutdown: self.shutdown.clone(), graphs: self.graphs.clone() }
     }
 
     /// Stops accepting rows, lets the workers finish every row already accepted, joins
@@ -242,6 +244,23 @@ impl Engine {
             drop(guards.join());
         }
         self.pools.clear();
+        for g in &self.graphs {
+            g.graph().replies.fail_all();
+        }
+    }
+}
+
+/// Abandons an engine's rows in flight from any thread ([`Engine::abandon`]).
+#[derive(Clone)]
+pub struct Abandoner {
+    shutdown: Shutdown,
+    graphs: Vec<GraphHandle>,
+}
+
+impl Abandoner {
+    /// See [`Engine::abandon`].
+    pub fn abandon(&self) {
+        self.shutdown.request();
         for g in &self.graphs {
             g.graph().replies.fail_all();
         }

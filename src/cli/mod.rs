@@ -20,6 +20,7 @@
 //! clap `Args` struct, and their handler); `signals` stops a server cleanly.
 
 pub mod capture;
+pub mod cluster;
 pub mod replay;
 pub mod serve;
 pub mod signals;

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use weir_engine::{load_plan_with, Engine, EngineConfig, Kernels};
+use weir_engine::{load_plan_with, Cluster, Engine, EngineConfig, Kernels};
 use weir_operators::Shutdown;
 
+use super::cluster::{lend_workers, lost_peer_exit, start_engine, watching, ClusterArgs};
 use super::{fail, load_tables};
 
 /// `weir replay`'s flags.
@@ -74,6 +75,11 @@ pub struct ReplayArgs {
     /// overriding its `kafka.bootstrap_servers`: read up to the topic's end at the start.
     #[arg(long)]
     pub kafka_bootstrap: Option<String>,
+    /// The cluster this process is one of, if any: every process runs the same command;
+    /// process 0 reads the inputs and writes the outputs, the others lend their workers
+    /// (see `weir_engine::cluster`).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// Runs `weir replay`.
@@ -97,11 +103,24 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
         order_by,
         label,
         kafka_bootstrap,
+        cluster,
     } = args;
+    let cluster = match cluster.cluster(true) {
+        Ok(cluster) => cluster,
+        Err(e) => return fail(1, &e),
+    };
     let brokers = kafka_bootstrap.as_deref();
     if let Some(label) = prequential {
         let workers = workers.unwrap_or(1);
-        return backtest((&graph, kernels), &input, input_format, workers, &label, (max_block, report_every), brokers);
+        return backtest(
+            (&graph, kernels),
+            &input,
+            input_format,
+            (workers, cluster),
+            &label,
+            (max_block, report_every),
+            brokers,
+        );
     }
     let Some(output) = output else { return fail(1, &"--output is required (unless --prequential)") };
     use weir_connectors::replay::{self, FileFormat, ReplayError, ReplayOptions};
@@ -116,6 +135,13 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
     let plan = match load_plan_with(&graph, kernels) {
         Ok(plan) => plan,
         Err(e) => return fail(1, &e),
+    };
+    let deterministic = !feedback.is_empty();
+    let workers = workers.unwrap_or(if deterministic { 1 } else { weir_engine::cores() });
+    let config = EngineConfig { workers, deterministic, cluster: cluster.clone(), ..EngineConfig::default() };
+    let (engine, cluster) = match start(plan, config) {
+        Ok(Started::Submitter(engine, cluster)) => (engine, cluster),
+        Ok(Started::Lent(code)) | Err(code) => return code,
     };
     let Some(output_format) = output_format.or_else(|| FileFormat::of_path(&output)) else {
         return fail(1, &ReplayError::UnknownFormat { path: output });
@@ -141,12 +167,6 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
             Err(e) => return fail(replay_exit_code(&e), &e),
         },
     };
-    let deterministic = !feedback_files.is_empty();
-    let workers = workers.unwrap_or(if deterministic { 1 } else { weir_engine::cores() });
-    let engine = match Engine::start(vec![plan], EngineConfig { workers, deterministic, ..EngineConfig::default() }) {
-        Ok(engine) => engine,
-        Err(e) => return fail(1, &e),
-    };
     if let Err(code) = load_tables(&engine, brokers, &Shutdown::new()) {
         return code;
     }
@@ -160,7 +180,14 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
         _ => None,
     };
     let start = Instant::now();
-    match replay::replay_with_feedback(&engine.graphs()[0], &inputs, stream, &options) {
+    let (replayed, lost) =
+        watching(&engine, || replay::replay_with_feedback(&engine.graphs()[0], &inputs, stream, &options));
+    if let (Some(cluster), Some(lost)) = (&cluster, lost) {
+        // Its workers cannot finish without the lost process.
+        std::mem::forget(engine);
+        return lost_peer_exit(cluster, &lost);
+    }
+    match replayed {
         Ok(summary) => {
             let secs = start.elapsed().as_secs_f64();
             // Shutting down lets the learner take the last labels in.
@@ -190,7 +217,7 @@ fn backtest(
     (graph, kernels): (&std::path::Path, &Kernels),
     input: &[PathBuf],
     input_format: Option<String>,
-    workers: usize,
+    (workers, cluster): (usize, Option<Cluster>),
     label: &str,
     (max_block, report_every): (usize, usize),
     brokers: Option<&str>,
@@ -205,14 +232,14 @@ fn backtest(
         Ok(plan) => plan,
         Err(e) => return fail(1, &e),
     };
+    let config = EngineConfig { workers, deterministic: true, cluster, ..EngineConfig::default() };
+    let (engine, cluster) = match start(plan, config) {
+        Ok(Started::Submitter(engine, cluster)) => (engine, cluster),
+        Ok(Started::Lent(code)) | Err(code) => return code,
+    };
     let inputs = match replay::discover(input, format) {
         Ok(inputs) => inputs,
         Err(e) => return fail(replay_exit_code(&e), &e),
-    };
-    let config = EngineConfig { workers, deterministic: true, ..EngineConfig::default() };
-    let engine = match Engine::start(vec![plan], config) {
-        Ok(engine) => engine,
-        Err(e) => return fail(1, &e),
     };
     if let Err(code) = load_tables(&engine, brokers, &Shutdown::new()) {
         return code;
@@ -222,7 +249,12 @@ fn backtest(
         Ok(read) => read,
         Err(e) => return fail(replay_exit_code(&e), &e),
     };
-    let run = match prequential(&handle, &columns, &labels, max_block) {
+    let (run, lost) = watching(&engine, || prequential(&handle, &columns, &labels, max_block));
+    if let (Some(cluster), Some(lost)) = (&cluster, lost) {
+        std::mem::forget(engine);
+        return lost_peer_exit(cluster, &lost);
+    }
+    let run = match run {
         Ok(run) => run,
         Err(e) => return fail(1, &e),
     };
@@ -249,6 +281,30 @@ fn backtest(
         run.rows as f64 / run.seconds.max(1e-9)
     );
     ExitCode::SUCCESS
+}
+
+/// What starting a replay's engine gave.
+enum Started {
+    /// This process submits (alone, or as process 0 of a cluster).
+    Submitter(Engine, Option<Cluster>),
+    /// This process lent its workers to process 0, which is done: its exit code.
+    Lent(ExitCode),
+}
+
+/// Starts `plan`'s engine as `config` says; a process of a cluster other than process
+/// 0 lends its workers until process 0 is done (`Started::Lent`). `Err`: the exit code of
+/// a failed start.
+fn start(plan: weir_engine::Plan, config: EngineConfig) -> Result<Started, ExitCode> {
+    let cluster = config.cluster.clone();
+    let engine = match start_engine(vec![plan], config, &Shutdown::new()) {
+        Some(Ok(engine)) => engine,
+        Some(Err(e)) => return Err(fail(1, &e)),
+        None => return Err(fail(1, &"stopped while connecting to the cluster")),
+    };
+    match cluster {
+        Some(c) if c.process > 0 => Ok(Started::Lent(lend_workers(engine, &c))),
+        cluster => Ok(Started::Submitter(engine, cluster)),
+    }
 }
 
 /// 1 when the inputs do not fit the graph or the command line, 2 for I/O.

@@ -11,9 +11,10 @@ use weir_connectors::kafka::stats::KafkaMetrics;
 use weir_connectors::kafka::table::TableFeed;
 use weir_connectors::kafka::KafkaLoop;
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
-use weir_engine::{load_plan_with, Cluster, Engine, EngineConfig, Kernels, Plan, StartError};
+use weir_engine::{load_plan_with, Engine, EngineConfig, Kernels};
 use weir_operators::Shutdown;
 
+use super::cluster::{lost_peer_exit, start_engine, ClusterArgs};
 use super::{fail, load_tables};
 
 /// `weir serve`'s flags.
@@ -31,18 +32,9 @@ pub struct ServeArgs {
     /// Timely worker threads (per process, in a cluster).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
-    /// Processes in the cluster that serves these graphs together (timely's cluster
-    /// mode): each runs `weir serve` with the same graphs and workers, its own
-    /// `--process` and the same `--hosts`. Requests may go to any of them.
-    #[arg(long, default_value_t = 1)]
-    pub processes: usize,
-    /// This process's index in the cluster, from 0.
-    #[arg(long)]
-    pub process: Option<usize>,
-    /// The cluster's hosts file: each process's `host:port` (where the processes connect
-    /// to each other, not the HTTP port), one per line, in process order.
-    #[arg(long)]
-    pub hosts: Option<PathBuf>,
+    /// The cluster this process is one of, if any (see `weir_engine::cluster`).
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// How long a worker with no work polls for more before it parks, in µs (0: park
     /// at once). Polling holds a core but answers a client that sends its next request
     /// at once without waking a parked thread; an idle server parks and uses no CPU.
@@ -100,9 +92,7 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
         host,
         port,
         workers,
-        processes,
-        process,
-        hosts,
+        cluster,
         idle_spin_us,
         max_in_flight,
         timeout_ms,
@@ -137,7 +127,7 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
         properties,
         format,
     };
-    let cluster = match cluster(processes, process, hosts) {
+    let cluster = match cluster.cluster(false) {
         Ok(cluster) => cluster,
         Err(e) => return fail(1, &e),
     };
@@ -165,9 +155,12 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
     if stop.is_requested() {
         return stopped_starting("loading the graphs");
     }
-    let addresses = cluster.as_ref().map(|c| c.addresses.clone()).unwrap_or_default();
-    let config =
-        EngineConfig { workers, idle_spin: Duration::from_micros(idle_spin_us), cluster, ..EngineConfig::default() };
+    let config = EngineConfig {
+        workers,
+        idle_spin: Duration::from_micros(idle_spin_us),
+        cluster: cluster.clone(),
+        ..EngineConfig::default()
+    };
     let engine = match start_engine(plans, config, &stop) {
         Some(Ok(engine)) => engine,
         Some(Err(e)) => return fail(1, &e),
@@ -183,23 +176,13 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
     }
     let config = ServerConfig { body_limit, default_timeout: timeout_ms.map(Duration::from_millis) };
     let served = run(&engine, tables, &host, port, config, Duration::from_millis(grace_ms), &stop);
-    if let Some(c) = engine.graphs().first().map(|g| g.placement()).filter(|p| p.processes > 1) {
+    if let Some(cluster) = cluster {
         // A process of a cluster cannot finish its dataflows alone (every process's sources
         // feed them): its threads end with the process, once HTTP and Kafka have stopped.
         let lost = engine.lost_peer();
         std::mem::forget(engine);
         if let Some(lost) = lost {
-            let peer = match lost.process {
-                Some(p) => format!("process {p} ({})", addresses.get(p).map_or("?", String::as_str)),
-                None => "a process".to_string(),
-            };
-            return fail(
-                3,
-                &format!(
-                    "process {} lost {peer} of the cluster ({}); the cluster cannot go on: restart every process",
-                    c.process, lost.cause
-                ),
-            );
+            return lost_peer_exit(&cluster, &lost);
         }
     } else {
         // Rows still in the engine are answered `unavailable` as it stops.
@@ -224,48 +207,6 @@ async fn watch_peers(engine: &Engine, stop: &Shutdown) {
             tracing::error!(peer = ?lost.process, cause = %lost.cause, "lost a process of the cluster: stopping");
             stop.request();
             engine.abandon();
-        }
-    }
-}
-
-/// This process's place in a cluster, from the flags: `None` for one process.
-fn cluster(processes: usize, process: Option<usize>, hosts: Option<PathBuf>) -> Result<Option<Cluster>, String> {
-    match (processes, process, hosts) {
-        (0, _, _) => Err("--processes must be at least 1".into()),
-        (1, None, None) => Ok(None),
-        (1, _, _) => Err("--process and --hosts need --processes N (N > 1): the cluster's size".into()),
-        (_, None, _) => {
-            Err(format!("--processes {processes} needs --process I: this process's index, 0 to {}", processes - 1))
-        }
-        (_, _, None) => {
-            Err(format!("--processes {processes} needs --hosts FILE: every process's host:port, one per line"))
-        }
-        (n, Some(i), Some(path)) => Cluster::from_hosts_file(&path, n, i).map(Some).map_err(|e| e.to_string()),
-    }
-}
-
-/// Starts the engine; in a cluster that waits until every process is connected, which
-/// a stop request ends (`None`: stopped before the cluster was whole).
-fn start_engine(plans: Vec<Plan>, config: EngineConfig, stop: &Shutdown) -> Option<Result<Engine, StartError>> {
-    if config.cluster.is_none() {
-        return Some(Engine::start(plans, config));
-    }
-    if let Some(c) = &config.cluster {
-        eprintln!(
-            "weir: process {} of {}: connecting to the cluster ({})",
-            c.process,
-            c.processes(),
-            c.addresses.join(", ")
-        );
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || drop(tx.send(Engine::start(plans, config))));
-    loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(started) => return Some(started),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !stop.is_requested() => {}
-            // Timely's connecting cannot be interrupted: its thread ends with the process.
-            Err(_) => return None,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod kafka;
 pub mod process;
 pub mod python;
 pub mod slow;
+pub mod streams;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

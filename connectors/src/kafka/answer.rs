@@ -115,8 +115,13 @@ pub(crate) struct Acks {
     consumer: Arc<StreamConsumer<Rebalances>>,
     stats: Arc<KafkaStats>,
     failed: mpsc::UnboundedSender<Failed>,
-    /// Woken whenever the last pending message is finished (shutdown waits for it).
+    /// Woken whenever the last pending message is finished or left (shutdown waits for
+    /// it).
     pub idle: Notify,
+    /// Messages left unfinished because the engine did not compute them (see
+    /// [`Outcome`]): they stay pending in the tracker, so that no later offset of their
+    /// partition is stored, but nothing will finish them.
+    left: AtomicUsize,
 }
 
 impl Acks {
@@ -126,7 +131,22 @@ impl Acks {
         stats: Arc<KafkaStats>,
         failed: mpsc::UnboundedSender<Failed>,
     ) -> Acks {
-        Acks { consumer, stats, failed, idle: Notify::new() }
+        Acks { consumer, stats, failed, idle: Notify::new(), left: AtomicUsize::new(0) }
+    }
+
+    /// Pending messages that may still be finished: the tracker's pending ones, less
+    /// those left.
+    pub fn awaited(&self) -> usize {
+        let pending = self.consumer.context().tracker().pending();
+        pending.saturating_sub(self.left.load(Ordering::Acquire))
+    }
+
+    /// Leaves `n` messages unfinished (the engine did not compute them).
+    fn leave(&self, n: usize) {
+        self.left.fetch_add(n, Ordering::AcqRel);
+        if self.awaited() == 0 {
+            self.idle.notify_one();
+        }
     }
 
     /// Counts an acknowledged output; finishes its message if it was the last.
@@ -145,7 +165,7 @@ impl Acks {
     fn finish(&self, tp: &TopicPartition, offset: i64) {
         let (position, idle) = {
             let mut tracker = self.consumer.context().tracker();
-            (tracker.finish(tp, offset), tracker.pending() == 0)
+            (tracker.finish(tp, offset), tracker.pending() <= self.left.load(Ordering::Acquire))
         };
         if let Some(position) = position {
             let mut tpl = TopicPartitionList::new();
@@ -247,8 +267,20 @@ impl Answerer {
     pub fn answer(self: &Arc<Self>, batch: Vec<(Origin, Outcome)>) {
         let this = Arc::clone(self);
         self.runtime.spawn(async move {
+            let mut left = 0;
             for (origin, outcome) in batch {
+                if outcome.not_computed() {
+                    left += 1;
+                    continue;
+                }
                 this.produce(origin, outcome).await;
+            }
+            if left > 0 {
+                tracing::warn!(
+                    messages = left,
+                    "messages not computed (the engine stopped); left to be consumed again"
+                );
+                this.producer.context().leave(left);
             }
         });
     }
@@ -256,13 +288,6 @@ impl Answerer {
     /// Hands a message's answer and, where rows failed, its dead letter to the producer;
     /// the message is finished when the broker acknowledges both ([`Acks`]).
     async fn produce(&self, origin: Origin, outcome: Outcome) {
-        if outcome.not_computed() {
-            tracing::warn!(
-                offset = origin.offset,
-                "a message was not computed (the engine stopped); left to be consumed again"
-            );
-            return;
-        }
         let outputs = self.outputs(&origin, &outcome);
         let Origin { tp, offset, key, _permit, .. } = origin;
         let message = Arc::new(Answering { tp, offset, outputs_left: AtomicUsize::new(outputs.len()), _permit });

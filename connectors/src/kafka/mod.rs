@@ -317,7 +317,7 @@ async fn run(kafka: KafkaLoop, shutdown: Shutdown, grace: Duration) -> KafkaSumm
     drop(permit);
 
     // Shutdown: no more messages; let the answers in flight land, then commit.
-    let pending = || consumer.context().tracker().pending();
+    let pending = || producer.context().awaited();
     tracing::info!(graph = %name, pending = pending(), "stopping the Kafka consumer");
     let deadline = tokio::time::Instant::now() + grace;
     while pending() > 0 {
