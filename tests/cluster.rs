@@ -325,7 +325,7 @@ fn predictions(path: &std::path::Path, name: &str, version: Option<&str>) -> (Ve
 }
 
 #[test]
-fn a_replay_over_a_cluster_writes_what_one_process_writes() {
+fn a_replay_or_a_run_over_a_cluster_writes_what_one_process_writes() {
     let dir = tempfile::tempdir().unwrap();
     // Digits: the held-out images, process 0 reading and writing, process 1 computing.
     let test = digits(Split::Test).unwrap();
@@ -367,6 +367,25 @@ fn a_replay_over_a_cluster_writes_what_one_process_writes() {
         .unwrap_or_else(|| panic!("{}", logs[1]));
     assert!(lent > 0, "process 1 computed rows of process 0's replay: {}", logs[1]);
     assert_eq!(predictions(&one, "probs", None), predictions(&two, "probs", None), "digits: 1 process and 2");
+
+    // `weir run`: JSON lines in and out, the same way.
+    let lines: Vec<String> = (0..300).map(|i| json!({"a": i, "b": 0.5, "c": -1}).to_string()).collect();
+    let jsonl = dir.path().join("rows.jsonl");
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    let (one, two) = (dir.path().join("one.jsonl"), dir.path().join("two.jsonl"));
+    let args = |out: &std::path::Path| {
+        ["run", "graphs/diamond.yaml", "--input", jsonl.to_str().unwrap(), "--output", out.to_str().unwrap()]
+            .map(String::from)
+    };
+    let single = common::weir_cli(&args(&one).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(single.status.success(), "{}", common::text(&single.stderr));
+    let logs = run_everywhere(dir.path(), &args(&two).iter().map(String::as_str).collect::<Vec<_>>(), 2);
+    assert!(logs[0].contains("300 rows, 0 errors"), "{}", logs[0]);
+    assert_eq!(
+        std::fs::read_to_string(&one).unwrap(),
+        std::fs::read_to_string(&two).unwrap(),
+        "weir run: 1 process and 2"
+    );
 
     // Online learning, deterministic: predictions and late labels, merged by event time.
     let (p_path, l_path) = common::streams::phishing_two_streams(dir.path(), 600, 50);

@@ -148,3 +148,28 @@ pub fn lend_workers(engine: Engine, cluster: &Cluster) -> ExitCode {
         }
     }
 }
+
+/// What starting the engine of a command with one submitter (`run`, `replay`) gave.
+pub enum Started {
+    /// This process submits (alone, or as process 0 of a cluster).
+    Submitter(Engine, Option<Cluster>),
+    /// This process lent its workers to process 0, which is done: its exit code.
+    Lent(ExitCode),
+}
+
+/// Starts `plan`'s engine as `config` says (in a cluster, with process 0 the sole
+/// submitter); a process of a cluster other than process
+/// 0 lends its workers until process 0 is done (`Started::Lent`). `Err`: the exit code of
+/// a failed start.
+pub fn start(plan: Plan, config: EngineConfig) -> Result<Started, ExitCode> {
+    let cluster = config.cluster.clone();
+    let engine = match start_engine(vec![plan], config, &Shutdown::new()) {
+        Some(Ok(engine)) => engine,
+        Some(Err(e)) => return Err(fail(1, &e)),
+        None => return Err(fail(1, &"stopped while connecting to the cluster")),
+    };
+    match cluster {
+        Some(c) if c.process > 0 => Ok(Started::Lent(lend_workers(engine, &c))),
+        cluster => Ok(Started::Submitter(engine, cluster)),
+    }
+}

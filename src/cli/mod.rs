@@ -80,6 +80,11 @@ enum Command {
         /// overriding its `kafka.bootstrap_servers`: read up to the topic's end at the start.
         #[arg(long)]
         kafka_bootstrap: Option<String>,
+        /// The cluster this process is one of, if any: every process runs the same
+        /// command; process 0 reads the input and writes the output, the others lend
+        /// their workers (see `weir_engine::cluster`).
+        #[command(flatten)]
+        cluster: cluster::ClusterArgs,
     },
     /// Replay Arrow IPC or Parquet files through a graph: one output row per input row,
     /// in order; failed rows go to an errors file.
@@ -153,19 +158,30 @@ pub fn main_with(kernels: Kernels) -> ExitCode {
             }
             Err(e) => fail(1, &e),
         },
-        Command::Run { graph, input, output, workers, in_flight, kafka_bootstrap } => {
+        Command::Run { graph, input, output, workers, in_flight, kafka_bootstrap, cluster } => {
+            let cluster = match cluster.cluster(true) {
+                Ok(cluster) => cluster,
+                Err(e) => return fail(1, &e),
+            };
             let plan = match load_plan_with(&graph, &kernels) {
                 Ok(plan) => plan,
                 Err(e) => return fail(1, &e),
             };
-            let engine = match Engine::start(vec![plan], EngineConfig { workers, ..EngineConfig::default() }) {
-                Ok(engine) => engine,
-                Err(e) => return fail(1, &e),
+            let config = EngineConfig { workers, cluster, ..EngineConfig::default() };
+            let (engine, cluster) = match cluster::start(plan, config) {
+                Ok(cluster::Started::Submitter(engine, cluster)) => (engine, cluster),
+                Ok(cluster::Started::Lent(code)) | Err(code) => return code,
             };
             if let Err(code) = load_tables(&engine, kafka_bootstrap.as_deref(), &weir_operators::Shutdown::new()) {
                 return code;
             }
-            match run(&engine, &input, output.as_ref(), in_flight) {
+            let (ran, lost) = cluster::watching(&engine, || run(&engine, &input, output.as_ref(), in_flight));
+            if let (Some(cluster), Some(lost)) = (&cluster, lost) {
+                // Its workers cannot finish without the lost process.
+                std::mem::forget(engine);
+                return cluster::lost_peer_exit(cluster, &lost);
+            }
+            match ran {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(2, &e),
             }

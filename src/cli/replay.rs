@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use weir_engine::{load_plan_with, Cluster, Engine, EngineConfig, Kernels};
+use weir_engine::{load_plan_with, Cluster, EngineConfig, Kernels};
 use weir_operators::Shutdown;
 
-use super::cluster::{lend_workers, lost_peer_exit, start_engine, watching, ClusterArgs};
+use super::cluster::{lost_peer_exit, start, watching, ClusterArgs, Started};
 use super::{fail, load_tables};
 
 /// `weir replay`'s flags.
@@ -281,30 +281,6 @@ fn backtest(
         run.rows as f64 / run.seconds.max(1e-9)
     );
     ExitCode::SUCCESS
-}
-
-/// What starting a replay's engine gave.
-enum Started {
-    /// This process submits (alone, or as process 0 of a cluster).
-    Submitter(Engine, Option<Cluster>),
-    /// This process lent its workers to process 0, which is done: its exit code.
-    Lent(ExitCode),
-}
-
-/// Starts `plan`'s engine as `config` says; a process of a cluster other than process
-/// 0 lends its workers until process 0 is done (`Started::Lent`). `Err`: the exit code of
-/// a failed start.
-fn start(plan: weir_engine::Plan, config: EngineConfig) -> Result<Started, ExitCode> {
-    let cluster = config.cluster.clone();
-    let engine = match start_engine(vec![plan], config, &Shutdown::new()) {
-        Some(Ok(engine)) => engine,
-        Some(Err(e)) => return Err(fail(1, &e)),
-        None => return Err(fail(1, &"stopped while connecting to the cluster")),
-    };
-    match cluster {
-        Some(c) if c.process > 0 => Ok(Started::Lent(lend_workers(engine, &c))),
-        cluster => Ok(Started::Submitter(engine, cluster)),
-    }
 }
 
 /// 1 when the inputs do not fit the graph or the command line, 2 for I/O.
