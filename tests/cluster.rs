@@ -387,6 +387,40 @@ fn a_replay_or_a_run_over_a_cluster_writes_what_one_process_writes() {
         "weir run: 1 process and 2"
     );
 
+    // A table from its snapshot (loaded by process 0), its keys spread over the cluster.
+    let accounts: Vec<String> = (0..50).map(|i| format!("acc-{i}")).collect();
+    let snapshot = arrow_array::RecordBatch::try_from_iter([
+        (
+            "account",
+            std::sync::Arc::new(arrow_array::StringArray::from_iter_values(&accounts)) as arrow_array::ArrayRef,
+        ),
+        ("mean", std::sync::Arc::new(arrow_array::Float32Array::from_iter_values((0..50).map(|i| i as f32))) as _),
+        (
+            "country",
+            std::sync::Arc::new(arrow_array::StringArray::from_iter_values(accounts.iter().map(|_| "PT"))) as _,
+        ),
+    ])
+    .unwrap();
+    common::streams::write(&dir.path().join("accounts.arrow"), &snapshot);
+    let graph = dir.path().join("enrich.yaml");
+    let text = "name: enrich\ninputs:\n  account: str\n  amount: f32\ntables:\n  accounts:\n    key: account\n    values:\n      mean: f32\n      country: str\n    snapshot: accounts.arrow\nnodes:\n  features:\n    kind: lookup\n    table: accounts\n    key: input.account\n    missing: default\n    defaults: {mean: -1.0, country: unknown}\noutputs:\n  mean: features.mean\n  found: features.found\n";
+    std::fs::write(&graph, text).unwrap();
+    let lines: Vec<String> =
+        (0..200).map(|i| json!({"account": format!("acc-{}", i % 100), "amount": 1}).to_string()).collect();
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    let (one, two) = (dir.path().join("table-one.jsonl"), dir.path().join("table-two.jsonl"));
+    let args = |out: &std::path::Path| {
+        ["run", graph.to_str().unwrap(), "--input", jsonl.to_str().unwrap(), "--output", out.to_str().unwrap()]
+            .map(String::from)
+    };
+    let single = common::weir_cli(&args(&one).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(single.status.success(), "{}", common::text(&single.stderr));
+    let logs = run_everywhere(dir.path(), &args(&two).iter().map(String::as_str).collect::<Vec<_>>(), 2);
+    assert!(logs[0].contains("table 'accounts': 50 rows from its snapshot"), "{}", logs[0]);
+    let answers = std::fs::read_to_string(&two).unwrap();
+    assert_eq!(std::fs::read_to_string(&one).unwrap(), answers, "a table: 1 process and 2");
+    assert_eq!(answers.lines().filter(|l| l.contains("\"found\":true")).count(), 100, "{answers}");
+
     // Online learning, deterministic: predictions and late labels, merged by event time.
     let (p_path, l_path) = common::streams::phishing_two_streams(dir.path(), 600, 50);
     let args = |out: &std::path::Path| {

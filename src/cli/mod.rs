@@ -12,12 +12,16 @@
 //! - `weir serve GRAPH.yaml... [--host H] [--port P] [--workers N]`: serve every graph
 //!   over HTTP until SIGINT or SIGTERM.
 //!
+//! `serve`, `run` and `replay` also run as one process of a cluster (`--processes N
+//! --process I --hosts FILE`, see [`cluster`]).
+//!
 //! Exit codes: 0 on success (also when some rows failed: they are error lines or rows of
 //! the errors file), 1 when a graph is invalid or the input does not fit it, 2 on an I/O
-//! error.
+//! error, 3 when a process of the cluster was lost.
 //!
 //! The longer commands have a file each: `replay`, `capture` and `serve` (their flags, a
-//! clap `Args` struct, and their handler); `signals` stops a server cleanly.
+//! clap `Args` struct, and their handler); `cluster` holds the cluster flags they share;
+//! `signals` stops a server cleanly.
 
 pub mod capture;
 pub mod cluster;
