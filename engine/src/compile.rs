@@ -270,8 +270,11 @@ pub(crate) fn build_graph(
                 }
             });
         }
-        let tables: Vec<_> =
-            ingress.tables.iter().filter_map(|t| tables::table_dataflow(scope, t, index, shutdown, clock)).collect();
+        let tables: Vec<_> = ingress
+            .tables
+            .iter()
+            .filter_map(|t| tables::table_dataflow(scope, t, index, shutdown, clock, drained))
+            .collect();
         let learn = ingress.feedback.as_ref().and_then(|fb| {
             Some(LearnResources {
                 feedback: scope.row_source("Feedback", fb.source.feed(index, shutdown, clock, None)?),

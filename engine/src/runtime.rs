@@ -145,11 +145,9 @@ impl Engine {
         };
         if placement.processes > 1 && !config.cluster.as_ref().is_some_and(|c| c.sole_submitter) {
             for plan in &plans {
-                let what = if config.deterministic {
-                    Some("a deterministic engine (replay with feedback, prequential)".to_string())
-                } else {
-                    plan.tables.first().map(|t| format!("table '{}'", t.name))
-                };
+                let what = config
+                    .deterministic
+                    .then(|| "a deterministic engine (replay with feedback, prequential)".to_string());
                 if let Some(what) = what {
                     return Err(StartError::NotInCluster { origin: plan.origin.clone(), what });
                 }
@@ -324,7 +322,11 @@ fn ingress(plan: &Plan, config: &EngineConfig, processes: usize, shutdown: &Shut
         feedback,
         tables: plan.tables.iter().map(|spec| TableIngress::new(spec, workers)).collect(),
         // Tables need one order of times for rows and updates (see `tables.rs`).
-        clock: (config.deterministic || !plan.tables.is_empty()).then(|| Arc::new(EventClock::new())),
+        clock: (config.deterministic || !plan.tables.is_empty()).then(|| {
+            // Tables served by several processes: their clocks follow the wall clock.
+            let shared = processes > 1 && !config.cluster.as_ref().is_some_and(|c| c.sole_submitter);
+            Arc::new(if shared { EventClock::wall() } else { EventClock::new() })
+        }),
         shutdown: shutdown.clone(),
     }
 }

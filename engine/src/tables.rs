@@ -10,6 +10,7 @@
 //! updates submitted before it.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use timely::dataflow::Scope;
@@ -22,16 +23,22 @@ use weir_operators::{Chunk, Column, DType, RowError, Shutdown, Value};
 use crate::ingress::TableIngress;
 use crate::spec::TableSpec;
 
-/// The table on worker `index`: its source, its upserts, its part of the table.
+/// The table on worker `index`: its source, its upserts, its part of the table. On a
+/// wall clock its source sets `drained` like the rows source (see
+/// `EngineConfig::idle_spin`), so that an idle tick parks the worker at once.
 pub(crate) fn table_dataflow<'scope>(
     scope: Scope<'scope, Time>,
     table: &TableIngress,
     index: usize,
     shutdown: &Shutdown,
     clock: Option<&Arc<EventClock>>,
+    drained: &Arc<AtomicUsize>,
 ) -> Option<TableRef<'scope>> {
     let spec = &table.spec;
-    let source = scope.row_source(&format!("Table({})", spec.name), table.source.feed(index, shutdown, clock, None)?);
+    // Only a wall clock's ticks need it (see `weir_operators::dataflow::clock`).
+    let drained = clock.filter(|c| c.is_wall()).map(|_| Arc::clone(drained));
+    let feed = table.source.feed(index, shutdown, clock, drained)?;
+    let source = scope.row_source(&format!("Table({})", spec.name), feed);
     let shape = TableShape {
         name: spec.name.clone(),
         int_keys: spec.key_type.dtype == DType::I64,

@@ -11,7 +11,9 @@
 //!
 //! In a deterministic engine (with an [`EventClock`]) each chunk carries the time its
 //! submitter took from the clock: the source emits it at that time and moves its
-//! capability up to the clock's watermark (see `clock.rs`).
+//! capability up to the clock's watermark (see `clock.rs`). A source of a wall clock (a
+//! cluster's graph with tables) also runs every `WALL_TICK` while idle, to move up with
+//! the wall clock.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use crossbeam_channel::{Receiver, TryRecvError};
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::Scope;
 
-use super::clock::EventClock;
+use super::clock::{EventClock, WALL_TICK};
 use super::doorbell::Doorbell;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
@@ -92,7 +94,7 @@ fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) 
             let mut taken = 0;
             let mut closed = false;
             // Read before draining: every chunk stamped below it is in the channel now.
-            let watermark = clock.as_ref().map(|c| c.watermark());
+            let watermark = clock.as_ref().map(|c| c.advance());
             let mut last_time = None;
             {
                 while sent < rows {
@@ -154,6 +156,13 @@ fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) 
             }
             if sent >= rows {
                 self_activator.activate();
+            } else if clock.as_ref().is_some_and(|c| c.is_wall()) {
+                // A wall clock moves on its own: follow it (see `clock.rs`). A tick that
+                // found nothing lets the worker park at once rather than poll.
+                self_activator.activate_after(WALL_TICK);
+                if let Some(drained) = drained.as_ref().filter(|_| taken == 0) {
+                    drained.store(usize::MAX, Ordering::Relaxed);
+                }
             }
         }
     })
