@@ -48,7 +48,7 @@ fn every_process_answers_as_one_process_does_and_rows_cross_processes() {
     let requests = requests();
     let expected: Vec<(u16, String)> = requests.iter().map(|(path, body)| http_post(&one, path, body)).collect();
     assert!(expected.iter().all(|(s, _)| *s == 200), "{expected:?}");
-    for (processes, workers) in [(2, 1), (3, 1), (2, 2)] {
+    for (processes, workers) in [(2, 1), (3, 1), (2, 2), (3, 2)] {
         let members = cluster(dir.path(), &graphs, processes, workers);
         for (round, (path, body)) in requests.iter().enumerate() {
             // Every request goes to each process in turn.
@@ -468,4 +468,28 @@ fn a_replay_or_a_run_over_a_cluster_writes_what_one_process_writes() {
         predictions(&two, "p_phishing", Some("model_version")),
     );
     assert_eq!(a, b, "predictions and the versions that made them: 1 process and 2");
+
+    // Prequential: predict each row, then learn its label, in order; the running accuracy
+    // and the final version are those of one process.
+    let labelled = dir.path().join("phishing.arrow");
+    common::streams::phishing_labelled(&labelled);
+    let args = [
+        "replay",
+        "graphs/phishing-online.yaml",
+        "--input",
+        labelled.to_str().unwrap(),
+        "--prequential",
+        "is_phishing",
+    ];
+    let single = common::weir_cli(&args);
+    let single = common::text(&single.stderr);
+    let logs = run_everywhere(dir.path(), &args, 2);
+    let summary = |log: &str| {
+        log.lines()
+            .filter(|l| l.starts_with("weir: prequential:"))
+            .map(|l| l.split(", ").take(3).collect::<Vec<_>>().join(", "))
+            .collect::<Vec<_>>()
+    };
+    assert!(!summary(&single).is_empty(), "{single}");
+    assert_eq!(summary(&single), summary(&logs[0]), "prequential: 1 process and 2\n{single}\n{}", logs[0]);
 }

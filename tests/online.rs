@@ -344,39 +344,12 @@ mod replay_prequential {
             .expect("weir runs")
     }
 
-    /// The phishing stream as an Arrow IPC file: `id`, `features` (f32[9]) and the label
-    /// `is_phishing`, in two record batches.
-    fn write_stream(path: &std::path::Path) {
-        let pages = weir::datasets::phishing().expect("phishing stream");
-        let batch = |range: std::ops::Range<usize>| {
-            let mut features = FixedSizeListBuilder::new(Float32Builder::new(), 9);
-            for p in &pages[range.clone()] {
-                features.values().append_slice(&p.features);
-                features.append(true);
-            }
-            let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(range.clone().map(|i| i as i64)));
-            let labels: ArrayRef =
-                Arc::new(Int64Array::from_iter_values(pages[range].iter().map(|p| i64::from(p.phishing))));
-            RecordBatch::try_from_iter([
-                ("id", ids),
-                ("features", Arc::new(features.finish()) as ArrayRef),
-                ("is_phishing", labels),
-            ])
-            .expect("batch")
-        };
-        let batches = [batch(0..700), batch(700..pages.len())];
-        let file = File::create(path).expect("file");
-        let mut w = arrow_ipc::writer::FileWriter::try_new(file, &batches[0].schema()).expect("writer");
-        batches.iter().for_each(|b| w.write(b).expect("write"));
-        w.finish().expect("footer");
-    }
-
     #[test]
     fn weir_replay_backtests_the_labelled_stream_at_one_and_two_workers() {
         let dir = std::env::temp_dir().join(format!("weir-prequential-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let file = dir.join("phishing.arrow");
-        write_stream(&file);
+        crate::common::streams::phishing_labelled(&file);
         let mut finals = Vec::new();
         for workers in ["1", "2"] {
             let args = [

@@ -15,10 +15,12 @@
 //! sink finds the slot's reply in the origin's reply table. Admission, deadlines and the
 //! reply stay with the origin; only the rows travel. In one process nothing is exchanged.
 //!
-//! What does not span processes yet, and is refused at start: tables (their updates and
-//! rows take times of a clock each process keeps alone) and deterministic engines (the
-//! same clock), unless only process 0 submits ([`Cluster::sole_submitter`], a replay):
-//! then its clock is the cluster's.
+//! Tables: where every process takes requests, each process's clock follows the wall
+//! clock (`weir_operators::dataflow::clock`), so that an upsert answered at one process
+//! is seen by every request sent afterwards at any process. Deterministic engines are
+//! refused there (their order is that of one submitter's submissions), unless only
+//! process 0 submits ([`Cluster::sole_submitter`], a replay): then its clock is the
+//! cluster's, and tables and learning give what one process gives.
 //!
 //! A cluster cannot go on without any of its processes: timely's networking threads panic
 //! when a peer's connection closes. [`watch_peers`] turns that panic into a [`LostPeer`]

@@ -108,9 +108,9 @@ pub enum StartError {
     /// The timely workers could not start.
     #[error("cannot start the engine's workers: {0}")]
     Workers(String),
-    /// The graph uses what does not span processes yet where every process takes
-    /// requests (a replay, where only process 0 submits, runs it).
-    #[error("{origin}: {what} cannot run in a cluster of processes that all take requests yet; run it in one process")]
+    /// A deterministic engine where every process of a cluster takes requests (a
+    /// replay, where only process 0 submits, runs one).
+    #[error("{origin}: {what} cannot run in a cluster of processes that all take requests; run it in one process")]
     NotInCluster {
         /// The graph's file.
         origin: String,

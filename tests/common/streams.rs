@@ -38,6 +38,33 @@ pub fn phishing_two_streams(dir: &Path, n: usize, delay: usize) -> (PathBuf, Pat
     (p_path, l_path)
 }
 
+/// The whole phishing stream as an Arrow IPC file at `path`: `id`, `features` (f32[9])
+/// and the label `is_phishing`, in two record batches (what `--prequential` reads).
+pub fn phishing_labelled(path: &Path) {
+    let pages = weir::datasets::phishing().expect("phishing stream");
+    let batch = |range: std::ops::Range<usize>| {
+        let mut features = FixedSizeListBuilder::new(Float32Builder::new(), 9);
+        for p in &pages[range.clone()] {
+            features.values().append_slice(&p.features);
+            features.append(true);
+        }
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(range.clone().map(|i| i as i64)));
+        let labels: ArrayRef =
+            Arc::new(Int64Array::from_iter_values(pages[range].iter().map(|p| i64::from(p.phishing))));
+        RecordBatch::try_from_iter([
+            ("id", ids),
+            ("features", Arc::new(features.finish()) as ArrayRef),
+            ("is_phishing", labels),
+        ])
+        .expect("batch")
+    };
+    let batches = [batch(0..700), batch(700..pages.len())];
+    let mut w = arrow_ipc::writer::FileWriter::try_new(File::create(path).expect("file"), &batches[0].schema())
+        .expect("writer");
+    batches.iter().for_each(|b| w.write(b).expect("write"));
+    w.finish().expect("footer");
+}
+
 /// Writes `batch` as an Arrow IPC file.
 pub fn write(path: &Path, batch: &RecordBatch) {
     let mut w =
