@@ -330,11 +330,6 @@ mod http_feedback {
 }
 
 mod replay_prequential {
-    use std::fs::File;
-    use std::sync::Arc;
-
-    use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
-    use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 
     fn weir(args: &[&str]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
