@@ -469,21 +469,29 @@ fn a_replay_or_a_run_over_a_cluster_writes_what_one_process_writes() {
     );
     assert_eq!(a, b, "predictions and the versions that made them: 1 process and 2");
 
-    // Prequential: predict each row, then learn its label, in order; the running accuracy
-    // and the final version are those of one process.
+    // Prequential: predict each row, then learn its label, in order; the running accuracy,
+    // the final version and the final weights (the learner's checkpoint at the end) are
+    // those of one process.
     let labelled = dir.path().join("phishing.arrow");
     common::streams::phishing_labelled(&labelled);
-    let args = [
-        "replay",
-        "graphs/phishing-online.yaml",
-        "--input",
-        labelled.to_str().unwrap(),
-        "--prequential",
-        "is_phishing",
-    ];
-    let single = common::weir_cli(&args);
+    let original = std::fs::read_to_string("graphs/phishing-online.yaml").unwrap();
+    let graph = |name: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        let learn = format!("      keep_ms: 600000\n      checkpoint: {{dir: {name}, every: 100000}}\n");
+        let text = original.replace("      keep_ms: 600000\n", &learn);
+        assert_ne!(text, original, "the graph file has the learn section this test extends");
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let (g1, g2) = (graph("ckpt-one"), graph("ckpt-two"));
+    let args = |g: &str| {
+        ["replay", g, "--input", labelled.to_str().unwrap(), "--prequential", "is_phishing"].map(String::from)
+    };
+    let single = common::weir_cli(&args(&g1).iter().map(String::as_str).collect::<Vec<_>>());
     let single = common::text(&single.stderr);
-    let logs = run_everywhere(dir.path(), &args, 2);
+    let logs = run_everywhere(dir.path(), &args(&g2).iter().map(String::as_str).collect::<Vec<_>>(), 2);
+    let weights = |name: &str| std::fs::read(dir.path().join(name).join("latest.safetensors")).unwrap();
+    assert_eq!(weights("ckpt-one"), weights("ckpt-two"), "the final weights: 1 process and 2");
     let summary = |log: &str| {
         log.lines()
             .filter(|l| l.starts_with("weir: prequential:"))
