@@ -189,22 +189,8 @@ async fn kafka_over_a_cluster_answers_every_message_and_loses_none_to_a_kill() {
     let broker = Broker::start();
     broker.create_topics(&["in", "out", "dlq"], 4).await;
     let dir = tempfile::tempdir().unwrap();
-    let kafka = [
-        "--kafka-bootstrap",
-        &broker.addr,
-        "--kafka-input",
-        "in",
-        "--kafka-output",
-        "out",
-        "--kafka-dead-letter",
-        "dlq",
-        "--kafka-group",
-        "g",
-        "--kafka-property",
-        "session.timeout.ms=6000",
-        "--kafka-property",
-        "heartbeat.interval.ms=500",
-    ];
+    let flags = broker.serve_flags();
+    let kafka: Vec<&str> = flags.iter().map(String::as_str).collect();
     let members = cluster_with(dir.path(), &["graphs/diamond.yaml"], 2, 1, &kafka);
     // Both join the group before any message exists, so it splits the partitions.
     tokio::time::sleep(Duration::from_secs(8)).await;
@@ -323,6 +309,18 @@ fn run_everywhere(dir: &std::path::Path, args: &[&str], processes: usize) -> Vec
         .collect()
 }
 
+/// Runs `weir ALONE` in one process (it must succeed), then `weir CLUSTERED` over a
+/// 2-process cluster ([`run_everywhere`]); returns the first's stderr and each process's.
+fn alone_then_clustered(dir: &std::path::Path, alone: &[String], clustered: &[String]) -> (String, Vec<String>) {
+    fn strs(args: &[String]) -> Vec<&str> {
+        args.iter().map(String::as_str).collect()
+    }
+    let single = common::weir_cli(&strs(alone));
+    let stderr = common::text(&single.stderr);
+    assert!(single.status.success(), "{stderr}");
+    (stderr, run_everywhere(dir, &strs(clustered), 2))
+}
+
 /// The bits of every value of the f32 column `name` and the i64 column `version`.
 fn predictions(path: &std::path::Path, name: &str, version: Option<&str>) -> (Vec<u32>, Vec<i64>) {
     use arrow_array::cast::AsArray;
@@ -374,9 +372,7 @@ fn a_replay_or_a_run_over_a_cluster_writes_what_one_process_writes() {
         ]
         .map(String::from)
     };
-    let single = common::weir_cli(&args(&one).iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(single.status.success(), "{}", common::text(&single.stderr));
-    let logs = run_everywhere(dir.path(), &args(&two).iter().map(String::as_str).collect::<Vec<_>>(), 2);
+    let (_, logs) = alone_then_clustered(dir.path(), &args(&one), &args(&two));
     assert!(logs[0].contains(&format!("{} rows, 0 errors", test.len())), "{}", logs[0]);
     let lent: usize = logs[1]
         .lines()
@@ -394,9 +390,7 @@ fn a_replay_or_a_run_over_a_cluster_writes_what_one_process_writes() {
         ["run", "graphs/diamond.yaml", "--input", jsonl.to_str().unwrap(), "--output", out.to_str().unwrap()]
             .map(String::from)
     };
-    let single = common::weir_cli(&args(&one).iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(single.status.success(), "{}", common::text(&single.stderr));
-    let logs = run_everywhere(dir.path(), &args(&two).iter().map(String::as_str).collect::<Vec<_>>(), 2);
+    let (_, logs) = alone_then_clustered(dir.path(), &args(&one), &args(&two));
     assert!(logs[0].contains("300 rows, 0 errors"), "{}", logs[0]);
     assert_eq!(
         std::fs::read_to_string(&one).unwrap(),
@@ -430,9 +424,7 @@ fn a_replay_or_a_run_over_a_cluster_writes_what_one_process_writes() {
         ["run", graph.to_str().unwrap(), "--input", jsonl.to_str().unwrap(), "--output", out.to_str().unwrap()]
             .map(String::from)
     };
-    let single = common::weir_cli(&args(&one).iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(single.status.success(), "{}", common::text(&single.stderr));
-    let logs = run_everywhere(dir.path(), &args(&two).iter().map(String::as_str).collect::<Vec<_>>(), 2);
+    let (_, logs) = alone_then_clustered(dir.path(), &args(&one), &args(&two));
     assert!(logs[0].contains("table 'accounts': 50 rows from its snapshot"), "{}", logs[0]);
     let answers = std::fs::read_to_string(&two).unwrap();
     assert_eq!(std::fs::read_to_string(&one).unwrap(), answers, "a table: 1 process and 2");
@@ -458,10 +450,8 @@ fn a_replay_or_a_run_over_a_cluster_writes_what_one_process_writes() {
         .map(String::from)
     };
     let (one, two) = (dir.path().join("learn-one.arrow"), dir.path().join("learn-two.arrow"));
-    let single = common::weir_cli(&args(&one).iter().map(String::as_str).collect::<Vec<_>>());
-    let single = common::text(&single.stderr);
+    let (single, logs) = alone_then_clustered(dir.path(), &args(&one), &args(&two));
     assert!(single.contains("600 rows, 0 errors") && single.contains("model version 600"), "{single}");
-    let logs = run_everywhere(dir.path(), &args(&two).iter().map(String::as_str).collect::<Vec<_>>(), 2);
     assert!(logs[0].contains("600 rows, 0 errors") && logs[0].contains("model version 600"), "{}", logs[0]);
     let (a, b) = (
         predictions(&one, "p_phishing", Some("model_version")),
@@ -487,9 +477,7 @@ fn a_replay_or_a_run_over_a_cluster_writes_what_one_process_writes() {
     let args = |g: &str| {
         ["replay", g, "--input", labelled.to_str().unwrap(), "--prequential", "is_phishing"].map(String::from)
     };
-    let single = common::weir_cli(&args(&g1).iter().map(String::as_str).collect::<Vec<_>>());
-    let single = common::text(&single.stderr);
-    let logs = run_everywhere(dir.path(), &args(&g2).iter().map(String::as_str).collect::<Vec<_>>(), 2);
+    let (single, logs) = alone_then_clustered(dir.path(), &args(&g1), &args(&g2));
     let weights = |name: &str| std::fs::read(dir.path().join(name).join("latest.safetensors")).unwrap();
     assert_eq!(weights("ckpt-one"), weights("ckpt-two"), "the final weights: 1 process and 2");
     let summary = |log: &str| {

@@ -246,18 +246,8 @@ async fn two_weir_processes_in_one_group_share_the_partitions() {
     let spawn = || {
         Running(
             Command::new(env!("CARGO_BIN_EXE_weir"))
-                .args(["serve", "graphs/diamond.yaml", "--port", "0", "--kafka-bootstrap", &broker.addr])
-                .args([
-                    "--kafka-input",
-                    "in",
-                    "--kafka-output",
-                    "out",
-                    "--kafka-dead-letter",
-                    "dlq",
-                    "--kafka-group",
-                    "g",
-                ])
-                .args(["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
+                .args(["serve", "graphs/diamond.yaml", "--port", "0"])
+                .args(broker.serve_flags())
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .stderr(Stdio::piped())
                 .spawn()

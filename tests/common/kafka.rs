@@ -84,6 +84,15 @@ impl Broker {
         self.child.id()
     }
 
+    /// `weir serve`'s flags for this broker: topics `in` → `out`, dead letters to `dlq`,
+    /// group `g`, with the fast consumer-group timings the broker needs in tests.
+    pub fn serve_flags(&self) -> Vec<String> {
+        let flags = ["--kafka-bootstrap", &self.addr, "--kafka-input", "in", "--kafka-output", "out"];
+        let more = ["--kafka-dead-letter", "dlq", "--kafka-group", "g", "--kafka-property", "session.timeout.ms=6000"];
+        let timing = ["--kafka-property", "heartbeat.interval.ms=500"];
+        flags.iter().chain(&more).chain(&timing).map(|f| f.to_string()).collect()
+    }
+
     /// Client settings for this broker, with the fast consumer-group timings the
     /// broker needs in tests.
     pub fn config(&self) -> ClientConfig {
@@ -153,9 +162,8 @@ pub fn binary_logged(
 ) -> (Running, Arc<Mutex<Vec<String>>>) {
     let mut child = Running(
         Command::new(binary)
-            .args(["serve", graph, "--port", "0", "--kafka-bootstrap", &broker.addr])
-            .args(["--kafka-input", "in", "--kafka-output", "out", "--kafka-dead-letter", "dlq", "--kafka-group", "g"])
-            .args(["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"])
+            .args(["serve", graph, "--port", "0"])
+            .args(broker.serve_flags())
             .args(extra)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .stdout(Stdio::null())

@@ -15,21 +15,25 @@
 //! a table's rows must still see every upsert acknowledged before them at any process.
 //! There the clock runs on the wall clock ([`EventClock::wall`]): a time is the
 //! microseconds since the Unix epoch, made strictly increasing (a hybrid logical clock),
-//! and a submission returns only once the wall clock has passed its time, so a
-//! submission made after another's return, at any process of one machine (or of
-//! machines whose clocks agree), gets a later time. Its sources also move their
+//! and a submission returns only once the wall clock has passed its time (or after a
+//! millisecond, if the wall clock was stepped back), so a submission made after
+//! another's return, at any process of one machine (or of machines whose clocks agree),
+//! gets a later time. Its sources also move their
 //! capabilities up to the wall clock on their own, every [`WALL_TICK`], so that another
 //! process's rows do not wait for this one's next submission.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How often a source of a wall clock moves its capability up to the wall clock while
 /// idle: the most a lookup at another process waits for this process's tables. Each tick
 /// costs the worker a step and the cluster a progress message: 5 ms keeps an idle
 /// cluster's CPU low.
 pub const WALL_TICK: Duration = Duration::from_millis(5);
+
+/// The longest a submission on a wall clock waits for the wall clock to pass its time.
+const MAX_COMMIT_WAIT: Duration = Duration::from_millis(1);
 
 /// A graph's logical clock.
 #[derive(Debug, Default)]
@@ -89,9 +93,14 @@ impl EventClock {
         // watermark either sees this store or is rung after it.
         self.watermark.store(time + 1, Ordering::SeqCst);
         drop(next);
-        // On the wall clock, whatever is submitted after this returns gets a later time.
-        while self.wall && now_us() <= time {
-            std::hint::spin_loop();
+        // On the wall clock, whatever is submitted after this returns gets a later time:
+        // normally within a microsecond. A wall clock stepped back (times then run ahead
+        // of it) is not waited out: the wait stops after `MAX_COMMIT_WAIT`.
+        if self.wall {
+            let started = Instant::now();
+            while now_us() <= time && started.elapsed() < MAX_COMMIT_WAIT {
+                std::hint::spin_loop();
+            }
         }
         result
     }
