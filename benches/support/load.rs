@@ -48,6 +48,8 @@ impl Server {
         let addr = runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1");
             let addr = listener.local_addr().expect("local address");
+            // As `weir_connectors::http::serve` does: TCP_NODELAY on every connection.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| drop(tcp.set_nodelay(true)));
             let serve = axum::serve(listener, router);
             tokio::spawn(async move { serve.await });
             addr

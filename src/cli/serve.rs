@@ -29,6 +29,11 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port; the chosen one is logged).
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
+    /// A second port, for gRPC clients that expect one (Triton's is 8001). The Open
+    /// Inference Protocol's gRPC service is always served on `--port` too (HTTP/2
+    /// without TLS); this port serves everything `--port` does.
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
     /// Timely worker threads (per process, in a cluster).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -91,6 +96,7 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
         graphs,
         host,
         port,
+        grpc_port,
         workers,
         cluster,
         idle_spin_us,
@@ -175,7 +181,8 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
         return stopped_starting("starting the engine and loading its tables");
     }
     let config = ServerConfig { body_limit, default_timeout: timeout_ms.map(Duration::from_millis) };
-    let served = run(&engine, tables, &host, port, config, Duration::from_millis(grace_ms), &stop);
+    let listen = Listen { host: &host, port, grpc_port };
+    let served = run(&engine, tables, listen, config, Duration::from_millis(grace_ms), &stop);
     if let Some(cluster) = cluster {
         // A process of a cluster cannot finish its dataflows alone (every process's sources
         // feed them): its threads end with the process, once HTTP and Kafka have stopped.
@@ -219,12 +226,18 @@ fn stopped_starting(stage: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Where the server listens.
+struct Listen<'a> {
+    host: &'a str,
+    port: u16,
+    grpc_port: Option<u16>,
+}
+
 /// Serves until `stop`, then stops HTTP, every Kafka loop and every table feed.
 fn run(
     engine: &Engine,
     tables: Vec<TableFeed>,
-    host: &str,
-    port: u16,
+    Listen { host, port, grpc_port }: Listen,
     config: ServerConfig,
     grace: Duration,
     stop: &Shutdown,
@@ -240,6 +253,14 @@ fn run(
             .await
             .with_context(|| format!("cannot listen on {host}:{port}"))?;
         let addr = listener.local_addr()?;
+        let grpc_listener = match grpc_port {
+            Some(p) => Some(
+                tokio::net::TcpListener::bind((host, p))
+                    .await
+                    .with_context(|| format!("cannot listen on {host}:{p}"))?,
+            ),
+            None => None,
+        };
         let state = AppState::new(engine.graphs(), config, stop.clone());
         let mut kafka = Vec::new();
         let mut feedback = Vec::new();
@@ -268,8 +289,19 @@ fn run(
             })
             .collect();
         eprintln!("weir: listening on http://{addr}");
-        let (served, ()) = tokio::join!(http::serve(listener, state, grace), watch_peers(engine, stop));
+        let grpc = async {
+            match grpc_listener {
+                Some(listener) => {
+                    eprintln!("weir: gRPC (Open Inference Protocol) also on {}", listener.local_addr()?);
+                    http::serve(listener, state.clone(), grace).await
+                }
+                None => Ok(()),
+            }
+        };
+        let (served, grpc_served, ()) =
+            tokio::join!(http::serve(listener, state.clone(), grace), grpc, watch_peers(engine, stop));
         served?;
+        grpc_served?;
         for l in loops {
             if let Ok(s) = l.await {
                 eprintln!(

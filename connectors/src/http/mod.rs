@@ -22,7 +22,9 @@
 //!   ([`metrics`], written with [`exposition`]).
 //!
 //! The router is built from one table of routes, which [`routes`] lists: a test checks
-//! that `/openapi.json` documents each of them.
+//! that `/openapi.json` documents each of them. Beside them, the same port serves the
+//! Open Inference Protocol ([`v2`]): its REST routes under `/v2` and its gRPC service
+//! (over HTTP/2), documented by the protocol's own specification.
 //!
 //! Errors are JSON (see [`error`]): malformed JSON 400, wrong content type 415, body
 //! over the limit 413, missing field or wrong type or shape 422 naming the field,
@@ -34,6 +36,7 @@ pub mod exposition;
 pub mod histogram;
 pub mod metrics;
 pub mod openapi;
+pub mod v2;
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -179,11 +182,12 @@ pub fn routes() -> Vec<(RouteMethod, &'static str)> {
     route_table().into_iter().map(|r| (r.method, r.path)).collect()
 }
 
-/// The router of every route above.
+/// The router of every route above, and of the Open Inference Protocol's REST routes and
+/// gRPC service ([`v2`]).
 pub fn router(state: Arc<AppState>) -> Router {
-    route_table()
-        .into_iter()
-        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
+    let own = route_table().into_iter().fold(Router::new(), |router, r| router.route(r.path, r.handler));
+    v2::rest::routes(own)
+        .route_service("/inference.GRPCInferenceService/{*method}", v2::grpc::InferenceService::server(state.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
@@ -202,6 +206,13 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, grace: Duration)
             tracing::info!("shutting down: no new connections, finishing requests in flight");
         }
     };
+    // No Nagle delay: an HTTP/2 (gRPC) answer is several writes (headers, data,
+    // trailers), and Nagle would hold the later ones for the client's delayed ACK (40 ms).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let server = axum::serve(listener, router(state)).with_graceful_shutdown(signal);
     let server = tokio::spawn(async move { server.await });
     let grace_timer = async move {
@@ -507,7 +518,12 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// The request's deadline: its header, or the graph's default.
 fn deadline(headers: &HeaderMap, default: Option<Duration>, started: Instant) -> Result<Option<Instant>, ApiError> {
-    let Some(v) = headers.get(TIMEOUT_HEADER) else { return Ok(default.map(|d| started + d)) };
+    Ok(transport_timeout(headers)?.or(default).map(|d| started + d))
+}
+
+/// The timeout the request's header ([`TIMEOUT_HEADER`]) gives, if any.
+fn transport_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> {
+    let Some(v) = headers.get(TIMEOUT_HEADER) else { return Ok(None) };
     let ms = v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()).filter(|&ms| ms > 0).ok_or_else(|| {
         let mut e = ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -517,7 +533,7 @@ fn deadline(headers: &HeaderMap, default: Option<Duration>, started: Instant) ->
         e.field = Some(TIMEOUT_HEADER.into());
         e
     })?;
-    Ok(Some(started + Duration::from_millis(ms)))
+    Ok(Some(Duration::from_millis(ms)))
 }
 
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
