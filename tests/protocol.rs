@@ -163,6 +163,12 @@ async fn bad_requests_get_the_protocol_s_error_naming_what_was_wrong() {
             "input 'c': element 0 is not a number",
         ),
         (
+            "a route of Triton's the protocol does not have",
+            Request::get("/v2/models/diamond/config").body(Body::empty()).unwrap(),
+            StatusCode::NOT_FOUND,
+            "GET /v2/models/diamond/config: not a route of the Open Inference Protocol",
+        ),
+        (
             "unknown model's metadata",
             Request::get("/v2/models/nope").body(Body::empty()).unwrap(),
             StatusCode::NOT_FOUND,

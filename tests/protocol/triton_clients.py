@@ -163,6 +163,12 @@ for proto in CLIENTS:
     refused(proto, "diamond", [("a", "FP32", a), ("b", "FP32", b), ("c", "FP32", c[:3])], "'c'",
             "inputs of different lengths")
 
+# A request over the server's body limit (4 MiB by default) is refused over both
+# protocols, before it is decoded.
+big = np.tile(DIGITS, (170, 1))  # 17,000 rows, 4.35 MB
+for proto in CLIENTS:
+    refused(proto, "digits", [("pixels", "FP32", big)], "", "a request over the body limit")
+
 # A request's timeout parameter (microseconds) is its deadline.
 for proto in CLIENTS:
     module, client = CLIENTS[proto]

@@ -31,10 +31,13 @@ pub struct InferenceService {
 }
 
 impl InferenceService {
-    /// The tonic server of the service over `state`'s graphs.
+    /// The tonic server of the service over `state`'s graphs. A request message over the
+    /// server's body limit (`--body-limit`) is refused (OUT_OF_RANGE), as REST
+    /// refuses such a body; answers are not limited.
     pub fn server(state: Arc<AppState>) -> GrpcInferenceServiceServer<InferenceService> {
+        let limit = state.config.body_limit;
         GrpcInferenceServiceServer::new(InferenceService { state })
-            .max_decoding_message_size(usize::MAX)
+            .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX)
     }
 }

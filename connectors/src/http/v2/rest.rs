@@ -21,9 +21,9 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json as JsonBody, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
@@ -49,6 +49,17 @@ pub(crate) fn routes(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
         .route("/v2/models/{name}/versions/{version}/ready", get(model_ready))
         .route("/v2/models/{name}/infer", post(model_infer))
         .route("/v2/models/{name}/versions/{version}/infer", post(model_infer))
+        .route("/v2/{*rest}", any(unknown_route))
+}
+
+/// Any other path under `/v2` (a Triton extension such as `/config` or `/stats`, say):
+/// 404 in the protocol's form.
+async fn unknown_route(method: Method, uri: Uri) -> V2Error {
+    V2Error::not_found(format!(
+        "{method} {}: not a route of the Open Inference Protocol that weir serves (health, server and model \
+         metadata, readiness, infer)",
+        uri.path()
+    ))
 }
 
 type Params = Path<HashMap<String, String>>;
