@@ -498,6 +498,7 @@ impl State {
     fn complete(&mut self, output: &mut Output<'_>, done: Completion, stats: &BatchStats) {
         let Some((runs, sent)) = self.in_flight.remove(&done.ticket) else { return };
         let Computed { result, took } = done.pass;
+        self.adaptive.completed(Instant::now(), runs.iter().map(|r| r.len).sum(), took);
         let expired = matches!(result, Err(KernelError::Expired));
         if result.is_ok() {
             self.inline.measured(took);

@@ -128,6 +128,10 @@ const WAIT_BUSY: f64 = 0.5;
 /// The replicas' busy share is measured over at least this long.
 const BUSY_MIN_SPAN: Duration = Duration::from_millis(10);
 
+/// The longest wait for the rows the latest batch answered, as a share of its forward
+/// pass (see [`Adaptive::returning`]).
+const RETURN_SHARE: f64 = 0.1;
+
 /// A wait shorter than this is not worth a timer.
 const MIN_WAIT: Duration = Duration::from_micros(20);
 
@@ -153,6 +157,10 @@ pub struct Adaptive {
     /// The share of the time the node's replicas computed over those samples, once
     /// they span [`BUSY_MIN_SPAN`].
     busy: Option<f64>,
+    /// The latest batch that finished: when, its rows, its forward pass's time.
+    last_done: Option<Done>,
+    /// Rows that arrived since it finished.
+    since_done: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -160,6 +168,15 @@ struct Wait {
     until: Instant,
     gap: Duration,
     oldest: (u64, usize),
+    /// Enough rows queued to end the wait at once.
+    enough: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Done {
+    at: Instant,
+    rows: usize,
+    took: Duration,
 }
 
 impl Adaptive {
@@ -167,6 +184,7 @@ impl Adaptive {
     pub fn arrived(&mut self, now: Instant, rows: usize) {
         self.arrivals.push_back((now, rows));
         self.arrived += rows;
+        self.since_done += rows;
         self.last_arrival = Some(now);
         self.forget(now);
     }
@@ -203,6 +221,13 @@ impl Adaptive {
         self.cost.add(rows as f64, took.as_secs_f64());
     }
 
+    /// A batch of `rows` finished at `now`, its forward pass having taken `took`
+    /// (every batch, whether or not it was timed for the cost line).
+    pub fn completed(&mut self, now: Instant, rows: usize, took: Duration) {
+        self.last_done = Some(Done { at: now, rows, took });
+        self.since_done = 0;
+    }
+
     /// The rate of arrivals, rows per second, not counting the `queued` rows (the
     /// latest arrivals): a lone row after a quiet spell sees a rate of zero.
     pub fn rate(&mut self, now: Instant, queued: usize) -> f64 {
@@ -223,9 +248,10 @@ impl Adaptive {
     ) -> Decision {
         if let Some(wait) = self.waiting {
             if wait.oldest == oldest {
-                // One wait per batch: when it ends, or rows stop coming, the batch goes.
+                // One wait per batch: when it ends, or rows stop coming, or enough came,
+                // the batch goes.
                 let quiet_from = self.last_arrival.map_or(now, |a| a + wait.gap);
-                return if now >= wait.until || now >= quiet_from {
+                return if now >= wait.until || now >= quiet_from || queued >= wait.enough {
                     self.waiting = None;
                     Decision::Send(SendReason::Waited)
                 } else {
@@ -234,10 +260,13 @@ impl Adaptive {
             }
             self.waiting = None;
         }
-        let Some((alpha, _beta)) = self.cost.line() else { return Decision::Send(SendReason::Now) };
         if self.busy.is_none_or(|busy| busy < WAIT_BUSY) {
             return Decision::Send(SendReason::Now);
         }
+        if let Some(wait) = self.returning(now, queued, oldest, max_batch_size, latest) {
+            return wait;
+        }
+        let Some((alpha, _beta)) = self.cost.line() else { return Decision::Send(SendReason::Now) };
         let rate = self.rate(now, queued);
         if (queued as f64) * WAIT_GAIN > alpha * rate {
             return Decision::Send(SendReason::Now);
@@ -256,8 +285,41 @@ impl Adaptive {
         }
         let until = now + wait;
         let gap = Duration::from_secs_f64(QUIET_GAPS / rate).max(MIN_WAIT);
-        self.waiting = Some(Wait { until, gap, oldest });
+        self.waiting = Some(Wait { until, gap, oldest, enough: max_batch_size });
         Decision::StartWait(until.min(now + gap))
+    }
+
+    /// A wait for the rows the latest batch answered, if they are coming back: fewer
+    /// rows are queued than that batch had, not all of them came back yet, and it
+    /// finished less than [`RETURN_SHARE`] of its forward pass ago. Clients that send
+    /// their next request once the last is answered come back together within a round
+    /// trip; sending the few rows that came first alone makes the rest wait for that
+    /// pass, then go together, and the batches alternate, small and large (MiniLM at 16
+    /// connections: 1 + 15, p99 1.35x `max_wait_ms 1`'s). The wait ends once the batch
+    /// has as many rows as the last, or at that share of its pass: for a pass shorter
+    /// than [`MIN_WAIT`] / [`RETURN_SHARE`] (digits, diamond) it never starts.
+    fn returning(
+        &mut self,
+        now: Instant,
+        queued: usize,
+        oldest: (u64, usize),
+        max_batch_size: usize,
+        latest: Option<Instant>,
+    ) -> Option<Decision> {
+        let done = self.last_done?;
+        let enough = done.rows.min(max_batch_size);
+        if queued >= enough || self.since_done >= done.rows {
+            return None;
+        }
+        let mut until = done.at + done.took.mul_f64(RETURN_SHARE);
+        if let Some(latest) = latest {
+            until = until.min(latest);
+        }
+        if until.saturating_duration_since(now) < MIN_WAIT {
+            return None;
+        }
+        self.waiting = Some(Wait { until, gap: until.saturating_duration_since(now), oldest, enough });
+        Some(Decision::StartWait(until))
     }
 
     /// The fitted cost line `(α, β)` in seconds, if the batches so far vary enough in
@@ -401,6 +463,27 @@ mod tests {
         // A deadline that cannot wait: at once.
         let latest = Some(now + Duration::from_micros(5));
         assert_eq!(a.decide(now, 2, (10, 0), 32, latest), Decision::Send(SendReason::Deadline));
+    }
+
+    #[test]
+    fn it_waits_for_the_rows_the_last_batch_answered() {
+        let mut a = fitted(0.001, 0.005);
+        let done = Instant::now();
+        // A batch of 15 took 76 ms; one row is queued when it finishes: it waits up to
+        // 7.6 ms for the 15 to come back, and goes once 15 are queued.
+        a.completed(done, 15, Duration::from_millis(76));
+        a.arrived(done, 1);
+        let Decision::StartWait(until) = a.decide(done, 1, (3, 0), 32, None) else { panic!("expected a wait") };
+        assert_eq!(until - done, Duration::from_micros(7600));
+        let t = done + Duration::from_micros(300);
+        a.arrived(t, 10);
+        assert_eq!(a.decide(t, 11, (3, 0), 32, None), Decision::WaitUntil(until));
+        a.arrived(t, 4);
+        assert_eq!(a.decide(t, 15, (3, 0), 32, None), Decision::Send(SendReason::Waited));
+        // A short pass (digits: 50 µs) is not worth waiting a tenth of.
+        a.completed(t, 15, Duration::from_micros(50));
+        a.arrived(t, 1);
+        assert_eq!(a.decide(t, 1, (4, 0), 32, None), Decision::Send(SendReason::Now));
     }
 
     #[test]

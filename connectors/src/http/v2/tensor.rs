@@ -63,6 +63,10 @@ pub fn shape_of(ty: &FieldType, rows: usize) -> Vec<i64> {
     std::iter::once(rows as i64).chain(ty.shape.iter().map(|&d| d as i64)).collect()
 }
 
+/// The most elements one input tensor may hold (2^32): far above any body a server
+/// takes, and low enough that no byte count computed from it overflows.
+const MAX_ELEMENTS: usize = 1 << 32;
+
 /// Where a tensor's values are.
 pub enum Data<'a> {
     /// The JSON `data` member: flat, or nested row-major.
@@ -100,7 +104,11 @@ impl Tensor<'_> {
         }
         let rows = rows_of(name, ty, self.shape)?;
         let width = ty.shape.iter().product::<usize>();
-        let elements = rows * width;
+        // The shape is the client's: a count past what any body holds is refused here,
+        // before anything is sized by it.
+        let elements = rows.checked_mul(width).filter(|&n| n <= MAX_ELEMENTS).ok_or_else(|| {
+            V2Error::invalid(format!("input '{name}': shape {:?} holds more elements than a request may", self.shape))
+        })?;
         let count_error = |given: usize| {
             V2Error::invalid(format!(
                 "input '{name}': shape {:?} holds {elements} elements, the data has {given}",
@@ -136,7 +144,7 @@ impl Tensor<'_> {
                 }
             }
             (Data::Json(json), _) => {
-                let mut flat = Vec::with_capacity(elements);
+                let mut flat = Vec::new();
                 flatten(json, &mut flat);
                 if flat.len() != elements {
                     return Err(count_error(flat.len()));
@@ -235,7 +243,7 @@ fn utf8(name: &str, i: usize, bytes: &[u8]) -> Result<Arc<str>, V2Error> {
 /// `elements` BYTES elements, each a 4-byte little-endian length and its bytes, filling
 /// `bytes` exactly.
 fn raw_strings(name: &str, mut bytes: &[u8], elements: usize) -> Result<Vec<Arc<str>>, V2Error> {
-    let mut out = Vec::with_capacity(elements);
+    let mut out = Vec::with_capacity(elements.min(bytes.len() / 4));
     for i in 0..elements {
         let short = || V2Error::invalid(format!("input '{name}': its raw data ends inside element {i}"));
         let (len, rest) = bytes.split_first_chunk::<4>().ok_or_else(short)?;
@@ -330,11 +338,17 @@ mod tests {
         let ty = FieldType::vector(2);
         let json = json!([1.0, 2.0, 3.0]);
         let cases = [
+            tensor("FP32", &[i64::MAX, 2], Data::Json(&json)).decode(&ty),
             tensor("FP64", &[1, 2], Data::Json(&json)).decode(&ty),
             tensor("FP32", &[1, 3], Data::Json(&json)).decode(&ty),
             tensor("FP32", &[2, 2], Data::Json(&json)).decode(&ty),
         ];
-        let wanted = ["datatype FP64 given, the model takes FP32", "the model takes [-1, 2]", "the data has 3"];
+        let wanted = [
+            "more elements than a request may",
+            "datatype FP64 given, the model takes FP32",
+            "the model takes [-1, 2]",
+            "the data has 3",
+        ];
         for (result, want) in cases.into_iter().zip(wanted) {
             let err = result.unwrap_err().to_string();
             assert!(err.starts_with("input 'x': ") && err.contains(want), "{err}");
