@@ -8,6 +8,7 @@
 //! - [`kafka`]: a graph's Kafka source and sink, at least once (rdkafka; `weir serve`);
 //! - [`replay`]: Arrow IPC and Parquet files through a graph, in order (`weir replay`);
 //! - [`snapshot`]: a table's starting rows from Arrow IPC or Parquet files;
+//! - [`live`]: a served graph that a reload replaces while it serves;
 //!
 //! All of them use the same [`weir_engine::GraphHandle`] submit/reply path.
 
@@ -18,5 +19,6 @@ pub mod http;
 pub mod json;
 pub mod jsonl;
 pub mod kafka;
+pub mod live;
 pub mod replay;
 pub mod snapshot;

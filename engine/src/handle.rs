@@ -52,6 +52,8 @@ pub(crate) struct Graph {
     /// Where this process's submissions are numbered and computed (see `cluster.rs`).
     pub(crate) placement: Placement,
     next_slot: AtomicU64,
+    /// Rows submitted through this process (admitted and sent into the graph).
+    rows_submitted: AtomicU64,
     /// Rows this process computed for submissions that entered at another process.
     pub(crate) rows_from_peers: Arc<AtomicU64>,
 }
@@ -76,6 +78,7 @@ impl Graph {
             ingress,
             placement,
             next_slot: AtomicU64::new(0),
+            rows_submitted: AtomicU64::new(0),
             rows_from_peers: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -137,6 +140,12 @@ impl GraphHandle {
         self.graph.placement
     }
 
+    /// Rows submitted to the graph through this process so far (admitted and sent in;
+    /// feedback and table changes not counted).
+    pub fn rows_submitted(&self) -> u64 {
+        self.graph.rows_submitted.load(Ordering::Relaxed)
+    }
+
     /// Rows this process computed for submissions that entered at another process of
     /// its cluster (0 without one).
     pub fn rows_from_peers(&self) -> u64 {
@@ -187,6 +196,7 @@ impl GraphHandle {
             g.replies.cancel(slot);
             return Err(e);
         }
+        g.rows_submitted.fetch_add(n as u64, Ordering::Relaxed);
         Ok(row_id(slot, 0))
     }
 

@@ -122,6 +122,73 @@ fn output_source(plan: &Plan, index: usize) -> String {
     name.unwrap_or_default()
 }
 
+/// A node of a graph's drawing ([`topology`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopologyNode {
+    /// The node's name (`input` and `output` for the graph's ends).
+    pub name: String,
+    /// Its kind: `input`, `output`, or the step's (`model`, `learn`, `map`, `route`,
+    /// `combine`, `merge`, `lookup`).
+    pub kind: &'static str,
+    /// What `weir graph` labels it with.
+    pub label: String,
+}
+
+/// An edge of a graph's drawing: from a node (or one branch of a route or lookup) to
+/// the node that reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopologyEdge {
+    /// The node read.
+    pub from: String,
+    /// The node reading it.
+    pub to: String,
+    /// The branch read, where `from` has branches.
+    pub branch: Option<String>,
+}
+
+/// A graph's nodes (in the plan's order, between `input` and `output`) and edges: what
+/// [`dot`] and [`mermaid`] draw, and the admin page draws from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topology {
+    /// Every node.
+    pub nodes: Vec<TopologyNode>,
+    /// Every edge.
+    pub edges: Vec<TopologyEdge>,
+}
+
+/// The topology of `plan`.
+pub fn topology(plan: &Plan) -> Topology {
+    let inputs: Vec<String> = plan.inputs.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+    let mut nodes =
+        vec![TopologyNode { name: INPUT.to_string(), kind: "input", label: format!("input ({})", inputs.join(", ")) }];
+    let mut edges = Vec::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let kind = match step.op {
+            StepOp::Model { .. } => "model",
+            StepOp::Learn { .. } => "learn",
+            StepOp::Map { .. } => "map",
+            StepOp::Route { .. } => "route",
+            StepOp::Combine(_) => "combine",
+            StepOp::Merge { .. } => "merge",
+            StepOp::Lookup { .. } => "lookup",
+        };
+        nodes.push(TopologyNode { name: step.name.clone(), kind, label: label(plan, i) });
+        for &s in &step.from {
+            let (from, branch) = stream_name(plan, s);
+            edges.push(TopologyEdge { from, to: step.name.clone(), branch });
+        }
+    }
+    let outputs: Vec<&str> = plan.output.fields.iter().map(|(n, _, _)| n.as_str()).collect();
+    nodes.push(TopologyNode {
+        name: "output".into(),
+        kind: "output",
+        label: format!("outputs: {}", outputs.join(", ")),
+    });
+    let (from, branch) = stream_name(plan, plan.output.stream);
+    edges.push(TopologyEdge { from, to: "output".into(), branch });
+    Topology { nodes, edges }
+}
+
 /// Graphviz dot.
 pub fn dot(plan: &Plan) -> String {
     let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  input [shape=box];\n  output [shape=box];\n", plan.name);

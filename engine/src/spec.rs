@@ -47,6 +47,31 @@ pub struct GraphSpec {
     pub tables: Vec<TableSpec>,
 }
 
+impl GraphSpec {
+    /// Every file the graph reads besides its own (resolved against `base_dir`): model
+    /// weights and model files, sentence-model directories, `standardize` parameters,
+    /// table snapshots. A learning node's checkpoint directory is not one: the node
+    /// writes it. What a server's reload watches for changes.
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for node in &self.nodes {
+            match &node.kind {
+                NodeKind::Model(m) => match &m.source {
+                    ModelSource::File { path, .. } | ModelSource::Format { path: Some(path), .. } => {
+                        files.push(self.base_dir.join(path));
+                    }
+                    ModelSource::Sentence { dir, .. } => files.push(self.base_dir.join(dir)),
+                    _ => {}
+                },
+                NodeKind::Map(MapSpec { op: MapOp::StandardizeFile(path), .. }) => files.push(self.base_dir.join(path)),
+                _ => {}
+            }
+        }
+        files.extend(self.tables.iter().filter_map(|t| t.snapshot.clone()));
+        files
+    }
+}
+
 /// A table kept inside the graph's dataflow (the `tables:` section): each key's latest
 /// row, changed by upserts; `lookup` nodes join rows with it by key.
 #[derive(Clone, Debug, PartialEq)]

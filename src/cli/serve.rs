@@ -1,21 +1,27 @@
-//! `weir serve`: every graph over HTTP, and over Kafka where configured.
+//! `weir serve`: every graph over HTTP, and over Kafka where configured; reloaded on
+//! SIGHUP or `POST /admin/reload` (see [`super::reload`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_connectors::http::{self, AppState, ServerConfig};
+use tokio::sync::{mpsc, Notify};
+use weir_connectors::http::admin::stats::Sampler;
+use weir_connectors::http::{self, admin, AppState, ServerConfig};
 use weir_connectors::kafka::feedback::FeedbackLoop;
 use weir_connectors::kafka::stats::KafkaMetrics;
 use weir_connectors::kafka::table::TableFeed;
 use weir_connectors::kafka::KafkaLoop;
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
-use weir_engine::{load_plan_with, Engine, EngineConfig, Kernels};
+use weir_engine::{Engine, EngineConfig, Kernels};
 use weir_operators::Shutdown;
 
 use super::cluster::{lost_peer_exit, start_engine, ClusterArgs};
-use super::{fail, load_tables};
+use super::fail;
+use super::reload::{self, Reloader};
+use super::signals::ServerSignals;
+use super::tables::{follow_tables, load_tables};
 
 /// `weir serve`'s flags.
 #[derive(clap::Args)]
@@ -34,6 +40,14 @@ pub struct ServeArgs {
     /// without TLS); this port serves everything `--port` does.
     #[arg(long)]
     pub grpc_port: Option<u16>,
+    /// Port of the admin listener: the live page of the graphs (`GET /`), their stats
+    /// (`GET /admin/stats`) and reloads (`POST /admin/reload`). Off unless given (0:
+    /// any free port; the chosen one is logged). SIGHUP reloads either way.
+    #[arg(long)]
+    pub admin_port: Option<u16>,
+    /// Address of the admin listener (keep it private: it reloads the server).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub admin_host: String,
     /// Timely worker threads (per process, in a cluster).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -91,12 +105,15 @@ pub struct ServeArgs {
 /// Runs `weir serve` until `stop` is requested (by a signal: see [`super::signals`]).
 /// A stop during the start (loading graphs, starting the engine, loading tables)
 /// ends it there, cleanly, with exit code 0.
-pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
+pub fn serve(args: ServeArgs, kernels: &Kernels, signals: ServerSignals) -> ExitCode {
+    let ServerSignals { stop, hangups } = signals;
     let ServeArgs {
         graphs,
         host,
         port,
         grpc_port,
+        admin_port,
+        admin_host,
         workers,
         cluster,
         idle_spin_us,
@@ -140,20 +157,17 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
     if kafka_flags.sets_topics() && graphs.len() != 1 {
         return fail(1, &"--kafka-input and --kafka-output apply to one graph; give one graph file");
     }
+    let overrides = Overrides { max_in_flight, kafka: kafka_flags };
     let mut plans = Vec::new();
+    let mut fingerprints = Vec::new();
     for path in &graphs {
         if stop.is_requested() {
             return stopped_starting("loading the graphs");
         }
-        match load_plan_with(path, kernels) {
-            Ok(mut plan) => {
-                if let Some(n) = max_in_flight {
-                    plan.serving.max_in_flight = n.max(1);
-                }
-                if let Err(e) = kafka_flags.apply(&mut plan) {
-                    return fail(1, &e);
-                }
-                plans.push(plan);
+        match reload::load(path, kernels, &overrides) {
+            Ok(loaded) => {
+                fingerprints.push(loaded.fingerprint);
+                plans.push(loaded.plan);
             }
             Err(e) => return fail(1, &e),
         }
@@ -161,18 +175,18 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
     if stop.is_requested() {
         return stopped_starting("loading the graphs");
     }
-    let config = EngineConfig {
+    let engine_config = EngineConfig {
         workers,
         idle_spin: Duration::from_micros(idle_spin_us),
         cluster: cluster.clone(),
         ..EngineConfig::default()
     };
-    let engine = match start_engine(plans, config, &stop) {
+    let engine = match start_engine(plans, engine_config.clone(), &stop) {
         Some(Ok(engine)) => engine,
         Some(Err(e)) => return fail(1, &e),
         None => return stopped_starting("connecting to the cluster"),
     };
-    let tables = match load_tables(&engine, kafka_flags.bootstrap.as_deref(), &stop) {
+    let tables = match load_tables(&engine, overrides.bootstrap(), &stop) {
         Ok(feeds) => feeds,
         Err(code) => return code,
     };
@@ -181,9 +195,23 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
         return stopped_starting("starting the engine and loading its tables");
     }
     let config = ServerConfig { body_limit, default_timeout: timeout_ms.map(Duration::from_millis) };
-    let listen = Listen { host: &host, port, grpc_port };
-    let served = run(&engine, tables, listen, config, Duration::from_millis(grace_ms), &stop);
-    if let Some(cluster) = cluster {
+    let listen = Listen { host: &host, port, grpc_port, admin: admin_port.map(|p| (admin_host.as_str(), p)) };
+    let reloads = Reloads {
+        files: graphs.into_iter().zip(fingerprints).collect(),
+        kernels: kernels.clone(),
+        config: engine_config,
+        overrides,
+        hangups,
+    };
+    let grace = Duration::from_millis(grace_ms);
+    let (served, kept) = if cluster.is_some() {
+        (run(Owner::Cluster(&engine), tables, listen, config, reloads, grace, &stop), Some(engine))
+    } else {
+        // The engine stops once every graph was reloaded, or as the server stops (rows
+        // still in it are then answered `unavailable`).
+        (run(Owner::Revisions(engine), tables, listen, config, reloads, grace, &stop), None)
+    };
+    if let (Some(cluster), Some(engine)) = (cluster, kept) {
         // A process of a cluster cannot finish its dataflows alone (every process's sources
         // feed them): its threads end with the process, once HTTP and Kafka have stopped.
         let lost = engine.lost_peer();
@@ -191,9 +219,6 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
         if let Some(lost) = lost {
             return lost_peer_exit(&cluster, &lost);
         }
-    } else {
-        // Rows still in the engine are answered `unavailable` as it stops.
-        drop(engine);
     }
     match served {
         Ok(()) => ExitCode::SUCCESS,
@@ -204,10 +229,10 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, stop: Shutdown) -> ExitCode {
 /// In a cluster, stops the server once a peer is lost (every process is then not ready,
 /// and the rows in flight are answered `unavailable` at once); returns when `stop` is
 /// requested, at once without a cluster.
-async fn watch_peers(engine: &Engine, stop: &Shutdown) {
-    if engine.graphs().first().is_none_or(|g| g.placement().processes == 1) {
+async fn watch_peers(engine: Option<&Engine>, stop: &Shutdown) {
+    let Some(engine) = engine.filter(|e| e.graphs().first().is_some_and(|g| g.placement().processes > 1)) else {
         return;
-    }
+    };
     while !stop.is_requested() {
         tokio::time::sleep(Duration::from_millis(100)).await;
         if let Some(lost) = engine.lost_peer() {
@@ -231,14 +256,40 @@ struct Listen<'a> {
     host: &'a str,
     port: u16,
     grpc_port: Option<u16>,
+    /// The admin listener's host and port, if any.
+    admin: Option<(&'a str, u16)>,
+}
+
+/// What reloads need: the graph files with the fingerprints they were loaded with, and
+/// how they were loaded and started.
+struct Reloads {
+    files: Vec<(std::path::PathBuf, u64)>,
+    kernels: Kernels,
+    config: EngineConfig,
+    overrides: Overrides,
+    hangups: Arc<Notify>,
+}
+
+/// Reload requests from the admin listener wait here at most.
+const RELOAD_QUEUE: usize = 16;
+
+/// Who keeps the engine running while it serves.
+enum Owner<'a> {
+    /// One process: the graphs' first revisions own it (see `weir_connectors::live`),
+    /// so that a reload that replaces them all stops it.
+    Revisions(Engine),
+    /// A process of a cluster (which does not reload): `serve` keeps it, and [`run`]
+    /// watches its peers.
+    Cluster(&'a Engine),
 }
 
 /// Serves until `stop`, then stops HTTP, every Kafka loop and every table feed.
 fn run(
-    engine: &Engine,
+    owner: Owner<'_>,
     tables: Vec<TableFeed>,
-    Listen { host, port, grpc_port }: Listen,
+    Listen { host, port, grpc_port, admin }: Listen,
     config: ServerConfig,
+    reloads: Reloads,
     grace: Duration,
     stop: &Shutdown,
 ) -> anyhow::Result<()> {
@@ -261,16 +312,37 @@ fn run(
             ),
             None => None,
         };
-        let state = AppState::new(engine.graphs(), config, stop.clone());
+        let admin_listener = match admin {
+            Some((h, p)) => {
+                Some(tokio::net::TcpListener::bind((h, p)).await.with_context(|| format!("cannot listen on {h}:{p}"))?)
+            }
+            None => None,
+        };
+        let (graphs, peers, owned) = match owner {
+            Owner::Cluster(engine) => (engine.graphs().to_vec(), Some(engine), None),
+            Owner::Revisions(engine) => {
+                let graphs = engine.graphs().to_vec();
+                let owned: Arc<dyn std::any::Any + Send + Sync> = Arc::new(std::sync::Mutex::new(engine));
+                (graphs, None, Some(owned))
+            }
+        };
+        let state = AppState::owning(&graphs, owned, config, stop.clone());
+        let live = state.live();
         let mut kafka = Vec::new();
         let mut feedback = Vec::new();
-        for g in engine.graphs() {
-            tracing::info!("serving graph '{}' at http://{addr}/graphs/{}", g.name(), g.name());
-            if let Some(spec) = g.plan().kafka.clone() {
-                feedback.extend(FeedbackLoop::connect(g.clone(), &spec)?);
-                kafka.push(KafkaLoop::connect(g.clone(), spec)?);
+        for g in &live {
+            let name = g.name();
+            tracing::info!("serving graph '{name}' at http://{addr}/graphs/{name}");
+            if let Some(spec) = g.current().handle().plan().kafka.clone() {
+                feedback.extend(FeedbackLoop::connect(Arc::clone(g), &spec)?);
+                kafka.push(KafkaLoop::connect(Arc::clone(g), spec)?);
             }
         }
+        let Reloads { files, kernels, config, overrides, hangups } = reloads;
+        let files = files.into_iter().zip(&live).map(|((path, fingerprint), g)| (path, fingerprint, Arc::clone(g)));
+        let reloader = Reloader::new(files.collect(), kernels, config, overrides, stop.clone());
+        let (reload_requests, reload_queue) = mpsc::channel(RELOAD_QUEUE);
+        let reloading = tokio::spawn(reloader.run(hangups, reload_queue));
         if !(kafka.is_empty() && tables.is_empty()) {
             let consumers = kafka.iter().map(KafkaLoop::stats).chain(feedback.iter().map(FeedbackLoop::stats));
             let feeds = tables.iter().map(TableFeed::stats).collect();
@@ -280,15 +352,24 @@ fn run(
         let loops: Vec<_> = kafka.into_iter().map(|k| tokio::spawn(k.run(stop.clone(), grace))).collect();
         let feedback: Vec<_> = feedback.into_iter().map(|f| tokio::spawn(f.run(stop.clone()))).collect();
         // Table feeds block on their consumer and the graph's channel: one thread each.
-        let tables: Vec<_> = tables
-            .into_iter()
-            .map(|feed| {
-                let stop = stop.clone();
-                let name = (feed.table().to_string(), feed.topic().to_string());
-                (name, std::thread::spawn(move || feed.follow(&stop)))
-            })
-            .collect();
+        let tables = follow_tables(tables, stop);
         eprintln!("weir: listening on http://{addr}");
+        let admin = async {
+            match admin_listener {
+                Some(listener) => {
+                    eprintln!("weir: admin page and reloads on http://{}", listener.local_addr()?);
+                    let sampler = Sampler::new();
+                    let router = admin::router(state.clone(), reload_requests, Arc::clone(&sampler));
+                    admin::serve(listener, router, state.clone(), sampler).await
+                }
+                None => {
+                    // SIGHUP still reloads; the channel stays open until the stop.
+                    stop.requested().await;
+                    drop(reload_requests);
+                    Ok(())
+                }
+            }
+        };
         let grpc = async {
             match grpc_listener {
                 Some(listener) => {
@@ -298,10 +379,12 @@ fn run(
                 None => Ok(()),
             }
         };
-        let (served, grpc_served, ()) =
-            tokio::join!(http::serve(listener, state.clone(), grace), grpc, watch_peers(engine, stop));
+        let (served, grpc_served, admin_served, ()) =
+            tokio::join!(http::serve(listener, state.clone(), grace), grpc, admin, watch_peers(peers, stop));
         served?;
         grpc_served?;
+        admin_served?;
+        let _ = reloading.await;
         for l in loops {
             if let Ok(s) = l.await {
                 eprintln!(
@@ -331,7 +414,30 @@ fn run(
     })
 }
 
+/// What `weir serve`'s flags change in every graph it loads (at start and on reload).
+#[derive(Clone)]
+pub struct Overrides {
+    max_in_flight: Option<usize>,
+    kafka: KafkaFlags,
+}
+
+impl Overrides {
+    /// Applies the flags to `plan`.
+    pub fn apply(&self, plan: &mut weir_engine::Plan) -> Result<(), String> {
+        if let Some(n) = self.max_in_flight {
+            plan.serving.max_in_flight = n.max(1);
+        }
+        self.kafka.apply(plan)
+    }
+
+    /// The brokers `--kafka-bootstrap` names, if it does.
+    pub fn bootstrap(&self) -> Option<&str> {
+        self.kafka.bootstrap.as_deref()
+    }
+}
+
 /// `weir serve`'s Kafka flags.
+#[derive(Clone)]
 struct KafkaFlags {
     bootstrap: Option<String>,
     input: Vec<String>,

@@ -35,6 +35,11 @@ impl Histogram {
         self.sum_micros.fetch_add((value * 1e6) as u64, Ordering::Relaxed);
     }
 
+    /// The count of each bucket (not cumulative), plus one for larger values.
+    pub fn counts(&self) -> Vec<u64> {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+
     /// Appends the `_bucket`, `_sum` and `_count` samples of metric `name` with
     /// `labels` (its family already started).
     pub fn render(&self, text: &mut MetricsText, name: &str, labels: &[(&str, &str)]) {

@@ -68,6 +68,23 @@ impl GraphMetrics {
         self.latency.observe(seconds);
     }
 
+    /// Requests by status so far (0: another status).
+    pub fn statuses(&self) -> Vec<(u16, u64)> {
+        STATUSES.iter().zip(&self.statuses).map(|(&s, n)| (s, n.load(Ordering::Relaxed))).collect()
+    }
+
+    /// Requests by latency bucket so far ([`LATENCY_BUCKETS`], not cumulative, plus one
+    /// for longer ones).
+    pub fn latency_counts(&self) -> Vec<u64> {
+        self.latency.counts()
+    }
+
+    /// Failed rows so far, by node and code.
+    pub fn row_error_counts(&self) -> BTreeMap<(String, String), u64> {
+        let map = self.row_errors.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|((node, code), n)| ((node.clone(), code.to_string()), *n)).collect()
+    }
+
     /// Records rows that failed inside the graph.
     pub fn row_errors<'a>(&self, errors: impl Iterator<Item = &'a RowError>) {
         // Most requests have none: the lock is taken only for the first error.
@@ -88,8 +105,8 @@ pub fn build_labels() -> [(&'static str, &'static str); 3] {
 }
 
 /// Renders `weir_build_info`, every graph's metrics, then the `extra` families.
-pub fn render(graphs: &[(GraphHandle, &GraphMetrics)], extra: &[Arc<dyn MetricFamilies>]) -> String {
-    let placement = graphs.first().map(|(g, _)| g.placement()).filter(|p| p.processes > 1);
+pub fn render(graphs: &[(GraphHandle, u64, &GraphMetrics)], extra: &[Arc<dyn MetricFamilies>]) -> String {
+    let placement = graphs.first().map(|(g, _, _)| g.placement()).filter(|p| p.processes > 1);
     let mut text = match placement {
         Some(p) => MetricsText::with_constant_label("process", p.process.to_string()),
         None => MetricsText::new(),
@@ -101,26 +118,34 @@ pub fn render(graphs: &[(GraphHandle, &GraphMetrics)], extra: &[Arc<dyn MetricFa
     );
     text.sample("weir_build_info", &build_labels(), 1u64);
     text.family("weir_requests_total", MetricType::Counter, "HTTP requests to a graph, by status.");
-    for (g, m) in graphs {
+    for (g, _, m) in graphs {
         for (status, n) in STATUSES.iter().zip(&m.statuses) {
             let status = if *status == 0 { "other".to_string() } else { status.to_string() };
             text.sample("weir_requests_total", &[("graph", g.name()), ("status", &status)], n.load(Ordering::Relaxed));
         }
     }
     text.family("weir_request_duration_seconds", MetricType::Histogram, "Time from request to answer.");
-    for (g, m) in graphs {
+    for (g, _, m) in graphs {
         m.latency.render(&mut text, "weir_request_duration_seconds", &[("graph", g.name())]);
     }
+    text.family(
+        "weir_graph_revision",
+        MetricType::Gauge,
+        "The graph's revision serving now: 1, then one more per reload that changed it.",
+    );
+    for (g, revision, _) in graphs {
+        text.sample("weir_graph_revision", &[("graph", g.name())], *revision);
+    }
     text.family("weir_rows_in_flight", MetricType::Gauge, "Rows admitted and not yet answered.");
-    for (g, _) in graphs {
+    for (g, _, _) in graphs {
         text.sample("weir_rows_in_flight", &[("graph", g.name())], g.in_flight());
     }
     text.family("weir_max_rows_in_flight", MetricType::Gauge, "The admission bound.");
-    for (g, _) in graphs {
+    for (g, _, _) in graphs {
         text.sample("weir_max_rows_in_flight", &[("graph", g.name())], g.max_in_flight());
     }
     text.family("weir_row_errors_total", MetricType::Counter, "Rows that failed, by the node that failed them.");
-    for (g, m) in graphs {
+    for (g, _, m) in graphs {
         let map = m.row_errors.lock().unwrap_or_else(|p| p.into_inner());
         for ((node, code), n) in map.iter() {
             text.sample("weir_row_errors_total", &[("graph", g.name()), ("node", node), ("code", code)], *n);
@@ -132,7 +157,7 @@ pub fn render(graphs: &[(GraphHandle, &GraphMetrics)], extra: &[Arc<dyn MetricFa
             MetricType::Counter,
             "Rows this process computed for requests that entered at another process of the cluster.",
         );
-        for (g, _) in graphs {
+        for (g, _, _) in graphs {
             text.sample("weir_rows_from_peers_total", &[("graph", g.name())], g.rows_from_peers());
         }
     }
@@ -145,9 +170,9 @@ pub fn render(graphs: &[(GraphHandle, &GraphMetrics)], extra: &[Arc<dyn MetricFa
     text.into_string()
 }
 
-fn render_tables(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)]) {
+fn render_tables(text: &mut MetricsText, graphs: &[(GraphHandle, u64, &GraphMetrics)]) {
     let tables: Vec<(&str, String, i64)> =
-        graphs.iter().flat_map(|(g, _)| g.table_sizes().into_iter().map(move |(t, n)| (g.name(), t, n))).collect();
+        graphs.iter().flat_map(|(g, _, _)| g.table_sizes().into_iter().map(move |(t, n)| (g.name(), t, n))).collect();
     if tables.is_empty() {
         return;
     }
@@ -157,9 +182,9 @@ fn render_tables(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)]
     }
 }
 
-fn render_learning(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)]) {
+fn render_learning(text: &mut MetricsText, graphs: &[(GraphHandle, u64, &GraphMetrics)]) {
     let nodes: Vec<(&str, String, LearnStatsSnapshot)> =
-        graphs.iter().filter_map(|(g, _)| g.learn_stats().map(|(node, s)| (g.name(), node, s))).collect();
+        graphs.iter().filter_map(|(g, _, _)| g.learn_stats().map(|(node, s)| (g.name(), node, s))).collect();
     if nodes.is_empty() {
         return;
     }
@@ -191,10 +216,10 @@ fn render_learning(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics
 /// A model node's counter in `/metrics`: its name, its help, and its value.
 type NodeCounter = (&'static str, &'static str, fn(&BatchStatsSnapshot) -> u64);
 
-fn render_nodes(text: &mut MetricsText, graphs: &[(GraphHandle, &GraphMetrics)]) {
+fn render_nodes(text: &mut MetricsText, graphs: &[(GraphHandle, u64, &GraphMetrics)]) {
     let nodes: Vec<(&str, String, BatchStatsSnapshot)> = graphs
         .iter()
-        .flat_map(|(g, _)| g.batch_stats().into_iter().map(move |(node, s)| (g.name(), node, s)))
+        .flat_map(|(g, _, _)| g.batch_stats().into_iter().map(move |(node, s)| (g.name(), node, s)))
         .collect();
     text.family("weir_batch_size", MetricType::Histogram, "Rows per forward pass of a model node.");
     for (graph, node, s) in &nodes {

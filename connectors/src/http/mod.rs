@@ -31,6 +31,7 @@
 //! unknown graph or route 404, wrong method 405, overload 503, deadline 504, a node
 //! that failed 500 naming it.
 
+pub mod admin;
 pub mod error;
 pub mod exposition;
 pub mod histogram;
@@ -54,6 +55,7 @@ use weir_engine::{Feedback, GraphHandle, RowResult, Submission, SubmitError, Whe
 use weir_operators::{RowError, Shutdown, Value};
 
 use crate::json::{decode_feedback, decode_row, decode_upsert, encode_error, encode_row};
+use crate::live::{LiveGraph, Revision, REVISION_HEADER};
 use error::ApiError;
 use exposition::MetricFamilies;
 use metrics::GraphMetrics;
@@ -77,16 +79,39 @@ impl Default for ServerConfig {
     }
 }
 
-struct Served {
-    handle: GraphHandle,
-    outputs: Vec<String>,
+/// A graph as one request sees it: the revision current when the request started (held
+/// until it is answered, see [`crate::live`]), the request's default deadline, and the
+/// graph's metrics (which outlive revisions).
+pub(crate) struct Served {
+    revision: Arc<Revision>,
     timeout: Option<Duration>,
-    metrics: GraphMetrics,
+    metrics: Arc<GraphMetrics>,
+}
+
+impl Served {
+    fn handle(&self) -> &GraphHandle {
+        self.revision.handle()
+    }
+
+    fn outputs(&self) -> &[String] {
+        self.revision.outputs()
+    }
+
+    /// The revision's number as the Open Inference Protocol's model version.
+    fn version(&self) -> String {
+        self.revision.number().to_string()
+    }
+}
+
+/// A graph served by name: its live revision and its metrics.
+struct Entry {
+    live: Arc<LiveGraph>,
+    metrics: Arc<GraphMetrics>,
 }
 
 /// What the handlers share: the graphs, their metrics, the settings, readiness.
 pub struct AppState {
-    graphs: Vec<Served>,
+    graphs: Vec<Entry>,
     config: ServerConfig,
     /// The server's shutdown: once requested, `/readyz` answers 503 and [`serve`] stops.
     shutdown: Shutdown,
@@ -95,16 +120,27 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Serves `graphs` (handles of a running engine) with `config`; ready until
-    /// `shutdown` is requested.
+    /// Serves `graphs` (handles of a running engine, which the caller keeps running)
+    /// with `config`; ready until `shutdown` is requested. Each is revision 1 of a
+    /// [`LiveGraph`] that a reload may replace ([`AppState::live`]).
     pub fn new(graphs: &[GraphHandle], config: ServerConfig, shutdown: Shutdown) -> Arc<Self> {
+        Self::owning(graphs, None, config, shutdown)
+    }
+
+    /// [`AppState::new`], where the first revisions of `graphs` own `engine`, the engine
+    /// they run in: it stops once a reload has replaced every one of them (and they are
+    /// drained), or once the state is dropped.
+    pub fn owning(
+        graphs: &[GraphHandle],
+        engine: Option<Arc<dyn std::any::Any + Send + Sync>>,
+        config: ServerConfig,
+        shutdown: Shutdown,
+    ) -> Arc<Self> {
         let graphs = graphs
             .iter()
-            .map(|g| Served {
-                handle: g.clone(),
-                outputs: g.schema().output_names(),
-                timeout: config.default_timeout.or(g.plan().serving.timeout_ms.map(Duration::from_millis)),
-                metrics: GraphMetrics::default(),
+            .map(|g| Entry {
+                live: LiveGraph::new(g.clone(), engine.clone()),
+                metrics: Arc::new(GraphMetrics::default()),
             })
             .collect();
         Arc::new(AppState { graphs, config, shutdown, extra_metrics: RwLock::new(Vec::new()) })
@@ -117,8 +153,27 @@ impl AppState {
         self.extra_metrics.write().unwrap_or_else(|p| p.into_inner()).push(families);
     }
 
-    fn graph(&self, name: &str) -> Option<&Served> {
-        self.graphs.iter().find(|g| g.handle.name() == name)
+    /// Every graph served, in order: what a reload replaces, and what the Kafka loops
+    /// submit to.
+    pub fn live(&self) -> Vec<Arc<LiveGraph>> {
+        self.graphs.iter().map(|e| Arc::clone(&e.live)).collect()
+    }
+
+    /// The graph named `name`, as a request that starts now sees it.
+    fn graph(&self, name: &str) -> Option<Served> {
+        self.graphs.iter().find(|e| e.live.name() == name).map(|e| self.view(e))
+    }
+
+    fn view(&self, entry: &Entry) -> Served {
+        let revision = entry.live.current();
+        let timeout =
+            self.config.default_timeout.or(revision.handle().plan().serving.timeout_ms.map(Duration::from_millis));
+        Served { revision, timeout, metrics: Arc::clone(&entry.metrics) }
+    }
+
+    /// Every graph, as a request that starts now sees it.
+    fn served(&self) -> Vec<Served> {
+        self.graphs.iter().map(|e| self.view(e)).collect()
     }
 }
 
@@ -241,42 +296,44 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
-    let graphs: Vec<(GraphHandle, &GraphMetrics)> =
-        state.graphs.iter().map(|g| (g.handle.clone(), &g.metrics)).collect();
+    let served = state.served();
+    let graphs: Vec<(GraphHandle, u64, &GraphMetrics)> =
+        served.iter().map(|g| (g.handle().clone(), g.revision.number(), &*g.metrics)).collect();
     let extra = state.extra_metrics.read().unwrap_or_else(|p| p.into_inner()).clone();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], metrics::render(&graphs, &extra))
         .into_response()
 }
 
-fn schemas(state: &AppState) -> Vec<openapi::GraphSchema<'_>> {
-    state
-        .graphs
+fn schemas(served: &[Served]) -> Vec<openapi::GraphSchema<'_>> {
+    served
         .iter()
         .map(|g| {
-            let plan = g.handle.plan();
+            let plan = g.handle().plan();
             openapi::GraphSchema {
-                name: g.handle.name(),
-                inputs: g.handle.schema().inputs.iter().map(|f| (f.name.as_str(), &f.ty)).collect(),
-                outputs: g.handle.schema().outputs.iter().map(|f| (f.name.as_str(), &f.ty)).collect(),
+                name: g.handle().name(),
+                inputs: g.handle().schema().inputs.iter().map(|f| (f.name.as_str(), &f.ty)).collect(),
+                outputs: g.handle().schema().outputs.iter().map(|f| (f.name.as_str(), &f.ty)).collect(),
                 tables: &plan.tables,
-                feedback: g.handle.feedback_kinds(),
+                feedback: g.handle().feedback_kinds(),
             }
         })
         .collect()
 }
 
 async fn list_graphs(State(state): State<Arc<AppState>>) -> JsonBody<Json> {
-    let graphs: Vec<Json> = schemas(&state)
+    let served = state.served();
+    let graphs: Vec<Json> = schemas(&served)
         .iter()
-        .zip(&state.graphs)
+        .zip(&served)
         .map(|(s, g)| {
             json!({
                 "name": s.name,
                 "path": format!("/graphs/{}", s.name),
                 "inputs": openapi::object_schema(s.inputs.iter().copied()),
                 "outputs": openapi::object_schema(s.outputs.iter().copied()),
-                "max_in_flight": g.handle.max_in_flight(),
+                "max_in_flight": g.handle().max_in_flight(),
                 "timeout_ms": g.timeout.map(|t| t.as_millis() as u64),
+                "revision": g.revision.number(),
             })
         })
         .collect();
@@ -284,7 +341,7 @@ async fn list_graphs(State(state): State<Arc<AppState>>) -> JsonBody<Json> {
 }
 
 async fn openapi_document(State(state): State<Arc<AppState>>) -> JsonBody<Json> {
-    JsonBody(openapi::document(&schemas(&state)))
+    JsonBody(openapi::document(&schemas(&state.served())))
 }
 
 async fn run_graph(
@@ -298,10 +355,11 @@ async fn run_graph(
         return ApiError::new(StatusCode::NOT_FOUND, "unknown_graph", format!("no graph named '{name}'"))
             .into_response();
     };
-    let response = match answer(&state, graph, &headers, body, started).await {
+    let mut response = match answer(&state, &graph, &headers, body, started).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };
+    response.headers_mut().insert(REVISION_HEADER, graph.revision.number().into());
     let took = started.elapsed();
     graph.metrics.request(response.status().as_u16(), took.as_secs_f64());
     tracing::debug!(graph = %name, status = response.status().as_u16(), micros = took.as_micros() as u64, "request");
@@ -314,7 +372,7 @@ async fn feedback(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    accepted(async { take_feedback(&state, served(&state, &name)?, &headers, body).await }.await)
+    accepted(async { take_feedback(&state, &served(&state, &name)?, &headers, body).await }.await)
 }
 
 async fn upsert(
@@ -323,11 +381,11 @@ async fn upsert(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    accepted(async { take_upserts(&state, served(&state, &name)?, &table, &headers, body).await }.await)
+    accepted(async { take_upserts(&state, &served(&state, &name)?, &table, &headers, body).await }.await)
 }
 
 /// The graph named `name`, or 404.
-fn served<'a>(state: &'a AppState, name: &str) -> Result<&'a Served, ApiError> {
+fn served(state: &AppState, name: &str) -> Result<Served, ApiError> {
     state
         .graph(name)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_graph", format!("no graph named '{name}'")))
@@ -376,17 +434,17 @@ async fn take_upserts(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<usize, ApiError> {
-    let plan = graph.handle.plan();
+    let plan = graph.handle().plan();
     let Some(spec) = plan.tables.iter().find(|t| t.name == table) else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_table",
-            format!("graph '{}' has no table '{table}'", graph.handle.name()),
+            format!("graph '{}' has no table '{table}'", graph.handle().name()),
         ));
     };
     let json = read_json(state, headers, body).await?;
     let changes = each(&json, "change", |item| decode_upsert(spec, item))?;
-    let handle = graph.handle.clone();
+    let handle = graph.handle().clone();
     let table = table.to_string();
     // `upsert` waits for room in the table's channel: off the async threads.
     tokio::task::spawn_blocking(move || handle.upsert(&table, &changes))
@@ -397,11 +455,11 @@ async fn take_upserts(
 
 /// Decodes every feedback row (all or none) and sends them into the graph.
 async fn take_feedback(state: &AppState, graph: &Served, headers: &HeaderMap, body: Body) -> Result<usize, ApiError> {
-    let Some(kinds) = graph.handle.feedback_kinds() else {
+    let Some(kinds) = graph.handle().feedback_kinds() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_learning",
-            format!("graph '{}' has no learning node; it takes no feedback", graph.handle.name()),
+            format!("graph '{}' has no learning node; it takes no feedback", graph.handle().name()),
         ));
     };
     let json = read_json(state, headers, body).await?;
@@ -411,7 +469,7 @@ async fn take_feedback(state: &AppState, graph: &Served, headers: &HeaderMap, bo
         return Ok(0);
     }
     graph
-        .handle
+        .handle()
         .submit_feedback(rows, false)
         .map_err(|e| refused(e, |name| format!("graph '{name}' has its feedback channel full; retry later")))
 }
@@ -446,7 +504,7 @@ async fn answer(
         Json::Array(items) => {
             let mut rows = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
-                let row = decode_row(&graph.handle.schema().inputs, item).map_err(|e| {
+                let row = decode_row(&graph.handle().schema().inputs, item).map_err(|e| {
                     let mut err = ApiError::from_row(&e);
                     err.message = format!("row {i}: {}", err.message);
                     err
@@ -455,7 +513,9 @@ async fn answer(
             }
             (rows, true)
         }
-        single => (vec![decode_row(&graph.handle.schema().inputs, single).map_err(|e| ApiError::from_row(&e))?], false),
+        single => {
+            (vec![decode_row(&graph.handle().schema().inputs, single).map_err(|e| ApiError::from_row(&e))?], false)
+        }
     };
     if rows.is_empty() {
         return Ok(JsonBody(json!([])).into_response());
@@ -466,14 +526,14 @@ async fn answer(
         let items: Vec<Json> = results
             .iter()
             .map(|r| match r {
-                Ok(values) => encode_row(&graph.outputs, values),
+                Ok(values) => encode_row(graph.outputs(), values),
                 Err(e) => encode_error(e),
             })
             .collect();
         Ok(JsonBody(Json::Array(items)).into_response())
     } else {
         match results.into_iter().next() {
-            Some(Ok(values)) => Ok(JsonBody(encode_row(&graph.outputs, &values)).into_response()),
+            Some(Ok(values)) => Ok(JsonBody(encode_row(graph.outputs(), &values)).into_response()),
             Some(Err(e)) => Err(ApiError::from_row(&e)),
             None => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no_answer", "the graph gave no answer")),
         }
@@ -483,11 +543,11 @@ async fn answer(
 /// Submits `rows` and waits for their answers or the deadline.
 async fn compute(graph: &Served, rows: Vec<Vec<Value>>, deadline: Option<Instant>) -> Result<Vec<RowResult>, ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let limit = graph.handle.max_in_flight();
+    let limit = graph.handle().max_in_flight();
     let submission = Submission::rows(rows, Box::new(move |results| drop(tx.send(results))))
         .when_full(WhenFull::Refuse)
         .deadline(deadline);
-    graph.handle.submit(submission).map_err(|e| {
+    graph.handle().submit(submission).map_err(|e| {
         refused(e, |name| format!("graph '{name}' has its maximum of rows in flight ({limit}); retry later"))
     })?;
     let waited = match deadline {

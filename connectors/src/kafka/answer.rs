@@ -47,6 +47,9 @@ pub(crate) struct Origin {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The revision of the graph that computed its rows (0 until it is submitted; see
+    /// [`crate::live`]), sent as the answer's `weir-revision` header.
+    pub revision: u64,
     /// Held until the offset is finished: bounds the messages between consumption and
     /// their stored position.
     pub _permit: OwnedSemaphorePermit,
@@ -313,10 +316,12 @@ impl Answerer {
         let spec = &self.spec;
         let source = |mut headers: OwnedHeaders| {
             let (partition, offset) = (origin.tp.1.to_string(), origin.offset.to_string());
+            let revision = origin.revision.to_string();
             for (k, v) in [
                 ("weir-source-topic", origin.tp.0.as_str()),
                 ("weir-source-partition", &partition),
                 ("weir-source-offset", &offset),
+                (crate::live::REVISION_HEADER, &revision),
             ] {
                 headers = headers.insert(Header { key: k, value: Some(v) });
             }
@@ -342,7 +347,7 @@ impl Answerer {
                     Ok(payload) => outputs.push(Output {
                         topic: &spec.output_topic,
                         payload,
-                        headers: source(OwnedHeaders::new_with_capacity(3)),
+                        headers: source(OwnedHeaders::new_with_capacity(4)),
                         dead_letter: false,
                     }),
                     Err(e) => tracing::error!(topic = %spec.output_topic, error = %e, "cannot encode an answer"),

@@ -26,6 +26,7 @@ use super::rebalance::Rebalances;
 use super::stats::{KafkaStats, Role};
 use super::{client_config, send, with_properties, KafkaRunError};
 use crate::json::decode_feedback;
+use crate::live::LiveGraph;
 
 /// What a finished feedback loop did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,7 +41,7 @@ pub struct FeedbackSummary {
 
 /// A graph's feedback consumer, subscribed, ready to [`run`](Self::run).
 pub struct FeedbackLoop {
-    graph: GraphHandle,
+    graph: Arc<LiveGraph>,
     topic: String,
     dead_letter_topic: String,
     /// Its context is the input loop's: statistics and commit results go to `stats`; no
@@ -53,10 +54,12 @@ pub struct FeedbackLoop {
 impl FeedbackLoop {
     /// The feedback loop of `spec.feedback_topic`, if the spec names one. Fails if the
     /// graph has no learning node, or on a bad client configuration.
-    pub fn connect(graph: GraphHandle, spec: &KafkaSpec) -> Result<Option<FeedbackLoop>, KafkaRunError> {
+    /// Each message goes to the graph's revision current at the time (see
+    /// [`crate::live`]).
+    pub fn connect(graph: Arc<LiveGraph>, spec: &KafkaSpec) -> Result<Option<FeedbackLoop>, KafkaRunError> {
         let Some(topic) = spec.feedback_topic.clone() else { return Ok(None) };
         let name = graph.name().to_string();
-        if graph.feedback_kinds().is_none() {
+        if graph.current().handle().feedback_kinds().is_none() {
             return Err(KafkaRunError::NotLearning { graph: name, topic });
         }
         let client = |role: &'static str| {
@@ -121,9 +124,10 @@ impl FeedbackLoop {
             };
             stats.add_consumed(1);
             let payload = m.payload().unwrap_or_default();
-            let refused = match decode(&graph, payload) {
+            let revision = graph.current();
+            let refused = match decode(revision.handle(), payload) {
                 Ok(feedback) if feedback.is_empty() => None,
-                Ok(feedback) => match enter(&graph, feedback, &mut shutdown).await {
+                Ok(feedback) => match enter(revision.handle(), feedback, &mut shutdown).await {
                     Ok(n) => {
                         stats.add_delivered(n as u64);
                         None

@@ -57,6 +57,8 @@ use rdkafka::producer::Producer;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use weir_engine::spec::{KafkaSpec, PayloadFormat};
 use weir_engine::{GraphField, GraphHandle, RowResult, Submission};
+
+use crate::live::LiveGraph;
 use weir_operators::{RowError, Shutdown};
 
 use crate::arrow::Decoded;
@@ -182,7 +184,7 @@ pub const STATISTICS_INTERVAL_MS: u64 = 1000;
 
 /// A graph's Kafka clients, connected and subscribed, ready to [`run`](Self::run).
 pub struct KafkaLoop {
-    graph: GraphHandle,
+    graph: Arc<LiveGraph>,
     spec: KafkaSpec,
     consumer: Arc<StreamConsumer<Rebalances>>,
     producer: Arc<AnswerProducer>,
@@ -195,7 +197,9 @@ impl KafkaLoop {
     /// Creates the consumer (group `spec.group_id`, offsets stored only by this loop)
     /// and the idempotent producer, and subscribes to the input topics. Fails at once on
     /// a bad configuration; brokers that are down are retried by librdkafka.
-    pub fn connect(graph: GraphHandle, spec: KafkaSpec) -> Result<Self, KafkaRunError> {
+    /// Each submission goes to the graph's revision current at the time (see
+    /// [`crate::live`]).
+    pub fn connect(graph: Arc<LiveGraph>, spec: KafkaSpec) -> Result<Self, KafkaRunError> {
         let name = graph.name().to_string();
         let stats = KafkaStats::new(&name, Role::Input);
         let consumer: Arc<StreamConsumer<Rebalances>> = Arc::new(
@@ -256,14 +260,17 @@ async fn run(kafka: KafkaLoop, shutdown: Shutdown, grace: Duration) -> KafkaSumm
     let KafkaLoop { graph, spec, consumer, producer, failed, stats } = kafka;
     let name = graph.name().to_string();
     tracing::info!(graph = %name, topics = ?spec.input_topics, output = %spec.output_topic, "consuming from Kafka");
-    let permits = Arc::new(Semaphore::new(graph.max_in_flight()));
+    let first = graph.current();
+    let permits = Arc::new(Semaphore::new(first.handle().max_in_flight()));
     let retrying = tokio::spawn(answer::retry(Arc::clone(&producer), failed));
     let answerer = Arc::new(Answerer {
-        outputs: graph.schema().outputs.clone(),
+        // A reload that changes the outputs of a graph that answers Kafka is refused.
+        outputs: first.handle().schema().outputs.clone(),
         spec,
         producer: Arc::clone(&producer),
         runtime: tokio::runtime::Handle::current(),
     });
+    drop(first);
     let stopped = shutdown.requested();
     let mut shutdown = std::pin::pin!(stopped);
 
@@ -303,14 +310,17 @@ async fn run(kafka: KafkaLoop, shutdown: Shutdown, grace: Duration) -> KafkaSumm
                     }
                 }
                 stats.add_consumed(ready.len() as u64);
+                // Decoded and computed by one revision, the one serving now.
+                let revision = graph.current();
                 let mut decoded = Vec::with_capacity(ready.len());
-                for origin in ready {
-                    match decode(&graph, answerer.spec.format, &origin.payload) {
+                for mut origin in ready {
+                    origin.revision = revision.number();
+                    match decode(revision.handle(), answerer.spec.format, &origin.payload) {
                         Ok(rows) => decoded.push((origin, rows)),
                         Err(error) => answerer.answer(vec![(origin, Outcome::Undecodable(Arc::new(error)))]),
                     }
                 }
-                submit(&graph, decoded, &answerer).await;
+                submit(revision.handle(), decoded, &answerer).await;
             }
         }
     }
@@ -438,6 +448,7 @@ fn origin_of(message: &rdkafka::message::BorrowedMessage<'_>, permit: OwnedSemap
             .headers()
             .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
             .unwrap_or_default(),
+        revision: 0,
         _permit: permit,
     }
 }

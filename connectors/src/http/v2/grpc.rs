@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 use super::error::V2Error;
-use super::infer::{deadline, infer, model, output_index, tensors_meta, TensorMeta, VERSION};
+use super::infer::{deadline, infer, model, output_index, tensors_meta, TensorMeta};
 use super::proto::grpc_inference_service_server::{GrpcInferenceService, GrpcInferenceServiceServer};
 use super::proto::infer_parameter::ParameterChoice;
 use super::proto::model_infer_response::InferOutputTensor;
@@ -102,10 +102,10 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let r = request.get_ref();
         let graph = model(&self.state, &r.name, &r.version).map_err(|e| e.grpc())?;
-        let (inputs, outputs) = tensors_meta(graph);
+        let (inputs, outputs) = tensors_meta(&graph);
         Ok(Response::new(ModelMetadataResponse {
-            name: graph.handle.name().into(),
-            versions: vec![VERSION.into()],
+            name: graph.handle().name().into(),
+            versions: vec![graph.version()],
             platform: PLATFORM.into(),
             inputs: metadata(&inputs),
             outputs: metadata(&outputs),
@@ -128,7 +128,7 @@ impl GrpcInferenceService for InferenceService {
                     )))
                 }
             };
-            let deadline = deadline(graph, timeout_us, transport, started)?;
+            let deadline = deadline(&graph, timeout_us, transport, started)?;
             if !r.raw_input_contents.is_empty() && r.raw_input_contents.len() != r.inputs.len() {
                 return Err(V2Error::invalid(format!(
                     "raw_input_contents has {} entries for {} inputs: give every input there, or none",
@@ -152,16 +152,16 @@ impl GrpcInferenceService for InferenceService {
                 })
                 .collect();
             let selected: Vec<usize> = if r.outputs.is_empty() {
-                (0..graph.outputs.len()).collect()
+                (0..graph.outputs().len()).collect()
             } else {
-                r.outputs.iter().map(|o| output_index(graph, &o.name)).collect::<Result<_, _>>()?
+                r.outputs.iter().map(|o| output_index(&graph, &o.name)).collect::<Result<_, _>>()?
             };
-            let chunk = infer(graph, &tensors, deadline).await?;
-            let fields = &graph.handle.schema().outputs;
+            let chunk = infer(&graph, &tensors, deadline).await?;
+            let fields = &graph.handle().schema().outputs;
             let rows = chunk.len();
             Ok(ModelInferResponse {
-                model_name: graph.handle.name().into(),
-                model_version: VERSION.into(),
+                model_name: graph.handle().name().into(),
+                model_version: graph.version(),
                 id: r.id.clone(),
                 parameters: Default::default(),
                 outputs: selected

@@ -17,17 +17,17 @@ use super::error::{Kind, V2Error};
 use super::tensor::{metadata_shape, Datatype, Tensor};
 use crate::http::{AppState, Served};
 
-/// The one version every graph has until graphs have revisions.
-pub const VERSION: &str = "1";
-
-/// The graph served as model `name` at `version` (empty: the current one).
-pub(super) fn model<'a>(state: &'a AppState, name: &str, version: &str) -> Result<&'a Served, V2Error> {
+/// The graph served as model `name` at `version` (empty: the current one). A model's
+/// one version is the graph's revision serving now (see [`crate::live`]): older ones
+/// only finish the requests they took.
+pub(super) fn model(state: &AppState, name: &str, version: &str) -> Result<Served, V2Error> {
     let graph = state.graph(name).ok_or_else(|| {
-        let names: Vec<&str> = state.graphs.iter().map(|g| g.handle.name()).collect();
+        let names: Vec<String> = state.live().iter().map(|g| g.name().to_string()).collect();
         V2Error::not_found(format!("no model named '{name}' (served: {})", names.join(", ")))
     })?;
-    if !version.is_empty() && version != VERSION {
-        return Err(V2Error::not_found(format!("model '{name}' has no version '{version}'; it has '{VERSION}'")));
+    let current = graph.version();
+    if !version.is_empty() && version != current {
+        return Err(V2Error::not_found(format!("model '{name}' has no version '{version}'; it has '{current}'")));
     }
     Ok(graph)
 }
@@ -47,17 +47,17 @@ pub(super) fn tensors_meta(graph: &Served) -> (Vec<TensorMeta<'_>>, Vec<TensorMe
             .map(|f| TensorMeta { name: &f.name, datatype: Datatype::of(&f.ty).as_str(), shape: metadata_shape(&f.ty) })
             .collect()
     }
-    let schema = graph.handle.schema();
+    let schema = graph.handle().schema();
     (meta(&schema.inputs), meta(&schema.outputs))
 }
 
 /// The position of output `name` among the graph's outputs.
 pub(super) fn output_index(graph: &Served, name: &str) -> Result<usize, V2Error> {
-    let outputs = &graph.outputs;
+    let outputs = graph.outputs();
     outputs.iter().position(|o| o == name).ok_or_else(|| {
         V2Error::invalid(format!(
             "model '{}' has no output '{name}'; its outputs: {}",
-            graph.handle.name(),
+            graph.handle().name(),
             outputs.join(", ")
         ))
     })
@@ -85,8 +85,8 @@ pub(super) fn deadline(
 /// Computes `tensors` (one per graph input, any order) in `graph`, answered by `deadline`:
 /// the output columns in the graph's output order, every row computed.
 pub(super) async fn infer(graph: &Served, tensors: &[Tensor<'_>], deadline: Option<Instant>) -> Result<Chunk, V2Error> {
-    let name = graph.handle.name();
-    let inputs = &graph.handle.schema().inputs;
+    let name = graph.handle().name();
+    let inputs = &graph.handle().schema().inputs;
     let names = || inputs.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ");
     let mut columns: Vec<Option<Column>> = vec![None; inputs.len()];
     for t in tensors {
@@ -115,15 +115,15 @@ pub(super) async fn infer(graph: &Served, tensors: &[Tensor<'_>], deadline: Opti
         )));
     }
     if rows == 0 {
-        let outputs = graph.handle.schema().outputs.iter().map(|f| Column::filler(&f.ty, 0)).collect();
+        let outputs = graph.handle().schema().outputs.iter().map(|f| Column::filler(&f.ty, 0)).collect();
         return Ok(Chunk::new(0, Vec::new(), outputs));
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     let submission = Submission::columns(given, Box::new(move |chunk| drop(tx.send(chunk))))
         .when_full(WhenFull::Refuse)
         .deadline(deadline);
-    let limit = graph.handle.max_in_flight();
-    graph.handle.submit(submission).map_err(|e| match e {
+    let limit = graph.handle().max_in_flight();
+    graph.handle().submit(submission).map_err(|e| match e {
         SubmitError::Invalid(row) => V2Error::from_row("", &row),
         SubmitError::Full(_) => V2Error {
             kind: Kind::Unavailable,

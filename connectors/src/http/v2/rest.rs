@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value as Json};
 
 use super::error::V2Error;
-use super::infer::{deadline, infer, model, output_index, tensors_meta, TensorMeta, VERSION};
+use super::infer::{deadline, infer, model, output_index, tensors_meta, TensorMeta};
 use super::tensor::{raw, shape_of, Data, Datatype, JsonData, Tensor};
 use super::{EXTENSIONS, PLATFORM, SERVER_NAME};
 use crate::http::{read_body, transport_timeout, AppState, Served};
@@ -65,7 +65,7 @@ async fn unknown_route(method: Method, uri: Uri) -> V2Error {
 type Params = Path<HashMap<String, String>>;
 
 /// The model a path names (its `name`, and `version` where given).
-fn model_of<'a>(state: &'a AppState, params: &HashMap<String, String>) -> Result<&'a Served, V2Error> {
+fn model_of(state: &AppState, params: &HashMap<String, String>) -> Result<Served, V2Error> {
     let name = params.get("name").map_or("", String::as_str);
     model(state, name, params.get("version").map_or("", String::as_str))
 }
@@ -83,10 +83,10 @@ async fn server_ready(State(state): State<Arc<AppState>>) -> Response {
 async fn model_ready(State(state): State<Arc<AppState>>, Path(params): Params) -> Response {
     match model_of(&state, &params) {
         Ok(graph) if !state.shutdown.is_requested() => {
-            JsonBody(json!({ "name": graph.handle.name(), "ready": true })).into_response()
+            JsonBody(json!({ "name": graph.handle().name(), "ready": true })).into_response()
         }
         Ok(graph) => {
-            (StatusCode::SERVICE_UNAVAILABLE, JsonBody(json!({ "name": graph.handle.name(), "ready": false })))
+            (StatusCode::SERVICE_UNAVAILABLE, JsonBody(json!({ "name": graph.handle().name(), "ready": false })))
                 .into_response()
         }
         Err(e) => e.into_response(),
@@ -98,13 +98,13 @@ async fn model_metadata(State(state): State<Arc<AppState>>, Path(params): Params
         Ok(g) => g,
         Err(e) => return e.into_response(),
     };
-    let (inputs, outputs) = tensors_meta(graph);
+    let (inputs, outputs) = tensors_meta(&graph);
     let meta = |t: &[TensorMeta]| -> Vec<Json> {
         t.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype, "shape": t.shape })).collect()
     };
     JsonBody(json!({
-        "name": graph.handle.name(),
-        "versions": [VERSION],
+        "name": graph.handle().name(),
+        "versions": [graph.version()],
         "platform": PLATFORM,
         "inputs": meta(&inputs),
         "outputs": meta(&outputs),
@@ -179,7 +179,7 @@ async fn model_infer(
         Ok(g) => g,
         Err(e) => return e.into_response(),
     };
-    let response = answer(&state, graph, &headers, body, started).await.unwrap_or_else(IntoResponse::into_response);
+    let response = answer(&state, &graph, &headers, body, started).await.unwrap_or_else(IntoResponse::into_response);
     graph.metrics.request(response.status().as_u16(), started.elapsed().as_secs_f64());
     response
 }
@@ -251,7 +251,7 @@ async fn answer(
     // Which outputs, in which order, and whether each is binary.
     let all_binary = flag(&request.parameters, "binary_data_output", "")?.unwrap_or(false);
     let selected: Vec<(usize, bool)> = match &request.outputs {
-        None => (0..graph.outputs.len()).map(|i| (i, all_binary)).collect(),
+        None => (0..graph.outputs().len()).map(|i| (i, all_binary)).collect(),
         Some(outputs) => outputs
             .iter()
             .map(|o| {
@@ -266,7 +266,7 @@ async fn answer(
     };
     let chunk = infer(graph, &tensors, deadline).await?;
     let rows = chunk.len();
-    let fields = &graph.handle.schema().outputs;
+    let fields = &graph.handle().schema().outputs;
     let outputs = selected
         .iter()
         .map(|&(i, binary)| {
@@ -280,8 +280,12 @@ async fn answer(
             }
         })
         .collect();
-    let mut response =
-        InferResponse { model_name: graph.handle.name(), model_version: VERSION, id: request.id.as_deref(), outputs };
+    let mut response = InferResponse {
+        model_name: graph.handle().name(),
+        model_version: &graph.version(),
+        id: request.id.as_deref(),
+        outputs,
+    };
     let blobs: Vec<Vec<u8>> = selected.iter().filter(|(_, b)| *b).map(|&(i, _)| raw(&chunk.columns[i])).collect();
     if blobs.is_empty() {
         let body = serde_json::to_vec(&response).map_err(encode_failed)?;

@@ -1,0 +1,304 @@
+//! Hot reload for `weir serve`: on SIGHUP or `POST /admin/reload`, every graph file is
+//! read and checked again, and each graph whose file (or a file it names: weights,
+//! parameters, a table's snapshot) changed is compiled into a new engine beside the
+//! running one and swapped in (see `weir_connectors::live`).
+//!
+//! - All or nothing: a file that fails `weir check`, a graph whose `name` or `kafka:`
+//!   section changed (a restart's business), or a new engine that cannot start refuses
+//!   the whole reload with the reason, and every graph keeps serving as it was. So does
+//!   a graph that answers Kafka whose outputs changed.
+//! - A graph that did not change is left alone: its engine, its tables, its learning
+//!   node's weights and version carry on.
+//! - A changed graph's tables are filled before the switch, as at start (snapshot, then
+//!   its topic to the end); changes sent to the old revision over HTTP are not carried
+//!   over. Its Kafka consumer, feedback consumer and routes switch at once: each
+//!   submission after the swap goes to the new revision, and the consumer's offsets
+//!   are committed as answers are produced, by either revision, so none is lost or
+//!   consumed twice.
+//! - The old revision is dropped once nothing uses it ([`Revision::is_drained`]): its
+//!   requests are answered, then its engine stops and its table feeds end.
+//!
+//! Reloads run one at a time, on one task ([`Reloader::run`]).
+
+use std::any::Any;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::Hasher;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Notify};
+use weir_connectors::http::admin::{GraphReload, ReloadOutcome, ReloadRequest};
+use weir_connectors::live::{LiveGraph, Revision};
+use weir_engine::{yaml, Engine, EngineConfig, GraphSpec, Kernels, Plan};
+use weir_operators::Shutdown;
+
+use super::serve::Overrides;
+use super::tables::{fill_tables, follow_tables};
+
+/// Files larger than this are fingerprinted by length and modification time, not
+/// content.
+const HASH_LIMIT: u64 = 64 << 20;
+
+/// How often a retired revision is checked for being drained.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// A graph file as last loaded: its path, what it serves as, and its fingerprint.
+struct Watched {
+    path: PathBuf,
+    live: Arc<LiveGraph>,
+    fingerprint: u64,
+    /// The graph's plan as last loaded (its Kafka section is compared on reload).
+    kafka: Option<weir_engine::spec::KafkaSpec>,
+    /// Stops the table feeds of the revision serving now, if a reload started them
+    /// (those `weir serve` started with end with it).
+    feeds: Option<Shutdown>,
+}
+
+/// Everything a reload needs to load and start graphs as `weir serve` did.
+pub struct Reloader {
+    watched: Vec<Watched>,
+    kernels: Kernels,
+    config: EngineConfig,
+    overrides: Overrides,
+    stop: Shutdown,
+}
+
+/// A graph file read for a reload (or at start): its fingerprint, then its plan.
+pub struct Loaded {
+    /// The fingerprint of the file and every file it names.
+    pub fingerprint: u64,
+    /// The checked plan, with `weir serve`'s flags applied.
+    pub plan: Plan,
+}
+
+/// Reads `path`, fingerprints it and the files it names, and plans it with `kernels`,
+/// with `overrides` applied. The error names the file and what is wrong with it.
+pub fn load(path: &Path, kernels: &Kernels, overrides: &Overrides) -> Result<Loaded, String> {
+    let spec = yaml::load_file(path).map_err(|e| e.to_string())?;
+    let fingerprint = fingerprint(path, &spec);
+    let mut plan = Plan::with_kernels(&spec, kernels).map_err(|e| e.to_string())?;
+    overrides.apply(&mut plan)?;
+    Ok(Loaded { fingerprint, plan })
+}
+
+impl Reloader {
+    /// Watches `files` (the graph files `weir serve` was given, in order), each with the
+    /// fingerprint it was loaded with and the graph it serves as.
+    pub fn new(
+        files: Vec<(PathBuf, u64, Arc<LiveGraph>)>,
+        kernels: Kernels,
+        config: EngineConfig,
+        overrides: Overrides,
+        stop: Shutdown,
+    ) -> Reloader {
+        let watched = files
+            .into_iter()
+            .map(|(path, fingerprint, live)| {
+                let kafka = live.current().handle().plan().kafka.clone();
+                Watched { path, live, fingerprint, kafka, feeds: None }
+            })
+            .collect();
+        Reloader { watched, kernels, config, overrides, stop }
+    }
+
+    /// Reloads on every SIGHUP (`hangups`) and every admin request, one at a time, until
+    /// the server stops.
+    pub async fn run(mut self, hangups: Arc<Notify>, mut requests: mpsc::Receiver<ReloadRequest>) {
+        loop {
+            let reply: Option<oneshot::Sender<ReloadOutcome>> = tokio::select! {
+                () = self.stop.requested() => return,
+                () = hangups.notified() => None,
+                request = requests.recv() => match request {
+                    Some(reply) => Some(reply),
+                    None => return,
+                },
+            };
+            let outcome = self.reload().await;
+            match &outcome {
+                Ok(graphs) => {
+                    for g in graphs.iter().filter(|g| g.reloaded) {
+                        eprintln!("weir: reloaded graph '{}' from {}: revision {}", g.name, g.file, g.revision);
+                    }
+                    if graphs.iter().all(|g| !g.reloaded) {
+                        eprintln!("weir: reload: no graph file changed");
+                    }
+                }
+                Err(reason) => eprintln!("weir: reload refused, every graph serving as before: {reason}"),
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// One reload (see the module docs).
+    async fn reload(&mut self) -> ReloadOutcome {
+        if self.config.cluster.is_some() {
+            return Err("a process of a cluster cannot reload alone: restart every process".into());
+        }
+        // Read and check every file, off the async threads (weights load here).
+        let files: Vec<(PathBuf, u64)> = self.watched.iter().map(|w| (w.path.clone(), w.fingerprint)).collect();
+        let kernels = self.kernels.clone();
+        let overrides = self.overrides.clone();
+        let loaded = tokio::task::spawn_blocking(move || -> Result<Vec<Option<Loaded>>, String> {
+            files
+                .iter()
+                .map(|(path, old)| {
+                    let spec = yaml::load_file(path).map_err(|e| e.to_string())?;
+                    if fingerprint(path, &spec) == *old {
+                        // Unchanged; still checked, so a broken file is reported.
+                        return Ok(None);
+                    }
+                    load(path, &kernels, &overrides).map(Some)
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| format!("the reload's loading thread failed: {e}"))??;
+        let mut changed = Vec::new();
+        for (i, loaded) in loaded.into_iter().enumerate() {
+            let Some(loaded) = loaded else { continue };
+            let w = &self.watched[i];
+            if loaded.plan.name != w.live.name() {
+                return Err(format!(
+                    "{}: the graph's name changed from '{}' to '{}'; renaming a served graph needs a restart",
+                    w.path.display(),
+                    w.live.name(),
+                    loaded.plan.name
+                ));
+            }
+            if loaded.plan.kafka != w.kafka {
+                return Err(format!(
+                    "{}: graph '{}': its kafka: section (with the Kafka flags applied) changed; that needs a restart",
+                    w.path.display(),
+                    w.live.name()
+                ));
+            }
+            if loaded.plan.kafka.is_some()
+                && weir_engine::GraphSchema::of(&loaded.plan).outputs != w.live.current().handle().schema().outputs
+            {
+                return Err(format!(
+                    "{}: graph '{}': its outputs changed while it answers Kafka; that needs a restart",
+                    w.path.display(),
+                    w.live.name()
+                ));
+            }
+            changed.push((i, loaded));
+        }
+        let reloaded: Vec<usize> = changed.iter().map(|(i, _)| *i).collect();
+        if !changed.is_empty() {
+            self.swap(changed).await?;
+        }
+        Ok(self
+            .watched
+            .iter()
+            .enumerate()
+            .map(|(i, w)| GraphReload {
+                name: w.live.name().to_string(),
+                file: w.path.display().to_string(),
+                revision: w.live.current().number(),
+                reloaded: reloaded.contains(&i),
+            })
+            .collect())
+    }
+
+    /// Starts `changed` (by index into `watched`) in one new engine, fills their tables,
+    /// then swaps each in and retires the revision it replaces.
+    async fn swap(&mut self, changed: Vec<(usize, Loaded)>) -> Result<(), String> {
+        let (picked, plans): (Vec<(usize, u64)>, Vec<Plan>) =
+            changed.into_iter().map(|(i, l)| ((i, l.fingerprint), l.plan)).unzip();
+        let config = self.config.clone();
+        let stop = self.stop.clone();
+        let bootstrap = self.overrides.bootstrap().map(str::to_string);
+        let (engine, tables) = tokio::task::spawn_blocking(move || {
+            let engine = Engine::start(plans, config).map_err(|e| e.to_string())?;
+            // Dropping the engine on an error stops it: nothing was admitted.
+            let tables = fill_tables(engine.graphs(), bootstrap.as_deref(), &stop).map_err(|e| e.to_string())?;
+            Ok::<_, String>((engine, tables))
+        })
+        .await
+        .map_err(|e| format!("the reload's starting thread failed: {e}"))??;
+        let feeds = Shutdown::new();
+        follow_tables(tables, &feeds);
+        let handles = engine.graphs().to_vec();
+        let engine: Arc<dyn Any + Send + Sync> = Arc::new(Mutex::new(engine));
+        let mut retired = Vec::new();
+        for ((i, fingerprint), handle) in picked.into_iter().zip(handles) {
+            let w = &mut self.watched[i];
+            retired.push((w.live.replace(handle, Arc::clone(&engine)), w.feeds.replace(feeds.clone())));
+            w.fingerprint = fingerprint;
+        }
+        // The new feeds end with the server too.
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            stop.requested().await;
+            feeds.request();
+        });
+        tokio::spawn(retire(retired));
+        Ok(())
+    }
+}
+
+/// Waits until each revision is drained, then stops its table feeds (if a reload
+/// started them) and drops it, stopping its engine once no revision of it is left.
+async fn retire(retired: Vec<(Arc<Revision>, Option<Shutdown>)>) {
+    for (revision, feeds) in retired {
+        while !revision.is_drained() {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        if let Some(feeds) = feeds {
+            feeds.request();
+        }
+        if let Some(engine) = revision.into_engine() {
+            // Stopping an engine joins its threads: off the async threads.
+            let _ = tokio::task::spawn_blocking(move || drop(engine)).await;
+        }
+    }
+}
+
+/// A fingerprint of graph file `path` and of every file its `spec` names (resolved
+/// against its directory): content for files up to [`HASH_LIMIT`], else length and
+/// modification time; a directory by its entries' names, lengths and times. A file
+/// that cannot be read counts as its error (the plan reports it).
+pub fn fingerprint(path: &Path, spec: &GraphSpec) -> u64 {
+    let mut h = DefaultHasher::new();
+    hash_path(&mut h, path);
+    for file in spec.files() {
+        hash_path(&mut h, &file);
+    }
+    h.finish()
+}
+
+fn hash_path(h: &mut DefaultHasher, path: &Path) {
+    h.write(path.as_os_str().as_encoded_bytes());
+    let Ok(meta) = std::fs::metadata(path) else {
+        h.write_u8(0);
+        return;
+    };
+    let stamp = |h: &mut DefaultHasher, meta: &std::fs::Metadata| {
+        h.write_u64(meta.len());
+        if let Ok(t) = meta.modified().map(|t| t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default()) {
+            h.write_u128(t.as_nanos());
+        }
+    };
+    if meta.is_dir() {
+        let mut entries: Vec<_> =
+            std::fs::read_dir(path).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        entries.sort();
+        for entry in entries {
+            h.write(entry.as_os_str().as_encoded_bytes());
+            if let Ok(meta) = std::fs::metadata(&entry) {
+                stamp(h, &meta);
+            }
+        }
+    } else if meta.len() > HASH_LIMIT {
+        stamp(h, &meta);
+    } else if let Ok(mut file) = std::fs::File::open(path) {
+        let mut buf = Vec::with_capacity(meta.len() as usize);
+        if file.read_to_end(&mut buf).is_ok() {
+            h.write(&buf);
+        }
+    }
+}
