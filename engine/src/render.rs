@@ -191,45 +191,48 @@ pub fn topology(plan: &Plan) -> Topology {
 
 /// Graphviz dot.
 pub fn dot(plan: &Plan) -> String {
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n  input [shape=box];\n  output [shape=box];\n", plan.name);
-    for (i, step) in plan.steps.iter().enumerate() {
-        let shape = match step.op {
-            StepOp::Model { .. } | StepOp::Learn { .. } => "box3d",
-            StepOp::Route { .. } => "diamond",
-            StepOp::Combine(_) | StepOp::Merge { .. } => "invtrapezium",
-            StepOp::Map { .. } => "ellipse",
-            StepOp::Lookup { .. } => "cylinder",
+    let topology = topology(plan);
+    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n", plan.name);
+    for node in &topology.nodes {
+        let shape = match node.kind {
+            "input" | "output" => {
+                let _ = writeln!(out, "  {} [shape=box];", node.name);
+                continue;
+            }
+            "model" | "learn" => "box3d",
+            "route" => "diamond",
+            "combine" | "merge" => "invtrapezium",
+            "lookup" => "cylinder",
+            _ => "ellipse",
         };
-        let _ = writeln!(out, "  \"{}\" [label=\"{}\", shape={shape}];", step.name, label(plan, i).replace('"', "'"));
-        for &s in &step.from {
-            let (src, branch) = stream_name(plan, s);
-            let label = branch.map(|b| format!(" [label=\"{b}\"]")).unwrap_or_default();
-            let _ = writeln!(out, "  \"{src}\" -> \"{}\"{label};", step.name);
-        }
+        let _ = writeln!(out, "  \"{}\" [label=\"{}\", shape={shape}];", node.name, node.label.replace('"', "'"));
     }
-    let (src, _) = stream_name(plan, plan.output.stream);
-    let _ = writeln!(out, "  \"{src}\" -> output;\n}}");
+    for e in &topology.edges {
+        let to = if e.to == "output" { e.to.clone() } else { format!("\"{}\"", e.to) };
+        let label = e.branch.as_ref().map(|b| format!(" [label=\"{b}\"]")).unwrap_or_default();
+        let _ = writeln!(out, "  \"{}\" -> {to}{label};", e.from);
+    }
+    out.push_str("}\n");
     out
 }
 
 /// Mermaid flowchart.
 pub fn mermaid(plan: &Plan) -> String {
-    let mut out = String::from("flowchart LR\n  input[/input/]\n  output[/output/]\n");
-    for (i, step) in plan.steps.iter().enumerate() {
-        let text = label(plan, i).replace('"', "'");
-        let node = match step.op {
-            StepOp::Route { .. } => format!("{}{{\"{text}\"}}", step.name),
-            StepOp::Model { .. } | StepOp::Learn { .. } => format!("{}[[\"{text}\"]]", step.name),
-            _ => format!("{}[\"{text}\"]", step.name),
+    let topology = topology(plan);
+    let mut out = String::from("flowchart LR\n");
+    for node in &topology.nodes {
+        let text = node.label.replace('"', "'");
+        let drawn = match node.kind {
+            "input" | "output" => format!("{}[/{}/]", node.name, node.name),
+            "route" => format!("{}{{\"{text}\"}}", node.name),
+            "model" | "learn" => format!("{}[[\"{text}\"]]", node.name),
+            _ => format!("{}[\"{text}\"]", node.name),
         };
-        let _ = writeln!(out, "  {node}");
-        for &s in &step.from {
-            let (src, branch) = stream_name(plan, s);
-            let label = branch.map(|b| format!("|{b}|")).unwrap_or_default();
-            let _ = writeln!(out, "  {src} -->{label} {}", step.name);
-        }
+        let _ = writeln!(out, "  {drawn}");
     }
-    let (src, _) = stream_name(plan, plan.output.stream);
-    let _ = writeln!(out, "  {src} --> output");
+    for e in &topology.edges {
+        let label = e.branch.as_ref().map(|b| format!("|{b}|")).unwrap_or_default();
+        let _ = writeln!(out, "  {} -->{label} {}", e.from, e.to);
+    }
     out
 }
