@@ -91,6 +91,11 @@ fn the_admin_json_names_every_node_and_counts_rows() {
     assert!(softmax["batch_size"].as_f64().unwrap() >= 1.0, "{stats}");
     assert_eq!(softmax["replicas"], 1, "{stats}");
     assert!(node("input")["rows_in_per_s"].as_f64().unwrap() > 0.0, "{stats}");
+    // Every other node kind counts its rows and its worker time too.
+    for name in ["scaled", "ensemble", "top"] {
+        let n = node(name);
+        assert!(n["rows_in_per_s"].as_f64().unwrap() > 0.0 && n["busy"].as_f64().unwrap() > 0.0, "{name}: {stats}");
+    }
     assert!(g["requests_per_s"]["200"].as_f64().unwrap() > 0.0, "{stats}");
     assert!(g["latency_ms"]["p50"].as_f64().unwrap() > 0.0, "{stats}");
     assert!(g["max_in_flight"].as_u64() > Some(0) && g["in_flight"].as_u64().is_some(), "{stats}");

@@ -29,6 +29,7 @@ use weir_operators::kernel::checkpoint;
 use weir_operators::kernel::learn::Weights;
 use weir_operators::kernel::learner::Learner;
 use weir_operators::learn_stats::LearnStats;
+use weir_operators::node_stats::NodeStats;
 use weir_operators::replica::Job;
 use weir_operators::stats::BatchStats;
 use weir_operators::Chunk;
@@ -76,7 +77,8 @@ pub struct LearnResources<'scope> {
 /// Builds `plan` on `input` and returns the stream the outputs read (project its chunks
 /// to the plan's output indices to get answers). `models` holds the
 /// resources of every model step, by step index; `learn` those of its learning step;
-/// `tables` the plan's tables, in order; `workers` is the number of workers of this
+/// `tables` the plan's tables, in order; `nodes` every step's row and time counters, by
+/// step index; `workers` is the number of workers of this
 /// process (that share its cores).
 pub fn compile<'scope>(
     plan: &Plan,
@@ -84,6 +86,7 @@ pub fn compile<'scope>(
     models: &HashMap<usize, ModelResources>,
     mut learn: Option<LearnResources<'scope>>,
     tables: &[TableRef<'scope>],
+    nodes: &[Arc<NodeStats>],
     workers: usize,
 ) -> RowStream<'scope> {
     let mut streams: HashMap<StreamId, RowStream<'scope>> = HashMap::new();
@@ -126,17 +129,20 @@ pub fn compile<'scope>(
                 streams.insert(StreamId::Node(i), out);
             }
             StepOp::Map { inputs, outputs, f, .. } => {
-                let out = first(&mut from).map_rows(node, inputs.clone(), outputs.clone(), f.clone());
+                let out =
+                    first(&mut from).map_rows(node, inputs.clone(), outputs.clone(), f.clone(), Arc::clone(&nodes[i]));
                 streams.insert(StreamId::Node(i), out);
             }
             StepOp::Route { by, conditions, .. } => {
-                for (b, out) in first(&mut from).route_rows(*by, conditions.clone()).into_iter().enumerate() {
+                for (b, out) in
+                    first(&mut from).route_rows(*by, conditions.clone(), Arc::clone(&nodes[i])).into_iter().enumerate()
+                {
                     streams.insert(StreamId::Branch(i, b), out);
                 }
             }
             StepOp::Combine(spec) => {
                 let head = first(&mut from);
-                let out = head.combine_rows(from.collect(), spec.clone());
+                let out = head.combine_rows(from.collect(), spec.clone(), Arc::clone(&nodes[i]));
                 streams.insert(StreamId::Node(i), out);
             }
             StepOp::Lookup { table, key, values, missing, branches } => {
@@ -151,6 +157,7 @@ pub fn compile<'scope>(
                     key: *key,
                     values: values.clone(),
                     missing: missing.clone(),
+                    stats: Arc::clone(&nodes[i]),
                 };
                 let joined = first(&mut from).lookup_rows(arranged, config);
                 if branches.is_empty() {
@@ -166,7 +173,7 @@ pub fn compile<'scope>(
             }
             StepOp::Merge { layouts } => {
                 let head = first(&mut from);
-                let out = head.merge_rows(from.collect(), layouts.clone());
+                let out = head.merge_rows(from.collect(), layouts.clone(), Arc::clone(&nodes[i]));
                 streams.insert(StreamId::Node(i), out);
             }
         }
@@ -284,7 +291,7 @@ pub(crate) fn build_graph(
         });
         let outputs: Vec<usize> = graph.plan.output.fields.iter().map(|(_, i, _)| *i).collect();
         let answered = Arc::clone(graph);
-        let mut answers = compile(&graph.plan, input, models, learn, &tables, placement.threads);
+        let mut answers = compile(&graph.plan, input, models, learn, &tables, &graph.nodes, placement.threads);
         // In a cluster only the output columns travel back to the origin.
         let cluster = placement.processes > 1;
         if cluster {

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::bounded;
 use weir_operators::learn_stats::LearnStatsSnapshot;
+use weir_operators::node_stats::{NodeStats, NodeStatsSnapshot};
 use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
 use weir_operators::{Chunk, RowId, Value};
 
@@ -48,6 +49,9 @@ pub(crate) struct Graph {
     pub(crate) replies: ReplyTable,
     /// Each model node's name and batch counters, in plan order.
     stats: Vec<(String, Arc<BatchStats>)>,
+    /// Every step's row and time counters, by step index (those of model and learning
+    /// steps stay at zero: they count in `stats` and the learner's own).
+    pub(crate) nodes: Vec<Arc<NodeStats>>,
     pub(crate) admission: Arc<Admission>,
     /// Where this process's submissions are numbered and computed (see `cluster.rs`).
     pub(crate) placement: Placement,
@@ -68,12 +72,14 @@ impl Graph {
         placement: Placement,
     ) -> Graph {
         let schema = GraphSchema::of(&plan);
+        let nodes = plan.steps.iter().map(|_| NodeStats::new()).collect();
         let admission = Arc::new(Admission::new(plan.serving.max_in_flight));
         Graph {
             replies: ReplyTable::new(schema.output_types(), Arc::clone(&admission)),
             admission,
             schema,
             stats,
+            nodes,
             plan,
             ingress,
             placement,
@@ -260,6 +266,21 @@ impl GraphHandle {
     /// Batch counters of every model node, by node name, in plan order.
     pub fn batch_stats(&self) -> Vec<(String, BatchStatsSnapshot)> {
         self.graph.stats.iter().map(|(n, s)| (n.clone(), s.snapshot())).collect()
+    }
+
+    /// Row and time counters of every node that is neither a model nor a learning node
+    /// (map, route, combine, merge, lookup), by node name, in plan order.
+    pub fn node_stats(&self) -> Vec<(String, NodeStatsSnapshot)> {
+        let g = &self.graph;
+        g.plan
+            .steps
+            .iter()
+            .zip(&g.nodes)
+            .filter(|(step, _)| {
+                !matches!(step.op, crate::plan::StepOp::Model { .. } | crate::plan::StepOp::Learn { .. })
+            })
+            .map(|(step, s)| (step.name.clone(), s.snapshot()))
+            .collect()
     }
 
     /// Computes one row and waits for its answer.

@@ -22,6 +22,7 @@ pub mod dataflow;
 pub mod id_map;
 pub mod kernel;
 pub mod learn_stats;
+pub mod node_stats;
 pub mod replica;
 pub mod row;
 pub mod shutdown;

@@ -14,6 +14,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -27,6 +28,7 @@ use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::id_map::IdMap;
 use crate::kernel::aggregate::Aggregate;
+use crate::node_stats::NodeStats;
 use crate::row::{panic_message, RowError};
 use crate::value::{FieldType, Value};
 
@@ -57,6 +59,7 @@ pub struct CombineSpec {
 /// use timely::dataflow::operators::ToStream;
 /// use weir_operators::dataflow::{CombineRows, CombineSpec, RowStream};
 /// use weir_operators::kernel::aggregate::Aggregate;
+/// use weir_operators::node_stats::NodeStats;
 /// use weir_operators::{Chunk, Column, DType, FieldType};
 ///
 /// let spec = CombineSpec {
@@ -69,7 +72,7 @@ pub struct CombineSpec {
 /// let captured = timely::example(move |scope| {
 ///     let chunk = Chunk::new(0, vec![1, 2], vec![Column::F32(vec![1.5, 4.0])]);
 ///     let rows: RowStream = vec![chunk].to_stream(scope);
-///     rows.clone().combine_rows(vec![rows], spec).capture()
+///     rows.clone().combine_rows(vec![rows], spec, NodeStats::new()).capture()
 /// });
 /// let chunks: Vec<Chunk> = captured
 ///     .iter()
@@ -84,13 +87,29 @@ pub struct CombineSpec {
 /// ```
 pub trait CombineRows<'scope> {
     /// Joins `self` with `others` (each row once on each) and appends the aggregate.
-    fn combine_rows(self, others: Vec<RowStream<'scope>>, spec: CombineSpec) -> RowStream<'scope>;
+    /// The rows taken (of every input) and given, and the time, count in `stats`.
+    fn combine_rows(
+        self,
+        others: Vec<RowStream<'scope>>,
+        spec: CombineSpec,
+        stats: Arc<NodeStats>,
+    ) -> RowStream<'scope>;
 }
 
 impl<'scope> CombineRows<'scope> for RowStream<'scope> {
-    fn combine_rows(self, others: Vec<RowStream<'scope>>, spec: CombineSpec) -> RowStream<'scope> {
+    fn combine_rows(
+        self,
+        others: Vec<RowStream<'scope>>,
+        spec: CombineSpec,
+        stats: Arc<NodeStats>,
+    ) -> RowStream<'scope> {
         if others.is_empty() {
-            return self.map(move |chunk: Chunk| aggregate(&spec, chunk));
+            return self.map(move |chunk: Chunk| {
+                let started = Instant::now();
+                let out = aggregate(&spec, chunk);
+                stats.record(out.len(), out.len(), started);
+                out
+            });
         }
         // One operator reads every input directly (no tagging and merging of the streams
         // first: each such step would move every chunk once more).
@@ -106,22 +125,30 @@ impl<'scope> CombineRows<'scope> for RowStream<'scope> {
             // Per submission, per input, the chunks received and not yet joined.
             let mut pending: IdMap<Vec<Vec<Chunk>>> = IdMap::default();
             move |_frontiers| {
+                let started = Instant::now();
+                let (mut rows_in, mut rows_out) = (0, 0);
                 let mut output = output.activate();
                 for (i, input) in inputs.iter_mut().enumerate() {
                     input.for_each_stamp(|cap, data| {
                         let mut session = output.session(&cap);
                         for chunk in data.flat_map(|d| d.drain(..)) {
                             let slot = chunk.slot;
+                            rows_in += chunk.len();
                             let parts = pending.entry(slot).or_insert_with(|| vec![Vec::new(); n]);
                             parts[i].push(chunk);
                             if let Some(aligned) = align(parts) {
                                 if parts.iter().all(Vec::is_empty) {
                                     pending.remove(&slot);
                                 }
-                                session.give(aggregate(&spec, join(&spec, aligned)));
+                                let out = aggregate(&spec, join(&spec, aligned));
+                                rows_out += out.len();
+                                session.give(out);
                             }
                         }
                     });
+                }
+                if rows_in > 0 {
+                    stats.record(rows_in, rows_out, started);
                 }
             }
         });
@@ -265,9 +292,9 @@ mod tests {
         let out = run(inputs, |_, rows| {
             let a_fails_at_3 = rowwise(|x| if x == 3.0 { Err("a: 3".into()) } else { Ok(2.0 * x) });
             let b_fails_from_3 = rowwise(|x| if x >= 3.0 { Err("b: 3 or more".into()) } else { Ok(x + 1.0) });
-            let a = rows.clone().map_rows("a".into(), vec![0], f32_field(), a_fails_at_3);
-            let b = rows.map_rows("b".into(), vec![0], f32_field(), b_fails_from_3);
-            a.combine_rows(vec![b], spec(vec![1, 2], Aggregate::Mean))
+            let a = rows.clone().map_rows("a".into(), vec![0], f32_field(), a_fails_at_3, NodeStats::new());
+            let b = rows.map_rows("b".into(), vec![0], f32_field(), b_fails_from_3, NodeStats::new());
+            a.combine_rows(vec![b], spec(vec![1, 2], Aggregate::Mean), NodeStats::new())
         });
         assert_eq!(out.len(), 2, "one joined chunk per submission");
         let joined = of_slot(&out, 1);
@@ -286,10 +313,11 @@ mod tests {
         let inputs = vec![(0, f32_chunk(1, &[0., 1., 2., 3.])), (1, f32_chunk(2, &[5., 0.]))];
         let out = run(inputs, |_, rows| {
             // The second branch splits each chunk by a route and sends the high rows first.
-            let mut pieces = rows.clone().route_rows(0, vec![Condition::Lt(2.0)]).into_iter();
+            let mut pieces = rows.clone().route_rows(0, vec![Condition::Lt(2.0)], NodeStats::new()).into_iter();
             let (low, high) = (pieces.next().unwrap(), pieces.next().unwrap());
-            let plus_one = high.concat(low).map_rows("b".into(), vec![0], f32_field(), rowwise(|x| Ok(x + 1.0)));
-            rows.combine_rows(vec![plus_one], spec(vec![0, 1], Aggregate::Sum))
+            let plus_one =
+                high.concat(low).map_rows("b".into(), vec![0], f32_field(), rowwise(|x| Ok(x + 1.0)), NodeStats::new());
+            rows.combine_rows(vec![plus_one], spec(vec![0, 1], Aggregate::Sum), NodeStats::new())
         });
         let got: Vec<(Time, Vec<u64>, Vec<f32>)> =
             out.iter().map(|(t, c)| (*t, c.ids.clone(), f32s(&c.columns[2]))).collect();

@@ -24,6 +24,7 @@
 
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
@@ -37,6 +38,7 @@ use super::{hold_at, HeldByTime, RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::id_map::IdMap;
+use crate::node_stats::NodeStats;
 use crate::row::{RowError, RowId};
 use crate::table::TableKey;
 use crate::value::{FieldType, Value};
@@ -63,6 +65,9 @@ pub struct LookupConfig {
     pub values: Vec<FieldType>,
     /// What a missing key gets.
     pub missing: Missing,
+    /// Where the rows and time of the node count (the operator that joins rows with
+    /// their answers; with several workers, asking the key's owner is not counted).
+    pub stats: Arc<NodeStats>,
 }
 
 /// A row's question to the worker that owns its key.
@@ -107,6 +112,7 @@ pub trait LookupRows<'scope> {
     /// use timely::dataflow::operators::capture::{Capture, Event};
     /// use timely::dataflow::operators::ToStream;
     /// use weir_operators::dataflow::lookup::{LookupConfig, Missing};
+    /// use weir_operators::node_stats::NodeStats;
     /// use std::sync::atomic::AtomicI64;
     ///
     /// use weir_operators::dataflow::{LookupRows, StoreTable, TableShape, TableUpdate};
@@ -123,6 +129,7 @@ pub trait LookupRows<'scope> {
     ///         key: 0,
     ///         values: vec![FieldType::scalar(DType::F32)],
     ///         missing: Missing::Defaults(vec![Value::F32(-1.0)]),
+    ///         stats: NodeStats::new(),
     ///     };
     ///     let rows = vec![Chunk::new(0, vec![0, 1], vec![Column::I64(vec![1, 2])])];
     ///     rows.to_stream(scope).lookup_rows(&table, config).capture()
@@ -258,8 +265,11 @@ fn direct<'scope>(rows: RowStream<'scope>, table: &TableRef<'scope>, config: Loo
         move |_cap, _info| {
             let mut pending: HeldByTime<Chunk> = HeldByTime::new();
             move |(chunks, row_frontier), (applied, table_frontier), output| {
+                let started = Instant::now();
+                let (mut rows_in, mut rows_out) = (0, 0);
                 chunks.for_each_stamp(|cap, data| {
-                    hold_at(&mut pending, &cap, output.output_index(), data.flat_map(|d| d.drain(..)));
+                    let data = data.flat_map(|d| d.drain(..)).inspect(|c| rows_in += c.len());
+                    hold_at(&mut pending, &cap, output.output_index(), data);
                 });
                 applied.for_each(|_, _| {});
                 let mut store = store.borrow_mut();
@@ -292,10 +302,15 @@ fn direct<'scope>(rows: RowStream<'scope>, table: &TableRef<'scope>, config: Loo
                                 }
                             }
                         }
-                        session.give(complete(chunk, values, &state, &config));
+                        let out = complete(chunk, values, &state, &config);
+                        rows_out += out.len();
+                        session.give(out);
                     }
                 }
                 store.advance_reader(reader, oldest(row_frontier.frontier(), &pending));
+                if rows_in + rows_out > 0 {
+                    config.stats.record(rows_in, rows_out, started);
+                }
             }
         },
     )
@@ -350,9 +365,12 @@ fn join<'scope>(
             // Answers that came before their chunk: per row, the batch and its index.
             let mut early: IdMap<(Rc<Answers>, usize)> = IdMap::default();
             move |chunks, answers, output| {
+                let started = Instant::now();
+                let (mut rows_in, mut rows_out) = (0, 0);
                 let mut done: Vec<u64> = Vec::new();
                 chunks.for_each_stamp(|cap, data| {
                     for chunk in data.flat_map(|d| d.drain(..)) {
+                        rows_in += chunk.len();
                         let ticket = next;
                         next += 1;
                         let n = chunk.len();
@@ -414,8 +432,13 @@ fn join<'scope>(
                 for ticket in done {
                     if let Some(h) = held.remove(&ticket) {
                         let cap = h.cap.clone();
-                        output.session(&cap).give(complete(h.chunk, h.values, &h.state, &config));
+                        let out = complete(h.chunk, h.values, &h.state, &config);
+                        rows_out += out.len();
+                        output.session(&cap).give(out);
                     }
+                }
+                if rows_in + rows_out > 0 {
+                    config.stats.record(rows_in, rows_out, started);
                 }
             }
         },
@@ -509,6 +532,7 @@ mod tests {
                     key: 0,
                     values: vec![FieldType::scalar(crate::value::DType::F32)],
                     missing,
+                    stats: NodeStats::new(),
                 };
                 row_stream.lookup_rows(&table, config).inspect(move |chunk: &Chunk| {
                     for (i, &id) in chunk.ids.iter().enumerate() {

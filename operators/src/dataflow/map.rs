@@ -9,6 +9,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use timely::dataflow::operators::core::Map;
 
@@ -16,6 +17,7 @@ use super::RowStream;
 use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::kernel::{MapFn, MapKernel};
+use crate::node_stats::NodeStats;
 use crate::row::{panic_message, RowError};
 use crate::value::{FieldType, Value};
 
@@ -33,6 +35,7 @@ use crate::value::{FieldType, Value};
 /// use timely::dataflow::operators::ToStream;
 /// use weir_operators::dataflow::{MapRows, RowStream};
 /// use weir_operators::kernel::MapKernel;
+/// use weir_operators::node_stats::NodeStats;
 /// use weir_operators::{Chunk, Column, DType, ErrorCode, FieldType, Value};
 ///
 /// let scale = MapKernel::Rows(Arc::new(|args: &[&Value]| match args[0] {
@@ -42,7 +45,7 @@ use crate::value::{FieldType, Value};
 /// let captured = timely::example(move |scope| {
 ///     let chunk = Chunk::new(0, vec![1, 2], vec![Column::F32(vec![1.5, -1.0])]);
 ///     let rows: RowStream = vec![chunk].to_stream(scope);
-///     rows.map_rows("scale".into(), vec![0], vec![FieldType::scalar(DType::F32)], scale).capture()
+///     rows.map_rows("scale".into(), vec![0], vec![FieldType::scalar(DType::F32)], scale, NodeStats::new()).capture()
 /// });
 /// let chunks: Vec<Chunk> = captured
 ///     .iter()
@@ -57,13 +60,14 @@ use crate::value::{FieldType, Value};
 /// ```
 pub trait MapRows<'scope> {
     /// Appends the outputs of `kernel` on the fields `inputs` to each chunk; `outputs`
-    /// are the declared output types.
+    /// are the declared output types. Each chunk's rows and time count in `stats`.
     fn map_rows(
         self,
         node: Arc<str>,
         inputs: Vec<usize>,
         outputs: Vec<FieldType>,
         kernel: MapKernel,
+        stats: Arc<NodeStats>,
     ) -> RowStream<'scope>;
 }
 
@@ -74,8 +78,10 @@ impl<'scope> MapRows<'scope> for RowStream<'scope> {
         inputs: Vec<usize>,
         outputs: Vec<FieldType>,
         kernel: MapKernel,
+        stats: Arc<NodeStats>,
     ) -> RowStream<'scope> {
         self.map(move |mut chunk: Chunk| {
+            let started = Instant::now();
             let (columns, failures) = match &kernel {
                 MapKernel::Builtin(b) => {
                     let args: Vec<&Column> = inputs.iter().map(|&i| &*chunk.columns[i]).collect();
@@ -87,6 +93,7 @@ impl<'scope> MapRows<'scope> for RowStream<'scope> {
                 chunk.fail(row, Arc::new(RowError::node_failed(&*node, message)));
             }
             chunk.columns.extend(columns.into_iter().map(Arc::new));
+            stats.record(chunk.len(), chunk.len(), started);
             chunk
         })
     }
@@ -157,8 +164,9 @@ mod tests {
         // Rows: computed, an Err, computed, a panic, two outputs for one, failed upstream.
         let chunk = failed_at(f32_chunk(1, &[1., -1., 2., 99., 7., 3.]), &[5]);
         let outputs = vec![FieldType::scalar(DType::F32)];
-        let out =
-            run(vec![(0, chunk)], move |_, rows| rows.map_rows("scale".into(), vec![0], outputs, MapKernel::Rows(f)));
+        let out = run(vec![(0, chunk)], move |_, rows| {
+            rows.map_rows("scale".into(), vec![0], outputs, MapKernel::Rows(f), NodeStats::new())
+        });
         let [(0, chunk)] = &out[..] else { panic!("one chunk at time 0: {out:?}") };
         let failed = Some((ErrorCode::NodeFailed, "scale".to_string()));
         let invalid = Some((ErrorCode::InvalidInput, "input".to_string()));
@@ -174,7 +182,8 @@ mod tests {
         let threshold = MapKernel::Builtin(Builtin::Threshold { threshold: 0.5, labels: None });
         let chunks = vec![(0, f32_chunk(1, &[0.2, 0.5])), (1, failed_at(f32_chunk(2, &[0.9, 0.1]), &[0]))];
         let outputs = vec![FieldType::scalar(DType::Bool)];
-        let out = run(chunks, move |_, rows| rows.map_rows("cut".into(), vec![0], outputs, threshold));
+        let out =
+            run(chunks, move |_, rows| rows.map_rows("cut".into(), vec![0], outputs, threshold, NodeStats::new()));
         assert_eq!(out.iter().map(|(t, c)| (*t, c.slot)).collect::<Vec<_>>(), vec![(0, 1), (1, 2)]);
         assert_eq!(*out[0].1.columns[1], Column::Bool(vec![false, true]));
         assert_eq!(out[1].1.columns[1].value(1), Value::Bool(false));

@@ -6,16 +6,20 @@
 //! graph names. Columns are shared, not copied. Chunks keep their times; their order
 //! across inputs is the order the operator reads them in, not the order rows entered.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use timely::dataflow::operators::core::{Concatenate, Map};
 
 use super::RowStream;
 use crate::chunk::Chunk;
+use crate::node_stats::NodeStats;
 
 /// Extension trait: the union of branch streams, in one layout.
 pub trait MergeRows<'scope> {
     /// Merges `self` with `others`: `layouts[0]` lists the indices, in `self`'s chunks,
     /// of the merged record's fields, and `layouts[i + 1]` those in `others[i]`'s. A
-    /// stream without a layout is left out.
+    /// stream without a layout is left out. Each chunk's rows and time count in `stats`.
     ///
     /// # Examples
     ///
@@ -23,6 +27,7 @@ pub trait MergeRows<'scope> {
     /// use timely::dataflow::operators::capture::{Capture, Event};
     /// use timely::dataflow::operators::ToStream;
     /// use weir_operators::dataflow::MergeRows;
+    /// use weir_operators::node_stats::NodeStats;
     /// use weir_operators::{Chunk, Column};
     ///
     /// let captured = timely::example(|scope| {
@@ -30,7 +35,7 @@ pub trait MergeRows<'scope> {
     ///     let high = Chunk::new(0, vec![0], vec![Column::I64(vec![1]), Column::F32(vec![0.9])]);
     ///     let low = Chunk::new(0, vec![1], vec![Column::I64(vec![2]), Column::Bool(vec![true]), Column::F32(vec![0.1])]);
     ///     let (high, low) = (vec![high].to_stream(scope), vec![low].to_stream(scope));
-    ///     high.merge_rows(vec![low], vec![vec![0, 1], vec![0, 2]]).capture()
+    ///     high.merge_rows(vec![low], vec![vec![0, 1], vec![0, 2]], NodeStats::new()).capture()
     /// });
     /// let mut chunks: Vec<Chunk> = captured
     ///     .iter()
@@ -43,16 +48,34 @@ pub trait MergeRows<'scope> {
     /// assert_eq!(*chunks[1].columns[1], Column::F32(vec![0.1]));
     /// assert_eq!(chunks[1].columns.len(), 2);
     /// ```
-    fn merge_rows(self, others: Vec<RowStream<'scope>>, layouts: Vec<Vec<usize>>) -> RowStream<'scope>;
+    fn merge_rows(
+        self,
+        others: Vec<RowStream<'scope>>,
+        layouts: Vec<Vec<usize>>,
+        stats: Arc<NodeStats>,
+    ) -> RowStream<'scope>;
 }
 
 impl<'scope> MergeRows<'scope> for RowStream<'scope> {
-    fn merge_rows(self, others: Vec<RowStream<'scope>>, layouts: Vec<Vec<usize>>) -> RowStream<'scope> {
+    fn merge_rows(
+        self,
+        others: Vec<RowStream<'scope>>,
+        layouts: Vec<Vec<usize>>,
+        stats: Arc<NodeStats>,
+    ) -> RowStream<'scope> {
         let scope = self.scope();
         let projected: Vec<RowStream<'scope>> = std::iter::once(self)
             .chain(others)
             .zip(layouts)
-            .map(|(stream, layout)| stream.map(move |chunk: Chunk| chunk.project(&layout)))
+            .map(|(stream, layout)| {
+                let stats = Arc::clone(&stats);
+                stream.map(move |chunk: Chunk| {
+                    let started = Instant::now();
+                    let out = chunk.project(&layout);
+                    stats.record(out.len(), out.len(), started);
+                    out
+                })
+            })
             .collect();
         scope.concatenate(projected)
     }
@@ -77,7 +100,7 @@ mod tests {
             let (mut a, mut b, merged) = worker.dataflow::<Time, _, _>(|scope| {
                 let (a, a_rows) = scope.new_input::<Vec<Chunk>>();
                 let (b, b_rows) = scope.new_input::<Vec<Chunk>>();
-                (a, b, a_rows.merge_rows(vec![b_rows], vec![vec![0, 2], vec![1, 0]]).capture())
+                (a, b, a_rows.merge_rows(vec![b_rows], vec![vec![0, 2], vec![1, 0]], NodeStats::new()).capture())
             });
             a.send(Chunk::new(
                 0,

@@ -6,12 +6,16 @@
 //! chunk whose rows all take one branch moves whole; otherwise it splits into one chunk
 //! per branch taken.
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::{Map, Partition};
 
 use super::RowStream;
 use crate::chunk::Chunk;
 use crate::kernel::condition::Condition;
+use crate::node_stats::NodeStats;
 
 /// Extension trait: split a stream by conditions on one field.
 ///
@@ -24,12 +28,13 @@ use crate::kernel::condition::Condition;
 /// use timely::dataflow::operators::ToStream;
 /// use weir_operators::dataflow::{RouteRows, RowStream};
 /// use weir_operators::kernel::condition::Condition;
+/// use weir_operators::node_stats::NodeStats;
 /// use weir_operators::{Chunk, Column};
 ///
 /// let (high, low) = timely::example(|scope| {
 ///     let chunk = Chunk::new(0, vec![1, 2, 3], vec![Column::F32(vec![0.9, 0.1, 0.7])]);
 ///     let rows: RowStream = vec![chunk].to_stream(scope);
-///     let mut branches = rows.route_rows(0, vec![Condition::Ge(0.5)]).into_iter();
+///     let mut branches = rows.route_rows(0, vec![Condition::Ge(0.5)], NodeStats::new()).into_iter();
 ///     let (high, low) = (branches.next().unwrap(), branches.next().unwrap());
 ///     (high.capture(), low.capture())
 /// });
@@ -47,14 +52,16 @@ use crate::kernel::condition::Condition;
 /// assert_eq!(ids(low), vec![2]);
 /// ```
 pub trait RouteRows<'scope> {
-    /// Returns one stream per condition, then the default branch's stream.
-    fn route_rows(self, by: usize, conditions: Vec<Condition>) -> Vec<RowStream<'scope>>;
+    /// Returns one stream per condition, then the default branch's stream. Each chunk's
+    /// rows and time count in `stats`.
+    fn route_rows(self, by: usize, conditions: Vec<Condition>, stats: Arc<NodeStats>) -> Vec<RowStream<'scope>>;
 }
 
 impl<'scope> RouteRows<'scope> for RowStream<'scope> {
-    fn route_rows(self, by: usize, conditions: Vec<Condition>) -> Vec<RowStream<'scope>> {
+    fn route_rows(self, by: usize, conditions: Vec<Condition>, stats: Arc<NodeStats>) -> Vec<RowStream<'scope>> {
         let default = conditions.len();
         let split = move |chunk: Chunk| -> Vec<(u64, Chunk)> {
+            let started = Instant::now();
             let branch: Vec<usize> = (0..chunk.len())
                 .map(|row| {
                     if !chunk.is_ok(row) {
@@ -64,6 +71,7 @@ impl<'scope> RouteRows<'scope> for RowStream<'scope> {
                     conditions.iter().position(|c| c.matches(&value)).unwrap_or(default)
                 })
                 .collect();
+            stats.record(chunk.len(), chunk.len(), started);
             match branch.first() {
                 Some(&b) if branch.iter().all(|&x| x == b) => vec![(b as u64, chunk)],
                 _ => (0..=default)
@@ -98,12 +106,13 @@ mod tests {
     /// appended as an `i64` column.
     fn route(inputs: Vec<(u64, Chunk)>, conditions: Vec<Condition>) -> Vec<Out> {
         run(inputs, move |scope, rows| {
-            let branches = rows.route_rows(0, conditions).into_iter().enumerate().map(|(b, stream)| {
-                stream.map(move |mut chunk: Chunk| {
-                    chunk.columns.push(Arc::new(Column::I64(vec![b as i64; chunk.len()])));
-                    chunk
-                })
-            });
+            let branches =
+                rows.route_rows(0, conditions, NodeStats::new()).into_iter().enumerate().map(|(b, stream)| {
+                    stream.map(move |mut chunk: Chunk| {
+                        chunk.columns.push(Arc::new(Column::I64(vec![b as i64; chunk.len()])));
+                        chunk
+                    })
+                });
             scope.concatenate(branches.collect::<Vec<RowStream>>())
         })
     }

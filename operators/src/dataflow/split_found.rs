@@ -16,6 +16,7 @@ use timely::dataflow::operators::core::Map;
 use super::{RouteRows, RowStream};
 use crate::chunk::Chunk;
 use crate::kernel::condition::{Condition, Literal};
+use crate::node_stats::NodeStats;
 
 /// Extension trait: split looked-up rows on `found`.
 pub trait SplitFound<'scope> {
@@ -57,7 +58,8 @@ pub trait SplitFound<'scope> {
 
 impl<'scope> SplitFound<'scope> for RowStream<'scope> {
     fn split_found(self, found: usize, values: usize) -> (RowStream<'scope>, RowStream<'scope>) {
-        let mut branches = self.route_rows(found, vec![Condition::Eq(Literal::Bool(true))]).into_iter();
+        let mut branches =
+            self.route_rows(found, vec![Condition::Eq(Literal::Bool(true))], NodeStats::new()).into_iter();
         // A route has one branch per condition, then its default branch.
         let hit = branches.next().expect("a route has a branch per condition");
         let miss = branches.next().expect("a route has a default branch");

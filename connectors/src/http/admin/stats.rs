@@ -14,9 +14,11 @@
 //!   busy share; for a learning node, its weights' version; for a lookup node, the
 //!   rows of its table. `input` counts the rows submitted, `output` the rows answered.
 //!
-//! A node of another kind (map, route, combine, merge, lookup, learn) has no row or time
-//! counters of its own yet: its rows per second and `busy` are null (only its failures,
-//! its table's rows, its learner's version are given).
+//! - for a map, route, combine, merge or lookup node: `busy`, the share of one core its
+//!   operators took (over all workers; a lookup's asking of other workers not counted).
+//!
+//! A learning node has no row or time counters yet: its rows per second and `busy` are
+//! null (its failures and its weights' version are given).
 //!
 //! A reload restarts a graph's node counters with its new revision: the first
 //! interval after it counts from zero.
@@ -28,6 +30,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value as Json};
 use weir_engine::plan::StepOp;
 use weir_operators::learn_stats::LearnStatsSnapshot;
+use weir_operators::node_stats::NodeStatsSnapshot;
 use weir_operators::stats::BatchStatsSnapshot;
 
 use super::super::histogram::LATENCY_BUCKETS;
@@ -47,6 +50,7 @@ struct GraphSample {
     in_flight: usize,
     max_in_flight: usize,
     batches: BTreeMap<String, BatchStatsSnapshot>,
+    nodes: BTreeMap<String, NodeStatsSnapshot>,
     learn: Option<(String, LearnStatsSnapshot)>,
     tables: BTreeMap<String, i64>,
 }
@@ -106,6 +110,7 @@ fn take(state: &AppState) -> Sample {
                 in_flight: handle.in_flight(),
                 max_in_flight: handle.max_in_flight(),
                 batches: handle.batch_stats().into_iter().collect(),
+                nodes: handle.node_stats().into_iter().collect(),
                 learn: handle.learn_stats(),
                 tables: handle.table_sizes().into_iter().collect(),
             }
@@ -150,10 +155,24 @@ fn figures(state: &AppState, before: Option<&Sample>, now: &Sample) -> Json {
                         model_json(s, p, batching.replicas, secs, &failed_rate, &failed_total)
                     }
                     // No counters of its own yet (see the module docs).
-                    _ => {
+                    StepOp::Learn { .. } => {
                         let mut node = node_json(&step.name, 0.0, 0.0, &failed_rate, &failed_total);
                         node["rows_in_per_s"] = Json::Null;
                         node["rows_out_per_s"] = Json::Null;
+                        node
+                    }
+                    _ => {
+                        let now = g.nodes.get(&step.name).copied().unwrap_or_default();
+                        let was = prev_nodes.and_then(|p| p.nodes.get(&step.name)).copied().unwrap_or_default();
+                        let d = |f: fn(&NodeStatsSnapshot) -> u64| f(&now).saturating_sub(f(&was));
+                        let mut node = node_json(
+                            &step.name,
+                            rate(d(|s| s.rows_in)),
+                            rate(d(|s| s.rows_out)),
+                            &failed_rate,
+                            &failed_total,
+                        );
+                        node["busy"] = json!((secs > 0.0).then(|| d(|s| s.busy_ns) as f64 / 1e9 / secs));
                         node
                     }
                 };
