@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,42 @@ fn sigterm_at_any_moment_of_the_start_stops_weir_cleanly() {
     assert!(stages.iter().any(|s| s.contains("before serving")), "some signals landed during the start");
 }
 
+/// SIGHUP at any moment of the start neither kills nor stops `weir serve`: it reloads
+/// once serving (nothing changed: revision 1 goes on), and SIGTERM still stops it.
+#[test]
+fn sighup_during_the_start_is_a_reload_not_a_stop() {
+    for ms in [0, 5, 50, 400] {
+        let mut child = start(&["serve", "graphs/diamond.yaml", "--port", "0"]);
+        std::thread::sleep(Duration::from_millis(ms));
+        assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut log = Vec::new();
+        let addr = loop {
+            let line = lines.next().expect("weir serves after SIGHUP").unwrap();
+            log.push(line.clone());
+            if let Some(addr) = line.strip_prefix("weir: listening on http://") {
+                break addr.to_string();
+            }
+        };
+        let (status, body) = common::process::http_post(&addr, "/graphs/diamond", r#"{"a": 1, "b": 2, "c": 3}"#);
+        assert_eq!((status, body.as_str()), (200, r#"{"y":8.0}"#), "SIGHUP {ms} ms into the start");
+        // The reload it asked for ran, and changed nothing.
+        loop {
+            let line = lines.next().expect("weir logs the reload").unwrap();
+            if line.contains("reload: no graph file changed") {
+                break;
+            }
+            assert!(!line.contains("reload refused"), "{line}");
+        }
+        let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+        assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+        let status = child.wait().unwrap();
+        let rest = rest.join().unwrap();
+        assert_eq!(status.code(), Some(0), "SIGTERM after SIGHUP: {status}\n{log:?}\n{rest:?}");
+        assert!(rest.iter().any(|l| l == "weir: stopped"), "{rest:?}");
+    }
+}
+
 #[test]
 fn the_other_commands_keep_the_default_action() {
     // `weir run` reading from a pipe that never ends: SIGTERM ends it by the signal.
@@ -117,6 +153,28 @@ fn the_other_commands_keep_the_default_action() {
     drop(stdin);
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(15), "ended by SIGTERM: {status}");
+}
+
+#[test]
+fn sighup_ends_the_other_commands_as_by_default() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["run", "graphs/diamond.yaml", "--input", "-"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("weir starts");
+    let t = Instant::now();
+    while !catches(child.id(), 1) {
+        assert!(t.elapsed() < Duration::from_secs(10), "weir takes the signals");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(1), "ended by SIGHUP: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
