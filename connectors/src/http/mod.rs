@@ -8,6 +8,8 @@
 //!
 //! - `POST /graphs/{name}`: one JSON object gives one object back; an array gives an
 //!   array back, in order, where a row that failed inside the graph is an error object;
+//!   the `weir-revision` header names the graph's revision that computed it (see
+//!   [`crate::live`]: a reload swaps revisions while the server serves);
 //! - `POST /graphs/{name}/feedback`: labels for the graph's learning node, one object
 //!   `{"key": ..., "label": <class>}` (or `"features"` instead of `"key"`) or an array
 //!   of them; answered 202 `{"accepted": n}` once they are in the graph's feedback
@@ -16,7 +18,7 @@
 //!   object `{"key": K, "values": {...}}` (upsert) or `{"key": K, "values": null}`
 //!   (delete), or an array of them; answered 202 `{"accepted": n}` once they are in
 //!   the graph: a request sent after that answer sees them;
-//! - `GET /graphs`: names, input and output schemas, limits;
+//! - `GET /graphs`: names, input and output schemas, limits, revisions;
 //! - `GET /openapi.json`: the OpenAPI 3 document of all of it ([`openapi`]);
 //! - `GET /healthz`, `GET /readyz` (503 once shutdown begins), `GET /metrics`
 //!   ([`metrics`], written with [`exposition`]).
@@ -24,7 +26,8 @@
 //! The router is built from one table of routes, which [`routes`] lists: a test checks
 //! that `/openapi.json` documents each of them. Beside them, the same port serves the
 //! Open Inference Protocol ([`v2`]): its REST routes under `/v2` and its gRPC service
-//! (over HTTP/2), documented by the protocol's own specification.
+//! (over HTTP/2), documented by the protocol's own specification. The admin listener's
+//! routes (the live page, stats, reload) are on a port of their own ([`admin`]).
 //!
 //! Errors are JSON (see [`error`]): malformed JSON 400, wrong content type 415, body
 //! over the limit 413, missing field or wrong type or shape 422 naming the field,

@@ -139,6 +139,10 @@ pub fn document(graphs: &[GraphSchema<'_>]) -> Json {
                 }}}},
                 "responses": {
                     "200": {"description": "The answer: one object for one row, an array in input order for an array (a failed row's element is an error object)",
+                            "headers": {"weir-revision": {
+                                "description": "The graph's revision that computed the answer (1, then one more per reload that changed the graph)",
+                                "schema": {"type": "integer", "minimum": 1}
+                            }},
                             "content": {"application/json": {"schema": {
                                 "oneOf": [output_ref.clone(), {"type": "array", "items": {"oneOf": [output_ref, {"$ref": "#/components/schemas/Error"}]}}]
                             }}}},
