@@ -372,3 +372,62 @@ async fn kafka_consumption_switches_revisions_without_losing_or_repeating_a_mess
     assert!(revisions.len() >= 3, "the stream spanned reloads: {revisions:?}");
     common::kafka::stop(child);
 }
+
+/// A reloaded graph's table that follows a topic is filled again from the topic before
+/// the switch, and the new revision's feed follows the topic from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_graph_refills_its_table_from_its_topic_and_follows_it() {
+    use common::kafka::Broker;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let broker = Broker::start();
+    broker.create_topics(&["accounts"], 1).await;
+    let producer: FutureProducer = broker.config().create().unwrap();
+    let upsert = |key: &'static str, mean: f64| {
+        let producer = producer.clone();
+        async move {
+            let value = format!(r#"{{"mean": {mean}}}"#);
+            producer
+                .send(FutureRecord::to("accounts").key(key).payload(&value), Duration::from_secs(10))
+                .await
+                .unwrap();
+        }
+    };
+    upsert("acc-1", 1.5).await;
+    let graph_text = |description: &str| {
+        format!(
+            "name: enrich\ndescription: {description}\ninputs:\n  account: str\ntables:\n  accounts:\n    key: account\n    \
+             values:\n      mean: f32\n    topic: accounts\nnodes:\n  features:\n    kind: lookup\n    table: accounts\n    \
+             key: input.account\n    missing: default\n    defaults: {{mean: -1.0}}\noutputs:\n  mean: features.mean\n  \
+             found: features.found\n"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let graph = dir.path().join("enrich.yaml");
+    std::fs::write(&graph, graph_text("one")).unwrap();
+    let admin = free_port();
+    let (child, addr) = serve_http(
+        Path::new(env!("CARGO_BIN_EXE_weir")),
+        &[graph.to_str().unwrap(), "--kafka-bootstrap", &broker.addr, "--admin-port", &admin.to_string()],
+    );
+    let admin = format!("127.0.0.1:{admin}");
+    let lookup = |account: &str| {
+        let a = Connection::open(&addr).post("/graphs/enrich", &format!(r#"{{"account": "{account}"}}"#)).unwrap();
+        assert_eq!(a.status, 200, "{}", a.body);
+        let body: Json = serde_json::from_str(&a.body).unwrap();
+        (a.revision.unwrap(), body["found"].as_bool().unwrap(), body["mean"].as_f64().unwrap())
+    };
+    assert_eq!(lookup("acc-1"), (1, true, 1.5));
+    std::fs::write(&graph, graph_text("two")).unwrap();
+    let (status, body) = reload(&admin);
+    assert_eq!((status, body["graphs"][0]["revision"].as_u64()), (200, Some(2)), "{body}");
+    // Filled from the topic before the switch.
+    assert_eq!(lookup("acc-1"), (2, true, 1.5));
+    // And followed after it.
+    upsert("acc-2", 2.5).await;
+    let t = Instant::now();
+    while lookup("acc-2") != (2, true, 2.5) {
+        assert!(t.elapsed() < Duration::from_secs(20), "revision 2 sees a change sent after the reload");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    common::kafka::stop(child);
+}
