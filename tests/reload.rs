@@ -431,3 +431,56 @@ async fn a_reloaded_graph_refills_its_table_from_its_topic_and_follows_it() {
     }
     common::kafka::stop(child);
 }
+
+/// A learning node carries its weights and version over a reload that changed its
+/// graph's file elsewhere, and starts again when the change was to its own settings.
+#[test]
+fn a_learning_node_keeps_its_weights_unless_the_file_changed_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = dir.path().join("learning.yaml");
+    let original =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/phishing-online.yaml")).unwrap();
+    std::fs::write(&graph, &original).unwrap();
+    let admin = free_port();
+    let (child, addr) = serve_http(
+        Path::new(env!("CARGO_BIN_EXE_weir")),
+        &[graph.to_str().unwrap(), "--admin-port", &admin.to_string()],
+    );
+    let admin = format!("127.0.0.1:{admin}");
+    let features = "[0, 1, 1, 1, 0.5, 0, 1, 0, 0]";
+    let predict = |id: i64| {
+        let a = Connection::open(&addr)
+            .post("/graphs/phishing_online", &format!(r#"{{"id": {id}, "features": {features}}}"#))
+            .unwrap();
+        assert_eq!(a.status, 200, "{}", a.body);
+        let body: Json = serde_json::from_str(&a.body).unwrap();
+        (a.revision.unwrap(), body["model_version"].as_i64().unwrap(), body["p_phishing"].as_f64().unwrap())
+    };
+    // Five predictions, each labelled: five optimizer steps.
+    for id in 1..=5 {
+        predict(id);
+        let (status, body) =
+            http_post(&addr, "/graphs/phishing_online/feedback", &format!(r#"{{"key": {id}, "label": 1}}"#));
+        assert_eq!(status, 202, "{body}");
+    }
+    let t = Instant::now();
+    let learned = loop {
+        let p = predict(100);
+        if p.1 == 5 || t.elapsed() > Duration::from_secs(10) {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!((learned.0, learned.1), (1, 5), "five labels learned");
+    // A change elsewhere in the file: the next revision answers with the same weights.
+    std::fs::write(&graph, original.replace("learned online from labelled feedback", "learned online, reloaded"))
+        .unwrap();
+    assert_eq!(reload(&admin).0, 200);
+    assert_eq!(predict(101), (2, 5, learned.2), "revision 2 carries version 5 on");
+    // A change to the learner's own settings: it starts again, as the file says.
+    std::fs::write(&graph, original.replace("lr: 0.02", "lr: 0.05")).unwrap();
+    assert_eq!(reload(&admin).0, 200);
+    let (revision, version, _) = predict(102);
+    assert_eq!((revision, version), (3, 0), "new learning settings start from the file");
+    common::kafka::stop(child);
+}

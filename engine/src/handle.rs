@@ -263,6 +263,12 @@ impl GraphHandle {
         self.graph.ingress.feedback.as_ref().map(|f| (f.node.clone(), f.stats.snapshot()))
     }
 
+    /// The learning node's learner as of its latest version, if the graph has one that
+    /// learned while serving (what a reload carries over to the graph's next revision).
+    pub fn latest_learner(&self) -> Option<weir_operators::kernel::learner::Learner> {
+        self.graph.ingress.feedback.as_ref().and_then(|f| f.stats.latest_learner())
+    }
+
     /// Batch counters of every model node, by node name, in plan order.
     pub fn batch_stats(&self) -> Vec<(String, BatchStatsSnapshot)> {
         self.graph.stats.iter().map(|(n, s)| (n.clone(), s.snapshot())).collect()

@@ -1,6 +1,11 @@
-//! Counters of a learning model node (atomics, shared with the HTTP metrics and tests).
+//! Counters of a learning model node (atomics, shared with the HTTP metrics and tests),
+//! and its learner as of its latest version (what a reload hands to the graph's next
+//! revision).
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::kernel::learner::Learner;
 
 /// What a learning node's learner has done.
 #[derive(Debug, Default)]
@@ -13,6 +18,9 @@ pub struct LearnStats {
     version: AtomicU64,
     kept: AtomicU64,
     checkpoints: AtomicU64,
+    /// The learner as of its latest version, kept by a serving (not deterministic)
+    /// learning operator.
+    latest: Mutex<Option<Learner>>,
 }
 
 /// A copy of [`LearnStats`] at one moment.
@@ -54,6 +62,18 @@ impl LearnStats {
     /// Zeroed counters.
     pub fn new() -> LearnStats {
         LearnStats::default()
+    }
+
+    /// Keeps a copy of `learner`, at a new version.
+    pub fn keep_learner(&self, learner: &Learner) {
+        let copy = learner.clone();
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(copy);
+    }
+
+    /// The learner as of its latest version, if one was kept (see
+    /// [`LearnStats::keep_learner`]).
+    pub fn latest_learner(&self) -> Option<Learner> {
+        self.latest.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Counts one feedback row.

@@ -8,7 +8,10 @@
 //!   the whole reload with the reason, and every graph keeps serving as it was. So does
 //!   a graph that answers Kafka whose outputs changed.
 //! - A graph that did not change is left alone: its engine, its tables, its learning
-//!   node's weights and version carry on.
+//!   node's weights and version carry on. A changed graph's learning node starts from
+//!   the serving revision's learner, unless the file changed the node's settings or
+//!   starting weights ([`carry_learner`]); labels the old revision learns from after
+//!   that copy are not carried.
 //! - A changed graph's tables are filled before the switch, as at start (snapshot, then
 //!   its topic to the end); changes sent to the old revision over HTTP are not carried
 //!   over. Its Kafka consumer, feedback consumer and routes switch at once: each
@@ -31,6 +34,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Notify};
 use weir_connectors::http::admin::{GraphReload, ReloadOutcome, ReloadRequest};
 use weir_connectors::live::{LiveGraph, Revision};
+use weir_engine::plan::StepOp;
 use weir_engine::{yaml, Engine, EngineConfig, GraphSpec, Kernels, Plan};
 use weir_operators::Shutdown;
 
@@ -207,8 +211,11 @@ impl Reloader {
     /// Starts `changed` (by index into `watched`) in one new engine, fills their tables,
     /// then swaps each in and retires the revision it replaces.
     async fn swap(&mut self, changed: Vec<(usize, Loaded)>) -> Result<(), String> {
-        let (picked, plans): (Vec<(usize, u64)>, Vec<Plan>) =
+        let (picked, mut plans): (Vec<(usize, u64)>, Vec<Plan>) =
             changed.into_iter().map(|(i, l)| ((i, l.fingerprint), l.plan)).unzip();
+        for ((i, _), plan) in picked.iter().zip(&mut plans) {
+            carry_learner(&self.watched[*i].live.current(), plan);
+        }
         let config = self.config.clone();
         let stop = self.stop.clone();
         let bootstrap = self.overrides.bootstrap().map(str::to_string);
@@ -238,6 +245,31 @@ impl Reloader {
         });
         tokio::spawn(retire(retired));
         Ok(())
+    }
+}
+
+/// Starts `plan`'s learning node from where the serving revision's learner is now, if
+/// the file did not change the learner: the same settings and the same starting weights
+/// (its weights file, or zeros) as the serving revision's plan had. Otherwise, or if
+/// the serving learner has learned nothing, the node starts as its file says.
+fn carry_learner(serving: &Revision, plan: &mut Plan) {
+    let learner_of = |plan: &Plan| {
+        plan.steps.iter().find_map(|s| match &s.op {
+            StepOp::Learn { learner, spec, .. } => Some((s.name.clone(), learner.weights(), spec.clone())),
+            _ => None,
+        })
+    };
+    let old = learner_of(serving.handle().plan());
+    let Some(latest) = serving.handle().latest_learner() else { return };
+    for step in &mut plan.steps {
+        if let StepOp::Learn { learner, spec, .. } = &mut step.op {
+            let same = old.as_ref().is_some_and(|(name, weights, old_spec)| {
+                *name == step.name && *weights == learner.weights() && old_spec == spec
+            });
+            if same && latest.inputs() == learner.inputs() {
+                **learner = latest.clone();
+            }
+        }
     }
 }
 

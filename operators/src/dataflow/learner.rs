@@ -256,6 +256,10 @@ impl State {
         }
         self.sent = version;
         self.checkpoint(false);
+        if !self.config.deterministic {
+            // A serving node's latest state, for a reload to carry on from.
+            self.config.stats.keep_learner(&self.config.learner);
+        }
         Some(self.config.learner.weights())
     }
 
