@@ -53,7 +53,7 @@ struct Watched {
     path: PathBuf,
     live: Arc<LiveGraph>,
     fingerprint: u64,
-    /// The graph's plan as last loaded (its Kafka section is compared on reload).
+    /// The graph's Kafka section (with the flags applied), which a reload may not change.
     kafka: Option<weir_engine::spec::KafkaSpec>,
     /// Stops the table feeds of the revision serving now, if a reload started them
     /// (those `weir serve` started with end with it).
