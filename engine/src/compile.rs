@@ -124,7 +124,15 @@ pub fn compile<'scope>(
                 let out = learning_node(
                     first(&mut from),
                     res,
-                    LearnParts { node, input: *input, key: *key, learner, spec, checkpoint: checkpoint.as_ref() },
+                    LearnParts {
+                        node,
+                        input: *input,
+                        key: *key,
+                        learner,
+                        spec,
+                        checkpoint: checkpoint.as_ref(),
+                        stats: &nodes[i],
+                    },
                 );
                 streams.insert(StreamId::Node(i), out);
             }
@@ -189,6 +197,8 @@ struct LearnParts<'a> {
     learner: &'a Learner,
     spec: &'a LearnSpec,
     checkpoint: Option<&'a PathBuf>,
+    /// Where the node's predictions count.
+    stats: &'a Arc<NodeStats>,
 }
 
 /// The cycle of a learning node: its predict operator reads the weights its learner
@@ -227,6 +237,7 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
             input: p.input,
             initial: Arc::new(p.learner.weights()),
             deterministic: res.deterministic,
+            stats: Arc::clone(p.stats),
         },
     );
     let samples = predicted.clone().prediction_samples(p.key, p.input);

@@ -49,8 +49,8 @@ pub(crate) struct Graph {
     pub(crate) replies: ReplyTable,
     /// Each model node's name and batch counters, in plan order.
     stats: Vec<(String, Arc<BatchStats>)>,
-    /// Every step's row and time counters, by step index (those of model and learning
-    /// steps stay at zero: they count in `stats` and the learner's own).
+    /// Every step's row and time counters, by step index (a model step's stay at zero:
+    /// it counts in `stats`).
     pub(crate) nodes: Vec<Arc<NodeStats>>,
     pub(crate) admission: Arc<Admission>,
     /// Where this process's submissions are numbered and computed (see `cluster.rs`).
@@ -274,17 +274,16 @@ impl GraphHandle {
         self.graph.stats.iter().map(|(n, s)| (n.clone(), s.snapshot())).collect()
     }
 
-    /// Row and time counters of every node that is neither a model nor a learning node
-    /// (map, route, combine, merge, lookup), by node name, in plan order.
+    /// Row and time counters of every node that is not a model node (map, route,
+    /// combine, merge, lookup, and a learning node's predictions), by node name, in plan
+    /// order.
     pub fn node_stats(&self) -> Vec<(String, NodeStatsSnapshot)> {
         let g = &self.graph;
         g.plan
             .steps
             .iter()
             .zip(&g.nodes)
-            .filter(|(step, _)| {
-                !matches!(step.op, crate::plan::StepOp::Model { .. } | crate::plan::StepOp::Learn { .. })
-            })
+            .filter(|(step, _)| !matches!(step.op, crate::plan::StepOp::Model { .. }))
             .map(|(step, s)| (step.name.clone(), s.snapshot()))
             .collect()
     }

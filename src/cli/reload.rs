@@ -45,6 +45,30 @@ use super::tables::{fill_tables, follow_tables};
 /// content.
 const HASH_LIMIT: u64 = 64 << 20;
 
+/// One long-lived thread for a reload's blocking work (loading plans, starting engines,
+/// dropping retired ones), so that their memory is allocated and freed by one thread.
+#[derive(Clone)]
+struct Blocking(std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>);
+
+impl Blocking {
+    fn start() -> Blocking {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let _ = std::thread::Builder::new().name("weir-reload".into()).spawn(move || {
+            for job in rx {
+                job();
+            }
+        });
+        Blocking(tx)
+    }
+
+    /// Runs `f` on the thread; `Err` if the thread is gone.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+        let (tx, rx) = oneshot::channel();
+        self.0.send(Box::new(move || drop(tx.send(f())))).map_err(|_| "the reload thread is gone".to_string())?;
+        rx.await.map_err(|_| "the reload thread failed".to_string())
+    }
+}
+
 /// How often a retired revision is checked for being drained.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 
@@ -67,6 +91,7 @@ pub struct Reloader {
     config: EngineConfig,
     overrides: Overrides,
     stop: Shutdown,
+    blocking: Blocking,
 }
 
 /// A graph file read for a reload (or at start): its fingerprint, then its plan.
@@ -104,7 +129,7 @@ impl Reloader {
                 Watched { path, live, fingerprint, kafka, feeds: None }
             })
             .collect();
-        Reloader { watched, kernels, config, overrides, stop }
+        Reloader { watched, kernels, config, overrides, stop, blocking: Blocking::start() }
     }
 
     /// Reloads on every SIGHUP (`hangups`) and every admin request, one at a time, until
@@ -146,21 +171,22 @@ impl Reloader {
         let files: Vec<(PathBuf, u64)> = self.watched.iter().map(|w| (w.path.clone(), w.fingerprint)).collect();
         let kernels = self.kernels.clone();
         let overrides = self.overrides.clone();
-        let loaded = tokio::task::spawn_blocking(move || -> Result<Vec<Option<Loaded>>, String> {
-            files
-                .iter()
-                .map(|(path, old)| {
-                    let spec = yaml::load_file(path).map_err(|e| e.to_string())?;
-                    if fingerprint(path, &spec) == *old {
-                        // Unchanged; still checked, so a broken file is reported.
-                        return Ok(None);
-                    }
-                    load(path, &kernels, &overrides).map(Some)
-                })
-                .collect()
-        })
-        .await
-        .map_err(|e| format!("the reload's loading thread failed: {e}"))??;
+        let loaded = self
+            .blocking
+            .run(move || -> Result<Vec<Option<Loaded>>, String> {
+                files
+                    .iter()
+                    .map(|(path, old)| {
+                        let spec = yaml::load_file(path).map_err(|e| e.to_string())?;
+                        if fingerprint(path, &spec) == *old {
+                            // Unchanged; still checked, so a broken file is reported.
+                            return Ok(None);
+                        }
+                        load(path, &kernels, &overrides).map(Some)
+                    })
+                    .collect()
+            })
+            .await??;
         let mut changed = Vec::new();
         for (i, loaded) in loaded.into_iter().enumerate() {
             let Some(loaded) = loaded else { continue };
@@ -219,14 +245,15 @@ impl Reloader {
         let config = self.config.clone();
         let stop = self.stop.clone();
         let bootstrap = self.overrides.bootstrap().map(str::to_string);
-        let (engine, tables) = tokio::task::spawn_blocking(move || {
-            let engine = Engine::start(plans, config).map_err(|e| e.to_string())?;
-            // Dropping the engine on an error stops it: nothing was admitted.
-            let tables = fill_tables(engine.graphs(), bootstrap.as_deref(), &stop).map_err(|e| e.to_string())?;
-            Ok::<_, String>((engine, tables))
-        })
-        .await
-        .map_err(|e| format!("the reload's starting thread failed: {e}"))??;
+        let (engine, tables) = self
+            .blocking
+            .run(move || {
+                let engine = Engine::start(plans, config).map_err(|e| e.to_string())?;
+                // Dropping the engine on an error stops it: nothing was admitted.
+                let tables = fill_tables(engine.graphs(), bootstrap.as_deref(), &stop).map_err(|e| e.to_string())?;
+                Ok::<_, String>((engine, tables))
+            })
+            .await??;
         let feeds = Shutdown::new();
         follow_tables(tables, &feeds);
         let handles = engine.graphs().to_vec();
@@ -243,7 +270,7 @@ impl Reloader {
             stop.requested().await;
             feeds.request();
         });
-        tokio::spawn(retire(retired));
+        tokio::spawn(retire(retired, self.blocking.clone()));
         Ok(())
     }
 }
@@ -275,7 +302,7 @@ fn carry_learner(serving: &Revision, plan: &mut Plan) {
 
 /// Waits until each revision is drained, then stops its table feeds (if a reload
 /// started them) and drops it, stopping its engine once no revision of it is left.
-async fn retire(retired: Vec<(Arc<Revision>, Option<Shutdown>)>) {
+async fn retire(retired: Vec<(Arc<Revision>, Option<Shutdown>)>, blocking: Blocking) {
     for (revision, feeds) in retired {
         while !revision.is_drained() {
             tokio::time::sleep(DRAIN_POLL).await;
@@ -285,7 +312,7 @@ async fn retire(retired: Vec<(Arc<Revision>, Option<Shutdown>)>) {
         }
         if let Some(engine) = revision.into_engine() {
             // Stopping an engine joins its threads: off the async threads.
-            let _ = tokio::task::spawn_blocking(move || drop(engine)).await;
+            let _ = blocking.run(move || drop(engine)).await;
         }
     }
 }

@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
@@ -29,6 +30,7 @@ use super::{hold_at, HeldByTime, RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::kernel::learn::Weights;
+use crate::node_stats::NodeStats;
 
 /// Versions of a node's weights, as they travel from its learner to its operators.
 pub type WeightStream<'scope> = Stream<'scope, Time, Vec<Arc<Weights>>>;
@@ -44,6 +46,8 @@ pub struct PredictConfig {
     pub initial: Arc<Weights>,
     /// Hold rows until the weights for their time are in (see the module docs).
     pub deterministic: bool,
+    /// Where the rows predicted and the operator's time count.
+    pub stats: Arc<NodeStats>,
 }
 
 /// Extension trait: predict with weights from a stream.
@@ -60,11 +64,18 @@ pub struct PredictConfig {
 /// use timely::dataflow::operators::ToStream;
 /// use weir_operators::dataflow::{PredictConfig, PredictOnline, RowStream, WeightStream};
 /// use weir_operators::kernel::learn::Weights;
+/// use weir_operators::node_stats::NodeStats;
 /// use weir_operators::{Chunk, Column};
 ///
 /// let initial = Weights { version: 0, inputs: 1, outputs: 1, weight: vec![1.0], bias: vec![0.0], scale: None };
 /// let learned = Weights { version: 1, ..initial.clone() };
-/// let config = PredictConfig { node: "score".into(), input: 0, initial: Arc::new(initial), deterministic: true };
+/// let config = PredictConfig {
+///     node: "score".into(),
+///     input: 0,
+///     initial: Arc::new(initial),
+///     deterministic: true,
+///     stats: NodeStats::new(),
+/// };
 /// let captured = timely::example(move |scope| {
 ///     let chunk = Chunk::new(0, vec![1], vec![Column::F32(vec![0.0])]);
 ///     let rows: RowStream = vec![chunk].to_stream(scope);
@@ -102,6 +113,8 @@ impl<'scope> PredictOnline<'scope> for RowStream<'scope> {
                 // Chunks waiting for their time's weights (deterministic).
                 let mut held: HeldByTime<Chunk> = HeldByTime::new();
                 move |(rows, _), (versions, weights_frontier), output| {
+                    let started = Instant::now();
+                    let mut predicted = 0;
                     versions.for_each_stamp(|cap, data| {
                         let Some(&time) = cap.least() else { return };
                         for w in data.flat_map(|d| d.drain(..)) {
@@ -121,6 +134,7 @@ impl<'scope> PredictOnline<'scope> for RowStream<'scope> {
                         } else {
                             let mut session = output.session(&cap);
                             for chunk in chunks {
+                                predicted += chunk.len();
                                 session.give(predict(chunk, config.input, &current));
                             }
                         }
@@ -135,9 +149,13 @@ impl<'scope> PredictOnline<'scope> for RowStream<'scope> {
                         if let Some((cap, chunks)) = held.remove(&time) {
                             let mut session = output.session(&cap);
                             for chunk in chunks {
+                                predicted += chunk.len();
                                 session.give(predict(chunk, config.input, &current));
                             }
                         }
+                    }
+                    if predicted > 0 {
+                        config.stats.record(predicted, predicted, started);
                     }
                 }
             },
@@ -192,7 +210,7 @@ mod tests {
     }
 
     fn config(deterministic: bool) -> PredictConfig {
-        PredictConfig { node: "p".into(), input: 0, initial: weights(0, 0.0), deterministic }
+        PredictConfig { node: "p".into(), input: 0, initial: weights(0, 0.0), deterministic, stats: NodeStats::new() }
     }
 
     /// A weights stream with each version at its time.

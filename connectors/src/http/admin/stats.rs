@@ -14,11 +14,9 @@
 //!   busy share; for a learning node, its weights' version; for a lookup node, the
 //!   rows of its table. `input` counts the rows submitted, `output` the rows answered.
 //!
-//! - for a map, route, combine, merge or lookup node: `busy`, the share of one core its
-//!   operators took (over all workers; a lookup's asking of other workers not counted).
-//!
-//! A learning node has no row or time counters yet: its rows per second and `busy` are
-//! null (its failures and its weights' version are given).
+//! - for a map, route, combine, merge or lookup node, and a learning node's predictions:
+//!   `busy`, the share of one core its operators took (over all workers; a lookup's
+//!   asking of other workers, and a learner's learning, not counted).
 //!
 //! A reload restarts a graph's node counters with its new revision: the first
 //! interval after it counts from zero.
@@ -153,13 +151,6 @@ fn figures(state: &AppState, before: Option<&Sample>, now: &Sample) -> Json {
                         let s = g.batches.get(&step.name);
                         let p = prev_nodes.and_then(|p| p.batches.get(&step.name));
                         model_json(s, p, batching.replicas, secs, &failed_rate, &failed_total)
-                    }
-                    // No counters of its own yet (see the module docs).
-                    StepOp::Learn { .. } => {
-                        let mut node = node_json(&step.name, 0.0, 0.0, &failed_rate, &failed_total);
-                        node["rows_in_per_s"] = Json::Null;
-                        node["rows_out_per_s"] = Json::Null;
-                        node
                     }
                     _ => {
                         let now = g.nodes.get(&step.name).copied().unwrap_or_default();
