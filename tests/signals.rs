@@ -131,9 +131,9 @@ fn sighup_during_the_start_is_a_reload_not_a_stop() {
     }
 }
 
-#[test]
-fn the_other_commands_keep_the_default_action() {
-    // `weir run` reading from a pipe that never ends: SIGTERM ends it by the signal.
+/// `weir run` reading from a pipe that never ends, once it catches the signals (its
+/// stdin, kept open, is returned beside it).
+fn run_reading_forever() -> (Child, Option<std::process::ChildStdin>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["run", "graphs/diamond.yaml", "--input", "-"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -149,6 +149,13 @@ fn the_other_commands_keep_the_default_action() {
     }
     std::thread::sleep(Duration::from_millis(200));
     let stdin = child.stdin.take();
+    (child, stdin)
+}
+
+#[test]
+fn the_other_commands_keep_the_default_action() {
+    // SIGTERM ends `weir run` by the signal.
+    let (child, stdin) = run_reading_forever();
     let (status, _) = terminate(child, Duration::from_secs(10));
     drop(stdin);
     use std::os::unix::process::ExitStatusExt;
@@ -157,22 +164,11 @@ fn the_other_commands_keep_the_default_action() {
 
 #[test]
 fn sighup_ends_the_other_commands_as_by_default() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-        .args(["run", "graphs/diamond.yaml", "--input", "-"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("weir starts");
-    let t = Instant::now();
-    while !catches(child.id(), 1) {
-        assert!(t.elapsed() < Duration::from_secs(10), "weir takes the signals");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    let (mut child, stdin) = run_reading_forever();
+    assert!(catches(child.id(), 1), "SIGHUP is caught first thing too");
     assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
     let status = child.wait().unwrap();
+    drop(stdin);
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(status.signal(), Some(1), "ended by SIGHUP: {status}");
 }

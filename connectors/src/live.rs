@@ -33,6 +33,11 @@ pub struct Revision {
 }
 
 impl Revision {
+    fn of(handle: GraphHandle, number: u64, engine: Option<Arc<dyn Any + Send + Sync>>) -> Revision {
+        let outputs = handle.schema().output_names().into();
+        Revision { handle, number, outputs, engine }
+    }
+
     /// The graph's handle.
     pub fn handle(&self) -> &GraphHandle {
         &self.handle
@@ -92,12 +97,5 @@ impl LiveGraph {
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         let next = Revision::of(handle, current.number + 1, Some(engine));
         std::mem::replace(&mut *current, Arc::new(next))
-    }
-}
-
-impl Revision {
-    fn of(handle: GraphHandle, number: u64, engine: Option<Arc<dyn Any + Send + Sync>>) -> Revision {
-        let outputs = handle.schema().output_names().into();
-        Revision { handle, number, outputs, engine }
     }
 }

@@ -77,8 +77,6 @@ struct Watched {
     path: PathBuf,
     live: Arc<LiveGraph>,
     fingerprint: u64,
-    /// The graph's Kafka section (with the flags applied), which a reload may not change.
-    kafka: Option<weir_engine::spec::KafkaSpec>,
     /// Stops the table feeds of the revision serving now, if a reload started them
     /// (those `weir serve` started with end with it).
     feeds: Option<Shutdown>,
@@ -107,7 +105,13 @@ pub struct Loaded {
 pub fn load(path: &Path, kernels: &Kernels, overrides: &Overrides) -> Result<Loaded, String> {
     let spec = yaml::load_file(path).map_err(|e| e.to_string())?;
     let fingerprint = fingerprint(path, &spec);
-    let mut plan = Plan::with_kernels(&spec, kernels).map_err(|e| e.to_string())?;
+    plan(&spec, fingerprint, kernels, overrides)
+}
+
+/// Plans `spec` (read from a file whose fingerprint is `fingerprint`) with `kernels`,
+/// with `overrides` applied.
+fn plan(spec: &GraphSpec, fingerprint: u64, kernels: &Kernels, overrides: &Overrides) -> Result<Loaded, String> {
+    let mut plan = Plan::with_kernels(spec, kernels).map_err(|e| e.to_string())?;
     overrides.apply(&mut plan)?;
     Ok(Loaded { fingerprint, plan })
 }
@@ -124,10 +128,7 @@ impl Reloader {
     ) -> Reloader {
         let watched = files
             .into_iter()
-            .map(|(path, fingerprint, live)| {
-                let kafka = live.current().handle().plan().kafka.clone();
-                Watched { path, live, fingerprint, kafka, feeds: None }
-            })
+            .map(|(path, fingerprint, live)| Watched { path, live, fingerprint, feeds: None })
             .collect();
         Reloader { watched, kernels, config, overrides, stop, blocking: Blocking::start() }
     }
@@ -177,12 +178,13 @@ impl Reloader {
                 files
                     .iter()
                     .map(|(path, old)| {
+                        // Read once; a file that does not parse is reported, changed or not.
                         let spec = yaml::load_file(path).map_err(|e| e.to_string())?;
-                        if fingerprint(path, &spec) == *old {
-                            // Unchanged; still checked, so a broken file is reported.
+                        let now = fingerprint(path, &spec);
+                        if now == *old {
                             return Ok(None);
                         }
-                        load(path, &kernels, &overrides).map(Some)
+                        plan(&spec, now, &kernels, &overrides).map(Some)
                     })
                     .collect()
             })
@@ -191,6 +193,7 @@ impl Reloader {
         for (i, loaded) in loaded.into_iter().enumerate() {
             let Some(loaded) = loaded else { continue };
             let w = &self.watched[i];
+            let serving = w.live.current();
             if loaded.plan.name != w.live.name() {
                 return Err(format!(
                     "{}: the graph's name changed from '{}' to '{}'; renaming a served graph needs a restart",
@@ -199,7 +202,7 @@ impl Reloader {
                     loaded.plan.name
                 ));
             }
-            if loaded.plan.kafka != w.kafka {
+            if loaded.plan.kafka != serving.handle().plan().kafka {
                 return Err(format!(
                     "{}: graph '{}': its kafka: section (with the Kafka flags applied) changed; that needs a restart",
                     w.path.display(),
@@ -207,7 +210,7 @@ impl Reloader {
                 ));
             }
             if loaded.plan.kafka.is_some()
-                && weir_engine::GraphSchema::of(&loaded.plan).outputs != w.live.current().handle().schema().outputs
+                && weir_engine::GraphSchema::of(&loaded.plan).outputs != serving.handle().schema().outputs
             {
                 return Err(format!(
                     "{}: graph '{}': its outputs changed while it answers Kafka; that needs a restart",

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
-use weir_connectors::http::admin::stats::Sampler;
 use weir_connectors::http::{self, admin, AppState, ServerConfig};
 use weir_connectors::kafka::feedback::FeedbackLoop;
 use weir_connectors::kafka::stats::KafkaMetrics;
@@ -358,9 +357,7 @@ fn run(
             match admin_listener {
                 Some(listener) => {
                     eprintln!("weir: admin page and reloads on http://{}", listener.local_addr()?);
-                    let sampler = Sampler::new();
-                    let router = admin::router(state.clone(), reload_requests, Arc::clone(&sampler));
-                    admin::serve(listener, router, state.clone(), sampler).await
+                    admin::serve(listener, state.clone(), reload_requests).await
                 }
                 None => {
                     // SIGHUP still reloads; the channel stays open until the stop.

@@ -16,7 +16,6 @@
 pub mod stats;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -62,9 +61,9 @@ struct Admin {
     sampler: Arc<Sampler>,
 }
 
-/// The admin router: the page, the graphs, the stats, and reloads sent to `reloads`
-/// (whoever receives them reloads, one at a time, and answers each).
-pub fn router(state: Arc<AppState>, reloads: mpsc::Sender<ReloadRequest>, sampler: Arc<Sampler>) -> Router {
+/// The admin router: the page, the graphs, the stats `sampler` keeps, and reloads sent
+/// to `reloads` (whoever receives them reloads, one at a time, and answers each).
+fn router(state: Arc<AppState>, reloads: mpsc::Sender<ReloadRequest>, sampler: Arc<Sampler>) -> Router {
     Router::new()
         .route("/", get(page))
         .route("/admin/graphs", get(graphs))
@@ -74,14 +73,16 @@ pub fn router(state: Arc<AppState>, reloads: mpsc::Sender<ReloadRequest>, sample
         .with_state(Admin { state, reloads, sampler })
 }
 
-/// Serves the admin `router` on `listener`, and samples the stats every `every`, until
-/// `state`'s shutdown is requested.
+/// Serves the admin routes for `state`'s graphs on `listener`, sending reloads to
+/// `reloads`, and samples the stats every [`stats::INTERVAL`], until `state`'s shutdown
+/// is requested.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
     state: Arc<AppState>,
-    sampler: Arc<Sampler>,
+    reloads: mpsc::Sender<ReloadRequest>,
 ) -> std::io::Result<()> {
+    let sampler = Sampler::new();
+    let router = router(Arc::clone(&state), reloads, Arc::clone(&sampler));
     let shutdown = state.shutdown.clone();
     let sampling = {
         let shutdown = shutdown.clone();
@@ -97,13 +98,7 @@ pub async fn serve(
         }
     };
     let server = axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.requested().await });
-    let (served, ()) = tokio::join!(
-        async move {
-            // The page polls; a stop does not wait for it.
-            tokio::time::timeout(Duration::from_secs(3600 * 24 * 365), server).await.unwrap_or(Ok(()))
-        },
-        sampling
-    );
+    let (served, ()) = tokio::join!(async move { server.await }, sampling);
     served
 }
 

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value as Json};
 use weir_engine::plan::StepOp;
+use weir_engine::GraphHandle;
 use weir_operators::learn_stats::LearnStatsSnapshot;
 use weir_operators::node_stats::NodeStatsSnapshot;
 use weir_operators::stats::BatchStatsSnapshot;
@@ -37,9 +38,9 @@ use super::super::AppState;
 /// How often the counters are read.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
-/// The counters of one graph at one moment.
+/// The counters of one graph at one moment, and the revision they are of.
 struct GraphSample {
-    name: String,
+    handle: GraphHandle,
     revision: u64,
     statuses: Vec<(u16, u64)>,
     latency: Vec<u64>,
@@ -76,7 +77,7 @@ impl Sampler {
     pub fn sample(&self, state: &AppState) {
         let now = take(state);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let figures = figures(state, last.as_ref(), &now);
+        let figures = figures(last.as_ref(), &now);
         *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = figures;
         *last = Some(now);
     }
@@ -99,7 +100,7 @@ fn take(state: &AppState) -> Sample {
         .map(|g| {
             let handle = g.handle();
             GraphSample {
-                name: handle.name().to_string(),
+                handle: handle.clone(),
                 revision: g.revision.number(),
                 statuses: g.metrics.statuses(),
                 latency: g.metrics.latency_counts(),
@@ -118,16 +119,14 @@ fn take(state: &AppState) -> Sample {
 }
 
 /// The figures from `before` (if any) to `now`.
-fn figures(state: &AppState, before: Option<&Sample>, now: &Sample) -> Json {
+fn figures(before: Option<&Sample>, now: &Sample) -> Json {
     let secs = before.map_or(0.0, |b| now.at.duration_since(b.at).as_secs_f64());
     let rate = |d: u64| if secs > 0.0 { d as f64 / secs } else { 0.0 };
-    let served = state.served();
     let graphs: Vec<Json> = now
         .graphs
         .iter()
-        .zip(&served)
-        .map(|(g, served)| {
-            let prev = before.and_then(|b| b.graphs.iter().find(|p| p.name == g.name));
+        .map(|g| {
+            let prev = before.and_then(|b| b.graphs.iter().find(|p| p.handle.name() == g.handle.name()));
             // Node counters restart with a new revision.
             let prev_nodes = prev.filter(|p| p.revision == g.revision);
             let mut requests = Map::new();
@@ -142,7 +141,7 @@ fn figures(state: &AppState, before: Option<&Sample>, now: &Sample) -> Json {
                 g.latency.iter().enumerate().map(|(i, n)| n.saturating_sub(prev.map_or(0, |p| p.latency[i]))).collect();
             let submitted = g.submitted.saturating_sub(prev_nodes.map_or(0, |p| p.submitted));
             let answered = submitted as i64 - g.in_flight as i64 + prev_nodes.map_or(0, |p| p.in_flight as i64);
-            let plan = served.handle().plan();
+            let plan = g.handle.plan();
             let mut nodes = vec![node_json("input", rate(submitted), rate(submitted), &Map::new(), &Map::new())];
             for step in &plan.steps {
                 let (failed_rate, failed_total) = failures(g, prev, &step.name, &rate);
@@ -183,7 +182,7 @@ fn figures(state: &AppState, before: Option<&Sample>, now: &Sample) -> Json {
             let answered = answered.max(0) as u64;
             nodes.push(node_json("output", rate(answered), rate(answered), &Map::new(), &Map::new()));
             json!({
-                "name": g.name,
+                "name": g.handle.name(),
                 "revision": g.revision,
                 "in_flight": g.in_flight,
                 "max_in_flight": g.max_in_flight,
