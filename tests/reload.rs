@@ -501,3 +501,98 @@ fn a_learning_node_keeps_its_weights_unless_the_file_changed_them() {
     assert_eq!(node["version"], 0, "{node}");
     common::kafka::stop(child);
 }
+
+/// The version of the checkpoint in `dir`, if there is one.
+fn checkpoint_version(dir: &Path) -> Option<i64> {
+    let tensors = candle_core::safetensors::load(dir.join("latest.safetensors"), &candle_core::Device::Cpu).ok()?;
+    tensors.get("version")?.to_vec1::<i64>().ok()?.first().copied()
+}
+
+/// Threads of process `pid` whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn a_checkpointed_learning_node_carries_on_and_hands_its_checkpoints_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = dir.path().join("learning.yaml");
+    let original =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("graphs/phishing-online.yaml")).unwrap();
+    // Every third version saved, under the graph's directory.
+    let original =
+        original.replace("      keep_ms: 600000\n", "      keep_ms: 600000\n      checkpoint: {dir: ckpt, every: 3}\n");
+    assert!(original.contains("checkpoint:"), "the bundled graph's learn section moved");
+    std::fs::write(&graph, &original).unwrap();
+    let checkpoints = dir.path().join("ckpt");
+    let admin = free_port();
+    let (child, addr) = serve_http(
+        Path::new(env!("CARGO_BIN_EXE_weir")),
+        &[graph.to_str().unwrap(), "--admin-port", &admin.to_string()],
+    );
+    let admin = format!("127.0.0.1:{admin}");
+    let predict = |id: i64| {
+        let a = Connection::open(&addr)
+            .post("/graphs/phishing_online", &format!(r#"{{"id": {id}, "features": [0, 1, 1, 1, 0.5, 0, 1, 0, 0]}}"#))
+            .unwrap();
+        assert_eq!(a.status, 200, "{}", a.body);
+        let body: Json = serde_json::from_str(&a.body).unwrap();
+        (a.revision.unwrap(), body["model_version"].as_i64().unwrap(), body["p_phishing"].as_f64().unwrap())
+    };
+    // Feedback is answered with the revision that took it, as predictions are.
+    let label = |ids: std::ops::RangeInclusive<i64>| {
+        for id in ids {
+            let (revision, _, _) = predict(id);
+            let a = Connection::open(&addr)
+                .post("/graphs/phishing_online/feedback", &format!(r#"{{"key": {id}, "label": 1}}"#))
+                .unwrap();
+            assert_eq!((a.status, a.revision), (202, Some(revision)), "{}", a.body);
+        }
+    };
+    let until_version = |version: i64| {
+        let t = Instant::now();
+        loop {
+            let p = predict(1000);
+            if p.1 == version || t.elapsed() > Duration::from_secs(10) {
+                break p;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    label(1..=5);
+    let learned = until_version(5);
+    assert_eq!((learned.0, learned.1), (1, 5), "five labels learned");
+    assert_eq!(checkpoint_version(&checkpoints), Some(3), "every third version is saved");
+    let workers = threads_named(child.0.id(), "timely:work");
+    assert!(workers > 0);
+
+    // A change elsewhere in the file. The new plan resumes from the checkpoint (version
+    // 3), an earlier state of the serving learner: revision 2 carries version 5 on.
+    std::fs::write(&graph, original.replace("learned online from labelled feedback", "learned online, reloaded"))
+        .unwrap();
+    assert_eq!(reload(&admin).0, 200);
+    assert_eq!(predict(101), (2, 5, learned.2), "revision 2 carries the serving learner's version 5 on");
+    label(6..=7);
+    assert_eq!(until_version(7).1, 7);
+    // Revision 1 retired (its engine's workers gone) without saving its version 5 over
+    // the checkpoints that are revision 2's now.
+    let t = Instant::now();
+    while threads_named(child.0.id(), "timely:work") > workers && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(threads_named(child.0.id(), "timely:work"), workers, "revision 1's engine stopped");
+    assert_eq!(checkpoint_version(&checkpoints), Some(3), "revision 1 wrote no checkpoint once replaced");
+    // At the stop, revision 2 saves where it is.
+    common::kafka::stop(child);
+    assert_eq!(checkpoint_version(&checkpoints), Some(7), "revision 2's final checkpoint");
+    let stray: Vec<_> = std::fs::read_dir(&checkpoints)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name()))
+        .filter(|n| n != "latest.safetensors")
+        .collect();
+    assert!(stray.is_empty(), "only the checkpoint is left: {stray:?}");
+}

@@ -269,6 +269,16 @@ impl GraphHandle {
         self.graph.ingress.feedback.as_ref().and_then(|f| f.stats.latest_learner())
     }
 
+    /// Stops the learning node's checkpoints (if it has any): a reload's next revision
+    /// of this graph writes them from now on (see [`LearnStats::hand_over_checkpoints`]).
+    ///
+    /// [`LearnStats::hand_over_checkpoints`]: weir_operators::learn_stats::LearnStats::hand_over_checkpoints
+    pub fn hand_over_checkpoints(&self) {
+        if let Some(f) = &self.graph.ingress.feedback {
+            f.stats.hand_over_checkpoints();
+        }
+    }
+
     /// Batch counters of every model node, by node name, in plan order.
     pub fn batch_stats(&self) -> Vec<(String, BatchStatsSnapshot)> {
         self.graph.stats.iter().map(|(n, s)| (n.clone(), s.snapshot())).collect()

@@ -1,8 +1,9 @@
 //! Counters of a learning model node (atomics, shared with the HTTP metrics and tests),
-//! and its learner as of its latest version (what a reload hands to the graph's next
-//! revision).
+//! its learner as of its latest version (what a reload hands to the graph's next
+//! revision), and whether it still writes its checkpoints (a revision that a reload
+//! replaced hands its checkpoint directory to its successor).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::kernel::learner::Learner;
@@ -21,6 +22,8 @@ pub struct LearnStats {
     /// The learner as of its latest version, kept by a serving (not deterministic)
     /// learning operator.
     latest: Mutex<Option<Learner>>,
+    /// Set once the graph's next revision writes the checkpoints.
+    handed_over: AtomicBool,
 }
 
 /// A copy of [`LearnStats`] at one moment.
@@ -74,6 +77,19 @@ impl LearnStats {
     /// [`LearnStats::keep_learner`]).
     pub fn latest_learner(&self) -> Option<Learner> {
         self.latest.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops this node's checkpoints for good: a reload's next revision of the graph
+    /// writes to the same directory from now on, and a save of this (older) learner
+    /// would overwrite its newer one.
+    pub fn hand_over_checkpoints(&self) {
+        self.handed_over.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether this node still writes its checkpoints (see
+    /// [`LearnStats::hand_over_checkpoints`]).
+    pub fn writes_checkpoints(&self) -> bool {
+        !self.handed_over.load(Ordering::SeqCst)
     }
 
     /// Counts one feedback row.

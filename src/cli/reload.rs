@@ -11,7 +11,8 @@
 //!   node's weights and version carry on. A changed graph's learning node starts from
 //!   the serving revision's learner, unless the file changed the node's settings or
 //!   starting weights ([`carry_learner`]); labels the old revision learns from after
-//!   that copy are not carried.
+//!   that copy are not carried. From the swap on, only the new revision writes the
+//!   node's checkpoints: the old one's would overwrite them with older weights.
 //! - A changed graph's tables are filled before the switch, as at start (snapshot, then
 //!   its topic to the end); changes sent to the old revision over HTTP are not carried
 //!   over. Its Kafka consumer, feedback consumer and routes switch at once: each
@@ -264,7 +265,10 @@ impl Reloader {
         let mut retired = Vec::new();
         for ((i, fingerprint), handle) in picked.into_iter().zip(handles) {
             let w = &mut self.watched[i];
-            retired.push((w.live.replace(handle, Arc::clone(&engine)), w.feeds.replace(feeds.clone())));
+            let old = w.live.replace(handle, Arc::clone(&engine));
+            // The new revision writes the graph's checkpoints from now on.
+            old.handle().hand_over_checkpoints();
+            retired.push((old, w.feeds.replace(feeds.clone())));
             w.fingerprint = fingerprint;
         }
         // The new feeds end with the server too.
@@ -279,22 +283,29 @@ impl Reloader {
 }
 
 /// Starts `plan`'s learning node from where the serving revision's learner is now, if
-/// the file did not change the learner: the same settings and the same starting weights
-/// (its weights file, or zeros) as the serving revision's plan had. Otherwise, or if
-/// the serving learner has learned nothing, the node starts as its file says.
+/// the file did not change the learner: the same settings and the same starting point
+/// as the serving revision's plan had. The same starting point is the same starting
+/// weights (its weights file, or zeros), or, for a node with `checkpoint:`, the same
+/// checkpoint directory at a version no later than the serving learner's: the serving
+/// revision wrote that checkpoint, so it is an earlier state of the learner that serves.
+/// Otherwise, or if the serving learner has learned nothing, the node starts as its file
+/// says.
 fn carry_learner(serving: &Revision, plan: &mut Plan) {
     let learner_of = |plan: &Plan| {
         plan.steps.iter().find_map(|s| match &s.op {
-            StepOp::Learn { learner, spec, .. } => Some((s.name.clone(), learner.weights(), spec.clone())),
+            StepOp::Learn { learner, spec, checkpoint, .. } => {
+                Some((s.name.clone(), learner.weights(), spec.clone(), checkpoint.clone()))
+            }
             _ => None,
         })
     };
     let old = learner_of(serving.handle().plan());
     let Some(latest) = serving.handle().latest_learner() else { return };
     for step in &mut plan.steps {
-        if let StepOp::Learn { learner, spec, .. } = &mut step.op {
-            let same = old.as_ref().is_some_and(|(name, weights, old_spec)| {
-                *name == step.name && *weights == learner.weights() && old_spec == spec
+        if let StepOp::Learn { learner, spec, checkpoint, .. } = &mut step.op {
+            let same = old.as_ref().is_some_and(|(name, weights, old_spec, old_dir)| {
+                let resumed = checkpoint.is_some() && old_dir == checkpoint && learner.version() <= latest.version();
+                *name == step.name && old_spec == spec && (*weights == learner.weights() || resumed)
             });
             if same && latest.inputs() == learner.inputs() {
                 **learner = latest.clone();

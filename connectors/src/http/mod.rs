@@ -13,11 +13,12 @@
 //! - `POST /graphs/{name}/feedback`: labels for the graph's learning node, one object
 //!   `{"key": ..., "label": <class>}` (or `"features"` instead of `"key"`) or an array
 //!   of them; answered 202 `{"accepted": n}` once they are in the graph's feedback
-//!   stream (what the learner could not use is counted in `/metrics`);
+//!   stream (what the learner could not use is counted in `/metrics`), with the
+//!   `weir-revision` header of the revision that took them;
 //! - `POST /graphs/{name}/tables/{table}`: changes to one of the graph's tables, one
 //!   object `{"key": K, "values": {...}}` (upsert) or `{"key": K, "values": null}`
 //!   (delete), or an array of them; answered 202 `{"accepted": n}` once they are in
-//!   the graph: a request sent after that answer sees them;
+//!   the graph, with `weir-revision`: a request sent after that answer sees them;
 //! - `GET /graphs`: names, input and output schemas, limits, revisions;
 //! - `GET /openapi.json`: the OpenAPI 3 document of all of it ([`openapi`]);
 //! - `GET /healthz`, `GET /readyz` (503 once shutdown begins), `GET /metrics`
@@ -264,7 +265,12 @@ async fn feedback(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    accepted(async { take_feedback(&state, &served(&state, &name)?, &headers, body).await }.await)
+    let graph = match served(&state, &name) {
+        Ok(graph) => graph,
+        Err(e) => return e.into_response(),
+    };
+    let result = take_feedback(&state, &graph, &headers, body).await;
+    accepted(&graph, result)
 }
 
 async fn upsert(
@@ -273,7 +279,12 @@ async fn upsert(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    accepted(async { take_upserts(&state, &served(&state, &name)?, &table, &headers, body).await }.await)
+    let graph = match served(&state, &name) {
+        Ok(graph) => graph,
+        Err(e) => return e.into_response(),
+    };
+    let result = take_upserts(&state, &graph, &table, &headers, body).await;
+    accepted(&graph, result)
 }
 
 /// The graph named `name`, or 404.
@@ -283,12 +294,15 @@ fn served(state: &AppState, name: &str) -> Result<Served, ApiError> {
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "unknown_graph", format!("no graph named '{name}'")))
 }
 
-/// 202 `{"accepted": n}`, or the error.
-fn accepted(result: Result<usize, ApiError>) -> Response {
-    match result {
+/// 202 `{"accepted": n}`, or the error; either names the revision of `graph` that took
+/// them (`weir-revision`).
+fn accepted(graph: &Served, result: Result<usize, ApiError>) -> Response {
+    let mut response = match result {
         Ok(n) => (StatusCode::ACCEPTED, JsonBody(json!({ "accepted": n }))).into_response(),
         Err(e) => e.into_response(),
-    }
+    };
+    response.headers_mut().insert(REVISION_HEADER, graph.revision.number().into());
+    response
 }
 
 /// Checks the content type, reads the body (within the limit) and parses it as JSON.

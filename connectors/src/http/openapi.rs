@@ -61,6 +61,10 @@ pub struct GraphSchema<'a> {
 /// The answer of a route that takes changes or labels: 202 `{"accepted": n}`.
 fn accepted_response(description: &str) -> Json {
     json!({"description": description,
+           "headers": {"weir-revision": {
+               "description": "The graph's revision that took them (1, then one more per reload that changed the graph)",
+               "schema": {"type": "integer", "minimum": 1}
+           }},
            "content": {"application/json": {"schema": {"type": "object", "required": ["accepted"],
                "properties": {"accepted": {"type": "integer"}}}}}})
 }

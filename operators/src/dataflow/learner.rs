@@ -335,9 +335,13 @@ impl State {
         }
     }
 
-    /// Saves the learner if `every` versions passed since the last save, or if `now`.
+    /// Saves the learner if `every` versions passed since the last save, or if `now`;
+    /// never once the node handed its checkpoints over to a reload's next revision.
     fn checkpoint(&mut self, now: bool) {
         let Some((every, save)) = &self.config.checkpoint else { return };
+        if !self.config.stats.writes_checkpoints() {
+            return;
+        }
         let version = self.config.learner.version();
         let due = version >= self.saved + (*every).max(1) || (now && version != self.saved);
         if !due {

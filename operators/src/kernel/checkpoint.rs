@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{Device, Tensor};
 
@@ -126,9 +127,18 @@ pub fn save(learner: &Learner, dir: &Path) -> Result<(), CheckpointError> {
         tensors.insert("pending.y".into(), Tensor::from_slice(&y, y.len(), &Device::Cpu).map_err(err)?);
     }
     let file = latest(dir);
-    let temporary = dir.join("latest.safetensors.tmp");
-    candle_core::safetensors::save(&tensors, &temporary).map_err(|e| unwritable("write", &temporary, e.to_string()))?;
-    std::fs::rename(&temporary, &file).map_err(|e| unwritable("replace", &file, e.to_string()))
+    // A name no other save uses: two learners of one directory (a revision a reload
+    // replaced, finishing a save, and its successor) never write the same file.
+    static SAVES: AtomicU64 = AtomicU64::new(0);
+    let n = SAVES.fetch_add(1, Ordering::Relaxed);
+    let temporary = dir.join(format!("latest.safetensors.{}-{n}.tmp", std::process::id()));
+    let written = candle_core::safetensors::save(&tensors, &temporary)
+        .map_err(|e| unwritable("write", &temporary, e.to_string()))
+        .and_then(|()| std::fs::rename(&temporary, &file).map_err(|e| unwritable("replace", &file, e.to_string())));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
 }
 
 /// Loads a checkpoint written by [`save`] for a learner configured by `config` over
