@@ -417,18 +417,31 @@ async fn a_reloaded_graph_refills_its_table_from_its_topic_and_follows_it() {
         (a.revision.unwrap(), body["found"].as_bool().unwrap(), body["mean"].as_f64().unwrap())
     };
     assert_eq!(lookup("acc-1"), (1, true, 1.5));
+    let workers = || threads_named(child.0.id(), "timely:work");
+    let serving = workers();
     std::fs::write(&graph, graph_text("two")).unwrap();
     let (status, body) = reload(&admin);
     assert_eq!((status, body["graphs"][0]["revision"].as_u64()), (200, Some(2)), "{body}");
     // Filled from the topic before the switch.
     assert_eq!(lookup("acc-1"), (2, true, 1.5));
-    // And followed after it.
+    // Revision 1 retires (its engine's workers gone, its feed stopped)...
+    let t = Instant::now();
+    while workers() > serving && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and revision 2 follows the topic after the switch.
     upsert("acc-2", 2.5).await;
     let t = Instant::now();
     while lookup("acc-2") != (2, true, 2.5) {
         assert!(t.elapsed() < Duration::from_secs(20), "revision 2 sees a change sent after the reload");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // `/metrics` counts the feed that serves: revision 2's, which applied both changes
+    // (revision 1's stopped after the first).
+    let (_, metrics) = common::kafka::http_get(&addr, "/metrics");
+    let samples: Vec<&str> = metrics.lines().filter(|l| l.starts_with("weir_table_feed_changes_total{")).collect();
+    assert_eq!(samples.len(), 1, "one feed of the table: {samples:?}");
+    assert!(samples[0].ends_with(" 2"), "revision 2's feed applied both changes: {samples:?}");
     common::kafka::stop(child);
 }
 

@@ -34,6 +34,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Notify};
 use weir_connectors::http::admin::{GraphReload, ReloadOutcome, ReloadRequest};
+use weir_connectors::kafka::stats::KafkaMetrics;
+use weir_connectors::kafka::table::TableFeed;
 use weir_connectors::live::{LiveGraph, Revision};
 use weir_engine::plan::StepOp;
 use weir_engine::{yaml, Engine, EngineConfig, GraphSpec, Kernels, Plan};
@@ -91,6 +93,8 @@ pub struct Reloader {
     overrides: Overrides,
     stop: Shutdown,
     blocking: Blocking,
+    /// `/metrics`' Kafka families, which list the table feeds of the revisions serving.
+    metrics: Arc<KafkaMetrics>,
 }
 
 /// A graph file read for a reload (or at start): its fingerprint, then its plan.
@@ -126,12 +130,13 @@ impl Reloader {
         config: EngineConfig,
         overrides: Overrides,
         stop: Shutdown,
+        metrics: Arc<KafkaMetrics>,
     ) -> Reloader {
         let watched = files
             .into_iter()
             .map(|(path, fingerprint, live)| Watched { path, live, fingerprint, feeds: None })
             .collect();
-        Reloader { watched, kernels, config, overrides, stop, blocking: Blocking::start() }
+        Reloader { watched, kernels, config, overrides, stop, blocking: Blocking::start(), metrics }
     }
 
     /// Reloads on every SIGHUP (`hangups`) and every admin request, one at a time, until
@@ -259,12 +264,16 @@ impl Reloader {
             })
             .await??;
         let feeds = Shutdown::new();
+        let feed_stats: Vec<_> = tables.iter().map(TableFeed::stats).collect();
         follow_tables(tables, &feeds);
         let handles = engine.graphs().to_vec();
         let engine: Arc<dyn Any + Send + Sync> = Arc::new(Mutex::new(engine));
         let mut retired = Vec::new();
         for ((i, fingerprint), handle) in picked.into_iter().zip(handles) {
             let w = &mut self.watched[i];
+            let graph = handle.name().to_string();
+            let graph_feeds = feed_stats.iter().filter(|f| f.graph() == graph).cloned().collect();
+            self.metrics.replace_feeds(&graph, graph_feeds);
             let old = w.live.replace(handle, Arc::clone(&engine));
             // The new revision writes the graph's checkpoints from now on.
             old.handle().hand_over_checkpoints();

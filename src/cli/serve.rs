@@ -339,14 +339,14 @@ fn run(
         }
         let Reloads { files, kernels, config, overrides, hangups } = reloads;
         let files = files.into_iter().zip(&live).map(|((path, fingerprint), g)| (path, fingerprint, Arc::clone(g)));
-        let reloader = Reloader::new(files.collect(), kernels, config, overrides, stop.clone());
+        let consumers = kafka.iter().map(KafkaLoop::stats).chain(feedback.iter().map(FeedbackLoop::stats));
+        let feeds = tables.iter().map(TableFeed::stats).collect();
+        // Written only for the clients there are; a reload replaces a graph's table feeds.
+        let kafka_metrics = Arc::new(KafkaMetrics::new(consumers.collect(), feeds));
+        state.add_metrics(Arc::clone(&kafka_metrics) as _);
+        let reloader = Reloader::new(files.collect(), kernels, config, overrides, stop.clone(), kafka_metrics);
         let (reload_requests, reload_queue) = mpsc::channel(RELOAD_QUEUE);
         let reloading = tokio::spawn(reloader.run(hangups, reload_queue));
-        if !(kafka.is_empty() && tables.is_empty()) {
-            let consumers = kafka.iter().map(KafkaLoop::stats).chain(feedback.iter().map(FeedbackLoop::stats));
-            let feeds = tables.iter().map(TableFeed::stats).collect();
-            state.add_metrics(Arc::new(KafkaMetrics::new(consumers.collect(), feeds)));
-        }
         // One request stops HTTP, every Kafka loop and every table feed.
         let loops: Vec<_> = kafka.into_iter().map(|k| tokio::spawn(k.run(stop.clone(), grace))).collect();
         let feedback: Vec<_> = feedback.into_iter().map(|f| tokio::spawn(f.run(stop.clone()))).collect();

@@ -15,7 +15,7 @@
 //! leaves the list at the next statistics.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::http::exposition::{MetricFamilies, MetricType, MetricsText};
 
@@ -158,6 +158,11 @@ pub struct TableFeedStats {
 }
 
 impl TableFeedStats {
+    /// The graph whose table this feed fills.
+    pub fn graph(&self) -> &str {
+        &self.graph
+    }
+
     /// Counters at zero for `graph`'s `table`, fed by `topic`.
     pub fn new(graph: &str, table: &str, topic: &str) -> Arc<TableFeedStats> {
         Arc::new(TableFeedStats {
@@ -188,17 +193,26 @@ impl TableFeedStats {
 
 /// Every Kafka client's counters of a server, as `/metrics` families
 /// (`weir_kafka_*`, `weir_table_feed_*`); register it with
-/// [`crate::http::AppState::add_metrics`].
+/// [`crate::http::AppState::add_metrics`]. With none, it writes nothing.
 #[derive(Debug, Default)]
 pub struct KafkaMetrics {
     consumers: Vec<Arc<KafkaStats>>,
-    feeds: Vec<Arc<TableFeedStats>>,
+    /// The table feeds of the revisions serving now (a reload replaces a graph's).
+    feeds: RwLock<Vec<Arc<TableFeedStats>>>,
 }
 
 impl KafkaMetrics {
     /// The families of `consumers` and `feeds`.
     pub fn new(consumers: Vec<Arc<KafkaStats>>, feeds: Vec<Arc<TableFeedStats>>) -> Self {
-        KafkaMetrics { consumers, feeds }
+        KafkaMetrics { consumers, feeds: RwLock::new(feeds) }
+    }
+
+    /// Replaces `graph`'s table feeds with `feeds` (those of its new revision, after a
+    /// reload; their counters start again at zero, as after a restart).
+    pub fn replace_feeds(&self, graph: &str, feeds: Vec<Arc<TableFeedStats>>) {
+        let mut all = self.feeds.write().unwrap_or_else(|p| p.into_inner());
+        all.retain(|f| f.graph != graph);
+        all.extend(feeds);
     }
 }
 
@@ -271,7 +285,8 @@ impl MetricFamilies for KafkaMetrics {
                 }
             }
         }
-        if self.feeds.is_empty() {
+        let all = self.feeds.read().unwrap_or_else(|p| p.into_inner());
+        if all.is_empty() {
             return;
         }
         type FeedCount = fn((u64, u64, u64)) -> u64;
@@ -282,7 +297,7 @@ impl MetricFamilies for KafkaMetrics {
         ];
         for (name, help, count) in feeds {
             text.family(name, MetricType::Counter, help);
-            for f in &self.feeds {
+            for f in all.iter() {
                 let labels = [("graph", f.graph.as_str()), ("table", f.table.as_str()), ("topic", f.topic.as_str())];
                 text.sample(name, &labels, count(f.counts()));
             }
