@@ -16,7 +16,7 @@
 //! `target/batching-sweep.json`, from which `scripts/plot-batching` draws
 //! `batching-sweep.png`.
 //!
-//! Run: `cargo bench --bench batching` (about 17 minutes; `-- --quick` for a smoke run,
+//! Run: `cargo bench --bench batching` (about 14 minutes; `-- --quick` for a smoke run,
 //! a graph's name to run one). `embed` needs `scripts/fetch-minilm`.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
