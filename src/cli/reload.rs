@@ -12,7 +12,8 @@
 //!   the serving revision's learner, unless the file changed the node's settings or
 //!   starting weights ([`carry_learner`]); labels the old revision learns from after
 //!   that copy are not carried. From the swap on, only the new revision writes the
-//!   node's checkpoints: the old one's would overwrite them with older weights.
+//!   node's checkpoint directory: the old one's saves would overwrite it with older
+//!   weights.
 //! - A changed graph's tables are filled before the switch, as at start (snapshot, then
 //!   its topic to the end); changes sent to the old revision over HTTP are not carried
 //!   over. Its Kafka consumer, feedback consumer and routes switch at once: each
@@ -274,9 +275,12 @@ impl Reloader {
             let graph = handle.name().to_string();
             let graph_feeds = feed_stats.iter().filter(|f| f.graph() == graph).cloned().collect();
             self.metrics.replace_feeds(&graph, graph_feeds);
+            let new_dir = checkpoint_dir(handle.plan()).cloned();
             let old = w.live.replace(handle, Arc::clone(&engine));
-            // The new revision writes the graph's checkpoints from now on.
-            old.handle().hand_over_checkpoints();
+            // The new revision writes the checkpoints from now on, if to the same place.
+            if new_dir.is_some() && checkpoint_dir(old.handle().plan()) == new_dir.as_ref() {
+                old.handle().hand_over_checkpoints();
+            }
             retired.push((old, w.feeds.replace(feeds.clone())));
             w.fingerprint = fingerprint;
         }
@@ -321,6 +325,14 @@ fn carry_learner(serving: &Revision, plan: &mut Plan) {
             }
         }
     }
+}
+
+/// The directory `plan`'s learning node writes its checkpoints to, if any.
+fn checkpoint_dir(plan: &Plan) -> Option<&PathBuf> {
+    plan.steps.iter().find_map(|s| match &s.op {
+        StepOp::Learn { checkpoint, .. } => checkpoint.as_ref(),
+        _ => None,
+    })
 }
 
 /// Waits until each revision is drained, then stops its table feeds (if a reload
