@@ -460,30 +460,10 @@ fn a_learning_node_keeps_its_weights_unless_the_file_changed_them() {
         &[graph.to_str().unwrap(), "--admin-port", &admin.to_string()],
     );
     let admin = format!("127.0.0.1:{admin}");
-    let features = "[0, 1, 1, 1, 0.5, 0, 1, 0, 0]";
-    let predict = |id: i64| {
-        let a = Connection::open(&addr)
-            .post("/graphs/phishing_online", &format!(r#"{{"id": {id}, "features": {features}}}"#))
-            .unwrap();
-        assert_eq!(a.status, 200, "{}", a.body);
-        let body: Json = serde_json::from_str(&a.body).unwrap();
-        (a.revision.unwrap(), body["model_version"].as_i64().unwrap(), body["p_phishing"].as_f64().unwrap())
-    };
+    let predict = |id: i64| predict_phishing(&addr, id);
     // Five predictions, each labelled: five optimizer steps.
-    for id in 1..=5 {
-        predict(id);
-        let (status, body) =
-            http_post(&addr, "/graphs/phishing_online/feedback", &format!(r#"{{"key": {id}, "label": 1}}"#));
-        assert_eq!(status, 202, "{body}");
-    }
-    let t = Instant::now();
-    let learned = loop {
-        let p = predict(100);
-        if p.1 == 5 || t.elapsed() > Duration::from_secs(10) {
-            break p;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    label_phishing(&addr, 1..=5);
+    let learned = phishing_at_version(&addr, 5);
     assert_eq!((learned.0, learned.1), (1, 5), "five labels learned");
     // A change elsewhere in the file: the next revision answers with the same weights.
     std::fs::write(&graph, original.replace("learned online from labelled feedback", "learned online, reloaded"))
@@ -513,6 +493,42 @@ fn a_learning_node_keeps_its_weights_unless_the_file_changed_them() {
     assert!(node["rows_in_per_s"].as_f64() > Some(0.0) && node["busy"].as_f64().is_some(), "{node}");
     assert_eq!(node["version"], 0, "{node}");
     common::kafka::stop(child);
+}
+
+/// `phishing_online`'s answer to request `id` (always the same features): the revision
+/// that computed it, the model's version and the probability.
+fn predict_phishing(addr: &str, id: i64) -> (u64, i64, f64) {
+    let a = Connection::open(addr)
+        .post("/graphs/phishing_online", &format!(r#"{{"id": {id}, "features": [0, 1, 1, 1, 0.5, 0, 1, 0, 0]}}"#))
+        .unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    let body: Json = serde_json::from_str(&a.body).unwrap();
+    (a.revision.unwrap(), body["model_version"].as_i64().unwrap(), body["p_phishing"].as_f64().unwrap())
+}
+
+/// Predicts each of `ids`, then labels it phishing; feedback is answered with the
+/// revision that took it, as the prediction was.
+fn label_phishing(addr: &str, ids: std::ops::RangeInclusive<i64>) {
+    for id in ids {
+        let (revision, _, _) = predict_phishing(addr, id);
+        let a = Connection::open(addr)
+            .post("/graphs/phishing_online/feedback", &format!(r#"{{"key": {id}, "label": 1}}"#))
+            .unwrap();
+        assert_eq!((a.status, a.revision), (202, Some(revision)), "{}", a.body);
+    }
+}
+
+/// Predicts until the answer's model version is `version` (for at most 10 s); the last
+/// answer.
+fn phishing_at_version(addr: &str, version: i64) -> (u64, i64, f64) {
+    let t = Instant::now();
+    loop {
+        let p = predict_phishing(addr, 1000);
+        if p.1 == version || t.elapsed() > Duration::from_secs(10) {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The version of the checkpoint in `dir`, if there is one.
@@ -548,36 +564,8 @@ fn a_checkpointed_learning_node_carries_on_and_hands_its_checkpoints_over() {
         &[graph.to_str().unwrap(), "--admin-port", &admin.to_string()],
     );
     let admin = format!("127.0.0.1:{admin}");
-    let predict = |id: i64| {
-        let a = Connection::open(&addr)
-            .post("/graphs/phishing_online", &format!(r#"{{"id": {id}, "features": [0, 1, 1, 1, 0.5, 0, 1, 0, 0]}}"#))
-            .unwrap();
-        assert_eq!(a.status, 200, "{}", a.body);
-        let body: Json = serde_json::from_str(&a.body).unwrap();
-        (a.revision.unwrap(), body["model_version"].as_i64().unwrap(), body["p_phishing"].as_f64().unwrap())
-    };
-    // Feedback is answered with the revision that took it, as predictions are.
-    let label = |ids: std::ops::RangeInclusive<i64>| {
-        for id in ids {
-            let (revision, _, _) = predict(id);
-            let a = Connection::open(&addr)
-                .post("/graphs/phishing_online/feedback", &format!(r#"{{"key": {id}, "label": 1}}"#))
-                .unwrap();
-            assert_eq!((a.status, a.revision), (202, Some(revision)), "{}", a.body);
-        }
-    };
-    let until_version = |version: i64| {
-        let t = Instant::now();
-        loop {
-            let p = predict(1000);
-            if p.1 == version || t.elapsed() > Duration::from_secs(10) {
-                break p;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    label(1..=5);
-    let learned = until_version(5);
+    label_phishing(&addr, 1..=5);
+    let learned = phishing_at_version(&addr, 5);
     assert_eq!((learned.0, learned.1), (1, 5), "five labels learned");
     assert_eq!(checkpoint_version(&checkpoints), Some(3), "every third version is saved");
     let workers = threads_named(child.0.id(), "timely:work");
@@ -588,9 +576,13 @@ fn a_checkpointed_learning_node_carries_on_and_hands_its_checkpoints_over() {
     std::fs::write(&graph, original.replace("learned online from labelled feedback", "learned online, reloaded"))
         .unwrap();
     assert_eq!(reload(&admin).0, 200);
-    assert_eq!(predict(101), (2, 5, learned.2), "revision 2 carries the serving learner's version 5 on");
-    label(6..=7);
-    assert_eq!(until_version(7).1, 7);
+    assert_eq!(
+        predict_phishing(&addr, 101),
+        (2, 5, learned.2),
+        "revision 2 carries the serving learner's version 5 on"
+    );
+    label_phishing(&addr, 6..=7);
+    assert_eq!(phishing_at_version(&addr, 7).1, 7);
     // Revision 1 retired (its engine's workers gone) without saving its version 5 over
     // the checkpoints that are revision 2's now.
     let t = Instant::now();

@@ -39,7 +39,9 @@ use weir_connectors::kafka::stats::KafkaMetrics;
 use weir_connectors::kafka::table::TableFeed;
 use weir_connectors::live::{LiveGraph, Revision};
 use weir_engine::plan::StepOp;
+use weir_engine::spec::LearnSpec;
 use weir_engine::{yaml, Engine, EngineConfig, GraphSpec, Kernels, Plan};
+use weir_operators::kernel::learner::Learner;
 use weir_operators::Shutdown;
 
 use super::serve::Overrides;
@@ -275,10 +277,10 @@ impl Reloader {
             let graph = handle.name().to_string();
             let graph_feeds = feed_stats.iter().filter(|f| f.graph() == graph).cloned().collect();
             self.metrics.replace_feeds(&graph, graph_feeds);
-            let new_dir = checkpoint_dir(handle.plan()).cloned();
+            let new_dir = learning_node(handle.plan()).and_then(|n| n.checkpoint.cloned());
             let old = w.live.replace(handle, Arc::clone(&engine));
             // The new revision writes the checkpoints from now on, if to the same place.
-            if new_dir.is_some() && checkpoint_dir(old.handle().plan()) == new_dir.as_ref() {
+            if new_dir.is_some() && learning_node(old.handle().plan()).and_then(|n| n.checkpoint) == new_dir.as_ref() {
                 old.handle().hand_over_checkpoints();
             }
             retired.push((old, w.feeds.replace(feeds.clone())));
@@ -304,21 +306,15 @@ impl Reloader {
 /// Otherwise, or if the serving learner has learned nothing, the node starts as its file
 /// says.
 fn carry_learner(serving: &Revision, plan: &mut Plan) {
-    let learner_of = |plan: &Plan| {
-        plan.steps.iter().find_map(|s| match &s.op {
-            StepOp::Learn { learner, spec, checkpoint, .. } => {
-                Some((s.name.clone(), learner.weights(), spec.clone(), checkpoint.clone()))
-            }
-            _ => None,
-        })
-    };
-    let old = learner_of(serving.handle().plan());
+    let old = learning_node(serving.handle().plan());
     let Some(latest) = serving.handle().latest_learner() else { return };
     for step in &mut plan.steps {
         if let StepOp::Learn { learner, spec, checkpoint, .. } = &mut step.op {
-            let same = old.as_ref().is_some_and(|(name, weights, old_spec, old_dir)| {
-                let resumed = checkpoint.is_some() && old_dir == checkpoint && learner.version() <= latest.version();
-                *name == step.name && old_spec == spec && (*weights == learner.weights() || resumed)
+            let same = old.as_ref().is_some_and(|old| {
+                let resumed = checkpoint.is_some()
+                    && old.checkpoint == checkpoint.as_ref()
+                    && learner.version() <= latest.version();
+                old.name == step.name && old.spec == &**spec && (old.learner.weights() == learner.weights() || resumed)
             });
             if same && latest.inputs() == learner.inputs() {
                 **learner = latest.clone();
@@ -327,10 +323,22 @@ fn carry_learner(serving: &Revision, plan: &mut Plan) {
     }
 }
 
-/// The directory `plan`'s learning node writes its checkpoints to, if any.
-fn checkpoint_dir(plan: &Plan) -> Option<&PathBuf> {
+/// A plan's learning node, as a reload compares it with the next revision's.
+struct LearningNode<'a> {
+    name: &'a str,
+    /// Its learner at its starting point.
+    learner: &'a Learner,
+    spec: &'a LearnSpec,
+    /// The directory it writes its checkpoints to, if any.
+    checkpoint: Option<&'a PathBuf>,
+}
+
+/// `plan`'s learning node, if it has one.
+fn learning_node(plan: &Plan) -> Option<LearningNode<'_>> {
     plan.steps.iter().find_map(|s| match &s.op {
-        StepOp::Learn { checkpoint, .. } => checkpoint.as_ref(),
+        StepOp::Learn { learner, spec, checkpoint, .. } => {
+            Some(LearningNode { name: &s.name, learner, spec, checkpoint: checkpoint.as_ref() })
+        }
         _ => None,
     })
 }
