@@ -12,11 +12,14 @@
 //! the highest throughput in the even rounds), compared in the odd rounds: the medians
 //! of the odd rounds' ratios (adaptive over that setting, round by round, as every
 //! other bench here), with the issue's floor: throughput ≥ 0.9 of it and p99 ≤ 1.2 × its
-//! p99. The JSON and the plot pool every round. Every policy's figures also go to
+//! p99. A sixth server, adaptive again, is the control: adaptive over it, by the same
+//! statistic on the same rounds, shows how far two identical servers land apart in the
+//! run (it is in the JSON and the plot as `adaptive (control)`). The JSON and the plot
+//! pool every round. Every policy's figures also go to
 //! `target/batching-sweep.json`, from which `scripts/plot-batching` draws
 //! `batching-sweep.png`.
 //!
-//! Run: `cargo bench --bench batching` (about 14 minutes; `-- --quick` for a smoke run,
+//! Run: `cargo bench --bench batching` (about 17 minutes; `-- --quick` for a smoke run,
 //! a graph's name to run one). `embed` needs `scripts/fetch-minilm`.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
@@ -38,6 +41,11 @@ use weir_engine::load_plan;
 /// The policies compared, as `max_wait_ms` (`None`: adaptive).
 const POLICIES: [Option<u64>; 5] = [None, Some(0), Some(1), Some(2), Some(5)];
 
+/// The control server's index: adaptive again, so that adaptive over it (the same
+/// statistic as the verdict's, on the same rounds) shows how far two identical servers
+/// land apart in this run. A verdict within that distance of the floor is the noise's.
+const CONTROL: usize = POLICIES.len();
+
 const CONNECTIONS: [usize; 5] = [1, 4, 16, 64, 256];
 
 /// One graph's sweep: its figures as JSON.
@@ -50,8 +58,13 @@ fn sweep(
 ) -> JsonValue {
     let file = weir::datasets::graphs_dir().join(format!("{graph}.yaml"));
     let path: &'static str = Box::leak(format!("/graphs/{graph}").into_boxed_str());
-    let servers: Vec<Server> =
-        POLICIES.iter().map(|&p| Server::weir(with_policy(load_plan(&file).expect("bundled graph"), p))).collect();
+    // The five policies, then the control: a second adaptive server, whose ratio to the
+    // first is what the noise alone gives the same statistic (see `CONTROL`).
+    let servers: Vec<Server> = POLICIES
+        .iter()
+        .chain([&None])
+        .map(|&p| Server::weir(with_policy(load_plan(&file).expect("bundled graph"), p)))
+        .collect();
     let refs: Vec<&Server> = servers.iter().collect();
     let bodies = Arc::new(bodies);
     sanity(client, &refs, path, &bodies[0], check);
@@ -76,12 +89,16 @@ fn sweep(
         let best = (1..POLICIES.len()).max_by(|&a, &b| chosen[a].0.total_cmp(&chosen[b].0)).unwrap_or(1);
         // Round by round, adaptive against the chosen setting; the medians decide.
         let (mut ratios, mut p99_ratios) = (Vec::new(), Vec::new());
+        let (mut control_ratios, mut control_p99_ratios) = (Vec::new(), Vec::new());
         for round in half(1) {
             let figures = figures_of(vec![round]);
             ratios.push(figures[0].0 / figures[best].0);
             p99_ratios.push(figures[0].1 / figures[best].1);
+            control_ratios.push(figures[0].0 / figures[CONTROL].0);
+            control_p99_ratios.push(figures[0].1 / figures[CONTROL].1);
         }
         let (ratio, p99_ratio) = (median(ratios), median(p99_ratios));
+        let (control, control_p99) = (median(control_ratios), median(control_p99_ratios));
         let compared = figures_of(half(1));
         let figures = figures_of(by_round);
         let (rate, p99) = compared[0];
@@ -91,18 +108,25 @@ fn sweep(
         println!(
             "| {graph}, {conns} conn | adaptive: {rate:.0} req/s, p99 {p99:.3} ms, mean batch {adaptive_batches} | best fixed: \
              {} ({best_rate:.0} req/s, p99 {best_p99:.3} ms) | {ratio:.2} of its throughput, {p99_ratio:.2}x its p99 \
-             (medians of the odd rounds' ratios): {} |",
+             (medians of the odd rounds' ratios): {}; control (adaptive over a second adaptive server, likewise): \
+             {control:.2}, {control_p99:.2}x |",
             label(POLICIES[best]),
             if met { "met" } else { "NOT met" }
         );
         let policies: Vec<JsonValue> = POLICIES
             .iter()
+            .chain([&None])
             .zip(figures.iter().zip(&batches))
-            .map(|(p, ((rate, p99), batches))| json!({"policy": label(*p), "rate": rate, "p99_ms": p99, "batches": batches}))
+            .enumerate()
+            .map(|(k, (p, ((rate, p99), batches)))| {
+                let policy = if k == CONTROL { "adaptive (control)".to_string() } else { label(*p) };
+                json!({"policy": policy, "rate": rate, "p99_ms": p99, "batches": batches})
+            })
             .collect();
-        points.push(
-            json!({"connections": conns, "policies": policies, "ratio": ratio, "p99_ratio": p99_ratio, "met": met}),
-        );
+        points.push(json!({
+            "connections": conns, "policies": policies, "ratio": ratio, "p99_ratio": p99_ratio, "met": met,
+            "control": {"ratio": control, "p99_ratio": control_p99},
+        }));
     }
     json!({"graph": graph, "points": points})
 }

@@ -352,6 +352,12 @@ pub fn cores() -> usize {
 /// than cores): the threads that make and answer the requests need the core, and a
 /// worker that stays awake there takes each request alone (one chunk per activation, so
 /// it would keep polling) at about twice the CPU per request of one that parks.
+///
+/// Before each park it yields its core once and looks again: under load the threads
+/// that submit rows run meanwhile, and what they submitted is taken at once, as one
+/// group, without the sleep and the futex wake-up a parked worker costs them (diamond at
+/// 16 connections: a third less worker CPU, batches of 5.5 rows instead of 2.8; see
+/// BENCHMARKS.md). On an idle machine the yield returns at once.
 fn run_worker(worker: &mut timely::worker::Worker, idle_spin: Duration, drained: &AtomicUsize) {
     let mut idle_since: Option<Instant> = None;
     let mut contention = Contention::new(cores());
@@ -361,6 +367,10 @@ fn run_worker(worker: &mut timely::worker::Worker, idle_spin: Duration, drained:
                 if drained.load(Ordering::Relaxed) > 1 || since.elapsed() >= idle_spin || contention.cores_taken() =>
             {
                 idle_since = None;
+                // One turn of the core to the threads that make the rows before the park: a
+                // chunk they submit meanwhile is taken at the step without a sleep and a
+                // wake-up (its doorbell only marks this thread, which is not parked yet).
+                std::thread::yield_now();
                 worker.step_or_park(None)
             }
             // Never parks: receives what other threads sent, runs what is active.
