@@ -38,13 +38,14 @@ use weir::bench::{median, percentile};
 use weir::datasets::{digits, Split};
 use weir_engine::load_plan;
 
-/// The policies compared, as `max_wait_ms` (`None`: adaptive).
-const POLICIES: [Option<u64>; 5] = [None, Some(0), Some(1), Some(2), Some(5)];
+/// The servers' policies, as `max_wait_ms` (`None`: adaptive): adaptive, the fixed
+/// settings it is compared with, and the control (see [`CONTROL`]).
+const POLICIES: [Option<u64>; 6] = [None, Some(0), Some(1), Some(2), Some(5), None];
 
 /// The control server's index: adaptive again, so that adaptive over it (the same
 /// statistic as the verdict's, on the same rounds) shows how far two identical servers
 /// land apart in this run. A verdict within that distance of the floor is the noise's.
-const CONTROL: usize = POLICIES.len();
+const CONTROL: usize = POLICIES.len() - 1;
 
 const CONNECTIONS: [usize; 5] = [1, 4, 16, 64, 256];
 
@@ -58,13 +59,8 @@ fn sweep(
 ) -> JsonValue {
     let file = weir::datasets::graphs_dir().join(format!("{graph}.yaml"));
     let path: &'static str = Box::leak(format!("/graphs/{graph}").into_boxed_str());
-    // The five policies, then the control: a second adaptive server, whose ratio to the
-    // first is what the noise alone gives the same statistic (see `CONTROL`).
-    let servers: Vec<Server> = POLICIES
-        .iter()
-        .chain([&None])
-        .map(|&p| Server::weir(with_policy(load_plan(&file).expect("bundled graph"), p)))
-        .collect();
+    let servers: Vec<Server> =
+        POLICIES.iter().map(|&p| Server::weir(with_policy(load_plan(&file).expect("bundled graph"), p))).collect();
     let refs: Vec<&Server> = servers.iter().collect();
     let bodies = Arc::new(bodies);
     sanity(client, &refs, path, &bodies[0], check);
@@ -86,7 +82,7 @@ fn sweep(
         // would sit above its setting's true rate, and an adaptive policy that runs the
         // same code as that setting would fall short of it by the noise alone.
         let chosen = figures_of(half(0));
-        let best = (1..POLICIES.len()).max_by(|&a, &b| chosen[a].0.total_cmp(&chosen[b].0)).unwrap_or(1);
+        let best = (1..CONTROL).max_by(|&a, &b| chosen[a].0.total_cmp(&chosen[b].0)).unwrap_or(1);
         // Round by round, adaptive against the chosen setting; the medians decide.
         let (mut ratios, mut p99_ratios) = (Vec::new(), Vec::new());
         let (mut control_ratios, mut control_p99_ratios) = (Vec::new(), Vec::new());
@@ -115,7 +111,6 @@ fn sweep(
         );
         let policies: Vec<JsonValue> = POLICIES
             .iter()
-            .chain([&None])
             .zip(figures.iter().zip(&batches))
             .enumerate()
             .map(|(k, (p, ((rate, p99), batches)))| {
