@@ -19,7 +19,7 @@
 //! `target/batching-sweep.json`, from which `scripts/plot-batching` draws
 //! `batching-sweep.png`.
 //!
-//! Run: `cargo bench --bench batching` (about 17 minutes; `-- --quick` for a smoke run,
+//! Run: `cargo bench --bench batching` (about 25 minutes; `-- --quick` for a smoke run,
 //! a graph's name to run one). `embed` needs `scripts/fetch-minilm`.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
@@ -134,7 +134,10 @@ fn main() {
     let args = weir::bench::BenchArgs::start();
     let client = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("client runtime");
     let json_body = |v: JsonValue| Bytes::from(serde_json::to_vec(&v).expect("JSON"));
-    let short = (if args.quick { 2 } else { 8 }, Duration::from_millis(if args.quick { 300 } else { 1000 }));
+    // Sixteen rounds: the median of eight odd rounds' ratios. With eight rounds (four
+    // odd), adaptive over the control, two identical servers, ranged 0.82-1.48 in
+    // throughput and up to 1.45x in p99 across one evening's sweeps.
+    let short = (if args.quick { 2 } else { 16 }, Duration::from_millis(if args.quick { 300 } else { 1000 }));
     let mut graphs = Vec::new();
     if args.runs("digits") {
         let set = digits(Split::Test).expect("digits");
