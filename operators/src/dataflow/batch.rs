@@ -330,6 +330,9 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                             activator.activate_after(Duration::from_millis(1));
                             break;
                         }
+                        if reason == SendReason::Full {
+                            st.adaptive.left_full(now);
+                        }
                     }
 
                     if st.in_flight.is_empty() {

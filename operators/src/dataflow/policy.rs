@@ -40,6 +40,14 @@
 //!   connections was 1.5 to 1.8 times the fixed waits'; without the second, small
 //!   partial batches queued one after another, and digits at 256 connections ran at 0.74
 //!   of `max_wait_ms 5` (BENCHMARKS.md, "Batching").
+//!
+//!   Before all of this, a partial batch that is expected to fill within 2 ms waits to
+//!   fill where that has been seen to pay: rows keep coming after a full batch leaves, so
+//!   at least two batches' worth circulate (fill mode, [`Fill`]). On a machine whose
+//!   cores are all busy, full batches let the threads that make the rows sleep between
+//!   them instead of losing their core at a scheduler tick (digits at 64 connections:
+//!   p99 2.0-2.3 ms at `max_wait_ms 1`, whose batches fill, against 4.2-4.4 ms at
+//!   `max_wait_ms 0`).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -132,6 +140,21 @@ const BUSY_MIN_SPAN: Duration = Duration::from_millis(10);
 /// pass (see [`Adaptive::returning`]).
 const RETURN_SHARE: f64 = 0.1;
 
+/// A partial batch waits to fill (fill mode, see [`Fill`]) only if it is expected to fill
+/// within this, and waits at most this long.
+const FILL_CAP: Duration = Duration::from_millis(2);
+
+/// While fill mode is off, it is tried again (a probe) at most this often.
+const FILL_PROBE: Duration = Duration::from_millis(100);
+
+/// After a full batch left, the next row is late (the batch took every row in
+/// circulation) if it comes more than this many mean gaps between arrivals later.
+const STALL_GAPS: f64 = 8.0;
+
+/// The weight of the latest observation in fill mode's share of stalls: about the last
+/// fifty full batches count.
+const STALL_WEIGHT: f64 = 0.02;
+
 /// A wait shorter than this is not worth a timer.
 const MIN_WAIT: Duration = Duration::from_micros(20);
 
@@ -161,6 +184,50 @@ pub struct Adaptive {
     last_done: Option<Done>,
     /// Rows that arrived since it finished.
     since_done: usize,
+    /// Fill mode: whether partial batches wait to fill.
+    fill: Fill,
+}
+
+/// Fill mode: on a saturated machine, batches that fill.
+///
+/// Under load on a machine whose cores are all busy (a 2-core machine serving 64
+/// connections to a client on the same machine), sending what is queued whenever a
+/// replica is free makes many small batches, and every thread of the path stays busy;
+/// busy threads lose their core at a scheduler tick and wait for the next one, and about
+/// one request in seventy waited a tick (4 ms): digits at 64 connections had a p99 of
+/// 4.2-4.4 ms at `max_wait_ms 0` and 2.0-2.3 ms at `max_wait_ms 1`, whose batches fill
+/// to 32 and leave the HTTP threads idle between them, at 0.90-1.03 of the throughput
+/// (BENCHMARKS.md, "Batching"). That pays only while at least two full batches' worth
+/// of rows circulate: where one full batch holds every row (diamond's `max_batch_size`
+/// of 64 at 64 connections), every row waits for all the others each round, and the
+/// fixed waits lost 12-21% of the throughput there.
+///
+/// So a partial batch that is expected to fill within [`FILL_CAP`] at the current rate of
+/// arrivals, with at least two rows queued, waits to fill: a probe, at most once per
+/// [`FILL_PROBE`] while the mode is off. The wait ends when the batch is full (it leaves
+/// as a full batch), or as any adaptive wait when rows stop coming for [`QUIET_GAPS`]
+/// mean gaps, or at twice the expected fill time (at most [`FILL_CAP`]), or for a
+/// deadline. A probe that ends without filling ends the try. After a full batch leaves,
+/// the next arrival tells whether rows keep coming: one more than [`STALL_GAPS`] mean
+/// gaps later is a stall (that batch took every row in circulation). A probe whose full
+/// batch is followed in time by the next row turns the mode on; while on, every partial
+/// batch with a replica free waits to fill, and the mode turns off once stalls are over
+/// half of the recent observations, weighed over many batches ([`STALL_WEIGHT`]): rows
+/// come in bursts from the HTTP threads, and a third of them came late at digits' 64
+/// connections, where the mode pays, against 86% at diamond's 64, where one batch holds
+/// every row. A wait that ends unfilled while the mode is on is not counted either way
+/// (counted as a stall, it held the share near one half at digits and the mode flipped).
+#[derive(Debug, Default)]
+struct Fill {
+    on: bool,
+    /// The recent share of stalls, while on.
+    stalls: f64,
+    /// While off: no probe before then.
+    next_probe: Option<Instant>,
+    /// The wait in progress is a fill wait.
+    waiting: bool,
+    /// A full batch left then, from a fill wait or in fill mode: the next arrival is timed.
+    full_left: Option<Instant>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -182,6 +249,13 @@ struct Done {
 impl Adaptive {
     /// `rows` arrived at `now`.
     pub fn arrived(&mut self, now: Instant, rows: usize) {
+        if let Some(left) = self.fill.full_left.take() {
+            // Did rows keep coming after the full batch, or had it taken them all?
+            self.forget(now);
+            let rate = self.arrived as f64 / RATE_WINDOW.as_secs_f64();
+            let late = rate <= 0.0 || now.saturating_duration_since(left).as_secs_f64() * rate > STALL_GAPS;
+            self.fill_observed(now, late);
+        }
         self.arrivals.push_back((now, rows));
         self.arrived += rows;
         self.since_done += rows;
@@ -253,12 +327,20 @@ impl Adaptive {
                 let quiet_from = self.last_arrival.map_or(now, |a| a + wait.gap);
                 return if now >= wait.until || now >= quiet_from || queued >= wait.enough {
                     self.waiting = None;
+                    // A fill wait that ended short of a full batch: a probe's ends the try
+                    // (the next comes after FILL_PROBE); in fill mode it is not evidence
+                    // either way.
+                    self.fill.waiting = false;
                     Decision::Send(SendReason::Waited)
                 } else {
                     Decision::WaitUntil(wait.until.min(quiet_from))
                 };
             }
             self.waiting = None;
+            self.fill.waiting = false;
+        }
+        if let Some(wait) = self.fill_wait(now, queued, oldest, max_batch_size, latest) {
+            return wait;
         }
         if self.busy.is_none_or(|busy| busy < WAIT_BUSY) {
             return Decision::Send(SendReason::Now);
@@ -320,6 +402,68 @@ impl Adaptive {
         }
         self.waiting = Some(Wait { until, gap: until.saturating_duration_since(now), oldest, enough });
         Some(Decision::StartWait(until))
+    }
+
+    /// A wait for a full batch, in fill mode or as its probe (see [`Fill`]).
+    fn fill_wait(
+        &mut self,
+        now: Instant,
+        queued: usize,
+        oldest: (u64, usize),
+        max_batch_size: usize,
+        latest: Option<Instant>,
+    ) -> Option<Decision> {
+        if queued < 2 || (!self.fill.on && self.fill.next_probe.is_some_and(|at| now < at)) {
+            return None;
+        }
+        let rate = self.rate(now, queued);
+        let fill = max_batch_size.saturating_sub(queued) as f64 / rate;
+        if rate <= 0.0 || fill > FILL_CAP.as_secs_f64() {
+            return None;
+        }
+        let mut until = now + Duration::from_secs_f64(2.0 * fill).min(FILL_CAP);
+        if let Some(latest) = latest {
+            until = until.min(latest);
+        }
+        if until.saturating_duration_since(now) < MIN_WAIT {
+            return None;
+        }
+        let gap = Duration::from_secs_f64(QUIET_GAPS / rate).max(MIN_WAIT);
+        self.waiting = Some(Wait { until, gap, oldest, enough: max_batch_size });
+        self.fill.waiting = true;
+        if !self.fill.on {
+            // The probe: the next one no sooner than this, whatever this one shows.
+            self.fill.next_probe = Some(now + FILL_PROBE);
+        }
+        Some(Decision::StartWait(until.min(now + gap)))
+    }
+
+    /// A full batch left at `now`.
+    pub fn left_full(&mut self, now: Instant) {
+        if std::mem::take(&mut self.fill.waiting) || self.fill.on {
+            self.waiting = None;
+            self.fill.full_left = Some(now);
+        }
+    }
+
+    /// One observation for fill mode: whether rows stalled (see [`Fill`]).
+    fn fill_observed(&mut self, now: Instant, stalled: bool) {
+        let fill = &mut self.fill;
+        if fill.on {
+            fill.stalls += STALL_WEIGHT * (f64::from(u8::from(stalled)) - fill.stalls);
+            if fill.stalls > 0.5 {
+                fill.on = false;
+                fill.next_probe = Some(now + FILL_PROBE);
+            }
+        } else if !stalled {
+            fill.on = true;
+            fill.stalls = 0.0;
+        }
+    }
+
+    /// Whether partial batches wait to fill (see [`Fill`]).
+    pub fn filling(&self) -> bool {
+        self.fill.on
     }
 
     /// The fitted cost line `(α, β)` in seconds, if the batches so far vary enough in
@@ -484,6 +628,79 @@ mod tests {
         a.completed(t, 15, Duration::from_micros(50));
         a.arrived(t, 1);
         assert_eq!(a.decide(t, 1, (4, 0), 32, None), Decision::Send(SendReason::Now));
+    }
+
+    /// Rows at `per_second` for 100 ms up to `end`.
+    fn steady(a: &mut Adaptive, end: Instant, per_second: u64) {
+        let gap = Duration::from_nanos(1_000_000_000 / per_second);
+        let n = (RATE_WINDOW.as_nanos() / gap.as_nanos()) as u32;
+        for i in (0..n).rev() {
+            a.arrived(end - gap * i, 1);
+        }
+    }
+
+    #[test]
+    fn it_fills_batches_while_rows_keep_coming_after_a_full_one() {
+        let mut a = Adaptive::default();
+        let now = Instant::now() + Duration::from_secs(1);
+        // 64,000 rows/s: 28 more rows take 0.44 ms, within FILL_CAP. A probe: wait to fill.
+        steady(&mut a, now, 64_000);
+        let Decision::StartWait(check) = a.decide(now, 4, (1, 0), 32, None) else { panic!("expected a fill wait") };
+        assert!(check - now < Duration::from_micros(60), "first check after three gaps: {:?}", check - now);
+        assert!(!a.filling(), "a probe, the mode is not on yet");
+        // The batch filled and left; the next row comes 20 µs later: rows keep coming.
+        let left = now + Duration::from_micros(450);
+        a.left_full(left);
+        a.arrived(left + Duration::from_micros(20), 1);
+        assert!(a.filling());
+        // On: every partial batch with a replica free waits to fill.
+        let t = left + Duration::from_micros(30);
+        assert!(matches!(a.decide(t, 2, (2, 0), 32, None), Decision::StartWait(_)));
+        // Full batches followed by late rows (the batch took every row there was): off
+        // once they are over half of the recent ones, weighed over many batches.
+        let mut t = t;
+        let mut late = 0;
+        while a.filling() {
+            t += Duration::from_micros(500);
+            a.left_full(t);
+            t += Duration::from_micros(400);
+            a.arrived(t, 1);
+            late += 1;
+            assert!(late < 100, "still on after {late} late rows");
+        }
+        assert!(late > 20, "one late row in a burst does not turn it off: {late}");
+        // And no probe before FILL_PROBE has passed.
+        assert_eq!(a.decide(t, 4, (3, 0), 32, None), Decision::Send(SendReason::Now));
+    }
+
+    #[test]
+    fn a_probe_whose_batch_takes_every_row_leaves_the_mode_off() {
+        let mut a = Adaptive::default();
+        let now = Instant::now() + Duration::from_secs(1);
+        steady(&mut a, now, 64_000);
+        assert!(matches!(a.decide(now, 4, (1, 0), 32, None), Decision::StartWait(_)));
+        let left = now + Duration::from_micros(450);
+        a.left_full(left);
+        a.arrived(left + Duration::from_micros(500), 1);
+        assert!(!a.filling());
+        // A probe that does not fill (rows stop coming) ends after three gaps, sent as it is.
+        let later = now + FILL_PROBE + Duration::from_millis(1);
+        steady(&mut a, later, 64_000);
+        let Decision::StartWait(check) = a.decide(later, 4, (2, 0), 32, None) else { panic!("expected a probe") };
+        assert_eq!(a.decide(check, 4, (2, 0), 32, None), Decision::Send(SendReason::Waited));
+        assert!(!a.filling());
+    }
+
+    #[test]
+    fn it_does_not_wait_to_fill_where_the_batch_would_take_long_or_a_row_is_alone() {
+        let mut a = Adaptive::default();
+        let now = Instant::now() + Duration::from_secs(1);
+        // 5,000 rows/s: 28 rows take 5.6 ms, past FILL_CAP.
+        steady(&mut a, now, 5_000);
+        assert_eq!(a.decide(now, 4, (1, 0), 32, None), Decision::Send(SendReason::Now));
+        // Fast rows, but one queued: it goes at once.
+        steady(&mut a, now + Duration::from_millis(200), 64_000);
+        assert_eq!(a.decide(now + Duration::from_millis(200), 1, (2, 0), 32, None), Decision::Send(SendReason::Now));
     }
 
     #[test]
