@@ -393,13 +393,7 @@ impl Adaptive {
         if queued >= enough || self.since_done >= done.rows {
             return None;
         }
-        let mut until = done.at + done.took.mul_f64(RETURN_SHARE);
-        if let Some(latest) = latest {
-            until = until.min(latest);
-        }
-        if until.saturating_duration_since(now) < MIN_WAIT {
-            return None;
-        }
+        let until = wait_until(now, done.at + done.took.mul_f64(RETURN_SHARE), latest)?;
         self.waiting = Some(Wait { until, gap: until.saturating_duration_since(now), oldest, enough });
         Some(Decision::StartWait(until))
     }
@@ -417,17 +411,14 @@ impl Adaptive {
             return None;
         }
         let rate = self.rate(now, queued);
+        if rate <= 0.0 {
+            return None;
+        }
         let fill = max_batch_size.saturating_sub(queued) as f64 / rate;
-        if rate <= 0.0 || fill > FILL_CAP.as_secs_f64() {
+        if fill > FILL_CAP.as_secs_f64() {
             return None;
         }
-        let mut until = now + Duration::from_secs_f64(2.0 * fill).min(FILL_CAP);
-        if let Some(latest) = latest {
-            until = until.min(latest);
-        }
-        if until.saturating_duration_since(now) < MIN_WAIT {
-            return None;
-        }
+        let until = wait_until(now, now + Duration::from_secs_f64(2.0 * fill).min(FILL_CAP), latest)?;
         let gap = Duration::from_secs_f64(QUIET_GAPS / rate).max(MIN_WAIT);
         self.waiting = Some(Wait { until, gap, oldest, enough: max_batch_size });
         self.fill.waiting = true;
@@ -462,7 +453,8 @@ impl Adaptive {
     }
 
     /// Whether partial batches wait to fill (see [`Fill`]).
-    pub fn filling(&self) -> bool {
+    #[cfg(test)]
+    fn filling(&self) -> bool {
         self.fill.on
     }
 
@@ -471,6 +463,13 @@ impl Adaptive {
     pub fn cost(&self) -> Option<(f64, f64)> {
         self.cost.line()
     }
+}
+
+/// The end of a wait meant to last until `until`, brought forward to `latest` (the rows'
+/// deadlines); `None` if what is left of it is shorter than [`MIN_WAIT`].
+fn wait_until(now: Instant, until: Instant, latest: Option<Instant>) -> Option<Instant> {
+    let until = latest.map_or(until, |latest| until.min(latest));
+    (until.saturating_duration_since(now) >= MIN_WAIT).then_some(until)
 }
 
 /// A least-squares line through (batch size, seconds), each point weighted
