@@ -21,8 +21,9 @@
 //!
 //! The longer commands have a file each: `replay`, `capture` and `serve` (their flags, a
 //! clap `Args` struct, and their handler); `cluster` holds the cluster flags they share;
-//! `signals` stops a server cleanly.
+//! `signals` stops a server cleanly; `allocator` hands the memory a reload freed back.
 
+pub mod allocator;
 pub mod capture;
 pub mod cluster;
 pub mod reload;

@@ -354,8 +354,14 @@ async fn retire(retired: Vec<(Arc<Revision>, Option<Shutdown>)>, blocking: Block
             feeds.request();
         }
         if let Some(engine) = revision.into_engine() {
-            // Stopping an engine joins its threads: off the async threads.
-            let _ = blocking.run(move || drop(engine)).await;
+            // Stopping an engine joins its threads: off the async threads. What they
+            // freed goes back to the operating system at once.
+            let _ = blocking
+                .run(move || {
+                    drop(engine);
+                    super::allocator::release_freed();
+                })
+                .await;
         }
     }
 }
