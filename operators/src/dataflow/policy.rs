@@ -144,12 +144,8 @@ const RETURN_SHARE: f64 = 0.1;
 /// within this, and waits at most this long.
 const FILL_CAP: Duration = Duration::from_millis(2);
 
-/// While fill mode is off, it is tried again (a probe) at most this often...
+/// While fill mode is off, it is tried again (a probe) at most this often.
 const FILL_PROBE: Duration = Duration::from_millis(100);
-
-/// ...and after each probe that failed in a row, half as often, down to once per
-/// `FILL_PROBE` × 2^this (1.6 s).
-const FILL_PROBE_BACKOFF: u32 = 4;
 
 /// After a full batch left, the next row is late (the batch took every row in
 /// circulation) if it comes more than this many mean gaps between arrivals later.
@@ -221,11 +217,6 @@ pub struct Adaptive {
 /// connections, where the mode pays, against 86% at diamond's 64, where one batch holds
 /// every row. A wait that ends unfilled while the mode is on is not counted either way
 /// (counted as a stall, it held the share near one half at digits and the mode flipped).
-///
-/// A probe fails when it ends unfilled or its full batch is followed by a stall. Where
-/// probes keep failing (fewer rows circulate than a batch holds: digits at 16
-/// connections), each failure in a row doubles the time to the next probe, up to
-/// [`FILL_PROBE_BACKOFF`] doublings; a probe that turns the mode on resets it.
 #[derive(Debug, Default)]
 struct Fill {
     on: bool,
@@ -233,26 +224,10 @@ struct Fill {
     stalls: f64,
     /// While off: no probe before then.
     next_probe: Option<Instant>,
-    /// Probes that failed in a row since the mode was last on.
-    failed_probes: u32,
     /// The wait in progress is a fill wait.
     waiting: bool,
     /// A full batch left then, from a fill wait or in fill mode: the next arrival is timed.
     full_left: Option<Instant>,
-}
-
-impl Fill {
-    /// The time between probes after the failures so far.
-    fn probe_interval(&self) -> Duration {
-        FILL_PROBE * (1 << self.failed_probes.min(FILL_PROBE_BACKOFF))
-    }
-
-    /// A probe failed at `now`: the next one waits longer.
-    fn probe_failed(&mut self, now: Instant) {
-        self.failed_probes = self.failed_probes.saturating_add(1);
-        let next = now + self.probe_interval();
-        self.next_probe = Some(self.next_probe.map_or(next, |at| at.max(next)));
-    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -352,11 +327,10 @@ impl Adaptive {
                 let quiet_from = self.last_arrival.map_or(now, |a| a + wait.gap);
                 return if now >= wait.until || now >= quiet_from || queued >= wait.enough {
                     self.waiting = None;
-                    // A fill wait that ended short of a full batch: a probe's fails; in
-                    // fill mode it is not evidence either way.
-                    if std::mem::take(&mut self.fill.waiting) && !self.fill.on {
-                        self.fill.probe_failed(now);
-                    }
+                    // A fill wait that ended short of a full batch: a probe's ends the try
+                    // (the next comes after FILL_PROBE); in fill mode it is not evidence
+                    // either way.
+                    self.fill.waiting = false;
                     Decision::Send(SendReason::Waited)
                 } else {
                     Decision::WaitUntil(wait.until.min(quiet_from))
@@ -450,7 +424,7 @@ impl Adaptive {
         self.fill.waiting = true;
         if !self.fill.on {
             // The probe: the next one no sooner than this, whatever this one shows.
-            self.fill.next_probe = Some(now + self.fill.probe_interval());
+            self.fill.next_probe = Some(now + FILL_PROBE);
         }
         Some(Decision::StartWait(until.min(now + gap)))
     }
@@ -472,12 +446,9 @@ impl Adaptive {
                 fill.on = false;
                 fill.next_probe = Some(now + FILL_PROBE);
             }
-        } else if stalled {
-            fill.probe_failed(now);
-        } else {
+        } else if !stalled {
             fill.on = true;
             fill.stalls = 0.0;
-            fill.failed_probes = 0;
         }
     }
 
@@ -485,12 +456,6 @@ impl Adaptive {
     #[cfg(test)]
     fn filling(&self) -> bool {
         self.fill.on
-    }
-
-    /// When the next probe may start, while fill mode is off.
-    #[cfg(test)]
-    fn next_probe(&self) -> Option<Instant> {
-        self.fill.next_probe
     }
 
     /// The fitted cost line `(α, β)` in seconds, if the batches so far vary enough in
@@ -717,51 +682,12 @@ mod tests {
         a.left_full(left);
         a.arrived(left + Duration::from_micros(500), 1);
         assert!(!a.filling());
-        // A failed probe: the next one comes after twice FILL_PROBE.
-        let later = a.next_probe().expect("a next probe");
-        assert_eq!(later, left + Duration::from_micros(500) + 2 * FILL_PROBE);
         // A probe that does not fill (rows stop coming) ends after three gaps, sent as it is.
+        let later = now + FILL_PROBE + Duration::from_millis(1);
         steady(&mut a, later, 64_000);
         let Decision::StartWait(check) = a.decide(later, 4, (2, 0), 32, None) else { panic!("expected a probe") };
         assert_eq!(a.decide(check, 4, (2, 0), 32, None), Decision::Send(SendReason::Waited));
         assert!(!a.filling());
-    }
-
-    #[test]
-    fn probes_that_keep_failing_come_ever_less_often_and_one_that_turns_the_mode_on_resets_them() {
-        let mut a = Adaptive::default();
-        let mut now = Instant::now() + Duration::from_secs(1);
-        let mut intervals = Vec::new();
-        for key in 0..7 {
-            // Rows come fast, but fewer circulate than a batch holds: the probe ends unfilled.
-            steady(&mut a, now, 64_000);
-            let Decision::StartWait(check) = a.decide(now, 4, (key, 0), 32, None) else { panic!("expected a probe") };
-            assert_eq!(a.decide(check, 4, (key, 0), 32, None), Decision::Send(SendReason::Waited));
-            let next = a.next_probe().expect("the next probe is due later");
-            intervals.push((next - check).as_millis());
-            // No probe before then.
-            steady(&mut a, next - Duration::from_millis(1), 64_000);
-            let early = next - Duration::from_millis(1);
-            assert_eq!(a.decide(early, 4, (100 + key, 0), 32, None), Decision::Send(SendReason::Now));
-            now = next;
-        }
-        assert_eq!(intervals, [200, 400, 800, 1600, 1600, 1600, 1600]);
-        // A probe whose full batch is followed in time by the next row: on, and reset.
-        steady(&mut a, now, 64_000);
-        assert!(matches!(a.decide(now, 4, (50, 0), 32, None), Decision::StartWait(_)));
-        let left = now + Duration::from_micros(450);
-        a.left_full(left);
-        a.arrived(left + Duration::from_micros(20), 1);
-        assert!(a.filling());
-        // Off again (every full batch followed by a stall): probes every FILL_PROBE again.
-        let mut t = left + Duration::from_micros(20);
-        while a.filling() {
-            t += Duration::from_micros(500);
-            a.left_full(t);
-            t += Duration::from_micros(400);
-            a.arrived(t, 1);
-        }
-        assert_eq!(a.next_probe(), Some(t + FILL_PROBE));
     }
 
     #[test]
