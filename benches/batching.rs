@@ -5,7 +5,7 @@
 //! (MiniLM: a forward pass of milliseconds).
 //!
 //! Per graph, the five servers run side by side (each `weir serve`'s router on its own
-//! two-thread runtime, one timely worker, the plan as bundled but for `max_wait_ms`), and
+//! runtime, as `weir serve` starts it by default, one timely worker, the plan as bundled but for `max_wait_ms`), and
 //! at each connection count they take turns in rounds (`benches/support/load.rs`), so
 //! the machine's drift hits them alike. For each point the table gives the adaptive
 //! policy's throughput and p99 against the best fixed setting at that point (the one with

@@ -9,9 +9,11 @@
 //! per request of this whole process (client and server threads, from `/proc/self/stat`),
 //! which the machine's noise moves less than the request rate.
 //!
-//! Client and servers run in this one process: each server on its own two-thread tokio
-//! runtime (the weir engine adds its timely worker and one replica thread per model
-//! node), the load generator on a one-thread tokio runtime (the main thread). They all
+//! Client and servers run in this one process: each server on its own tokio runtime
+//! (weir's as `weir serve` starts it by default: the threads its one timely worker leaves
+//! of the cores, one on the reference machine; the engine adds its timely worker and one
+//! replica thread per model node; the plain handler's of one thread per core, as
+//! `#[tokio::main]` starts it), the load generator on a one-thread tokio runtime (the main thread). They all
 //! share the machine's cores (two on the reference machine), so absolute numbers are
 //! lower than with a separate load machine; the ratios compare servers that pay the
 //! same client costs.
@@ -33,6 +35,11 @@
 //!    `digits-onnx.yaml` (scikit-learn's MLP through ONNX) and `phishing-xgboost.yaml`
 //!    (XGBoost), as shipped (adaptive batching, the default) against the same graphs at
 //!    `max_wait_ms` 2, at 1, 16 and 64 connections.
+//! 4. **HTTP threads** (`threads`): `weir serve`'s default HTTP runtime
+//!    (`weir_connectors::http::default_threads`: the cores its one timely worker leaves)
+//!    against one thread per core (tokio's default, and `weir serve`'s until 2026-12-05),
+//!    for digits and diamond as bundled, at 1, 16 and 64 connections: sixteen rounds of
+//!    one second, the medians of the per-round ratios of throughput and of p99.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 #[path = "support/load.rs"]
@@ -54,7 +61,7 @@ use weir_engine::{load_plan, Plan};
 
 /// The plain handler's server: `POST /graphs/diamond` answers `y = a + 2b + c` itself.
 fn plain() -> Server {
-    Server::start(Router::new().route("/graphs/diamond", post(plain_diamond)), None)
+    Server::plain(Router::new().route("/graphs/diamond", post(plain_diamond)))
 }
 
 /// Decodes the JSON body as weir's handler does (to a `serde_json::Value`: this package
@@ -210,6 +217,49 @@ fn zoo_http(
     }
 }
 
+/// `weir serve`'s default HTTP threads against one per core (experiment 4).
+fn threads(client: &tokio::runtime::Runtime, quick: bool) {
+    let (default, cores) = (weir_connectors::http::default_threads(1), weir_engine::cores());
+    let set = digits(Split::Test).expect("digits");
+    let json = |v: JsonValue| Bytes::from(serde_json::to_vec(&v).expect("JSON"));
+    let graphs: [(&str, &'static str, Vec<Bytes>); 2] = [
+        ("digits", "/graphs/digits", set.iter().map(|d| json(json!({ "pixels": d.pixels }))).collect()),
+        ("diamond", "/graphs/diamond", (0..64).map(|i| json(json!({"a": i, "b": 2, "c": 3}))).collect()),
+    ];
+    let rounds = if quick { 2 } else { 16 };
+    let duration = Duration::from_millis(if quick { 300 } else { 1000 });
+    for (graph, route, bodies) in graphs {
+        let file = weir::datasets::graphs_dir().join(format!("{graph}.yaml"));
+        let servers = [default, cores].map(|t| Server::weir_on(load_plan(&file).expect("bundled graph"), t));
+        let bodies = Arc::new(bodies);
+        sanity(client, &[&servers[0], &servers[1]], route, &bodies[0], |v| assert!(v.is_object(), "{v}"));
+        for conns in [1, 16, 64] {
+            let (by_round, _) =
+                load::alternate_rounds(client, &[&servers[0], &servers[1]], route, &bodies, conns, rounds, duration);
+            let p99 = |l: &load::Load| {
+                let mut latencies = l.latencies.clone();
+                latencies.sort_unstable();
+                percentile(&latencies, 0.99).as_secs_f64()
+            };
+            let ratios: Vec<f64> = by_round.iter().map(|r| r[0].rate() / r[1].rate()).collect();
+            let p99_ratios: Vec<f64> = by_round.iter().map(|r| p99(&r[0]) / p99(&r[1])).collect();
+            let (lo, hi) = range(&ratios);
+            let mut pooled = load::pooled(by_round.into_iter());
+            println!(
+                "| HTTP threads | {graph}, {conns} conn, {cores} threads (one per core; baseline) | {} | 1.00 |",
+                pooled[1].summary()
+            );
+            println!(
+                "| HTTP threads | {graph}, {conns} conn, {default} (the default) | {} | {:.2}x throughput (median of \
+                 {rounds} rounds; range {lo:.2} to {hi:.2}), {:.2}x p99 |",
+                pooled[0].summary(),
+                median(ratios),
+                median(p99_ratios)
+            );
+        }
+    }
+}
+
 /// The allocator the `weir` binary uses.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -225,6 +275,9 @@ fn main() {
     }
     if run("digits") {
         digits_http(&client, quick);
+    }
+    if run("threads") {
+        threads(&client, quick);
     }
     if run("zoo") {
         let json = |v: serde_json::Value| Bytes::from(serde_json::to_vec(&v).expect("JSON"));

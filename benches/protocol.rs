@@ -6,7 +6,7 @@
 //! rows/s to own JSON's.
 //!
 //! One weir server (`graphs/digits.yaml` as bundled, one timely worker, in this process
-//! on its own two-thread runtime, as `benches/http.rs` has it) is called four ways with
+//! on its own runtime, as `benches/http.rs` has it) is called four ways with
 //! the same held-out digits:
 //!
 //! - **own JSON**: `POST /graphs/digits`, an object (1 row) or an array of objects (64);

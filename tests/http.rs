@@ -619,3 +619,45 @@ fn weir_serve_answers_the_readme_requests_and_exits_0_on_sigterm() {
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(rest.iter().any(|l| l.contains("weir: stopped")), "{rest:?}");
 }
+
+/// The threads of process `pid` whose name starts with `prefix`.
+fn threads_named(pid: u32, prefix: &str) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter(|t| {
+            let comm = std::fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap_or_default();
+            comm.starts_with(prefix)
+        })
+        .count()
+}
+
+#[test]
+fn weir_serve_runs_http_on_the_threads_the_workers_leave_or_those_it_is_given() {
+    use std::io::{BufRead, BufReader};
+    let cores = weir_engine::cores();
+    for (flags, expected) in [(vec![], cores.saturating_sub(1).max(1)), (vec!["--http-threads", "3"], 3)] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["serve", "graphs/diamond.yaml", "--port", "0"])
+            .args(&flags)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        while !lines.next().expect("weir serve prints its address").unwrap().starts_with("weir: listening on") {}
+        // tokio spawns its threads with the runtime, before the listener binds, and each
+        // names itself once it runs: wait for the names, then check the count holds.
+        let t = Instant::now();
+        while threads_named(child.id(), "weir-http") < expected && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let threads = threads_named(child.id(), "weir-http");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(threads, expected, "{flags:?}");
+    }
+    let out = common::weir_cli(&["serve", "graphs/diamond.yaml", "--port", "0", "--http-threads", "0"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(common::text(&out.stderr).contains("--http-threads must be at least 1"), "{}", common::text(&out.stderr));
+}

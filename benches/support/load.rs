@@ -29,7 +29,7 @@ use weir_engine::{Engine, EngineConfig, Plan};
 use weir_operators::stats::BatchStatsSnapshot;
 use weir_operators::Shutdown;
 
-/// A server on its own two-thread runtime; for weir, the engine behind it.
+/// A server on its own multi-thread runtime; for weir, the engine behind it.
 pub struct Server {
     /// Declared first: dropped (connections closed) before the engine stops.
     _runtime: tokio::runtime::Runtime,
@@ -38,9 +38,10 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(router: Router, engine: Option<Engine>) -> Server {
+    /// Serves `router` on a runtime of `threads` threads.
+    pub fn start(router: Router, engine: Option<Engine>, threads: usize) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
+            .worker_threads(threads)
             .thread_name("bench-server")
             .enable_all()
             .build()
@@ -57,11 +58,23 @@ impl Server {
         Server { _runtime: runtime, addr, engine }
     }
 
-    /// Serves `plan` with one timely worker, as `weir serve` does.
+    /// Serves `plan` as `weir serve` does by default: one timely worker, and the HTTP
+    /// runtime's threads it leaves ([`http::default_threads`]).
     pub fn weir(plan: Plan) -> Server {
+        Server::weir_on(plan, http::default_threads(1))
+    }
+
+    /// As [`Server::weir`], with the HTTP runtime on `threads` threads.
+    pub fn weir_on(plan: Plan, threads: usize) -> Server {
         let engine = Engine::start(vec![plan], EngineConfig { workers: 1, ..EngineConfig::default() }).expect("engine");
         let state = AppState::new(engine.graphs(), ServerConfig::default(), Shutdown::new());
-        Server::start(http::router(state), Some(engine))
+        Server::start(http::router(state), Some(engine), threads)
+    }
+
+    /// Serves a plain handler's `router` on a runtime of one thread per core (what
+    /// `#[tokio::main]` starts).
+    pub fn plain(router: Router) -> Server {
+        Server::start(router, None, weir_engine::cores())
     }
 
     /// Batch statistics of the model nodes (none for the plain handler).

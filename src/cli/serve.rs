@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// Timely worker threads (per process, in a cluster).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Threads of the HTTP runtime (requests' JSON, the Kafka loops): by default the
+    /// cores the timely workers leave, at least one (see
+    /// `weir_connectors::http::default_threads`).
+    #[arg(long)]
+    pub http_threads: Option<usize>,
     /// The cluster this process is one of, if any (see `weir_engine::cluster`).
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -114,6 +119,7 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, signals: ServerSignals) -> Exit
         admin_port,
         admin_host,
         workers,
+        http_threads,
         cluster,
         idle_spin_us,
         max_in_flight,
@@ -194,7 +200,12 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, signals: ServerSignals) -> Exit
         return stopped_starting("starting the engine and loading its tables");
     }
     let config = ServerConfig { body_limit, default_timeout: timeout_ms.map(Duration::from_millis) };
-    let listen = Listen { host: &host, port, grpc_port, admin: admin_port.map(|p| (admin_host.as_str(), p)) };
+    let threads = match http_threads {
+        Some(0) => return fail(1, &"--http-threads must be at least 1"),
+        Some(n) => n,
+        None => weir_connectors::http::default_threads(workers),
+    };
+    let listen = Listen { host: &host, port, grpc_port, admin: admin_port.map(|p| (admin_host.as_str(), p)), threads };
     let reloads = Reloads {
         files: graphs.into_iter().zip(fingerprints).collect(),
         kernels: kernels.clone(),
@@ -257,6 +268,8 @@ struct Listen<'a> {
     grpc_port: Option<u16>,
     /// The admin listener's host and port, if any.
     admin: Option<(&'a str, u16)>,
+    /// The HTTP runtime's threads.
+    threads: usize,
 }
 
 /// What reloads need: the graph files with the fingerprints they were loaded with, and
@@ -286,7 +299,7 @@ enum Owner<'a> {
 fn run(
     owner: Owner<'_>,
     tables: Vec<TableFeed>,
-    Listen { host, port, grpc_port, admin }: Listen,
+    Listen { host, port, grpc_port, admin, threads }: Listen,
     config: ServerConfig,
     reloads: Reloads,
     grace: Duration,
@@ -294,6 +307,7 @@ fn run(
 ) -> anyhow::Result<()> {
     use anyhow::Context;
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
         .enable_all()
         .thread_name("weir-http")
         .build()
