@@ -219,7 +219,7 @@ fn zoo_http(
 
 /// `weir serve`'s default HTTP threads against one per core (experiment 4).
 fn threads(client: &tokio::runtime::Runtime, quick: bool) {
-    let (default, cores) = (weir_connectors::http::default_threads(1), weir_engine::cores());
+    let (default, cores) = (weir_connectors::http::default_threads(1, false), weir_engine::cores());
     let set = digits(Split::Test).expect("digits");
     let json = |v: JsonValue| Bytes::from(serde_json::to_vec(&v).expect("JSON"));
     let graphs: [(&str, &'static str, Vec<Bytes>); 2] = [

@@ -15,7 +15,8 @@
 //!   `{"a":i,"b":1,"c":0.5}` with key `k{i}`; its answer `{"y":i+2.5}` (checked for every
 //!   message) with the same key.
 //! - **pass-through** (the baseline): a plain at-least-once rdkafka app in this process,
-//!   on its own multi-thread tokio runtime (one thread per core, like `weir serve`'s). It
+//!   on its own multi-thread tokio runtime (one thread per core; `weir serve` consuming
+//!   Kafka has the cores its timely worker leaves plus one: as many on a 2-core machine). It
 //!   is written as rdkafka's documentation shows (a `FutureProducer` future awaited per
 //!   message; weir instead takes acknowledgements in its producer's context, see
 //!   `connectors/src/kafka/answer.rs`), with weir's client settings: a

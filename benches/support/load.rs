@@ -61,7 +61,7 @@ impl Server {
     /// Serves `plan` as `weir serve` does by default: one timely worker, and the HTTP
     /// runtime's threads it leaves ([`http::default_threads`]).
     pub fn weir(plan: Plan) -> Server {
-        Server::weir_on(plan, http::default_threads(1))
+        Server::weir_on(plan, http::default_threads(1, false))
     }
 
     /// As [`Server::weir`], with the HTTP runtime on `threads` threads.

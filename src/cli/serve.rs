@@ -51,8 +51,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
     /// Threads of the HTTP runtime (requests' JSON, the Kafka loops): by default the
-    /// cores the timely workers leave, at least one (see
-    /// `weir_connectors::http::default_threads`).
+    /// cores the timely workers leave, at least one, and one more for a server that
+    /// consumes Kafka (see `weir_connectors::http::default_threads`).
     #[arg(long)]
     pub http_threads: Option<usize>,
     /// The cluster this process is one of, if any (see `weir_engine::cluster`).
@@ -180,6 +180,7 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, signals: ServerSignals) -> Exit
     if stop.is_requested() {
         return stopped_starting("loading the graphs");
     }
+    let consumes_kafka = plans.iter().any(|p| p.kafka.is_some());
     let engine_config = EngineConfig {
         workers,
         idle_spin: Duration::from_micros(idle_spin_us),
@@ -203,7 +204,7 @@ pub fn serve(args: ServeArgs, kernels: &Kernels, signals: ServerSignals) -> Exit
     let threads = match http_threads {
         Some(0) => return fail(1, &"--http-threads must be at least 1"),
         Some(n) => n,
-        None => weir_connectors::http::default_threads(workers),
+        None => weir_connectors::http::default_threads(workers, consumes_kafka),
     };
     let listen = Listen { host: &host, port, grpc_port, admin: admin_port.map(|p| (admin_host.as_str(), p)), threads };
     let reloads = Reloads {

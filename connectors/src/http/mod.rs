@@ -143,15 +143,18 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The HTTP runtime's threads `weir serve` starts by default beside `workers` timely
-/// workers: the cores they leave, at least one. The workers run the dataflow (and
-/// compute cheap models themselves), so a thread more than the cores would have them
-/// and the HTTP threads take turns on a core: on a 2-core machine, one HTTP thread
-/// served digits at 1.2x the requests per second of two at 1 connection and 1.1x at 64,
-/// and made the throughput of 16 connections vary far less from one run to the next
-/// (BENCHMARKS.md, "HTTP threads").
-pub fn default_threads(workers: usize) -> usize {
-    weir_engine::cores().saturating_sub(workers).max(1)
+/// The threads of the runtime `weir serve` starts by default beside `workers` timely
+/// workers: the cores they leave, at least one, and one more when it consumes Kafka
+/// (`kafka`). The workers run the dataflow (and compute cheap models themselves), so a
+/// thread more than the cores would have them and the HTTP threads take turns on a core:
+/// on a 2-core machine, one HTTP thread served digits at 1.2x the requests per second of
+/// two at 1 connection and 1.1x at 64, and made the throughput of 16 connections vary
+/// far less from one run to the next (BENCHMARKS.md, "HTTP threads"). A Kafka loop is a
+/// pipeline of its own on that runtime (receive, decode, submit, while its answers are
+/// produced): on one thread with the HTTP server, its throughput against a plain
+/// consume-and-produce app ranged down to 0.74 across rounds, against 0.94 on two.
+pub fn default_threads(workers: usize, kafka: bool) -> usize {
+    weir_engine::cores().saturating_sub(workers).max(1) + usize::from(kafka)
 }
 
 /// Serves `state`'s router on `listener` until its shutdown is requested; then stops
