@@ -5,8 +5,8 @@
 //! (MiniLM: a forward pass of milliseconds).
 //!
 //! Per graph, the five servers run side by side (each `weir serve`'s router on its own
-//! runtime, as `weir serve` starts it by default, one timely worker, the plan as bundled but for `max_wait_ms`), and
-//! at each connection count they take turns in rounds (`benches/support/load.rs`), so
+//! runtime, as `weir serve` starts it by default, one timely worker, the plan as bundled
+//! but for `max_wait_ms`), and at each connection count they take turns in rounds (`benches/support/load.rs`), so
 //! the machine's drift hits them alike. For each point the table gives the adaptive
 //! policy's throughput and p99 against the best fixed setting at that point (the one with
 //! the highest throughput in the even rounds), compared in the odd rounds: the medians
@@ -34,7 +34,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use load::{alternate_rounds, policy_label as label, pooled, sanity, with_policy, Load, Server};
 use serde_json::{json, Value as JsonValue};
-use weir::bench::{median, percentile};
+use weir::bench::median;
 use weir::datasets::{digits, Split};
 use weir_engine::load_plan;
 
@@ -70,10 +70,7 @@ fn sweep(
         let figures_of = |rounds: Vec<Vec<Load>>| -> Vec<(f64, f64)> {
             pooled(rounds.into_iter())
                 .into_iter()
-                .map(|mut l| {
-                    l.latencies.sort_unstable();
-                    (l.rate(), percentile(&l.latencies, 0.99).as_secs_f64() * 1e3)
-                })
+                .map(|mut l| (l.rate(), l.percentile(0.99).as_secs_f64() * 1e3))
                 .collect()
         };
         let half = |parity: usize| by_round.iter().skip(parity).step_by(2).cloned().collect::<Vec<_>>();

@@ -13,7 +13,8 @@
 //! (weir's as `weir serve` starts it by default: the threads its one timely worker leaves
 //! of the cores, one on the reference machine; the engine adds its timely worker and one
 //! replica thread per model node; the plain handler's of one thread per core, as
-//! `#[tokio::main]` starts it), the load generator on a one-thread tokio runtime (the main thread). They all
+//! `#[tokio::main]` starts it), the load generator on a one-thread tokio runtime (the
+//! main thread). They all
 //! share the machine's cores (two on the reference machine), so absolute numbers are
 //! lower than with a separate load machine; the ratios compare servers that pay the
 //! same client costs.
@@ -234,15 +235,13 @@ fn threads(client: &tokio::runtime::Runtime, quick: bool) {
         let bodies = Arc::new(bodies);
         sanity(client, &[&servers[0], &servers[1]], route, &bodies[0], |v| assert!(v.is_object(), "{v}"));
         for conns in [1, 16, 64] {
-            let (by_round, _) =
+            let (mut by_round, _) =
                 load::alternate_rounds(client, &[&servers[0], &servers[1]], route, &bodies, conns, rounds, duration);
-            let p99 = |l: &load::Load| {
-                let mut latencies = l.latencies.clone();
-                latencies.sort_unstable();
-                percentile(&latencies, 0.99).as_secs_f64()
-            };
             let ratios: Vec<f64> = by_round.iter().map(|r| r[0].rate() / r[1].rate()).collect();
-            let p99_ratios: Vec<f64> = by_round.iter().map(|r| p99(&r[0]) / p99(&r[1])).collect();
+            let p99_ratios: Vec<f64> = by_round
+                .iter_mut()
+                .map(|r| r[0].percentile(0.99).as_secs_f64() / r[1].percentile(0.99).as_secs_f64())
+                .collect();
             let (lo, hi) = range(&ratios);
             let mut pooled = load::pooled(by_round.into_iter());
             println!(

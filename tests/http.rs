@@ -634,8 +634,7 @@ fn threads_named(pid: u32, prefix: &str) -> usize {
 #[test]
 fn weir_serve_runs_http_on_the_threads_the_workers_leave_or_those_it_is_given() {
     use std::io::{BufRead, BufReader};
-    let cores = weir_engine::cores();
-    for (flags, expected) in [(vec![], cores.saturating_sub(1).max(1)), (vec!["--http-threads", "3"], 3)] {
+    for (flags, expected) in [(vec![], http::default_threads(1, false)), (vec!["--http-threads", "3"], 3)] {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir"))
             .args(["serve", "graphs/diamond.yaml", "--port", "0"])
             .args(&flags)

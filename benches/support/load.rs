@@ -115,11 +115,17 @@ impl Load {
         self.latencies.extend(other.latencies);
     }
 
+    /// The latency at percentile `p` (0 to 1); sorts the latencies.
+    pub fn percentile(&mut self, p: f64) -> Duration {
+        self.latencies.sort_unstable();
+        percentile(&self.latencies, p)
+    }
+
     /// Throughput and latency percentiles, for the result column.
     pub fn summary(&mut self) -> String {
-        self.latencies.sort_unstable();
-        let ms = |p: f64| percentile(&self.latencies, p).as_secs_f64() * 1e3;
-        format!("{:.0} req/s; p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms", self.rate(), ms(0.5), ms(0.99), ms(0.999))
+        let rate = self.rate();
+        let mut ms = |p: f64| self.percentile(p).as_secs_f64() * 1e3;
+        format!("{rate:.0} req/s; p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms", ms(0.5), ms(0.99), ms(0.999))
     }
 }
 

@@ -262,7 +262,7 @@ fn stopped_starting(stage: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Where the server listens.
+/// Where the server listens, and on how many threads.
 struct Listen<'a> {
     host: &'a str,
     port: u16,
