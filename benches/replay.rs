@@ -14,7 +14,14 @@
 //!   the whole graph (standardize, both models on their replica threads, the ensemble
 //!   mean, argmax), encoding and writing the output Arrow file.
 //!
-//! Rounds alternate the three; ratios are medians of per-round ratios. Then peak RSS of
+//! - **The files alone** (no graph, one thread): what the replay does beside the graph,
+//!   with weir's own functions: reading the Arrow file, decoding each block of 1024 rows
+//!   into columns, encoding an answer of the graph's output types per block (fillers in
+//!   place of the models' numbers) and writing the output file. Its CPU per row against
+//!   the raw passes' on two threads bounds what any replay of these files can reach
+//!   against that baseline: both cores have to do both.
+//!
+//! Rounds alternate them; ratios are medians of per-round ratios. Then peak RSS of
 //! the `weir` binary replaying the 1x file and a 10x file.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
@@ -26,11 +33,11 @@ use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 use weir::bench::{median, range};
 use weir::datasets::{digits, graphs_dir, Split};
-use weir_connectors::replay::{self, ReplayOptions};
+use weir_connectors::replay::{self, files, sink::Sink, FileFormat, InputFile, ReplayOptions};
 use weir_engine::{load_plan, Engine, EngineConfig};
 use weir_operators::kernel::model::{Activation, Arch, DenseModel};
 use weir_operators::kernel::BatchKernel;
-use weir_operators::Column;
+use weir_operators::{Chunk, Column};
 
 /// The allocator the `weir` binary uses.
 #[global_allocator]
@@ -111,6 +118,47 @@ impl Raw {
     }
 }
 
+/// The replay's work beside the graph, on this thread: read `input`, decode it by
+/// blocks of 1024 rows as the graph's inputs, encode an answer per block (fillers of the
+/// graph's output types) and write it to `output`. Returns rows/s, and the seconds spent
+/// reading, decoding, encoding and writing.
+fn files_alone(graph: &weir_engine::GraphHandle, input: &InputFile, output: &std::path::Path) -> (f64, [f64; 4]) {
+    let outputs = &graph.schema().outputs;
+    let mut spent = [0.0f64; 4];
+    let mut lap = |phase: usize, since: &mut Instant| {
+        let now = Instant::now();
+        spent[phase] += (now - *since).as_secs_f64();
+        *since = now;
+    };
+    let start = Instant::now();
+    let mut since = start;
+    let mut sink = None;
+    let mut rows = 0u64;
+    for batch in files::open(input, 1024).expect("open") {
+        let batch = batch.expect("batch");
+        lap(0, &mut since);
+        for offset in (0..batch.num_rows()).step_by(1024) {
+            let slice = batch.slice(offset, 1024.min(batch.num_rows() - offset));
+            let decoded = weir_connectors::arrow::decode_columns(&graph.schema().inputs, &slice, rows).expect("decode");
+            std::hint::black_box(&decoded.columns);
+            lap(1, &mut since);
+            let n = slice.num_rows();
+            let answers = Chunk::new(0, vec![0; n], outputs.iter().map(|f| Column::filler(&f.ty, n)).collect());
+            let (fields, columns) = weir_connectors::arrow::chunk_columns(outputs, answers).expect("encode");
+            let batch = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).expect("batch");
+            lap(2, &mut since);
+            let sink =
+                sink.get_or_insert_with(|| Sink::create(output, FileFormat::ArrowFile, &batch.schema()).expect("sink"));
+            sink.write(&batch).expect("write");
+            rows += n as u64;
+            lap(3, &mut since);
+        }
+    }
+    sink.expect("rows").finish().expect("finish");
+    lap(3, &mut since);
+    (rows as f64 / start.elapsed().as_secs_f64(), spent)
+}
+
 fn main() {
     let args = weir::bench::BenchArgs::start();
     let rows = if args.quick { 20_000 } else { 100_000 };
@@ -143,6 +191,8 @@ fn main() {
 
     let (mut one, mut two, mut weir_rates, mut vs_one, mut vs_two) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut wide_rates, mut wide_vs_two) = (vec![], vec![]);
+    // The files alone: their CPU per row as a share of the raw passes' on two threads.
+    let (mut io_rates, mut io_share, mut io_spent) = (vec![], vec![], [0.0f64; 4]);
     // Time the replicas spent in forward passes during the replays, against the raw
     // passes over the same rows: what running inside the graph adds to the models.
     let (mut replay_forward_s, mut raw_s) = (0.0f64, 0.0f64);
@@ -168,6 +218,10 @@ fn main() {
         let summary = replay::replay(&wide.graphs()[0], &inputs, &options).expect("replay");
         let rw_wide = rows as f64 / t.elapsed().as_secs_f64();
         assert_eq!((summary.rows, summary.errors), (rows as u64, 0));
+        let (io, spent) = files_alone(graph, &inputs[0], &dir.path().join("io.arrow"));
+        io_spent.iter_mut().zip(spent).for_each(|(total, s)| *total += s);
+        io_rates.push(io);
+        io_share.push((1.0 / io) / (2.0 / r2));
         wide_rates.push(rw_wide);
         wide_vs_two.push(rw_wide / r2);
         one.push(r1);
@@ -199,6 +253,16 @@ fn main() {
          (range {lo:.2} to {hi:.2}); target ≥ 0.85: {} |",
         median(wide_rates),
         if ratio >= 0.85 { "met" } else { "missed" }
+    );
+    let share = median(io_share);
+    let io_total: f64 = io_spent.iter().sum();
+    let [read, decode, encode, write] = io_spent.map(|s| 100.0 * s / io_total);
+    println!(
+        "| replay | the files alone: read, decode by 1024 rows, encode answers of the output types, write; no graph, 1 thread \
+         (read {read:.0}%, decode {decode:.0}%, encode {encode:.0}%, write {write:.0}%) | {:.0} rows/s (median) | \
+         CPU per row {share:.2} of the raw passes' on 2 threads: at most {:.2} of raw 2 threads for any replay doing both on these cores |",
+        median(io_rates),
+        1.0 / (1.0 + share)
     );
     println!(
         "| replay | the replicas' forward passes during the replays, against the raw passes over the same rows | {replay_forward_s:.2} s vs {raw_s:.2} s | {:.2}x |",

@@ -350,6 +350,35 @@ fn a_directory_replays_its_files_in_name_order() {
     assert_eq!(ids, (0..150).collect::<Vec<i64>>());
 }
 
+#[test]
+fn replaying_again_replaces_the_last_output_whole_and_writes_through_a_symlink() {
+    let dir = tempfile::tempdir().unwrap();
+    let (big, small) = (dir.path().join("big.arrow"), dir.path().join("small.arrow"));
+    write_arrow(&big, &[digits_batch(0, 3000)]);
+    write_arrow(&small, &[digits_batch(5000, 700)]);
+    let output = dir.path().join("out.arrow");
+    let replay = |input: &Path, output: &Path| {
+        weir_replay(&["graphs/digits.yaml", "--input", s(input), "--output", s(output), "--keep", "id", "--quiet"])
+    };
+    replay(&big, &output);
+    // The second replay's output is shorter: nothing of the first may remain.
+    assert!(replay(&small, &output).contains("700 rows, 0 errors"));
+    let ids: Vec<i64> = read(&output).column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
+    assert_eq!(ids, (5000..5700).collect::<Vec<i64>>());
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    // The replaced outputs were moved aside and deleted before the replay ended.
+    assert_eq!(names, ["big.arrow", "out.arrow", "out.errors.arrow", "small.arrow"]);
+
+    // An output path that is a symbolic link is written through, and stays a link.
+    let link = dir.path().join("link.arrow");
+    std::os::unix::fs::symlink(&output, &link).unwrap();
+    replay(&big, &link);
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(read(&output).num_rows(), 3000);
+}
+
 /// `batch` with its column `name` cast to `to` (arrow's cast kernels).
 fn with_column_as(batch: &RecordBatch, name: &str, to: &DataType) -> RecordBatch {
     let (i, _) = batch.schema().column_with_name(name).unwrap();

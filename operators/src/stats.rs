@@ -119,14 +119,15 @@ impl BatchStats {
         self.inline.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records a batch whose rows waited `waits_us` microseconds each.
-    pub fn record_batch(&self, waits_us: impl Iterator<Item = u64>) {
+    /// Records a batch of runs of rows: `(microseconds waited, rows)` per run.
+    pub fn record_batch(&self, waits_us: &[(u64, usize)]) {
         let mut buckets = [0u64; WAIT_BUCKETS_US.len() + 1];
         let (mut rows, mut total) = (0usize, 0u64);
-        for w in waits_us {
-            buckets[WAIT_BUCKETS_US.partition_point(|&b| b < w)] += 1;
-            rows += 1;
-            total += w;
+        // A run's rows arrived together: one bucket search per run, not per row.
+        for &(wait, n) in waits_us {
+            buckets[WAIT_BUCKETS_US.partition_point(|&b| b < wait)] += n as u64;
+            rows += n;
+            total += wait * n as u64;
         }
         let slot = rows.min(self.sizes.len() - 1);
         self.sizes[slot].fetch_add(1, Ordering::Relaxed);

@@ -35,6 +35,7 @@ pub mod feedback;
 pub mod files;
 pub mod labelled;
 pub mod progress;
+pub mod replaced;
 pub mod sink;
 
 use std::collections::BTreeMap;

@@ -10,6 +10,7 @@ use parquet::arrow::ArrowWriter;
 
 use super::error::ReplayError;
 use super::files::FileFormat;
+use super::replaced::{set_aside, Replaced};
 
 enum Writer {
     ArrowFile(arrow_ipc::writer::FileWriter<BufWriter<File>>),
@@ -21,25 +22,31 @@ enum Writer {
 pub struct Sink {
     path: PathBuf,
     writer: Writer,
+    /// The file this one replaced, being deleted; joined after the writer is done.
+    _replaced: Replaced,
 }
 
 impl Sink {
-    /// Creates `path` (replacing it) in `format` for batches of `schema`.
+    /// Creates `path` (replacing it: a regular file there is moved aside and deleted in
+    /// the background, see [`super::replaced`]) in `format` for batches of `schema`.
     pub fn create(path: &Path, format: FileFormat, schema: &SchemaRef) -> Result<Sink, ReplayError> {
         let failed = |e: &dyn std::fmt::Display| ReplayError::Write { path: path.to_path_buf(), reason: e.to_string() };
+        let replaced = set_aside(path);
         let file = File::create(path).map_err(|e| failed(&e))?;
         let writer = match format {
             FileFormat::ArrowFile => Writer::ArrowFile(
-                arrow_ipc::writer::FileWriter::try_new(BufWriter::new(file), schema).map_err(|e| failed(&e))?,
+                arrow_ipc::writer::FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
+                    .map_err(|e| failed(&e))?,
             ),
             FileFormat::ArrowStream => Writer::ArrowStream(
-                arrow_ipc::writer::StreamWriter::try_new(BufWriter::new(file), schema).map_err(|e| failed(&e))?,
+                arrow_ipc::writer::StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
+                    .map_err(|e| failed(&e))?,
             ),
             FileFormat::Parquet => {
                 Writer::Parquet(Box::new(ArrowWriter::try_new(file, schema.clone(), None).map_err(|e| failed(&e))?))
             }
         };
-        Ok(Sink { path: path.to_path_buf(), writer })
+        Ok(Sink { path: path.to_path_buf(), writer, _replaced: replaced })
     }
 
     /// Appends a batch.

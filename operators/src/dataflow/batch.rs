@@ -451,7 +451,7 @@ impl State {
         let ticket = self.next_ticket;
         let expires = expires.filter(|_| every_row_has_deadline);
         let record = |stats: &BatchStats| {
-            stats.record_batch(waits.iter().flat_map(|&(wait, n)| std::iter::repeat_n(wait, n)));
+            stats.record_batch(&waits);
             stats.record_reason(reason);
         };
         // Cheaper here than at a replica (see `inline.rs`), while nothing else waits:
