@@ -2,7 +2,8 @@
 //! against the raw batched forward passes of the same models over the same rows.
 //!
 //! Run: `cargo bench --bench replay` (add `-- --quick` for a short run; set
-//! `KEEP_INPUTS=DIR` to keep the input files there).
+//! `KEEP_INPUTS=DIR` to keep the input files there; `REPLAY_ROWS=N` replays N rows a
+//! round instead of 100,000, for rounds long enough to outlast the host's noise).
 //!
 //! - **Baseline, one thread**: the rows already decoded in memory (one flat buffer),
 //!   standardized and passed through the softmax regression and the MLP in batches of
@@ -162,6 +163,7 @@ fn files_alone(graph: &weir_engine::GraphHandle, input: &InputFile, output: &std
 fn main() {
     let args = weir::bench::BenchArgs::start();
     let rows = if args.quick { 20_000 } else { 100_000 };
+    let rows: usize = std::env::var("REPLAY_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(rows);
     let dir = tempfile::tempdir().expect("tempdir");
     // `KEEP_INPUTS=DIR` writes the input files there and keeps them (to profile
     // `weir replay` on them afterwards).
@@ -282,6 +284,7 @@ fn main() {
 
     // Peak memory of the binary for the input and for ten times the input.
     let mut rss = Vec::new();
+    let rows = if args.quick { 20_000 } else { 100_000 };
     for (label, n) in [("1x", rows), ("10x", rows * 10)] {
         let path = inputs_dir.join(format!("{label}.arrow"));
         write_input(&path, n);
