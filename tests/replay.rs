@@ -379,6 +379,31 @@ fn replaying_again_replaces_the_last_output_whole_and_writes_through_a_symlink()
     assert_eq!(read(&output).num_rows(), 3000);
 }
 
+#[test]
+fn an_output_that_is_an_input_or_the_errors_file_is_refused_and_the_input_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("day.parquet");
+    write_parquet(&input, &[digits_batch(0, 300)]);
+    let before = std::fs::read(&input).unwrap();
+    let link = dir.path().join("link.parquet");
+    std::os::unix::fs::symlink(&input, &link).unwrap();
+    let other = dir.path().join("out.parquet");
+    let cases: [(&[&str], &Path, &str); 4] = [
+        (&["--output", s(&input)], &input, "the output file is also an input"),
+        (&["--output", s(&link)], &link, "the output file is also an input"),
+        (&["--output", s(&other), "--errors", s(&input)], &input, "the errors file is also an input"),
+        (&["--output", s(&other), "--errors", s(&other)], &other, "the errors file is also the output"),
+    ];
+    for (args, named, says) in cases {
+        let out = weir(&[&["replay", "graphs/digits.yaml", "--input", s(dir.path())], args].concat());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(&format!("{}: {says}", named.display())), "{args:?}: {stderr}");
+        assert_eq!(std::fs::read(&input).unwrap(), before, "{args:?}: the input must be untouched");
+        assert!(!other.exists(), "{args:?}: nothing may be written");
+    }
+}
+
 /// `batch` with its column `name` cast to `to` (arrow's cast kernels).
 fn with_column_as(batch: &RecordBatch, name: &str, to: &DataType) -> RecordBatch {
     let (i, _) = batch.schema().column_with_name(name).unwrap();

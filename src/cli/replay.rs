@@ -292,7 +292,8 @@ pub(crate) fn replay_exit_code(e: &weir_connectors::replay::ReplayError) -> u8 {
         | ReplayError::Schema { .. }
         | ReplayError::Keep { .. }
         | ReplayError::Feedback { .. }
-        | ReplayError::Snapshot { .. } => 1,
+        | ReplayError::Snapshot { .. }
+        | ReplayError::Overwrites { .. } => 1,
         ReplayError::Io { .. } | ReplayError::Unreadable { .. } | ReplayError::Write { .. } => 2,
     }
 }

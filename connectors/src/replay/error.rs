@@ -79,6 +79,17 @@ pub enum ReplayError {
         /// What is wrong (the row and column where it is a row's).
         reason: String,
     },
+    /// The output or errors file is one of the inputs, or they are one file: writing it
+    /// would destroy rows before they are read (refused before anything is written).
+    #[error("{path}: the {role} file is {what} (give another --output or --errors)")]
+    Overwrites {
+        /// The file.
+        path: PathBuf,
+        /// `output` or `errors`.
+        role: &'static str,
+        /// What else it is, and what writing it would do.
+        what: &'static str,
+    },
     /// The output or errors file cannot be written.
     #[error("{path}: cannot write: {reason}")]
     Write {

@@ -187,6 +187,7 @@ pub fn replay_with_feedback(
     let plan = graph.plan();
     let fields = graph.schema().outputs.clone();
     let kept_fields = check_inputs(graph, inputs, &options.keep, &fields)?;
+    refuse_overwriting(inputs, options)?;
     let output_schema = Arc::new(Schema::new(
         fields
             .iter()
@@ -361,6 +362,27 @@ fn check_inputs(
         }
     }
     Ok(kept)
+}
+
+/// Refuses an output or errors file that is one of the inputs (the same file by device
+/// and inode, so also through a link), or an errors file that is the output: replacing
+/// it would destroy the rows before they are read.
+fn refuse_overwriting(inputs: &[InputFile], options: &ReplayOptions) -> Result<(), ReplayError> {
+    use std::os::unix::fs::MetadataExt;
+    const INPUT: &str = "also an input of this replay: writing it would destroy the rows before they are read";
+    const OUTPUT: &str = "also the output: the two would overwrite each other";
+    let id = |path: &std::path::Path| std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+    let same = |a: &std::path::Path, b: &std::path::Path| id(a).is_some_and(|a| Some(a) == id(b));
+    for (role, path) in [("output", &options.output), ("errors", &options.errors)] {
+        if inputs.iter().any(|input| same(path, &input.path)) {
+            return Err(ReplayError::Overwrites { path: path.clone(), role, what: INPUT });
+        }
+    }
+    let errors_is_output = options.errors == options.output || same(&options.errors, &options.output);
+    if errors_is_output {
+        return Err(ReplayError::Overwrites { path: options.errors.clone(), role: "errors", what: OUTPUT });
+    }
+    Ok(())
 }
 
 /// Writes every block that is complete and next in input order.
