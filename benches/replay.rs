@@ -21,6 +21,8 @@
 //!   place of the models' numbers) and writing the output file. Its CPU per row against
 //!   the raw passes' on two threads bounds what any replay of these files can reach
 //!   against that baseline: both cores have to do both.
+//! - **Cores busy**: the CPU time of the replay's threads (and of the raw passes'
+//!   threads) over the wall time, from `/proc/.../schedstat`.
 //!
 //! Rounds alternate them; ratios are medians of per-round ratios. Then peak RSS of
 //! the `weir` binary replaying the 1x file and a 10x file.
@@ -97,14 +99,14 @@ impl Raw {
 
     /// Standardize and both forward passes over `pixels` (64 numbers per row, flat), in
     /// batches of [`BATCH`] rows, on the calling thread (inside a one-thread pool);
-    /// returns rows/s.
-    fn run(&self, pixels: &[f32]) -> f64 {
+    /// returns rows/s and the CPU seconds the pool's thread ran.
+    fn run(&self, pixels: &[f32]) -> (f64, f64) {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
         pool.install(|| {
             let device = candle_core::Device::Cpu;
             let (mut a, mut b) =
                 (self.softmax.instantiate(&device).expect("softmax"), self.mlp.instantiate(&device).expect("mlp"));
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), thread_cpu_ns());
             for batch in pixels.chunks(BATCH * 64) {
                 let mut x = Vec::with_capacity(batch.len());
                 for row in batch.chunks_exact(64) {
@@ -114,9 +116,27 @@ impl Raw {
                 std::hint::black_box(a.forward(vec![x.clone()]).expect("forward"));
                 std::hint::black_box(b.forward(vec![x]).expect("forward"));
             }
-            (pixels.len() / 64) as f64 / t.elapsed().as_secs_f64()
+            ((pixels.len() / 64) as f64 / t.elapsed().as_secs_f64(), (thread_cpu_ns() - cpu) as f64 / 1e9)
         })
     }
+}
+
+/// The CPU time the calling thread has run so far (nanoseconds).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The CPU time every thread of this process has run so far (Linux's
+/// `/proc/self/task/*/schedstat`, nanoseconds); threads that have ended are not counted.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// The replay's work beside the graph, on this thread: read `input`, decode it by
@@ -203,25 +223,29 @@ fn main() {
     // The same for the replays on one worker per core (computed on the workers), against
     // the raw passes' CPU on two threads (twice their wall time).
     let (mut wide_forward_s, mut raw2_cpu_s) = (0.0f64, 0.0f64);
+    // The cores the replays on one worker per core kept busy: CPU time over wall time.
+    let (mut busy, mut raw_busy) = (vec![], vec![]);
     for _ in 0..if args.quick { 2 } else { 5 } {
-        let r1 = raw.run(&pixels);
+        let (r1, _) = raw.run(&pixels);
         let half = rows / 2 * 64;
         let t = Instant::now();
-        std::thread::scope(|s| {
+        let cpu = std::thread::scope(|s| {
             let (lo, hi) = pixels.split_at(half);
             let a = s.spawn(|| raw.run(lo));
-            raw.run(hi);
-            a.join().expect("thread");
+            let (_, cpu) = raw.run(hi);
+            cpu + a.join().expect("thread").1
         });
         let r2 = rows as f64 / t.elapsed().as_secs_f64();
+        raw_busy.push(cpu / t.elapsed().as_secs_f64());
         let (t, before) = (Instant::now(), forward_ns());
         let summary = replay::replay(graph, &inputs, &options).expect("replay");
         let rw = rows as f64 / t.elapsed().as_secs_f64();
         replay_forward_s += (forward_ns() - before) as f64 / 1e9;
         raw_s += rows as f64 / r1;
         assert_eq!((summary.rows, summary.errors), (rows as u64, 0));
-        let (t, before) = (Instant::now(), forward_ns_of(&wide.graphs()[0]));
+        let (t, before, cpu) = (Instant::now(), forward_ns_of(&wide.graphs()[0]), cpu_ns());
         let summary = replay::replay(&wide.graphs()[0], &inputs, &options).expect("replay");
+        busy.push((cpu_ns() - cpu) as f64 / 1e9 / t.elapsed().as_secs_f64());
         wide_forward_s += (forward_ns_of(&wide.graphs()[0]) - before) as f64 / 1e9;
         raw2_cpu_s += 2.0 * rows as f64 / r2;
         let rw_wide = rows as f64 / t.elapsed().as_secs_f64();
@@ -275,6 +299,12 @@ fn main() {
     println!(
         "| replay | the replicas' forward passes during the replays, against the raw passes over the same rows | {replay_forward_s:.2} s vs {raw_s:.2} s | {:.2}x |",
         replay_forward_s / raw_s
+    );
+    let (lo, hi) = range(&busy);
+    println!(
+        "| replay | cores busy during the replays on {cores} workers (CPU time of every thread over wall time) | {:.2} (median; range {lo:.2} to {hi:.2}) | of {cores}; the raw passes on 2 threads: {:.2} |",
+        median(busy),
+        median(raw_busy)
     );
     println!(
         "| replay | the forward passes during the replays on {cores} workers, against the raw passes' CPU on 2 threads | {wide_forward_s:.2} s vs {raw2_cpu_s:.2} s | {:.2}x |",
