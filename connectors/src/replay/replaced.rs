@@ -13,7 +13,8 @@
 //! hidden name beside it (`.NAME.replaced-PID-N`, an atomic rename in the same directory)
 //! and deletes that on a new thread, and the output is created afresh. The deletion is
 //! joined when the [`Replaced`] is dropped (the output's writer keeps it until it is
-//! finished or dropped), so no hidden file outlives the replay. Anything else at the path
+//! finished or dropped), so no hidden file outlives a replay that ends; a process killed
+//! in the few milliseconds the deletion takes leaves it behind. Anything else at the path
 //! (nothing, a symbolic link, a device such as `/dev/null`, a FIFO) is left to
 //! `File::create`, as is a file whose directory refuses the rename.
 
