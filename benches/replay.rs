@@ -121,22 +121,23 @@ impl Raw {
     }
 }
 
-/// The CPU time the calling thread has run so far (nanoseconds).
-fn thread_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+/// The CPU time a thread has run so far, from its `schedstat` file (nanoseconds; the
+/// process's `/proc/self/stat`, which `load.rs` reads, counts in 10 ms ticks: too coarse
+/// for replays of 20 ms).
+fn schedstat_ns(path: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.split_whitespace().next()?.parse().ok()
 }
 
-/// The CPU time every thread of this process has run so far (Linux's
-/// `/proc/self/task/*/schedstat`, nanoseconds); threads that have ended are not counted.
+/// The CPU time the calling thread has run so far (nanoseconds).
+fn thread_cpu_ns() -> u64 {
+    schedstat_ns("/proc/thread-self/schedstat".as_ref()).unwrap_or(0)
+}
+
+/// The CPU time every thread of this process has run so far (nanoseconds); threads that
+/// have ended are not counted.
 fn cpu_ns() -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    tasks.filter_map(|t| schedstat_ns(&t.ok()?.path().join("schedstat"))).sum()
 }
 
 /// The replay's work beside the graph, on this thread: read `input`, decode it by
@@ -182,8 +183,8 @@ fn files_alone(graph: &weir_engine::GraphHandle, input: &InputFile, output: &std
 
 fn main() {
     let args = weir::bench::BenchArgs::start();
-    let rows = if args.quick { 20_000 } else { 100_000 };
-    let rows: usize = std::env::var("REPLAY_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(rows);
+    let default_rows = if args.quick { 20_000 } else { 100_000 };
+    let rows: usize = std::env::var("REPLAY_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_rows);
     let dir = tempfile::tempdir().expect("tempdir");
     // `KEEP_INPUTS=DIR` writes the input files there and keeps them (to profile
     // `weir replay` on them afterwards).
@@ -314,7 +315,7 @@ fn main() {
 
     // Peak memory of the binary for the input and for ten times the input.
     let mut rss = Vec::new();
-    let rows = if args.quick { 20_000 } else { 100_000 };
+    let rows = default_rows;
     for (label, n) in [("1x", rows), ("10x", rows * 10)] {
         let path = inputs_dir.join(format!("{label}.arrow"));
         write_input(&path, n);

@@ -12,6 +12,11 @@ use super::error::ReplayError;
 use super::files::FileFormat;
 use super::replaced::{set_aside, Replaced};
 
+/// The write buffer of Arrow IPC outputs: Arrow's writer issues a write per buffer and
+/// per padding, and 8 KiB (`BufWriter`'s default) passed most of them to the kernel one by
+/// one (BENCHMARKS.md, "Issue 22, item 1: 2026-12-05 morning": the files alone 1.36-1.44x).
+const WRITE_BUFFER: usize = 1 << 20;
+
 enum Writer {
     ArrowFile(arrow_ipc::writer::FileWriter<BufWriter<File>>),
     ArrowStream(arrow_ipc::writer::StreamWriter<BufWriter<File>>),
@@ -35,11 +40,11 @@ impl Sink {
         let file = File::create(path).map_err(|e| failed(&e))?;
         let writer = match format {
             FileFormat::ArrowFile => Writer::ArrowFile(
-                arrow_ipc::writer::FileWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
+                arrow_ipc::writer::FileWriter::try_new(BufWriter::with_capacity(WRITE_BUFFER, file), schema)
                     .map_err(|e| failed(&e))?,
             ),
             FileFormat::ArrowStream => Writer::ArrowStream(
-                arrow_ipc::writer::StreamWriter::try_new(BufWriter::with_capacity(1 << 20, file), schema)
+                arrow_ipc::writer::StreamWriter::try_new(BufWriter::with_capacity(WRITE_BUFFER, file), schema)
                     .map_err(|e| failed(&e))?,
             ),
             FileFormat::Parquet => {
