@@ -15,6 +15,7 @@ use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::error::ReplayError;
+use super::ipc_file::IpcFile;
 
 /// A file format replay reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,8 +116,7 @@ fn inspect(path: &Path, format: Option<FileFormat>) -> Result<InputFile, ReplayE
     file.rewind().map_err(|e| io(path, "cannot read", &e))?;
     let (schema, rows) = match format {
         FileFormat::ArrowFile => {
-            let reader =
-                arrow_ipc::reader::FileReader::try_new(file, None).map_err(|e| unreadable(path, format, None, e))?;
+            let reader = IpcFile::open(file).map_err(|e| unreadable(path, format, None, e))?;
             (reader.schema(), None)
         }
         FileFormat::ArrowStream => {
@@ -146,10 +146,7 @@ pub fn open(file: &InputFile, batch_rows: usize) -> Result<Batches, ReplayError>
     let path = &file.path;
     let handle = File::open(path).map_err(|e| io(path, "cannot open", &e))?;
     Ok(match file.format {
-        FileFormat::ArrowFile => Box::new(
-            arrow_ipc::reader::FileReader::try_new(BufReader::new(handle), None)
-                .map_err(|e| unreadable(path, file.format, None, e))?,
-        ),
+        FileFormat::ArrowFile => Box::new(IpcFile::open(handle).map_err(|e| unreadable(path, file.format, None, e))?),
         FileFormat::ArrowStream => Box::new(
             arrow_ipc::reader::StreamReader::try_new(BufReader::new(handle), None)
                 .map_err(|e| unreadable(path, file.format, None, e))?,

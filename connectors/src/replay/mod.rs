@@ -33,6 +33,7 @@
 pub mod error;
 pub mod feedback;
 pub mod files;
+pub mod ipc_file;
 pub mod labelled;
 pub mod progress;
 pub mod replaced;
