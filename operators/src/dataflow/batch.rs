@@ -28,6 +28,12 @@
 //! partial batch also leaves early when its earliest deadline, less one mean forward
 //! pass and a small slack, comes before the policy would send it.
 //!
+//! With a worker per core (a replay: `inline_under_load`), a cheap CPU model computes
+//! its batches on the worker (`inline.rs`); a chunk that arrives with no rows queued and
+//! no deadline is then computed whole as it arrives, batch after batch (the batches the
+//! queue would make), and sent on: the queue, the held chunk and the batch in flight
+//! would only be bookkeeping (about 3% of a replay's CPU).
+//!
 //! Failed rows are not computed (their output is a filler). A failed forward pass, or
 //! one that returns the wrong number or type of outputs, fails every row of its batch
 //! with a `model_failed` error naming the node; the operator keeps running.
@@ -224,7 +230,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                     for chunk in data.flat_map(|d| d.drain(..)) {
                         let runs = ok_runs(&chunk);
                         let remaining: usize = runs.iter().map(|&(_, len)| len).sum();
-                        let output_columns: Vec<Column> =
+                        let mut output_columns: Vec<Column> =
                             st.config.outputs.iter().map(|ty| Column::filler(ty, chunk.len())).collect();
                         if remaining == 0 {
                             // Nothing to compute: on at once, with the output columns.
@@ -232,6 +238,18 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                             chunk.columns.extend(output_columns.into_iter().map(Arc::new));
                             output.session(&cap).give(chunk);
                             continue;
+                        }
+                        // Computed whole, here and now (see `compute_whole`): nothing
+                        // is queued before it to keep the order of.
+                        let mut chunk = chunk;
+                        if st.config.inline_under_load && st.queue.is_empty() && chunk.deadline.is_none() {
+                            match st.compute_whole(&mut chunk, &runs, output_columns, arrived, &stats) {
+                                Ok(()) => {
+                                    output.session(&cap).give(chunk);
+                                    continue;
+                                }
+                                Err(columns) => output_columns = columns,
+                            }
                         }
                         st.adaptive.arrived(arrived, remaining);
                         let key = st.next_key;
@@ -385,6 +403,84 @@ impl State {
     /// The earliest deadline of a held chunk with rows still to compute.
     fn earliest_deadline(&self) -> Option<Instant> {
         self.held.values().filter_map(|h| h.chunk.deadline).min()
+    }
+
+    /// Computes every batch of `chunk` (its rows not failed, `runs`) on the worker, one
+    /// after the other, and returns it with the model's outputs: what queueing its rows
+    /// and sending batch after batch to the inline kernel would do, without the queue,
+    /// the held chunk and the batch in flight that each batch costs. Only for a node that
+    /// computes inline under load (a replay with a worker per core), a chunk without a
+    /// deadline, and nothing queued before it. `Err`: not inline now; the chunk is
+    /// untouched and its output columns come back, to queue.
+    fn compute_whole(
+        &mut self,
+        chunk: &mut Chunk,
+        runs: &[(usize, usize)],
+        mut outputs: Vec<Column>,
+        arrived: Instant,
+        stats: &BatchStats,
+    ) -> Result<(), Vec<Column>> {
+        let Some(kernel) = self.inline.kernel(&self.config.node) else { return Err(outputs) };
+        self.adaptive.arrived(arrived, runs.iter().map(|&(_, len)| len).sum());
+        // A batch's rows waited for the passes before theirs.
+        let mut waited = arrived.elapsed();
+        let inputs: Vec<Arc<Column>> = self.config.inputs.iter().map(|&i| Arc::clone(&chunk.columns[i])).collect();
+        let max = self.config.max_batch_size.max(1);
+        // Batches as the queue would make them: up to `max` rows, across runs.
+        let mut batches: Vec<Vec<(usize, usize)>> = vec![Vec::new()];
+        let mut room = max;
+        for &(mut start, mut len) in runs {
+            while len > 0 {
+                if room == 0 {
+                    batches.push(Vec::new());
+                    room = max;
+                }
+                let n = len.min(room);
+                if let Some(batch) = batches.last_mut() {
+                    batch.push((start, n));
+                }
+                (start, len, room) = (start + n, len - n, room - n);
+            }
+        }
+        let mut passes = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let n = batch.iter().map(|&(_, n)| n).sum();
+            let rows = BatchRows { runs: batch.iter().map(|&(at, n)| (inputs.clone(), at, n)).collect() };
+            let pass = compute(kernel, &rows, None, stats);
+            stats.record_batch(&[(waited.as_micros() as u64, n)]);
+            waited += pass.took;
+            stats.record_reason(if n == max { SendReason::Full } else { SendReason::Now });
+            stats.record_inline();
+            passes.push((batch, n, pass));
+        }
+        let now = Instant::now();
+        for (batch, n, Computed { result, took }) in passes {
+            self.adaptive.completed(now, n, took);
+            if result.is_ok() {
+                self.inline.measured(took);
+                self.adaptive.measured(n, took);
+            }
+            match result.map_err(|e| e.to_string()).and_then(|columns| self.check_outputs(columns)) {
+                Ok(computed) => {
+                    let mut from = 0;
+                    for (at, n) in batch {
+                        for (column, computed) in outputs.iter_mut().zip(&computed) {
+                            column.set_range(at, computed, from, n);
+                        }
+                        from += n;
+                    }
+                }
+                Err(reason) => {
+                    stats.record_failure();
+                    let error = Arc::new(RowError::new(ErrorCode::ModelFailed, &*self.config.node, reason));
+                    for (at, n) in batch {
+                        (at..at + n).for_each(|row| chunk.fail(row, Arc::clone(&error)));
+                    }
+                }
+            }
+        }
+        chunk.columns.extend(outputs.into_iter().map(Arc::new));
+        Ok(())
     }
 
     /// Sends the next batch from the front of the queue. Returns false when every
@@ -849,6 +945,59 @@ mod tests {
         }
         // A failed pass on the worker fails its rows as at a replica.
         assert_eq!(errors(of_slot(&out, n)), vec![Some((ErrorCode::ModelFailed, "m".into()))]);
+    }
+
+    /// Under load with a worker per core (a replay), a chunk that arrives with nothing
+    /// queued is computed whole on the worker: the batches the queue would make (up to
+    /// `max_batch_size` rows not failed), the same answers, a failed pass failing only
+    /// its batch.
+    #[test]
+    fn under_load_a_chunk_is_computed_whole_on_the_worker() {
+        let model = TestModel::start(3);
+        let mut config = config(3, Duration::ZERO, 4);
+        config.inline = Some(InlineFactory(Arc::clone(&model.factory)));
+        config.inline_under_load = true;
+        let warm = crate::dataflow::inline::SAMPLES as u64;
+        let stats = Arc::clone(&model.stats);
+        let passes = Arc::clone(&model.passes);
+        let out = run_with(
+            {
+                let (jobs, stats) = model.handles();
+                move |_, rows| rows.batch_forward(config, jobs, stats)
+            },
+            move |driver| {
+                // Lone rows, each answered before the next, until inline is on.
+                for i in 0..warm {
+                    driver.send(i, f32_chunk(i + 1, &[i as f32]));
+                    driver.step_until("the lone row", |out| out.len() as u64 == i + 1);
+                }
+                let before = (stats.snapshot().inline, passes.lock().unwrap().len());
+                // Row 1 failed upstream; row 6's negative input fails its batch.
+                let xs = [0., 1., 2., 3., 4., 5., -6., 7., 8., 9.];
+                driver.send(warm, failed_at(f32_chunk(warm + 1, &xs), &[1]));
+                // One step: computed within the activation, nothing left to wait for.
+                driver.step_until("the whole chunk", |out| out.len() as u64 == warm + 1);
+                let batches: Vec<Vec<f32>> = passes.lock().unwrap()[before.1..].to_vec();
+                assert_eq!(batches, vec![vec![0., 2., 3.], vec![4., 5., -6.], vec![7., 8., 9.]]);
+                assert_eq!(stats.snapshot().inline - before.0, 3, "every batch on the worker");
+            },
+        );
+        let chunk = of_slot(&out, warm + 1);
+        assert_eq!(chunk.len(), 10);
+        let failed = Some((ErrorCode::ModelFailed, "m".to_string()));
+        let expected: Vec<Option<(ErrorCode, String)>> = (0..10)
+            .map(|r| match r {
+                1 => Some((ErrorCode::InvalidInput, "input".to_string())),
+                4..=6 => failed.clone(),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors(chunk), expected);
+        let ys = f32s(&chunk.columns[1]);
+        for r in [0, 2, 3, 7, 8, 9] {
+            assert_eq!(ys[r], 2.0 * r as f32 + 1.0, "row {r}");
+        }
+        assert_eq!(model.stats.snapshot().failed_batches, 1);
     }
 
     /// Once inline, a backlog of batches still goes to the replicas: the worker computes
