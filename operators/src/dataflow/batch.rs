@@ -30,8 +30,8 @@
 //!
 //! With a worker per core (a replay: `inline_under_load`), a cheap CPU model computes
 //! its batches on the worker (`inline.rs`); a chunk that arrives with no rows queued and
-//! no deadline is then computed whole as it arrives, batch after batch (the batches the
-//! queue would make), and sent on: the queue, the held chunk and the batch in flight
+//! no deadline, and whose rows fill whole batches, is then computed whole as it arrives,
+//! batch after batch (the batches the queue would make), and sent on: the queue, the held chunk and the batch in flight
 //! would only be bookkeeping (about 3% of a replay's CPU).
 //!
 //! Failed rows are not computed (their output is a filler). A failed forward pass, or
@@ -240,9 +240,16 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                             continue;
                         }
                         // Computed whole, here and now (see `compute_whole`): nothing
-                        // is queued before it to keep the order of.
+                        // is queued before it, and its rows fill whole batches, so the
+                        // queue would make the same batches of it.
                         let mut chunk = chunk;
-                        if st.config.inline_under_load && st.queue.is_empty() && chunk.deadline.is_none() {
+                        let max = st.config.max_batch_size.max(1);
+                        let whole_batches = remaining.is_multiple_of(max);
+                        if st.config.inline_under_load
+                            && whole_batches
+                            && st.queue.is_empty()
+                            && chunk.deadline.is_none()
+                        {
                             match st.compute_whole(&mut chunk, &runs, output_columns, arrived, &stats) {
                                 Ok(()) => {
                                     output.session(&cap).give(chunk);
@@ -410,7 +417,8 @@ impl State {
     /// and sending batch after batch to the inline kernel would do, without the queue,
     /// the held chunk and the batch in flight that each batch costs. Only for a node that
     /// computes inline under load (a replay with a worker per core), a chunk without a
-    /// deadline, and nothing queued before it. `Err`: not inline now; the chunk is
+    /// deadline whose rows fill whole batches (small chunks, as requests are, queue and
+    /// share batches), and nothing queued before it. `Err`: not inline now; the chunk is
     /// untouched and its output columns come back, to queue.
     fn compute_whole(
         &mut self,
@@ -948,9 +956,9 @@ mod tests {
     }
 
     /// Under load with a worker per core (a replay), a chunk that arrives with nothing
-    /// queued is computed whole on the worker: the batches the queue would make (up to
-    /// `max_batch_size` rows not failed), the same answers, a failed pass failing only
-    /// its batch.
+    /// queued and fills whole batches is computed whole on the worker: the batches the
+    /// queue would make (up to `max_batch_size` rows not failed), the same answers, a
+    /// failed pass failing only its batch. Chunks smaller than a batch still share one.
     #[test]
     fn under_load_a_chunk_is_computed_whole_on_the_worker() {
         let model = TestModel::start(3);
@@ -980,6 +988,13 @@ mod tests {
                 let batches: Vec<Vec<f32>> = passes.lock().unwrap()[before.1..].to_vec();
                 assert_eq!(batches, vec![vec![0., 2., 3.], vec![4., 5., -6.], vec![7., 8., 9.]]);
                 assert_eq!(stats.snapshot().inline - before.0, 3, "every batch on the worker");
+                // Chunks smaller than a batch (requests) queue and share batches.
+                let before = passes.lock().unwrap().len();
+                driver.send(warm + 1, f32_chunk(warm + 2, &[10., 11.]));
+                driver.send(warm + 1, f32_chunk(warm + 3, &[12., 13.]));
+                driver.step_until("the small chunks", |out| out.len() as u64 == warm + 3);
+                let batches: Vec<Vec<f32>> = passes.lock().unwrap()[before..].to_vec();
+                assert_eq!(batches, vec![vec![10., 11., 12.], vec![13.]]);
             },
         );
         let chunk = of_slot(&out, warm + 1);
