@@ -435,6 +435,41 @@ fn digits_answers(output: &Path) -> Vec<(i64, Vec<u32>)> {
         .collect()
 }
 
+/// `pandas.DataFrame.to_feather` compresses with LZ4 by default, and pyarrow writes ZSTD
+/// when asked: compressed Arrow IPC files and streams answer as the plain file does.
+#[test]
+fn compressed_arrow_files_and_streams_answer_as_the_plain_file_does() {
+    use arrow_ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
+    use arrow_ipc::CompressionType;
+    let dir = tempfile::tempdir().unwrap();
+    let batches = [digits_batch(0, 150), digits_batch(150, 150)];
+    let replay_to = |input: &Path, name: &str| {
+        let output = dir.path().join(format!("{name}.out.arrow"));
+        let summary = weir_replay(&["graphs/digits.yaml", "--input", s(input), "--output", s(&output)]);
+        assert!(summary.contains("300 rows, 0 errors"), "{name}: {summary}");
+        digits_answers(&output)
+    };
+    let plain = dir.path().join("plain.arrow");
+    write_arrow(&plain, &batches);
+    let expected = replay_to(&plain, "plain");
+    for (name, compression) in [("lz4", CompressionType::LZ4_FRAME), ("zstd", CompressionType::ZSTD)] {
+        let options = IpcWriteOptions::default().try_with_compression(Some(compression)).unwrap();
+        let file = dir.path().join(format!("{name}.arrow"));
+        let mut w =
+            FileWriter::try_new_with_options(File::create(&file).unwrap(), &batches[0].schema(), options.clone())
+                .unwrap();
+        batches.iter().for_each(|b| w.write(b).unwrap());
+        w.finish().unwrap();
+        assert!(expected == replay_to(&file, name), "{name} file: answers differ from the plain file's");
+        let stream = dir.path().join(format!("{name}.arrows"));
+        let mut w =
+            StreamWriter::try_new_with_options(File::create(&stream).unwrap(), &batches[0].schema(), options).unwrap();
+        batches.iter().for_each(|b| w.write(b).unwrap());
+        w.finish().unwrap();
+        assert!(expected == replay_to(&stream, &format!("{name}-stream")), "{name} stream: answers differ");
+    }
+}
+
 /// pandas and pyarrow write a list of floats as List<Float64>: the pixels in every list
 /// type of every number type answer bit for bit as the FixedSizeList<Float32> file.
 #[test]
