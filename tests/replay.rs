@@ -435,6 +435,15 @@ fn digits_answers(output: &Path) -> Vec<(i64, Vec<u32>)> {
         .collect()
 }
 
+/// `weir replay graphs/digits.yaml` of `input`, 300 rows, into `dir/{name}.out.arrow`:
+/// its answers (asserting every row was answered).
+fn replay_300_digits(dir: &Path, input: &Path, name: &str) -> Vec<(i64, Vec<u32>)> {
+    let output = dir.join(format!("{name}.out.arrow"));
+    let summary = weir_replay(&["graphs/digits.yaml", "--input", s(input), "--output", s(&output)]);
+    assert!(summary.contains("300 rows, 0 errors"), "{name}: {summary}");
+    digits_answers(&output)
+}
+
 /// `pandas.DataFrame.to_feather` compresses with LZ4 by default, and pyarrow writes ZSTD
 /// when asked: compressed Arrow IPC files and streams answer as the plain file does.
 #[test]
@@ -443,12 +452,7 @@ fn compressed_arrow_files_and_streams_answer_as_the_plain_file_does() {
     use arrow_ipc::CompressionType;
     let dir = tempfile::tempdir().unwrap();
     let batches = [digits_batch(0, 150), digits_batch(150, 150)];
-    let replay_to = |input: &Path, name: &str| {
-        let output = dir.path().join(format!("{name}.out.arrow"));
-        let summary = weir_replay(&["graphs/digits.yaml", "--input", s(input), "--output", s(&output)]);
-        assert!(summary.contains("300 rows, 0 errors"), "{name}: {summary}");
-        digits_answers(&output)
-    };
+    let replay_to = |input: &Path, name: &str| replay_300_digits(dir.path(), input, name);
     let plain = dir.path().join("plain.arrow");
     write_arrow(&plain, &batches);
     let expected = replay_to(&plain, "plain");
@@ -476,12 +480,7 @@ fn compressed_arrow_files_and_streams_answer_as_the_plain_file_does() {
 fn digits_pixels_as_lists_of_float64_float16_or_integers_answer_as_float32_does() {
     let dir = tempfile::tempdir().unwrap();
     let batch = digits_batch(0, 300);
-    let replay_to = |input: &Path, name: &str| {
-        let output = dir.path().join(format!("{name}.out.arrow"));
-        let summary = weir_replay(&["graphs/digits.yaml", "--input", s(input), "--output", s(&output)]);
-        assert!(summary.contains("300 rows, 0 errors"), "{name}: {summary}");
-        digits_answers(&output)
-    };
+    let replay_to = |input: &Path, name: &str| replay_300_digits(dir.path(), input, name);
     let float32 = dir.path().join("float32.arrow");
     write_arrow(&float32, std::slice::from_ref(&batch));
     let expected = replay_to(&float32, "float32");

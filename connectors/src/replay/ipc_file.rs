@@ -68,9 +68,8 @@ impl IpcFile {
             .iter()
             .copied()
             .collect();
-        let dictionaries: Vec<Block> = footer.dictionaries().map(|d| d.iter().copied().collect()).unwrap_or_default();
         let mut decoder = FileDecoder::new(Arc::clone(&schema), footer.version());
-        for block in &dictionaries {
+        for block in footer.dictionaries().iter().flatten() {
             let buffer = read_block(&mut reader, len, block)?;
             decoder.read_dictionary(block, &buffer)?;
         }

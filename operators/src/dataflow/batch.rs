@@ -31,8 +31,9 @@
 //! With a worker per core (a replay: `inline_under_load`), a cheap CPU model computes
 //! its batches on the worker (`inline.rs`); a chunk that arrives with no rows queued and
 //! no deadline, and whose rows fill whole batches, is then computed whole as it arrives,
-//! batch after batch (the batches the queue would make), and sent on: the queue, the held chunk and the batch in flight
-//! would only be bookkeeping (about 3% of a replay's CPU).
+//! batch after batch (the batches the queue would make), and sent on: the queue, the
+//! held chunk and the batch in flight would only be bookkeeping (about 3% of a replay's
+//! CPU).
 //!
 //! Failed rows are not computed (their output is a filler). A failed forward pass, or
 //! one that returns the wrong number or type of outputs, fails every row of its batch
@@ -736,6 +737,12 @@ mod tests {
         run(inputs, move |_, rows| rows.batch_forward(config, jobs, stats))
     }
 
+    /// `config` for a node whose worker may compute `model`'s batches itself.
+    fn inline(model: &TestModel, mut config: BatchConfig) -> BatchConfig {
+        config.inline = Some(InlineFactory(Arc::clone(&model.factory)));
+        config
+    }
+
     #[test]
     fn a_full_batch_leaves_at_once_with_rows_of_several_chunks() {
         let model = TestModel::start(4);
@@ -940,8 +947,7 @@ mod tests {
     #[test]
     fn a_cheap_model_is_computed_on_the_worker_with_the_same_answers() {
         let model = TestModel::start(1);
-        let mut config = config(1, Duration::ZERO, 1);
-        config.inline = Some(InlineFactory(Arc::clone(&model.factory)));
+        let config = inline(&model, config(1, Duration::ZERO, 1));
         let n = 4 * crate::dataflow::inline::SAMPLES as u64;
         let inputs = (0..n).map(|i| (i, f32_chunk(i + 1, &[if i == n - 1 { -1. } else { i as f32 }]))).collect();
         let out = run_batch(&model, config, inputs);
@@ -962,17 +968,13 @@ mod tests {
     #[test]
     fn under_load_a_chunk_is_computed_whole_on_the_worker() {
         let model = TestModel::start(3);
-        let mut config = config(3, Duration::ZERO, 4);
-        config.inline = Some(InlineFactory(Arc::clone(&model.factory)));
-        config.inline_under_load = true;
+        let config = BatchConfig { inline_under_load: true, ..inline(&model, config(3, Duration::ZERO, 4)) };
         let warm = crate::dataflow::inline::SAMPLES as u64;
         let stats = Arc::clone(&model.stats);
         let passes = Arc::clone(&model.passes);
+        let (jobs, node_stats) = model.handles();
         let out = run_with(
-            {
-                let (jobs, stats) = model.handles();
-                move |_, rows| rows.batch_forward(config, jobs, stats)
-            },
+            move |_, rows| rows.batch_forward(config, jobs, node_stats),
             move |driver| {
                 // Lone rows, each answered before the next, until inline is on.
                 for i in 0..warm {
@@ -1020,15 +1022,12 @@ mod tests {
     #[test]
     fn a_backlog_goes_to_the_replicas_even_when_the_model_is_cheap() {
         let model = TestModel::start(1);
-        let mut config = config(1, Duration::ZERO, 4);
-        config.inline = Some(InlineFactory(Arc::clone(&model.factory)));
+        let config = inline(&model, config(1, Duration::ZERO, 4));
         let lone = 4 * crate::dataflow::inline::SAMPLES as u64;
         let stats = Arc::clone(&model.stats);
+        let (jobs, node_stats) = model.handles();
         let out = run_with(
-            {
-                let (jobs, stats) = model.handles();
-                move |_, rows| rows.batch_forward(config, jobs, stats)
-            },
+            move |_, rows| rows.batch_forward(config, jobs, node_stats),
             move |driver| {
                 // One row at a time, each answered before the next: inline comes on.
                 for i in 0..lone {
