@@ -98,24 +98,24 @@ impl Aggregate {
             Aggregate::Vote | Aggregate::Custom(..) => return None,
         };
         let first = parts.first()?;
-        let (xs, _) = first.f32s()?;
-        let mut acc = vec![0.0f32; xs.len()];
-        let mut total = 0.0f32;
-        for (i, p) in parts.iter().enumerate() {
-            let (xs, _) = p.f32s()?;
-            if xs.len() != acc.len() {
-                return None;
-            }
-            let w = weights.map_or(1.0, |w| w[i]);
-            total += w;
-            if w == 1.0 {
-                acc.iter_mut().zip(xs).for_each(|(a, x)| *a += x);
-            } else {
-                acc.iter_mut().zip(xs).for_each(|(a, x)| *a += w * x);
-            }
+        let columns: Vec<&[f32]> = parts.iter().map(|p| p.f32s().map(|(xs, _)| xs)).collect::<Option<_>>()?;
+        if columns.iter().any(|xs| xs.len() != columns[0].len()) {
+            return None;
         }
-        if !matches!(self, Aggregate::Sum) {
-            acc.iter_mut().for_each(|a| *a /= total);
+        let weight = |i: usize| weights.map_or(1.0, |w| w[i]);
+        let total = (0..parts.len()).fold(0.0f32, |t, i| t + weight(i));
+        let divide = !matches!(self, Aggregate::Sum);
+        // Per element: from 0.0, each part (times its weight) added in input order, then
+        // divided by the total weight; one pass per part, the division in the last.
+        let mut acc = Vec::with_capacity(columns[0].len());
+        for (i, xs) in columns.iter().enumerate() {
+            let (w, last) = (weight(i), divide && i + 1 == columns.len());
+            match (w == 1.0, last) {
+                (true, false) => accumulate(&mut acc, xs, i == 0, |a, x| a + x),
+                (true, true) => accumulate(&mut acc, xs, i == 0, |a, x| (a + x) / total),
+                (false, false) => accumulate(&mut acc, xs, i == 0, |a, x| a + w * x),
+                (false, true) => accumulate(&mut acc, xs, i == 0, |a, x| (a + w * x) / total),
+            }
         }
         Some(match first {
             Column::Tensor { width, .. } => Column::Tensor { width: *width, data: acc },
@@ -207,6 +207,16 @@ fn weighted(parts: &[&Value], weights: Option<&[f32]>) -> Result<Value, String> 
     Ok(like(parts[0], acc))
 }
 
+/// One part's pass over the running sums: `acc[j] = f(acc[j], xs[j])`, or for the
+/// first part `f(0.0, xs[j])` into the empty `acc`.
+fn accumulate(acc: &mut Vec<f32>, xs: &[f32], first: bool, f: impl Fn(f32, f32) -> f32) {
+    if first {
+        acc.extend(xs.iter().map(|&x| f(0.0, x)));
+    } else {
+        acc.iter_mut().zip(xs).for_each(|(a, &x)| *a = f(*a, x));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +248,50 @@ mod tests {
         assert_eq!(dots, Column::F32(vec![18.0, 2.0]));
         assert_eq!(Aggregate::Dot.apply(&[&a.value(0), &b.value(0)]).unwrap(), Value::F32(18.0));
         assert!(Aggregate::Dot.output_type(&[FieldType::vector(2)]).unwrap_err().contains("two f32[n] vectors"));
+    }
+
+    /// The three passes `apply_columns` replaced: zeroes, each part added, then the
+    /// division.
+    fn by_passes(parts: &[&[f32]], weights: Option<&[f32]>, divide: bool) -> Vec<f32> {
+        let mut acc = vec![0.0f32; parts[0].len()];
+        let mut total = 0.0f32;
+        for (i, xs) in parts.iter().enumerate() {
+            let w = weights.map_or(1.0, |w| w[i]);
+            total += w;
+            acc.iter_mut().zip(xs.iter()).for_each(|(a, x)| *a += if w == 1.0 { *x } else { w * x });
+        }
+        if divide {
+            acc.iter_mut().for_each(|a| *a /= total);
+        }
+        acc
+    }
+
+    #[test]
+    fn columns_agree_with_the_passes_they_replaced_bit_for_bit() {
+        let values = [0.0, -0.0, 0.1, 0.7, -2.5, 1e-39, f32::INFINITY, f32::NAN, 3.0e38];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            values[(state % values.len() as u64) as usize]
+        };
+        for n in 1..=3 {
+            let parts: Vec<Vec<f32>> = (0..n).map(|_| (0..400).map(|_| next()).collect()).collect();
+            let slices: Vec<&[f32]> = parts.iter().map(|p| p.as_slice()).collect();
+            let columns: Vec<Column> = parts.iter().map(|p| Column::Tensor { width: 4, data: p.clone() }).collect();
+            let refs: Vec<&Column> = columns.iter().collect();
+            let weights: Vec<f32> = (0..n).map(|i| [0.3, 1.0, 2.0][i]).collect();
+            for (agg, w, divide) in [
+                (Aggregate::Mean, None, true),
+                (Aggregate::Sum, None, false),
+                (Aggregate::WeightedMean(weights.clone()), Some(&weights[..]), true),
+            ] {
+                let Some(Column::Tensor { data, .. }) = agg.apply_columns(&refs) else { panic!("{agg:?}") };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&data), bits(&by_passes(&slices, w, divide)), "{agg:?} over {n} parts");
+            }
+        }
     }
 
     #[test]
