@@ -21,6 +21,15 @@
 //!   place of the models' numbers) and writing the output file. Its CPU per row against
 //!   the raw passes' on two threads bounds what any replay of these files can reach
 //!   against that baseline: both cores have to do both.
+//! - **Hand-written, no engine** (two lines): the replay written by hand for this one
+//!   graph, with weir's file functions and kernels and nothing else: what a replay of
+//!   these files on these cores reaches without an engine. One with weir's layout (this
+//!   thread reads, decodes, encodes and writes; a thread per core computes blocks handed
+//!   over bounded channels), one without a reading thread (each thread takes the file's
+//!   next batch, decodes, computes, encodes, and writes whatever is next in input
+//!   order). Each computes per batch of 32 what the raw passes do, then the ensemble
+//!   mean and the argmax; their answers are checked equal to weir's. weir's replay on
+//!   one worker per core is given as a ratio to each, per round.
 //! - **Cores busy**: the CPU time of the replay's threads (and of the raw passes'
 //!   threads) over the wall time, from `/proc/.../schedstat`.
 //!
@@ -181,6 +190,222 @@ fn files_alone(graph: &weir_engine::GraphHandle, input: &InputFile, output: &std
     (rows as f64 / start.elapsed().as_secs_f64(), spent)
 }
 
+/// Standardize, both models, the ensemble mean and the argmax over `pixels` (64
+/// numbers per row, flat), in batches of [`BATCH`] as the raw passes: the labels and
+/// the mean probabilities.
+fn compute_block(raw: &Raw, a: &mut dyn BatchKernel, b: &mut dyn BatchKernel, pixels: &[f32]) -> (Vec<i64>, Vec<f32>) {
+    let rows = pixels.len() / 64;
+    let (mut labels, mut probs) = (Vec::with_capacity(rows), Vec::with_capacity(rows * 10));
+    for batch in pixels.chunks(BATCH * 64) {
+        let mut x = Vec::with_capacity(batch.len());
+        for row in batch.chunks_exact(64) {
+            x.extend(row.iter().zip(raw.mean.iter().zip(&raw.std)).map(|(x, (m, s))| (x - m) / s));
+        }
+        let x = Column::Tensor { width: 64, data: x };
+        let pa = a.forward(vec![x.clone()]).expect("forward").remove(0);
+        let pb = b.forward(vec![x]).expect("forward").remove(0);
+        let (Some((pa, _)), Some((pb, _))) = (pa.f32s(), pb.f32s()) else { panic!("f32 outputs") };
+        for (ra, rb) in pa.chunks_exact(10).zip(pb.chunks_exact(10)) {
+            let first = probs.len();
+            probs.extend(ra.iter().zip(rb).map(|(x, y)| (x + y) / 2.0));
+            let row = &probs[first..];
+            let best = (0..10).fold(0, |best, i| if row[i] > row[best] { i } else { best });
+            labels.push(best as i64);
+        }
+    }
+    (labels, probs)
+}
+
+/// The `label` and `probs` columns of an Arrow IPC file, each as one array.
+fn answers(path: &std::path::Path) -> Vec<ArrayRef> {
+    let reader = arrow_ipc::reader::FileReader::try_new(std::fs::File::open(path).expect("open"), None).expect("reader");
+    let batches: Vec<RecordBatch> = reader.map(|b| b.expect("batch")).collect();
+    ["label", "probs"]
+        .iter()
+        .map(|name| {
+            let parts: Vec<&dyn arrow_array::Array> =
+                batches.iter().map(|b| b.column_by_name(name).expect(name).as_ref()).collect();
+            arrow_select::concat::concat(&parts).expect("concat")
+        })
+        .collect()
+}
+
+/// The hand-written replay without a reading thread: each of `threads` threads takes
+/// the file's next batch (under a lock), decodes, computes and encodes its blocks of
+/// 1024 rows, then writes every batch that is next in input order (under a lock).
+fn hand_written_shared(
+    raw: &Raw,
+    graph: &weir_engine::GraphHandle,
+    input: &InputFile,
+    output: &std::path::Path,
+    threads: usize,
+) -> (f64, f64) {
+    use std::sync::Mutex;
+    let outputs = &graph.schema().outputs;
+    let start = Instant::now();
+    let reader = Mutex::new((files::open(input, 1024).expect("open"), 0usize, 0u64));
+    let writer = Mutex::new((0usize, std::collections::BTreeMap::<usize, Vec<RecordBatch>>::new(), None::<Sink>));
+    let cpu: u64 = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+                    pool.install(|| {
+                        let device = candle_core::Device::Cpu;
+                        let (mut a, mut b) = (
+                            raw.softmax.instantiate(&device).expect("softmax"),
+                            raw.mlp.instantiate(&device).expect("mlp"),
+                        );
+                        loop {
+                            let (batch, index, first_row) = {
+                                let mut r = reader.lock().unwrap();
+                                let Some(batch) = r.0.next() else { break };
+                                let batch = batch.expect("batch");
+                                let (index, first_row) = (r.1, r.2);
+                                r.1 += 1;
+                                r.2 += batch.num_rows() as u64;
+                                (batch, index, first_row)
+                            };
+                            let mut encoded = Vec::new();
+                            for offset in (0..batch.num_rows()).step_by(1024) {
+                                let slice = batch.slice(offset, 1024.min(batch.num_rows() - offset));
+                                let decoded = weir_connectors::arrow::decode_columns(
+                                    &graph.schema().inputs,
+                                    &slice,
+                                    first_row + offset as u64,
+                                )
+                                .expect("decode");
+                                let Some(Column::Tensor { data, .. }) = decoded.columns.into_iter().next() else {
+                                    panic!("pixels")
+                                };
+                                let (labels, probs) = compute_block(raw, &mut a, &mut b, &data);
+                                let n = labels.len();
+                                let answers = Chunk::new(
+                                    0,
+                                    vec![0; n],
+                                    vec![Column::I64(labels), Column::Tensor { width: 10, data: probs }],
+                                );
+                                let (fields, columns) =
+                                    weir_connectors::arrow::chunk_columns(outputs, answers).expect("encode");
+                                encoded.push(
+                                    RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)
+                                        .expect("batch"),
+                                );
+                            }
+                            // Whoever holds the writer writes every batch that is next in order.
+                            let mut guard = writer.lock().unwrap();
+                            let (next, done, sink) = &mut *guard;
+                            done.insert(index, encoded);
+                            while let Some(ready) = done.remove(next) {
+                                for batch in &ready {
+                                    sink.get_or_insert_with(|| {
+                                        Sink::create(output, FileFormat::ArrowFile, &batch.schema()).expect("sink")
+                                    })
+                                    .write(batch)
+                                    .expect("write");
+                                }
+                                *next += 1;
+                            }
+                        }
+                        thread_cpu_ns()
+                    })
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("thread")).sum()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    writer.into_inner().unwrap().2.expect("rows").finish().expect("finish");
+    let rows = reader.into_inner().unwrap().2;
+    (rows as f64 / elapsed, cpu as f64 / 1e9)
+}
+
+/// The replay hand-written without an engine, as the least any replay of this graph
+/// on these files costs: this thread reads, decodes by blocks of 1024 rows, encodes and
+/// writes with weir's functions (as [`files_alone`]); `threads` threads compute each
+/// block in batches of [`BATCH`] as the raw passes do (standardize, both models), then
+/// the ensemble mean and the argmax; blocks go to the threads in turn over bounded
+/// channels and come back in input order. Returns rows/s and the CPU seconds of every
+/// thread it ran on.
+fn hand_written(
+    raw: &Raw,
+    graph: &weir_engine::GraphHandle,
+    input: &InputFile,
+    output: &std::path::Path,
+    threads: usize,
+) -> (f64, f64) {
+    use std::sync::mpsc::sync_channel;
+    let outputs = &graph.schema().outputs;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let mut lanes = Vec::new();
+        for _ in 0..threads {
+            let (to_worker, from_main) = sync_channel::<Vec<f32>>(4);
+            let (to_main, from_worker) = sync_channel::<(Vec<i64>, Vec<f32>)>(4);
+            let worker = s.spawn(move || {
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+                pool.install(|| {
+                    let device = candle_core::Device::Cpu;
+                    let (mut a, mut b) = (
+                        raw.softmax.instantiate(&device).expect("softmax"),
+                        raw.mlp.instantiate(&device).expect("mlp"),
+                    );
+                    for pixels in from_main {
+                        let (labels, probs) = compute_block(raw, &mut a, &mut b, &pixels);
+                        if to_main.send((labels, probs)).is_err() {
+                            break;
+                        }
+                    }
+                    thread_cpu_ns()
+                })
+            });
+            lanes.push((to_worker, from_worker, worker));
+        }
+        let main_cpu = thread_cpu_ns();
+        let mut sink = None;
+        let (mut sent, mut received, mut rows) = (0usize, 0usize, 0u64);
+        let receive = |received: &mut usize, sink: &mut Option<Sink>| {
+            let (labels, probs) = lanes[*received % threads].1.recv().expect("answers");
+            *received += 1;
+            let n = labels.len();
+            let answers =
+                Chunk::new(0, vec![0; n], vec![Column::I64(labels), Column::Tensor { width: 10, data: probs }]);
+            let (fields, columns) = weir_connectors::arrow::chunk_columns(outputs, answers).expect("encode");
+            let batch = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).expect("batch");
+            sink.get_or_insert_with(|| Sink::create(output, FileFormat::ArrowFile, &batch.schema()).expect("sink"))
+                .write(&batch)
+                .expect("write");
+        };
+        for batch in files::open(input, 1024).expect("open") {
+            let batch = batch.expect("batch");
+            for offset in (0..batch.num_rows()).step_by(1024) {
+                let slice = batch.slice(offset, 1024.min(batch.num_rows() - offset));
+                let decoded =
+                    weir_connectors::arrow::decode_columns(&graph.schema().inputs, &slice, rows).expect("decode");
+                rows += slice.num_rows() as u64;
+                let Some(Column::Tensor { data, .. }) = decoded.columns.into_iter().next() else { panic!("pixels") };
+                // Two blocks in flight per thread before waiting for the oldest answer.
+                if sent - received == 2 * threads {
+                    receive(&mut received, &mut sink);
+                }
+                lanes[sent % threads].0.send(data).expect("send");
+                sent += 1;
+            }
+        }
+        while received < sent {
+            receive(&mut received, &mut sink);
+        }
+        sink.expect("rows").finish().expect("finish");
+        let mut cpu = (thread_cpu_ns() - main_cpu) as f64 / 1e9;
+        let elapsed = start.elapsed().as_secs_f64();
+        for (to_worker, _, worker) in lanes {
+            drop(to_worker);
+            cpu += worker.join().expect("thread") as f64 / 1e9;
+        }
+        (rows as f64 / elapsed, cpu)
+    })
+}
+
 fn main() {
     let args = weir::bench::BenchArgs::start();
     let default_rows = if args.quick { 20_000 } else { 100_000 };
@@ -214,6 +439,10 @@ fn main() {
 
     let (mut one, mut two, mut weir_rates, mut vs_one, mut vs_two) = (vec![], vec![], vec![], vec![], vec![]);
     let (mut wide_rates, mut wide_vs_two) = (vec![], vec![]);
+    // The replay hand-written without an engine, on one thread per core: with a
+    // reading thread, and without. Per round: rows/s, of the raw passes on 2 threads,
+    // cores busy, and weir's replay on one worker per core against it.
+    let mut hand: [[Vec<f64>; 4]; 2] = Default::default();
     // The files alone: their CPU per row as a share of the raw passes' on two threads.
     let (mut io_rates, mut io_share, mut io_spent) = (vec![], vec![], [0.0f64; 4]);
     // Time the replicas spent in forward passes during the replays, against the raw
@@ -251,6 +480,21 @@ fn main() {
         raw2_cpu_s += 2.0 * rows as f64 / r2;
         let rw_wide = rows as f64 / t.elapsed().as_secs_f64();
         assert_eq!((summary.rows, summary.errors), (rows as u64, 0));
+        let hand_rounds = [
+            hand_written(&raw, graph, &inputs[0], &dir.path().join("hand.arrow"), cores),
+            hand_written_shared(&raw, graph, &inputs[0], &dir.path().join("hand-shared.arrow"), cores),
+        ];
+        // The hand-written replays answer what weir's does.
+        for hand in ["hand.arrow", "hand-shared.arrow"] {
+            assert_eq!(answers(&dir.path().join(hand)), answers(&dir.path().join("out.arrow")), "{hand}");
+        }
+        for (figures, (rate, cpu)) in hand.iter_mut().zip(hand_rounds) {
+            let [rates, vs_raw, busy, weir_vs] = figures;
+            rates.push(rate);
+            vs_raw.push(rate / r2);
+            busy.push(cpu * rate / rows as f64);
+            weir_vs.push(rw_wide / rate);
+        }
         let (io, spent) = files_alone(graph, &inputs[0], &dir.path().join("io.arrow"));
         io_spent.iter_mut().zip(spent).for_each(|(total, s)| *total += s);
         io_rates.push(io);
@@ -279,6 +523,23 @@ fn main() {
         median(vs_one),
         median(vs_two)
     );
+    let layouts = [
+        format!("this thread reads, decodes, encodes and writes; {cores} threads compute (weir's layout)"),
+        format!("no reading thread: {cores} threads each take the next batch, decode, compute, encode, and write what is next in order"),
+    ];
+    for (layout, [rates, vs_raw, busy, weir_vs]) in layouts.iter().zip(hand) {
+        let (lo, hi) = range(&vs_raw);
+        let (weir_lo, weir_hi) = range(&weir_vs);
+        println!(
+            "| replay | hand-written, no engine: {layout}; standardize, both models, mean and argmax per batch of {BATCH}; \
+             cores busy {:.2} | {:.0} rows/s (median) | {:.2} of raw 2 threads (range {lo:.2} to {hi:.2}); weir replay on {cores} \
+             workers: {:.2} of it (range {weir_lo:.2} to {weir_hi:.2}) |",
+            median(busy),
+            median(rates),
+            median(vs_raw),
+            median(weir_vs),
+        );
+    }
     let (lo, hi) = range(&wide_vs_two);
     let ratio = median(wide_vs_two);
     println!(

@@ -41,6 +41,15 @@ pub const SAMPLES: usize = 8;
 /// The weight of the latest batch in the mean.
 const WEIGHT: f64 = 0.125;
 
+/// A pass counts in the mean as at most this long. A pass is timed by the wall clock,
+/// so one during which the thread lost its core (a replay's reading thread, another
+/// process) measures milliseconds that are not the model's: counted whole, a single
+/// one would lift the mean past [`OFF_ABOVE`] and send the node's next dozens of
+/// batches to the replicas (a hop each, and two more threads on the cores). Capped, it
+/// takes several slow passes in a row (five from a mean of 5 µs) to stop inline
+/// computing, as a model that is really slow gives.
+const COUNTED_AT_MOST: Duration = Duration::from_micros(2 * OFF_ABOVE.as_micros() as u64);
+
 /// The factory of the kernel a worker builds for itself (a CPU node's).
 #[derive(Clone)]
 pub struct InlineFactory(pub KernelFactory);
@@ -69,7 +78,7 @@ impl Inline {
 
     /// A forward pass of this node (on a replica or here) took `took`.
     pub(crate) fn measured(&mut self, took: Duration) {
-        let t = took.as_secs_f64();
+        let t = took.min(COUNTED_AT_MOST).as_secs_f64();
         self.mean = if self.samples == 0 { t } else { self.mean + WEIGHT * (t - self.mean) };
         self.samples += 1;
         if self.on && self.mean > OFF_ABOVE.as_secs_f64() {
@@ -135,6 +144,25 @@ mod tests {
         assert!(inline.kernel("m").is_some());
         (0..40).for_each(|_| inline.measured(Duration::from_micros(200)));
         assert!(inline.kernel("m").is_none());
+    }
+
+    #[test]
+    fn a_pass_that_lost_its_core_does_not_stop_inline_computing_slow_passes_do() {
+        let mut inline = Inline::new(factory());
+        (0..SAMPLES).for_each(|_| inline.measured(Duration::from_micros(5)));
+        assert!(inline.kernel("m").is_some());
+        // A pass descheduled for a time slice, now and then.
+        for _ in 0..3 {
+            inline.measured(Duration::from_millis(4));
+            (0..10).for_each(|_| inline.measured(Duration::from_micros(5)));
+            assert!(inline.kernel("m").is_some());
+        }
+        // Passes that are slow, one after the other.
+        let slow = (1..).find(|&n| {
+            inline.measured(Duration::from_millis(4));
+            inline.kernel("m").is_none()
+        });
+        assert_eq!(slow, Some(5), "five slow passes in a row stop it");
     }
 
     #[test]
