@@ -24,10 +24,10 @@
 //! - **Hand-written, no engine** (two lines): the replay written by hand for this one
 //!   graph, with weir's file functions and kernels and nothing else: what a replay of
 //!   these files on these cores reaches without an engine. One with weir's layout (this
-//!   thread reads, decodes, encodes and writes; a thread per core computes blocks handed
-//!   over bounded channels), one without a reading thread (each thread takes the file's
-//!   next batch, decodes, computes, encodes, and writes whatever is next in input
-//!   order). Each computes per batch of 32 what the raw passes do, then the ensemble
+//!   thread reads, decodes, encodes and writes; a thread per core takes the next block
+//!   from one bounded queue), one without a reading thread (each thread takes the
+//!   file's next batch, decodes, computes, encodes, and writes whatever is next in
+//!   input order). Each computes per batch of 32 what the raw passes do, then the ensemble
 //!   mean and the argmax; their answers are checked equal to weir's. weir's replay on
 //!   one worker per core is given as a ratio to each, per round.
 //! - **Cores busy**: the CPU time of the replay's threads (and of the raw passes'
@@ -218,7 +218,8 @@ fn compute_block(raw: &Raw, a: &mut dyn BatchKernel, b: &mut dyn BatchKernel, pi
 
 /// The `label` and `probs` columns of an Arrow IPC file, each as one array.
 fn answers(path: &std::path::Path) -> Vec<ArrayRef> {
-    let reader = arrow_ipc::reader::FileReader::try_new(std::fs::File::open(path).expect("open"), None).expect("reader");
+    let reader =
+        arrow_ipc::reader::FileReader::try_new(std::fs::File::open(path).expect("open"), None).expect("reader");
     let batches: Vec<RecordBatch> = reader.map(|b| b.expect("batch")).collect();
     ["label", "probs"]
         .iter()
@@ -320,13 +321,13 @@ fn hand_written_shared(
     (rows as f64 / elapsed, cpu as f64 / 1e9)
 }
 
-/// The replay hand-written without an engine, as the least any replay of this graph
-/// on these files costs: this thread reads, decodes by blocks of 1024 rows, encodes and
-/// writes with weir's functions (as [`files_alone`]); `threads` threads compute each
-/// block in batches of [`BATCH`] as the raw passes do (standardize, both models), then
-/// the ensemble mean and the argmax; blocks go to the threads in turn over bounded
-/// channels and come back in input order. Returns rows/s and the CPU seconds of every
-/// thread it ran on.
+/// The replay hand-written without an engine, in weir's layout: this thread reads,
+/// decodes by blocks of 1024 rows, encodes and writes with weir's functions (as
+/// [`files_alone`]); `threads` threads take the blocks from one bounded queue (the
+/// first free takes the next) and compute each in batches of [`BATCH`] as the raw
+/// passes do (standardize, both models), then the ensemble mean and the argmax; this
+/// thread writes the answers in input order. Returns rows/s and the CPU seconds of
+/// every thread it ran on.
 fn hand_written(
     raw: &Raw,
     graph: &weir_engine::GraphHandle,
@@ -334,47 +335,52 @@ fn hand_written(
     output: &std::path::Path,
     threads: usize,
 ) -> (f64, f64) {
-    use std::sync::mpsc::sync_channel;
     let outputs = &graph.schema().outputs;
     let start = Instant::now();
     std::thread::scope(|s| {
-        let mut lanes = Vec::new();
-        for _ in 0..threads {
-            let (to_worker, from_main) = sync_channel::<Vec<f32>>(4);
-            let (to_main, from_worker) = sync_channel::<(Vec<i64>, Vec<f32>)>(4);
-            let worker = s.spawn(move || {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-                pool.install(|| {
-                    let device = candle_core::Device::Cpu;
-                    let (mut a, mut b) = (
-                        raw.softmax.instantiate(&device).expect("softmax"),
-                        raw.mlp.instantiate(&device).expect("mlp"),
-                    );
-                    for pixels in from_main {
-                        let (labels, probs) = compute_block(raw, &mut a, &mut b, &pixels);
-                        if to_main.send((labels, probs)).is_err() {
-                            break;
+        let (to_workers, from_main) = crossbeam_channel::bounded::<(usize, Vec<f32>)>(2 * threads);
+        let (to_main, from_workers) = crossbeam_channel::bounded::<(usize, Vec<i64>, Vec<f32>)>(4 * threads);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (from_main, to_main) = (from_main.clone(), to_main.clone());
+                s.spawn(move || {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+                    pool.install(|| {
+                        let device = candle_core::Device::Cpu;
+                        let (mut a, mut b) = (
+                            raw.softmax.instantiate(&device).expect("softmax"),
+                            raw.mlp.instantiate(&device).expect("mlp"),
+                        );
+                        for (seq, pixels) in from_main {
+                            let (labels, probs) = compute_block(raw, &mut a, &mut b, &pixels);
+                            if to_main.send((seq, labels, probs)).is_err() {
+                                break;
+                            }
                         }
-                    }
-                    thread_cpu_ns()
+                        thread_cpu_ns()
+                    })
                 })
-            });
-            lanes.push((to_worker, from_worker, worker));
-        }
+            })
+            .collect();
+        drop((from_main, to_main));
         let main_cpu = thread_cpu_ns();
-        let mut sink = None;
-        let (mut sent, mut received, mut rows) = (0usize, 0usize, 0u64);
-        let receive = |received: &mut usize, sink: &mut Option<Sink>| {
-            let (labels, probs) = lanes[*received % threads].1.recv().expect("answers");
-            *received += 1;
-            let n = labels.len();
-            let answers =
-                Chunk::new(0, vec![0; n], vec![Column::I64(labels), Column::Tensor { width: 10, data: probs }]);
-            let (fields, columns) = weir_connectors::arrow::chunk_columns(outputs, answers).expect("encode");
-            let batch = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).expect("batch");
-            sink.get_or_insert_with(|| Sink::create(output, FileFormat::ArrowFile, &batch.schema()).expect("sink"))
-                .write(&batch)
-                .expect("write");
+        let mut sink: Option<Sink> = None;
+        let mut done = std::collections::BTreeMap::new();
+        let (mut sent, mut written, mut rows) = (0usize, 0usize, 0u64);
+        let write = |done: &mut std::collections::BTreeMap<usize, (Vec<i64>, Vec<f32>)>,
+                     written: &mut usize,
+                     sink: &mut Option<Sink>| {
+            while let Some((labels, probs)) = done.remove(&*written) {
+                *written += 1;
+                let n = labels.len();
+                let answers =
+                    Chunk::new(0, vec![0; n], vec![Column::I64(labels), Column::Tensor { width: 10, data: probs }]);
+                let (fields, columns) = weir_connectors::arrow::chunk_columns(outputs, answers).expect("encode");
+                let batch = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).expect("batch");
+                sink.get_or_insert_with(|| Sink::create(output, FileFormat::ArrowFile, &batch.schema()).expect("sink"))
+                    .write(&batch)
+                    .expect("write");
+            }
         };
         for batch in files::open(input, 1024).expect("open") {
             let batch = batch.expect("batch");
@@ -384,23 +390,32 @@ fn hand_written(
                     weir_connectors::arrow::decode_columns(&graph.schema().inputs, &slice, rows).expect("decode");
                 rows += slice.num_rows() as u64;
                 let Some(Column::Tensor { data, .. }) = decoded.columns.into_iter().next() else { panic!("pixels") };
-                // Two blocks in flight per thread before waiting for the oldest answer.
-                if sent - received == 2 * threads {
-                    receive(&mut received, &mut sink);
+                // At most 4 blocks a thread unanswered (8192 rows on 2 threads, as weir
+                // replay's default `--in-flight`).
+                while sent - written - done.len() >= 4 * threads {
+                    let (seq, l, p) = from_workers.recv().expect("answers");
+                    done.insert(seq, (l, p));
+                    write(&mut done, &mut written, &mut sink);
                 }
-                lanes[sent % threads].0.send(data).expect("send");
+                to_workers.send((sent, data)).expect("send");
                 sent += 1;
+                while let Ok((seq, l, p)) = from_workers.try_recv() {
+                    done.insert(seq, (l, p));
+                }
+                write(&mut done, &mut written, &mut sink);
             }
         }
-        while received < sent {
-            receive(&mut received, &mut sink);
+        while written < sent {
+            let (seq, l, p) = from_workers.recv().expect("answers");
+            done.insert(seq, (l, p));
+            write(&mut done, &mut written, &mut sink);
         }
+        drop(to_workers);
         sink.expect("rows").finish().expect("finish");
         let mut cpu = (thread_cpu_ns() - main_cpu) as f64 / 1e9;
         let elapsed = start.elapsed().as_secs_f64();
-        for (to_worker, _, worker) in lanes {
-            drop(to_worker);
-            cpu += worker.join().expect("thread") as f64 / 1e9;
+        for w in workers {
+            cpu += w.join().expect("thread") as f64 / 1e9;
         }
         (rows as f64 / elapsed, cpu)
     })
@@ -524,7 +539,7 @@ fn main() {
         median(vs_two)
     );
     let layouts = [
-        format!("this thread reads, decodes, encodes and writes; {cores} threads compute (weir's layout)"),
+        format!("this thread reads, decodes, encodes and writes; {cores} threads take blocks from one queue (weir's layout)"),
         format!("no reading thread: {cores} threads each take the next batch, decode, compute, encode, and write what is next in order"),
     ];
     for (layout, [rates, vs_raw, busy, weir_vs]) in layouts.iter().zip(hand) {

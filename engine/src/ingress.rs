@@ -33,8 +33,18 @@ const ROWS_PER_ACTIVATION: usize = 1024;
 /// One source: a bounded channel and a doorbell per worker. A chunk goes to worker
 /// `slot / stride % workers` (`stride`: the cluster's processes, whose slots interleave;
 /// 1 in one process), so one submission's chunks keep their order.
+///
+/// The rows of a live graph (no clock) in one process of several workers also have a
+/// channel every worker reads ([`Source::with_shared`]): a submission of rows alone
+/// goes there, and the first worker free takes it. Pinned to a worker, a chunk waits
+/// while that worker is busy or has lost its core to another thread (a replay's reading
+/// thread, on a machine with as many workers as cores) although the other worker is
+/// idle: a replay of `digits.yaml` on 2 workers kept 1.8 cores busy, and one whose
+/// blocks any free thread took, 1.9 (BENCHMARKS.md).
 pub(crate) struct Source {
     senders: Vec<Sender<Chunk>>,
+    /// The channel every worker reads, and its receiving end for each worker's feed.
+    shared: Option<(Sender<Chunk>, Receiver<Chunk>)>,
     stride: u64,
     /// Each worker's receiver, until that worker takes it.
     receivers: Vec<Mutex<Option<Receiver<Chunk>>>>,
@@ -48,10 +58,19 @@ impl Source {
         let (senders, receivers): (Vec<_>, Vec<_>) = (0..workers).map(|_| bounded::<Chunk>(capacity.max(1))).unzip();
         Source {
             senders,
+            shared: None,
             stride: processes.max(1) as u64,
             receivers: receivers.into_iter().map(|r| Mutex::new(Some(r))).collect(),
             doorbells: (0..workers).map(|_| Arc::new(Doorbell::new())).collect(),
         }
+    }
+
+    /// [`Source::new`] for one process, with a channel every worker reads, holding
+    /// `capacity` chunks per worker (see the type's docs).
+    pub(crate) fn with_shared(workers: usize, capacity: usize) -> Source {
+        let mut source = Source::new(workers, capacity, 1);
+        source.shared = Some(bounded::<Chunk>(capacity.max(1).saturating_mul(workers.max(1))));
+        source
     }
 
     /// What worker `index`'s source operator reads; `None` once taken.
@@ -65,6 +84,7 @@ impl Source {
         let chunks = self.receivers.get(index)?.lock().ok()?.take()?;
         Some(SourceFeed {
             chunks,
+            shared: self.shared.as_ref().map(|(_, receiver)| receiver.clone()),
             doorbell: Arc::clone(&self.doorbells[index]),
             shutdown: shutdown.clone(),
             clock: clock.cloned(),
@@ -93,18 +113,37 @@ impl Source {
     /// `ring`.
     fn put(&self, chunk: Chunk, wait: bool, ring: bool, graph: &str) -> Result<(), SubmitError> {
         let worker = self.worker(&chunk);
-        if wait {
-            self.senders[worker].send(chunk).map_err(|_| SubmitError::Closed)?;
-        } else {
-            self.senders[worker].try_send(chunk).map_err(|e| match e {
-                TrySendError::Full(_) => SubmitError::Full(graph.to_string()),
-                TrySendError::Disconnected(_) => SubmitError::Closed,
-            })?;
-        }
+        send(&self.senders[worker], chunk, wait, graph)?;
         if ring {
             self.doorbells[worker].ring();
         }
         Ok(())
+    }
+
+    /// Sends `chunk` into the channel every worker reads, if the source has one (else
+    /// gives it back), and wakes one idle worker: the first whose source is armed,
+    /// from the chunk's own worker on (so an idle engine spreads requests as
+    /// [`Source::put`] does). With no source armed, every worker's source is running or
+    /// will run again, and looks at the shared channel before it arms.
+    fn put_shared(&self, chunk: Chunk, wait: bool, graph: &str) -> Result<Option<Chunk>, SubmitError> {
+        let Some((shared, _)) = &self.shared else { return Ok(Some(chunk)) };
+        let first = self.worker(&chunk);
+        send(shared, chunk, wait, graph)?;
+        let workers = self.doorbells.len();
+        let _ = (0..workers).any(|i| self.doorbells[(first + i) % workers].ring());
+        Ok(None)
+    }
+}
+
+/// Sends `chunk` on `to`, waiting for room if `wait`, else refusing when full.
+fn send(to: &Sender<Chunk>, chunk: Chunk, wait: bool, graph: &str) -> Result<(), SubmitError> {
+    if wait {
+        to.send(chunk).map_err(|_| SubmitError::Closed)
+    } else {
+        to.try_send(chunk).map_err(|e| match e {
+            TrySendError::Full(_) => SubmitError::Full(graph.to_string()),
+            TrySendError::Disconnected(_) => SubmitError::Closed,
+        })
     }
 }
 
@@ -172,6 +211,16 @@ impl Ingress {
     pub(crate) fn send(&self, parts: Vec<(&Source, Chunk)>, wait: bool) -> Result<(), SubmitError> {
         let graph = &self.graph;
         let Some(clock) = &self.clock else {
+            // Rows alone may go to any worker; rows with their labels stay together.
+            let mut parts = parts;
+            if let [(source, _)] = parts.as_slice() {
+                let source: &Source = source;
+                let (_, chunk) = parts.remove(0);
+                match source.put_shared(chunk, wait, graph)? {
+                    None => return Ok(()),
+                    Some(chunk) => parts.push((source, chunk)),
+                }
+            }
             return parts.into_iter().try_for_each(|(source, chunk)| source.put(chunk, wait, true, graph));
         };
         // Every send of a clocked graph holds the clock's lock, so room seen under it
@@ -191,7 +240,9 @@ impl Ingress {
                     source.put(chunk, false, false, graph)
                 })
             });
-            self.all_doorbells().for_each(|b| b.ring());
+            self.all_doorbells().for_each(|b| {
+                b.ring();
+            });
             match sent {
                 Err(SubmitError::Full(_)) if wait && !self.shutdown.is_requested() => {
                     std::thread::sleep(pause);
@@ -200,5 +251,71 @@ impl Ingress {
                 other => return other,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_operators::{Chunk, Column, Shutdown};
+
+    use super::*;
+
+    fn chunk(slot: u64) -> Chunk {
+        Chunk::new(slot, vec![slot << 20], vec![Column::I64(vec![slot as i64])])
+    }
+
+    /// Every chunk worker `index`'s source can take now, in order: its own, then the
+    /// shared ones.
+    fn take_all(feed: &weir_operators::dataflow::source::SourceFeed) -> Vec<u64> {
+        let own = feed.chunks.try_iter().map(|c| c.slot);
+        let shared: Vec<u64> = feed.shared.iter().flat_map(|s| s.try_iter().map(|c| c.slot)).collect();
+        own.chain(shared).collect()
+    }
+
+    #[test]
+    fn a_live_graphs_rows_go_to_whichever_worker_takes_them_first() {
+        let shutdown = Shutdown::new();
+        let source = Source::with_shared(2, 4);
+        let feeds: Vec<_> = (0..2).map(|i| source.feed(i, &shutdown, None, None).unwrap()).collect();
+        for slot in 0..6 {
+            assert!(source.put_shared(chunk(slot), false, "g").unwrap().is_none());
+        }
+        // Worker 0 is busy: worker 1 takes every chunk, in order.
+        assert_eq!(take_all(&feeds[1]), (0..6).collect::<Vec<_>>());
+        assert_eq!(take_all(&feeds[0]), Vec::<u64>::new());
+
+        // Pinned (a source without the shared channel, or rows with their labels), each
+        // worker has only its own slots.
+        let pinned = Source::new(2, 4, 1);
+        let feeds: Vec<_> = (0..2).map(|i| pinned.feed(i, &shutdown, None, None).unwrap()).collect();
+        for slot in 0..6 {
+            let back = pinned.put_shared(chunk(slot), false, "g").unwrap().expect("no shared channel");
+            pinned.put(back, false, true, "g").unwrap();
+        }
+        assert_eq!(take_all(&feeds[1]), vec![1, 3, 5]);
+        assert_eq!(take_all(&feeds[0]), vec![0, 2, 4]);
+    }
+
+    #[test]
+    fn a_shared_chunk_wakes_one_idle_worker_from_its_own_on() {
+        let shutdown = Shutdown::new();
+        let source = Source::with_shared(2, 4);
+        let _feeds: Vec<_> = (0..2).map(|i| source.feed(i, &shutdown, None, None).unwrap()).collect();
+        // Both sources armed (idle): slot 1's chunk rings worker 1 only.
+        source.put_shared(chunk(1), false, "g").unwrap();
+        assert!(!source.doorbells[1].ring(), "rung already");
+        source.doorbells[1].arm();
+        assert!(source.doorbells[0].ring(), "worker 0 was left asleep");
+        // Worker 0 busy (not armed): slot 0's chunk rings worker 1, the idle one.
+        source.put_shared(chunk(0), false, "g").unwrap();
+        assert!(!source.doorbells[1].ring(), "the idle worker was rung");
+    }
+
+    #[test]
+    fn a_full_shared_channel_refuses_a_submission_that_does_not_wait() {
+        let source = Source::with_shared(1, 2);
+        source.put_shared(chunk(0), false, "g").unwrap();
+        source.put_shared(chunk(1), false, "g").unwrap();
+        assert!(matches!(source.put_shared(chunk(2), false, "g"), Err(SubmitError::Full(g)) if g == "g"));
     }
 }

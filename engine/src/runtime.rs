@@ -316,17 +316,25 @@ fn ingress(plan: &Plan, config: &EngineConfig, processes: usize, shutdown: &Shut
         }),
         _ => None,
     });
+    // Tables need one order of times for rows and updates (see `tables.rs`).
+    let clock = (config.deterministic || !plan.tables.is_empty()).then(|| {
+        // Tables served by several processes: their clocks follow the wall clock.
+        let shared = processes > 1 && !config.cluster.as_ref().is_some_and(|c| c.sole_submitter);
+        Arc::new(if shared { EventClock::wall() } else { EventClock::new() })
+    });
+    // A live graph's rows go to whichever worker is free first (in one process: a
+    // cluster's slots say which process computes them).
+    let rows = if clock.is_none() && processes == 1 && workers > 1 {
+        Source::with_shared(workers, config.ingress_capacity)
+    } else {
+        Source::new(workers, config.ingress_capacity, processes)
+    };
     Ingress {
         graph: plan.name.clone(),
-        rows: Source::new(workers, config.ingress_capacity, processes),
+        rows,
         feedback,
         tables: plan.tables.iter().map(|spec| TableIngress::new(spec, workers)).collect(),
-        // Tables need one order of times for rows and updates (see `tables.rs`).
-        clock: (config.deterministic || !plan.tables.is_empty()).then(|| {
-            // Tables served by several processes: their clocks follow the wall clock.
-            let shared = processes > 1 && !config.cluster.as_ref().is_some_and(|c| c.sole_submitter);
-            Arc::new(if shared { EventClock::wall() } else { EventClock::new() })
-        }),
+        clock,
         shutdown: shutdown.clone(),
     }
 }

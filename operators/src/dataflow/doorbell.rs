@@ -67,11 +67,14 @@ impl Doorbell {
         self.armed.store(false, Ordering::SeqCst);
     }
 
-    /// Called by a producer after sending: wakes the operator if it was armed.
-    pub fn ring(&self) {
-        if self.armed.swap(false, Ordering::SeqCst) {
+    /// Called by a producer after sending: wakes the operator if it was armed, and
+    /// says whether it was.
+    pub fn ring(&self) -> bool {
+        let armed = self.armed.swap(false, Ordering::SeqCst);
+        if armed {
             self.wake();
         }
+        armed
     }
 
     /// Wakes the operator whether or not it is armed (to make it see a stop request).

@@ -158,7 +158,7 @@ mod tests {
             assert!(inline.kernel("m").is_some());
         }
         // Passes that are slow, one after the other.
-        let slow = (1..).find(|&n| {
+        let slow = (1..).find(|_: &usize| {
             inline.measured(Duration::from_millis(4));
             inline.kernel("m").is_none()
         });

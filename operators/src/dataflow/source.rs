@@ -33,6 +33,11 @@ use crate::shutdown::Shutdown;
 pub struct SourceFeed {
     /// This worker's end of the source's channel.
     pub chunks: Receiver<Chunk>,
+    /// A channel every worker's source reads, after its own: chunks that any worker may
+    /// take (a live graph's rows on several workers, see `weir_engine`'s ingress). The
+    /// worker that is free first takes the next chunk, so one that lost its core for a
+    /// while does not hold rows the others could compute.
+    pub shared: Option<Receiver<Chunk>>,
     /// Made with the channel, before the dataflow; the source binds it when built.
     pub doorbell: Arc<Doorbell>,
     /// Once requested and the channel is drained, the source closes.
@@ -63,6 +68,7 @@ pub trait RowSource<'scope> {
     /// drop(tx); // every sender gone: the source closes once drained
     /// let feed = SourceFeed {
     ///     chunks,
+    ///     shared: None,
     ///     doorbell: Arc::new(Doorbell::new()),
     ///     shutdown: Shutdown::new(),
     ///     clock: None,
@@ -82,8 +88,38 @@ impl<'scope> RowSource<'scope> for Scope<'scope, Time> {
     }
 }
 
+/// A source's channels: its worker's own, and the one every worker's source reads.
+struct Inbox {
+    own: Receiver<Chunk>,
+    shared: Option<Receiver<Chunk>>,
+}
+
+impl Inbox {
+    /// The next chunk: this worker's own first, then one any worker may take. Closed
+    /// (`Disconnected`) once its own channel is closed and the shared one holds nothing
+    /// (both close together, when the engine drops its sources).
+    fn next(&self) -> Result<Chunk, TryRecvError> {
+        match self.own.try_recv() {
+            Err(TryRecvError::Empty) => {
+                self.shared.as_ref().map_or(Err(TryRecvError::Empty), |s| s.try_recv().map_err(|_| TryRecvError::Empty))
+            }
+            Err(TryRecvError::Disconnected) => match self.shared.as_ref().map(Receiver::try_recv) {
+                Some(Ok(chunk)) => Ok(chunk),
+                _ => Err(TryRecvError::Disconnected),
+            },
+            own => own,
+        }
+    }
+
+    /// Whether neither channel holds a chunk.
+    fn is_empty(&self) -> bool {
+        self.own.is_empty() && self.shared.as_ref().is_none_or(Receiver::is_empty)
+    }
+}
+
 fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) -> RowStream<'scope> {
-    let SourceFeed { chunks, doorbell: bell, shutdown, clock, rows_per_activation: rows, drained } = feed;
+    let SourceFeed { chunks, shared, doorbell: bell, shutdown, clock, rows_per_activation: rows, drained } = feed;
+    let inbox = Inbox { own: chunks, shared };
     source(scope, name, move |cap, info| {
         bell.bind(scope.worker().sync_activator_for(info.address.to_vec()));
         let self_activator = scope.activator_for(info.address.clone());
@@ -98,7 +134,7 @@ fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) 
             let mut last_time = None;
             {
                 while sent < rows {
-                    match chunks.try_recv() {
+                    match inbox.next() {
                         Ok(chunk) => {
                             sent += chunk.len();
                             taken += 1;
@@ -115,7 +151,7 @@ fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) 
                             // Arm, then look once more: a row sent before arming is
                             // seen here, one sent after rings the bell.
                             bell.arm();
-                            if !chunks.is_empty() {
+                            if !inbox.is_empty() {
                                 bell.disarm();
                                 continue;
                             }
@@ -166,4 +202,44 @@ fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) 
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use timely::dataflow::operators::capture::{Capture, Event};
+
+    use super::*;
+    use crate::column::Column;
+
+    #[test]
+    fn a_source_emits_its_own_chunks_then_the_shared_ones_and_closes_with_its_own_channel() {
+        let chunk = |slot: u64| Chunk::new(slot, vec![slot], vec![Column::I64(vec![slot as i64])]);
+        let (own, chunks) = crossbeam_channel::bounded(4);
+        let (shared, shared_chunks) = crossbeam_channel::bounded(4);
+        shared.send(chunk(2)).unwrap();
+        own.send(chunk(1)).unwrap();
+        shared.send(chunk(3)).unwrap();
+        drop(own); // its own channel closed: the source closes once both are drained
+        let feed = SourceFeed {
+            chunks,
+            shared: Some(shared_chunks),
+            doorbell: Arc::new(Doorbell::new()),
+            shutdown: Shutdown::new(),
+            clock: None,
+            rows_per_activation: 1024,
+            drained: None,
+        };
+        let captured = timely::example(move |scope| scope.row_source("Input", feed).capture());
+        let slots: Vec<u64> = captured
+            .iter()
+            .flat_map(|event| match event {
+                Event::Messages(_, chunks) => chunks.into_iter().map(|c| c.slot).collect(),
+                Event::Progress(_) => Vec::new(),
+            })
+            .collect();
+        assert_eq!(slots, vec![1, 2, 3]);
+        drop(shared);
+    }
 }
