@@ -33,8 +33,10 @@
 //! - **Cores busy**: the CPU time of the replay's threads (and of the raw passes'
 //!   threads) over the wall time, from `/proc/.../schedstat`.
 //!
-//! Rounds alternate them; ratios are medians of per-round ratios. Then peak RSS of
-//! the `weir` binary replaying the 1x file and a 10x file.
+//! Fifteen rounds (two with `--quick`) alternate them, each a few tenths of a second at
+//! the default 100,000 rows, so that the host's drifts fall on both sides of most
+//! rounds; ratios are medians of per-round ratios. Then peak RSS of the `weir` binary
+//! replaying the 1x file and a 10x file.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::process::Command;
@@ -470,7 +472,7 @@ fn main() {
     let (mut wide_forward_s, mut raw2_cpu_s) = (0.0f64, 0.0f64);
     // The cores the replays on one worker per core kept busy: CPU time over wall time.
     let (mut busy, mut raw_busy) = (vec![], vec![]);
-    for _ in 0..if args.quick { 2 } else { 5 } {
+    for _ in 0..if args.quick { 2 } else { 15 } {
         let (r1, _) = raw.run(&pixels);
         let half = rows / 2 * 64;
         let t = Instant::now();

@@ -231,9 +231,9 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                     for chunk in data.flat_map(|d| d.drain(..)) {
                         let runs = ok_runs(&chunk);
                         let remaining: usize = runs.iter().map(|&(_, len)| len).sum();
-                        let mut output_columns: Vec<Column> =
-                            st.config.outputs.iter().map(|ty| Column::filler(ty, chunk.len())).collect();
                         if remaining == 0 {
+                            let output_columns: Vec<Column> =
+                                st.config.outputs.iter().map(|ty| Column::filler(ty, chunk.len())).collect();
                             // Nothing to compute: on at once, with the output columns.
                             let mut chunk = chunk;
                             chunk.columns.extend(output_columns.into_iter().map(Arc::new));
@@ -251,14 +251,13 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                             && st.queue.is_empty()
                             && chunk.deadline.is_none()
                         {
-                            match st.compute_whole(&mut chunk, &runs, output_columns, arrived, &stats) {
-                                Ok(()) => {
-                                    output.session(&cap).give(chunk);
-                                    continue;
-                                }
-                                Err(columns) => output_columns = columns,
+                            if st.compute_whole(&mut chunk, &runs, arrived, &stats) {
+                                output.session(&cap).give(chunk);
+                                continue;
                             }
                         }
+                        let output_columns: Vec<Column> =
+                            st.config.outputs.iter().map(|ty| Column::filler(ty, chunk.len())).collect();
                         st.adaptive.arrived(arrived, remaining);
                         let key = st.next_key;
                         st.next_key += 1;
@@ -419,17 +418,20 @@ impl State {
     /// the held chunk and the batch in flight that each batch costs. Only for a node that
     /// computes inline under load (a replay with a worker per core), a chunk without a
     /// deadline whose rows fill whole batches (small chunks, as requests are, queue and
-    /// share batches), and nothing queued before it. `Err`: not inline now; the chunk is
-    /// untouched and its output columns come back, to queue.
+    /// share batches), and nothing queued before it. `false`: not inline now; the chunk
+    /// is untouched, to queue.
+    ///
+    /// A chunk with no failed row gets its output columns as the batches' outputs one
+    /// after the other; one with failed rows, columns of fillers with each batch's rows
+    /// written at their places.
     fn compute_whole(
         &mut self,
         chunk: &mut Chunk,
         runs: &[(usize, usize)],
-        mut outputs: Vec<Column>,
         arrived: Instant,
         stats: &BatchStats,
-    ) -> Result<(), Vec<Column>> {
-        let Some(kernel) = self.inline.kernel(&self.config.node) else { return Err(outputs) };
+    ) -> bool {
+        let Some(kernel) = self.inline.kernel(&self.config.node) else { return false };
         self.adaptive.arrived(arrived, runs.iter().map(|&(_, len)| len).sum());
         // A batch's rows waited for the passes before theirs.
         let mut waited = arrived.elapsed();
@@ -463,6 +465,14 @@ impl State {
             passes.push((batch, n, pass));
         }
         let now = Instant::now();
+        // The batches cover every row, in order: their outputs are appended.
+        let in_order = runs == [(0, chunk.len())];
+        let mut outputs: Vec<Column> = self
+            .config
+            .outputs
+            .iter()
+            .map(|ty| if in_order { Column::with_capacity(ty, chunk.len()) } else { Column::filler(ty, chunk.len()) })
+            .collect();
         for (batch, n, Computed { result, took }) in passes {
             self.adaptive.completed(now, n, took);
             if result.is_ok() {
@@ -474,7 +484,11 @@ impl State {
                     let mut from = 0;
                     for (at, n) in batch {
                         for (column, computed) in outputs.iter_mut().zip(&computed) {
-                            column.set_range(at, computed, from, n);
+                            if in_order {
+                                column.extend_range(computed, from, n);
+                            } else {
+                                column.set_range(at, computed, from, n);
+                            }
                         }
                         from += n;
                     }
@@ -483,13 +497,16 @@ impl State {
                     stats.record_failure();
                     let error = Arc::new(RowError::new(ErrorCode::ModelFailed, &*self.config.node, reason));
                     for (at, n) in batch {
+                        if in_order {
+                            outputs.iter_mut().for_each(|column| column.push_fillers(n));
+                        }
                         (at..at + n).for_each(|row| chunk.fail(row, Arc::clone(&error)));
                     }
                 }
             }
         }
         chunk.columns.extend(outputs.into_iter().map(Arc::new));
-        Ok(())
+        true
     }
 
     /// Sends the next batch from the front of the queue. Returns false when every
@@ -997,7 +1014,23 @@ mod tests {
                 driver.step_until("the small chunks", |out| out.len() as u64 == warm + 3);
                 let batches: Vec<Vec<f32>> = passes.lock().unwrap()[before..].to_vec();
                 assert_eq!(batches, vec![vec![10., 11., 12.], vec![13.]]);
+                // A whole chunk without failed rows: the outputs are the batches' in
+                // order, a failed batch's rows fillers in their place.
+                let xs = [0., 1., 2., 3., -4., 5., 6., 7., 8.];
+                driver.send(warm + 2, f32_chunk(warm + 4, &xs));
+                driver.step_until("the chunk in order", |out| out.len() as u64 == warm + 4);
             },
+        );
+        let in_order = of_slot(&out, warm + 4);
+        let ys = f32s(&in_order.columns[1]);
+        assert_eq!(ys.len(), 9);
+        for r in [0, 1, 2, 6, 7, 8] {
+            assert_eq!(ys[r], 2.0 * r as f32 + 1.0, "row {r}");
+        }
+        let failed = Some((ErrorCode::ModelFailed, "m".to_string()));
+        assert_eq!(
+            errors(in_order),
+            (0..9).map(|r| (3..6).contains(&r).then(|| failed.clone()).flatten()).collect::<Vec<_>>()
         );
         let chunk = of_slot(&out, warm + 1);
         assert_eq!(chunk.len(), 10);
@@ -1014,7 +1047,7 @@ mod tests {
         for r in [0, 2, 3, 7, 8, 9] {
             assert_eq!(ys[r], 2.0 * r as f32 + 1.0, "row {r}");
         }
-        assert_eq!(model.stats.snapshot().failed_batches, 1);
+        assert_eq!(model.stats.snapshot().failed_batches, 2);
     }
 
     /// Once inline, a backlog of batches still goes to the replicas: the worker computes
