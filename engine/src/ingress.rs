@@ -39,8 +39,8 @@ const ROWS_PER_ACTIVATION: usize = 1024;
 /// goes there, and the first worker free takes it. Pinned to a worker, a chunk waits
 /// while that worker is busy or has lost its core to another thread (a replay's reading
 /// thread, on a machine with as many workers as cores) although the other worker is
-/// idle: a replay of `digits.yaml` on 2 workers kept 1.8 cores busy, and one whose
-/// blocks any free thread took, 1.9 (BENCHMARKS.md).
+/// idle: a replay of `digits.yaml` on 2 workers kept 1.83-1.86 cores busy, and 1.89
+/// with the shared channel (BENCHMARKS.md, "Issue 22, item 1: 2026-12-06").
 pub(crate) struct Source {
     senders: Vec<Sender<Chunk>>,
     /// The channel every worker reads, and its receiving end for each worker's feed.
