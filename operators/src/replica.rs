@@ -65,6 +65,19 @@ impl BatchRows {
         self.len() == 0
     }
 
+    /// Rows `runs` (first row, rows) of `inputs` (one chunk's input columns) as one
+    /// column per input: [`BatchRows::gather`] for rows of one chunk.
+    pub fn gather_runs(inputs: &[Arc<Column>], runs: &[(usize, usize)]) -> Vec<Column> {
+        let rows = runs.iter().map(|&(_, n)| n).sum();
+        let mut columns: Vec<Column> = inputs.iter().map(|c| c.empty_like(rows)).collect();
+        for &(start, n) in runs {
+            for (column, input) in columns.iter_mut().zip(inputs) {
+                column.extend_range(input, start, n);
+            }
+        }
+        columns
+    }
+
     /// The rows as one column per input.
     pub fn gather(&self) -> Vec<Column> {
         let rows = self.len();
@@ -250,13 +263,26 @@ pub fn compute(
     expires: Option<Instant>,
     stats: &BatchStats,
 ) -> Computed {
-    let rows = inputs.len();
     let started = Instant::now();
     if expires.is_some_and(|d| d <= started) {
         return Computed { result: Err(KernelError::Expired), took: Duration::ZERO };
     }
-    let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(inputs.gather())));
-    let took = started.elapsed();
+    compute_from(kernel, inputs.len(), || inputs.gather(), started, stats).0
+}
+
+/// [`compute`] without a deadline, over `rows` rows that `gather` puts in columns, timed
+/// from `started` (the end of the pass before, for passes one after the other: one
+/// clock read per pass). Returns the pass and when it ended.
+pub fn compute_from(
+    kernel: &mut dyn BatchKernel,
+    rows: usize,
+    gather: impl FnOnce() -> Vec<Column>,
+    started: Instant,
+    stats: &BatchStats,
+) -> (Computed, Instant) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(gather())));
+    let ended = Instant::now();
+    let took = ended.saturating_duration_since(started);
     stats.record_compute(took);
     let result = match outcome {
         Ok(Ok(out)) => match out.iter().find(|c| c.len() != rows) {
@@ -266,7 +292,7 @@ pub fn compute(
         Ok(Err(e)) => Err(e),
         Err(panic) => Err(KernelError::Panicked { message: panic_message(&*panic) }),
     };
-    Computed { result, took }
+    (Computed { result, took }, ended)
 }
 
 /// Whether at least half of a completion channel's room is taken.

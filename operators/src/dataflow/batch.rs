@@ -59,7 +59,7 @@ use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::id_map::IdMap;
 use crate::kernel::KernelError;
-use crate::replica::{compute, BatchRows, Completion, Computed, Job};
+use crate::replica::{compute, compute_from, BatchRows, Completion, Computed, Job};
 use crate::row::{ErrorCode, RowError};
 use crate::stats::BatchStats;
 use crate::value::FieldType;
@@ -433,8 +433,10 @@ impl State {
     ) -> bool {
         let Some(kernel) = self.inline.kernel(&self.config.node) else { return false };
         self.adaptive.arrived(arrived, runs.iter().map(|&(_, len)| len).sum());
+        // Each pass is timed from the end of the one before (one clock read a pass).
+        let mut started = Instant::now();
         // A batch's rows waited for the passes before theirs.
-        let mut waited = arrived.elapsed();
+        let mut waited = started.saturating_duration_since(arrived);
         let inputs: Vec<Arc<Column>> = self.config.inputs.iter().map(|&i| Arc::clone(&chunk.columns[i])).collect();
         let max = self.config.max_batch_size.max(1);
         // Batches as the queue would make them: up to `max` rows, across runs.
@@ -456,15 +458,15 @@ impl State {
         let mut passes = Vec::with_capacity(batches.len());
         for batch in batches {
             let n = batch.iter().map(|&(_, n)| n).sum();
-            let rows = BatchRows { runs: batch.iter().map(|&(at, n)| (inputs.clone(), at, n)).collect() };
-            let pass = compute(kernel, &rows, None, stats);
+            let (pass, ended) = compute_from(kernel, n, || BatchRows::gather_runs(&inputs, &batch), started, stats);
+            started = ended;
             stats.record_batch(&[(waited.as_micros() as u64, n)]);
             waited += pass.took;
             stats.record_reason(if n == max { SendReason::Full } else { SendReason::Now });
             stats.record_inline();
             passes.push((batch, n, pass));
         }
-        let now = Instant::now();
+        let now = started;
         // The batches cover every row, in order: their outputs are appended.
         let in_order = runs == [(0, chunk.len())];
         let mut outputs: Vec<Column> = self
