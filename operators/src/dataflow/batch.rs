@@ -250,11 +250,10 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                             && whole_batches
                             && st.queue.is_empty()
                             && chunk.deadline.is_none()
+                            && st.compute_whole(&mut chunk, &runs, arrived, &stats)
                         {
-                            if st.compute_whole(&mut chunk, &runs, arrived, &stats) {
-                                output.session(&cap).give(chunk);
-                                continue;
-                            }
+                            output.session(&cap).give(chunk);
+                            continue;
                         }
                         let output_columns: Vec<Column> =
                             st.config.outputs.iter().map(|ty| Column::filler(ty, chunk.len())).collect();
