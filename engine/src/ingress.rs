@@ -205,7 +205,8 @@ impl Ingress {
 
     /// Sends each `(source, chunk)` into one worker's channel of its source
     /// (round-robin by slot), in order, and wakes that worker's source; stops at the
-    /// first that cannot be sent. `wait` waits for room, else a full channel refuses
+    /// first that cannot be sent. A lone chunk of a source with a shared channel (a live
+    /// graph's rows on several workers) goes there instead ([`Source::with_shared`]). `wait` waits for room, else a full channel refuses
     /// with [`SubmitError::Full`]. In a clocked graph the chunks all take the clock's
     /// next time, and every source is woken, as the watermark moved for all.
     pub(crate) fn send(&self, parts: Vec<(&Source, Chunk)>, wait: bool) -> Result<(), SubmitError> {
