@@ -23,7 +23,7 @@
 //! cluster's, and tables and learning give what one process gives.
 //!
 //! A cluster cannot go on without any of its processes: timely's networking threads panic
-//! when a peer's connection closes. [`watch_peers`] turns that panic into a [`LostPeer`]
+//! when a peer's connection closes. `watch_peers` turns that panic into a [`LostPeer`]
 //! ([`lost_peer`]) instead of a backtrace, and keeps quiet the panics that follow from it
 //! on this process's timely threads; the server then stops (see `weir serve`).
 
