@@ -1,7 +1,8 @@
 //! HTTP benchmarks: what a request through `weir serve` costs, on real sockets.
 //!
 //! Run: `cargo bench --bench http` (add `-- --quick` for a short run, and a name such as
-//! `diamond` or `digits` to run one experiment). Prints a markdown table; every figure is
+//! `diamond` or `digits` to run one experiment; `BENCH_WORKERS=N` serves weir on N timely
+//! workers, as `weir serve --workers N`). Prints a markdown table; every figure is
 //! paired with a baseline measured in the same run, because these machines are shared
 //! and noisy.
 //!

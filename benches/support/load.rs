@@ -58,15 +58,17 @@ impl Server {
         Server { _runtime: runtime, addr, engine }
     }
 
-    /// Serves `plan` as `weir serve` does by default: one timely worker, and the HTTP
-    /// runtime's threads it leaves ([`http::default_threads`]).
+    /// Serves `plan` as `weir serve` does by default: one timely worker (or
+    /// `BENCH_WORKERS`, as `--workers`), and the HTTP runtime's threads it leaves
+    /// ([`http::default_threads`]).
     pub fn weir(plan: Plan) -> Server {
-        Server::weir_on(plan, http::default_threads(1, false))
+        Server::weir_on(plan, http::default_threads(bench_workers(), false))
     }
 
     /// As [`Server::weir`], with the HTTP runtime on `threads` threads.
     pub fn weir_on(plan: Plan, threads: usize) -> Server {
-        let engine = Engine::start(vec![plan], EngineConfig { workers: 1, ..EngineConfig::default() }).expect("engine");
+        let config = EngineConfig { workers: bench_workers(), ..EngineConfig::default() };
+        let engine = Engine::start(vec![plan], config).expect("engine");
         let state = AppState::new(engine.graphs(), ServerConfig::default(), Shutdown::new());
         Server::start(http::router(state), Some(engine), threads)
     }
@@ -81,6 +83,12 @@ impl Server {
     pub fn stats(&self) -> Vec<(String, BatchStatsSnapshot)> {
         self.engine.as_ref().map(|e| e.graphs()[0].batch_stats()).unwrap_or_default()
     }
+}
+
+/// The timely workers weir's servers run: `BENCH_WORKERS` if set (as `weir serve
+/// --workers`), else 1, `weir serve`'s default.
+pub fn bench_workers() -> usize {
+    std::env::var("BENCH_WORKERS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0).unwrap_or(1)
 }
 
 /// What one load run measured.
