@@ -49,7 +49,7 @@ use weir::bench::{median, range};
 use weir::datasets::{digits, graphs_dir, Split};
 use weir_connectors::replay::{self, files, sink::Sink, FileFormat, InputFile, ReplayOptions};
 use weir_engine::{load_plan, Engine, EngineConfig};
-use weir_operators::kernel::model::{Activation, Arch, DenseModel};
+use weir_operators::kernel::model::{Activation, Arch, DenseForward, DenseModel};
 use weir_operators::kernel::BatchKernel;
 use weir_operators::{Chunk, Column};
 
@@ -108,15 +108,18 @@ impl Raw {
         Raw { mean: vec("mean"), std: vec("std"), softmax: Arc::new(softmax), mlp: Arc::new(mlp) }
     }
 
+    /// Both models' kernels on the CPU, as a replica builds them.
+    fn kernels(&self) -> (DenseForward, DenseForward) {
+        let device = candle_core::Device::Cpu;
+        (self.softmax.instantiate(&device).expect("softmax"), self.mlp.instantiate(&device).expect("mlp"))
+    }
+
     /// Standardize and both forward passes over `pixels` (64 numbers per row, flat), in
     /// batches of [`BATCH`] rows, on the calling thread (inside a one-thread pool);
     /// returns rows/s and the CPU seconds the pool's thread ran.
     fn run(&self, pixels: &[f32]) -> (f64, f64) {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-        pool.install(|| {
-            let device = candle_core::Device::Cpu;
-            let (mut a, mut b) =
-                (self.softmax.instantiate(&device).expect("softmax"), self.mlp.instantiate(&device).expect("mlp"));
+        on_one_thread(|| {
+            let (mut a, mut b) = self.kernels();
             let (t, cpu) = (Instant::now(), thread_cpu_ns());
             for batch in pixels.chunks(BATCH * 64) {
                 let mut x = Vec::with_capacity(batch.len());
@@ -130,6 +133,12 @@ impl Raw {
             ((pixels.len() / 64) as f64 / t.elapsed().as_secs_f64(), (thread_cpu_ns() - cpu) as f64 / 1e9)
         })
     }
+}
+
+/// Runs `f` on the thread of a one-thread rayon pool, as a replica runs: candle's
+/// parallel loops stay on that thread.
+fn on_one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool").install(f)
 }
 
 /// The CPU time a thread has run so far, from its `schedstat` file (nanoseconds; the
@@ -149,6 +158,31 @@ fn thread_cpu_ns() -> u64 {
 fn cpu_ns() -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
     tasks.filter_map(|t| schedstat_ns(&t.ok()?.path().join("schedstat"))).sum()
+}
+
+/// The pixels of a block of the input file (its one input field, 64 numbers a row),
+/// decoded as the replay decodes them; `first_row` is the block's first row number.
+fn decode_pixels(graph: &weir_engine::GraphHandle, block: &RecordBatch, first_row: u64) -> Vec<f32> {
+    let decoded = weir_connectors::arrow::decode_columns(&graph.schema().inputs, block, first_row).expect("decode");
+    let Some(Column::Tensor { data, .. }) = decoded.columns.into_iter().next() else { panic!("pixels") };
+    data
+}
+
+/// The graph's answers for a block (its output columns, `label` and `probs`) as an
+/// Arrow record batch, encoded as the replay encodes them.
+fn encode(graph: &weir_engine::GraphHandle, columns: Vec<Column>) -> RecordBatch {
+    let n = columns.first().map_or(0, Column::len);
+    let (fields, columns) =
+        weir_connectors::arrow::chunk_columns(&graph.schema().outputs, Chunk::new(0, vec![0; n], columns))
+            .expect("encode");
+    RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).expect("batch")
+}
+
+/// Writes `batch` to the Arrow IPC file at `output`, created with the first batch.
+fn write_batch(sink: &mut Option<Sink>, output: &std::path::Path, batch: &RecordBatch) {
+    sink.get_or_insert_with(|| Sink::create(output, FileFormat::ArrowFile, &batch.schema()).expect("sink"))
+        .write(batch)
+        .expect("write");
 }
 
 /// The replay's work beside the graph, on this thread: read `input`, decode it by
@@ -172,17 +206,12 @@ fn files_alone(graph: &weir_engine::GraphHandle, input: &InputFile, output: &std
         lap(0, &mut since);
         for offset in (0..batch.num_rows()).step_by(1024) {
             let slice = batch.slice(offset, 1024.min(batch.num_rows() - offset));
-            let decoded = weir_connectors::arrow::decode_columns(&graph.schema().inputs, &slice, rows).expect("decode");
-            std::hint::black_box(&decoded.columns);
+            std::hint::black_box(decode_pixels(graph, &slice, rows));
             lap(1, &mut since);
             let n = slice.num_rows();
-            let answers = Chunk::new(0, vec![0; n], outputs.iter().map(|f| Column::filler(&f.ty, n)).collect());
-            let (fields, columns) = weir_connectors::arrow::chunk_columns(outputs, answers).expect("encode");
-            let batch = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).expect("batch");
+            let batch = encode(graph, outputs.iter().map(|f| Column::filler(&f.ty, n)).collect());
             lap(2, &mut since);
-            let sink =
-                sink.get_or_insert_with(|| Sink::create(output, FileFormat::ArrowFile, &batch.schema()).expect("sink"));
-            sink.write(&batch).expect("write");
+            write_batch(&mut sink, output, &batch);
             rows += n as u64;
             lap(3, &mut since);
         }
@@ -193,9 +222,9 @@ fn files_alone(graph: &weir_engine::GraphHandle, input: &InputFile, output: &std
 }
 
 /// Standardize, both models, the ensemble mean and the argmax over `pixels` (64
-/// numbers per row, flat), in batches of [`BATCH`] as the raw passes: the labels and
-/// the mean probabilities.
-fn compute_block(raw: &Raw, a: &mut dyn BatchKernel, b: &mut dyn BatchKernel, pixels: &[f32]) -> (Vec<i64>, Vec<f32>) {
+/// numbers per row, flat), in batches of [`BATCH`] as the raw passes: the graph's
+/// output columns, the labels and the mean probabilities.
+fn compute_block(raw: &Raw, a: &mut dyn BatchKernel, b: &mut dyn BatchKernel, pixels: &[f32]) -> Vec<Column> {
     let rows = pixels.len() / 64;
     let (mut labels, mut probs) = (Vec::with_capacity(rows), Vec::with_capacity(rows * 10));
     for batch in pixels.chunks(BATCH * 64) {
@@ -215,7 +244,7 @@ fn compute_block(raw: &Raw, a: &mut dyn BatchKernel, b: &mut dyn BatchKernel, pi
             labels.push(best as i64);
         }
     }
-    (labels, probs)
+    vec![Column::I64(labels), Column::Tensor { width: 10, data: probs }]
 }
 
 /// The `label` and `probs` columns of an Arrow IPC file, each as one array.
@@ -244,7 +273,6 @@ fn hand_written_shared(
     threads: usize,
 ) -> (f64, f64) {
     use std::sync::Mutex;
-    let outputs = &graph.schema().outputs;
     let start = Instant::now();
     let reader = Mutex::new((files::open(input, 1024).expect("open"), 0usize, 0u64));
     let writer = Mutex::new((0usize, std::collections::BTreeMap::<usize, Vec<RecordBatch>>::new(), None::<Sink>));
@@ -252,13 +280,8 @@ fn hand_written_shared(
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
-                    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-                    pool.install(|| {
-                        let device = candle_core::Device::Cpu;
-                        let (mut a, mut b) = (
-                            raw.softmax.instantiate(&device).expect("softmax"),
-                            raw.mlp.instantiate(&device).expect("mlp"),
-                        );
+                    on_one_thread(|| {
+                        let (mut a, mut b) = raw.kernels();
                         loop {
                             let (batch, index, first_row) = {
                                 let mut r = reader.lock().unwrap();
@@ -269,44 +292,20 @@ fn hand_written_shared(
                                 r.2 += batch.num_rows() as u64;
                                 (batch, index, first_row)
                             };
-                            let mut encoded = Vec::new();
-                            for offset in (0..batch.num_rows()).step_by(1024) {
-                                let slice = batch.slice(offset, 1024.min(batch.num_rows() - offset));
-                                let decoded = weir_connectors::arrow::decode_columns(
-                                    &graph.schema().inputs,
-                                    &slice,
-                                    first_row + offset as u64,
-                                )
-                                .expect("decode");
-                                let Some(Column::Tensor { data, .. }) = decoded.columns.into_iter().next() else {
-                                    panic!("pixels")
-                                };
-                                let (labels, probs) = compute_block(raw, &mut a, &mut b, &data);
-                                let n = labels.len();
-                                let answers = Chunk::new(
-                                    0,
-                                    vec![0; n],
-                                    vec![Column::I64(labels), Column::Tensor { width: 10, data: probs }],
-                                );
-                                let (fields, columns) =
-                                    weir_connectors::arrow::chunk_columns(outputs, answers).expect("encode");
-                                encoded.push(
-                                    RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns)
-                                        .expect("batch"),
-                                );
-                            }
+                            let encoded: Vec<RecordBatch> = (0..batch.num_rows())
+                                .step_by(1024)
+                                .map(|offset| {
+                                    let slice = batch.slice(offset, 1024.min(batch.num_rows() - offset));
+                                    let pixels = decode_pixels(graph, &slice, first_row + offset as u64);
+                                    encode(graph, compute_block(raw, &mut a, &mut b, &pixels))
+                                })
+                                .collect();
                             // Whoever holds the writer writes every batch that is next in order.
                             let mut guard = writer.lock().unwrap();
                             let (next, done, sink) = &mut *guard;
                             done.insert(index, encoded);
                             while let Some(ready) = done.remove(next) {
-                                for batch in &ready {
-                                    sink.get_or_insert_with(|| {
-                                        Sink::create(output, FileFormat::ArrowFile, &batch.schema()).expect("sink")
-                                    })
-                                    .write(batch)
-                                    .expect("write");
-                                }
+                                ready.iter().for_each(|batch| write_batch(sink, output, batch));
                                 *next += 1;
                             }
                         }
@@ -337,25 +336,18 @@ fn hand_written(
     output: &std::path::Path,
     threads: usize,
 ) -> (f64, f64) {
-    let outputs = &graph.schema().outputs;
     let start = Instant::now();
     std::thread::scope(|s| {
         let (to_workers, from_main) = crossbeam_channel::bounded::<(usize, Vec<f32>)>(2 * threads);
-        let (to_main, from_workers) = crossbeam_channel::bounded::<(usize, Vec<i64>, Vec<f32>)>(4 * threads);
+        let (to_main, from_workers) = crossbeam_channel::bounded::<(usize, Vec<Column>)>(4 * threads);
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let (from_main, to_main) = (from_main.clone(), to_main.clone());
                 s.spawn(move || {
-                    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
-                    pool.install(|| {
-                        let device = candle_core::Device::Cpu;
-                        let (mut a, mut b) = (
-                            raw.softmax.instantiate(&device).expect("softmax"),
-                            raw.mlp.instantiate(&device).expect("mlp"),
-                        );
+                    on_one_thread(|| {
+                        let (mut a, mut b) = raw.kernels();
                         for (seq, pixels) in from_main {
-                            let (labels, probs) = compute_block(raw, &mut a, &mut b, &pixels);
-                            if to_main.send((seq, labels, probs)).is_err() {
+                            if to_main.send((seq, compute_block(raw, &mut a, &mut b, &pixels))).is_err() {
                                 break;
                             }
                         }
@@ -369,47 +361,36 @@ fn hand_written(
         let mut sink: Option<Sink> = None;
         let mut done = std::collections::BTreeMap::new();
         let (mut sent, mut written, mut rows) = (0usize, 0usize, 0u64);
-        let write = |done: &mut std::collections::BTreeMap<usize, (Vec<i64>, Vec<f32>)>,
+        let write = |done: &mut std::collections::BTreeMap<usize, Vec<Column>>,
                      written: &mut usize,
                      sink: &mut Option<Sink>| {
-            while let Some((labels, probs)) = done.remove(&*written) {
+            while let Some(answers) = done.remove(&*written) {
                 *written += 1;
-                let n = labels.len();
-                let answers =
-                    Chunk::new(0, vec![0; n], vec![Column::I64(labels), Column::Tensor { width: 10, data: probs }]);
-                let (fields, columns) = weir_connectors::arrow::chunk_columns(outputs, answers).expect("encode");
-                let batch = RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).expect("batch");
-                sink.get_or_insert_with(|| Sink::create(output, FileFormat::ArrowFile, &batch.schema()).expect("sink"))
-                    .write(&batch)
-                    .expect("write");
+                write_batch(sink, output, &encode(graph, answers));
             }
         };
         for batch in files::open(input, 1024).expect("open") {
             let batch = batch.expect("batch");
             for offset in (0..batch.num_rows()).step_by(1024) {
                 let slice = batch.slice(offset, 1024.min(batch.num_rows() - offset));
-                let decoded =
-                    weir_connectors::arrow::decode_columns(&graph.schema().inputs, &slice, rows).expect("decode");
+                let data = decode_pixels(graph, &slice, rows);
                 rows += slice.num_rows() as u64;
-                let Some(Column::Tensor { data, .. }) = decoded.columns.into_iter().next() else { panic!("pixels") };
                 // At most 4 blocks a thread unanswered (8192 rows on 2 threads, as weir
                 // replay's default `--in-flight`).
                 while sent - written - done.len() >= 4 * threads {
-                    let (seq, l, p) = from_workers.recv().expect("answers");
-                    done.insert(seq, (l, p));
+                    let (seq, answers) = from_workers.recv().expect("answers");
+                    done.insert(seq, answers);
                     write(&mut done, &mut written, &mut sink);
                 }
                 to_workers.send((sent, data)).expect("send");
                 sent += 1;
-                while let Ok((seq, l, p)) = from_workers.try_recv() {
-                    done.insert(seq, (l, p));
-                }
+                done.extend(from_workers.try_iter());
                 write(&mut done, &mut written, &mut sink);
             }
         }
         while written < sent {
-            let (seq, l, p) = from_workers.recv().expect("answers");
-            done.insert(seq, (l, p));
+            let (seq, answers) = from_workers.recv().expect("answers");
+            done.insert(seq, answers);
             write(&mut done, &mut written, &mut sink);
         }
         drop(to_workers);
