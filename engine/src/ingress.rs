@@ -121,17 +121,17 @@ impl Source {
     }
 
     /// Sends `chunk` into the channel every worker reads, if the source has one (else
-    /// gives it back), and wakes one idle worker: the first whose source is armed,
-    /// from the chunk's own worker on (so an idle engine spreads requests as
-    /// [`Source::put`] does). With no source armed, every worker's source is running or
-    /// will run again, and looks at the shared channel before it arms.
-    fn put_shared(&self, chunk: Chunk, wait: bool, graph: &str) -> Result<Option<Chunk>, SubmitError> {
-        let Some((shared, _)) = &self.shared else { return Ok(Some(chunk)) };
+    /// to its worker, as [`Source::put`]), and wakes one idle worker: the first whose
+    /// source is armed, from the chunk's own worker on (so an idle engine spreads
+    /// requests as `put` does). With no source armed, every worker's source is running
+    /// or will run again, and looks at the shared channel before it arms.
+    fn put_any(&self, chunk: Chunk, wait: bool, graph: &str) -> Result<(), SubmitError> {
+        let Some((shared, _)) = &self.shared else { return self.put(chunk, wait, true, graph) };
         let first = self.worker(&chunk);
         send(shared, chunk, wait, graph)?;
         let workers = self.doorbells.len();
         let _ = (0..workers).any(|i| self.doorbells[(first + i) % workers].ring());
-        Ok(None)
+        Ok(())
     }
 }
 
@@ -213,16 +213,10 @@ impl Ingress {
         let graph = &self.graph;
         let Some(clock) = &self.clock else {
             // Rows alone may go to any worker; rows with their labels stay together.
-            let mut parts = parts;
-            if let [(source, _)] = parts.as_slice() {
-                let source: &Source = source;
-                let (_, chunk) = parts.remove(0);
-                match source.put_shared(chunk, wait, graph)? {
-                    None => return Ok(()),
-                    Some(chunk) => parts.push((source, chunk)),
-                }
-            }
-            return parts.into_iter().try_for_each(|(source, chunk)| source.put(chunk, wait, true, graph));
+            return match <[_; 1]>::try_from(parts) {
+                Ok([(source, chunk)]) => source.put_any(chunk, wait, graph),
+                Err(parts) => parts.into_iter().try_for_each(|(source, chunk)| source.put(chunk, wait, true, graph)),
+            };
         };
         // Every send of a clocked graph holds the clock's lock, so room seen under it
         // stays. A submission that must wait for room waits outside the lock: a full
@@ -279,7 +273,7 @@ mod tests {
         let source = Source::with_shared(2, 4);
         let feeds: Vec<_> = (0..2).map(|i| source.feed(i, &shutdown, None, None).unwrap()).collect();
         for slot in 0..6 {
-            assert!(source.put_shared(chunk(slot), false, "g").unwrap().is_none());
+            source.put_any(chunk(slot), false, "g").unwrap();
         }
         // Worker 0 is busy: worker 1 takes every chunk, in order.
         assert_eq!(take_all(&feeds[1]), (0..6).collect::<Vec<_>>());
@@ -290,8 +284,7 @@ mod tests {
         let pinned = Source::new(2, 4, 1);
         let feeds: Vec<_> = (0..2).map(|i| pinned.feed(i, &shutdown, None, None).unwrap()).collect();
         for slot in 0..6 {
-            let back = pinned.put_shared(chunk(slot), false, "g").unwrap().expect("no shared channel");
-            pinned.put(back, false, true, "g").unwrap();
+            pinned.put_any(chunk(slot), false, "g").unwrap();
         }
         assert_eq!(take_all(&feeds[1]), vec![1, 3, 5]);
         assert_eq!(take_all(&feeds[0]), vec![0, 2, 4]);
@@ -303,20 +296,20 @@ mod tests {
         let source = Source::with_shared(2, 4);
         let _feeds: Vec<_> = (0..2).map(|i| source.feed(i, &shutdown, None, None).unwrap()).collect();
         // Both sources armed (idle): slot 1's chunk rings worker 1 only.
-        source.put_shared(chunk(1), false, "g").unwrap();
+        source.put_any(chunk(1), false, "g").unwrap();
         assert!(!source.doorbells[1].ring(), "rung already");
         source.doorbells[1].arm();
         assert!(source.doorbells[0].ring(), "worker 0 was left asleep");
         // Worker 0 busy (not armed): slot 0's chunk rings worker 1, the idle one.
-        source.put_shared(chunk(0), false, "g").unwrap();
+        source.put_any(chunk(0), false, "g").unwrap();
         assert!(!source.doorbells[1].ring(), "the idle worker was rung");
     }
 
     #[test]
     fn a_full_shared_channel_refuses_a_submission_that_does_not_wait() {
         let source = Source::with_shared(1, 2);
-        source.put_shared(chunk(0), false, "g").unwrap();
-        source.put_shared(chunk(1), false, "g").unwrap();
-        assert!(matches!(source.put_shared(chunk(2), false, "g"), Err(SubmitError::Full(g)) if g == "g"));
+        source.put_any(chunk(0), false, "g").unwrap();
+        source.put_any(chunk(1), false, "g").unwrap();
+        assert!(matches!(source.put_any(chunk(2), false, "g"), Err(SubmitError::Full(g)) if g == "g"));
     }
 }

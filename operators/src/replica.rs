@@ -68,28 +68,27 @@ impl BatchRows {
     /// Rows `runs` (first row, rows) of `inputs` (one chunk's input columns) as one
     /// column per input: [`BatchRows::gather`] for rows of one chunk.
     pub fn gather_runs(inputs: &[Arc<Column>], runs: &[(usize, usize)]) -> Vec<Column> {
-        let rows = runs.iter().map(|&(_, n)| n).sum();
-        let mut columns: Vec<Column> = inputs.iter().map(|c| c.empty_like(rows)).collect();
-        for &(start, n) in runs {
-            for (column, input) in columns.iter_mut().zip(inputs) {
-                column.extend_range(input, start, n);
-            }
-        }
-        columns
+        gather(runs.iter().map(|&(start, n)| (inputs, start, n)))
     }
 
     /// The rows as one column per input.
     pub fn gather(&self) -> Vec<Column> {
-        let rows = self.len();
-        let Some((first, _, _)) = self.runs.first() else { return Vec::new() };
-        let mut columns: Vec<Column> = first.iter().map(|c| c.empty_like(rows)).collect();
-        for (inputs, start, n) in &self.runs {
-            for (column, input) in columns.iter_mut().zip(inputs) {
-                column.extend_range(input, *start, *n);
-            }
-        }
-        columns
+        gather(self.runs.iter().map(|(inputs, start, n)| (&inputs[..], *start, *n)))
     }
+}
+
+/// Runs of rows (their chunk's input columns, first row, rows) as one column per input.
+fn gather<'a>(runs: impl Iterator<Item = (&'a [Arc<Column>], usize, usize)> + Clone) -> Vec<Column> {
+    let rows = runs.clone().map(|(_, _, n)| n).sum();
+    let mut runs = runs.peekable();
+    let Some(&(first, _, _)) = runs.peek() else { return Vec::new() };
+    let mut columns: Vec<Column> = first.iter().map(|c| c.empty_like(rows)).collect();
+    for (inputs, start, n) in runs {
+        for (column, input) in columns.iter_mut().zip(inputs) {
+            column.extend_range(input, start, n);
+        }
+    }
+    columns
 }
 
 /// A batch for a replica: the input fields of each row, in order.
