@@ -266,23 +266,24 @@ pub fn compute(
     if expires.is_some_and(|d| d <= started) {
         return Computed { result: Err(KernelError::Expired), took: Duration::ZERO };
     }
-    compute_from(kernel, inputs.len(), || inputs.gather(), started, stats).0
+    let (computed, _) = compute_from(kernel, inputs.len(), || inputs.gather(), started);
+    stats.record_compute(computed.took);
+    computed
 }
 
 /// [`compute`] without a deadline, over `rows` rows that `gather` puts in columns, timed
 /// from `started` (the end of the pass before, for passes one after the other: one
-/// clock read per pass). Returns the pass and when it ended.
+/// clock read per pass). Returns the pass and when it ended; the caller records its
+/// time.
 pub fn compute_from(
     kernel: &mut dyn BatchKernel,
     rows: usize,
     gather: impl FnOnce() -> Vec<Column>,
     started: Instant,
-    stats: &BatchStats,
 ) -> (Computed, Instant) {
     let outcome = catch_unwind(AssertUnwindSafe(|| kernel.forward(gather())));
     let ended = Instant::now();
     let took = ended.saturating_duration_since(started);
-    stats.record_compute(took);
     let result = match outcome {
         Ok(Ok(out)) => match out.iter().find(|c| c.len() != rows) {
             None => Ok(out),

@@ -61,7 +61,7 @@ use crate::id_map::IdMap;
 use crate::kernel::KernelError;
 use crate::replica::{compute, compute_from, BatchRows, Completion, Computed, Job};
 use crate::row::{ErrorCode, RowError};
-use crate::stats::BatchStats;
+use crate::stats::{BatchStats, BatchTally};
 use crate::value::FieldType;
 
 /// How one model node batches.
@@ -455,14 +455,15 @@ impl State {
             }
         }
         let mut passes = Vec::with_capacity(batches.len());
+        // The node's counters get the chunk's batches at once (see `BatchTally`).
+        let mut tally = BatchTally::default();
         for batch in batches {
             let n = batch.iter().map(|&(_, n)| n).sum();
-            let (pass, ended) = compute_from(kernel, n, || BatchRows::gather_runs(&inputs, &batch), started, stats);
+            let (pass, ended) = compute_from(kernel, n, || BatchRows::gather_runs(&inputs, &batch), started);
             started = ended;
-            stats.record_batch(&[(waited.as_micros() as u64, n)]);
+            tally.compute(pass.took);
+            tally.inline_batch(n, waited.as_micros() as u64, if n == max { SendReason::Full } else { SendReason::Now });
             waited += pass.took;
-            stats.record_reason(if n == max { SendReason::Full } else { SendReason::Now });
-            stats.record_inline();
             passes.push((batch, n, pass));
         }
         let now = started;
@@ -495,7 +496,7 @@ impl State {
                     }
                 }
                 Err(reason) => {
-                    stats.record_failure();
+                    tally.failure();
                     let error = Arc::new(RowError::new(ErrorCode::ModelFailed, &*self.config.node, reason));
                     for (at, n) in batch {
                         if in_order {
@@ -506,6 +507,7 @@ impl State {
                 }
             }
         }
+        stats.add(&tally);
         chunk.columns.extend(outputs.into_iter().map(Arc::new));
         true
     }
