@@ -3,7 +3,11 @@
 //!
 //! Run: `cargo bench --bench replay` (add `-- --quick` for a short run; set
 //! `KEEP_INPUTS=DIR` to keep the input files there; `REPLAY_ROWS=N` replays N rows a
-//! round instead of 100,000, for rounds long enough to outlast the host's noise).
+//! round instead of 500,000).
+//!
+//! Rounds of 500,000 rows by default: with 100,000 (the default until 2026-12-06) the
+//! raw passes' two static halves kept only 1.45-1.78 cores busy, one thread waiting for
+//! the other, which flattered every ratio to them by up to 0.1.
 //!
 //! - **Baseline, one thread**: the rows already decoded in memory (one flat buffer),
 //!   standardized and passed through the softmax regression and the MLP in batches of
@@ -33,10 +37,10 @@
 //! - **Cores busy**: the CPU time of the replay's threads (and of the raw passes'
 //!   threads) over the wall time, from `/proc/.../schedstat`.
 //!
-//! Fifteen rounds (two with `--quick`) alternate them, each a few tenths of a second at
-//! the default 100,000 rows, so that the host's drifts fall on both sides of most
-//! rounds; ratios are medians of per-round ratios. Then peak RSS of the `weir` binary
-//! replaying the 1x file and a 10x file.
+//! Fifteen rounds (two with `--quick`) alternate them, about a second a round at the
+//! default 500,000 rows, so that the host's drifts fall on both sides of most rounds;
+//! ratios are medians of per-round ratios. Then peak RSS of the `weir` binary replaying
+//! a 1x file of 100,000 rows and a 10x file.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
 use std::process::Command;
@@ -406,7 +410,7 @@ fn hand_written(
 
 fn main() {
     let args = weir::bench::BenchArgs::start();
-    let default_rows = if args.quick { 20_000 } else { 100_000 };
+    let default_rows = if args.quick { 20_000 } else { 500_000 };
     let rows: usize = std::env::var("REPLAY_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_rows);
     let dir = tempfile::tempdir().expect("tempdir");
     // `KEEP_INPUTS=DIR` writes the input files there and keeps them (to profile
@@ -574,7 +578,7 @@ fn main() {
 
     // Peak memory of the binary for the input and for ten times the input.
     let mut rss = Vec::new();
-    let rows = default_rows;
+    let rows = if args.quick { 20_000 } else { 100_000 };
     for (label, n) in [("1x", rows), ("10x", rows * 10)] {
         let path = inputs_dir.join(format!("{label}.arrow"));
         write_input(&path, n);
