@@ -118,6 +118,17 @@ impl Raw {
         (self.softmax.instantiate(&device).expect("softmax"), self.mlp.instantiate(&device).expect("mlp"))
     }
 
+    /// Standardize and both forward passes over one batch (64 numbers per row, flat):
+    /// the softmax regression's probabilities and the MLP's.
+    fn passes(&self, a: &mut dyn BatchKernel, b: &mut dyn BatchKernel, batch: &[f32]) -> (Column, Column) {
+        let mut x = Vec::with_capacity(batch.len());
+        for row in batch.chunks_exact(64) {
+            x.extend(row.iter().zip(self.mean.iter().zip(&self.std)).map(|(x, (m, s))| (x - m) / s));
+        }
+        let x = Column::Tensor { width: 64, data: x };
+        (a.forward(vec![x.clone()]).expect("forward").remove(0), b.forward(vec![x]).expect("forward").remove(0))
+    }
+
     /// Standardize and both forward passes over `pixels` (64 numbers per row, flat), in
     /// batches of [`BATCH`] rows, on the calling thread (inside a one-thread pool);
     /// returns rows/s and the CPU seconds the pool's thread ran.
@@ -126,13 +137,7 @@ impl Raw {
             let (mut a, mut b) = self.kernels();
             let (t, cpu) = (Instant::now(), thread_cpu_ns());
             for batch in pixels.chunks(BATCH * 64) {
-                let mut x = Vec::with_capacity(batch.len());
-                for row in batch.chunks_exact(64) {
-                    x.extend(row.iter().zip(self.mean.iter().zip(&self.std)).map(|(x, (m, s))| (x - m) / s));
-                }
-                let x = Column::Tensor { width: 64, data: x };
-                std::hint::black_box(a.forward(vec![x.clone()]).expect("forward"));
-                std::hint::black_box(b.forward(vec![x]).expect("forward"));
+                std::hint::black_box(self.passes(&mut a, &mut b, batch));
             }
             ((pixels.len() / 64) as f64 / t.elapsed().as_secs_f64(), (thread_cpu_ns() - cpu) as f64 / 1e9)
         })
@@ -232,13 +237,7 @@ fn compute_block(raw: &Raw, a: &mut dyn BatchKernel, b: &mut dyn BatchKernel, pi
     let rows = pixels.len() / 64;
     let (mut labels, mut probs) = (Vec::with_capacity(rows), Vec::with_capacity(rows * 10));
     for batch in pixels.chunks(BATCH * 64) {
-        let mut x = Vec::with_capacity(batch.len());
-        for row in batch.chunks_exact(64) {
-            x.extend(row.iter().zip(raw.mean.iter().zip(&raw.std)).map(|(x, (m, s))| (x - m) / s));
-        }
-        let x = Column::Tensor { width: 64, data: x };
-        let pa = a.forward(vec![x.clone()]).expect("forward").remove(0);
-        let pb = b.forward(vec![x]).expect("forward").remove(0);
+        let (pa, pb) = raw.passes(a, b, batch);
         let (Some((pa, _)), Some((pb, _))) = (pa.f32s(), pb.f32s()) else { panic!("f32 outputs") };
         for (ra, rb) in pa.chunks_exact(10).zip(pb.chunks_exact(10)) {
             let first = probs.len();

@@ -65,9 +65,9 @@ impl BatchTally {
             Some((_, batches)) => *batches += 1,
             None => self.sizes.push((rows, 1)),
         }
+        let (rows, total) = count_waits(&mut self.wait_buckets, &[(wait_us, rows)]);
         self.rows += rows as u64;
-        self.queue_wait_us += wait_us * rows as u64;
-        self.wait_buckets[WAIT_BUCKETS_US.partition_point(|&b| b < wait_us)] += rows as u64;
+        self.queue_wait_us += total;
         self.reasons[reason.index()] += 1;
         self.inline += 1;
     }
@@ -82,6 +82,20 @@ impl BatchTally {
     pub fn failure(&mut self) {
         self.failed_batches += 1;
     }
+}
+
+/// Counts a batch's runs of rows (`(microseconds waited, rows)` each) into `buckets`
+/// (rows per bucket of [`WAIT_BUCKETS_US`], then longer waits); returns the rows and
+/// their total wait in microseconds.
+fn count_waits(buckets: &mut [u64; WAIT_BUCKETS_US.len() + 1], waits_us: &[(u64, usize)]) -> (usize, u64) {
+    let (mut rows, mut total) = (0usize, 0u64);
+    // A run's rows arrived together: one bucket search per run, not per row.
+    for &(wait, n) in waits_us {
+        buckets[WAIT_BUCKETS_US.partition_point(|&b| b < wait)] += n as u64;
+        rows += n;
+        total += wait * n as u64;
+    }
+    (rows, total)
 }
 
 /// A copy of [`BatchStats`] at one moment.
@@ -189,13 +203,7 @@ impl BatchStats {
     /// Records a batch of runs of rows: `(microseconds waited, rows)` per run.
     pub fn record_batch(&self, waits_us: &[(u64, usize)]) {
         let mut buckets = [0u64; WAIT_BUCKETS_US.len() + 1];
-        let (mut rows, mut total) = (0usize, 0u64);
-        // A run's rows arrived together: one bucket search per run, not per row.
-        for &(wait, n) in waits_us {
-            buckets[WAIT_BUCKETS_US.partition_point(|&b| b < wait)] += n as u64;
-            rows += n;
-            total += wait * n as u64;
-        }
+        let (rows, total) = count_waits(&mut buckets, waits_us);
         let slot = rows.min(self.sizes.len() - 1);
         self.sizes[slot].fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows as u64, Ordering::Relaxed);

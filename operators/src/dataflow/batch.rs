@@ -91,6 +91,14 @@ pub struct BatchConfig {
     pub inline_under_load: bool,
 }
 
+impl BatchConfig {
+    /// Output columns of `rows` fillers, one per output: the slots a chunk's rows get
+    /// before (or instead of) their model outputs.
+    fn fillers(&self, rows: usize) -> Vec<Column> {
+        self.outputs.iter().map(|ty| Column::filler(ty, rows)).collect()
+    }
+}
+
 /// Extension trait: run a model node's forward passes on batches of the stream.
 ///
 /// # Examples
@@ -232,11 +240,10 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                         let runs = ok_runs(&chunk);
                         let remaining: usize = runs.iter().map(|&(_, len)| len).sum();
                         if remaining == 0 {
-                            let output_columns: Vec<Column> =
-                                st.config.outputs.iter().map(|ty| Column::filler(ty, chunk.len())).collect();
                             // Nothing to compute: on at once, with the output columns.
                             let mut chunk = chunk;
-                            chunk.columns.extend(output_columns.into_iter().map(Arc::new));
+                            let fillers = st.config.fillers(chunk.len());
+                            chunk.columns.extend(fillers.into_iter().map(Arc::new));
                             output.session(&cap).give(chunk);
                             continue;
                         }
@@ -255,8 +262,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                             output.session(&cap).give(chunk);
                             continue;
                         }
-                        let output_columns: Vec<Column> =
-                            st.config.outputs.iter().map(|ty| Column::filler(ty, chunk.len())).collect();
+                        let output_columns = st.config.fillers(chunk.len());
                         st.adaptive.arrived(arrived, remaining);
                         let key = st.next_key;
                         st.next_key += 1;
@@ -469,12 +475,11 @@ impl State {
         let now = started;
         // The batches cover every row, in order: their outputs are appended.
         let in_order = runs == [(0, chunk.len())];
-        let mut outputs: Vec<Column> = self
-            .config
-            .outputs
-            .iter()
-            .map(|ty| if in_order { Column::with_capacity(ty, chunk.len()) } else { Column::filler(ty, chunk.len()) })
-            .collect();
+        let mut outputs: Vec<Column> = if in_order {
+            self.config.outputs.iter().map(|ty| Column::with_capacity(ty, chunk.len())).collect()
+        } else {
+            self.config.fillers(chunk.len())
+        };
         for (batch, n, Computed { result, took }) in passes {
             self.adaptive.completed(now, n, took);
             if result.is_ok() {
