@@ -10,6 +10,8 @@
 //! Encoding: `f32` values print in their shortest exact form (`8.0`, `0.1`); NaN and
 //! infinities print as `null`.
 
+use std::fmt;
+
 use serde_json::{Map, Number, Value as Json};
 use weir_engine::spec::TableSpec;
 use weir_engine::{Feedback, FeedbackKinds, GraphField};
@@ -17,12 +19,25 @@ use weir_operators::{DType, FieldType, RowError, Value};
 
 /// Decodes one row from a JSON value.
 pub fn decode_row(inputs: &[GraphField], json: &Json) -> Result<Vec<Value>, RowError> {
-    let Json::Object(map) = json else {
+    let object = match json {
+        Json::Object(map) => Some(inputs.iter().map(|f| map.get(&f.name))),
+        _ => None,
+    };
+    decode_fields(inputs, object)
+}
+
+/// Decodes one row from the value of each input field in an object (`None`: the field is
+/// missing), or from no object at all (`None`).
+pub(crate) fn decode_fields<'j>(
+    inputs: &[GraphField],
+    object: Option<impl Iterator<Item = Option<&'j Json>>>,
+) -> Result<Vec<Value>, RowError> {
+    let Some(values) = object else {
         return Err(invalid(None, format!("expected a JSON object with fields {}", field_list(inputs))));
     };
     let mut row = Vec::with_capacity(inputs.len());
-    for GraphField { name, ty } in inputs {
-        let v = map.get(name).ok_or_else(|| invalid(Some(name), format!("missing field '{name}' ({ty})")))?;
+    for (GraphField { name, ty }, v) in inputs.iter().zip(values) {
+        let v = v.ok_or_else(|| invalid(Some(name), format!("missing field '{name}' ({ty})")))?;
         row.push(decode_value(ty, v).map_err(|m| invalid(Some(name), m))?);
     }
     Ok(row)
@@ -185,8 +200,29 @@ fn flatten(v: &Json, shape: &[usize], out: &mut Vec<f32>) -> Result<(), String> 
 
 /// A JSON number for an `f32`, printed in its shortest exact form; `null` if not finite.
 pub fn f32_json(x: f32) -> Json {
-    // f32's Display is the shortest string that reads back as the same f32.
-    x.to_string().parse::<f64>().ok().and_then(Number::from_f64).map_or(Json::Null, Json::Number)
+    // f32's Display is the shortest string that reads back as the same f32 (at most 48
+    // characters: the smallest subnormal, negative), written on the stack.
+    let mut text = Digits { bytes: [0; 64], len: 0 };
+    let parsed = match fmt::write(&mut text, format_args!("{x}")) {
+        Ok(()) => std::str::from_utf8(&text.bytes[..text.len]).ok().and_then(|t| t.parse::<f64>().ok()),
+        Err(_) => x.to_string().parse::<f64>().ok(),
+    };
+    parsed.and_then(Number::from_f64).map_or(Json::Null, Json::Number)
+}
+
+/// A float's text, on the stack.
+struct Digits {
+    bytes: [u8; 64],
+    len: usize,
+}
+
+impl fmt::Write for Digits {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
 }
 
 /// Encodes one value.
@@ -267,5 +303,18 @@ mod tests {
         assert_eq!(encode_row(["y"], &[Value::F32(8.0)]).to_string(), r#"{"y":8.0}"#);
         assert_eq!(f32_json(0.1).to_string(), "0.1");
         assert_eq!(f32_json(f32::NAN), Json::Null);
+    }
+
+    /// The text on the stack gives what `to_string` gives, for the longest texts an f32
+    /// has and for bit patterns across the whole range.
+    #[test]
+    fn floats_read_from_the_stack_as_from_a_string() {
+        let through_a_string =
+            |x: f32| x.to_string().parse::<f64>().ok().and_then(Number::from_f64).map_or(Json::Null, Json::Number);
+        let edges = [-f32::from_bits(1), f32::from_bits(1), f32::MAX, f32::MIN, f32::MIN_POSITIVE, -0.0, 0.0];
+        let spread = (0..100_000u32).map(|i| f32::from_bits(i.wrapping_mul(2_654_435_761)));
+        for x in edges.into_iter().chain(spread) {
+            assert_eq!(f32_json(x), through_a_string(x), "{x:e}");
+        }
     }
 }

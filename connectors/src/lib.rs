@@ -17,6 +17,7 @@
 pub mod arrow;
 pub mod http;
 pub mod json;
+pub mod json_payload;
 pub mod jsonl;
 pub mod kafka;
 pub mod live;

@@ -38,7 +38,7 @@ use weir_operators::{ErrorCode, RowError};
 use super::offsets::TopicPartition;
 use super::rebalance::Rebalances;
 use super::stats::KafkaStats;
-use crate::json::encode_row;
+use crate::json_payload::write_row;
 
 /// Where a message came from, and what is needed to answer it.
 pub(crate) struct Origin {
@@ -335,7 +335,9 @@ impl Answerer {
                     PayloadFormat::Json => match rows.first() {
                         Some(Ok(values)) => {
                             let names = self.outputs.iter().map(|f| f.name.as_str());
-                            Ok(serde_json::to_vec(&encode_row(names, values)).unwrap_or_default())
+                            let mut payload = Vec::with_capacity(16 * values.len() + 2);
+                            write_row(names, values, &mut payload);
+                            Ok(payload)
                         }
                         _ => Err("no answer".to_string()),
                     },

@@ -62,7 +62,7 @@ use crate::live::LiveGraph;
 use weir_operators::{RowError, Shutdown};
 
 use crate::arrow::Decoded;
-use crate::json::decode_row;
+use crate::json_payload::decode_row_payload;
 pub(crate) use answer::send;
 use answer::{Acks, AnswerProducer, Answerer, Failed, Origin, Outcome};
 use rebalance::Rebalances;
@@ -359,11 +359,7 @@ pub(crate) fn decode_payload(
     payload: &[u8],
 ) -> Result<Vec<Decoded>, RowError> {
     match format {
-        PayloadFormat::Json => {
-            let json: serde_json::Value = serde_json::from_slice(payload)
-                .map_err(|e| RowError::invalid_input("input", format!("the payload is not JSON: {e}")))?;
-            Ok(vec![Ok(decode_row(inputs, &json)?)])
-        }
+        PayloadFormat::Json => Ok(vec![Ok(decode_row_payload(inputs, payload)?)]),
         PayloadFormat::Arrow => {
             let mut rows = Vec::new();
             for batch in crate::arrow::read_stream(payload)? {
