@@ -13,7 +13,10 @@
 //! Per table size N:
 //! 1. **fill**: N keys upserted in batches of 8192, until the table counts N keys:
 //!    upserts/s, and the growth of resident memory per key (in a fresh process, after
-//!    idle merging: what the arrangement holds, allocator overhead included).
+//!    2 s idle: what the table holds, allocator overhead included); then again after
+//!    handing the pages mimalloc holds free back to the system (`mi_collect`, as a
+//!    reload does): the fill's batches, freed, stay resident until the allocator's next
+//!    event on their thread, which an idle process does not have.
 //! 2. **throughput**: 200k rows with uniformly random keys in 256-row submissions
 //!    (4096 rows in flight), through the three graphs in turn, 5 rounds: the median
 //!    rows/s with the lookup, and the medians of the per-round ratios to the baseline.
@@ -123,7 +126,8 @@ fn mib(bytes: u64) -> f64 {
 }
 
 /// `--memory N`: in a fresh process (so no earlier experiment's freed memory is reused),
-/// fills a table of N keys; prints upserts/s and resident bytes added per key.
+/// fills a table of N keys; prints upserts/s and resident bytes added per key, after 2 s
+/// idle and then after handing freed pages back.
 fn memory(n: u64) {
     let [lookup_plan, _, _] = graphs();
     let (engine, g) = start(lookup_plan);
@@ -135,18 +139,24 @@ fn memory(n: u64) {
     // Let idle merging finish, then read.
     std::thread::sleep(Duration::from_secs(2));
     let after = weir::rss_bytes().expect("/proc/self/status");
-    println!("{rate} {}", after.saturating_sub(before) as f64 / n as f64);
+    weir::cli::allocator::release_freed();
+    let collected = weir::rss_bytes().expect("/proc/self/status");
+    println!(
+        "{rate} {} {}",
+        after.saturating_sub(before) as f64 / n as f64,
+        collected.saturating_sub(before) as f64 / n as f64
+    );
     drop(g);
     engine.shutdown();
 }
 
 /// Runs [`memory`] in a child process.
-fn memory_in_child(n: u64) -> (f64, f64) {
+fn memory_in_child(n: u64) -> (f64, f64, f64) {
     let exe = std::env::current_exe().expect("this bench");
     let out = std::process::Command::new(exe).args(["--memory", &n.to_string()]).output().expect("runs");
     let text = String::from_utf8_lossy(&out.stdout);
     let mut it = text.split_whitespace().map(|x| x.parse::<f64>().expect("a number"));
-    (it.next().expect("rate"), it.next().expect("bytes per key"))
+    (it.next().expect("rate"), it.next().expect("bytes per key"), it.next().expect("bytes per key, collected"))
 }
 
 /// The allocator the `weir` binary uses.
@@ -154,6 +164,8 @@ fn memory_in_child(n: u64) -> (f64, f64) {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // As `weir` does (the `--memory` child inherits it).
+    weir::no_transparent_huge_pages();
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--memory") {
         memory(args[i + 1].parse().expect("--memory N"));
@@ -168,10 +180,10 @@ fn main() {
     let (_base_engine, base) = start(baseline_plan);
     let (_clock_engine, clock) = start(clock_plan);
 
-    println!("| keys | fill: upserts/s | memory per key | lookups/s (rows/s through the lookup graph) | vs baseline graph | clock only vs baseline | lone row p50 / p99: lookup | baseline | added per row (p50) | updates/s while serving | rows/s while updating vs without |");
+    println!("| keys | fill: upserts/s | memory per key: resident after 2 s idle (after handing freed pages back) | lookups/s (rows/s through the lookup graph) | vs baseline graph | clock only vs baseline | lone row p50 / p99: lookup | baseline | added per row (p50) | updates/s while serving | rows/s while updating vs without |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in sizes {
-        let (fill_rate, per_key) = memory_in_child(n);
+        let (fill_rate, per_key, collected) = memory_in_child(n);
         let (engine, g) = start(lookup_plan.clone());
         fill(&g, n);
         let rows = rows(n, n_rows, 7);
@@ -234,11 +246,12 @@ fn main() {
         let rate = median(&mut rates);
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!(
-            "| 10^{} | {:.0} | {:.0} B (+{:.0} MiB) | {:.0} | {:.2} | {:.2} | {:.1} / {:.1} µs | {:.1} / {:.1} µs | {:.1} µs | {:.0} | {:.0} ({:.2}) |",
+            "| 10^{} | {:.0} | {:.0} B (+{:.0} MiB) ({:.0} B) | {:.0} | {:.2} | {:.2} | {:.1} / {:.1} µs | {:.1} / {:.1} µs | {:.1} µs | {:.0} | {:.0} ({:.2}) |",
             (n as f64).log10().round(),
             fill_rate,
             per_key,
             mib((per_key * n as f64) as u64),
+            collected,
             rate,
             median(&mut vs_base),
             median(&mut clock_vs_base),
