@@ -136,7 +136,7 @@ fn memory(n: u64) {
     let t = Instant::now();
     fill(&g, n);
     let rate = n as f64 / t.elapsed().as_secs_f64();
-    // Let idle merging finish, then read.
+    // Idle, as a server between bursts, then read.
     std::thread::sleep(Duration::from_secs(2));
     let after = weir::rss_bytes().expect("/proc/self/status");
     weir::cli::allocator::release_freed();

@@ -257,11 +257,12 @@ pub fn encode_error(e: &RowError) -> Json {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn inputs() -> Vec<GraphField> {
+    /// A scalar, a vector and a matrix input.
+    pub(crate) fn inputs() -> Vec<GraphField> {
         vec![
             GraphField::new("a", &FieldType::scalar(DType::F32)),
             GraphField::new("v", &FieldType::vector(3)),

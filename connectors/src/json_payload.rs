@@ -156,14 +156,12 @@ mod tests {
     use crate::json::{decode_row, encode_row};
     use weir_operators::{DType, FieldType};
 
+    /// `json.rs`'s test inputs (a, v, m), then a string and an integer.
     fn inputs() -> Vec<GraphField> {
-        vec![
-            GraphField::new("a", &FieldType::scalar(DType::F32)),
-            GraphField::new("v", &FieldType::vector(3)),
-            GraphField::new("m", &FieldType::parse("f32[2,2]").unwrap()),
-            GraphField::new("s", &FieldType::scalar(DType::Str)),
-            GraphField::new("n", &FieldType::scalar(DType::I64)),
-        ]
+        let mut inputs = crate::json::tests::inputs();
+        inputs.push(GraphField::new("s", &FieldType::scalar(DType::Str)));
+        inputs.push(GraphField::new("n", &FieldType::scalar(DType::I64)));
+        inputs
     }
 
     /// What the payload gave before: parsed to a `Value`, then `decode_row`.

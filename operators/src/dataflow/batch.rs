@@ -1001,8 +1001,6 @@ mod tests {
         let config = inline(&model, config(1, Duration::ZERO, 1));
         let counters = Arc::clone(&model.stats);
         let (jobs, stats) = model.handles();
-        let sent = Arc::new(AtomicU64::new(0));
-        let total = Arc::clone(&sent);
         let out = run_with(
             move |_, rows| rows.batch_forward(config, jobs, stats),
             move |driver| {
@@ -1013,10 +1011,10 @@ mod tests {
                 driver.send(warm, f32_chunk(warm + 1, &[-1.]));
                 driver.step_until("the failing row", |out| out.len() as u64 == warm + 1);
                 assert_eq!(counters.snapshot().inline, inline + 1, "the failing pass on the worker");
-                total.store(warm + 1, Ordering::Relaxed);
             },
         );
-        let n = sent.load(Ordering::Relaxed);
+        // One output per row sent: the warm-up's, then the failing one.
+        let n = out.len() as u64;
         let stats = model.stats.snapshot();
         assert!(stats.inline > 0 && stats.inline < n, "{} of {n} batches inline", stats.inline);
         assert_eq!(stats.forwards, n, "every pass counted, here or at the replica");
@@ -1037,14 +1035,11 @@ mod tests {
         let stats = Arc::clone(&model.stats);
         let passes = Arc::clone(&model.passes);
         let (jobs, node_stats) = model.handles();
-        let warmed = Arc::new(AtomicU64::new(0));
-        let warm_rows = Arc::clone(&warmed);
         let out = run_with(
             move |_, rows| rows.batch_forward(config, jobs, node_stats),
             move |driver| {
                 // Lone rows, each answered before the next, until inline is on.
                 let warm = warm_until_inline(driver, &stats);
-                warm_rows.store(warm, Ordering::Relaxed);
                 let before = (stats.snapshot().inline, passes.lock().unwrap().len());
                 // Row 1 failed upstream; row 6's negative input fails its batch.
                 let xs = [0., 1., 2., 3., 4., 5., -6., 7., 8., 9.];
@@ -1068,7 +1063,8 @@ mod tests {
                 driver.step_until("the chunk in order", |out| out.len() as u64 == warm + 4);
             },
         );
-        let warm = warmed.load(Ordering::Relaxed);
+        // The warm-up's outputs, then the four chunks sent after it.
+        let warm = out.len() as u64 - 4;
         let in_order = of_slot(&out, warm + 4);
         let ys = f32s(&in_order.columns[1]);
         assert_eq!(ys.len(), 9);
