@@ -16,7 +16,11 @@
 //!    2 s idle: what the table holds, allocator overhead included); then again after
 //!    handing the pages mimalloc holds free back to the system (`mi_collect`, as a
 //!    reload does): the fill's batches, freed, stay resident until the allocator's next
-//!    event on their thread, which an idle process does not have.
+//!    event on their thread, which an idle process does not have. Then the same for
+//!    the product: the `weir` binary serving the lookup graph (`weir serve`, which hands
+//!    freed pages back once it goes idle), filled with the same keys over HTTP, 8192 a
+//!    request: resident memory added per key after 2 s idle. `--served N` runs that
+//!    alone.
 //! 2. **throughput**: 200k rows with uniformly random keys in 256-row submissions
 //!    (4096 rows in flight), through the three graphs in turn, 5 rounds: the median
 //!    rows/s with the lookup, and the medians of the per-round ratios to the baseline.
@@ -38,6 +42,10 @@ use weir_operators::{Column, FieldType, Value};
 
 #[path = "support/drive.rs"]
 mod drive;
+// The tests' helpers, of which the benchmark uses a part.
+#[allow(dead_code)]
+#[path = "../tests/common/process.rs"]
+mod process;
 use drive::{drive, submissions};
 
 const TABLE: &str = "tables:\n  accounts:\n    key: account\n    key_type: i64\n    values:\n      mean: f32\n      std: f32\n      count: f32\n      country: str\n";
@@ -46,12 +54,19 @@ fn plan(text: &str) -> Plan {
     Plan::new(&yaml::parse(text, "bench.yaml", ".".into()).expect("parses")).expect("plans")
 }
 
+const INPUTS: &str = "name: g\ninputs:\n  account: i64\n  amount: f32\n";
+
+/// The lookup graph's YAML.
+fn lookup_text() -> String {
+    format!(
+        "{INPUTS}{TABLE}nodes:\n  features:\n    kind: lookup\n    table: accounts\n    key: input.account\n    missing: default\n    defaults: {{mean: 0.0, std: 1.0, count: 0.0, country: unknown}}\n  vector:\n    kind: map\n    op: concat\n    inputs: [input.amount, features.mean, features.std]\noutputs:\n  vector: vector.y\n"
+    )
+}
+
 /// The lookup graph, the baseline without a table, and the baseline with an unread table.
 fn graphs() -> [Plan; 3] {
-    let inputs = "name: g\ninputs:\n  account: i64\n  amount: f32\n";
-    let lookup = format!(
-        "{inputs}{TABLE}nodes:\n  features:\n    kind: lookup\n    table: accounts\n    key: input.account\n    missing: default\n    defaults: {{mean: 0.0, std: 1.0, count: 0.0, country: unknown}}\n  vector:\n    kind: map\n    op: concat\n    inputs: [input.amount, features.mean, features.std]\noutputs:\n  vector: vector.y\n"
-    );
+    let inputs = INPUTS;
+    let lookup = lookup_text();
     let baseline = format!(
         "{inputs}nodes:\n  vector:\n    kind: map\n    op: concat\n    inputs: [input.amount, input.amount, input.amount]\noutputs:\n  vector: vector.y\n"
     );
@@ -150,6 +165,57 @@ fn memory(n: u64) {
     engine.shutdown();
 }
 
+/// The `weir` binary serving the lookup graph (one worker, its default), filled with
+/// keys `0..n` over HTTP (`POST /graphs/g/tables/accounts`, 8192 keys a request, the
+/// values [`account`] gives) until `/metrics` counts them all: resident bytes added per
+/// key after 2 s idle. The keys arrive as a server's do, on its HTTP threads.
+fn served_memory(n: u64) -> f64 {
+    use std::fmt::Write;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let graph = dir.path().join("g.yaml");
+    std::fs::write(&graph, lookup_text()).expect("the graph file");
+    let weir = std::path::Path::new(env!("CARGO_BIN_EXE_weir"));
+    let (child, addr) = process::serve_http(weir, &[graph.to_str().expect("a UTF-8 path")]);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = rss_of(child.id());
+    let mut key = 0;
+    while key < n {
+        let end = (key + 8192).min(n);
+        let mut body = String::from("[");
+        for k in key..end {
+            let Some(values) = account(k as i64) else { unreachable!("every key has values") };
+            let [Value::F32(mean), Value::F32(std), Value::F32(count), Value::Str(country)] = &values[..] else {
+                unreachable!("account() gives three numbers and a string")
+            };
+            let comma = if k == key { "" } else { "," };
+            let _ = write!(
+                body,
+                r#"{comma}{{"key":{k},"values":{{"mean":{mean},"std":{std},"count":{count},"country":"{country}"}}}}"#
+            );
+        }
+        body.push(']');
+        let (status, answer) = process::http_post(&addr, "/graphs/g/tables/accounts", &body);
+        assert_eq!(status, 202, "upserting keys {key}..{end}: {answer}");
+        key = end;
+    }
+    let counted = format!("weir_table_keys{{graph=\"g\",table=\"accounts\"}} {n}\n");
+    let t = Instant::now();
+    while !process::http_get(&addr, "/metrics").1.contains(&counted) {
+        assert!(t.elapsed() < Duration::from_secs(120), "the served table counts {n} keys");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss_of(child.id());
+    after.saturating_sub(before) as f64 / n as f64
+}
+
+/// Resident bytes of process `pid` now (`VmRSS`).
+fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
+    1024 * line.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()).expect("kB")
+}
+
 /// Runs [`memory`] in a child process.
 fn memory_in_child(n: u64) -> (f64, f64, f64) {
     let exe = std::env::current_exe().expect("this bench");
@@ -171,6 +237,10 @@ fn main() {
         memory(args[i + 1].parse().expect("--memory N"));
         return;
     }
+    if let Some(i) = args.iter().position(|a| a == "--served") {
+        println!("{}", served_memory(args[i + 1].parse().expect("--served N")));
+        return;
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let sizes: &[u64] = if quick { &[10_000, 1_000_000] } else { &[10_000, 1_000_000, 10_000_000] };
     let n_rows = if quick { 50_000 } else { 200_000 };
@@ -180,10 +250,11 @@ fn main() {
     let (_base_engine, base) = start(baseline_plan);
     let (_clock_engine, clock) = start(clock_plan);
 
-    println!("| keys | fill: upserts/s | memory per key: resident after 2 s idle (after handing freed pages back) | lookups/s (rows/s through the lookup graph) | vs baseline graph | clock only vs baseline | lone row p50 / p99: lookup | baseline | added per row (p50) | updates/s while serving | rows/s while updating vs without |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| keys | fill: upserts/s | memory per key: resident after 2 s idle (after handing freed pages back) | memory per key, `weir serve` filled over HTTP: after 2 s idle | lookups/s (rows/s through the lookup graph) | vs baseline graph | clock only vs baseline | lone row p50 / p99: lookup | baseline | added per row (p50) | updates/s while serving | rows/s while updating vs without |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &n in sizes {
         let (fill_rate, per_key, collected) = memory_in_child(n);
+        let served = served_memory(n);
         let (engine, g) = start(lookup_plan.clone());
         fill(&g, n);
         let rows = rows(n, n_rows, 7);
@@ -246,12 +317,13 @@ fn main() {
         let rate = median(&mut rates);
         let us = |d: Duration| d.as_secs_f64() * 1e6;
         println!(
-            "| 10^{} | {:.0} | {:.0} B (+{:.0} MiB) ({:.0} B) | {:.0} | {:.2} | {:.2} | {:.1} / {:.1} µs | {:.1} / {:.1} µs | {:.1} µs | {:.0} | {:.0} ({:.2}) |",
+            "| 10^{} | {:.0} | {:.0} B (+{:.0} MiB) ({:.0} B) | {:.0} B | {:.0} | {:.2} | {:.2} | {:.1} / {:.1} µs | {:.1} / {:.1} µs | {:.1} µs | {:.0} | {:.0} ({:.2}) |",
             (n as f64).log10().round(),
             fill_rate,
             per_key,
             mib((per_key * n as f64) as u64),
             collected,
+            served,
             rate,
             median(&mut vs_base),
             median(&mut clock_vs_base),

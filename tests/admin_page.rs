@@ -12,8 +12,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::kafka::http_get;
-use common::process::{free_port, http_post, serve_http};
+use common::process::{free_port, http_get, http_post, serve_http};
 use serde_json::Value as Json;
 
 const CHROMIUM: &str = "/usr/bin/chromium";

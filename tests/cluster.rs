@@ -18,7 +18,7 @@ use weir::datasets::{digits, Split};
 
 /// `weir_rows_from_peers_total{graph}` at `member`, with its `process` label checked.
 fn rows_from_peers(member: &Member, process: usize, graph: &str) -> f64 {
-    let (status, text) = common::kafka::http_get(&member.addr, "/metrics");
+    let (status, text) = common::process::http_get(&member.addr, "/metrics");
     assert_eq!(status, 200);
     let samples = parse_metrics(&text);
     sample(&samples, "weir_rows_from_peers_total", &[("process", &process.to_string()), ("graph", graph)])
@@ -108,7 +108,7 @@ fn a_lost_peer_makes_every_other_process_unready_and_exit_naming_it() {
         // Not ready within 2 s: /readyz answers 503, or nothing listens any more.
         loop {
             let ready = std::net::TcpStream::connect(&m.addr).is_ok()
-                && common::kafka::http_get(&m.addr, "/readyz").0 == 200
+                && common::process::http_get(&m.addr, "/readyz").0 == 200
                 && m.child.try_wait().unwrap().is_none();
             if !ready {
                 break;
@@ -270,7 +270,7 @@ fn diagnose(members: &[Member]) -> String {
         .enumerate()
         .map(|(p, m)| {
             let metrics = std::net::TcpStream::connect(&m.addr)
-                .map(|_| common::kafka::http_get(&m.addr, "/metrics").1)
+                .map(|_| common::process::http_get(&m.addr, "/metrics").1)
                 .unwrap_or_default();
             let kafka: Vec<&str> = metrics.lines().filter(|l| l.starts_with("weir_kafka")).collect();
             format!("\n--- process {p}:\n{}\n{}", m.log.lock().unwrap().join("\n"), kafka.join("\n"))

@@ -81,7 +81,7 @@ async fn every_message_is_answered_and_poison_goes_to_the_dead_letter_topic() {
     let input = [("graph", "diamond"), ("consumer", "input")];
     let t = Instant::now();
     let samples = loop {
-        let (status, text) = common::kafka::http_get(&addr, "/metrics");
+        let (status, text) = common::process::http_get(&addr, "/metrics");
         assert_eq!(status, 200);
         let samples = parse_metrics(&text);
         let committed: f64 = samples.iter().filter(|s| s.name == "weir_kafka_committed_offset").map(|s| s.value).sum();

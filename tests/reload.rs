@@ -294,9 +294,9 @@ fn a_broken_graph_file_is_refused_and_the_old_revision_keeps_serving() {
     // The public port serves no admin route.
     assert_eq!(http_post(&addr, "/admin/reload", "").0, 404);
     // The revision is in /graphs and /metrics.
-    let (_, graphs) = common::kafka::http_get(&addr, "/graphs");
+    let (_, graphs) = common::process::http_get(&addr, "/graphs");
     assert!(graphs.contains("\"revision\":2"), "{graphs}");
-    let (_, metrics) = common::kafka::http_get(&addr, "/metrics");
+    let (_, metrics) = common::process::http_get(&addr, "/metrics");
     assert!(metrics.contains("weir_graph_revision{graph=\"reloaded\"} 2"), "{metrics}");
     common::kafka::stop(child);
 }
@@ -440,7 +440,7 @@ async fn a_reloaded_graph_refills_its_table_from_its_topic_and_follows_it() {
     }
     // `/metrics` counts the feed that serves: revision 2's, which applied both changes
     // (revision 1's stopped after the first).
-    let (_, metrics) = common::kafka::http_get(&addr, "/metrics");
+    let (_, metrics) = common::process::http_get(&addr, "/metrics");
     let samples: Vec<&str> = metrics.lines().filter(|l| l.starts_with("weir_table_feed_changes_total{")).collect();
     assert_eq!(samples.len(), 1, "one feed of the table: {samples:?}");
     assert!(samples[0].ends_with(" 2"), "revision 2's feed applied both changes: {samples:?}");
@@ -481,7 +481,7 @@ fn a_learning_node_keeps_its_weights_unless_the_file_changed_them() {
     let t = Instant::now();
     let node = loop {
         predict(103);
-        let (_, stats) = common::kafka::http_get(&admin, "/admin/stats");
+        let (_, stats) = common::process::http_get(&admin, "/admin/stats");
         let stats: Json = serde_json::from_str(&stats).unwrap();
         let node =
             stats["graphs"][0]["nodes"].as_array().and_then(|n| n.iter().find(|n| n["name"] == "model").cloned());

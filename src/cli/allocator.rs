@@ -2,11 +2,19 @@
 //!
 //! The `weir` binary allocates with mimalloc (`src/main.rs`). mimalloc keeps the pages a
 //! thread freed, and hands free pages back (purges them) only on a later allocator
-//! event, after a delay (1 s in the mimalloc v3 weir links). A reload starts a new engine
-//! and drops the retired one, whose threads end: what they freed would otherwise stay
-//! resident until some unrelated allocation happened to trigger the purge. Measured in
-//! BENCHMARKS.md ("Hot reload"): 20 reloads under load left the server at 1.085-1.103 of
-//! its memory before them without [`release_freed`], 1.066-1.074 with it.
+//! event, after a delay (1 s in the mimalloc v3 weir links). Two moments leave freed
+//! memory resident with no such event to come:
+//!
+//! - A reload starts a new engine and drops the retired one, whose threads end: what they
+//!   freed would stay resident until some unrelated allocation happened to trigger the
+//!   purge. Measured in BENCHMARKS.md ("Hot reload"): 20 reloads under load left the
+//!   server at 1.085-1.103 of its memory before them without [`release_freed`],
+//!   1.066-1.074 with it.
+//! - A server goes idle after a burst: the workers park, and what the burst freed (a
+//!   table's index and columns outgrown as it filled, the upserts' batches) stays
+//!   resident while nothing allocates. [`release_when_idle`] hands it back once the
+//!   process's CPU use falls quiet; `weir serve` starts it. Measured in BENCHMARKS.md
+//!   ("Feature lookups", 2026-12-06, fourth session).
 
 /// Hands the pages mimalloc holds free back to the operating system now: the calling
 /// thread's free pages, and every free page of mimalloc's arenas, without the purge delay.
@@ -19,5 +27,56 @@ pub fn release_freed() {
     #[allow(unsafe_code)]
     unsafe {
         libmimalloc_sys::mi_collect(true);
+    }
+}
+
+/// How often [`release_when_idle`] reads the process's CPU time.
+const IDLE_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// At most this much CPU time (every thread's) in one [`IDLE_PERIOD`] counts as idle: 2%
+/// of a core.
+const IDLE_CPU: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Starts a thread that calls [`release_freed`] once each time the process goes idle:
+/// when a period of [`IDLE_PERIOD`] after a busier one used at most [`IDLE_CPU`] of CPU
+/// time. Under load it only reads the CPU clock twice a second; a server that stays idle
+/// releases once, not every period. The thread runs until the process ends.
+///
+/// Where the process's CPU clock cannot be read (not Linux) it starts nothing.
+pub fn release_when_idle() -> std::io::Result<()> {
+    let Some(mut last) = process_cpu() else {
+        return Ok(());
+    };
+    std::thread::Builder::new().name("weir-release".to_string()).spawn(move || {
+        // Start-up itself freed memory (the plan, the weights' files).
+        let mut busy = true;
+        loop {
+            std::thread::sleep(IDLE_PERIOD);
+            let Some(now) = process_cpu() else { return };
+            let used = now.saturating_sub(last);
+            last = now;
+            if used > IDLE_CPU {
+                busy = true;
+            } else if busy {
+                release_freed();
+                busy = false;
+                // The release's own CPU time does not make the next period busy.
+                last = process_cpu().unwrap_or(last);
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// The CPU time every thread of the process has used so far.
+fn process_cpu() -> Option<std::time::Duration> {
+    #[cfg(target_os = "linux")]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        Some(std::time::Duration::new(u64::try_from(t.tv_sec).ok()?, u32::try_from(t.tv_nsec).ok()?))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
     }
 }

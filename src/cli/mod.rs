@@ -21,7 +21,7 @@
 //!
 //! The longer commands have a file each: `replay`, `capture` and `serve` (their flags, a
 //! clap `Args` struct, and their handler); `cluster` holds the cluster flags they share;
-//! `signals` stops a server cleanly; `allocator` hands the memory a reload freed back.
+//! `signals` stops a server cleanly; `allocator` hands freed memory back after a reload and when a server goes idle.
 
 pub mod allocator;
 pub mod capture;
@@ -144,6 +144,11 @@ pub fn main_with(kernels: Kernels) -> ExitCode {
         .with_writer(io::stderr)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .init();
+    if matches!(cli.command, Command::Serve(_)) {
+        if let Err(e) = allocator::release_when_idle() {
+            tracing::warn!("cannot start the thread that hands freed memory back when idle: {e}");
+        }
+    }
     match cli.command {
         Command::Check { graphs } => {
             for path in graphs {

@@ -263,18 +263,6 @@ pub fn address(log: &Mutex<Vec<String>>) -> String {
     line.expect("weir logged its address").to_string()
 }
 
-/// `GET path` over a fresh HTTP/1.1 connection to `addr`: the status and the body.
-pub fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = TcpStream::connect(addr).expect("weir accepts connections");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response[9..12].parse().expect("an HTTP status");
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
-    (status, body)
-}
-
 /// Sends SIGTERM and checks that weir exits 0 within 20 s.
 pub fn stop(mut child: Running) {
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

@@ -88,3 +88,15 @@ pub fn http_post(addr: &str, path: &str, body: &str) -> (u16, String) {
     }
     (status, plain)
 }
+
+/// `GET path` over a fresh HTTP/1.1 connection to `addr`: the status and the body.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("the server accepts connections");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("the request is sent");
+    let mut response = String::new();
+    s.read_to_string(&mut response).expect("a response");
+    let status = response[9..12].parse().expect("an HTTP status");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
+    (status, body)
+}
