@@ -65,10 +65,9 @@ fn lookup_text() -> String {
 
 /// The lookup graph, the baseline without a table, and the baseline with an unread table.
 fn graphs() -> [Plan; 3] {
-    let inputs = INPUTS;
     let lookup = lookup_text();
     let baseline = format!(
-        "{inputs}nodes:\n  vector:\n    kind: map\n    op: concat\n    inputs: [input.amount, input.amount, input.amount]\noutputs:\n  vector: vector.y\n"
+        "{INPUTS}nodes:\n  vector:\n    kind: map\n    op: concat\n    inputs: [input.amount, input.amount, input.amount]\noutputs:\n  vector: vector.y\n"
     );
     let clock_only = baseline.replace("nodes:\n", &format!("{TABLE}nodes:\n"));
     [plan(&lookup), plan(&baseline), plan(&clock_only)]
@@ -95,14 +94,15 @@ impl Keys {
 
 const COUNTRIES: [&str; 4] = ["PT", "ES", "FR", "DE"];
 
-fn account(key: i64) -> Option<Vec<Value>> {
+/// Account `key`'s values: mean, std, count and country.
+fn account_fields(key: i64) -> (f32, f32, f32, &'static str) {
     let k = key as f32;
-    Some(vec![
-        Value::F32(k * 0.5),
-        Value::F32(1.0 + k * 0.001),
-        Value::F32(k),
-        Value::Str(COUNTRIES[(key % 4) as usize].into()),
-    ])
+    (k * 0.5, 1.0 + k * 0.001, k, COUNTRIES[(key % 4) as usize])
+}
+
+fn account(key: i64) -> Option<Vec<Value>> {
+    let (mean, std, count, country) = account_fields(key);
+    Some(vec![Value::F32(mean), Value::F32(std), Value::F32(count), Value::Str(country.into())])
 }
 
 /// Upserts keys `0..n` in batches of 8192; returns once the table holds them all.
@@ -167,7 +167,7 @@ fn memory(n: u64) {
 
 /// The `weir` binary serving the lookup graph (one worker, its default), filled with
 /// keys `0..n` over HTTP (`POST /graphs/g/tables/accounts`, 8192 keys a request, the
-/// values [`account`] gives) until `/metrics` counts them all: resident bytes added per
+/// values [`account_fields`] gives) until `/metrics` counts them all: resident bytes added per
 /// key after 2 s idle. The keys arrive as a server's do, on its HTTP threads.
 fn served_memory(n: u64) -> f64 {
     use std::fmt::Write;
@@ -177,16 +177,13 @@ fn served_memory(n: u64) -> f64 {
     let weir = std::path::Path::new(env!("CARGO_BIN_EXE_weir"));
     let (child, addr) = process::serve_http(weir, &[graph.to_str().expect("a UTF-8 path")]);
     std::thread::sleep(Duration::from_millis(200));
-    let before = rss_of(child.id());
+    let before = weir::rss_bytes_of(child.id()).expect("/proc/PID/status");
     let mut key = 0;
     while key < n {
         let end = (key + 8192).min(n);
         let mut body = String::from("[");
         for k in key..end {
-            let Some(values) = account(k as i64) else { unreachable!("every key has values") };
-            let [Value::F32(mean), Value::F32(std), Value::F32(count), Value::Str(country)] = &values[..] else {
-                unreachable!("account() gives three numbers and a string")
-            };
+            let (mean, std, count, country) = account_fields(k as i64);
             let comma = if k == key { "" } else { "," };
             let _ = write!(
                 body,
@@ -205,15 +202,8 @@ fn served_memory(n: u64) -> f64 {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_secs(2));
-    let after = rss_of(child.id());
+    let after = weir::rss_bytes_of(child.id()).expect("/proc/PID/status");
     after.saturating_sub(before) as f64 / n as f64
-}
-
-/// Resident bytes of process `pid` now (`VmRSS`).
-fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
-    1024 * line.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()).expect("kB")
 }
 
 /// Runs [`memory`] in a child process.

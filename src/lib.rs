@@ -52,17 +52,23 @@ pub fn no_transparent_huge_pages() -> bool {
 /// The process's peak resident memory so far, in bytes (`VmHWM` of
 /// `/proc/self/status`); `None` where that file does not exist (not Linux).
 pub fn peak_rss_bytes() -> Option<u64> {
-    status_bytes("VmHWM:")
+    status_bytes("/proc/self/status", "VmHWM:")
 }
 
 /// The process's resident set size now, in bytes (Linux; `None` elsewhere).
 pub fn rss_bytes() -> Option<u64> {
-    status_bytes("VmRSS:")
+    status_bytes("/proc/self/status", "VmRSS:")
 }
 
-/// A `kB` line of `/proc/self/status`, in bytes.
-fn status_bytes(key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// Process `pid`'s resident set size now, in bytes (Linux; `None` elsewhere, or when no
+/// such process runs): what benchmarks and tests read of the servers they start.
+pub fn rss_bytes_of(pid: u32) -> Option<u64> {
+    status_bytes(&format!("/proc/{pid}/status"), "VmRSS:")
+}
+
+/// A `kB` line of a process's `status` file (`/proc/.../status`), in bytes.
+fn status_bytes(path: &str, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)

@@ -182,9 +182,7 @@ fn load(addr: &str, stop: &Arc<AtomicBool>, seen: &Arc<Mutex<Seen>>) -> Vec<std:
 }
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    weir::rss_bytes_of(pid).unwrap() / 1024
 }
 
 fn reload(admin: &str) -> (u16, Json) {

@@ -427,13 +427,6 @@ fn weir_run_answers_from_the_snapshot() {
     assert_eq!(lines, vec![r#"{"found":true,"mean":5.5}"#, r#"{"found":false,"mean":0.0}"#], "{stdout}");
 }
 
-/// Resident bytes of process `pid` now (`VmRSS`).
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
-    1024 * line.split_whitespace().nth(1).and_then(|k| k.parse::<u64>().ok()).expect("kB")
-}
-
 /// A server filled over HTTP and then left idle hands back what the fill freed (the
 /// table's outgrown index and columns, the upserts' batches): its allocator would keep
 /// them resident until its next allocation, which an idle server does not make. 10^6 keys
@@ -453,7 +446,7 @@ fn an_idle_server_hands_back_what_filling_its_table_freed() {
     .expect("graph file");
     let (child, addr) = serve_http(std::path::Path::new(env!("CARGO_BIN_EXE_weir")), &[graph.to_str().expect("utf-8")]);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let before = rss_bytes(child.id());
+    let before = weir::rss_bytes_of(child.id()).expect("/proc/PID/status");
     for start in (0..KEYS).step_by(8192) {
         let rows: Vec<String> = (start..(start + 8192).min(KEYS))
             .map(|k| {
@@ -473,7 +466,7 @@ fn an_idle_server_hands_back_what_filling_its_table_freed() {
     // Idle: the release comes within a second or so of the last busy half-second.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     let per_key = loop {
-        let per_key = rss_bytes(child.id()).saturating_sub(before) / KEYS;
+        let per_key = weir::rss_bytes_of(child.id()).expect("/proc/PID/status").saturating_sub(before) / KEYS;
         if per_key <= 84 || std::time::Instant::now() > deadline {
             break per_key;
         }

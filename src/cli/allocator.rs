@@ -16,6 +16,8 @@
 //!   process's CPU use falls quiet; `weir serve` starts it. Measured in BENCHMARKS.md
 //!   ("Feature lookups", 2026-12-06, fourth session).
 
+use std::time::Duration;
+
 /// Hands the pages mimalloc holds free back to the operating system now: the calling
 /// thread's free pages, and every free page of mimalloc's arenas, without the purge delay.
 ///
@@ -31,11 +33,11 @@ pub fn release_freed() {
 }
 
 /// How often [`release_when_idle`] reads the process's CPU time.
-const IDLE_PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
+const IDLE_PERIOD: Duration = Duration::from_millis(500);
 
 /// At most this much CPU time (every thread's) in one [`IDLE_PERIOD`] counts as idle: 2%
 /// of a core.
-const IDLE_CPU: std::time::Duration = std::time::Duration::from_millis(10);
+const IDLE_CPU: Duration = Duration::from_millis(10);
 
 /// Starts a thread that calls [`release_freed`] once each time the process goes idle:
 /// when a period of [`IDLE_PERIOD`] after a busier one used at most [`IDLE_CPU`] of CPU
@@ -69,11 +71,11 @@ pub fn release_when_idle() -> std::io::Result<()> {
 }
 
 /// The CPU time every thread of the process has used so far.
-fn process_cpu() -> Option<std::time::Duration> {
+fn process_cpu() -> Option<Duration> {
     #[cfg(target_os = "linux")]
     {
         let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
-        Some(std::time::Duration::new(u64::try_from(t.tv_sec).ok()?, u32::try_from(t.tv_nsec).ok()?))
+        Some(Duration::new(u64::try_from(t.tv_sec).ok()?, u32::try_from(t.tv_nsec).ok()?))
     }
     #[cfg(not(target_os = "linux"))]
     {

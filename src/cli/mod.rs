@@ -21,7 +21,8 @@
 //!
 //! The longer commands have a file each: `replay`, `capture` and `serve` (their flags, a
 //! clap `Args` struct, and their handler); `cluster` holds the cluster flags they share;
-//! `signals` stops a server cleanly; `allocator` hands freed memory back after a reload and when a server goes idle.
+//! `signals` stops a server cleanly; `allocator` hands freed memory back after a reload
+//! and when a server goes idle.
 
 pub mod allocator;
 pub mod capture;
