@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 
-use crossbeam_channel::bounded;
 use serde_json::Value as Json;
 use weir_engine::{GraphHandle, RowResult, Submission};
 use weir_operators::{RowError, Value};
@@ -43,7 +42,9 @@ pub fn run_jsonl(
     let names = graph.schema().output_names();
     let inputs = graph.schema().inputs.clone();
     // Each outstanding batch holds at least one row, so this never blocks a worker.
-    let (tx, rx) = bounded::<(Vec<u64>, Vec<RowResult>)>(in_flight);
+    // std's channel: its `recv` sleeps at once rather than yield the core (see
+    // `replay::replay_with_feedback`).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(Vec<u64>, Vec<RowResult>)>(in_flight);
     let mut order = Reorder::default();
     let mut summary = RunSummary::default();
     let answer = |r: RowResult| r.map(|values| encode_row(names.iter().cloned(), &values));

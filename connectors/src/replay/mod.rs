@@ -45,7 +45,6 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use crossbeam_channel::bounded;
 use weir_engine::{GraphField, GraphHandle, Submission};
 use weir_operators::{Chunk, Column, RowError};
 
@@ -214,7 +213,12 @@ pub fn replay_with_feedback(
     let chunk_rows = options.chunk_rows.clamp(1, 1 << 16);
     let max_chunks = (options.in_flight / chunk_rows).max(1);
     // Each outstanding submission sends once; the room means a reply never blocks a worker.
-    let (tx, rx) = bounded::<(u64, Chunk)>(max_chunks);
+    // std's channel, not crossbeam's: crossbeam's `recv` yields the core a few times
+    // before it sleeps, and with every core busy computing, a thread that yields waits
+    // out a worker's whole time slice while the rows in flight run out (the workers
+    // then idle); one that sleeps is woken, and runs, as soon as an answer comes
+    // (BENCHMARKS.md, "Replay", 2026-12-06, fifth session).
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Chunk)>(max_chunks);
     let mut pending: BTreeMap<u64, Block> = BTreeMap::new();
     let (mut next_seq, mut write_seq, mut submitted, mut row) = (0u64, 0u64, 0usize, 0u64);
     let mut last_time: Option<i64> = None;

@@ -36,6 +36,7 @@ pub mod model;
 pub mod onnx;
 pub mod sentence;
 pub mod signature;
+pub mod softmax;
 pub mod trees;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@ use candle_core::{DType as CDType, Device, Tensor};
 
 use super::dense_host::HostDense;
 use super::device::{DeviceSpec, OncePerDevice, Precision};
+use super::softmax;
 use super::{BatchKernel, KernelError, KernelFactory};
 use crate::column::Column;
 use crate::value::FieldType;
@@ -96,6 +97,16 @@ impl fmt::Display for Activation {
 }
 
 impl Activation {
+    /// Whether [`DenseForward`]'s host loops compute this activation bit for bit as
+    /// candle does: none, relu (`max(0)`), and softmax where [`softmax::exact`].
+    fn on_host_exactly(self) -> bool {
+        match self {
+            Activation::None | Activation::Relu => true,
+            Activation::Softmax => softmax::exact(),
+            Activation::Tanh | Activation::Sigmoid => false,
+        }
+    }
+
     fn apply(self, x: Tensor) -> candle_core::Result<Tensor> {
         match self {
             Activation::None => Ok(x),
@@ -284,6 +295,9 @@ impl DenseModel {
             output: self.output_activation,
             device: device.clone(),
             dtype,
+            host_biases: (matches!((device, dtype), (Device::Cpu, CDType::F32))
+                && [self.hidden_activation, self.output_activation].iter().all(|a| a.on_host_exactly()))
+            .then(|| self.layers.iter().map(|l| l.bias.clone()).collect()),
             input_width: self.input_width(),
             output_type: self.output_type(),
         })
@@ -369,6 +383,9 @@ pub struct DenseForward {
     output: Activation,
     device: Device,
     dtype: CDType,
+    /// On the CPU in f32, with activations the host computes as candle does (none, relu,
+    /// softmax where [`softmax::exact`]): each layer's bias, for [`Self::around_matmuls`].
+    host_biases: Option<Arc<[Vec<f32>]>>,
     input_width: usize,
     output_type: FieldType,
 }
@@ -399,8 +416,38 @@ impl DenseForward {
             }
             return Ok(host.forward(&input, rows));
         }
+        if let Some(biases) = &self.host_biases {
+            return self.around_matmuls(input, rows, biases);
+        }
         let x = Tensor::from_vec(input, (rows, self.input_width), &self.device)?;
         self.forward_tensor(&x)?.flatten_all()?.to_dtype(CDType::F32)?.to_vec1::<f32>()
+    }
+
+    /// The layers with candle's matrix products and everything around them on the host:
+    /// each product comes out of its tensor, gets its bias and its activation in place,
+    /// and goes into the next layer's tensor without a copy. The same additions, `max`es,
+    /// `exp`s and divisions as candle's `broadcast_add`, `relu` and `softmax_last_dim`, in
+    /// the same order ([`softmax`]), so the same bits; without candle's per-operation
+    /// tensors, layouts and parallel loops, which cost a `digits.yaml` forward pass more
+    /// than its products (BENCHMARKS.md, "Replay", 2026-12-06, fifth session).
+    fn around_matmuls(&self, input: Vec<f32>, rows: usize, biases: &[Vec<f32>]) -> candle_core::Result<Vec<f32>> {
+        let (mut x, mut width) = (input, self.input_width);
+        let last = self.layers.len() - 1;
+        for (i, ((w, _), bias)) in self.layers.iter().zip(biases).enumerate() {
+            let product = Tensor::from_vec(x, (rows, width), &self.device)?.matmul(w)?;
+            let mut y = product.flatten_all()?.to_vec1::<f32>()?;
+            width = bias.len();
+            for row in y.chunks_exact_mut(width.max(1)) {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+            match if i == last { self.output } else { self.hidden } {
+                Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+                Activation::Softmax => softmax::softmax_rows(&mut y, width),
+                _ => {}
+            }
+            x = y;
+        }
+        Ok(x)
     }
 }
 
@@ -448,6 +495,53 @@ mod tests {
         // x = [1, 3]: h = relu([1-3, 2+1.5+1]) = [0, 4.5]; y = 4.5 - 1 = 3.5
         let out = f.forward(vec![Column::Tensor { width: 2, data: vec![1.0, 3.0] }]).unwrap();
         assert_eq!(out, vec![Column::F32(vec![3.5])]);
+    }
+
+    /// A model too big for [`HostDense`], with weights and inputs of every sign by a
+    /// fixed rule.
+    fn sized(dims: &[usize], hidden: Activation, output: Activation) -> DenseModel {
+        let value = |i: usize, seed: usize| (((i * 7919 + seed * 104_729) % 2001) as f32 - 1000.0) / 700.0;
+        let layers = dims
+            .windows(2)
+            .enumerate()
+            .map(|(l, io)| DenseLayer {
+                weight: (0..io[0] * io[1]).map(|i| value(i, l)).collect(),
+                bias: (0..io[1]).map(|i| value(i, l + 50)).collect(),
+                inputs: io[0],
+                outputs: io[1],
+            })
+            .collect::<Vec<_>>();
+        let arch = if layers.len() == 1 { Arch::Linear } else { Arch::Mlp };
+        DenseModel::from_layers(arch, layers, hidden, output)
+    }
+
+    #[test]
+    fn the_host_around_the_products_gives_candles_bits() {
+        use Activation::*;
+        let cases: [(&[usize], Activation, Activation); 7] = [
+            (&[64, 10], None, Softmax),
+            (&[64, 32, 10], Relu, Softmax),
+            (&[30, 40], None, Softmax),
+            (&[16, 70, 33], Relu, Softmax),
+            (&[20, 20, 20], None, Relu),
+            (&[64, 10], None, None),
+            (&[64, 32, 10], Tanh, Sigmoid),
+        ];
+        for (dims, hidden, output) in cases {
+            let model = sized(dims, hidden, output);
+            let f = model.instantiate(&Device::Cpu).unwrap();
+            assert!(f.host.is_none(), "{dims:?} is computed around candle's products, not by HostDense");
+            let on_host = [hidden, output].iter().all(|a| a.on_host_exactly());
+            assert_eq!(f.host_biases.is_some(), on_host, "{dims:?} {hidden} {output}");
+            for rows in [1, 5, 32, 33] {
+                let input: Vec<f32> = (0..rows * dims[0]).map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0).collect();
+                let x = Tensor::from_vec(input.clone(), (rows, dims[0]), &Device::Cpu).unwrap();
+                let candle: Vec<f32> = f.forward_tensor(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                let ours = f.forward_flat(input, rows).unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&ours), bits(&candle), "{dims:?} {hidden} {output}, {rows} rows");
+            }
+        }
     }
 
     #[test]
