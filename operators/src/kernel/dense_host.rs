@@ -60,24 +60,15 @@ impl HostDense {
     }
 }
 
-/// Applies `activation` in place to rows of `width` numbers.
-fn activate(activation: Activation, y: &mut [f32], width: usize) {
+/// Applies `activation` in place to rows of `width` numbers; relu and softmax bit for bit
+/// as candle does (the softmax is [`super::softmax`]'s).
+pub(super) fn activate(activation: Activation, y: &mut [f32], width: usize) {
     match activation {
         Activation::None => {}
         Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
         Activation::Tanh => y.iter_mut().for_each(|v| *v = v.tanh()),
         Activation::Sigmoid => y.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
-        Activation::Softmax => {
-            for row in y.chunks_exact_mut(width) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0.0f32;
-                for v in row.iter_mut() {
-                    *v = (*v - max).exp();
-                    sum += *v;
-                }
-                row.iter_mut().for_each(|v| *v /= sum);
-            }
-        }
+        Activation::Softmax => super::softmax::softmax_rows(y, width),
     }
 }
 

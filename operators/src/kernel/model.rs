@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use candle_core::{DType as CDType, Device, Tensor};
 
-use super::dense_host::HostDense;
+use super::dense_host::{self, HostDense};
 use super::device::{DeviceSpec, OncePerDevice, Precision};
 use super::softmax;
 use super::{BatchKernel, KernelError, KernelFactory};
@@ -440,11 +440,7 @@ impl DenseForward {
             for row in y.chunks_exact_mut(width.max(1)) {
                 row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
             }
-            match if i == last { self.output } else { self.hidden } {
-                Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
-                Activation::Softmax => softmax::softmax_rows(&mut y, width),
-                _ => {}
-            }
+            dense_host::activate(if i == last { self.output } else { self.hidden }, &mut y, width);
             x = y;
         }
         Ok(x)

@@ -6,7 +6,8 @@
 //! about 700 instructions a row, more than the layer's matrix product (`digits.yaml`'s
 //! models: 27% of a replay's instructions, `valgrind --tool=callgrind`). A dense model's
 //! output on the CPU in f32 is copied out of its tensor anyway; [`softmax_rows`] then
-//! computes the softmax in place, in one loop per row.
+//! computes the softmax in place, in one loop per row (`model.rs`, and the tiny models'
+//! plain loops in `dense_host.rs`).
 //!
 //! The arithmetic is candle's, in candle's order, so serving and replay answers stay
 //! what they were: per row, the largest value (`f32::max` from the first, which skips
