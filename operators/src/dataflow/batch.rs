@@ -45,7 +45,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::generic::OutputBuilderSession;
@@ -54,6 +53,7 @@ use timely::dataflow::operators::Capability;
 use super::doorbell::Doorbell;
 use super::inline::{Inline, InlineFactory};
 use super::policy::{Adaptive, BatchPolicy, Decision, SendReason};
+use super::vec_builder::VecBuilder;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
@@ -201,13 +201,13 @@ struct State {
     next_ticket: u64,
 }
 
-type Output<'a> = OutputBuilderSession<'a, Time, CapacityContainerBuilder<Vec<Chunk>>>;
+type Output<'a> = OutputBuilderSession<'a, Time, VecBuilder<Chunk>>;
 
 impl<'scope> BatchForward<'scope> for RowStream<'scope> {
     fn batch_forward(self, config: BatchConfig, jobs: Sender<Job>, stats: Arc<BatchStats>) -> RowStream<'scope> {
         let scope = self.scope();
         let name = format!("Batch({})", config.node);
-        self.unary(Pipeline, &name, move |_cap, info| {
+        self.unary::<VecBuilder<Chunk>, _, _, _>(Pipeline, &name, move |_cap, info| {
             let activator = scope.activator_for(Rc::clone(&info.address));
             let bell = Arc::new(Doorbell::bound(scope.worker().sync_activator_for(info.address.to_vec())));
             let (done_tx, done_rx): (Sender<Completion>, Receiver<Completion>) = bounded(config.max_in_flight.max(1));
@@ -244,7 +244,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                             let mut chunk = chunk;
                             let fillers = st.config.fillers(chunk.len());
                             chunk.columns.extend(fillers.into_iter().map(Arc::new));
-                            output.session(&cap).give(chunk);
+                            output.session_with_builder(&cap).give(chunk);
                             continue;
                         }
                         // Computed whole, here and now (see `compute_whole`): nothing
@@ -259,7 +259,7 @@ impl<'scope> BatchForward<'scope> for RowStream<'scope> {
                             && chunk.deadline.is_none()
                             && st.compute_whole(&mut chunk, &runs, arrived, &stats)
                         {
-                            output.session(&cap).give(chunk);
+                            output.session_with_builder(&cap).give(chunk);
                             continue;
                         }
                         let output_columns = st.config.fillers(chunk.len());
@@ -704,7 +704,7 @@ impl State {
     /// Sends a finished chunk downstream and releases its hold on its time.
     fn emit(&mut self, output: &mut Output<'_>, time: Time, chunk: Chunk) {
         let Some((cap, held)) = self.caps.get_mut(&time) else { return };
-        output.session(&*cap).give(chunk);
+        output.session_with_builder(&*cap).give(chunk);
         *held -= 1;
         if *held == 0 {
             self.caps.remove(&time);

@@ -16,13 +16,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
-use timely::dataflow::operators::core::Map;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::OutputBuilder;
 use timely::progress::operate::FrontierInterest;
 
+use super::map::map_in_place;
+use super::vec_builder::VecBuilder;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
@@ -104,11 +104,12 @@ impl<'scope> CombineRows<'scope> for RowStream<'scope> {
         stats: Arc<NodeStats>,
     ) -> RowStream<'scope> {
         if others.is_empty() {
-            return self.map(move |chunk: Chunk| {
+            let name = format!("Combine({})", spec.node);
+            return map_in_place(self, &name, move |chunk: &mut Chunk| {
                 let started = Instant::now();
-                let out = aggregate(&spec, chunk);
-                stats.record(out.len(), out.len(), started);
-                out
+                let taken = std::mem::replace(chunk, Chunk::new(0, Vec::new(), Vec::new()));
+                *chunk = aggregate(&spec, taken);
+                stats.record(chunk.len(), chunk.len(), started);
             });
         }
         // One operator reads every input directly (no tagging and merging of the streams
@@ -120,7 +121,7 @@ impl<'scope> CombineRows<'scope> for RowStream<'scope> {
             builder.set_notify_for(i, FrontierInterest::Never);
         }
         let (output, stream) = builder.new_output::<Vec<Chunk>>();
-        let mut output: OutputBuilder<Time, CapacityContainerBuilder<Vec<Chunk>>> = OutputBuilder::from(output);
+        let mut output: OutputBuilder<Time, VecBuilder<Chunk>> = OutputBuilder::from(output);
         builder.build(move |_capabilities| {
             // Per submission, per input, the chunks received and not yet joined.
             let mut pending: IdMap<Vec<Vec<Chunk>>> = IdMap::default();
@@ -130,7 +131,7 @@ impl<'scope> CombineRows<'scope> for RowStream<'scope> {
                 let mut output = output.activate();
                 for (i, input) in inputs.iter_mut().enumerate() {
                     input.for_each_stamp(|cap, data| {
-                        let mut session = output.session(&cap);
+                        let mut session = output.session_with_builder(&cap);
                         for chunk in data.flat_map(|d| d.drain(..)) {
                             let slot = chunk.slot;
                             rows_in += chunk.len();

@@ -11,12 +11,12 @@
 //! deterministic engines.
 
 use serde::{Deserialize, Serialize};
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
 use super::samples::key_at;
+use super::vec_builder::VecBuilder;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
@@ -83,10 +83,10 @@ pub trait FeedbackLabels<'scope> {
 
 impl<'scope> FeedbackLabels<'scope> for RowStream<'scope> {
     fn feedback_labels(self) -> LabelStream<'scope> {
-        self.unary::<CapacityContainerBuilder<Vec<Labels>>, _, _, _>(Pipeline, "Labels", |_, _| {
+        self.unary::<VecBuilder<Labels>, _, _, _>(Pipeline, "Labels", |_, _| {
             |rows, output| {
                 rows.for_each_stamp(|cap, data| {
-                    let mut session = output.session(&cap);
+                    let mut session = output.session_with_builder(&cap);
                     for chunk in data.flat_map(|d| d.iter()) {
                         session.give(labels(chunk));
                     }
@@ -100,7 +100,13 @@ impl<'scope> FeedbackLabels<'scope> for RowStream<'scope> {
 fn labels(chunk: &Chunk) -> Labels {
     let [keys, labels, features, has] = &chunk.columns[..] else { return Labels::default() };
     let (data, width) = features.f32s().unwrap_or((&[], 0));
-    let mut out = Labels { first_id: chunk.ids.first().copied().unwrap_or(0), ..Labels::default() };
+    let n = chunk.len();
+    let mut out = Labels {
+        first_id: chunk.ids.first().copied().unwrap_or(0),
+        keys: Vec::with_capacity(n),
+        labels: Vec::with_capacity(n),
+        features: Vec::with_capacity(n),
+    };
     for row in (0..chunk.len()).filter(|&r| chunk.is_ok(r)) {
         let label = match &**labels {
             Column::I64(v) => v[row],

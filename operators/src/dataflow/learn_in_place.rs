@@ -14,6 +14,11 @@
 //! 2. their keys and features are kept for the labels that name them;
 //! 3. the time's labels are learned, in submission order.
 //!
+//! When a time's labels name exactly its own rows, in order, and nothing is kept from
+//! before (every block of a prequential run), step 2 is skipped and the labels are
+//! learned from the rows' features directly: what keeping and taking them back would
+//! give, without a hash-map probe per row each way (`State::own_rows`).
+//!
 //! That is the order the cycle gives (a time's predictions first, then its feedback),
 //! so the answers, the versions and the final weights are bit-identical to the cycle's
 //! at any number of workers (`tests/online.rs`).
@@ -22,7 +27,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
@@ -30,6 +34,7 @@ use timely::dataflow::operators::Capability;
 use super::labels::{LabelStream, Labels};
 use super::learner::{LearnConfig, State};
 use super::predict::predict;
+use super::vec_builder::VecBuilder;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::kernel::learn::Weights;
@@ -60,7 +65,7 @@ impl<'scope> LearnInPlace<'scope> for RowStream<'scope> {
         config: LearnConfig,
     ) -> RowStream<'scope> {
         let name = format!("LearnInPlace({})", config.node);
-        self.binary_frontier::<_, CapacityContainerBuilder<Vec<Chunk>>, _, _, _, _>(
+        self.binary_frontier::<_, VecBuilder<Chunk>, _, _, _, _>(
             feedback,
             Pipeline,
             Pipeline,
@@ -88,17 +93,24 @@ impl<'scope> LearnInPlace<'scope> for RowStream<'scope> {
                         if rows_frontier.less_equal(&time) || labels_frontier.less_equal(&time) {
                             break;
                         }
-                        let Some((cap, chunks, fed)) = pending.remove(&time) else { break };
+                        let Some((cap, chunks, mut fed)) = pending.remove(&time) else { break };
+                        fed.sort_by_key(|l| l.first_id);
+                        // Labels of exactly this time's rows (a prequential block): learnt
+                        // from the rows' features, not kept and taken back by key.
+                        let own = key.and_then(|k| st.own_rows(&chunks, k, input, &fed));
                         if let Some(cap) = cap {
-                            let mut session = output.session(&cap);
+                            let mut session = output.session_with_builder(&cap);
                             for chunk in chunks {
-                                if let Some(k) = key {
+                                if let (Some(k), None) = (key, &own) {
                                     st.keep_chunk(&chunk, k, input, now);
                                 }
                                 session.give(predict(chunk, input, &current));
                             }
                         }
-                        st.learn_in_order(fed, now);
+                        match &own {
+                            Some(features) => st.learn_own_rows(features, &fed),
+                            None => st.learn_in_order(fed, now),
+                        }
                         if let Some(w) = st.take_weights() {
                             current = Arc::new(w);
                         }

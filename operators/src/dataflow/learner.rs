@@ -23,7 +23,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
 use timely::dataflow::operators::{Capability, InputCapability};
@@ -31,9 +30,10 @@ use timely::dataflow::operators::{Capability, InputCapability};
 use super::labels::{LabelStream, Labels};
 use super::predict::WeightStream;
 use super::samples::{each_sample, SampleStream, Samples};
+use super::vec_builder::VecBuilder;
 use super::Time;
 use crate::chunk::Chunk;
-use crate::kernel::keeper::{Keeper, Miss};
+use crate::kernel::keeper::{Keeper, Key, Miss};
 use crate::kernel::learn::Weights;
 use crate::kernel::learner::Learner;
 use crate::learn_stats::{FeedbackOutcome, LearnStats};
@@ -65,7 +65,7 @@ pub struct LearnConfig {
 /// A time's capability, predictions and feedback, held until the time is complete.
 type Held = (Capability<Time>, Vec<Samples>, Vec<Labels>);
 
-type Output<'a> = OutputBuilderSession<'a, Time, CapacityContainerBuilder<Vec<Arc<Weights>>>>;
+type Output<'a> = OutputBuilderSession<'a, Time, VecBuilder<Arc<Weights>>>;
 
 pub(super) struct State {
     config: LearnConfig,
@@ -150,7 +150,7 @@ fn learn<'scope>(
     let scope = samples.scope();
     let name = format!("Learn({})", config.node);
     let worker = scope.index();
-    samples.binary_frontier::<_, CapacityContainerBuilder<Vec<Arc<Weights>>>, _, _, _, _>(
+    samples.binary_frontier::<_, VecBuilder<Arc<Weights>>, _, _, _, _>(
         feedback,
         Exchange::new(|_: &Samples| 0),
         Exchange::new(|_: &Labels| 0),
@@ -296,6 +296,52 @@ impl State {
         each_sample(chunk, key, input, |k, x| self.keeper.insert(k, x, now));
     }
 
+    /// The features of a time's prediction `chunks` (key column `key`, features column
+    /// `input`), row after row, when the time's feedback `fed` (in learning order) labels
+    /// exactly those rows, in that order: integer keys rising from row to row, no label
+    /// bringing its own features, no more rows than the keeper holds, and nothing kept or
+    /// ever dropped before. Keeping the rows and taking each back by its label's key
+    /// would then hand the learner these very features in this order (a prequential
+    /// run's every block is such a time), so [`State::learn_own_rows`] can learn from
+    /// them without the keeper. `None` otherwise.
+    pub(super) fn own_rows(&self, chunks: &[Chunk], key: usize, input: usize, fed: &[Labels]) -> Option<Vec<f32>> {
+        let width = self.config.learner.inputs();
+        if width == 0 || !self.keeper.is_pristine_empty() {
+            return None;
+        }
+        let mut labelled = fed.iter().flat_map(|l| l.keys.iter().zip(&l.features));
+        let labels: usize = fed.iter().map(|l| l.keys.len()).sum();
+        let (mut features, mut last, mut matched) = (Vec::with_capacity(labels * width), None::<i64>, true);
+        for chunk in chunks {
+            each_sample(chunk, key, input, |k, x| {
+                let rising = matches!(k, Key::Int(k) if last.is_none_or(|l| l < k));
+                matched &= rising && x.len() == width && matches!(labelled.next(), Some((l, None)) if *l == k);
+                if matched {
+                    last = if let Key::Int(k) = k { Some(k) } else { last };
+                    features.extend_from_slice(x);
+                }
+            });
+            if !matched {
+                return None;
+            }
+        }
+        let rows = features.len() / width;
+        (labelled.next().is_none() && rows <= self.keeper.max_rows()).then_some(features)
+    }
+
+    /// Learns a time's feedback `fed` (in learning order) from `features`, its rows'
+    /// own, one row of them per label, as [`State::own_rows`] gave them.
+    pub(super) fn learn_own_rows(&mut self, features: &[f32], fed: &[Labels]) {
+        let stats = Arc::clone(&self.config.stats);
+        let width = self.config.learner.inputs().max(1);
+        for (x, label) in features.chunks_exact(width).zip(fed.iter().flat_map(|l| &l.labels)) {
+            match self.config.learner.push(x, *label) {
+                Ok(_) => stats.record(FeedbackOutcome::Learned),
+                Err(_) => stats.record(FeedbackOutcome::Invalid),
+            }
+        }
+    }
+
     /// Learns a complete time's feedback in submission order (by its first row id), the
     /// order that makes deterministic learning reproducible.
     pub(super) fn learn_in_order(&mut self, mut fed: Vec<Labels>, now: Instant) {
@@ -331,7 +377,7 @@ impl State {
     /// due.
     fn send(&mut self, output: &mut Output<'_>, cap: &Capability<Time>) {
         if let Some(weights) = self.take_weights() {
-            output.session(cap).give(Arc::new(weights));
+            output.session_with_builder(cap).give(Arc::new(weights));
         }
     }
 
@@ -363,8 +409,8 @@ mod tests {
     use timely::dataflow::operators::Input;
 
     use super::*;
+    use crate::column::Column;
     use crate::dataflow::testing::captured;
-    use crate::kernel::keeper::Key;
     use crate::kernel::learn::Optimizer;
     use crate::kernel::learner::LearnerConfig;
     use crate::learn_stats::LearnStatsSnapshot;
@@ -438,6 +484,80 @@ mod tests {
             .map(|(time, w)| (time, w.version))
             .collect();
         (versions, stats.snapshot())
+    }
+
+    /// A deterministic learner of one feature, keeping at most `keep_rows` rows.
+    fn state(keep_rows: usize) -> State {
+        let learner = Learner::new(
+            1,
+            LearnerConfig {
+                classes: 2,
+                optimizer: Optimizer::Sgd { lr: 0.1 },
+                l2: 0.0,
+                standardize: false,
+                update_every: 1,
+            },
+        );
+        State::new(LearnConfig {
+            node: "scorer".into(),
+            learner,
+            deterministic: true,
+            keep_rows,
+            keep_for: None,
+            update_every_ms: None,
+            stats: Arc::new(LearnStats::new()),
+            checkpoint: None,
+        })
+    }
+
+    /// A prediction chunk: keys in column 0, one feature per row in column 1.
+    fn predicted(keys: &[i64], features: &[f32]) -> Chunk {
+        let ids = (0..keys.len() as u64).collect();
+        Chunk::new(0, ids, vec![Column::I64(keys.to_vec()), Column::F32(features.to_vec())])
+    }
+
+    /// Labels (class 1) for `keys`, `own` of them with their own features.
+    fn labelled(first_id: u64, keys: &[i64], own: bool) -> Labels {
+        Labels {
+            first_id,
+            keys: keys.iter().map(|&k| Key::Int(k)).collect(),
+            labels: vec![1; keys.len()],
+            features: keys.iter().map(|_| own.then(|| vec![0.5])).collect(),
+        }
+    }
+
+    #[test]
+    fn a_time_whose_labels_name_its_own_rows_in_order_is_learnt_from_them() {
+        let st = state(10);
+        let chunks = [predicted(&[3, 5], &[0.1, 0.2]), predicted(&[8], &[0.3])];
+        let fed = [labelled(0, &[3, 5], false), labelled(2, &[8], false)];
+        assert_eq!(st.own_rows(&chunks, 0, 1, &fed), Some(vec![0.1, 0.2, 0.3]));
+        // Not when the labels name other rows, in another order, fewer or more of them.
+        for keys in [&[3, 5, 9][..], &[5, 3, 8], &[3, 5], &[3, 5, 8, 9]] {
+            assert_eq!(st.own_rows(&chunks, 0, 1, &[labelled(0, keys, false)]), None, "{keys:?}");
+        }
+        // Not when a key repeats (the keeper would give both labels the later row's
+        // features), when a label brings its own, or with more rows than are kept.
+        let repeated = [predicted(&[3, 3], &[0.1, 0.2])];
+        assert_eq!(st.own_rows(&repeated, 0, 1, &[labelled(0, &[3, 3], false)]), None);
+        assert_eq!(st.own_rows(&chunks[..1], 0, 1, &[labelled(0, &[3, 5], true)]), None);
+        assert_eq!(state(1).own_rows(&chunks[..1], 0, 1, &[labelled(0, &[3, 5], false)]), None);
+    }
+
+    #[test]
+    fn rows_kept_from_before_send_a_time_through_the_keeper() {
+        let now = Instant::now();
+        let mut st = state(10);
+        let chunks = [predicted(&[3], &[0.1])];
+        st.keep_chunk(&predicted(&[1], &[0.9]), 0, 1, now);
+        assert_eq!(st.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), None, "a row is kept");
+        st.learn_in_order(vec![labelled(0, &[1], false)], now);
+        assert_eq!(st.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), Some(vec![0.1]), "taken again");
+        let mut full = state(1);
+        full.keep_chunk(&predicted(&[1, 2], &[0.9, 0.8]), 0, 1, now);
+        full.learn_in_order(vec![labelled(0, &[2], false)], now);
+        assert!(full.keeper.is_empty());
+        assert_eq!(full.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), None, "key 1 was dropped for room");
     }
 
     #[test]

@@ -27,13 +27,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::Stream;
 
 use super::store::TableRef;
+use super::vec_builder::VecBuilder;
 use super::{hold_at, HeldByTime, RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
@@ -155,13 +155,13 @@ impl<'scope> LookupRows<'scope> for RowStream<'scope> {
         }
         let worker = self.scope().index();
         let key_column = config.key;
-        let queries = self.clone().unary::<CapacityContainerBuilder<Vec<Query>>, _, _, _>(
+        let queries = self.clone().unary::<VecBuilder<Query>, _, _, _>(
             Pipeline,
             &format!("LookupAsk({})", config.node),
             move |_, _| {
                 move |input, output| {
                     input.for_each_stamp(|cap, data| {
-                        let mut session = output.session(&cap);
+                        let mut session = output.session_with_builder(&cap);
                         for chunk in data.flat_map(|d| d.drain(..)) {
                             let keys = &chunk.columns[key_column];
                             for (i, &row) in chunk.ids.iter().enumerate() {
@@ -199,7 +199,7 @@ fn answer<'scope>(
     let store = Rc::clone(&table.store);
     let reader = store.borrow_mut().add_reader();
     let values = config.values.clone();
-    queries.binary_frontier::<_, CapacityContainerBuilder<Vec<Answers>>, _, _, _, _>(
+    queries.binary_frontier::<_, VecBuilder<Answers>, _, _, _, _>(
         table.applied.clone(),
         Exchange::new(|q: &Query| q.key.route()),
         Pipeline,
@@ -241,7 +241,7 @@ fn answer<'scope>(
                             }
                         }
                     }
-                    output.session(&cap).give_iterator(by_origin.into_iter());
+                    output.session_with_builder(&cap).give_iterator(by_origin.into_iter());
                 }
                 // Later queries come at their own times or after: the store may forget
                 // the versions before the oldest of them.
@@ -257,7 +257,7 @@ fn answer<'scope>(
 fn direct<'scope>(rows: RowStream<'scope>, table: &TableRef<'scope>, config: LookupConfig) -> RowStream<'scope> {
     let store = Rc::clone(&table.store);
     let reader = store.borrow_mut().add_reader();
-    rows.binary_frontier::<_, CapacityContainerBuilder<Vec<Chunk>>, _, _, _, _>(
+    rows.binary_frontier::<_, VecBuilder<Chunk>, _, _, _, _>(
         table.applied.clone(),
         Pipeline,
         Pipeline,
@@ -278,7 +278,7 @@ fn direct<'scope>(rows: RowStream<'scope>, table: &TableRef<'scope>, config: Loo
                         break;
                     }
                     let Some((cap, chunks)) = pending.remove(&time) else { break };
-                    let mut session = output.session(&cap);
+                    let mut session = output.session_with_builder(&cap);
                     for chunk in chunks {
                         let n = chunk.len();
                         let mut values: Vec<Column> =
@@ -352,7 +352,7 @@ fn join<'scope>(
     config: LookupConfig,
 ) -> RowStream<'scope> {
     let name = format!("LookupJoin({})", config.node);
-    rows.binary::<_, CapacityContainerBuilder<Vec<Chunk>>, _, _, _, _>(
+    rows.binary::<_, VecBuilder<Chunk>, _, _, _, _>(
         answers,
         Pipeline,
         Exchange::new(|a: &Answers| a.origin as u64),
@@ -434,7 +434,7 @@ fn join<'scope>(
                         let cap = h.cap.clone();
                         let out = complete(h.chunk, h.values, &h.state, &config);
                         rows_out += out.len();
-                        output.session(&cap).give(out);
+                        output.session_with_builder(&cap).give(out);
                     }
                 }
                 if rows_in + rows_out > 0 {

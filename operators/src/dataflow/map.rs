@@ -11,8 +11,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
 
-use timely::dataflow::operators::core::Map;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
 
+use super::vec_builder::VecBuilder;
 use super::RowStream;
 use crate::chunk::Chunk;
 use crate::column::Column;
@@ -80,23 +82,44 @@ impl<'scope> MapRows<'scope> for RowStream<'scope> {
         kernel: MapKernel,
         stats: Arc<NodeStats>,
     ) -> RowStream<'scope> {
-        self.map(move |mut chunk: Chunk| {
+        let name = format!("Map({node})");
+        map_in_place(self, &name, move |chunk: &mut Chunk| {
             let started = Instant::now();
             let (columns, failures) = match &kernel {
                 MapKernel::Builtin(b) => {
                     let args: Vec<&Column> = inputs.iter().map(|&i| &*chunk.columns[i]).collect();
                     b.apply(&args)
                 }
-                MapKernel::Rows(f) => by_row(&inputs, &outputs, f, &chunk),
+                MapKernel::Rows(f) => by_row(&inputs, &outputs, f, chunk),
             };
             for (row, message) in failures {
                 chunk.fail(row, Arc::new(RowError::node_failed(&*node, message)));
             }
             chunk.columns.extend(columns.into_iter().map(Arc::new));
             stats.record(chunk.len(), chunk.len(), started);
-            chunk
         })
     }
+}
+
+/// Applies `logic` to every chunk where it is, and passes each container on as it came:
+/// no chunk is moved and nothing is allocated (timely's `map` gives each result to a
+/// new container).
+pub(super) fn map_in_place<'scope>(
+    stream: RowStream<'scope>,
+    name: &str,
+    mut logic: impl FnMut(&mut Chunk) + 'static,
+) -> RowStream<'scope> {
+    stream.unary::<VecBuilder<Chunk>, _, _, _>(Pipeline, name, move |_, _| {
+        move |input, output| {
+            input.for_each_stamp(|cap, data| {
+                let mut session = output.session_with_builder(&cap);
+                for container in data {
+                    container.iter_mut().for_each(&mut logic);
+                    session.give_container(container);
+                }
+            });
+        }
+    })
 }
 
 /// Runs a user function on every row not yet failed; failed rows get fillers.

@@ -28,6 +28,7 @@
 //! [`policy`] decides when a model node's partial batch leaves (adaptive by default).
 //! [`doorbell::Doorbell`] wakes operators from other threads without a syscall per message.
 //! [`clock::EventClock`] gives submissions their times in deterministic engines.
+//! [`VecBuilder`] builds every operator's output containers.
 
 pub mod batch;
 pub mod clock;
@@ -51,6 +52,7 @@ pub mod store;
 #[cfg(test)]
 mod testing;
 pub mod upserts;
+pub mod vec_builder;
 
 pub use batch::{BatchConfig, BatchForward};
 pub use combine::{CombineRows, CombineSpec};
@@ -67,6 +69,7 @@ pub use sink::SinkRows;
 pub use split_found::SplitFound;
 pub use store::{StoreTable, TableRef, TableShape, TableUpdate, UpdateStream};
 pub use upserts::Upserts;
+pub use vec_builder::VecBuilder;
 
 use timely::dataflow::operators::{Capability, InputCapability};
 use timely::dataflow::Stream;

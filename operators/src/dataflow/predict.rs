@@ -21,11 +21,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
+use super::vec_builder::VecBuilder;
 use super::{hold_at, HeldByTime, RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
@@ -101,7 +101,7 @@ pub trait PredictOnline<'scope> {
 impl<'scope> PredictOnline<'scope> for RowStream<'scope> {
     fn predict_online(self, weights: WeightStream<'scope>, config: PredictConfig) -> RowStream<'scope> {
         let name = format!("Predict({})", config.node);
-        self.binary_frontier::<_, CapacityContainerBuilder<Vec<Chunk>>, _, _, _, _>(
+        self.binary_frontier::<_, VecBuilder<Chunk>, _, _, _, _>(
             weights,
             Pipeline,
             Pipeline,
@@ -132,7 +132,7 @@ impl<'scope> PredictOnline<'scope> for RowStream<'scope> {
                         if config.deterministic {
                             hold_at(&mut held, &cap, output.output_index(), chunks);
                         } else {
-                            let mut session = output.session(&cap);
+                            let mut session = output.session_with_builder(&cap);
                             for chunk in chunks {
                                 predicted += chunk.len();
                                 session.give(predict(chunk, config.input, &current));
@@ -147,7 +147,7 @@ impl<'scope> PredictOnline<'scope> for RowStream<'scope> {
                         let later = stash.split_off(&(time + 1));
                         adopt(&mut current, std::mem::replace(&mut stash, later).into_values());
                         if let Some((cap, chunks)) = held.remove(&time) {
-                            let mut session = output.session(&cap);
+                            let mut session = output.session_with_builder(&cap);
                             for chunk in chunks {
                                 predicted += chunk.len();
                                 session.give(predict(chunk, config.input, &current));
@@ -216,11 +216,11 @@ mod tests {
     /// A weights stream with each version at its time.
     fn weights_at(scope: Scope<'_, Time>, versions: Vec<(Time, Arc<Weights>)>) -> WeightStream<'_> {
         let sent: Stream<'_, Time, Vec<(Time, Arc<Weights>)>> = versions.to_stream(scope);
-        sent.unary::<CapacityContainerBuilder<Vec<Arc<Weights>>>, _, _, _>(Pipeline, "At", |_, _| {
+        sent.unary::<VecBuilder<Arc<Weights>>, _, _, _>(Pipeline, "At", |_, _| {
             |input, output| {
                 input.for_each(|cap, data| {
                     for (time, w) in data.drain(..) {
-                        output.session(&cap.delayed(&time, output.output_index())).give(w);
+                        output.session_with_builder(&cap.delayed(&time, output.output_index())).give(w);
                     }
                 })
             }

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::operators::core::{Map, Partition};
 
+use super::vec_builder::VecBuilder;
 use super::RowStream;
 use crate::chunk::Chunk;
 use crate::kernel::condition::Condition;
@@ -84,10 +84,7 @@ impl<'scope> RouteRows<'scope> for RowStream<'scope> {
         };
         // Each chunk is split first, then every piece goes to its branch.
         let pieces: timely::dataflow::Stream<'scope, super::Time, Vec<(u64, Chunk)>> = self.flat_map(split);
-        pieces.partition::<CapacityContainerBuilder<Vec<Chunk>>, _, _>(
-            default as u64 + 1,
-            |(branch, chunk): (u64, Chunk)| (branch, chunk),
-        )
+        pieces.partition::<VecBuilder<Chunk>, _, _>(default as u64 + 1, |(branch, chunk): (u64, Chunk)| (branch, chunk))
     }
 }
 

@@ -9,11 +9,11 @@
 //! carries its own features). The rows themselves go on unchanged on the node's stream.
 
 use serde::{Deserialize, Serialize};
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
+use super::vec_builder::VecBuilder;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
@@ -66,11 +66,11 @@ pub trait PredictionSamples<'scope> {
 
 impl<'scope> PredictionSamples<'scope> for RowStream<'scope> {
     fn prediction_samples(self, key: Option<usize>, input: usize) -> SampleStream<'scope> {
-        self.unary::<CapacityContainerBuilder<Vec<Samples>>, _, _, _>(Pipeline, "Samples", |_, _| {
+        self.unary::<VecBuilder<Samples>, _, _, _>(Pipeline, "Samples", |_, _| {
             move |rows, output| {
                 rows.for_each_stamp(|cap, data| {
                     let Some(key) = key else { return };
-                    let mut session = output.session(&cap);
+                    let mut session = output.session_with_builder(&cap);
                     for chunk in data.flat_map(|d| d.iter()) {
                         if let Some(s) = samples(chunk, key, input) {
                             session.give(s);

@@ -24,6 +24,7 @@ use timely::dataflow::Scope;
 
 use super::clock::{EventClock, WALL_TICK};
 use super::doorbell::Doorbell;
+use super::vec_builder::VecBuilder;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::shutdown::Shutdown;
@@ -120,7 +121,7 @@ impl Inbox {
 fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) -> RowStream<'scope> {
     let SourceFeed { chunks, shared, doorbell: bell, shutdown, clock, rows_per_activation: rows, drained } = feed;
     let inbox = Inbox { own: chunks, shared };
-    source(scope, name, move |cap, info| {
+    source::<_, VecBuilder<Chunk>, _, _>(scope, name, move |cap, info| {
         bell.bind(scope.worker().sync_activator_for(info.address.to_vec()));
         let self_activator = scope.activator_for(info.address.clone());
         let mut cap = Some(cap);
@@ -142,9 +143,9 @@ fn row_source<'scope>(scope: Scope<'scope, Time>, name: &str, feed: SourceFeed) 
                                 Some(t) => {
                                     let t = t.max(*held.time());
                                     last_time = Some(t);
-                                    output.session(&held.delayed(&t)).give(chunk);
+                                    output.session_with_builder(&held.delayed(&t)).give(chunk);
                                 }
-                                None => output.session(&*held).give(chunk),
+                                None => output.session_with_builder(&*held).give(chunk),
                             }
                         }
                         Err(TryRecvError::Empty) => {

@@ -19,11 +19,11 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
+use super::vec_builder::VecBuilder;
 use super::Time;
 use crate::table::{TableKey, TableRow};
 use crate::table_store::TableStore;
@@ -94,7 +94,7 @@ impl<'scope> StoreTable<'scope> for UpdateStream<'scope> {
     fn store_table(self, shape: TableShape, keys: Arc<AtomicI64>) -> TableRef<'scope> {
         let store = Rc::new(RefCell::new(TableStore::new(shape.int_keys, &shape.values)));
         let applying = Rc::clone(&store);
-        let applied = self.unary::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+        let applied = self.unary::<VecBuilder<()>, _, _, _>(
             Exchange::new(|(key, _, _): &TableUpdate| key.route()),
             &format!("Table({})", shape.name),
             move |_, _| {

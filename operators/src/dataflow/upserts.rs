@@ -7,11 +7,11 @@
 //! `i64` or a string (which the engine refuses before submitting) is skipped. Upserts
 //! keep the order of their rows; [`super::StoreTable`] keeps them.
 
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::Operator;
 
 use super::store::{TableUpdate, UpdateStream};
+use super::vec_builder::VecBuilder;
 use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::table::{TableKey, TableRow};
@@ -59,11 +59,11 @@ pub trait Upserts<'scope> {
 
 impl<'scope> Upserts<'scope> for RowStream<'scope> {
     fn upserts(self, width: usize) -> UpdateStream<'scope> {
-        self.unary::<CapacityContainerBuilder<Vec<TableUpdate>>, _, _, _>(Pipeline, "Upserts", move |_, _| {
+        self.unary::<VecBuilder<TableUpdate>, _, _, _>(Pipeline, "Upserts", move |_, _| {
             move |input, output| {
                 input.for_each_stamp(|cap, data| {
                     let Some(&time) = cap.least() else { return };
-                    let mut session = output.session(&cap);
+                    let mut session = output.session_with_builder(&cap);
                     for chunk in data.flat_map(|d| d.drain(..)) {
                         session.give_iterator(upserts(&chunk, width, time));
                     }

@@ -101,6 +101,17 @@ impl Keeper {
         self.rows.is_empty()
     }
 
+    /// Whether nothing is kept and nothing was ever dropped (for room or age): then
+    /// keeping rows and taking them back depends on those rows alone.
+    pub fn is_pristine_empty(&self) -> bool {
+        self.rows.is_empty() && self.gone.is_empty()
+    }
+
+    /// The most rows kept at once.
+    pub fn max_rows(&self) -> usize {
+        self.max_rows
+    }
+
     /// Keeps `features` (`width` numbers; others are cut or padded with zeros) for
     /// `key`, dropping the oldest rows beyond the bounds.
     pub fn insert(&mut self, key: Key, features: &[f32], now: Instant) {
