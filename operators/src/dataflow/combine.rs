@@ -105,11 +105,11 @@ impl<'scope> CombineRows<'scope> for RowStream<'scope> {
     ) -> RowStream<'scope> {
         if others.is_empty() {
             let name = format!("Combine({})", spec.node);
-            return map_in_place(self, &name, move |chunk: &mut Chunk| {
+            return map_in_place(self, &name, move |chunk: Chunk| {
                 let started = Instant::now();
-                let taken = std::mem::replace(chunk, Chunk::new(0, Vec::new(), Vec::new()));
-                *chunk = aggregate(&spec, taken);
-                stats.record(chunk.len(), chunk.len(), started);
+                let out = aggregate(&spec, chunk);
+                stats.record(out.len(), out.len(), started);
+                out
             });
         }
         // One operator reads every input directly (no tagging and merging of the streams

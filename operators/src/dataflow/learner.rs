@@ -335,10 +335,7 @@ impl State {
         let stats = Arc::clone(&self.config.stats);
         let width = self.config.learner.inputs().max(1);
         for (x, label) in features.chunks_exact(width).zip(fed.iter().flat_map(|l| &l.labels)) {
-            match self.config.learner.push(x, *label) {
-                Ok(_) => stats.record(FeedbackOutcome::Learned),
-                Err(_) => stats.record(FeedbackOutcome::Invalid),
-            }
+            learn_row(&mut self.config.learner, &stats, x, *label);
         }
     }
 
@@ -366,10 +363,7 @@ impl State {
                     }
                 },
             };
-            match self.config.learner.push(features, *label) {
-                Ok(_) => stats.record(FeedbackOutcome::Learned),
-                Err(_) => stats.record(FeedbackOutcome::Invalid),
-            }
+            learn_row(&mut self.config.learner, &stats, features, *label);
         }
     }
 
@@ -403,6 +397,14 @@ impl State {
     }
 }
 
+/// Gives `learner` one labelled row and counts what became of it.
+fn learn_row(learner: &mut Learner, stats: &LearnStats, x: &[f32], label: i64) {
+    match learner.push(x, label) {
+        Ok(_) => stats.record(FeedbackOutcome::Learned),
+        Err(_) => stats.record(FeedbackOutcome::Invalid),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use timely::dataflow::operators::capture::Capture;
@@ -415,11 +417,9 @@ mod tests {
     use crate::kernel::learner::LearnerConfig;
     use crate::learn_stats::LearnStatsSnapshot;
 
-    /// Learns, deterministically at `workers` workers: samples come from the last
-    /// worker, feedback from the first. Returns the weight versions sent, with their
-    /// times, and the counters.
-    fn run(workers: usize) -> (Vec<(Time, u64)>, LearnStatsSnapshot) {
-        let stats = Arc::new(LearnStats::new());
+    /// A deterministic learner of one feature (SGD at 0.1, a step per label), keeping at
+    /// most `keep_rows` rows, counting into `stats`.
+    fn config(keep_rows: usize, stats: Arc<LearnStats>) -> LearnConfig {
         let learner = Learner::new(
             1,
             LearnerConfig {
@@ -430,16 +430,24 @@ mod tests {
                 update_every: 1,
             },
         );
-        let config = LearnConfig {
+        LearnConfig {
             node: "scorer".into(),
             learner,
             deterministic: true,
-            keep_rows: 10,
+            keep_rows,
             keep_for: None,
             update_every_ms: None,
-            stats: Arc::clone(&stats),
+            stats,
             checkpoint: None,
-        };
+        }
+    }
+
+    /// Learns, deterministically at `workers` workers: samples come from the last
+    /// worker, feedback from the first. Returns the weight versions sent, with their
+    /// times, and the counters.
+    fn run(workers: usize) -> (Vec<(Time, u64)>, LearnStatsSnapshot) {
+        let stats = Arc::new(LearnStats::new());
+        let config = config(10, Arc::clone(&stats));
         let workers = timely::execute(timely::Config::process(workers), move |worker| {
             let config = config.clone();
             let (mut samples, mut feedback, weights) = worker.dataflow::<Time, _, _>(move |scope| {
@@ -486,28 +494,9 @@ mod tests {
         (versions, stats.snapshot())
     }
 
-    /// A deterministic learner of one feature, keeping at most `keep_rows` rows.
+    /// A deterministic learner's state, as [`config`] makes it.
     fn state(keep_rows: usize) -> State {
-        let learner = Learner::new(
-            1,
-            LearnerConfig {
-                classes: 2,
-                optimizer: Optimizer::Sgd { lr: 0.1 },
-                l2: 0.0,
-                standardize: false,
-                update_every: 1,
-            },
-        );
-        State::new(LearnConfig {
-            node: "scorer".into(),
-            learner,
-            deterministic: true,
-            keep_rows,
-            keep_for: None,
-            update_every_ms: None,
-            stats: Arc::new(LearnStats::new()),
-            checkpoint: None,
-        })
+        State::new(config(keep_rows, Arc::new(LearnStats::new())))
     }
 
     /// A prediction chunk: keys in column 0, one feature per row in column 1.

@@ -83,38 +83,40 @@ impl<'scope> MapRows<'scope> for RowStream<'scope> {
         stats: Arc<NodeStats>,
     ) -> RowStream<'scope> {
         let name = format!("Map({node})");
-        map_in_place(self, &name, move |chunk: &mut Chunk| {
+        map_in_place(self, &name, move |mut chunk: Chunk| {
             let started = Instant::now();
             let (columns, failures) = match &kernel {
                 MapKernel::Builtin(b) => {
                     let args: Vec<&Column> = inputs.iter().map(|&i| &*chunk.columns[i]).collect();
                     b.apply(&args)
                 }
-                MapKernel::Rows(f) => by_row(&inputs, &outputs, f, chunk),
+                MapKernel::Rows(f) => by_row(&inputs, &outputs, f, &chunk),
             };
             for (row, message) in failures {
                 chunk.fail(row, Arc::new(RowError::node_failed(&*node, message)));
             }
             chunk.columns.extend(columns.into_iter().map(Arc::new));
             stats.record(chunk.len(), chunk.len(), started);
+            chunk
         })
     }
 }
 
-/// Applies `logic` to every chunk where it is, and passes each container on as it came:
-/// no chunk is moved and nothing is allocated (timely's `map` gives each result to a
-/// new container).
+/// Applies `logic` to every chunk and passes each container on with the results in the
+/// allocation that brought their inputs (collecting a `Vec`'s own `into_iter().map()`
+/// reuses it): nothing is allocated for the messages (timely's `map` gives each result
+/// to a new container).
 pub(super) fn map_in_place<'scope>(
     stream: RowStream<'scope>,
     name: &str,
-    mut logic: impl FnMut(&mut Chunk) + 'static,
+    mut logic: impl FnMut(Chunk) -> Chunk + 'static,
 ) -> RowStream<'scope> {
     stream.unary::<VecBuilder<Chunk>, _, _, _>(Pipeline, name, move |_, _| {
         move |input, output| {
             input.for_each_stamp(|cap, data| {
                 let mut session = output.session_with_builder(&cap);
                 for container in data {
-                    container.iter_mut().for_each(&mut logic);
+                    *container = std::mem::take(container).into_iter().map(&mut logic).collect();
                     session.give_container(container);
                 }
             });
