@@ -6,7 +6,7 @@
 //! or age is [`Miss::Expired`] (the keeper remembers as many dropped keys as it keeps
 //! rows, to tell the two apart). A key predicted again replaces its features.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
@@ -66,8 +66,12 @@ pub struct Keeper {
     /// entry whose row has since been taken or replaced is skipped when it reaches the
     /// front).
     order: VecDeque<(Key, u64, usize, Instant)>,
-    gone: HashSet<Key, SeededKeys>,
-    gone_order: VecDeque<Key>,
+    /// Keys dropped for room or age, with the stamp of the insertion dropped, remembered
+    /// so that a late label is told expired, not unknown (at most `max_rows` of them).
+    gone: HashMap<Key, u64, SeededKeys>,
+    /// The drops in order; an entry whose key was kept again (or dropped again) since
+    /// no longer matches `gone` and is skipped.
+    gone_order: VecDeque<(Key, u64)>,
     next: u64,
 }
 
@@ -85,7 +89,7 @@ impl Keeper {
             stamps: Vec::new(),
             free: Vec::new(),
             order: VecDeque::new(),
-            gone: HashSet::default(),
+            gone: HashMap::default(),
             gone_order: VecDeque::new(),
             next: 0,
         }
@@ -101,8 +105,8 @@ impl Keeper {
         self.rows.is_empty()
     }
 
-    /// Whether nothing is kept and nothing was ever dropped (for room or age): then
-    /// keeping rows and taking them back depends on those rows alone.
+    /// Whether nothing is kept and no dropped key is remembered: then keeping rows and
+    /// taking them back depends on those rows alone, and leaves the keeper as it was.
     pub fn is_pristine_empty(&self) -> bool {
         self.rows.is_empty() && self.gone.is_empty()
     }
@@ -152,7 +156,7 @@ impl Keeper {
                 if live {
                     self.rows.remove(&key);
                     self.release(at);
-                    self.remember_gone(key);
+                    self.remember_gone(key, stamp);
                 }
             }
         }
@@ -167,7 +171,7 @@ impl Keeper {
                 self.release(at);
                 Ok(&self.arena[at * self.width..(at + 1) * self.width])
             }
-            None if self.gone.contains(key) => Err(Miss::Expired),
+            None if self.gone.contains_key(key) => Err(Miss::Expired),
             None => Err(Miss::Unknown),
         }
     }
@@ -178,13 +182,14 @@ impl Keeper {
         self.free.push(at);
     }
 
-    fn remember_gone(&mut self, key: Key) {
-        if self.gone.insert(key.clone()) {
-            self.gone_order.push_back(key);
-        }
+    fn remember_gone(&mut self, key: Key, stamp: u64) {
+        self.gone.insert(key.clone(), stamp);
+        self.gone_order.push_back((key, stamp));
         while self.gone_order.len() > self.max_rows {
-            if let Some(old) = self.gone_order.pop_front() {
-                self.gone.remove(&old);
+            if let Some((old, stamp)) = self.gone_order.pop_front() {
+                if self.gone.get(&old) == Some(&stamp) {
+                    self.gone.remove(&old);
+                }
             }
         }
     }
@@ -206,6 +211,22 @@ mod tests {
         assert_eq!(k.take(&Key::Int(2), now), Ok(&[2.0][..]));
         assert_eq!(k.take(&Key::Int(2), now), Err(Miss::Unknown), "taken once");
         assert_eq!(k.take(&Key::Text("x".into()), now), Err(Miss::Unknown));
+    }
+
+    #[test]
+    fn a_key_dropped_twice_is_remembered_from_its_last_drop() {
+        let now = Instant::now();
+        let mut k = Keeper::new(1, 2, None);
+        let keep =
+            |k: &mut Keeper, keys: &[i64]| keys.iter().for_each(|&key| k.insert(Key::Int(key), &[key as f32], now));
+        keep(&mut k, &[1, 2, 3]); // drops 1
+        assert_eq!(k.take(&Key::Int(2), now), Ok(&[2.0][..]));
+        assert_eq!(k.take(&Key::Int(3), now), Ok(&[3.0][..]));
+        keep(&mut k, &[1, 4, 5]); // 1 kept again, then dropped again
+        keep(&mut k, &[6]); // drops 4: the drops remembered are the second of 1, and 4
+        assert_eq!(k.take(&Key::Int(1), now), Err(Miss::Expired), "its first drop is forgotten, not its last");
+        assert_eq!(k.take(&Key::Int(4), now), Err(Miss::Expired));
+        assert_eq!(k.take(&Key::Int(5), now), Ok(&[5.0][..]));
     }
 
     #[test]
