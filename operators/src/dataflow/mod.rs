@@ -28,7 +28,8 @@
 //! [`policy`] decides when a model node's partial batch leaves (adaptive by default).
 //! [`doorbell::Doorbell`] wakes operators from other threads without a syscall per message.
 //! [`clock::EventClock`] gives submissions their times in deterministic engines.
-//! [`VecBuilder`] builds every operator's output containers.
+//! [`VecBuilder`] builds the output containers of every operator but timely's own `map`s
+//! (a merge's, and a lookup's missing rows).
 
 pub mod batch;
 pub mod clock;
