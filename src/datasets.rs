@@ -29,7 +29,7 @@ pub fn graphs_dir() -> PathBuf {
 
 /// Reads scikit-learn's digits from `graphs/data/digits.csv.gz`, one split of it.
 pub fn digits(split: Split) -> std::io::Result<Vec<Digit>> {
-    let rows = read_numbers("digits.csv.gz", 0, 65)?;
+    let rows = read_numbers(&data("digits.csv.gz"), 0, Some(65))?;
     Ok(rows
         .into_iter()
         .enumerate()
@@ -49,19 +49,24 @@ pub struct Page {
 
 /// Reads River's phishing stream from `graphs/data/phishing.csv.gz`, in stream order.
 pub fn phishing() -> std::io::Result<Vec<Page>> {
-    let rows = read_numbers("phishing.csv.gz", 1, 10)?;
+    let rows = read_numbers(&data("phishing.csv.gz"), 1, Some(10))?;
     Ok(rows.into_iter().map(|values| Page { features: values[..9].to_vec(), phishing: values[9] == 1.0 }).collect())
 }
 
-/// The rows of `graphs/data/NAME` (gzipped CSV) after `header` lines, each `width`
-/// numbers; an error names the file and line.
-fn read_numbers(name: &str, header: usize, width: usize) -> std::io::Result<Vec<Vec<f32>>> {
-    let path = graphs_dir().join("data").join(name);
+/// `graphs/data/NAME`.
+fn data(name: &str) -> PathBuf {
+    graphs_dir().join("data").join(name)
+}
+
+/// The rows of the gzipped CSV at `path` after `header` lines, each `width` numbers
+/// (`None`: as many as the first row has); an error names the file and line.
+pub fn read_numbers(path: &Path, header: usize, width: Option<usize>) -> std::io::Result<Vec<Vec<f32>>> {
     let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&path)?).read_to_string(&mut text)?;
+    flate2::read::GzDecoder::new(std::fs::File::open(path)?).read_to_string(&mut text)?;
     let bad = |line: usize, what: String| {
         std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: line {line}: {what}", path.display()))
     };
+    let mut width = width;
     text.lines()
         .enumerate()
         .skip(header)
@@ -71,6 +76,7 @@ fn read_numbers(name: &str, header: usize, width: usize) -> std::io::Result<Vec<
                 .map(|v| v.trim().parse::<f32>())
                 .collect::<Result<_, _>>()
                 .map_err(|_| bad(i + 1, "not a number".into()))?;
+            let width = *width.get_or_insert(values.len());
             if values.len() != width {
                 return Err(bad(i + 1, format!("expected {width} values, got {}", values.len())));
             }

@@ -26,13 +26,12 @@
 //! alternate them.
 #![allow(clippy::unwrap_used)] // a test or benchmark fails loudly on the first surprise
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use weir::bench::{median, range};
-use weir::datasets::graphs_dir;
+use weir::datasets::{graphs_dir, read_numbers};
 use weir_engine::prequential::prequential;
 use weir_engine::spec::GraphSpec;
 use weir_engine::{Engine, EngineConfig, Plan};
@@ -53,35 +52,30 @@ struct Stream {
     labels: Vec<bool>,
     /// The online-learning graph for its rows.
     spec: GraphSpec,
-    /// The graph's learning rate, as written in its YAML.
-    lr: String,
+    /// The graph, as the tables name it.
+    graph: String,
 }
 
 impl Stream {
     /// Reads `csv` (a header, then numbers; the label last) and builds the graph of
     /// `phishing-online.yaml` for its width, learning at `lr` (`None`: the YAML's 0.02).
     fn load(name: &'static str, csv: PathBuf, lr: Option<&str>) -> Stream {
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(std::fs::File::open(&csv).expect("stream file"))
-            .read_to_string(&mut text)
-            .expect("gzipped CSV");
-        let (mut features, mut labels, mut width) = (Vec::new(), Vec::new(), 0);
-        for (i, line) in text.lines().enumerate().skip(1) {
-            let values: Vec<f32> = line.split(',').map(|v| v.trim().parse().expect("a number")).collect();
-            assert!(i == 1 || values.len() == width + 1, "{}: line {}: {} values", csv.display(), i + 1, values.len());
-            width = values.len() - 1;
-            features.extend_from_slice(&values[..width]);
-            labels.push(values[width] == 1.0);
-        }
+        let rows = read_numbers(&csv, 1, None).expect("the stream's CSV");
+        let width = rows[0].len() - 1;
+        let features: Vec<f32> = rows.iter().flat_map(|r| r[..width].iter().copied()).collect();
+        let labels: Vec<bool> = rows.iter().map(|r| r[width] == 1.0).collect();
         let path = graphs_dir().join("phishing-online.yaml");
         let yaml = std::fs::read_to_string(&path).expect("phishing-online.yaml");
         let yaml = yaml.replace("features: f32[9]", &format!("features: f32[{width}]"));
         let yaml = yaml.replace("name: phishing_online", &format!("name: {name}_online"));
         assert!(yaml.contains("lr: 0.02"), "phishing-online.yaml no longer learns at 0.02");
-        let lr = lr.unwrap_or("0.02").to_string();
-        let yaml = yaml.replace("lr: 0.02", &format!("lr: {lr}"));
+        let graph = match lr {
+            None => "phishing-online.yaml".to_string(),
+            Some(lr) => format!("phishing-online.yaml with f32[{width}] features, lr {lr}"),
+        };
+        let yaml = yaml.replace("lr: 0.02", &format!("lr: {}", lr.unwrap_or("0.02")));
         let spec = weir_engine::yaml::parse(&yaml, &path.display().to_string(), graphs_dir()).expect("graph");
-        Stream { name, csv, width, features, labels, spec, lr }
+        Stream { name, csv, width, features, labels, spec, graph }
     }
 
     fn rows(&self) -> usize {
@@ -221,12 +215,7 @@ fn report(stream: &Stream, river: &Path, rounds: usize) {
     }
     let (lo, hi) = range(&ratios);
     let (glo, ghi) = range(&graph_ratios);
-    let (name, rows) = (stream.name, stream.rows());
-    let graph = if name == "phishing" {
-        "phishing-online.yaml".to_string()
-    } else {
-        format!("phishing-online.yaml with f32[{}] features, lr {}", stream.width, stream.lr)
-    };
+    let (name, rows, graph) = (stream.name, stream.rows(), &stream.graph);
     println!(
         "| online learning | River 0.26.1 StandardScaler then LogisticRegression (SGD 0.01), {name} ({rows} rows), predict then learn (baseline) | accuracy {river_accuracy:.4}; {:.0} events/s (median of {rounds} rounds) | 1.00 |",
         median(river_rates)
