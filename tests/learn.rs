@@ -17,7 +17,7 @@ fn prequential(optimizer: Optimizer) -> (f64, u64) {
     for page in &pages {
         scaler.transform(&page.features, &mut x);
         let p = model.predict(&x);
-        right += usize::from((p[1] >= 0.5) == page.phishing);
+        right += usize::from((p[1] > 0.5) == page.phishing);
         scaler.update(&page.features);
         scaler.transform(&page.features, &mut x);
         model.learn(&x, &[usize::from(page.phishing)]);

@@ -11,7 +11,7 @@ use weir::datasets::{graphs_dir, phishing, Page};
 use weir_engine::plan::StepOp;
 use weir_engine::prequential::{prequential, PrequentialRun};
 use weir_engine::spec::{CheckpointSpec, GraphSpec, NodeKind};
-use weir_engine::{yaml, Engine, EngineConfig, Feedback, Plan};
+use weir_engine::{yaml, Engine, EngineConfig, Feedback, Plan, Submission};
 use weir_operators::kernel::learn::{OnlineLinear, Optimizer, RunningScaler, Weights};
 use weir_operators::{Column, Value};
 
@@ -29,37 +29,33 @@ fn columns(pages: &[Page]) -> (Vec<Column>, Vec<i64>) {
 }
 
 fn run(spec: &GraphSpec, workers: usize, pages: &[Page]) -> (PrequentialRun, u64) {
+    run_blocks(spec, workers, pages, MAX_BLOCK)
+}
+
+fn run_blocks(spec: &GraphSpec, workers: usize, pages: &[Page], max_block: usize) -> (PrequentialRun, u64) {
     let config = EngineConfig { workers, deterministic: true, ..EngineConfig::default() };
     let engine = Engine::start(vec![Plan::new(spec).expect("plan")], config).expect("engine starts");
     let graph = engine.graph("phishing_online").expect("graph");
     let (inputs, labels) = columns(pages);
-    let run = prequential(&graph, &inputs, &labels, MAX_BLOCK).expect("prequential run");
+    let run = prequential(&graph, &inputs, &labels, max_block).expect("prequential run");
     // Shutting down lets the learner take the last labels in.
     engine.shutdown();
     (run, graph.learn_stats().expect("the graph learns").1.version)
 }
 
-/// The same arithmetic without a graph: blocks doubling to `MAX_BLOCK`, each predicted
-/// with the weights learned from every earlier block, then learned row by row.
+/// The same arithmetic without a graph, River's order: each row predicted with the
+/// weights learned from every row before it, then learned.
 fn kernel_prequential(pages: &[Page]) -> Vec<f32> {
     let mut scaler = RunningScaler::new(9);
     let mut model = OnlineLinear::logistic(9, Optimizer::Sgd { lr: 0.02 }, 0.0);
     let mut x = [0.0f32; 9];
     let mut predictions = Vec::new();
-    let (mut at, mut size) = (0, 1);
-    while at < pages.len() {
-        let block = &pages[at..(at + size).min(pages.len())];
-        for p in block {
-            scaler.transform(&p.features, &mut x);
-            predictions.push(model.predict(&x)[1]);
-        }
-        for p in block {
-            scaler.update(&p.features);
-            scaler.transform(&p.features, &mut x);
-            model.learn(&x, &[usize::from(p.phishing)]);
-        }
-        at += block.len();
-        size = (size * 2).min(MAX_BLOCK);
+    for p in pages {
+        scaler.transform(&p.features, &mut x);
+        predictions.push(model.predict(&x)[1]);
+        scaler.update(&p.features);
+        scaler.transform(&p.features, &mut x);
+        model.learn(&x, &[usize::from(p.phishing)]);
     }
     predictions
 }
@@ -93,15 +89,9 @@ fn learns_the_phishing_stream_prequentially_and_versions_advance() {
 
     let (p, versions) = outputs(&run);
     assert_eq!(p, kernel_prequential(&pages), "the graph computes what the kernel does, bit for bit");
-    // Block k (sizes 1, 2, 4, ... 32) is predicted with the weights of every label before it.
-    let (mut at, mut size, mut learned) = (0usize, 1usize, 0i64);
-    while at < versions.len() {
-        let n = size.min(versions.len() - at);
-        assert!(versions[at..at + n].iter().all(|&v| v == learned), "block at row {at}: {:?}", &versions[at..at + n]);
-        learned += n as i64;
-        at += n;
-        size = (size * 2).min(MAX_BLOCK);
-    }
+    // Blocks of up to 32 rows go in with their labels, yet row i is predicted by
+    // version i: the labels of every row before it, those of its own block too.
+    assert_eq!(versions, (0..1250).collect::<Vec<i64>>());
 }
 
 #[test]
@@ -114,7 +104,12 @@ fn same_streams_same_weights_and_answers_at_one_and_two_workers() {
     let (p1, versions1) = outputs(&one);
     let (p2, versions2) = outputs(&two);
     assert_eq!(versions1, versions2);
-    assert_eq!(p1, kernel_prequential(pages), "each block saw every label before it");
+    // Nor do the answers depend on the blocks the rows travel in.
+    for max_block in [1, 7] {
+        let (other, _) = run_blocks(&spec(), 1, pages, max_block);
+        assert_eq!(outputs(&other), (p1.clone(), versions1.clone()), "blocks of up to {max_block} rows");
+    }
+    assert_eq!(p1, kernel_prequential(pages), "each row saw every label before it");
     // And the weights they end with, saved at shutdown, are the same too.
     let base = std::env::temp_dir().join(format!("weir-online-workers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
@@ -128,6 +123,23 @@ fn same_streams_same_weights_and_answers_at_one_and_two_workers() {
     assert_eq!(weights[0], weights[1]);
     let _ = std::fs::remove_dir_all(&base);
     assert_eq!(p1.iter().map(|p| p.to_bits()).collect::<Vec<_>>(), p2.iter().map(|p| p.to_bits()).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_deterministic_engine_of_two_workers_takes_rows_with_their_feedback_one_at_a_time() {
+    // Its learner is a worker away from the predictions: a block of rows sent with
+    // its labels could not be predicted row by row, so it is refused, saying why.
+    let config = EngineConfig { workers: 2, deterministic: true, ..EngineConfig::default() };
+    let engine = Engine::start(vec![Plan::new(&spec()).expect("plan")], config).expect("engine starts");
+    let graph = engine.graph("phishing_online").expect("graph");
+    let pages = phishing().expect("phishing stream");
+    let (inputs, labels) = columns(&pages[..2]);
+    let mut feedback = Feedback::new(graph.feedback_kinds().expect("the graph learns"));
+    feedback.extend_by_key(&inputs[0], 0, &labels).expect("labels by key");
+    let refused = graph.submit(Submission::columns(inputs, Box::new(|_| {})).then_feedback(feedback));
+    let message = refused.expect_err("two rows with their feedback at two workers").to_string();
+    assert!(message.contains("one row per submission") && message.contains("got 2 rows"), "{message}");
+    engine.shutdown();
 }
 
 /// The spec with checkpoints in `dir` every 50 versions.
@@ -362,7 +374,7 @@ mod replay_prequential {
             assert!(out.status.success(), "{stderr}");
             assert!(stderr.contains("weir: prequential: 250 rows, running accuracy"), "{stderr}");
             let last = stderr.lines().last().expect("a summary").to_string();
-            assert!(last.contains("1250 rows, accuracy 0.8952, model version 1250"), "{last}");
+            assert!(last.contains("1250 rows, accuracy 0.9008, model version 1250"), "{last}");
             finals.push(last.split(", model version").next().map(str::to_string));
         }
         assert_eq!(finals[0], finals[1]);

@@ -1,12 +1,16 @@
 //! Prequential evaluation (backtesting) of a learning graph: each row of a labelled
-//! stream is predicted, then its label is fed back, in stream order.
+//! stream is predicted, then its label is fed back, in stream order: row `i` is
+//! predicted with the labels of rows `0..i`, River's `progressive_val_score` order.
 //!
-//! Rows go in blocks: a block's rows are submitted as one batch, then their labels as
-//! one feedback batch, so a block's rows are predicted with what was learned from every
-//! earlier block. Blocks double from one row up to `max_block` rows (while the model
-//! changes most, its labels come back soonest). In a deterministic engine the answers
-//! depend only on the stream and `max_block`, and the run pipelines: blocks are
-//! submitted without waiting for answers, up to the graph's `max_in_flight` rows.
+//! Rows go in blocks: a block's rows are submitted as one batch with their labels as
+//! its feedback (`Submission::then_feedback`), which the learning node takes row by row
+//! (predict a row, learn its label, predict the next), so the block is a unit of
+//! transport, not of learning: the answers depend only on the stream, whatever the
+//! block size. Blocks double from one row up to `max_block` rows, at one worker; a
+//! deterministic engine of several workers takes a block with its feedback only of one
+//! row (its learner is a worker away from the predictions), so there every block is one
+//! row, with the same answers. The run pipelines: blocks are submitted without waiting
+//! for answers, up to the graph's `max_in_flight` rows.
 //!
 //! Feedback names each row by the learning node's key when that key is a graph input
 //! field; otherwise it carries the row's features, which must then be a graph input.
@@ -114,7 +118,8 @@ pub enum PrequentialError {
 }
 
 /// Runs `inputs` (one column per graph input, all of one length) with `labels`
-/// prequentially through `graph`, in blocks of at most `max_block` rows.
+/// prequentially through `graph`, in blocks of at most `max_block` rows (one row at
+/// several workers).
 pub fn prequential(
     graph: &GraphHandle,
     inputs: &[Column],
@@ -157,13 +162,15 @@ pub fn prequential(
     let learned_before = graph.learn_stats().map_or(0, |(_, s)| s.feedback);
     let started = Instant::now();
     // The blocks: `(first row, rows)`, doubling up to `max_block`.
+    let placement = graph.placement();
+    let max_block = if placement.processes * placement.threads > 1 { 1 } else { max_block.max(1) };
     let mut cuts = Vec::new();
     let (mut at, mut size) = (0, 1usize);
     while at < rows {
         let n = size.min(rows - at);
         cuts.push((at, n));
         at += n;
-        size = (size * 2).min(max_block.max(1));
+        size = (size * 2).min(max_block);
     }
     let answers = Arc::new(Answers::new(cuts.len()));
     for (block, &(at, n)) in cuts.iter().enumerate() {
@@ -213,11 +220,13 @@ pub fn prequential(
     Ok(PrequentialRun { blocks, prediction, right, rows, seconds })
 }
 
-/// The class a learning node's output predicts for row `r`: the probability of class 1
-/// at least one half (logistic), or the most probable class (softmax).
+/// The class a learning node's output predicts for row `r`: 1 where the probability of
+/// class 1 is above one half (logistic; a tie is class 0, as River's and scikit-learn's
+/// classifiers and weir's tree models decide it), or the most probable class, the
+/// first of equals (softmax).
 pub fn predicted_class(column: &Column, r: usize, classes: usize) -> Option<i64> {
     match column {
-        Column::F32(p) if classes == 2 => Some(i64::from(p[r] >= 0.5)),
+        Column::F32(p) if classes == 2 => Some(i64::from(p[r] > 0.5)),
         Column::Tensor { width, data } => {
             let row = &data[r * width..(r + 1) * width];
             let best =

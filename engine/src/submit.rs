@@ -152,11 +152,16 @@ impl Submission {
         self
     }
 
-    /// Feedback for the graph's learning node, sent with the rows: in a deterministic
-    /// engine the rows are predicted with what was learned before this submission, and
-    /// the feedback is learned after them (so it can name them by key), before any later
-    /// submission is predicted. One step of the clock instead of two: what a prequential
-    /// run does per block.
+    /// Feedback for the graph's learning node, sent with the rows, its `i`-th row
+    /// labelling row `i` (by key, or with its features): in a deterministic engine,
+    /// row after row, each row is predicted with what was learned before it, then the
+    /// `i`-th feedback row is learned, so row `i + 1` is predicted with the labels of
+    /// rows `0..=i` and of every earlier submission (feedback beyond the rows is
+    /// learned after the last row), all before any later submission is predicted. One
+    /// step of the clock for a whole block of predict-then-learn: what a prequential
+    /// run sends per block. A deterministic engine of several workers, whose learner
+    /// is a worker away from the predictions, takes such a submission only of one row
+    /// (`SubmitError::Invalid` otherwise).
     pub fn then_feedback(mut self, feedback: Feedback) -> Submission {
         self.feedback = Some(feedback);
         self

@@ -64,8 +64,9 @@ pub struct ReplayArgs {
     /// Int64 column, in order (a deterministic engine); prints the running accuracy.
     #[arg(long, value_name = "LABEL_COLUMN")]
     pub prequential: Option<String>,
-    /// Prequential mode: the largest block of rows predicted before their labels come
-    /// back (blocks double from 1 row up to it).
+    /// Prequential mode: the largest block of rows sent in at once with their labels
+    /// (blocks double from 1 row up to it; one row at several workers). The learning
+    /// node still predicts and learns row by row, so the answers do not depend on it.
     #[arg(long, default_value_t = 32)]
     pub max_block: usize,
     /// Prequential mode: a running-accuracy line every this many rows.
@@ -245,6 +246,13 @@ fn backtest(
         return code;
     }
     let handle = engine.graphs()[0].clone();
+    let placement = handle.placement();
+    if placement.processes * placement.threads > 1 {
+        eprintln!(
+            "weir: {} workers: a prequential run sends one row at a time (each a trip around the learning cycle, the same answers); one worker, the default, takes blocks of up to {max_block} rows",
+            placement.processes * placement.threads
+        );
+    }
     let (columns, labels) = match labelled::read_labelled(&handle, &inputs, label) {
         Ok(read) => read,
         Err(e) => return fail(replay_exit_code(&e), &e),

@@ -29,7 +29,7 @@ use timely::dataflow::operators::{Capability, InputCapability};
 
 use super::labels::{LabelStream, Labels};
 use super::predict::WeightStream;
-use super::samples::{each_sample, SampleStream, Samples};
+use super::samples::{each_sample, key_at, SampleStream, Samples};
 use super::vec_builder::VecBuilder;
 use super::Time;
 use crate::chunk::Chunk;
@@ -249,10 +249,16 @@ impl State {
 
     /// The weights now, if they changed since last taken (and then saved when due).
     pub(super) fn take_weights(&mut self) -> Option<Weights> {
+        self.stepped().then(|| self.config.learner.weights())
+    }
+
+    /// Whether the weights changed since last taken; then saves them when due. Counts
+    /// the learner's state either way.
+    pub(super) fn stepped(&mut self) -> bool {
         let version = self.config.learner.version();
         self.config.stats.set_state(version, self.keeper.len());
         if version == self.sent {
-            return None;
+            return false;
         }
         self.sent = version;
         self.checkpoint(false);
@@ -260,7 +266,7 @@ impl State {
             // A serving node's latest state, for a reload to carry on from.
             self.config.stats.keep_learner(&self.config.learner);
         }
-        Some(self.config.learner.weights())
+        true
     }
 
     /// Learns what is pending and saves it (at the end of the input).
@@ -296,47 +302,38 @@ impl State {
         each_sample(chunk, key, input, |k, x| self.keeper.insert(k, x, now));
     }
 
-    /// The features of a time's prediction `chunks` (key column `key`, features column
-    /// `input`), row after row, when the time's feedback `fed` (in learning order) labels
-    /// exactly those rows, in that order: integer keys rising from row to row, no label
-    /// bringing its own features, no more rows than the keeper holds, and nothing kept or
-    /// ever dropped before. Keeping the rows and taking each back by its label's key
-    /// would then hand the learner these very features in this order (a prequential
-    /// run's every block is such a time), so [`State::learn_own_rows`] can learn from
-    /// them without the keeper. `None` otherwise.
-    pub(super) fn own_rows(&self, chunks: &[Chunk], key: usize, input: usize, fed: &[Labels]) -> Option<Vec<f32>> {
+    /// Whether a time's feedback `fed` (in learning order) labels exactly its
+    /// prediction `chunks`' rows (key column `key`, features column `input`), one label
+    /// per row in row order: integer keys rising from row to row, no failed row, no
+    /// label bringing its own features, no more rows than the keeper holds, and nothing
+    /// kept or ever dropped before. Keeping each row and taking it back by its label's
+    /// key right after would then hand the learner that row's own features, with nothing
+    /// else in the keeper touched (a prequential run's every block is such a time), so
+    /// the labels can be learned from the rows ([`State::learn_features`]) without the
+    /// keeper.
+    pub(super) fn own_rows(&self, chunks: &[Chunk], key: usize, input: usize, fed: &[Labels]) -> bool {
         let width = self.config.learner.inputs();
-        if width == 0 || !self.keeper.is_pristine_empty() {
-            return None;
+        if width == 0 || !self.keeper.is_pristine_empty() || chunks.iter().any(Chunk::has_errors) {
+            return false;
         }
         let mut labelled = fed.iter().flat_map(|l| l.keys.iter().zip(&l.features));
-        let labels: usize = fed.iter().map(|l| l.keys.len()).sum();
-        let (mut features, mut last, mut matched) = (Vec::with_capacity(labels * width), None::<i64>, true);
+        let (mut rows, mut last, mut matched) = (0usize, None::<i64>, true);
         for chunk in chunks {
             each_sample(chunk, key, input, |k, x| {
                 let rising = matches!(k, Key::Int(k) if last.is_none_or(|l| l < k));
                 matched &= rising && x.len() == width && matches!(labelled.next(), Some((l, None)) if *l == k);
                 if matched {
                     last = if let Key::Int(k) = k { Some(k) } else { last };
-                    features.extend_from_slice(x);
+                    rows += 1;
                 }
             });
             if !matched {
-                return None;
+                return false;
             }
         }
-        let rows = features.len() / width;
-        (labelled.next().is_none() && rows <= self.keeper.max_rows()).then_some(features)
-    }
-
-    /// Learns a time's feedback `fed` (in learning order) from `features`, its rows'
-    /// own, one row of them per label, as [`State::own_rows`] gave them.
-    pub(super) fn learn_own_rows(&mut self, features: &[f32], fed: &[Labels]) {
-        let stats = Arc::clone(&self.config.stats);
-        let width = self.config.learner.inputs().max(1);
-        for (x, label) in features.chunks_exact(width).zip(fed.iter().flat_map(|l| &l.labels)) {
-            learn_row(&mut self.config.learner, &stats, x, *label);
-        }
+        labelled.next().is_none()
+            && rows == chunks.iter().map(Chunk::len).sum::<usize>()
+            && rows <= self.keeper.max_rows()
     }
 
     /// Learns a complete time's feedback in submission order (by its first row id), the
@@ -347,23 +344,47 @@ impl State {
     }
 
     fn learn(&mut self, labels: Labels, now: Instant) {
-        let stats = Arc::clone(&self.config.stats);
-        for ((key, label), own) in labels.keys.iter().zip(&labels.labels).zip(labels.features) {
-            let features = match &own {
-                Some(x) => &x[..],
-                None => match self.keeper.take(key, now) {
-                    Ok(x) => x,
-                    Err(Miss::Unknown) => {
-                        stats.record(FeedbackOutcome::UnknownKey);
-                        continue;
-                    }
-                    Err(Miss::Expired) => {
-                        stats.record(FeedbackOutcome::ExpiredKey);
-                        continue;
-                    }
-                },
-            };
-            learn_row(&mut self.config.learner, &stats, features, *label);
+        for ((key, label), own) in labels.keys.iter().zip(&labels.labels).zip(&labels.features) {
+            self.learn_label(key, *label, own.as_deref(), now);
+        }
+    }
+
+    /// Learns one feedback row: `label` for the features `own`, or for those kept under
+    /// `key` (taken out of the keeper), counting what became of it.
+    pub(super) fn learn_label(&mut self, key: &Key, label: i64, own: Option<&[f32]>, now: Instant) {
+        let stats = &self.config.stats;
+        let features = match own {
+            Some(x) => x,
+            None => match self.keeper.take(key, now) {
+                Ok(x) => x,
+                Err(Miss::Unknown) => return stats.record(FeedbackOutcome::UnknownKey),
+                Err(Miss::Expired) => return stats.record(FeedbackOutcome::ExpiredKey),
+            },
+        };
+        learn_row(&mut self.config.learner, stats, features, label);
+    }
+
+    /// Keeps row `row` of a prediction chunk (key column `key`, features column
+    /// `input`) for the labels that name it, as [`State::keep_chunk`] keeps every row.
+    pub(super) fn keep_row(&mut self, chunk: &Chunk, row: usize, key: usize, input: usize, now: Instant) {
+        let Some((data, width)) = chunk.columns[input].f32s() else { return };
+        if chunk.is_ok(row) {
+            if let Some(k) = key_at(&chunk.columns[key], row) {
+                self.keeper.insert(k, &data[row * width..(row + 1) * width], now);
+            }
+        }
+    }
+
+    /// Learns one labelled row from `features` (its own row's, as [`State::own_rows`]
+    /// vouched for), without the keeper.
+    pub(super) fn learn_features(&mut self, features: &[f32], label: i64) {
+        learn_row(&mut self.config.learner, &self.config.stats, features, label);
+    }
+
+    /// Makes `current` the learner's weights if a step was taken since it was made.
+    pub(super) fn refresh(&self, current: &mut Arc<Weights>) {
+        if self.config.learner.version() != current.version {
+            self.config.learner.weights_into(Arc::make_mut(current));
         }
     }
 
@@ -406,7 +427,7 @@ fn learn_row(learner: &mut Learner, stats: &LearnStats, x: &[f32], label: i64) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::dataflow) mod tests {
     use timely::dataflow::operators::capture::Capture;
     use timely::dataflow::operators::Input;
 
@@ -495,18 +516,18 @@ mod tests {
     }
 
     /// A deterministic learner's state, as [`config`] makes it.
-    fn state(keep_rows: usize) -> State {
+    pub(in crate::dataflow) fn state(keep_rows: usize) -> State {
         State::new(config(keep_rows, Arc::new(LearnStats::new())))
     }
 
     /// A prediction chunk: keys in column 0, one feature per row in column 1.
-    fn predicted(keys: &[i64], features: &[f32]) -> Chunk {
+    pub(in crate::dataflow) fn predicted(keys: &[i64], features: &[f32]) -> Chunk {
         let ids = (0..keys.len() as u64).collect();
         Chunk::new(0, ids, vec![Column::I64(keys.to_vec()), Column::F32(features.to_vec())])
     }
 
     /// Labels (class 1) for `keys`, `own` of them with their own features.
-    fn labelled(first_id: u64, keys: &[i64], own: bool) -> Labels {
+    pub(in crate::dataflow) fn labelled(first_id: u64, keys: &[i64], own: bool) -> Labels {
         Labels {
             first_id,
             keys: keys.iter().map(|&k| Key::Int(k)).collect(),
@@ -520,17 +541,17 @@ mod tests {
         let st = state(10);
         let chunks = [predicted(&[3, 5], &[0.1, 0.2]), predicted(&[8], &[0.3])];
         let fed = [labelled(0, &[3, 5], false), labelled(2, &[8], false)];
-        assert_eq!(st.own_rows(&chunks, 0, 1, &fed), Some(vec![0.1, 0.2, 0.3]));
+        assert!(st.own_rows(&chunks, 0, 1, &fed));
         // Not when the labels name other rows, in another order, fewer or more of them.
         for keys in [&[3, 5, 9][..], &[5, 3, 8], &[3, 5], &[3, 5, 8, 9]] {
-            assert_eq!(st.own_rows(&chunks, 0, 1, &[labelled(0, keys, false)]), None, "{keys:?}");
+            assert!(!st.own_rows(&chunks, 0, 1, &[labelled(0, keys, false)]), "{keys:?}");
         }
         // Not when a key repeats (the keeper would give both labels the later row's
         // features), when a label brings its own, or with more rows than are kept.
         let repeated = [predicted(&[3, 3], &[0.1, 0.2])];
-        assert_eq!(st.own_rows(&repeated, 0, 1, &[labelled(0, &[3, 3], false)]), None);
-        assert_eq!(st.own_rows(&chunks[..1], 0, 1, &[labelled(0, &[3, 5], true)]), None);
-        assert_eq!(state(1).own_rows(&chunks[..1], 0, 1, &[labelled(0, &[3, 5], false)]), None);
+        assert!(!st.own_rows(&repeated, 0, 1, &[labelled(0, &[3, 3], false)]));
+        assert!(!st.own_rows(&chunks[..1], 0, 1, &[labelled(0, &[3, 5], true)]));
+        assert!(!state(1).own_rows(&chunks[..1], 0, 1, &[labelled(0, &[3, 5], false)]));
     }
 
     #[test]
@@ -539,14 +560,14 @@ mod tests {
         let mut st = state(10);
         let chunks = [predicted(&[3], &[0.1])];
         st.keep_chunk(&predicted(&[1], &[0.9]), 0, 1, now);
-        assert_eq!(st.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), None, "a row is kept");
+        assert!(!st.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), "a row is kept");
         st.learn_in_order(vec![labelled(0, &[1], false)], now);
-        assert_eq!(st.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), Some(vec![0.1]), "taken again");
+        assert!(st.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), "taken again");
         let mut full = state(1);
         full.keep_chunk(&predicted(&[1, 2], &[0.9, 0.8]), 0, 1, now);
         full.learn_in_order(vec![labelled(0, &[2], false)], now);
         assert!(full.keeper.is_empty());
-        assert_eq!(full.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), None, "key 1 was dropped for room");
+        assert!(!full.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), "key 1 was dropped for room");
     }
 
     #[test]

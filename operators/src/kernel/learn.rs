@@ -71,8 +71,16 @@ impl RunningScaler {
 
     /// The means and population standard deviations so far, as [`Scale`] applies them.
     pub fn scale(&self) -> Scale {
-        let std = self.m2.iter().map(|m2| if self.count > 0.0 { (m2 / self.count).sqrt() } else { 0.0 }).collect();
-        Scale { mean: self.mean.clone(), std }
+        let mut scale = Scale { mean: Vec::new(), std: Vec::new() };
+        self.scale_into(&mut scale);
+        scale
+    }
+
+    /// [`RunningScaler::scale`] into `scale`, reusing its buffers.
+    pub fn scale_into(&self, scale: &mut Scale) {
+        scale.mean.clone_from(&self.mean);
+        scale.std.clear();
+        scale.std.extend(self.m2.iter().map(|m2| if self.count > 0.0 { (m2 / self.count).sqrt() } else { 0.0 }));
     }
 
     /// `(x - mean) / std` with the statistics so far (population variance); a feature
@@ -333,29 +341,44 @@ impl Weights {
     /// of class 1 (logistic) or the probabilities of every class (softmax), flat.
     pub fn predict(&self, x: &[f32], rows: usize) -> Vec<f32> {
         let mut out = Vec::with_capacity(rows * self.outputs);
-        let mut scaled = vec![0.0f32; self.inputs];
-        let mut z = vec![0.0f32; self.outputs];
+        let mut scratch = RowScratch::default();
         for row in x.chunks_exact(self.inputs.max(1)).take(rows) {
-            let row = match &self.scale {
-                Some(scale) => {
-                    scale.apply(row, &mut scaled);
-                    &scaled[..]
-                }
-                None => row,
-            };
-            for (o, z) in z.iter_mut().enumerate() {
-                let w = &self.weight[o * self.inputs..(o + 1) * self.inputs];
-                *z = self.bias[o] + w.iter().zip(row).map(|(w, x)| w * x).sum::<f32>();
-            }
-            if self.outputs == 1 {
-                out.push(sigmoid(z[0]));
-            } else {
-                softmax_in_place(&mut z);
-                out.extend_from_slice(&z);
-            }
+            self.predict_row(row, &mut scratch, &mut out);
         }
         out
     }
+
+    /// The outputs of one row (`inputs` features), appended to `out`: what
+    /// [`Weights::predict`] gives for it, with `scratch` reused between rows.
+    pub fn predict_row(&self, x: &[f32], scratch: &mut RowScratch, out: &mut Vec<f32>) {
+        let RowScratch { scaled, z } = scratch;
+        scaled.resize(self.inputs, 0.0);
+        z.resize(self.outputs, 0.0);
+        let row = match &self.scale {
+            Some(scale) => {
+                scale.apply(x, scaled);
+                &scaled[..]
+            }
+            None => x,
+        };
+        for (o, z) in z.iter_mut().enumerate() {
+            let w = &self.weight[o * self.inputs..(o + 1) * self.inputs];
+            *z = self.bias[o] + w.iter().zip(row).map(|(w, x)| w * x).sum::<f32>();
+        }
+        if self.outputs == 1 {
+            out.push(sigmoid(z[0]));
+        } else {
+            softmax_in_place(z);
+            out.extend_from_slice(z);
+        }
+    }
+}
+
+/// Buffers [`Weights::predict_row`] reuses from row to row.
+#[derive(Clone, Debug, Default)]
+pub struct RowScratch {
+    scaled: Vec<f32>,
+    z: Vec<f32>,
 }
 
 fn sigmoid(z: f32) -> f32 {

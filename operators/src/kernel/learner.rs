@@ -138,6 +138,20 @@ impl Learner {
         counted > 0
     }
 
+    /// Makes `weights` the current weights ([`Learner::weights`]), reusing its buffers:
+    /// what a learner that predicts between its own steps refreshes after each.
+    pub fn weights_into(&self, weights: &mut Weights) {
+        weights.version = self.model.version();
+        weights.inputs = self.model.inputs;
+        weights.outputs = self.model.outputs;
+        weights.weight.clone_from(&self.model.weight);
+        weights.bias.clone_from(&self.model.bias);
+        match (&self.scaler, &mut weights.scale) {
+            (Some(scaler), Some(scale)) => scaler.scale_into(scale),
+            (scaler, scale) => *scale = scaler.as_ref().map(RunningScaler::scale),
+        }
+    }
+
     /// The current weights, to serve.
     pub fn weights(&self) -> Weights {
         let layer = self.model.to_layer();
