@@ -14,7 +14,8 @@
 //! on phishing), then the same graph at River's rate, 0.01, on phishing and (with 10
 //! features) on hyperplane, in a deterministic engine (one worker), driven by
 //! `weir_engine::prequential` as `weir replay --prequential` does:
-//! blocks of rows (doubling from 1 to 32) are submitted, each with its labels as feedback
+//! blocks of rows (doubling from 1 to 1024, `weir replay --prequential`'s default) are
+//! submitted, each with its labels as feedback
 //! by key at the same step of the engine's clock; the learning node (`LearnInPlace` at
 //! one worker) predicts a row, learns its label (one step per label), predicts the next,
 //! so every row is predicted with the labels of every row before it, as River does.
@@ -161,7 +162,7 @@ fn graph_prequential(stream: &Stream) -> (f64, f64) {
     let ids = Column::I64((0..stream.rows() as i64).collect());
     let features = Column::Tensor { width: stream.width, data: stream.features.clone() };
     let labels: Vec<i64> = stream.labels.iter().map(|&l| i64::from(l)).collect();
-    let run = prequential(&graph, &[ids, features], &labels, 32).expect("prequential run");
+    let run = prequential(&graph, &[ids, features], &labels, 1024).expect("prequential run");
     engine.shutdown();
     (run.accuracy(), stream.rows() as f64 / run.seconds)
 }
@@ -232,7 +233,7 @@ fn report(stream: &Stream, river: &Path, rounds: usize) {
         median(ratios)
     );
     println!(
-        "| online learning | weir graph {graph} (1 worker, deterministic): each row predicted then its label learned, in one operator at one worker (`LearnInPlace`), rows sent in blocks of 1 to 32 with their labels | accuracy {graph_accuracy:.4}; {:.0} events/s (median of {rounds} rounds) | accuracy {:+.4}; {:.1}x River's events/s (range {glo:.1}x to {ghi:.1}x) |",
+        "| online learning | weir graph {graph} (1 worker, deterministic): each row predicted then its label learned, in one operator at one worker (`LearnInPlace`), rows sent in blocks of 1 to 1024 with their labels | accuracy {graph_accuracy:.4}; {:.0} events/s (median of {rounds} rounds) | accuracy {:+.4}; {:.1}x River's events/s (range {glo:.1}x to {ghi:.1}x) |",
         median(graph_rates),
         graph_accuracy - river_accuracy,
         median(graph_ratios)

@@ -23,6 +23,7 @@ use weir_operators::{Chunk, Column, RowError};
 use crate::feedback::Feedback;
 use crate::handle::GraphHandle;
 use crate::plan::StepOp;
+use crate::replies::MAX_BATCH_ROWS;
 use crate::spec::INPUT;
 use crate::submit::{Submission, SubmitError};
 
@@ -119,7 +120,7 @@ pub enum PrequentialError {
 
 /// Runs `inputs` (one column per graph input, all of one length) with `labels`
 /// prequentially through `graph`, in blocks of at most `max_block` rows (one row at
-/// several workers).
+/// several workers; at most a batch's largest, `MAX_BATCH_ROWS`).
 pub fn prequential(
     graph: &GraphHandle,
     inputs: &[Column],
@@ -163,7 +164,7 @@ pub fn prequential(
     let started = Instant::now();
     // The blocks: `(first row, rows)`, doubling up to `max_block`.
     let placement = graph.placement();
-    let max_block = if placement.processes * placement.threads > 1 { 1 } else { max_block.max(1) };
+    let max_block = if placement.processes * placement.threads > 1 { 1 } else { max_block.clamp(1, MAX_BATCH_ROWS) };
     let mut cuts = Vec::new();
     let (mut at, mut size) = (0, 1usize);
     while at < rows {

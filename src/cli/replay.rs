@@ -67,7 +67,7 @@ pub struct ReplayArgs {
     /// Prequential mode: the largest block of rows sent in at once with their labels
     /// (blocks double from 1 row up to it; one row at several workers). The learning
     /// node still predicts and learns row by row, so the answers do not depend on it.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 1024)]
     pub max_block: usize,
     /// Prequential mode: a running-accuracy line every this many rows.
     #[arg(long, default_value_t = 250)]
