@@ -15,7 +15,7 @@ use weir_engine::{yaml, Engine, EngineConfig, Feedback, Plan, Submission};
 use weir_operators::kernel::learn::{OnlineLinear, Optimizer, RunningScaler, Weights};
 use weir_operators::{Column, Value};
 
-/// The largest block of a prequential run: blocks double from 1 row up to it.
+/// The rows of a prequential run's blocks (the last one what is left).
 const MAX_BLOCK: usize = 32;
 
 fn spec() -> GraphSpec {
@@ -89,7 +89,7 @@ fn learns_the_phishing_stream_prequentially_and_versions_advance() {
 
     let (p, versions) = outputs(&run);
     assert_eq!(p, kernel_prequential(&pages), "the graph computes what the kernel does, bit for bit");
-    // Blocks of up to 32 rows go in with their labels, yet row i is predicted by
+    // Blocks of 32 rows go in with their labels, yet row i is predicted by
     // version i: the labels of every row before it, those of its own block too.
     assert_eq!(versions, (0..1250).collect::<Vec<i64>>());
 }

@@ -14,7 +14,7 @@
 //! on phishing), then the same graph at River's rate, 0.01, on phishing and (with 10
 //! features) on hyperplane, in a deterministic engine (one worker), driven by
 //! `weir_engine::prequential` as `weir replay --prequential` does:
-//! blocks of rows (doubling from 1 to 1024, `weir replay --prequential`'s default) are
+//! blocks of 1024 rows (`weir replay --prequential`'s default) are
 //! submitted, each with its labels as feedback
 //! by key at the same step of the engine's clock; the learning node (`LearnInPlace` at
 //! one worker) predicts a row, learns its label (one step per label), predicts the next,
@@ -233,7 +233,7 @@ fn report(stream: &Stream, river: &Path, rounds: usize) {
         median(ratios)
     );
     println!(
-        "| online learning | weir graph {graph} (1 worker, deterministic): each row predicted then its label learned, in one operator at one worker (`LearnInPlace`), rows sent in blocks of 1 to 1024 with their labels | accuracy {graph_accuracy:.4}; {:.0} events/s (median of {rounds} rounds) | accuracy {:+.4}; {:.1}x River's events/s (range {glo:.1}x to {ghi:.1}x) |",
+        "| online learning | weir graph {graph} (1 worker, deterministic): each row predicted then its label learned, in one operator at one worker (`LearnInPlace`), rows sent in blocks of 1024 with their labels | accuracy {graph_accuracy:.4}; {:.0} events/s (median of {rounds} rounds) | accuracy {:+.4}; {:.1}x River's events/s (range {glo:.1}x to {ghi:.1}x) |",
         median(graph_rates),
         graph_accuracy - river_accuracy,
         median(graph_ratios)

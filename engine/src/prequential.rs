@@ -6,7 +6,7 @@
 //! its feedback (`Submission::then_feedback`), which the learning node takes row by row
 //! (predict a row, learn its label, predict the next), so the block is a unit of
 //! transport, not of learning: the answers depend only on the stream, whatever the
-//! block size. Blocks double from one row up to `max_block` rows, at one worker; a
+//! block size. Blocks are `max_block` rows (the last one what is left), at one worker; a
 //! deterministic engine of several workers takes a block with its feedback only of one
 //! row (its learner is a worker away from the predictions), so there every block is one
 //! row, with the same answers. The run pipelines: blocks are submitted without waiting
@@ -162,17 +162,10 @@ pub fn prequential(
     }
     let learned_before = graph.learn_stats().map_or(0, |(_, s)| s.feedback);
     let started = Instant::now();
-    // The blocks: `(first row, rows)`, doubling up to `max_block`.
+    // The blocks: `(first row, rows)`, `max_block` rows each but the last.
     let placement = graph.placement();
     let max_block = if placement.processes * placement.threads > 1 { 1 } else { max_block.clamp(1, MAX_BATCH_ROWS) };
-    let mut cuts = Vec::new();
-    let (mut at, mut size) = (0, 1usize);
-    while at < rows {
-        let n = size.min(rows - at);
-        cuts.push((at, n));
-        at += n;
-        size = (size * 2).min(max_block);
-    }
+    let cuts: Vec<(usize, usize)> = (0..rows).step_by(max_block).map(|at| (at, max_block.min(rows - at))).collect();
     let answers = Arc::new(Answers::new(cuts.len()));
     for (block, &(at, n)) in cuts.iter().enumerate() {
         let slice = |c: &Column| {

@@ -65,7 +65,7 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "LABEL_COLUMN")]
     pub prequential: Option<String>,
     /// Prequential mode: the largest block of rows sent in at once with their labels
-    /// (blocks double from 1 row up to it; one row at several workers). The learning
+    /// (every block but the last; one row at several workers). The learning
     /// node still predicts and learns row by row, so the answers do not depend on it.
     #[arg(long, default_value_t = 1024)]
     pub max_block: usize,
@@ -249,7 +249,7 @@ fn backtest(
     let placement = handle.placement();
     if placement.processes * placement.threads > 1 {
         eprintln!(
-            "weir: {} workers: a prequential run sends one row at a time (each a trip around the learning cycle, the same answers); one worker, the default, takes blocks of up to {max_block} rows",
+            "weir: {} workers: a prequential run sends one row at a time (each a trip around the learning cycle, the same answers); one worker, the default, takes blocks of {max_block} rows",
             placement.processes * placement.threads
         );
     }

@@ -200,7 +200,7 @@ impl RowByRow {
         }
     }
 
-    /// Row `row`'s features, if it did not fail and they have the weights' width.
+    /// Row `row`'s features, if it did not fail.
     fn features<'c>(&self, chunk: &'c Chunk, row: usize) -> Option<&'c [f32]> {
         let (data, width) = chunk.columns[self.input].f32s()?;
         chunk.is_ok(row).then(|| &data[row * width..(row + 1) * width])
