@@ -143,6 +143,11 @@ impl Placement {
         Placement { process: 0, processes: 1, threads: threads.max(1) }
     }
 
+    /// Workers in the whole cluster: every process's.
+    pub fn workers(&self) -> usize {
+        self.processes * self.threads
+    }
+
     /// The slot of this process's `n`-th submission: `n * processes + process`.
     pub fn slot(&self, n: u64) -> u64 {
         n * self.processes as u64 + self.process as u64
@@ -156,7 +161,7 @@ impl Placement {
     /// The worker (cluster-wide index) that computes a slot's rows: the slots of each
     /// process go round-robin over every worker of the cluster.
     pub fn spread(&self, slot: u64) -> u64 {
-        (slot / self.processes as u64) % (self.processes * self.threads) as u64
+        (slot / self.processes as u64) % self.workers() as u64
     }
 
     /// The worker (cluster-wide index) at the slot's origin that answers it.

@@ -173,7 +173,7 @@ impl GraphHandle {
             (None, _) => None,
             (Some(f), Some(ingress)) => {
                 check_size(f.len())?;
-                let workers = g.placement.processes * g.placement.threads;
+                let workers = g.placement.workers();
                 if n > 1 && workers > 1 && g.ingress.deterministic {
                     return Err(SubmitError::invalid(
                         "feedback",

@@ -163,8 +163,7 @@ pub fn prequential(
     let learned_before = graph.learn_stats().map_or(0, |(_, s)| s.feedback);
     let started = Instant::now();
     // The blocks: `(first row, rows)`, `max_block` rows each but the last.
-    let placement = graph.placement();
-    let max_block = if placement.processes * placement.threads > 1 { 1 } else { max_block.clamp(1, MAX_BATCH_ROWS) };
+    let max_block = if graph.placement().workers() > 1 { 1 } else { max_block.clamp(1, MAX_BATCH_ROWS) };
     let cuts: Vec<(usize, usize)> = (0..rows).step_by(max_block).map(|at| (at, max_block.min(rows - at))).collect();
     let answers = Arc::new(Answers::new(cuts.len()));
     for (block, &(at, n)) in cuts.iter().enumerate() {

@@ -246,11 +246,11 @@ fn backtest(
         return code;
     }
     let handle = engine.graphs()[0].clone();
-    let placement = handle.placement();
-    if placement.processes * placement.threads > 1 {
+    let workers = handle.placement().workers();
+    if workers > 1 {
         eprintln!(
             "weir: {} workers: a prequential run sends one row at a time (each a trip around the learning cycle, the same answers); one worker, the default, takes blocks of {max_block} rows",
-            placement.processes * placement.threads
+            workers
         );
     }
     let (columns, labels) = match labelled::read_labelled(&handle, &inputs, label) {

@@ -29,7 +29,7 @@ use timely::dataflow::operators::{Capability, InputCapability};
 
 use super::labels::{LabelStream, Labels};
 use super::predict::WeightStream;
-use super::samples::{each_sample, key_at, SampleStream, Samples};
+use super::samples::{each_sample, sample_at, SampleStream, Samples};
 use super::vec_builder::VecBuilder;
 use super::Time;
 use crate::chunk::Chunk;
@@ -367,11 +367,8 @@ impl State {
     /// Keeps row `row` of a prediction chunk (key column `key`, features column
     /// `input`) for the labels that name it, as [`State::keep_chunk`] keeps every row.
     pub(super) fn keep_row(&mut self, chunk: &Chunk, row: usize, key: usize, input: usize, now: Instant) {
-        let Some((data, width)) = chunk.columns[input].f32s() else { return };
-        if chunk.is_ok(row) {
-            if let Some(k) = key_at(&chunk.columns[key], row) {
-                self.keeper.insert(k, &data[row * width..(row + 1) * width], now);
-            }
+        if let Some((k, x)) = sample_at(chunk, key, input, row) {
+            self.keeper.insert(k, x, now);
         }
     }
 

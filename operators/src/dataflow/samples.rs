@@ -96,13 +96,21 @@ fn samples(chunk: &Chunk, key: usize, input: usize) -> Option<Samples> {
 /// Calls `f` with the key and the features of each row of a prediction chunk that did
 /// not fail, in row order (see the module docs for the rows left out).
 pub(super) fn each_sample(chunk: &Chunk, key: usize, input: usize, mut f: impl FnMut(Key, &[f32])) {
-    let Some((data, width)) = chunk.columns[input].f32s() else { return };
-    let keys = &chunk.columns[key];
-    for row in (0..chunk.len()).filter(|&r| chunk.is_ok(r)) {
-        if let Some(k) = key_at(keys, row) {
-            f(k, &data[row * width..(row + 1) * width]);
+    for row in 0..chunk.len() {
+        if let Some((k, x)) = sample_at(chunk, key, input, row) {
+            f(k, x);
         }
     }
+}
+
+/// The key and the features of row `row` of a prediction chunk, unless it failed (or
+/// is left out for another reason in the module docs).
+pub(super) fn sample_at(chunk: &Chunk, key: usize, input: usize, row: usize) -> Option<(Key, &[f32])> {
+    let (data, width) = chunk.columns[input].f32s()?;
+    if !chunk.is_ok(row) {
+        return None;
+    }
+    Some((key_at(&chunk.columns[key], row)?, &data[row * width..(row + 1) * width]))
 }
 
 /// The key of row `row` of a key column: `None` unless the column is `i64` or `str`.
