@@ -11,7 +11,7 @@ use weir::datasets::{graphs_dir, phishing, Page};
 use weir_engine::plan::StepOp;
 use weir_engine::prequential::{prequential, PrequentialRun};
 use weir_engine::spec::{CheckpointSpec, GraphSpec, NodeKind};
-use weir_engine::{yaml, Engine, EngineConfig, Feedback, Plan, Submission};
+use weir_engine::{yaml, Engine, EngineConfig, Feedback, Plan};
 use weir_operators::kernel::learn::{OnlineLinear, Optimizer, RunningScaler, Weights};
 use weir_operators::{Column, Value};
 
@@ -104,10 +104,11 @@ fn same_streams_same_weights_and_answers_at_one_and_two_workers() {
     let (p1, versions1) = outputs(&one);
     let (p2, versions2) = outputs(&two);
     assert_eq!(versions1, versions2);
-    // Nor do the answers depend on the blocks the rows travel in.
-    for max_block in [1, 7] {
-        let (other, _) = run_blocks(&spec(), 1, pages, max_block);
-        assert_eq!(outputs(&other), (p1.clone(), versions1.clone()), "blocks of up to {max_block} rows");
+    // Nor do the answers depend on the blocks the rows travel in, at either count.
+    for (workers, max_block) in [(1, 1), (1, 7), (2, 1), (2, 7)] {
+        let (other, _) = run_blocks(&spec(), workers, pages, max_block);
+        let blocks = format!("{workers} workers, blocks of up to {max_block} rows");
+        assert_eq!(outputs(&other), (p1.clone(), versions1.clone()), "{blocks}");
     }
     assert_eq!(p1, kernel_prequential(pages), "each row saw every label before it");
     // And the weights they end with, saved at shutdown, are the same too.
@@ -123,23 +124,6 @@ fn same_streams_same_weights_and_answers_at_one_and_two_workers() {
     assert_eq!(weights[0], weights[1]);
     let _ = std::fs::remove_dir_all(&base);
     assert_eq!(p1.iter().map(|p| p.to_bits()).collect::<Vec<_>>(), p2.iter().map(|p| p.to_bits()).collect::<Vec<_>>());
-}
-
-#[test]
-fn a_deterministic_engine_of_two_workers_takes_rows_with_their_feedback_one_at_a_time() {
-    // Its learner is a worker away from the predictions: a block of rows sent with
-    // its labels could not be predicted row by row, so it is refused, saying why.
-    let config = EngineConfig { workers: 2, deterministic: true, ..EngineConfig::default() };
-    let engine = Engine::start(vec![Plan::new(&spec()).expect("plan")], config).expect("engine starts");
-    let graph = engine.graph("phishing_online").expect("graph");
-    let pages = phishing().expect("phishing stream");
-    let (inputs, labels) = columns(&pages[..2]);
-    let mut feedback = Feedback::new(graph.feedback_kinds().expect("the graph learns"));
-    feedback.extend_by_key(&inputs[0], 0, &labels).expect("labels by key");
-    let refused = graph.submit(Submission::columns(inputs, Box::new(|_| {})).then_feedback(feedback));
-    let message = refused.expect_err("two rows with their feedback at two workers").to_string();
-    assert!(message.contains("one row per submission") && message.contains("got 2 rows"), "{message}");
-    engine.shutdown();
 }
 
 /// The spec with checkpoints in `dir` every 50 versions.

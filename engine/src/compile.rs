@@ -21,9 +21,9 @@ use weir_operators::dataflow::policy::BatchPolicy;
 use weir_operators::dataflow::sink::SinkRows;
 use weir_operators::dataflow::source::RowSource;
 use weir_operators::dataflow::{
-    BatchConfig, BatchForward, CheckpointFn, CombineRows, FeedbackLabels, LearnConfig, LearnInPlace, LearnOnline,
-    LookupConfig, LookupRows, MapRows, MergeRows, PredictConfig, PredictOnline, PredictionSamples, RouteRows,
-    RowStream, SplitFound, TableRef,
+    BatchConfig, BatchForward, CheckpointFn, CombineRows, FeedbackLabels, Labels, LearnConfig, LearnInPlace,
+    LearnOnline, LookupConfig, LookupRows, MapRows, MergeRows, PredictConfig, PredictOnline, PredictionSamples,
+    RouteRows, RowStream, SplitFound, TableRef,
 };
 use weir_operators::kernel::checkpoint;
 use weir_operators::kernel::learn::Weights;
@@ -205,8 +205,10 @@ struct LearnParts<'a> {
 /// sends around a feedback loop (one time step later), and the learner reads the
 /// node's predictions and the graph's feedback.
 ///
-/// One worker in a deterministic engine needs no loop: one operator predicts and learns
-/// each time in turn (`LearnInPlace`), with the same answers.
+/// A deterministic engine needs no loop: the node's rows and feedback go to worker 0
+/// (where the cycle's learner lives too), and one operator there predicts and learns
+/// each time in turn, row by row (`LearnInPlace`), with the same answers at any number
+/// of workers and processes.
 fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p: LearnParts<'_>) -> RowStream<'scope> {
     let scope = rows.scope();
     let feedback = res.feedback.feedback_labels();
@@ -226,7 +228,11 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
         stats: res.stats,
         checkpoint,
     };
-    if res.deterministic && scope.peers() == 1 {
+    if res.deterministic {
+        if scope.peers() == 1 {
+            return rows.learn_in_place(feedback, p.key, p.input, config);
+        }
+        let (rows, feedback) = (rows.exchange(|_: &Chunk| 0), feedback.exchange(|_: &Labels| 0));
         return rows.learn_in_place(feedback, p.key, p.input, config);
     }
     let (handle, weights) = scope.feedback::<Vec<Arc<Weights>>>(1);

@@ -173,17 +173,6 @@ impl GraphHandle {
             (None, _) => None,
             (Some(f), Some(ingress)) => {
                 check_size(f.len())?;
-                let workers = g.placement.workers();
-                if n > 1 && workers > 1 && g.ingress.deterministic {
-                    return Err(SubmitError::invalid(
-                        "feedback",
-                        None,
-                        format!(
-                            "graph '{}': rows sent with their own feedback go one row per submission in a deterministic engine of {workers} workers (the learner predicts a block row by row only at one worker); got {n} rows",
-                            g.plan.name
-                        ),
-                    ));
-                }
                 Some((&ingress.source, g.chunk(f.len(), f.into_columns())))
             }
             (Some(_), None) => return Err(not_learning(&g.plan.name)),

@@ -190,8 +190,6 @@ pub(crate) struct Ingress {
     /// Set when every submission must take a time (deterministic engines, and graphs
     /// with tables): see `weir_operators::dataflow::clock`.
     pub(crate) clock: Option<Arc<EventClock>>,
-    /// The engine is deterministic (`EngineConfig::deterministic`).
-    pub(crate) deterministic: bool,
     pub(crate) shutdown: Shutdown,
 }
 

@@ -6,11 +6,10 @@
 //! its feedback (`Submission::then_feedback`), which the learning node takes row by row
 //! (predict a row, learn its label, predict the next), so the block is a unit of
 //! transport, not of learning: the answers depend only on the stream, whatever the
-//! block size. Blocks are `max_block` rows (the last one what is left), at one worker; a
-//! deterministic engine of several workers takes a block with its feedback only of one
-//! row (its learner is a worker away from the predictions), so there every block is one
-//! row, with the same answers. The run pipelines: blocks are submitted without waiting
-//! for answers, up to the graph's `max_in_flight` rows.
+//! block size. Blocks are `max_block` rows (the last one what is left), at any number
+//! of workers: a deterministic engine learns on one worker, where the block's rows and
+//! labels all go. The run pipelines: blocks are submitted without waiting for answers,
+//! up to the graph's `max_in_flight` rows.
 //!
 //! Feedback names each row by the learning node's key when that key is a graph input
 //! field; otherwise it carries the row's features, which must then be a graph input.
@@ -119,8 +118,8 @@ pub enum PrequentialError {
 }
 
 /// Runs `inputs` (one column per graph input, all of one length) with `labels`
-/// prequentially through `graph`, in blocks of at most `max_block` rows (one row at
-/// several workers; at most a batch's largest, `MAX_BATCH_ROWS`).
+/// prequentially through `graph`, in blocks of at most `max_block` rows (at most a
+/// batch's largest, `MAX_BATCH_ROWS`).
 pub fn prequential(
     graph: &GraphHandle,
     inputs: &[Column],
@@ -163,7 +162,7 @@ pub fn prequential(
     let learned_before = graph.learn_stats().map_or(0, |(_, s)| s.feedback);
     let started = Instant::now();
     // The blocks: `(first row, rows)`, `max_block` rows each but the last.
-    let max_block = if graph.placement().workers() > 1 { 1 } else { max_block.clamp(1, MAX_BATCH_ROWS) };
+    let max_block = max_block.clamp(1, MAX_BATCH_ROWS);
     let cuts: Vec<(usize, usize)> = (0..rows).step_by(max_block).map(|at| (at, max_block.min(rows - at))).collect();
     let answers = Arc::new(Answers::new(cuts.len()));
     for (block, &(at, n)) in cuts.iter().enumerate() {

@@ -335,7 +335,6 @@ fn ingress(plan: &Plan, config: &EngineConfig, processes: usize, shutdown: &Shut
         feedback,
         tables: plan.tables.iter().map(|spec| TableIngress::new(spec, workers)).collect(),
         clock,
-        deterministic: config.deterministic,
         shutdown: shutdown.clone(),
     }
 }

@@ -159,9 +159,8 @@ impl Submission {
     /// rows `0..=i` and of every earlier submission (feedback beyond the rows is
     /// learned after the last row), all before any later submission is predicted. One
     /// step of the clock for a whole block of predict-then-learn: what a prequential
-    /// run sends per block. A deterministic engine of several workers, whose learner
-    /// is a worker away from the predictions, takes such a submission only of one row
-    /// (`SubmitError::Invalid` otherwise).
+    /// run sends per block, at any number of workers (a deterministic engine learns on
+    /// one worker, where the rows and their feedback go).
     pub fn then_feedback(mut self, feedback: Feedback) -> Submission {
         self.feedback = Some(feedback);
         self

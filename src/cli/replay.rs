@@ -65,8 +65,8 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "LABEL_COLUMN")]
     pub prequential: Option<String>,
     /// Prequential mode: the largest block of rows sent in at once with their labels
-    /// (every block but the last; one row at several workers). The learning
-    /// node still predicts and learns row by row, so the answers do not depend on it.
+    /// (every block but the last). The learning node still predicts and learns row
+    /// by row, so the answers do not depend on it.
     #[arg(long, default_value_t = 1024)]
     pub max_block: usize,
     /// Prequential mode: a running-accuracy line every this many rows.
@@ -246,13 +246,6 @@ fn backtest(
         return code;
     }
     let handle = engine.graphs()[0].clone();
-    let workers = handle.placement().workers();
-    if workers > 1 {
-        eprintln!(
-            "weir: {} workers: a prequential run sends one row at a time (each a trip around the learning cycle, the same answers); one worker, the default, takes blocks of {max_block} rows",
-            workers
-        );
-    }
     let (columns, labels) = match labelled::read_labelled(&handle, &inputs, label) {
         Ok(read) => read,
         Err(e) => return fail(replay_exit_code(&e), &e),

@@ -1,13 +1,14 @@
-//! A learning node on one worker in a deterministic engine (a replay, a backtest): its
-//! predictions and its learning in one operator, without the feedback loop.
+//! A learning node in a deterministic engine (a replay, a backtest): its predictions
+//! and its learning in one operator, without the feedback loop.
 //!
 //! The general node is a cycle (`predict.rs` → `samples.rs` → `learner.rs` → back to
 //! `predict.rs` one time step later), so every time costs a trip around the dataflow:
 //! a prequential backtest, whose every block of rows is a time, paid several rounds of
-//! the worker per block. With one worker the learner and the predictions live in the
-//! same place, so this operator does both, for every time whose rows and labels are all
-//! in (both inputs' frontiers past it), oldest first, as many as are ready in one
-//! activation:
+//! the worker per block. In a deterministic engine the node's rows and feedback all go
+//! to one worker, worker 0 (where the cycle's learner is too; with one worker they are
+//! there already), so this operator does both, for every time whose rows and labels
+//! are all in (both inputs' frontiers past it), oldest first, as many as are ready in
+//! one activation:
 //!
 //! 1. the time's rows are predicted with the weights learned from every label before
 //!    them, and sent on, each with `model_version` (the version that predicted it);
@@ -26,10 +27,10 @@
 //! probe per row each way (`State::own_rows`).
 //!
 //! That is the order the cycle gives (a time's predictions first, then its feedback)
-//! wherever a time has at most one row, and a deterministic engine of several workers
-//! takes a submission with its own feedback only of one row (`GraphHandle::submit`),
-//! so the answers, the versions and the final weights are bit-identical to the cycle's
-//! at any number of workers (`tests/online.rs`).
+//! wherever a time has at most one row. A time's chunks are taken in submission order
+//! (by their first row's id), whichever worker each came from, so the answers, the
+//! versions and the final weights are bit-identical at any number of workers and
+//! processes (`tests/online.rs`, `tests/cluster.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,7 +52,8 @@ use crate::kernel::learn::{RowScratch, Weights};
 /// A time's capability, chunks and labels, until both inputs have passed it.
 type Held = (Option<Capability<Time>>, Vec<Chunk>, Vec<Labels>);
 
-/// Extension trait: predict and learn in one operator (one worker, deterministic).
+/// Extension trait: predict and learn in one operator (a deterministic engine; the
+/// caller brings every row and label to one worker).
 pub trait LearnInPlace<'scope> {
     /// Predicts the rows with `initial`'s weights and those learned from `feedback`
     /// before each row's time (see the module docs). `key` and `input` index the
@@ -102,7 +104,9 @@ impl<'scope> LearnInPlace<'scope> for RowStream<'scope> {
                         if rows_frontier.less_equal(&time) || labels_frontier.less_equal(&time) {
                             break;
                         }
-                        let Some((cap, chunks, mut fed)) = pending.remove(&time) else { break };
+                        let Some((cap, mut chunks, mut fed)) = pending.remove(&time) else { break };
+                        // In submission order, whichever worker each came from.
+                        chunks.sort_by_key(|c| c.ids.first().copied());
                         fed.sort_by_key(|l| l.first_id);
                         let answers = one_time(&mut st, &mut current, chunks, &fed, (key, input), now);
                         if let Some(cap) = cap {

@@ -19,7 +19,7 @@
 //! | [`PredictionSamples`] | `model` with `learn:`: the keys and features of its predictions | `samples.rs` |
 //! | [`FeedbackLabels`] | the graph's feedback rows, as labels | `labels.rs` |
 //! | [`LearnOnline`] | the learner of a `learn:` node, on the feedback loop | `learner.rs` |
-//! | [`LearnInPlace`] | a `learn:` node at one worker, deterministic: predicts and learns in one operator | `learn_in_place.rs` |
+//! | [`LearnInPlace`] | a `learn:` node in a deterministic engine, on worker 0: predicts and learns in one operator | `learn_in_place.rs` |
 //! | [`Upserts`] | a table: its source's rows as upserts | `upserts.rs` |
 //! | [`StoreTable`] | a table: upserts kept by key, and its number of keys | `store.rs` |
 //! | [`LookupRows`] | `lookup`: rows joined with a table by key | `lookup.rs` |
