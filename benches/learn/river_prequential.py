@@ -1,7 +1,8 @@
 """River's StandardScaler | LogisticRegression, predict-then-learn over a CSV stream.
 
 Usage: python3 river_prequential.py RIVER_DIR STREAM.csv.gz REPEATS
-Prints one line per repeat: "<accuracy> <events per second>". RIVER_DIR is where river
+Prints one line per repeat: "<accuracy> <events per second>" (the accuracy in full, so
+that an equal count of right predictions compares equal). RIVER_DIR is where river
 was installed with pip --target (the bench installs it there).
 """
 import csv
@@ -24,4 +25,4 @@ for _ in range(int(sys.argv[3])):
     for x, y in rows:
         accuracy.update(y, model.predict_one(x))
         model.learn_one(x, y)
-    print(f"{accuracy.get():.6f} {len(rows) / (time.perf_counter() - started):.1f}", flush=True)
+    print(f"{accuracy.get()!r} {len(rows) / (time.perf_counter() - started):.1f}", flush=True)
