@@ -34,6 +34,7 @@ use weir_operators::replica::Job;
 use weir_operators::stats::BatchStats;
 use weir_operators::Chunk;
 
+use crate::cluster::Placement;
 use crate::handle::Graph;
 use crate::plan::{Plan, StepOp, StreamId};
 use crate::spec::LearnSpec;
@@ -72,6 +73,9 @@ pub struct LearnResources<'scope> {
     pub stats: Arc<LearnStats>,
     /// Hold predictions and feedback until their time is complete.
     pub deterministic: bool,
+    /// Where the graph's rows are answered: a deterministic engine of several workers
+    /// learns on worker 0, then sends each row to its submission's home worker.
+    pub placement: Placement,
 }
 
 /// Builds `plan` on `input` and returns the stream the outputs read (project its chunks
@@ -208,7 +212,10 @@ struct LearnParts<'a> {
 /// A deterministic engine needs no loop: the node's rows and feedback go to worker 0
 /// (where the cycle's learner lives too), and one operator there predicts and learns
 /// each time in turn, row by row (`LearnInPlace`), with the same answers at any number
-/// of workers and processes.
+/// of workers and processes; its answers then go to the worker that answers their
+/// submission (`Placement::home`, in the process it entered at), so the steps after it
+/// run on every worker of that process, and the answers cross no more processes than
+/// they would have from worker 0.
 fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p: LearnParts<'_>) -> RowStream<'scope> {
     let scope = rows.scope();
     let feedback = res.feedback.feedback_labels();
@@ -233,7 +240,9 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
             return rows.learn_in_place(feedback, p.key, p.input, config);
         }
         let (rows, feedback) = (rows.exchange(|_: &Chunk| 0), feedback.exchange(|_: &Labels| 0));
-        return rows.learn_in_place(feedback, p.key, p.input, config);
+        // The steps after this one run on every worker of the rows' process again.
+        let placement = res.placement;
+        return rows.learn_in_place(feedback, p.key, p.input, config).exchange(move |c: &Chunk| placement.home(c.slot));
     }
     let (handle, weights) = scope.feedback::<Vec<Arc<Weights>>>(1);
     let predicted = rows.predict_online(
@@ -304,6 +313,7 @@ pub(crate) fn build_graph(
                 feedback: scope.row_source("Feedback", fb.source.feed(index, shutdown, clock, None)?),
                 stats: Arc::clone(&fb.stats),
                 deterministic,
+                placement,
             })
         });
         let outputs: Vec<usize> = graph.plan.output.fields.iter().map(|(_, i, _)| *i).collect();
