@@ -154,15 +154,10 @@ impl Learner {
 
     /// The current weights, to serve.
     pub fn weights(&self) -> Weights {
-        let layer = self.model.to_layer();
-        Weights {
-            version: self.model.version(),
-            inputs: layer.inputs,
-            outputs: layer.outputs,
-            weight: layer.weight,
-            bias: layer.bias,
-            scale: self.scaler.as_ref().map(RunningScaler::scale),
-        }
+        let mut weights =
+            Weights { version: 0, inputs: 0, outputs: 0, weight: Vec::new(), bias: Vec::new(), scale: None };
+        self.weights_into(&mut weights);
+        weights
     }
 }
 
