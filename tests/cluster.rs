@@ -209,11 +209,13 @@ async fn kafka_over_a_cluster_answers_every_message_and_loses_none_to_a_kill() {
     // and one of its processes killed -9 while it answers the backlog (the other then
     // exits, naming it); then the whole cluster again.
     drop(members);
+    let mut down = Instant::now();
     let more: Vec<(String, Vec<u8>)> = (n..n + 200_000).map(common::kafka::diamond_message).collect();
     produce(&broker, &more).await;
     let total = n + more.len();
     let mut outputs = n;
     for kill in [1, 0, 1] {
+        outlive_sessions(down).await;
         let mut members = cluster_with(dir.path(), &["graphs/diamond.yaml"], 2, 1, &kafka);
         // Whichever process consumes, half the rows are computed at each: one is killed
         // once the output topic holds a thousand more answers.
@@ -236,11 +238,13 @@ async fn kafka_over_a_cluster_answers_every_message_and_loses_none_to_a_kill() {
         assert_eq!(status.code(), Some(3), "{log}");
         assert!(log.contains(&format!("process {survivor} lost process {kill}")), "{log}");
         drop(members);
+        down = Instant::now();
         let out = read_until(&broker, "out", 4, Duration::from_secs(5), distinct_keys(total));
         outputs = out.len();
         let answered: std::collections::HashSet<&str> = out.iter().map(|o| o.key.as_str()).collect();
         assert!(answered.len() < total, "the kill came mid-stream ({} of {total} answered)", answered.len());
     }
+    outlive_sessions(down).await;
     let again = cluster_with(dir.path(), &["graphs/diamond.yaml"], 2, 1, &kafka);
     let out = read_until(&broker, "out", 4, Duration::from_secs(180), distinct_keys(total));
     let mut seen = vec![0usize; total];
@@ -261,6 +265,19 @@ async fn kafka_over_a_cluster_answers_every_message_and_loses_none_to_a_kill() {
     // answers of one commit interval.
     let bound = 3 * 3 * 8192;
     assert!(duplicates <= bound, "duplicates only of what was uncommitted at the kills: {duplicates} > {bound}");
+}
+
+/// Waits until the group's members that died at `down` (killed, or exited without
+/// leaving the group) have been silent for longer than their session timeout
+/// (`session.timeout.ms=6000` in the broker's flags), so that the next cluster's first
+/// JoinGroup removes them all at once. tansu removes a silent member only when a request
+/// for the group arrives, and keeps a dead leader until then: new members that join
+/// while the dead ones' sessions run out one after the other get a generation whose
+/// member set changes under the leader's SyncGroup, and each such round costs them
+/// 8-10 s (one CI run of 2026-12-07 saw no partition assigned for 60 s).
+async fn outlive_sessions(down: Instant) {
+    let quiet = Duration::from_millis(6000 + 2000);
+    tokio::time::sleep(quiet.saturating_sub(down.elapsed())).await;
 }
 
 /// Each member's log and Kafka metrics, for a failure's message.
