@@ -34,6 +34,7 @@ pub mod learn;
 pub mod learner;
 pub mod model;
 pub mod onnx;
+pub mod product;
 pub mod sentence;
 pub mod signature;
 pub mod softmax;

@@ -20,6 +20,7 @@ use candle_core::{DType as CDType, Device, Tensor};
 
 use super::dense_host::{self, HostDense};
 use super::device::{DeviceSpec, OncePerDevice, Precision};
+use super::product::product;
 use super::softmax;
 use super::{BatchKernel, KernelError, KernelFactory};
 use crate::column::Column;
@@ -295,9 +296,9 @@ impl DenseModel {
             output: self.output_activation,
             device: device.clone(),
             dtype,
-            host_biases: (matches!((device, dtype), (Device::Cpu, CDType::F32))
+            host_layers: (matches!((device, dtype), (Device::Cpu, CDType::F32))
                 && [self.hidden_activation, self.output_activation].iter().all(|a| a.on_host_exactly()))
-            .then(|| self.layers.iter().map(|l| l.bias.clone()).collect()),
+            .then(|| self.layers.iter().map(ProductLayer::of).collect()),
             input_width: self.input_width(),
             output_type: self.output_type(),
         })
@@ -384,8 +385,8 @@ pub struct DenseForward {
     device: Device,
     dtype: CDType,
     /// On the CPU in f32, with activations the host computes as candle does (none, relu,
-    /// softmax where [`softmax::exact`]): each layer's bias, for [`Self::around_matmuls`].
-    host_biases: Option<Arc<[Vec<f32>]>>,
+    /// softmax where [`softmax::exact`]): the layers, for [`Self::around_matmuls`].
+    host_layers: Option<Arc<[ProductLayer]>>,
     input_width: usize,
     output_type: FieldType,
 }
@@ -416,34 +417,51 @@ impl DenseForward {
             }
             return Ok(host.forward(&input, rows));
         }
-        if let Some(biases) = &self.host_biases {
-            return self.around_matmuls(input, rows, biases);
+        if let Some(layers) = &self.host_layers {
+            return Ok(self.around_matmuls(input, rows, layers));
         }
         let x = Tensor::from_vec(input, (rows, self.input_width), &self.device)?;
         self.forward_tensor(&x)?.flatten_all()?.to_dtype(CDType::F32)?.to_vec1::<f32>()
     }
 
-    /// The layers with candle's matrix products and everything around them on the host:
-    /// each product comes out of its tensor, gets its bias and its activation in place,
-    /// and goes into the next layer's tensor without a copy. The same additions, `max`es,
-    /// `exp`s and divisions as candle's `broadcast_add`, `relu` and `softmax_last_dim`, in
-    /// the same order ([`softmax`]), so the same bits; without candle's per-operation
-    /// tensors, layouts and parallel loops, which cost a `digits.yaml` forward pass more
-    /// than its products (BENCHMARKS.md, "Replay", 2026-12-06, fifth session).
-    fn around_matmuls(&self, input: Vec<f32>, rows: usize, biases: &[Vec<f32>]) -> candle_core::Result<Vec<f32>> {
-        let (mut x, mut width) = (input, self.input_width);
-        let last = self.layers.len() - 1;
-        for (i, ((w, _), bias)) in self.layers.iter().zip(biases).enumerate() {
-            let product = Tensor::from_vec(x, (rows, width), &self.device)?.matmul(w)?;
-            let mut y = product.flatten_all()?.to_vec1::<f32>()?;
-            width = bias.len();
-            for row in y.chunks_exact_mut(width.max(1)) {
-                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+    /// The layers on the host: each layer's matrix product as candle computes it
+    /// ([`product`]), then its bias and its activation in place. The same additions,
+    /// `max`es, `exp`s and divisions as candle's `broadcast_add`, `relu` and
+    /// `softmax_last_dim`, in the same order ([`softmax`]), so the same bits; without
+    /// candle's per-operation tensors, layouts and parallel loops, which cost a
+    /// `digits.yaml` forward pass more than its products (BENCHMARKS.md, "Replay",
+    /// 2026-12-06, fifth session, and 2026-12-07, tenth session).
+    fn around_matmuls(&self, input: Vec<f32>, rows: usize, layers: &[ProductLayer]) -> Vec<f32> {
+        let mut x = input;
+        let last = layers.len() - 1;
+        for (i, layer) in layers.iter().enumerate() {
+            let mut y = product(&x, rows, layer.inputs, &layer.weight, layer.outputs);
+            for row in y.chunks_exact_mut(layer.outputs.max(1)) {
+                row.iter_mut().zip(&layer.bias).for_each(|(v, b)| *v += b);
             }
-            dense_host::activate(if i == last { self.output } else { self.hidden }, &mut y, width);
+            dense_host::activate(if i == last { self.output } else { self.hidden }, &mut y, layer.outputs);
             x = y;
         }
-        Ok(x)
+        x
+    }
+}
+
+/// A dense layer as [`DenseForward::around_matmuls`] reads it.
+#[derive(Debug)]
+struct ProductLayer {
+    /// Row-major `[in, out]`, as the layer's tensor holds it (the transpose of
+    /// [`DenseLayer::weight`]).
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl ProductLayer {
+    fn of(layer: &DenseLayer) -> ProductLayer {
+        let (inputs, outputs) = (layer.inputs, layer.outputs);
+        let weight = (0..inputs).flat_map(|j| (0..outputs).map(move |c| layer.weight[c * inputs + j])).collect();
+        ProductLayer { weight, bias: layer.bias.clone(), inputs, outputs }
     }
 }
 
@@ -528,8 +546,8 @@ mod tests {
             let f = model.instantiate(&Device::Cpu).unwrap();
             assert!(f.host.is_none(), "{dims:?} is computed around candle's products, not by HostDense");
             let on_host = [hidden, output].iter().all(|a| a.on_host_exactly());
-            assert_eq!(f.host_biases.is_some(), on_host, "{dims:?} {hidden} {output}");
-            for rows in [1, 5, 32, 33] {
+            assert_eq!(f.host_layers.is_some(), on_host, "{dims:?} {hidden} {output}");
+            for rows in [1, 2, 5, 16, 31, 32, 33, 64, 100] {
                 let input: Vec<f32> = (0..rows * dims[0]).map(|i| ((i * 37 % 23) as f32 - 11.0) / 3.0).collect();
                 let x = Tensor::from_vec(input.clone(), (rows, dims[0]), &Device::Cpu).unwrap();
                 let candle: Vec<f32> = f.forward_tensor(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
