@@ -11,11 +11,12 @@
 //! result as it comes.
 //!
 //! The same bits as candle: each output is the dot product of a row and a column summed
-//! by the same microkernel in the same order. The one difference in the call is the
-//! parallelism: candle asks for as many threads as the machine has cores (run inside a
-//! replica's one-thread pool, that is one thread anyway), this asks for none; `gemm`
-//! splits the work across threads by blocks of rows and columns only, never along the
-//! sums, so no output changes. The tests compare with candle bit for bit.
+//! by the same microkernel in the same order. The call is candle's, parallelism
+//! included where `RAYON_NUM_THREADS` is 1, as the `weir` binary and the benches set it
+//! unless the user did (`weir::one_thread_per_forward_pass`); with more threads candle
+//! would ask `gemm` for them, and `gemm` splits a product across threads by blocks of
+//! rows and columns only, never along the sums, so no output would change either. The
+//! tests compare with candle bit for bit.
 
 use gemm::Parallelism;
 
