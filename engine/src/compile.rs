@@ -228,7 +228,6 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
     let config = LearnConfig {
         node: Arc::clone(&p.node),
         learner: p.learner.clone(),
-        deterministic: res.deterministic,
         keep_rows: p.spec.keep_rows,
         keep_for: p.spec.keep_ms.map(Duration::from_millis),
         update_every_ms: p.spec.update_every_ms.map(Duration::from_millis),
@@ -251,7 +250,6 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
             node: p.node,
             input: p.input,
             initial: Arc::new(p.learner.weights()),
-            deterministic: res.deterministic,
             stats: Arc::clone(p.stats),
         },
     );

@@ -25,7 +25,8 @@ use crate::kernel::keeper::Key;
 /// Feedback rows.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Labels {
-    /// The id of the first row (orders a time's feedback in deterministic mode).
+    /// The id of the first row (orders a time's feedback in a deterministic engine, see
+    /// [`super::learn_in_place`]).
     pub first_id: u64,
     /// Per row, the key of the prediction it labels.
     pub keys: Vec<Key>,

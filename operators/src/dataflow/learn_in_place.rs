@@ -83,7 +83,7 @@ impl<'scope> LearnInPlace<'scope> for RowStream<'scope> {
             &name,
             move |_cap, _info| {
                 let mut current: Arc<Weights> = Arc::new(config.learner.weights());
-                let mut st = State::new(config);
+                let mut st = State::new(config, true);
                 let mut pending: BTreeMap<Time, Held> = BTreeMap::new();
                 move |(rows, rows_frontier), (labels, labels_frontier), output| {
                     rows.for_each_stamp(|cap, data| {

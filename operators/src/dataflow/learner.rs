@@ -10,22 +10,21 @@
 //! on at the feedback's time; the engine broadcasts that stream to every worker and
 //! closes the loop into the node's operator ([`super::predict`]), one time step later.
 //!
-//! - Live: rows are learned as they arrive. With `update_every_ms`, rows that wait
-//!   longer than that for a full minibatch are stepped on anyway.
-//! - Deterministic: a time's predictions and feedback are learned once both inputs'
-//!   frontiers have passed it, predictions first, then feedback in submission order; no
-//!   timer and no age limit on kept predictions (wall clocks are not reproducible).
+//! Rows are learned as they arrive (serving). With `update_every_ms`, rows that wait
+//! longer than that for a full minibatch are stepped on anyway. A deterministic engine
+//! builds no cycle: its learning nodes predict and learn in one operator instead
+//! ([`super::learn_in_place`]), on this module's `State` made deterministic (no timer,
+//! no age limit on kept predictions: wall clocks are not reproducible).
 //!
 //! Feedback that cannot be learned (unknown or expired key, a label that is not a class,
 //! features of the wrong width) is counted in [`LearnStats`], never fatal.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::{Operator, OutputBuilderSession};
-use timely::dataflow::operators::{Capability, InputCapability};
+use timely::dataflow::operators::Capability;
 
 use super::labels::{LabelStream, Labels};
 use super::predict::WeightStream;
@@ -48,8 +47,6 @@ pub struct LearnConfig {
     pub node: Arc<str>,
     /// The learner, at its starting weights.
     pub learner: Learner,
-    /// Learn a time only once it is complete (see the module docs).
-    pub deterministic: bool,
     /// Predictions kept for feedback, at most.
     pub keep_rows: usize,
     /// How long a prediction is kept (live only).
@@ -62,21 +59,19 @@ pub struct LearnConfig {
     pub checkpoint: Option<(u64, CheckpointFn)>,
 }
 
-/// A time's capability, predictions and feedback, held until the time is complete.
-type Held = (Capability<Time>, Vec<Samples>, Vec<Labels>);
-
 type Output<'a> = OutputBuilderSession<'a, Time, VecBuilder<Arc<Weights>>>;
 
 pub(super) struct State {
     config: LearnConfig,
+    /// In a deterministic engine ([`super::learn_in_place`]): no age limit on kept
+    /// predictions, and no learner kept for a reload.
+    deterministic: bool,
     keeper: Keeper,
     /// The version last sent on.
     sent: u64,
     /// The version last checkpointed.
     saved: u64,
-    /// Deterministic: per time, its capability, predictions and feedback.
-    pending: BTreeMap<Time, Held>,
-    /// Live, with `update_every_ms`: when the first row of the partial minibatch came,
+    /// With `update_every_ms`: when the first row of the partial minibatch came,
     /// and a capability to send its step at.
     partial: Option<(Instant, Capability<Time>)>,
     finished: bool,
@@ -109,7 +104,6 @@ pub trait LearnOnline<'scope> {
     /// let config = LearnConfig {
     ///     node: "scorer".into(),
     ///     learner,
-    ///     deterministic: true,
     ///     keep_rows: 100,
     ///     keep_for: None,
     ///     update_every_ms: None,
@@ -157,54 +151,25 @@ fn learn<'scope>(
         &name,
         move |_cap, info| {
             let activator = scope.activator_for(info.address.clone());
-            let mut st = State::new(config);
+            let mut st = State::new(config, false);
             move |(samples, samples_frontier), (feedback, feedback_frontier), output| {
                 let now = Instant::now();
-                let deterministic = st.config.deterministic;
-                samples.for_each_stamp(|cap, data| {
-                    for s in data.flat_map(|d| d.drain(..)) {
-                        if deterministic {
-                            if let Some(held) = st.hold(&cap) {
-                                held.1.push(s);
-                            }
-                        } else {
-                            st.keep(s, now);
-                        }
-                    }
-                });
+                samples.for_each_stamp(|_, data| data.flat_map(|d| d.drain(..)).for_each(|s| st.keep(s, now)));
                 feedback.for_each_stamp(|cap, data| {
                     for l in data.flat_map(|d| d.drain(..)) {
-                        if deterministic {
-                            if let Some(held) = st.hold(&cap) {
-                                held.2.push(l);
-                            }
-                        } else {
-                            let retained = cap.retain_least(output.output_index());
-                            if let Some(retained) = retained {
-                                st.learn(l, now);
-                                st.send(output, &retained);
-                                if st.config.update_every_ms.is_some()
-                                    && st.config.learner.pending() > 0
-                                    && st.partial.is_none()
-                                {
-                                    st.partial = Some((now, retained));
-                                }
+                        if let Some(retained) = cap.retain_least(output.output_index()) {
+                            st.learn(l, now);
+                            st.send(output, &retained);
+                            if st.config.update_every_ms.is_some()
+                                && st.config.learner.pending() > 0
+                                && st.partial.is_none()
+                            {
+                                st.partial = Some((now, retained));
                             }
                         }
                     }
                 });
-                // Deterministic: complete times, in order.
-                while let Some((&time, _)) = st.pending.first_key_value() {
-                    if samples_frontier.less_equal(&time) || feedback_frontier.less_equal(&time) {
-                        break;
-                    }
-                    if let Some((cap, kept, fed)) = st.pending.remove(&time) {
-                        kept.into_iter().for_each(|s| st.keep(s, now));
-                        st.learn_in_order(fed, now);
-                        st.send(output, &cap);
-                    }
-                }
-                // Live: a partial minibatch that waited long enough is stepped on.
+                // A partial minibatch that waited long enough is stepped on.
                 if let (Some(wait), Some((since, _))) = (st.config.update_every_ms, &st.partial) {
                     let due = *since + wait;
                     if st.config.learner.pending() == 0 {
@@ -233,15 +198,16 @@ fn learn<'scope>(
 }
 
 impl State {
-    /// The learner's state before any data, for one worker's operator.
-    pub(super) fn new(config: LearnConfig) -> State {
-        let keep_for = if config.deterministic { None } else { config.keep_for };
+    /// The learner's state before any data, for one worker's operator; `deterministic`
+    /// in a deterministic engine (see the field).
+    pub(super) fn new(config: LearnConfig, deterministic: bool) -> State {
+        let keep_for = if deterministic { None } else { config.keep_for };
         State {
             keeper: Keeper::new(config.learner.inputs(), config.keep_rows, keep_for),
             sent: config.learner.version(),
             saved: config.learner.version(),
             config,
-            pending: BTreeMap::new(),
+            deterministic,
             partial: None,
             finished: false,
         }
@@ -262,7 +228,7 @@ impl State {
         }
         self.sent = version;
         self.checkpoint(false);
-        if !self.config.deterministic {
+        if !self.deterministic {
             // A serving node's latest state, for a reload to carry on from.
             self.config.stats.keep_learner(&self.config.learner);
         }
@@ -275,17 +241,6 @@ impl State {
             self.finished = true;
             self.config.learner.flush();
             self.checkpoint(true);
-        }
-    }
-
-    /// The entry of `cap`'s time, retaining the capability the first time.
-    fn hold(&mut self, cap: &InputCapability<Time>) -> Option<&mut Held> {
-        let time = *cap.least()?;
-        match self.pending.entry(time) {
-            std::collections::btree_map::Entry::Occupied(held) => Some(held.into_mut()),
-            std::collections::btree_map::Entry::Vacant(slot) => {
-                Some(slot.insert((cap.retain_least(0)?, Vec::new(), Vec::new())))
-            }
         }
     }
 
@@ -334,13 +289,6 @@ impl State {
         labelled.next().is_none()
             && rows == chunks.iter().map(Chunk::len).sum::<usize>()
             && rows <= self.keeper.max_rows()
-    }
-
-    /// Learns a complete time's feedback in submission order (by its first row id), the
-    /// order that makes deterministic learning reproducible.
-    pub(super) fn learn_in_order(&mut self, mut fed: Vec<Labels>, now: Instant) {
-        fed.sort_by_key(|l| l.first_id);
-        fed.into_iter().for_each(|l| self.learn(l, now));
     }
 
     fn learn(&mut self, labels: Labels, now: Instant) {
@@ -435,8 +383,8 @@ pub(in crate::dataflow) mod tests {
     use crate::kernel::learner::LearnerConfig;
     use crate::learn_stats::LearnStatsSnapshot;
 
-    /// A deterministic learner of one feature (SGD at 0.1, a step per label), keeping at
-    /// most `keep_rows` rows, counting into `stats`.
+    /// A learner of one feature (SGD at 0.1, a step per label), keeping at most
+    /// `keep_rows` rows, counting into `stats`.
     fn config(keep_rows: usize, stats: Arc<LearnStats>) -> LearnConfig {
         let learner = Learner::new(
             1,
@@ -451,7 +399,6 @@ pub(in crate::dataflow) mod tests {
         LearnConfig {
             node: "scorer".into(),
             learner,
-            deterministic: true,
             keep_rows,
             keep_for: None,
             update_every_ms: None,
@@ -460,9 +407,9 @@ pub(in crate::dataflow) mod tests {
         }
     }
 
-    /// Learns, deterministically at `workers` workers: samples come from the last
-    /// worker, feedback from the first. Returns the weight versions sent, with their
-    /// times, and the counters.
+    /// Learns at `workers` workers: samples come from the last worker, feedback from
+    /// the first, all of it sent before the dataflow runs. Returns the weight versions
+    /// sent, with their times, and the counters.
     fn run(workers: usize) -> (Vec<(Time, u64)>, LearnStatsSnapshot) {
         let stats = Arc::new(LearnStats::new());
         let config = config(10, Arc::clone(&stats));
@@ -512,9 +459,9 @@ pub(in crate::dataflow) mod tests {
         (versions, stats.snapshot())
     }
 
-    /// A deterministic learner's state, as [`config`] makes it.
+    /// A deterministic engine's learner state, as [`config`] makes it.
     pub(in crate::dataflow) fn state(keep_rows: usize) -> State {
-        State::new(config(keep_rows, Arc::new(LearnStats::new())))
+        State::new(config(keep_rows, Arc::new(LearnStats::new())), true)
     }
 
     /// A prediction chunk: keys in column 0, one feature per row in column 1.
@@ -558,22 +505,27 @@ pub(in crate::dataflow) mod tests {
         let chunks = [predicted(&[3], &[0.1])];
         st.keep_chunk(&predicted(&[1], &[0.9]), 0, 1, now);
         assert!(!st.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), "a row is kept");
-        st.learn_in_order(vec![labelled(0, &[1], false)], now);
+        st.learn(labelled(0, &[1], false), now);
         assert!(st.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), "taken again");
         let mut full = state(1);
         full.keep_chunk(&predicted(&[1, 2], &[0.9, 0.8]), 0, 1, now);
-        full.learn_in_order(vec![labelled(0, &[2], false)], now);
+        full.learn(labelled(0, &[2], false), now);
         assert!(full.keeper.is_empty());
         assert!(!full.own_rows(&chunks, 0, 1, &[labelled(0, &[3], false)]), "key 1 was dropped for room");
     }
 
     #[test]
-    fn deterministic_learning_sends_a_version_per_time_and_counts_what_it_cannot_learn() {
-        for workers in [1, 2] {
-            let (versions, counts) = run(workers);
-            assert_eq!(versions, vec![(0, 1), (1, 2)], "{workers} workers");
-            assert_eq!((counts.learned, counts.unknown_key, counts.invalid), (2, 2, 1), "{workers} workers");
-            assert_eq!(counts.version, 2, "{workers} workers");
-        }
+    fn feedback_is_learned_as_it_comes_and_what_cannot_be_learned_is_counted() {
+        // One worker: each time's samples come before its feedback.
+        let (versions, counts) = run(1);
+        assert_eq!(versions, vec![(0, 1), (1, 2)]);
+        assert_eq!((counts.learned, counts.unknown_key, counts.invalid), (2, 2, 1));
+        assert_eq!(counts.version, 2);
+        // Two: the samples cross to worker 0 and may come after the labels naming them
+        // (an unknown key then), but every label is counted once, and the label that is
+        // not a class is invalid either way.
+        let (_, counts) = run(2);
+        assert_eq!(counts.learned + counts.unknown_key + counts.invalid, 5);
+        assert_eq!(counts.invalid, 1);
     }
 }

@@ -10,14 +10,10 @@
 //! The forward pass of a linear model over a chunk costs less than sending it to another
 //! thread, so it runs here, inline.
 //!
-//! - Live (serving): a row is predicted on arrival with the latest weights received.
-//! - Deterministic: a chunk at time `t` waits until the weights stream's frontier has
-//!   passed `t`, so every version learned from feedback before `t` has arrived, and is
-//!   predicted with the latest of those (none later: the learner cannot finish a time
-//!   this operator still holds a chunk before). Same times, same answers, at any
-//!   number of workers.
+//! A row is predicted on arrival with the latest weights received (serving). A
+//! deterministic engine builds no cycle: its learning nodes predict and learn in one
+//! operator instead ([`super::learn_in_place`]).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,7 +22,7 @@ use timely::dataflow::operators::generic::Operator;
 use timely::dataflow::Stream;
 
 use super::vec_builder::VecBuilder;
-use super::{hold_at, HeldByTime, RowStream, Time};
+use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::kernel::learn::Weights;
@@ -44,8 +40,6 @@ pub struct PredictConfig {
     pub input: usize,
     /// The weights before any feedback.
     pub initial: Arc<Weights>,
-    /// Hold rows until the weights for their time are in (see the module docs).
-    pub deterministic: bool,
     /// Where the rows predicted and the operator's time count.
     pub stats: Arc<NodeStats>,
 }
@@ -54,7 +48,7 @@ pub struct PredictConfig {
 ///
 /// # Examples
 ///
-/// A logistic regression, and a version its learner sent at the time of the row (the
+/// A logistic regression, and a version its learner sent before the row came (the
 /// weights stream of a real graph comes from the learner, around the feedback loop):
 ///
 /// ```
@@ -73,7 +67,6 @@ pub struct PredictConfig {
 ///     node: "score".into(),
 ///     input: 0,
 ///     initial: Arc::new(initial),
-///     deterministic: true,
 ///     stats: NodeStats::new(),
 /// };
 /// let captured = timely::example(move |scope| {
@@ -89,7 +82,7 @@ pub struct PredictConfig {
 ///         Event::Progress(_) => Vec::new(),
 ///     })
 ///     .collect();
-/// // sigmoid(0), by version 1: it came at the time of the row.
+/// // sigmoid(0), by version 1: it had come when the row did.
 /// assert_eq!(*chunks[0].columns[1], Column::F32(vec![0.5]));
 /// assert_eq!(*chunks[0].columns[2], Column::I64(vec![1]));
 /// ```
@@ -108,52 +101,17 @@ impl<'scope> PredictOnline<'scope> for RowStream<'scope> {
             &name,
             move |_cap, _info| {
                 let mut current = Arc::clone(&config.initial);
-                // Versions received and not yet in use, by time (deterministic).
-                let mut stash: BTreeMap<Time, Arc<Weights>> = BTreeMap::new();
-                // Chunks waiting for their time's weights (deterministic).
-                let mut held: HeldByTime<Chunk> = HeldByTime::new();
-                move |(rows, _), (versions, weights_frontier), output| {
+                move |(rows, _), (versions, _), output| {
                     let started = Instant::now();
                     let mut predicted = 0;
-                    versions.for_each_stamp(|cap, data| {
-                        let Some(&time) = cap.least() else { return };
-                        for w in data.flat_map(|d| d.drain(..)) {
-                            let entry = stash.entry(time).or_insert_with(|| Arc::clone(&w));
-                            if w.version > entry.version {
-                                *entry = w;
-                            }
-                        }
-                    });
-                    if !config.deterministic {
-                        adopt(&mut current, std::mem::take(&mut stash).into_values());
-                    }
+                    versions.for_each_stamp(|_, data| adopt(&mut current, data.flat_map(|d| d.drain(..))));
                     rows.for_each_stamp(|cap, data| {
-                        let chunks = data.flat_map(|d| d.drain(..));
-                        if config.deterministic {
-                            hold_at(&mut held, &cap, output.output_index(), chunks);
-                        } else {
-                            let mut session = output.session_with_builder(&cap);
-                            for chunk in chunks {
-                                predicted += chunk.len();
-                                session.give(predict(chunk, config.input, &current));
-                            }
+                        let mut session = output.session_with_builder(&cap);
+                        for chunk in data.flat_map(|d| d.drain(..)) {
+                            predicted += chunk.len();
+                            session.give(predict(chunk, config.input, &current));
                         }
                     });
-                    // Times whose weights are all in, oldest first.
-                    while let Some((&time, _)) = held.first_key_value() {
-                        if weights_frontier.less_equal(&time) {
-                            break;
-                        }
-                        let later = stash.split_off(&(time + 1));
-                        adopt(&mut current, std::mem::replace(&mut stash, later).into_values());
-                        if let Some((cap, chunks)) = held.remove(&time) {
-                            let mut session = output.session_with_builder(&cap);
-                            for chunk in chunks {
-                                predicted += chunk.len();
-                                session.give(predict(chunk, config.input, &current));
-                            }
-                        }
-                    }
                     if predicted > 0 {
                         config.stats.record(predicted, predicted, started);
                     }
@@ -209,8 +167,8 @@ mod tests {
         Arc::new(Weights { version, inputs: 1, outputs: 1, weight: vec![1.0], bias: vec![bias], scale: None })
     }
 
-    fn config(deterministic: bool) -> PredictConfig {
-        PredictConfig { node: "p".into(), input: 0, initial: weights(0, 0.0), deterministic, stats: NodeStats::new() }
+    fn config() -> PredictConfig {
+        PredictConfig { node: "p".into(), input: 0, initial: weights(0, 0.0), stats: NodeStats::new() }
     }
 
     /// A weights stream with each version at its time.
@@ -228,10 +186,9 @@ mod tests {
     }
 
     #[test]
-    fn live_rows_are_predicted_on_arrival_and_failed_rows_pass_untouched() {
+    fn rows_are_predicted_on_arrival_and_failed_rows_pass_untouched() {
         let chunk = failed_at(f32_chunk(1, &[0., 2.]), &[1]);
-        let out =
-            run(vec![(0, chunk)], |scope, rows| rows.predict_online(weights_at(scope, Vec::new()), config(false)));
+        let out = run(vec![(0, chunk)], |scope, rows| rows.predict_online(weights_at(scope, Vec::new()), config()));
         let [(0, chunk)] = &out[..] else { panic!("one chunk at time 0: {out:?}") };
         assert_eq!(f32s(&chunk.columns[1]), vec![0.5, 0.0]);
         assert_eq!(*chunk.columns[2], Column::I64(vec![0, 0]));
@@ -239,17 +196,15 @@ mod tests {
     }
 
     #[test]
-    fn deterministic_rows_use_the_latest_weights_up_to_their_time() {
-        // Version 1 arrives at time 2, version 2 at time 5; rows at 1, 2, 3 and 6.
-        let inputs = [1, 2, 3, 6].into_iter().map(|t| (t, f32_chunk(t, &[0.]))).collect();
-        let out = run(inputs, |scope, rows| {
-            let versions = weights_at(scope, vec![(2, weights(1, 1.0)), (5, weights(2, -1.0))]);
-            rows.predict_online(versions, config(true))
+    fn rows_use_the_newest_version_received_whatever_its_order_of_arrival() {
+        // Version 2 comes before version 1, at a later time: the row still uses 2.
+        let out = run(vec![(3, f32_chunk(3, &[0.]))], |scope, rows| {
+            let versions = weights_at(scope, vec![(0, weights(2, -1.0)), (1, weights(1, 1.0))]);
+            rows.predict_online(versions, config())
         });
-        let got: Vec<(Time, i64)> =
-            out.iter().map(|(t, c)| (*t, c.columns[2].value(0).as_f64().unwrap() as i64)).collect();
-        assert_eq!(got, vec![(1, 0), (2, 1), (3, 1), (6, 2)]);
+        let [(3, chunk)] = &out[..] else { panic!("one chunk at time 3: {out:?}") };
+        assert_eq!(*chunk.columns[2], Column::I64(vec![2]));
         let sigmoid = |z: f32| 1.0 / (1.0 + (-z).exp());
-        assert_eq!(f32s(&out[3].1.columns[1]), vec![sigmoid(-1.0)]);
+        assert_eq!(f32s(&chunk.columns[1]), vec![sigmoid(-1.0)]);
     }
 }
