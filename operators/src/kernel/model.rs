@@ -405,16 +405,18 @@ impl DenseForward {
     }
 
     /// Runs the layers over `rows` rows laid out flat (`rows * in` numbers): in plain
-    /// loops for a tiny model on the CPU ([`HostDense`]), else with candle.
+    /// loops for a tiny model on the CPU ([`HostDense`]), around `gemm` on the CPU in f32
+    /// ([`Self::around_matmuls`]), else with candle. Any other number of numbers is an
+    /// error.
     pub fn forward_flat(&self, input: Vec<f32>, rows: usize) -> candle_core::Result<Vec<f32>> {
+        if input.len() != rows * self.input_width {
+            return Err(candle_core::Error::Msg(format!(
+                "{} numbers for {rows} rows of {} inputs",
+                input.len(),
+                self.input_width
+            )));
+        }
         if let Some(host) = &self.host {
-            if input.len() != rows * self.input_width {
-                return Err(candle_core::Error::Msg(format!(
-                    "{} numbers for {rows} rows of {} inputs",
-                    input.len(),
-                    self.input_width
-                )));
-            }
             return Ok(host.forward(&input, rows));
         }
         if let Some(layers) = &self.host_layers {
@@ -554,6 +556,19 @@ mod tests {
                 let ours = f.forward_flat(input, rows).unwrap();
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&ours), bits(&candle), "{dims:?} {hidden} {output}, {rows} rows");
+            }
+        }
+    }
+
+    #[test]
+    fn too_few_or_too_many_numbers_are_an_error_on_every_path() {
+        for dims in [&[2, 1][..], &[64, 10], &[64, 32, 10]] {
+            for output in [Activation::Softmax, Activation::Sigmoid] {
+                let f = sized(dims, Activation::Relu, output).instantiate(&Device::Cpu).unwrap();
+                for n in [dims[0] * 3 - 1, dims[0] * 3 + 1] {
+                    let err = f.forward_flat(vec![0.5; n], 3).unwrap_err();
+                    assert!(err.to_string().contains(&format!("{n} numbers for 3 rows")), "{dims:?}: {err}");
+                }
             }
         }
     }
