@@ -28,8 +28,10 @@ use gemm::Parallelism;
 /// If `x` or `w` holds fewer numbers than those shapes say (a caller's bug: the node
 /// checks a batch's width before its forward pass).
 pub fn product(x: &[f32], rows: usize, inputs: usize, w: &[f32], outputs: usize) -> Vec<f32> {
+    // Checked products: a wrapped one could pass the test and let `gemm` read past the end.
+    let fits = |a: usize, b: usize, len: usize| a.checked_mul(b).is_some_and(|n| n <= len);
     assert!(
-        x.len() >= rows * inputs && w.len() >= inputs * outputs,
+        fits(rows, inputs, x.len()) && fits(inputs, outputs, w.len()) && rows.checked_mul(outputs).is_some(),
         "a product of [{rows}, {inputs}] by [{inputs}, {outputs}] given {} and {} numbers",
         x.len(),
         w.len()
@@ -128,5 +130,12 @@ mod tests {
     #[should_panic(expected = "a product of [2, 4] by [4, 2] given 7 and 8 numbers")]
     fn too_few_numbers_is_refused_before_any_read() {
         product(&[0.0; 7], 2, 4, &[1.0; 8], 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "a product of")]
+    fn shapes_whose_size_wraps_around_are_refused() {
+        // rows * inputs wraps to 0 in usize: it must not pass for an empty input.
+        product(&[], usize::MAX / 2 + 1, 2, &[1.0; 2], 1);
     }
 }
