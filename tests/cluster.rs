@@ -269,14 +269,14 @@ async fn kafka_over_a_cluster_answers_every_message_and_loses_none_to_a_kill() {
 
 /// Waits until the group's members that died at `down` (killed, or exited without
 /// leaving the group) have been silent for longer than their session timeout
-/// (`session.timeout.ms=6000` in the broker's flags), so that the next cluster's first
+/// ([`common::kafka::SESSION_TIMEOUT`], in the broker's flags), so that the next cluster's first
 /// JoinGroup removes them all at once. tansu removes a silent member only when a request
 /// for the group arrives, and keeps a dead leader until then: new members that join
 /// while the dead ones' sessions run out one after the other get a generation whose
 /// member set changes under the leader's SyncGroup, and each such round costs them
 /// 8-10 s (one CI run of 2026-12-07 saw no partition assigned for 60 s).
 async fn outlive_sessions(down: Instant) {
-    let quiet = Duration::from_millis(6000 + 2000);
+    let quiet = common::kafka::SESSION_TIMEOUT + Duration::from_secs(2);
     tokio::time::sleep(quiet.saturating_sub(down.elapsed())).await;
 }
 

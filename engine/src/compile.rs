@@ -71,7 +71,8 @@ pub struct LearnResources<'scope> {
     pub feedback: RowStream<'scope>,
     /// The node's counters.
     pub stats: Arc<LearnStats>,
-    /// Hold predictions and feedback until their time is complete.
+    /// The engine is deterministic: the node predicts and learns in one operator on
+    /// worker 0 (`LearnInPlace`) instead of around the feedback loop.
     pub deterministic: bool,
     /// Where the graph's rows are answered: a deterministic engine of several workers
     /// learns on worker 0, then sends each row to its submission's home worker.

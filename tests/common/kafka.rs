@@ -48,6 +48,10 @@ fn tansu() -> PathBuf {
 
 pub use super::process::free_port;
 
+/// The consumer-group session timeout [`Broker::serve_flags`] gives `weir serve`: a
+/// member silent for longer is dropped from the group.
+pub const SESSION_TIMEOUT: Duration = Duration::from_millis(6000);
+
 impl Broker {
     /// Starts a broker and waits until it accepts connections.
     pub fn start() -> Broker {
@@ -88,7 +92,8 @@ impl Broker {
     /// group `g`, with the fast consumer-group timings the broker needs in tests.
     pub fn serve_flags(&self) -> Vec<String> {
         let flags = ["--kafka-bootstrap", &self.addr, "--kafka-input", "in", "--kafka-output", "out"];
-        let more = ["--kafka-dead-letter", "dlq", "--kafka-group", "g", "--kafka-property", "session.timeout.ms=6000"];
+        let session = format!("session.timeout.ms={}", SESSION_TIMEOUT.as_millis());
+        let more = ["--kafka-dead-letter", "dlq", "--kafka-group", "g", "--kafka-property", &session];
         let timing = ["--kafka-property", "heartbeat.interval.ms=500"];
         flags.iter().chain(&more).chain(&timing).map(|f| f.to_string()).collect()
     }

@@ -320,7 +320,7 @@ impl Scale {
 
 /// What a learning model node serves: one version of a learner's parameters, as sent
 /// from the learner to the model operators. Immutable; shared behind an `Arc`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Weights {
     /// Learning steps behind these weights (0: the initial ones).
     pub version: u64,

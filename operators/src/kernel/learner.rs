@@ -154,8 +154,7 @@ impl Learner {
 
     /// The current weights, to serve.
     pub fn weights(&self) -> Weights {
-        let mut weights =
-            Weights { version: 0, inputs: 0, outputs: 0, weight: Vec::new(), bias: Vec::new(), scale: None };
+        let mut weights = Weights::default();
         self.weights_into(&mut weights);
         weights
     }
