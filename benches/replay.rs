@@ -34,6 +34,12 @@
 //!   input order). Each computes per batch of 32 what the raw passes do, then the ensemble
 //!   mean and the argmax; their answers are checked equal to weir's. weir's replay on
 //!   one worker per core is given as a ratio to each, per round.
+//! - **The replay's own thread**: the CPU per row of the thread that calls `replay`
+//!   during the replays on one worker per core: work no other core can take, so one
+//!   over it is the most rows/s a replay reaches on any number of cores.
+//! - **Reading threads** ("replay readers"): digits and a graph of next to nothing (the
+//!   argmax of the pixels) replayed with the file read on the replay's own thread, by
+//!   default, and on one reading thread per core (`ReplayOptions::readers`).
 //! - **Cores busy**: the CPU time of the replay's threads (and of the raw passes'
 //!   threads) over the wall time, from `/proc/.../schedstat`.
 //!
@@ -82,6 +88,66 @@ fn write_input(path: &std::path::Path, rows: usize) {
         w.write(&schema_batch(start, 4096.min(rows - start))).expect("write");
     }
     w.finish().expect("finish");
+}
+
+/// A graph that costs next to nothing per row over the same file: the argmax of the
+/// pixels. Its replay is all files: the replay's own thread holds it back.
+const CHEAP_GRAPH: &str = "name: cheap
+inputs:
+  pixels: f32[64]
+nodes:
+  top:
+    kind: map
+    op: argmax
+    input: input.pixels
+outputs:
+  label: top.label
+";
+
+/// `weir replay` of `digits.yaml` and of [`CHEAP_GRAPH`] over `input` on one worker per
+/// core, reading on the replay's own thread (`readers: Some(0)`), by default (which
+/// moves to reading threads once the replay's thread holds the graph back), and on one
+/// reading thread per core, alternating, `rounds` rounds: rows/s, the reading threads
+/// the default used, and the replay's own thread's CPU per row.
+fn readers(input: &InputFile, out_dir: &std::path::Path, rows: usize, cores: usize, rounds: usize) {
+    let cheap = out_dir.join("cheap.yaml");
+    std::fs::write(&cheap, CHEAP_GRAPH).expect("cheap.yaml");
+    for graph in [graphs_dir().join("digits.yaml"), cheap] {
+        let engine = Engine::start(
+            vec![load_plan(&graph).expect("graph")],
+            EngineConfig { workers: cores, ..EngineConfig::default() },
+        )
+        .expect("engine");
+        let name = graph.file_name().expect("name").to_string_lossy().into_owned();
+        let settings = [
+            ("its own thread (--readers 0)", Some(0)),
+            ("the default", None),
+            ("one thread per core (--readers N)", Some(cores)),
+        ];
+        let mut figures: Vec<(Vec<f64>, Vec<f64>, usize)> = vec![(vec![], vec![], 0); settings.len()];
+        for _ in 0..rounds {
+            for ((_, readers), (rates, own_ns, used)) in settings.iter().zip(figures.iter_mut()) {
+                let options = ReplayOptions { readers: *readers, ..ReplayOptions::new(out_dir.join("readers.arrow")) };
+                let (t, own) = (Instant::now(), thread_cpu_ns());
+                let summary =
+                    replay::replay(&engine.graphs()[0], std::slice::from_ref(input), &options).expect("replay");
+                rates.push(rows as f64 / t.elapsed().as_secs_f64());
+                own_ns.push((thread_cpu_ns() - own) as f64 / rows as f64);
+                assert_eq!((summary.rows, summary.errors), (rows as u64, 0));
+                *used = (*used).max(summary.readers);
+            }
+        }
+        let base = median(figures[0].0.clone());
+        for ((setting, _), (rates, own_ns, used)) in settings.iter().zip(figures) {
+            let (rate, own) = (median(rates), median(own_ns));
+            println!(
+                "| replay readers | weir replay {name}, {rows} rows, {cores} workers, the file read on {setting}: {used} reading threads at most; \
+                 the replay's own thread {own:.1} ns of CPU per row (at most {:.1} M rows/s on any number of cores) | {rate:.0} rows/s (median) | {:.2} of its own thread's |",
+                1e3 / own,
+                rate / base
+            );
+        }
+    }
 }
 
 /// The digits models, loaded from the graph's files.
@@ -456,6 +522,10 @@ fn main() {
     let (mut wide_forward_s, mut raw2_cpu_s) = (0.0f64, 0.0f64);
     // The cores the replays on one worker per core kept busy: CPU time over wall time.
     let (mut busy, mut raw_busy) = (vec![], vec![]);
+    // The CPU per row of the thread that calls `replay` (the replay's own thread),
+    // during the replays on one worker per core: work no other core can take, so the
+    // most rows/s a replay reaches on any number of cores is one over it.
+    let mut own_ns = vec![];
     for _ in 0..if args.quick { 2 } else { 15 } {
         let (r1, _) = raw.run(&pixels);
         let half = rows / 2 * 64;
@@ -474,8 +544,9 @@ fn main() {
         replay_forward_s += (forward_ns() - before) as f64 / 1e9;
         raw_s += rows as f64 / r1;
         assert_eq!((summary.rows, summary.errors), (rows as u64, 0));
-        let (t, before, cpu) = (Instant::now(), forward_ns_of(&wide.graphs()[0]), cpu_ns());
+        let (t, before, cpu, own) = (Instant::now(), forward_ns_of(&wide.graphs()[0]), cpu_ns(), thread_cpu_ns());
         let summary = replay::replay(&wide.graphs()[0], &inputs, &options).expect("replay");
+        own_ns.push((thread_cpu_ns() - own) as f64 / rows as f64);
         busy.push((cpu_ns() - cpu) as f64 / 1e9 / t.elapsed().as_secs_f64());
         wide_forward_s += (forward_ns_of(&wide.graphs()[0]) - before) as f64 / 1e9;
         raw2_cpu_s += 2.0 * rows as f64 / r2;
@@ -573,7 +644,14 @@ fn main() {
         "| replay | the forward passes during the replays on {cores} workers, against the raw passes' CPU on 2 threads | {wide_forward_s:.2} s vs {raw2_cpu_s:.2} s | {:.2}x |",
         wide_forward_s / raw2_cpu_s
     );
+    let own = median(own_ns);
+    println!(
+        "| replay | the replay's own thread (the one calling `replay`) during the replays on {cores} workers: CPU per row | {own:.1} ns (median) | \
+         at most {:.1} M rows/s on any number of cores |",
+        1e3 / own
+    );
     drop(engine);
+    readers(&inputs[0], dir.path(), rows, cores, if args.quick { 2 } else { 7 });
 
     // Peak memory of the binary for the input and for ten times the input.
     let mut rss = Vec::new();

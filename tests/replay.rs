@@ -39,6 +39,22 @@ fn digits_batch(first_id: i64, n: usize) -> RecordBatch {
     RecordBatch::try_from_iter([("id", ids), ("pixels", Arc::new(pixels.finish()) as ArrayRef)]).unwrap()
 }
 
+/// `batch` (of [`digits_batch`]) with nullable pixels, null at its rows `rows`.
+fn with_null_pixels(batch: &RecordBatch, rows: &[usize]) -> RecordBatch {
+    let pixels = batch.column_by_name("pixels").unwrap().as_fixed_size_list();
+    let mut nulled = FixedSizeListBuilder::new(Float32Builder::new(), 64);
+    for r in 0..batch.num_rows() {
+        nulled.values().append_slice(pixels.value(r).as_primitive::<Float32Type>().values());
+        nulled.append(!rows.contains(&r));
+    }
+    let id = Arc::clone(batch.column_by_name("id").unwrap());
+    RecordBatch::try_from_iter_with_nullable([
+        ("id", id, false),
+        ("pixels", Arc::new(nulled.finish()) as ArrayRef, true),
+    ])
+    .unwrap()
+}
+
 /// `n` diamond rows `{a: i/7, b: 1 - i/3, c: 0.25 i}` with an `id`; `b` is null for
 /// every id in `null_b`.
 fn diamond_batch(n: usize, null_b: &[usize]) -> RecordBatch {
@@ -154,10 +170,12 @@ fn digits_replay_is_bit_identical_to_weir_run_from_arrow_and_parquet_at_1_and_2_
     write_arrow(&arrow_in, &batches);
     write_parquet(&parquet_in, &batches);
 
-    for (input, output, workers) in [
-        (&arrow_in, dir.path().join("out.arrow"), "1"),
-        (&parquet_in, dir.path().join("out.parquet"), "1"),
-        (&arrow_in, dir.path().join("out2.arrow"), "2"),
+    // The last: the Arrow file read and decoded on 3 threads beside the replay's own.
+    for (input, output, workers, readers) in [
+        (&arrow_in, dir.path().join("out.arrow"), "1", "0"),
+        (&parquet_in, dir.path().join("out.parquet"), "1", "0"),
+        (&arrow_in, dir.path().join("out2.arrow"), "2", "0"),
+        (&arrow_in, dir.path().join("out3.arrow"), "2", "3"),
     ] {
         let summary = weir_replay(&[
             "graphs/digits.yaml",
@@ -171,8 +189,11 @@ fn digits_replay_is_bit_identical_to_weir_run_from_arrow_and_parquet_at_1_and_2_
             "100",
             "--workers",
             workers,
+            "--readers",
+            readers,
         ]);
         assert!(summary.contains("1080 rows, 0 errors"), "{summary}");
+        assert_eq!(summary.contains("3 reading threads"), readers == "3", "{summary}");
         let got = read(&output);
         assert_eq!(got.num_rows(), 1080);
         let names: Vec<String> = got.schema().fields().iter().map(|f| f.name().clone()).collect();
@@ -332,6 +353,61 @@ fn a_file_damaged_midway_stops_the_replay_after_writing_every_row_read() {
     let written = read(&output);
     let ids: Vec<i64> = written.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
     assert_eq!(ids, (0..1000).collect::<Vec<i64>>(), "the rows read before the damage are answered and readable");
+}
+
+#[test]
+fn an_arrow_file_read_on_threads_answers_fails_and_stops_as_one_read_on_the_replays_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.arrow");
+    // Rows that do not decode (a null pixel) in two batches; the footer kept whole but
+    // 8 KiB cut before it, so that the last of the eight batches runs past the end.
+    let batches: Vec<RecordBatch> = (0..8).map(|b| digits_batch(b * 300, 300)).collect();
+    let batches: Vec<RecordBatch> = batches
+        .iter()
+        .enumerate()
+        .map(|(b, batch)| with_null_pixels(batch, if b == 2 || b == 5 { &[7, 299] } else { &[] }))
+        .collect();
+    write_arrow(&input, &batches);
+    let bytes = std::fs::read(&input).unwrap();
+    let footer_at = bytes.len() - 1000;
+    std::fs::write(&input, [&bytes[..footer_at - 8192], &bytes[footer_at..]].concat()).unwrap();
+    let mut answers = Vec::new();
+    for readers in ["0", "1", "4"] {
+        let output = dir.path().join(format!("out{readers}.arrow"));
+        let args = ["replay", "graphs/digits.yaml", "--input", s(&input), "--output", s(&output)];
+        let out = weir(&[&args[..], &["--keep", "id", "--chunk-rows", "128", "--readers", readers]].concat());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("in.arrow: not a readable Arrow IPC file (at row 2100)"), "{stderr}");
+        let written = read(&output);
+        let ids = written.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(ids, (0..2100).collect::<Vec<i64>>(), "every row before the damaged batch, in order");
+        let errors = read(&dir.path().join(format!("out{readers}.errors.arrow")));
+        let rows = errors.column_by_name("row").unwrap().as_primitive::<UInt64Type>().values().to_vec();
+        assert_eq!(rows, [607, 899, 1507, 1799], "failed rows named by their place in the input");
+        answers.push((written, errors));
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "the same files whoever reads");
+}
+
+#[test]
+fn readers_are_refused_for_labelled_replays() {
+    let out = weir(&[
+        "replay",
+        "graphs/phishing-online.yaml",
+        "--input",
+        "x.arrow",
+        "--prequential",
+        "label",
+        "--readers",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--readers does not apply to --prequential or --feedback"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

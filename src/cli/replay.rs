@@ -45,6 +45,13 @@ pub struct ReplayArgs {
     /// Rows between reading and writing at most.
     #[arg(long, default_value_t = 8192)]
     pub in_flight: usize,
+    /// Threads that read and decode an Arrow IPC file input beside the replay's own
+    /// thread (0: on the replay's thread). By default the replay's thread reads, and on
+    /// 4 cores or more hands the rest of a file to one thread per core but one once it
+    /// is found to hold the graph back. Parquet and Arrow IPC streams are read on the
+    /// replay's thread.
+    #[arg(long)]
+    pub readers: Option<usize>,
     /// No progress line (there is none when stderr is not a terminal anyway).
     #[arg(long)]
     pub quiet: bool,
@@ -96,6 +103,7 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
         workers,
         chunk_rows,
         in_flight,
+        readers,
         quiet,
         prequential,
         max_block,
@@ -111,6 +119,10 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
         Err(e) => return fail(1, &e),
     };
     let brokers = kafka_bootstrap.as_deref();
+    if readers.is_some() && (prequential.is_some() || !feedback.is_empty()) {
+        // Labelled streams are read in order on the replay's own thread.
+        return fail(1, &"--readers does not apply to --prequential or --feedback replays (they read on one thread)");
+    }
     if let Some(label) = prequential {
         let workers = workers.unwrap_or(1);
         return backtest(
@@ -155,6 +167,7 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
         chunk_rows,
         in_flight,
         progress: !quiet && io::IsTerminal::is_terminal(&io::stderr()),
+        readers,
     };
     let inputs = match replay::discover(&input, input_format) {
         Ok(inputs) => inputs,
@@ -199,8 +212,12 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
             let rss = crate::peak_rss_bytes()
                 .map(|b| format!(", peak RSS {:.1} MiB", b as f64 / (1 << 20) as f64))
                 .unwrap_or_default();
+            let readers = match summary.readers {
+                0 => String::new(),
+                n => format!(", {n} reading thread{}", if n == 1 { "" } else { "s" }),
+            };
             eprintln!(
-                "weir: replay: {} rows, {} errors ({}), {secs:.3} s, {:.0} rows/s{rss}{learned}",
+                "weir: replay: {} rows, {} errors ({}), {secs:.3} s, {:.0} rows/s{readers}{rss}{learned}",
                 summary.rows,
                 summary.errors,
                 options.errors.display(),

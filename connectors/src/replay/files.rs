@@ -15,7 +15,9 @@ use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::error::ReplayError;
-use super::ipc_file::IpcFile;
+use super::ipc_file::{IpcFile, IpcLayout};
+use super::readers::ParallelBatches;
+use weir_engine::GraphField;
 
 /// A file format replay reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +159,23 @@ pub fn open(file: &InputFile, batch_rows: usize) -> Result<Batches, ReplayError>
                 .map_err(|e| unreadable(path, file.format, None, e))?,
         ),
     })
+}
+
+/// Reads an Arrow IPC file on `threads` threads (see [`ParallelBatches`]) from its batch
+/// `from` on, whose first row is input row `first_row`: its batches in slices of
+/// `chunk_rows` rows, decoded by `inputs`, with the columns `keep` as read.
+pub fn open_parallel(
+    file: &InputFile,
+    (inputs, keep): (&[GraphField], &[String]),
+    chunk_rows: usize,
+    from: (usize, u64),
+    threads: usize,
+) -> Result<ParallelBatches, ReplayError> {
+    let path = &file.path;
+    let handle = File::open(path).map_err(|e| io(path, "cannot open", &e))?;
+    let layout = IpcLayout::read(&mut BufReader::new(handle)).map_err(|e| unreadable(path, file.format, None, e))?;
+    ParallelBatches::start(path.clone(), layout, (inputs.to_vec(), keep.to_vec()), chunk_rows, from, threads)
+        .map_err(|e| io(path, "cannot start a thread to read it", &e))
 }
 
 /// The error for a batch that could not be read at `row` of `file`.

@@ -25,18 +25,27 @@ use arrow_schema::{ArrowError, SchemaRef};
 /// The batches of an Arrow IPC file, in order.
 pub struct IpcFile {
     reader: BufReader<File>,
+    layout: IpcLayout,
+    next: usize,
+}
+
+/// What an Arrow IPC file's footer says: its schema, where its record batches lie, and
+/// the decoder (holding its dictionaries) that turns a block's bytes into a batch. A
+/// block can be read by any thread, from its own handle on the file
+/// ([`IpcLayout::batch`]).
+pub struct IpcLayout {
     decoder: FileDecoder,
-    blocks: std::vec::IntoIter<Block>,
+    blocks: Vec<Block>,
     schema: SchemaRef,
     /// The file's length: no block may reach past it.
     len: u64,
 }
 
-impl IpcFile {
-    /// Opens `file` (positioned anywhere): reads its footer, schema and dictionaries.
-    pub fn open(file: File) -> Result<IpcFile, ArrowError> {
-        let len = file.metadata()?.len();
-        let mut reader = BufReader::new(file);
+impl IpcLayout {
+    /// Reads the footer, schema and dictionaries of the file `reader` reads (positioned
+    /// anywhere).
+    pub fn read<R: Read + Seek>(reader: &mut R) -> Result<IpcLayout, ArrowError> {
+        let len = reader.seek(SeekFrom::End(0))?;
         let mut tail = [0u8; 10];
         if len < tail.len() as u64 {
             return Err(ArrowError::ParseError(format!("{len} bytes are too few for an Arrow IPC file")));
@@ -70,10 +79,10 @@ impl IpcFile {
             .collect();
         let mut decoder = FileDecoder::new(Arc::clone(&schema), footer.version());
         for block in footer.dictionaries().iter().flatten() {
-            let buffer = read_block(&mut reader, len, block)?;
+            let buffer = read_block(reader, len, block)?;
             decoder.read_dictionary(block, &buffer)?;
         }
-        Ok(IpcFile { reader, decoder, blocks: blocks.into_iter(), schema, len })
+        Ok(IpcLayout { decoder, blocks, schema, len })
     }
 
     /// The file's schema.
@@ -81,15 +90,46 @@ impl IpcFile {
         Arc::clone(&self.schema)
     }
 
-    fn read_next(&mut self, block: Block) -> Result<Option<RecordBatch>, ArrowError> {
-        let buffer = read_block(&mut self.reader, self.len, &block)?;
-        self.decoder.read_record_batch(&block, &buffer)
+    /// The number of record batches the footer lists.
+    pub fn batches(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// The bytes of batch `i` in the file (its message and its body), as the footer
+    /// gives them; 0 for a batch that is not listed or whose lengths are negative.
+    pub fn size_of(&self, i: usize) -> u64 {
+        self.blocks.get(i).map_or(0, |b| {
+            u64::try_from(b.metaDataLength()).unwrap_or(0).saturating_add(u64::try_from(b.bodyLength()).unwrap_or(0))
+        })
+    }
+
+    /// Batch `i` (of [`IpcLayout::batches`]), read through `reader`, a handle on the same
+    /// file. `None` for a block that holds no record batch: as for arrow's own
+    /// `FileReader`, the file ends there.
+    pub fn batch<R: Read + Seek>(&self, reader: &mut R, i: usize) -> Result<Option<RecordBatch>, ArrowError> {
+        let Some(block) = self.blocks.get(i) else { return Ok(None) };
+        let buffer = read_block(reader, self.len, block)?;
+        self.decoder.read_record_batch(block, &buffer)
+    }
+}
+
+impl IpcFile {
+    /// Opens `file` (positioned anywhere): reads its footer, schema and dictionaries.
+    pub fn open(file: File) -> Result<IpcFile, ArrowError> {
+        let mut reader = BufReader::new(file);
+        let layout = IpcLayout::read(&mut reader)?;
+        Ok(IpcFile { reader, layout, next: 0 })
+    }
+
+    /// The file's schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.layout.schema()
     }
 }
 
 /// The bytes of `block` (its message and its body) of a file of `len` bytes, read
 /// without zero-filling.
-fn read_block(reader: &mut BufReader<File>, len: u64, block: &Block) -> Result<Buffer, ArrowError> {
+fn read_block<R: Read + Seek>(reader: &mut R, len: u64, block: &Block) -> Result<Buffer, ArrowError> {
     let (offset, meta, body) = (block.offset(), block.metaDataLength(), block.bodyLength());
     let size = u64::try_from(meta).ok().zip(u64::try_from(body).ok()).and_then(|(m, b)| m.checked_add(b));
     let end = u64::try_from(offset).ok().zip(size).and_then(|(o, s)| o.checked_add(s));
@@ -101,7 +141,7 @@ fn read_block(reader: &mut BufReader<File>, len: u64, block: &Block) -> Result<B
     }
     reader.seek(SeekFrom::Start(end - size))?;
     let mut bytes = Vec::with_capacity(size as usize);
-    reader.take(size).read_to_end(&mut bytes)?;
+    reader.by_ref().take(size).read_to_end(&mut bytes)?;
     if (bytes.len() as u64) < size {
         return Err(ArrowError::IoError(
             format!("the file ends inside the block at offset {offset}"),
@@ -122,8 +162,11 @@ impl Iterator for IpcFile {
 
     /// The next batch; as `FileReader`, a block without a record batch ends the file.
     fn next(&mut self) -> Option<Self::Item> {
-        let block = self.blocks.next()?;
-        self.read_next(block).transpose()
+        if self.next >= self.layout.batches() {
+            return None;
+        }
+        self.next += 1;
+        self.layout.batch(&mut self.reader, self.next - 1).transpose()
     }
 }
 

@@ -33,25 +33,26 @@
 pub mod error;
 pub mod feedback;
 pub mod files;
+mod flow;
 pub mod ipc_file;
 pub mod labelled;
 pub mod progress;
+pub mod readers;
 pub mod replaced;
 pub mod sink;
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, RecordBatch, StringArray, UInt32Array, UInt64Array};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use weir_engine::{GraphField, GraphHandle, Submission};
-use weir_operators::{Chunk, Column, RowError};
+use arrow_array::RecordBatch;
+use arrow_schema::{DataType, Field, Schema};
+use weir_engine::{GraphField, GraphHandle};
 
 pub use error::ReplayError;
 pub use feedback::FeedbackStream;
 pub use files::{discover, FileFormat, InputFile};
 
+use flow::{Flow, Outputs};
 use progress::Progress;
 use sink::Sink;
 
@@ -75,6 +76,13 @@ pub struct ReplayOptions {
     pub in_flight: usize,
     /// Draw a progress line on stderr.
     pub progress: bool,
+    /// Threads that read and decode an Arrow IPC file input (without a feedback
+    /// stream) beside the replay's own thread: `Some(0)` reads on the replay's thread
+    /// (as other formats are read); `Some(n)`, n threads; `None` (the default) reads on
+    /// the replay's thread, and on a machine of [`readers::Starved::CORES`] cores or
+    /// more moves the rest of a file to one thread per core but one once the replay's
+    /// thread is found to hold the graph back ([`readers::Starved`]).
+    pub readers: Option<usize>,
 }
 
 /// The rows of `batch` (of `file`, from input row `row`), their event times checked
@@ -116,6 +124,7 @@ impl ReplayOptions {
             chunk_rows: 1024,
             in_flight: 8192,
             progress: false,
+            readers: None,
         }
     }
 }
@@ -137,31 +146,9 @@ pub struct ReplaySummary {
     pub rows: u64,
     /// Rows that failed (= rows of the errors file).
     pub errors: u64,
-}
-
-/// A block of input rows read and not yet written.
-struct Block {
-    /// The input row number of its first row (counted over all inputs).
-    first_row: u64,
-    /// The number of input rows.
-    rows: usize,
-    /// The kept columns of its rows.
-    kept: Vec<ArrayRef>,
-    /// The rows that could not be decoded (by index in the block), with why; the
-    /// others were submitted, in order.
-    undecoded: Vec<(usize, Arc<RowError>)>,
-    /// The answers of the submitted rows (output columns), once back.
-    answers: Option<Chunk>,
-}
-
-/// The two files being written, and their schemas.
-struct Outputs<'a> {
-    fields: &'a [GraphField],
-    output: Sink,
-    output_schema: SchemaRef,
-    errors: Sink,
-    errors_schema: SchemaRef,
-    options: &'a ReplayOptions,
+    /// The most threads that read and decoded an input beside the replay's own (0 when
+    /// it read every input itself).
+    pub readers: usize,
 }
 
 /// Replays `inputs` through `graph` as `options` say. Fails before any row runs if an
@@ -184,7 +171,6 @@ pub fn replay_with_feedback(
     mut feedback: Option<FeedbackStream>,
     options: &ReplayOptions,
 ) -> Result<ReplaySummary, ReplayError> {
-    let plan = graph.plan();
     let fields = graph.schema().outputs.clone();
     let kept_fields = check_inputs(graph, inputs, &options.keep, &fields)?;
     refuse_overwriting(inputs, options)?;
@@ -201,7 +187,7 @@ pub fn replay_with_feedback(
             .chain(ERROR_COLUMNS.iter().map(|c| Field::new(*c, DataType::Utf8, *c == "field")))
             .collect::<Vec<_>>(),
     ));
-    let mut out = Outputs {
+    let out = Outputs {
         fields: &fields,
         output: Sink::create(&options.output, options.output_format, &output_schema)?,
         output_schema,
@@ -212,90 +198,76 @@ pub fn replay_with_feedback(
 
     let chunk_rows = options.chunk_rows.clamp(1, 1 << 16);
     let max_chunks = (options.in_flight / chunk_rows).max(1);
-    // Each outstanding submission sends once; the room means a reply never blocks a worker.
-    // std's channel, not crossbeam's: crossbeam's `recv` yields the core a few times
-    // before it sleeps, and with every core busy computing, a thread that yields waits
-    // out a worker's whole time slice while the rows in flight run out (the workers
-    // then idle); one that sleeps is woken, and runs, as soon as an answer comes
-    // (BENCHMARKS.md, "Replay", 2026-12-06, fifth session).
-    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Chunk)>(max_chunks);
-    let mut pending: BTreeMap<u64, Block> = BTreeMap::new();
-    let (mut next_seq, mut write_seq, mut submitted, mut row) = (0u64, 0u64, 0usize, 0u64);
-    let mut last_time: Option<i64> = None;
-    let mut summary = ReplaySummary::default();
     let total = inputs.iter().map(|f| f.rows).sum::<Option<u64>>();
-    let mut progress = Progress::new(options.progress, total);
-    let no_answers =
-        |rows: usize| Chunk::new(0, vec![0; rows], fields.iter().map(|f| Column::filler(&f.ty, rows)).collect());
-
-    let receive = |pending: &mut BTreeMap<u64, Block>, submitted: &mut usize| {
-        if let Ok((seq, answers)) = rx.recv() {
-            *submitted -= 1;
-            if let Some(block) = pending.get_mut(&seq) {
-                block.answers = Some(answers);
-            }
-        }
-    };
+    let mut flow = Flow::new(graph, out, max_chunks, Progress::new(options.progress, total));
+    let mut last_time: Option<i64> = None;
     // On an error midway, the rows read so far are still written, and the files get their
     // footers: the output stays readable.
-    let mut feed = || -> Result<(), ReplayError> {
+    let cores = weir_engine::cores();
+    let mut feed = |flow: &mut Flow<'_>| -> Result<(), ReplayError> {
+        let threads_may_read = feedback.is_none();
+        // A batch read on this thread, cut into blocks and entered.
+        let mut enter_batch = |flow: &mut Flow<'_>, file: &InputFile, batch: RecordBatch| {
+            let times = checked_times(feedback.as_ref(), &batch, file, flow.row, &mut last_time)?;
+            let mut offset = 0;
+            while offset < batch.num_rows() {
+                let mut len = chunk_rows.min(batch.num_rows() - offset);
+                if let (Some(fb), Some(times)) = (feedback.as_mut(), times) {
+                    // The feedback before this row goes first; the block ends before
+                    // the first row after the next feedback.
+                    fb.submit_before(graph, Some(times[offset]))?;
+                    if let Some(next) = fb.next_time() {
+                        if let Some(cut) = times[offset..offset + len].iter().position(|&t| t > next) {
+                            len = cut.max(1);
+                        }
+                    }
+                }
+                let slice = batch.slice(offset, len);
+                offset += len;
+                // Room first: at most max_chunks submissions out at once.
+                flow.room()?;
+                let decoded = crate::arrow::decode_columns(&graph.schema().inputs, &slice, flow.row);
+                let kept = options.keep.iter().filter_map(|k| slice.column_by_name(k).cloned()).collect();
+                flow.enter(file, len, kept, decoded)?;
+            }
+            Ok::<(), ReplayError>(())
+        };
         for file in inputs {
-            for batch in files::open(file, chunk_rows)? {
-                let batch = batch.map_err(|e| files::damaged(file, row, e))?;
-                let times = checked_times(feedback.as_ref(), &batch, file, row, &mut last_time)?;
-                let mut offset = 0;
-                while offset < batch.num_rows() {
-                    let mut len = chunk_rows.min(batch.num_rows() - offset);
-                    if let (Some(fb), Some(times)) = (feedback.as_mut(), times) {
-                        // The feedback before this row goes first; the block ends before
-                        // the first row after the next feedback.
-                        fb.submit_before(graph, Some(times[offset]))?;
-                        if let Some(next) = fb.next_time() {
-                            if let Some(cut) = times[offset..offset + len].iter().position(|&t| t > next) {
-                                len = cut.max(1);
-                            }
-                        }
+            let threads_may_read = threads_may_read && file.format == FileFormat::ArrowFile;
+            let (mut threads, mut read_here) = match options.readers {
+                Some(n) if threads_may_read && n > 0 => (n, 0),
+                _ => (0, 0),
+            };
+            if threads == 0 {
+                let may_move = threads_may_read && options.readers.is_none() && cores >= readers::Starved::CORES;
+                let mut starved = readers::Starved::new(flow.waited);
+                for batch in files::open(file, chunk_rows)? {
+                    let batch = batch.map_err(|e| files::damaged(file, flow.row, e))?;
+                    enter_batch(flow, file, batch)?;
+                    read_here += 1;
+                    if may_move && starved.after_batch(flow.waited) {
+                        // This thread holds the graph back: the rest of the file is
+                        // read and decoded on threads of their own.
+                        threads = cores - 1;
+                        break;
                     }
-                    let slice = batch.slice(offset, len);
-                    offset += len;
-                    // Room first: at most max_chunks submissions out at once.
-                    while submitted >= max_chunks {
-                        receive(&mut pending, &mut submitted);
-                        write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
+                }
+            }
+            if threads > 0 {
+                flow.summary.readers = flow.summary.readers.max(threads);
+                let parallel = files::open_parallel(
+                    file,
+                    (&graph.schema().inputs, &options.keep),
+                    chunk_rows,
+                    (read_here, flow.row),
+                    threads,
+                )?;
+                for batch in parallel {
+                    let batch = batch.map_err(|e| files::damaged(file, flow.row, e))?;
+                    for readers::DecodedSlice { first_row, rows, kept, decoded } in batch {
+                        debug_assert_eq!(first_row, flow.row);
+                        flow.enter(file, rows, kept, decoded)?;
                     }
-                    let decoded = crate::arrow::decode_columns(&graph.schema().inputs, &slice, row).map_err(|e| {
-                        ReplayError::Schema { path: file.path.clone(), graph: plan.name.clone(), reason: e.message }
-                    })?;
-                    let undecoded: Vec<(usize, Arc<RowError>)> =
-                        decoded.failed.into_iter().map(|(r, e)| (r, Arc::new(e))).collect();
-                    let columns: Vec<Column> = if undecoded.is_empty() {
-                        decoded.columns
-                    } else {
-                        let good: Vec<usize> = (0..len).filter(|r| !undecoded.iter().any(|(u, _)| u == r)).collect();
-                        decoded.columns.iter().map(|c| c.gather(&good)).collect()
-                    };
-                    let n = len - undecoded.len();
-                    let kept = options.keep.iter().filter_map(|k| slice.column_by_name(k).cloned()).collect();
-                    let seq = next_seq;
-                    next_seq += 1;
-                    let mut block = Block { first_row: row, rows: len, kept, undecoded, answers: None };
-                    row += len as u64;
-                    if n == 0 {
-                        block.answers = Some(no_answers(0));
-                    } else {
-                        let tx = tx.clone();
-                        let reply = Box::new(move |answers| drop(tx.send((seq, answers))));
-                        match graph.submit(Submission::columns(columns, reply)) {
-                            Ok(_) => submitted += 1,
-                            Err(e) => {
-                                let mut refused = no_answers(n);
-                                refused.fail_all(Arc::new(e.into_row_error()));
-                                block.answers = Some(refused);
-                            }
-                        }
-                    }
-                    pending.insert(seq, block);
-                    write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress)?;
                 }
             }
         }
@@ -305,19 +277,8 @@ pub fn replay_with_feedback(
         }
         Ok(())
     };
-    let mut fed = feed();
-    // Every row read is answered and written, also when reading stopped at an error.
-    while submitted > 0 {
-        receive(&mut pending, &mut submitted);
-        if let Err(e) = write_ready(&mut pending, &mut write_seq, &mut out, &mut summary, &mut progress) {
-            fed = fed.and(Err(e));
-            break;
-        }
-    }
-    progress.finish();
-    let (output, errors) = (out.output.finish(), out.errors.finish());
-    fed.and(output).and(errors)?;
-    Ok(summary)
+    let fed = feed(&mut flow);
+    flow.finish(fed)
 }
 
 /// Checks every input against the graph's input fields and the kept columns; returns
@@ -388,85 +349,4 @@ fn refuse_overwriting(inputs: &[InputFile], options: &ReplayOptions) -> Result<(
         return Err(ReplayError::Overwrites { path: options.errors.clone(), role: "errors", what: OUTPUT });
     }
     Ok(())
-}
-
-/// Writes every block that is complete and next in input order.
-fn write_ready(
-    pending: &mut BTreeMap<u64, Block>,
-    write_seq: &mut u64,
-    out: &mut Outputs<'_>,
-    summary: &mut ReplaySummary,
-    progress: &mut Progress,
-) -> Result<(), ReplayError> {
-    while pending.get(write_seq).is_some_and(|c| c.answers.is_some()) {
-        let Some(block) = pending.remove(write_seq) else { break };
-        *write_seq += 1;
-        write_block(block, out, summary)?;
-        progress.update(summary.rows);
-    }
-    Ok(())
-}
-
-/// The answers of every row of a block, in input order: the graph's for the rows
-/// submitted, the decoding error for the others.
-fn answers_in_order(block: &mut Block, outputs: &[GraphField]) -> Chunk {
-    let fillers = |rows: usize| outputs.iter().map(|f| Column::filler(&f.ty, rows)).collect::<Vec<_>>();
-    let mut answers = block.answers.take().unwrap_or_else(|| Chunk::new(0, Vec::new(), fillers(0)));
-    let submitted = block.rows - block.undecoded.len();
-    if answers.len() != submitted {
-        // The graph answers every row it takes; say so rather than misalign rows.
-        answers = Chunk::new(0, vec![0; submitted], fillers(submitted));
-        answers.fail_all(Arc::new(RowError::no_answer()));
-    }
-    if block.undecoded.is_empty() {
-        return answers;
-    }
-    let mut failed = Chunk::new(0, vec![0; block.undecoded.len()], fillers(block.undecoded.len()));
-    for (k, (_, e)) in block.undecoded.iter().enumerate() {
-        failed.fail(k, Arc::clone(e));
-    }
-    answers.append(&failed);
-    let (mut next_answer, mut undecoded) = (0, block.undecoded.iter().map(|(r, _)| *r).enumerate().peekable());
-    let order: Vec<usize> = (0..block.rows)
-        .map(|r| match undecoded.next_if(|(_, u)| *u == r) {
-            Some((k, _)) => submitted + k,
-            None => {
-                next_answer += 1;
-                next_answer - 1
-            }
-        })
-        .collect();
-    answers.gather(&order)
-}
-
-fn write_block(mut block: Block, out: &mut Outputs<'_>, summary: &mut ReplaySummary) -> Result<(), ReplayError> {
-    let answers = answers_in_order(&mut block, out.fields);
-    let failed: Vec<(u32, Arc<RowError>)> =
-        (0..answers.len()).filter_map(|i| answers.error(i).map(|e| (i as u32, Arc::clone(e)))).collect();
-    let rows = answers.len();
-    let broken = |reason: String| ReplayError::Write { path: out.options.output.clone(), reason };
-    let (_, mut columns) = crate::arrow::chunk_columns(out.fields, answers).map_err(broken)?;
-    let Block { first_row, kept, .. } = block;
-    columns.extend(kept.iter().cloned());
-    let batch = RecordBatch::try_new(Arc::clone(&out.output_schema), columns).map_err(|e| broken(e.to_string()))?;
-    out.output.write(&batch)?;
-    summary.rows += rows as u64;
-
-    if failed.is_empty() {
-        return Ok(());
-    }
-    summary.errors += failed.len() as u64;
-    let broken = |reason: String| ReplayError::Write { path: out.options.errors.clone(), reason };
-    let indices = UInt32Array::from_iter_values(failed.iter().map(|(i, _)| *i));
-    let mut columns: Vec<ArrayRef> =
-        vec![Arc::new(UInt64Array::from_iter_values(failed.iter().map(|(i, _)| first_row + u64::from(*i))))];
-    for column in &kept {
-        columns.push(arrow_select::take::take(column, &indices, None).map_err(|e| broken(e.to_string()))?);
-    }
-    columns.push(Arc::new(StringArray::from_iter_values(failed.iter().map(|(_, e)| e.code.as_str()))));
-    columns.push(Arc::new(StringArray::from_iter_values(failed.iter().map(|(_, e)| e.node.as_str()))));
-    columns.push(Arc::new(StringArray::from_iter(failed.iter().map(|(_, e)| e.field.as_deref()))));
-    columns.push(Arc::new(StringArray::from_iter_values(failed.iter().map(|(_, e)| e.message.as_str()))));
-    let batch = RecordBatch::try_new(Arc::clone(&out.errors_schema), columns).map_err(|e| broken(e.to_string()))?;
-    out.errors.write(&batch)
 }
