@@ -57,7 +57,7 @@ use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch};
 use weir::bench::{median, range};
 use weir::datasets::{digits, graphs_dir, Split};
-use weir_connectors::replay::{self, files, sink::Sink, FileFormat, InputFile, ReplayOptions};
+use weir_connectors::replay::{self, files, sink::Sink, FileFormat, InputFile, Readers, ReplayOptions};
 use weir_engine::{load_plan, Engine, EngineConfig};
 use weir_operators::kernel::model::{Activation, Arch, DenseForward, DenseModel};
 use weir_operators::kernel::BatchKernel;
@@ -120,9 +120,9 @@ fn readers(input: &InputFile, out_dir: &std::path::Path, rows: usize, cores: usi
         .expect("engine");
         let name = graph.file_name().expect("name").to_string_lossy().into_owned();
         let settings = [
-            ("its own thread (--readers 0)", Some(0)),
-            ("the default", None),
-            ("one thread per core (--readers N)", Some(cores)),
+            ("its own thread (--readers 0)", Readers::Own),
+            ("the default", Readers::auto()),
+            ("one thread per core (--readers N)", Readers::Threads(cores)),
         ];
         let mut figures: Vec<(Vec<f64>, Vec<f64>, usize)> = vec![(vec![], vec![], 0); settings.len()];
         for _ in 0..rounds {

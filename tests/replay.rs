@@ -18,7 +18,7 @@ use arrow_array::types::{Float32Type, Int64Type, UInt64Type};
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::{json, Value as Json};
-use weir_connectors::replay::{self, ReplayOptions};
+use weir_connectors::replay::{self, Readers, ReplayOptions};
 use weir_engine::spec::{Batching, Serving};
 
 use common::{text, weir_cli as weir};
@@ -388,6 +388,41 @@ fn an_arrow_file_read_on_threads_answers_fails_and_stops_as_one_read_on_the_repl
         answers.push((written, errors));
     }
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "the same files whoever reads");
+}
+
+#[test]
+fn a_replay_that_holds_its_graph_back_moves_the_rest_of_the_file_to_reading_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.arrow");
+    // Ten batches; the pixels of one row of the sixth are null.
+    let batches: Vec<RecordBatch> =
+        (0..10).map(|b| with_null_pixels(&digits_batch(b * 200, 200), if b == 5 { &[3] } else { &[] })).collect();
+    write_arrow(&input, &batches);
+    let (_engine, graph) = common::start(weir_engine::load_plan(Path::new("graphs/digits.yaml")).unwrap(), 2);
+    let inputs = replay::discover(&[input], None).unwrap();
+    let mut replays = Vec::new();
+    let moved = Readers::OnceStarved { threads: 2, window: Duration::ZERO };
+    for (name, readers) in [("own", Readers::Own), ("moved", moved)] {
+        let mut options = ReplayOptions::new(dir.path().join(format!("{name}.arrow")));
+        options.keep = vec!["id".into()];
+        options.chunk_rows = 64;
+        // Room for every row: the replay's thread never waits for an answer while it
+        // reads, so it is found to hold the graph back after the first window (four
+        // batches, no shortest time).
+        options.in_flight = 1 << 16;
+        options.readers = readers;
+        let summary = replay::replay(&graph, &inputs, &options).unwrap();
+        assert_eq!((summary.rows, summary.errors), (2000, 1), "{name}");
+        let errors = read(&dir.path().join(format!("{name}.errors.arrow")));
+        let rows = errors.column_by_name("row").unwrap().as_primitive::<UInt64Type>().values().to_vec();
+        assert_eq!(rows, [1003], "{name}: the failed row named by its place in the input");
+        let output = read(&dir.path().join(format!("{name}.arrow")));
+        let ids = output.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(ids, (0..2000).collect::<Vec<i64>>(), "{name}: input order");
+        replays.push((summary.readers, output, errors));
+    }
+    assert_eq!((replays[0].0, replays[1].0), (0, 2), "the second replay moved to two reading threads");
+    assert!(replays[0].1 == replays[1].1 && replays[0].2 == replays[1].2, "the same files");
 }
 
 #[test]

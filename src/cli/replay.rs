@@ -167,7 +167,11 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
         chunk_rows,
         in_flight,
         progress: !quiet && io::IsTerminal::is_terminal(&io::stderr()),
-        readers,
+        readers: match readers {
+            None => replay::Readers::auto(),
+            Some(0) => replay::Readers::Own,
+            Some(n) => replay::Readers::Threads(n),
+        },
     };
     let inputs = match replay::discover(&input, input_format) {
         Ok(inputs) => inputs,

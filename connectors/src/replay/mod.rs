@@ -43,6 +43,7 @@ pub mod sink;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{DataType, Field, Schema};
@@ -76,13 +77,9 @@ pub struct ReplayOptions {
     pub in_flight: usize,
     /// Draw a progress line on stderr.
     pub progress: bool,
-    /// Threads that read and decode an Arrow IPC file input (without a feedback
-    /// stream) beside the replay's own thread: `Some(0)` reads on the replay's thread
-    /// (as other formats are read); `Some(n)`, n threads; `None` (the default) reads on
-    /// the replay's thread, and on a machine of [`readers::Starved::CORES`] cores or
-    /// more moves the rest of a file to one thread per core but one once the replay's
-    /// thread is found to hold the graph back ([`readers::Starved`]).
-    pub readers: Option<usize>,
+    /// Who reads and decodes an Arrow IPC file input (without a feedback stream; other
+    /// inputs are read on the replay's own thread).
+    pub readers: Readers,
 }
 
 /// The rows of `batch` (of `file`, from input row `row`), their event times checked
@@ -124,7 +121,39 @@ impl ReplayOptions {
             chunk_rows: 1024,
             in_flight: 8192,
             progress: false,
-            readers: None,
+            readers: Readers::auto(),
+        }
+    }
+}
+
+/// Who reads and decodes an Arrow IPC file input of a replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readers {
+    /// The replay's own thread, which also submits the blocks and writes the answers.
+    Own,
+    /// This many threads of their own, from the start ([`readers::ParallelBatches`]).
+    Threads(usize),
+    /// The replay's own thread until, over a window of at least `window`, it is found
+    /// to hold the graph back ([`readers::Starved`]); then `threads` threads of their
+    /// own read the rest of the file.
+    OnceStarved {
+        /// The threads that then read.
+        threads: usize,
+        /// The shortest window.
+        window: Duration,
+    },
+}
+
+impl Readers {
+    /// The default: on a machine of [`readers::Starved::CORES`] cores or more, the
+    /// replay's own thread until it holds the graph back, then one thread per core but
+    /// one; on fewer cores, the replay's own thread.
+    pub fn auto() -> Readers {
+        match weir_engine::cores() {
+            cores if cores >= readers::Starved::CORES => {
+                Readers::OnceStarved { threads: cores - 1, window: readers::Starved::WINDOW }
+            }
+            _ => Readers::Own,
         }
     }
 }
@@ -203,7 +232,6 @@ pub fn replay_with_feedback(
     let mut last_time: Option<i64> = None;
     // On an error midway, the rows read so far are still written, and the files get their
     // footers: the output stays readable.
-    let cores = weir_engine::cores();
     let mut feed = |flow: &mut Flow<'_>| -> Result<(), ReplayError> {
         let threads_may_read = feedback.is_none();
         // A batch read on this thread, cut into blocks and entered.
@@ -235,20 +263,23 @@ pub fn replay_with_feedback(
         for file in inputs {
             let threads_may_read = threads_may_read && file.format == FileFormat::ArrowFile;
             let (mut threads, mut read_here) = match options.readers {
-                Some(n) if threads_may_read && n > 0 => (n, 0),
+                Readers::Threads(n) if threads_may_read => (n, 0),
                 _ => (0, 0),
             };
             if threads == 0 {
-                let may_move = threads_may_read && options.readers.is_none() && cores >= readers::Starved::CORES;
-                let mut starved = readers::Starved::new(flow.waited);
+                let once_starved = match options.readers {
+                    Readers::OnceStarved { threads, window } if threads_may_read => Some((threads, window)),
+                    _ => None,
+                };
+                let mut starved = readers::Starved::new(flow.waited, once_starved.map_or(Duration::ZERO, |o| o.1));
                 for batch in files::open(file, chunk_rows)? {
                     let batch = batch.map_err(|e| files::damaged(file, flow.row, e))?;
                     enter_batch(flow, file, batch)?;
                     read_here += 1;
-                    if may_move && starved.after_batch(flow.waited) {
+                    if let Some((n, _)) = once_starved.filter(|_| starved.after_batch(flow.waited)) {
                         // This thread holds the graph back: the rest of the file is
                         // read and decoded on threads of their own.
-                        threads = cores - 1;
+                        threads = n;
                         break;
                     }
                 }

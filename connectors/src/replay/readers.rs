@@ -320,8 +320,9 @@ impl Drop for ParallelBatches {
 /// Whether the replay's own thread, reading and decoding the file itself, holds the graph
 /// back: it then hardly ever waits for the graph's answers, because the graph answers
 /// each block before the next is ready. Checked after each batch over windows of at
-/// least [`Starved::WINDOW`] and [`Starved::BATCHES`] batches: starved when the thread
-/// waited for answers less than [`Starved::SHARE`] of the window.
+/// least a given time ([`Starved::WINDOW`] by default) and [`Starved::BATCHES`]
+/// batches: starved when the thread waited for answers less than [`Starved::SHARE`] of
+/// the window.
 ///
 /// A graph that keeps the cores busy is not starved (a replay of `digits.yaml` on 2
 /// cores waits for it 58% of the time), and its replay keeps reading on its own thread.
@@ -333,10 +334,11 @@ pub struct Starved {
     since: std::time::Instant,
     waited: std::time::Duration,
     batches: usize,
+    window: std::time::Duration,
 }
 
 impl Starved {
-    /// The shortest window.
+    /// The shortest window by default.
     pub const WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
     /// The fewest batches in a window.
     pub const BATCHES: usize = 4;
@@ -345,9 +347,10 @@ impl Starved {
     /// The fewest cores on which a starved graph's replay moves to reading threads.
     pub const CORES: usize = 4;
 
-    /// Starts watching; `waited` is the time the thread has waited for answers so far.
-    pub fn new(waited: std::time::Duration) -> Starved {
-        Starved { since: std::time::Instant::now(), waited, batches: 0 }
+    /// Starts watching over windows of at least `window`; `waited` is the time the
+    /// thread has waited for answers so far.
+    pub fn new(waited: std::time::Duration, window: std::time::Duration) -> Starved {
+        Starved { since: std::time::Instant::now(), waited, batches: 0, window }
     }
 
     /// After a batch, with `waited` the time waited for answers so far: whether the
@@ -355,11 +358,11 @@ impl Starved {
     pub fn after_batch(&mut self, waited: std::time::Duration) -> bool {
         self.batches += 1;
         let elapsed = self.since.elapsed();
-        if elapsed < Self::WINDOW || self.batches < Self::BATCHES {
+        if elapsed < self.window || self.batches < Self::BATCHES {
             return false;
         }
-        let share = waited.saturating_sub(self.waited).as_secs_f64() / elapsed.as_secs_f64();
-        *self = Starved::new(waited);
+        let share = waited.saturating_sub(self.waited).as_secs_f64() / elapsed.as_secs_f64().max(1e-9);
+        *self = Starved::new(waited, self.window);
         share < Self::SHARE
     }
 }
@@ -525,7 +528,7 @@ mod tests {
 
     #[test]
     fn a_graph_is_starved_when_the_thread_hardly_waited_for_answers_over_a_window() {
-        let mut starved = Starved::new(Duration::ZERO);
+        let mut starved = Starved::new(Duration::ZERO, Starved::WINDOW);
         // No verdict before a window has lasted its time and its batches.
         for _ in 0..Starved::BATCHES + 2 {
             assert!(!starved.after_batch(Duration::ZERO));
@@ -533,7 +536,7 @@ mod tests {
         std::thread::sleep(Starved::WINDOW);
         assert!(starved.after_batch(Duration::ZERO), "never waited");
         // A window in which the thread waited half the time: not starved.
-        let mut starved = Starved::new(Duration::from_secs(1));
+        let mut starved = Starved::new(Duration::from_secs(1), Starved::WINDOW);
         std::thread::sleep(Starved::WINDOW);
         for _ in 0..Starved::BATCHES - 1 {
             assert!(!starved.after_batch(Duration::from_secs(1)));
