@@ -47,9 +47,9 @@ pub struct ReplayArgs {
     pub in_flight: usize,
     /// Threads that read and decode an Arrow IPC file input beside the replay's own
     /// thread (0: on the replay's thread). By default the replay's thread reads, and on
-    /// 4 cores or more hands the rest of a file to one thread per core but one once it
-    /// is found to hold the graph back. Parquet and Arrow IPC streams are read on the
-    /// replay's thread.
+    /// 4 cores or more hands the rest of a file to one thread per core but one (at most
+    /// 4) once it is found to hold the graph back. Parquet and Arrow IPC streams are read
+    /// on the replay's thread.
     #[arg(long)]
     pub readers: Option<usize>,
     /// No progress line (there is none when stderr is not a terminal anyway).

@@ -145,13 +145,21 @@ pub enum Readers {
 }
 
 impl Readers {
+    /// The most threads [`Readers::auto`] moves a file to. The replay's own thread,
+    /// which still submits and writes, then takes about 33 ns a row of digits (30 M
+    /// rows/s at most), and reading and decoding about 45 ns on a core of their own
+    /// (22 M rows/s; the bench's "files alone"), more where reading threads share the
+    /// memory bus: a few reading threads keep up with it, and more would only wait for
+    /// room (BENCHMARKS.md, "Replay", eleventh session).
+    pub const AUTO_THREADS: usize = 4;
+
     /// The default: on a machine of [`readers::Starved::CORES`] cores or more, the
     /// replay's own thread until it holds the graph back, then one thread per core but
-    /// one; on fewer cores, the replay's own thread.
+    /// one, at most [`Readers::AUTO_THREADS`]; on fewer cores, the replay's own thread.
     pub fn auto() -> Readers {
         match weir_engine::cores() {
             cores if cores >= readers::Starved::CORES => {
-                Readers::OnceStarved { threads: cores - 1, window: readers::Starved::WINDOW }
+                Readers::OnceStarved { threads: (cores - 1).min(Self::AUTO_THREADS), window: readers::Starved::WINDOW }
             }
             _ => Readers::Own,
         }
