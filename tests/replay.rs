@@ -781,23 +781,29 @@ fn peak_rss(summary: &str) -> f64 {
 #[test]
 fn peak_memory_does_not_grow_with_the_input() {
     let dir = tempfile::tempdir().unwrap();
-    let mut rss = Vec::new();
-    for (name, n) in [("1x", 20_000usize), ("10x", 200_000)] {
-        let input = dir.path().join(format!("{name}.arrow"));
-        // Batches of 1000 rows, as a writer streaming a day of traffic would leave them.
-        let batches: Vec<RecordBatch> = (0..n / 1000).map(|i| digits_batch(i as i64 * 1000, 1000)).collect();
-        write_arrow(&input, &batches);
-        let summary = weir_replay(&[
-            "graphs/digits.yaml",
-            "--input",
-            s(&input),
-            "--output",
-            s(&dir.path().join(format!("{name}.out.arrow"))),
-        ]);
-        assert!(summary.contains(&format!("{n} rows, 0 errors")), "{summary}");
-        rss.push(peak_rss(&summary));
+    // Read on the replay's thread, and on four reading threads (which the default moves
+    // a file to on a machine of 5 cores or more).
+    for readers in ["0", "4"] {
+        let mut rss = Vec::new();
+        for (name, n) in [("1x", 20_000usize), ("10x", 200_000)] {
+            let input = dir.path().join(format!("{name}.arrow"));
+            // Batches of 1000 rows, as a writer streaming a day of traffic would leave them.
+            let batches: Vec<RecordBatch> = (0..n / 1000).map(|i| digits_batch(i as i64 * 1000, 1000)).collect();
+            write_arrow(&input, &batches);
+            let summary = weir_replay(&[
+                "graphs/digits.yaml",
+                "--input",
+                s(&input),
+                "--output",
+                s(&dir.path().join(format!("{name}.out.arrow"))),
+                "--readers",
+                readers,
+            ]);
+            assert!(summary.contains(&format!("{n} rows, 0 errors")), "{summary}");
+            rss.push(peak_rss(&summary));
+        }
+        // The 10x input is 51 MiB of pixels more than the 1x one; holding it would show.
+        eprintln!("replay peak RSS, --readers {readers}: 1x {:.1} MiB, 10x {:.1} MiB", rss[0], rss[1]);
+        assert!(rss[1] < rss[0] + 16.0, "--readers {readers}: peak RSS 1x {:.1} MiB, 10x {:.1} MiB", rss[0], rss[1]);
     }
-    // The 10x input is 51 MiB of pixels more than the 1x one; holding it would show.
-    eprintln!("replay peak RSS: 1x {:.1} MiB, 10x {:.1} MiB", rss[0], rss[1]);
-    assert!(rss[1] < rss[0] + 16.0, "peak RSS 1x {:.1} MiB, 10x {:.1} MiB", rss[0], rss[1]);
 }
