@@ -15,9 +15,7 @@ use arrow_schema::{ArrowError, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::error::ReplayError;
-use super::ipc_file::{IpcFile, IpcLayout};
-use super::readers::ParallelBatches;
-use weir_engine::GraphField;
+use super::ipc_file::IpcFile;
 
 /// A file format replay reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,36 +144,28 @@ fn has_file_magic(file: &mut File) -> bool {
 /// IPC batches come as they were written).
 pub fn open(file: &InputFile, batch_rows: usize) -> Result<Batches, ReplayError> {
     let path = &file.path;
-    let handle = File::open(path).map_err(|e| io(path, "cannot open", &e))?;
+    let open = || File::open(path).map_err(|e| io(path, "cannot open", &e));
     Ok(match file.format {
-        FileFormat::ArrowFile => Box::new(IpcFile::open(handle).map_err(|e| unreadable(path, file.format, None, e))?),
+        FileFormat::ArrowFile => Box::new(open_ipc(file)?),
         FileFormat::ArrowStream => Box::new(
-            arrow_ipc::reader::StreamReader::try_new(BufReader::new(handle), None)
+            arrow_ipc::reader::StreamReader::try_new(BufReader::new(open()?), None)
                 .map_err(|e| unreadable(path, file.format, None, e))?,
         ),
         FileFormat::Parquet => Box::new(
-            ParquetRecordBatchReaderBuilder::try_new(handle)
+            ParquetRecordBatchReaderBuilder::try_new(open()?)
                 .and_then(|b| b.with_batch_size(batch_rows.max(1)).build())
                 .map_err(|e| unreadable(path, file.format, None, e))?,
         ),
     })
 }
 
-/// Reads an Arrow IPC file on `threads` threads (see [`ParallelBatches`]) from its batch
-/// `from` on, whose first row is input row `first_row`: its batches in slices of
-/// `chunk_rows` rows, decoded by `inputs`, with the columns `keep` as read.
-pub fn open_parallel(
-    file: &InputFile,
-    (inputs, keep): (&[GraphField], &[String]),
-    chunk_rows: usize,
-    from: (usize, u64),
-    threads: usize,
-) -> Result<ParallelBatches, ReplayError> {
+/// Opens an Arrow IPC file (of [`FileFormat::ArrowFile`]) to read batch by batch, on
+/// this thread or, handing its footer over ([`IpcFile::into_parts`]), on threads of
+/// their own.
+pub fn open_ipc(file: &InputFile) -> Result<IpcFile, ReplayError> {
     let path = &file.path;
     let handle = File::open(path).map_err(|e| io(path, "cannot open", &e))?;
-    let layout = IpcLayout::read(&mut BufReader::new(handle)).map_err(|e| unreadable(path, file.format, None, e))?;
-    ParallelBatches::start(path.clone(), layout, (inputs.to_vec(), keep.to_vec()), chunk_rows, from, threads)
-        .map_err(|e| io(path, "cannot start a thread to read it", &e))
+    IpcFile::open(handle).map_err(|e| unreadable(path, file.format, None, e))
 }
 
 /// The error for a batch that could not be read at `row` of `file`.

@@ -125,6 +125,11 @@ impl IpcFile {
     pub fn schema(&self) -> SchemaRef {
         self.layout.schema()
     }
+
+    /// Its footer, and the number of batches read so far: where another reader goes on.
+    pub fn into_parts(self) -> (IpcLayout, usize) {
+        (self.layout, self.next)
+    }
 }
 
 /// The bytes of `block` (its message and its body) of a file of `len` bytes, read

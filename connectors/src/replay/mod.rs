@@ -269,44 +269,58 @@ pub fn replay_with_feedback(
             Ok::<(), ReplayError>(())
         };
         for file in inputs {
-            let threads_may_read = threads_may_read && file.format == FileFormat::ArrowFile;
-            let (mut threads, mut read_here) = match options.readers {
-                Readers::Threads(n) if threads_may_read => (n, 0),
-                _ => (0, 0),
+            let readers = match options.readers {
+                Readers::Threads(0) => Readers::Own,
+                _ if !threads_may_read || file.format != FileFormat::ArrowFile => Readers::Own,
+                readers => readers,
+            };
+            if readers == Readers::Own {
+                for batch in files::open(file, chunk_rows)? {
+                    enter_batch(flow, file, batch.map_err(|e| files::damaged(file, flow.row, e))?)?;
+                }
+                continue;
+            }
+            let mut ipc = files::open_ipc(file)?;
+            let threads = match readers {
+                Readers::OnceStarved { threads, window } => {
+                    let mut starved = readers::Starved::new(flow.waited, window);
+                    let mut moved = 0;
+                    for batch in &mut ipc {
+                        enter_batch(flow, file, batch.map_err(|e| files::damaged(file, flow.row, e))?)?;
+                        if starved.after_batch(flow.waited) {
+                            // This thread holds the graph back: the rest of the file is
+                            // read and decoded on threads of their own.
+                            moved = threads;
+                            break;
+                        }
+                    }
+                    moved
+                }
+                Readers::Threads(n) => n,
+                Readers::Own => 0,
             };
             if threads == 0 {
-                let once_starved = match options.readers {
-                    Readers::OnceStarved { threads, window } if threads_may_read => Some((threads, window)),
-                    _ => None,
-                };
-                let mut starved = readers::Starved::new(flow.waited, once_starved.map_or(Duration::ZERO, |o| o.1));
-                for batch in files::open(file, chunk_rows)? {
-                    let batch = batch.map_err(|e| files::damaged(file, flow.row, e))?;
-                    enter_batch(flow, file, batch)?;
-                    read_here += 1;
-                    if let Some((n, _)) = once_starved.filter(|_| starved.after_batch(flow.waited)) {
-                        // This thread holds the graph back: the rest of the file is
-                        // read and decoded on threads of their own.
-                        threads = n;
-                        break;
-                    }
-                }
+                continue;
             }
-            if threads > 0 {
-                flow.summary.readers = flow.summary.readers.max(threads);
-                let parallel = files::open_parallel(
-                    file,
-                    (&graph.schema().inputs, &options.keep),
-                    chunk_rows,
-                    (read_here, flow.row),
-                    threads,
-                )?;
-                for batch in parallel {
-                    let batch = batch.map_err(|e| files::damaged(file, flow.row, e))?;
-                    for readers::DecodedSlice { first_row, rows, kept, decoded } in batch {
-                        debug_assert_eq!(first_row, flow.row);
-                        flow.enter(file, rows, kept, decoded)?;
-                    }
+            flow.summary.readers = flow.summary.readers.max(threads);
+            let (layout, from) = ipc.into_parts();
+            let parallel = readers::ParallelBatches::start(
+                file.path.clone(),
+                layout,
+                (graph.schema().inputs.clone(), options.keep.clone()),
+                chunk_rows,
+                (from, flow.row),
+                threads,
+            )
+            .map_err(|e| ReplayError::Io {
+                path: file.path.clone(),
+                reason: format!("cannot start a thread to read it: {e}"),
+            })?;
+            for batch in parallel {
+                let batch = batch.map_err(|e| files::damaged(file, flow.row, e))?;
+                for readers::DecodedSlice { first_row, rows, kept, decoded } in batch {
+                    debug_assert_eq!(first_row, flow.row);
+                    flow.enter(file, rows, kept, decoded)?;
                 }
             }
         }

@@ -25,6 +25,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use arrow_array::ArrayRef;
 use arrow_schema::ArrowError;
@@ -331,15 +332,15 @@ impl Drop for ParallelBatches {
 /// 0.82-0.96 of the replay's own thread's rows/s even for a graph that costs next to
 /// nothing, the copies out of the page cache contending with each other and the workers).
 pub struct Starved {
-    since: std::time::Instant,
-    waited: std::time::Duration,
+    since: Instant,
+    waited: Duration,
     batches: usize,
-    window: std::time::Duration,
+    window: Duration,
 }
 
 impl Starved {
     /// The shortest window by default.
-    pub const WINDOW: std::time::Duration = std::time::Duration::from_millis(20);
+    pub const WINDOW: Duration = Duration::from_millis(20);
     /// The fewest batches in a window.
     pub const BATCHES: usize = 4;
     /// Below this share of a window spent waiting for answers, the graph is starved.
@@ -349,13 +350,13 @@ impl Starved {
 
     /// Starts watching over windows of at least `window`; `waited` is the time the
     /// thread has waited for answers so far.
-    pub fn new(waited: std::time::Duration, window: std::time::Duration) -> Starved {
-        Starved { since: std::time::Instant::now(), waited, batches: 0, window }
+    pub fn new(waited: Duration, window: Duration) -> Starved {
+        Starved { since: Instant::now(), waited, batches: 0, window }
     }
 
     /// After a batch, with `waited` the time waited for answers so far: whether the
     /// window that just ended found the graph starved (`false` while a window lasts).
-    pub fn after_batch(&mut self, waited: std::time::Duration) -> bool {
+    pub fn after_batch(&mut self, waited: Duration) -> bool {
         self.batches += 1;
         let elapsed = self.since.elapsed();
         if elapsed < self.window || self.batches < Self::BATCHES {
@@ -369,7 +370,7 @@ impl Starved {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use Duration;
 
     use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
     use arrow_array::{Float32Array, RecordBatch};
