@@ -69,6 +69,26 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 32;
 
+/// The rows of the Arrow IPC file at `from` as a Parquet file at `to`, in row groups of
+/// [`PARQUET_GROUP_ROWS`] rows (the writer's other settings at their defaults: the
+/// pixels dictionary-encoded, uncompressed).
+fn write_parquet(from: &std::path::Path, to: &std::path::Path) {
+    let reader =
+        arrow_ipc::reader::FileReader::try_new(std::fs::File::open(from).expect("input"), None).expect("reader");
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_max_row_group_row_count(Some(PARQUET_GROUP_ROWS))
+        .build();
+    let file = std::fs::File::create(to).expect("parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, reader.schema(), Some(props)).expect("writer");
+    for batch in reader {
+        w.write(&batch.expect("batch")).expect("write");
+    }
+    w.close().expect("close");
+}
+
+/// Rows per row group of the bench's Parquet input (8 row groups of the default 500,000 rows).
+const PARQUET_GROUP_ROWS: usize = 65_536;
+
 fn write_input(path: &std::path::Path, rows: usize) {
     let set = digits(Split::Train).expect("digits");
     let schema_batch = |first: usize, n: usize| {
@@ -104,21 +124,30 @@ outputs:
   label: top.label
 ";
 
-/// `weir replay` of `digits.yaml` and of [`CHEAP_GRAPH`] over `input` on one worker per
-/// core, reading on the replay's own thread (`readers: Some(0)`), by default (which
-/// moves to reading threads once the replay's thread holds the graph back), and on one
-/// reading thread per core, alternating, `rounds` rounds: rows/s, the reading threads
-/// the default used, and the replay's own thread's CPU per row.
-fn readers(input: &InputFile, out_dir: &std::path::Path, rows: usize, cores: usize, rounds: usize) {
+/// `weir replay` of `digits.yaml` and of [`CHEAP_GRAPH`] over `input` (and of
+/// `digits.yaml` over the same rows as `parquet`) on one worker per core, reading on
+/// the replay's own thread (`readers: Some(0)`), by default (which moves to reading
+/// threads once the replay's thread holds the graph back), and on one reading thread
+/// per core, alternating, `rounds` rounds: rows/s, the reading threads the default
+/// used, and the replay's own thread's CPU per row.
+fn readers(
+    (input, parquet): (&InputFile, &InputFile),
+    out_dir: &std::path::Path,
+    rows: usize,
+    cores: usize,
+    rounds: usize,
+) {
     let cheap = out_dir.join("cheap.yaml");
     std::fs::write(&cheap, CHEAP_GRAPH).expect("cheap.yaml");
-    for graph in [graphs_dir().join("digits.yaml"), cheap] {
+    let digits = graphs_dir().join("digits.yaml");
+    for (graph, input) in [(digits.clone(), input), (cheap, input), (digits, parquet)] {
         let engine = Engine::start(
             vec![load_plan(&graph).expect("graph")],
             EngineConfig { workers: cores, ..EngineConfig::default() },
         )
         .expect("engine");
         let name = graph.file_name().expect("name").to_string_lossy().into_owned();
+        let name = format!("{name} from {}", input.format.name());
         let settings = [
             ("its own thread (--readers 0)", Readers::Own),
             ("the default", Readers::auto()),
@@ -651,7 +680,10 @@ fn main() {
         1e3 / own
     );
     drop(engine);
-    readers(&inputs[0], dir.path(), rows, cores, if args.quick { 2 } else { 7 });
+    let parquet = inputs_dir.join("digits.parquet");
+    write_parquet(&input, &parquet);
+    let parquet = replay::discover(std::slice::from_ref(&parquet), None).expect("parquet input");
+    readers((&inputs[0], &parquet[0]), dir.path(), rows, cores, if args.quick { 2 } else { 7 });
 
     // Peak memory of the binary for the input and for ten times the input.
     let mut rss = Vec::new();

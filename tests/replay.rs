@@ -77,7 +77,14 @@ fn write_arrow(path: &Path, batches: &[RecordBatch]) {
 }
 
 fn write_parquet(path: &Path, batches: &[RecordBatch]) {
-    let mut w = parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), batches[0].schema(), None).unwrap();
+    write_parquet_groups(path, batches, None);
+}
+
+/// A Parquet file of row groups of `group_rows` rows (the writer's default: 1Mi rows).
+fn write_parquet_groups(path: &Path, batches: &[RecordBatch], group_rows: Option<usize>) {
+    let props = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(group_rows);
+    let schema = batches[0].schema();
+    let mut w = parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), schema, Some(props.build())).unwrap();
     for b in batches {
         w.write(b).unwrap();
     }
@@ -169,13 +176,18 @@ fn digits_replay_is_bit_identical_to_weir_run_from_arrow_and_parquet_at_1_and_2_
     let (arrow_in, parquet_in) = (dir.path().join("in.arrow"), dir.path().join("in.parquet"));
     write_arrow(&arrow_in, &batches);
     write_parquet(&parquet_in, &batches);
+    // Six row groups (five of 200 rows), to be decoded on three threads.
+    let groups_in = dir.path().join("groups.parquet");
+    write_parquet_groups(&groups_in, &batches, Some(200));
 
-    // The last: the Arrow file read and decoded on 3 threads beside the replay's own.
+    // The last two: the Arrow file, and the row groups, read and decoded on 3 threads
+    // beside the replay's own.
     for (input, output, workers, readers) in [
         (&arrow_in, dir.path().join("out.arrow"), "1", "0"),
         (&parquet_in, dir.path().join("out.parquet"), "1", "0"),
         (&arrow_in, dir.path().join("out2.arrow"), "2", "0"),
         (&arrow_in, dir.path().join("out3.arrow"), "2", "3"),
+        (&groups_in, dir.path().join("out4.arrow"), "2", "3"),
     ] {
         let summary = weir_replay(&[
             "graphs/digits.yaml",
@@ -390,6 +402,73 @@ fn an_arrow_file_read_on_threads_answers_fails_and_stops_as_one_read_on_the_repl
     assert!(answers.windows(2).all(|w| w[0] == w[1]), "the same files whoever reads");
 }
 
+/// A Parquet file of eight row groups of 300 rows whose pixels are null at input rows
+/// 607, 899, 1507 and 1799, and whose sixth row group's (rows 1500-1799) pixels column
+/// starts with a page header overwritten with 0xff bytes.
+fn damaged_parquet(path: &Path) {
+    let batches: Vec<RecordBatch> = (0..8)
+        .map(|b| with_null_pixels(&digits_batch(b * 300, 300), if b == 2 || b == 5 { &[7, 299] } else { &[] }))
+        .collect();
+    write_parquet_groups(path, &batches, Some(300));
+    let metadata = parquet::arrow::arrow_reader::ArrowReaderMetadata::load(
+        &File::open(path).unwrap(),
+        parquet::arrow::arrow_reader::ArrowReaderOptions::new(),
+    )
+    .unwrap();
+    let group = metadata.metadata().row_group(5);
+    assert_eq!((metadata.metadata().num_row_groups(), group.num_rows()), (8, 300));
+    let pixels = group.column(1);
+    let at = pixels.dictionary_page_offset().unwrap_or(pixels.data_page_offset()) as usize;
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[at..at + 32].fill(0xff);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn parquet_row_groups_and_a_stream_read_on_threads_answer_fail_and_stop_as_on_the_replays_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.parquet");
+    damaged_parquet(&input);
+    let mut answers = Vec::new();
+    for readers in ["0", "1", "4"] {
+        let output = dir.path().join(format!("out{readers}.arrow"));
+        let args = ["replay", "graphs/digits.yaml", "--input", s(&input), "--output", s(&output)];
+        let out = weir(&[&args[..], &["--keep", "id", "--chunk-rows", "128", "--readers", readers]].concat());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("in.parquet: not a readable Parquet file (at row 1500)"), "{stderr}");
+        let written = read(&output);
+        let ids = written.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
+        assert_eq!(ids, (0..1500).collect::<Vec<i64>>(), "--readers {readers}: every row before the damage, in order");
+        let errors = read(&dir.path().join(format!("out{readers}.errors.arrow")));
+        let rows = errors.column_by_name("row").unwrap().as_primitive::<UInt64Type>().values().to_vec();
+        assert_eq!(rows, [607, 899], "--readers {readers}: failed rows named by their place in the input");
+        answers.push((written, errors));
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "the same files whoever reads");
+
+    // An Arrow IPC stream is read in order: on one thread of its own at most.
+    let stream = dir.path().join("in.arrows");
+    let batches: Vec<RecordBatch> =
+        (0..4).map(|b| with_null_pixels(&digits_batch(b * 300, 300), if b == 2 { &[7] } else { &[] })).collect();
+    let mut w = arrow_ipc::writer::StreamWriter::try_new(File::create(&stream).unwrap(), &batches[0].schema()).unwrap();
+    batches.iter().for_each(|b| w.write(b).unwrap());
+    w.finish().unwrap();
+    let mut answers = Vec::new();
+    for readers in ["0", "3"] {
+        let output = dir.path().join(format!("stream{readers}.arrow"));
+        let args = ["graphs/digits.yaml", "--input", s(&stream), "--output", s(&output), "--keep", "id"];
+        let summary = weir_replay(&[&args[..], &["--chunk-rows", "128", "--readers", readers]].concat());
+        assert!(summary.contains("1200 rows, 1 errors"), "{summary}");
+        assert_eq!(summary.contains("1 reading thread"), readers == "3", "{summary}");
+        let errors = read(&dir.path().join(format!("stream{readers}.errors.arrow")));
+        let rows = errors.column_by_name("row").unwrap().as_primitive::<UInt64Type>().values().to_vec();
+        assert_eq!(rows, [607]);
+        answers.push((read(&output), errors));
+    }
+    assert!(answers[0] == answers[1], "the same files whoever reads the stream");
+}
+
 #[test]
 fn a_replay_that_holds_its_graph_back_moves_the_rest_of_the_file_to_reading_threads() {
     let dir = tempfile::tempdir().unwrap();
@@ -398,11 +477,20 @@ fn a_replay_that_holds_its_graph_back_moves_the_rest_of_the_file_to_reading_thre
     let batches: Vec<RecordBatch> =
         (0..10).map(|b| with_null_pixels(&digits_batch(b * 200, 200), if b == 5 { &[3] } else { &[] })).collect();
     write_arrow(&input, &batches);
+    // The same rows as Parquet, in four row groups: the replay moves inside the first.
+    let parquet = dir.path().join("in.parquet");
+    write_parquet_groups(&parquet, &batches, Some(500));
     let (_engine, graph) = common::start(weir_engine::load_plan(Path::new("graphs/digits.yaml")).unwrap(), 2);
     let inputs = replay::discover(&[input], None).unwrap();
+    let parquet = replay::discover(&[parquet], None).unwrap();
     let mut replays = Vec::new();
     let moved = Readers::OnceStarved { threads: 2, window: Duration::ZERO };
-    for (name, readers) in [("own", Readers::Own), ("moved", moved)] {
+    for (name, inputs, readers) in [
+        ("own", &inputs, Readers::Own),
+        ("moved", &inputs, moved),
+        ("parquet_own", &parquet, Readers::Own),
+        ("parquet_moved", &parquet, moved),
+    ] {
         let mut options = ReplayOptions::new(dir.path().join(format!("{name}.arrow")));
         options.keep = vec!["id".into()];
         options.chunk_rows = 64;
@@ -411,7 +499,7 @@ fn a_replay_that_holds_its_graph_back_moves_the_rest_of_the_file_to_reading_thre
         // batches, no shortest time).
         options.in_flight = 1 << 16;
         options.readers = readers;
-        let summary = replay::replay(&graph, &inputs, &options).unwrap();
+        let summary = replay::replay(&graph, inputs, &options).unwrap();
         assert_eq!((summary.rows, summary.errors), (2000, 1), "{name}");
         let errors = read(&dir.path().join(format!("{name}.errors.arrow")));
         let rows = errors.column_by_name("row").unwrap().as_primitive::<UInt64Type>().values().to_vec();
@@ -421,8 +509,9 @@ fn a_replay_that_holds_its_graph_back_moves_the_rest_of_the_file_to_reading_thre
         assert_eq!(ids, (0..2000).collect::<Vec<i64>>(), "{name}: input order");
         replays.push((summary.readers, output, errors));
     }
-    assert_eq!((replays[0].0, replays[1].0), (0, 2), "the second replay moved to two reading threads");
-    assert!(replays[0].1 == replays[1].1 && replays[0].2 == replays[1].2, "the same files");
+    let threads: Vec<usize> = replays.iter().map(|r| r.0).collect();
+    assert_eq!(threads, [0, 2, 0, 2], "the second and fourth replays moved to two reading threads");
+    assert!(replays.windows(2).all(|w| w[0].1 == w[1].1 && w[0].2 == w[1].2), "the same files");
 }
 
 #[test]
@@ -782,14 +871,19 @@ fn peak_rss(summary: &str) -> f64 {
 fn peak_memory_does_not_grow_with_the_input() {
     let dir = tempfile::tempdir().unwrap();
     // Read on the replay's thread, and on four reading threads (which the default moves
-    // a file to on a machine of 5 cores or more).
-    for readers in ["0", "4"] {
+    // a file to on a machine of 5 cores or more); from an Arrow IPC file, and from a
+    // Parquet file of row groups of 5,000 rows (four threads read the 1x file too).
+    for (format, readers) in [("arrow", "0"), ("arrow", "4"), ("parquet", "0"), ("parquet", "4")] {
         let mut rss = Vec::new();
         for (name, n) in [("1x", 20_000usize), ("10x", 200_000)] {
-            let input = dir.path().join(format!("{name}.arrow"));
+            let input = dir.path().join(format!("{name}.{format}"));
             // Batches of 1000 rows, as a writer streaming a day of traffic would leave them.
             let batches: Vec<RecordBatch> = (0..n / 1000).map(|i| digits_batch(i as i64 * 1000, 1000)).collect();
-            write_arrow(&input, &batches);
+            if format == "arrow" {
+                write_arrow(&input, &batches);
+            } else {
+                write_parquet_groups(&input, &batches, Some(5_000));
+            }
             let summary = weir_replay(&[
                 "graphs/digits.yaml",
                 "--input",
@@ -803,7 +897,8 @@ fn peak_memory_does_not_grow_with_the_input() {
             rss.push(peak_rss(&summary));
         }
         // The 10x input is 51 MiB of pixels more than the 1x one; holding it would show.
-        eprintln!("replay peak RSS, --readers {readers}: 1x {:.1} MiB, 10x {:.1} MiB", rss[0], rss[1]);
-        assert!(rss[1] < rss[0] + 16.0, "--readers {readers}: peak RSS 1x {:.1} MiB, 10x {:.1} MiB", rss[0], rss[1]);
+        let what = format!("{format}, --readers {readers}: peak RSS 1x {:.1} MiB, 10x {:.1} MiB", rss[0], rss[1]);
+        eprintln!("replay {what}");
+        assert!(rss[1] < rss[0] + 16.0, "{what}");
     }
 }

@@ -45,11 +45,11 @@ pub struct ReplayArgs {
     /// Rows between reading and writing at most.
     #[arg(long, default_value_t = 8192)]
     pub in_flight: usize,
-    /// Threads that read and decode an Arrow IPC file input beside the replay's own
-    /// thread (0: on the replay's thread). By default the replay's thread reads, and on
-    /// 4 cores or more hands the rest of a file to one thread per core but one (at most
-    /// 4) once it is found to hold the graph back. Parquet and Arrow IPC streams are read
-    /// on the replay's thread.
+    /// Threads that read and decode the inputs beside the replay's own thread (0: on
+    /// the replay's thread): an Arrow IPC file's batches and a Parquet file's row groups
+    /// in parallel, an Arrow IPC stream on one thread. By default the replay's thread
+    /// reads, and on 4 cores or more hands the rest of a file to one thread per core but
+    /// one (at most 4) once it is found to hold the graph back.
     #[arg(long)]
     pub readers: Option<usize>,
     /// No progress line (there is none when stderr is not a terminal anyway).

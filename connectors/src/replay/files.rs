@@ -16,6 +16,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::error::ReplayError;
 use super::ipc_file::IpcFile;
+use super::row_groups;
 
 /// A file format replay reads and writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,8 +141,8 @@ fn has_file_magic(file: &mut File) -> bool {
     file.read_exact(&mut magic).is_ok() && &magic == b"ARROW1"
 }
 
-/// Reads `file` batch by batch; Parquet is decoded `batch_rows` rows at a time (Arrow
-/// IPC batches come as they were written).
+/// Reads `file` batch by batch; Parquet is decoded `batch_rows` rows at a time, row
+/// group by row group (Arrow IPC batches come as they were written).
 pub fn open(file: &InputFile, batch_rows: usize) -> Result<Batches, ReplayError> {
     let path = &file.path;
     let open = || File::open(path).map_err(|e| io(path, "cannot open", &e));
@@ -151,11 +152,12 @@ pub fn open(file: &InputFile, batch_rows: usize) -> Result<Batches, ReplayError>
             arrow_ipc::reader::StreamReader::try_new(BufReader::new(open()?), None)
                 .map_err(|e| unreadable(path, file.format, None, e))?,
         ),
-        FileFormat::Parquet => Box::new(
-            ParquetRecordBatchReaderBuilder::try_new(open()?)
-                .and_then(|b| b.with_batch_size(batch_rows.max(1)).build())
+        // Row group by row group: a batch never spans two, so a damaged row group
+        // ends the file after every row before it.
+        FileFormat::Parquet => Box::new(row_groups::InOrder::new(
+            row_groups::Units::open(path.clone(), file.format, batch_rows)
                 .map_err(|e| unreadable(path, file.format, None, e))?,
-        ),
+        )),
     })
 }
 

@@ -39,6 +39,7 @@ pub mod labelled;
 pub mod progress;
 pub mod readers;
 pub mod replaced;
+pub mod row_groups;
 pub mod sink;
 
 use std::path::PathBuf;
@@ -77,8 +78,8 @@ pub struct ReplayOptions {
     pub in_flight: usize,
     /// Draw a progress line on stderr.
     pub progress: bool,
-    /// Who reads and decodes an Arrow IPC file input (without a feedback stream; other
-    /// inputs are read on the replay's own thread).
+    /// Who reads and decodes the input files (without a feedback stream: with one,
+    /// the replay's own thread).
     pub readers: Readers,
 }
 
@@ -126,16 +127,22 @@ impl ReplayOptions {
     }
 }
 
-/// Who reads and decodes an Arrow IPC file input of a replay.
+/// Who reads and decodes the input files of a replay.
+///
+/// Threads of their own read an Arrow IPC file's batches ([`readers::ParallelBatches`]),
+/// a Parquet file's row groups, or an Arrow IPC stream (one thread, as a stream is read
+/// in order; [`row_groups::ParallelUnits`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Readers {
     /// The replay's own thread, which also submits the blocks and writes the answers.
     Own,
-    /// This many threads of their own, from the start ([`readers::ParallelBatches`]).
+    /// This many threads of their own, from the start (at most one per batch, row
+    /// group or stream).
     Threads(usize),
     /// The replay's own thread until, over a window of at least `window`, it is found
     /// to hold the graph back ([`readers::Starved`]); then `threads` threads of their
-    /// own read the rest of the file.
+    /// own read the rest of the file (of a Parquet file, from the row where the replay
+    /// stopped, in the row group it was reading).
     OnceStarved {
         /// The threads that then read.
         threads: usize,
@@ -271,12 +278,58 @@ pub fn replay_with_feedback(
         for file in inputs {
             let readers = match options.readers {
                 Readers::Threads(0) => Readers::Own,
-                _ if !threads_may_read || file.format != FileFormat::ArrowFile => Readers::Own,
+                _ if !threads_may_read => Readers::Own,
                 readers => readers,
             };
             if readers == Readers::Own {
                 for batch in files::open(file, chunk_rows)? {
                     enter_batch(flow, file, batch.map_err(|e| files::damaged(file, flow.row, e))?)?;
+                }
+                continue;
+            }
+            if file.format != FileFormat::ArrowFile {
+                // A Parquet file's row groups, or an Arrow IPC stream, on threads of their own.
+                let units = row_groups::Units::open(file.path.clone(), file.format, chunk_rows)
+                    .map_err(|e| files::damaged(file, flow.row, e))?;
+                let first_row = flow.row;
+                let (threads, handover) = match readers {
+                    Readers::OnceStarved { threads, window } => {
+                        let mut starved = readers::Starved::new(flow.waited, window);
+                        let mut handover = None;
+                        'units: for unit in 0..units.len() {
+                            let mut batches = units.batches(unit).map_err(|e| files::damaged(file, flow.row, e))?;
+                            while let Some(batch) = batches.next() {
+                                enter_batch(flow, file, batch.map_err(|e| files::damaged(file, flow.row, e))?)?;
+                                if starved.after_batch(flow.waited) {
+                                    // This thread holds the graph back: the rest of the
+                                    // file is read on threads of their own, from here.
+                                    handover = Some(row_groups::Handover { unit, batches, first_row: flow.row });
+                                    break 'units;
+                                }
+                            }
+                        }
+                        match handover {
+                            Some(handover) => (threads, Some(handover)),
+                            None => continue,
+                        }
+                    }
+                    Readers::Threads(n) => (n, None),
+                    Readers::Own => continue,
+                };
+                flow.summary.readers = flow.summary.readers.max(threads.min(units.len().max(1)));
+                let inputs = (graph.schema().inputs.clone(), options.keep.clone());
+                let parallel = row_groups::ParallelUnits::start(
+                    units, inputs, chunk_rows, first_row, handover, threads,
+                )
+                .map_err(|e| ReplayError::Io {
+                    path: file.path.clone(),
+                    reason: format!("cannot start a thread to read it: {e}"),
+                })?;
+                for slice in parallel {
+                    let readers::DecodedSlice { first_row, rows, kept, decoded } =
+                        slice.map_err(|e| files::damaged(file, flow.row, e))?;
+                    debug_assert_eq!(first_row, flow.row);
+                    flow.enter(file, rows, kept, decoded)?;
                 }
                 continue;
             }

@@ -27,7 +27,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use arrow_array::ArrayRef;
+use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::ArrowError;
 use weir_engine::GraphField;
 use weir_operators::RowError;
@@ -49,6 +49,30 @@ pub struct DecodedSlice {
     pub kept: Vec<ArrayRef>,
     /// Its input columns decoded, or why the batch's columns do not fit the graph.
     pub decoded: Result<DecodedColumns, RowError>,
+}
+
+/// `batch`, whose first row is input row `first`, cut into slices of at most
+/// `chunk_rows` rows, each decoded by `inputs`, with the columns `keep` as read.
+pub(super) fn decode_slices(
+    inputs: &[GraphField],
+    keep: &[String],
+    chunk_rows: usize,
+    batch: &RecordBatch,
+    first: u64,
+) -> Vec<DecodedSlice> {
+    let chunk_rows = chunk_rows.max(1);
+    let mut slices = Vec::with_capacity(batch.num_rows().div_ceil(chunk_rows));
+    let mut offset = 0;
+    while offset < batch.num_rows() {
+        let len = chunk_rows.min(batch.num_rows() - offset);
+        let slice = batch.slice(offset, len);
+        let first_row = first + offset as u64;
+        let decoded = decode_columns(inputs, &slice, first_row);
+        let kept = keep.iter().filter_map(|k| slice.column_by_name(k).cloned()).collect();
+        slices.push(DecodedSlice { first_row, rows: len, kept, decoded });
+        offset += len;
+    }
+    slices
 }
 
 /// What became of a batch: its slices; `None` where the file ends; or why it could not
@@ -182,17 +206,7 @@ impl Shared {
             state = self.wait(state);
         };
         drop(state);
-        let mut slices = Vec::with_capacity(batch.num_rows().div_ceil(self.chunk_rows));
-        let mut offset = 0;
-        while offset < batch.num_rows() {
-            let len = self.chunk_rows.min(batch.num_rows() - offset);
-            let slice = batch.slice(offset, len);
-            let first_row = first + offset as u64;
-            let decoded = decode_columns(&self.inputs, &slice, first_row);
-            let kept = self.keep.iter().filter_map(|k| slice.column_by_name(k).cloned()).collect();
-            slices.push(DecodedSlice { first_row, rows: len, kept, decoded });
-            offset += len;
-        }
+        let slices = decode_slices(&self.inputs, &self.keep, self.chunk_rows, &batch, first);
         // Without kept columns, the bytes read are freed here, on the thread that
         // allocated them, which reuses them for its next batch (freed on the replay's
         // thread, each batch took fresh pages: 4% of a replay's samples).
