@@ -316,7 +316,6 @@ pub fn replay_with_feedback(
                     Readers::Threads(n) => (n, None),
                     Readers::Own => continue,
                 };
-                flow.summary.readers = flow.summary.readers.max(threads.min(units.len().max(1)));
                 let inputs = (graph.schema().inputs.clone(), options.keep.clone());
                 let parallel = row_groups::ParallelUnits::start(
                     units, inputs, chunk_rows, first_row, handover, threads,
@@ -325,6 +324,7 @@ pub fn replay_with_feedback(
                     path: file.path.clone(),
                     reason: format!("cannot start a thread to read it: {e}"),
                 })?;
+                flow.summary.readers = flow.summary.readers.max(parallel.threads());
                 for slice in parallel {
                     let readers::DecodedSlice { first_row, rows, kept, decoded } =
                         slice.map_err(|e| files::damaged(file, flow.row, e))?;

@@ -318,7 +318,7 @@ impl ParallelUnits {
                 (Some(tx), rx)
             })
             .unzip();
-        let threads = threads.clamp(1, count.max(1));
+        let threads = threads.clamp(1, count.max(1)).min(count);
         let work = Work { next: from, end: None, senders, handover: handover.map(|h| h.batches), stop: false };
         let shared = Arc::new(Shared {
             units,
@@ -338,6 +338,13 @@ impl ParallelUnits {
             reader.threads.push(thread);
         }
         Ok(reader)
+    }
+}
+
+impl ParallelUnits {
+    /// The threads reading (at most one per unit left).
+    pub fn threads(&self) -> usize {
+        self.threads.len()
     }
 }
 
