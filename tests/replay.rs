@@ -367,6 +367,32 @@ fn a_file_damaged_midway_stops_the_replay_after_writing_every_row_read() {
     assert_eq!(ids, (0..1000).collect::<Vec<i64>>(), "the rows read before the damage are answered and readable");
 }
 
+/// Replays of the damaged digits file `input` read on the replay's thread and on 1 and 4
+/// reading threads: each stops with `damage` at row `stop` after answering every row
+/// before it in order, with the rows `failed` in the errors file, and all write the
+/// same files.
+fn stops_alike_whoever_reads(dir: &Path, input: &Path, damage: &str, stop: u64, failed: &[u64]) {
+    let name = input.file_name().unwrap().to_string_lossy();
+    let mut answers = Vec::new();
+    for readers in ["0", "1", "4"] {
+        let output = dir.join(format!("out{readers}.arrow"));
+        let args = ["replay", "graphs/digits.yaml", "--input", s(input), "--output", s(&output)];
+        let out = weir(&[&args[..], &["--keep", "id", "--chunk-rows", "128", "--readers", readers]].concat());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(&format!("{name}: {damage} (at row {stop})")), "{stderr}");
+        let written = read(&output);
+        let ids = written.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
+        let before: Vec<i64> = (0..stop as i64).collect();
+        assert_eq!(ids, before, "--readers {readers}: every row before the damage, in order");
+        let errors = read(&dir.join(format!("out{readers}.errors.arrow")));
+        let rows = errors.column_by_name("row").unwrap().as_primitive::<UInt64Type>().values().to_vec();
+        assert_eq!(rows, failed, "--readers {readers}: failed rows named by their place in the input");
+        answers.push((written, errors));
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "the same files whoever reads");
+}
+
 #[test]
 fn an_arrow_file_read_on_threads_answers_fails_and_stops_as_one_read_on_the_replays_thread() {
     let dir = tempfile::tempdir().unwrap();
@@ -383,23 +409,7 @@ fn an_arrow_file_read_on_threads_answers_fails_and_stops_as_one_read_on_the_repl
     let bytes = std::fs::read(&input).unwrap();
     let footer_at = bytes.len() - 1000;
     std::fs::write(&input, [&bytes[..footer_at - 8192], &bytes[footer_at..]].concat()).unwrap();
-    let mut answers = Vec::new();
-    for readers in ["0", "1", "4"] {
-        let output = dir.path().join(format!("out{readers}.arrow"));
-        let args = ["replay", "graphs/digits.yaml", "--input", s(&input), "--output", s(&output)];
-        let out = weir(&[&args[..], &["--keep", "id", "--chunk-rows", "128", "--readers", readers]].concat());
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains("in.arrow: not a readable Arrow IPC file (at row 2100)"), "{stderr}");
-        let written = read(&output);
-        let ids = written.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
-        assert_eq!(ids, (0..2100).collect::<Vec<i64>>(), "every row before the damaged batch, in order");
-        let errors = read(&dir.path().join(format!("out{readers}.errors.arrow")));
-        let rows = errors.column_by_name("row").unwrap().as_primitive::<UInt64Type>().values().to_vec();
-        assert_eq!(rows, [607, 899, 1507, 1799], "failed rows named by their place in the input");
-        answers.push((written, errors));
-    }
-    assert!(answers.windows(2).all(|w| w[0] == w[1]), "the same files whoever reads");
+    stops_alike_whoever_reads(dir.path(), &input, "not a readable Arrow IPC file", 2100, &[607, 899, 1507, 1799]);
 }
 
 /// A Parquet file of eight row groups of 300 rows whose pixels are null at input rows
@@ -429,23 +439,7 @@ fn parquet_row_groups_and_a_stream_read_on_threads_answer_fail_and_stop_as_on_th
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.parquet");
     damaged_parquet(&input);
-    let mut answers = Vec::new();
-    for readers in ["0", "1", "4"] {
-        let output = dir.path().join(format!("out{readers}.arrow"));
-        let args = ["replay", "graphs/digits.yaml", "--input", s(&input), "--output", s(&output)];
-        let out = weir(&[&args[..], &["--keep", "id", "--chunk-rows", "128", "--readers", readers]].concat());
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains("in.parquet: not a readable Parquet file (at row 1500)"), "{stderr}");
-        let written = read(&output);
-        let ids = written.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec();
-        assert_eq!(ids, (0..1500).collect::<Vec<i64>>(), "--readers {readers}: every row before the damage, in order");
-        let errors = read(&dir.path().join(format!("out{readers}.errors.arrow")));
-        let rows = errors.column_by_name("row").unwrap().as_primitive::<UInt64Type>().values().to_vec();
-        assert_eq!(rows, [607, 899], "--readers {readers}: failed rows named by their place in the input");
-        answers.push((written, errors));
-    }
-    assert!(answers.windows(2).all(|w| w[0] == w[1]), "the same files whoever reads");
+    stops_alike_whoever_reads(dir.path(), &input, "not a readable Parquet file", 1500, &[607, 899]);
 
     // An Arrow IPC stream is read in order: on one thread of its own at most.
     let stream = dir.path().join("in.arrows");
