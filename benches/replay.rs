@@ -141,11 +141,9 @@ fn readers(
     std::fs::write(&cheap, CHEAP_GRAPH).expect("cheap.yaml");
     let digits = graphs_dir().join("digits.yaml");
     for (graph, input) in [(digits.clone(), input), (cheap, input), (digits, parquet)] {
-        let engine = Engine::start(
-            vec![load_plan(&graph).expect("graph")],
-            EngineConfig { workers: cores, ..EngineConfig::default() },
-        )
-        .expect("engine");
+        let engine =
+            Engine::start(vec![replay_plan(&graph, cores)], EngineConfig { workers: cores, ..EngineConfig::default() })
+                .expect("engine");
         let name = graph.file_name().expect("name").to_string_lossy().into_owned();
         let name = format!("{name} from {}", input.format.name());
         let settings = [
@@ -177,6 +175,14 @@ fn readers(
             );
         }
     }
+}
+
+/// The plan of `graph` for a replay on `workers` workers: its bound on rows in flight
+/// raised to the replay's default, as `weir replay` raises it.
+fn replay_plan(graph: &std::path::Path, workers: usize) -> weir_engine::Plan {
+    let mut plan = load_plan(graph).expect("graph");
+    plan.serving.max_in_flight = plan.serving.max_in_flight.max(replay::default_in_flight(workers, 1024));
+    plan
 }
 
 /// The digits models, loaded from the graph's files.
@@ -518,7 +524,7 @@ fn main() {
     let pixels: Vec<f32> = (0..rows).flat_map(|i| set[i % set.len()].pixels.iter().copied()).collect();
     let raw = Raw::load();
     let engine = Engine::start(
-        vec![load_plan(&graphs_dir().join("digits.yaml")).expect("digits.yaml")],
+        vec![replay_plan(&graphs_dir().join("digits.yaml"), 1)],
         EngineConfig { workers: 1, ..EngineConfig::default() },
     )
     .expect("engine");
@@ -526,7 +532,7 @@ fn main() {
     // One worker per core, as `weir replay` runs by default.
     let cores = weir_engine::cores();
     let wide = Engine::start(
-        vec![load_plan(&graphs_dir().join("digits.yaml")).expect("digits.yaml")],
+        vec![replay_plan(&graphs_dir().join("digits.yaml"), cores)],
         EngineConfig { workers: cores, ..EngineConfig::default() },
     )
     .expect("engine");

@@ -491,7 +491,7 @@ fn a_replay_that_holds_its_graph_back_moves_the_rest_of_the_file_to_reading_thre
         // Room for every row: the replay's thread never waits for an answer while it
         // reads, so it is found to hold the graph back after the first window (four
         // batches, no shortest time).
-        options.in_flight = 1 << 16;
+        options.in_flight = Some(1 << 16);
         options.readers = readers;
         let summary = replay::replay(&graph, inputs, &options).unwrap();
         assert_eq!((summary.rows, summary.errors), (2000, 1), "{name}");

@@ -42,9 +42,10 @@ pub struct ReplayArgs {
     /// Rows per submission to the graph.
     #[arg(long, default_value_t = 1024)]
     pub chunk_rows: usize,
-    /// Rows between reading and writing at most.
-    #[arg(long, default_value_t = 8192)]
-    pub in_flight: usize,
+    /// Rows between reading and writing at most (the graph's serving.max_in_flight is
+    /// raised to it). Default: four blocks of --chunk-rows per worker, at least 8192.
+    #[arg(long)]
+    pub in_flight: Option<usize>,
     /// Threads that read and decode the inputs beside the replay's own thread (0: on
     /// the replay's thread): an Arrow IPC file's batches and a Parquet file's row groups
     /// in parallel, an Arrow IPC stream on one thread. By default the replay's thread
@@ -145,12 +146,16 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
             (Ok(i), Ok(o)) => (i, o),
             (Err(e), _) | (_, Err(e)) => return fail(1, &e),
         };
-    let plan = match load_plan_with(&graph, kernels) {
+    let mut plan = match load_plan_with(&graph, kernels) {
         Ok(plan) => plan,
         Err(e) => return fail(1, &e),
     };
     let deterministic = !feedback.is_empty();
     let workers = workers.unwrap_or(if deterministic { 1 } else { weir_engine::cores() });
+    // The replay's bound on rows in flight is the one that binds, not the serving one.
+    let processes = cluster.as_ref().map_or(1, |c| c.addresses.len());
+    let in_flight = in_flight.unwrap_or_else(|| replay::default_in_flight(workers * processes, chunk_rows)).max(1);
+    plan.serving.max_in_flight = plan.serving.max_in_flight.max(in_flight);
     let config = EngineConfig { workers, deterministic, cluster: cluster.clone(), ..EngineConfig::default() };
     let (engine, cluster) = match start(plan, config) {
         Ok(Started::Submitter(engine, cluster)) => (engine, cluster),
@@ -165,7 +170,7 @@ pub fn replay(args: ReplayArgs, kernels: &Kernels) -> ExitCode {
         output_format,
         keep,
         chunk_rows,
-        in_flight,
+        in_flight: Some(in_flight),
         progress: !quiet && io::IsTerminal::is_terminal(&io::stderr()),
         readers: match readers {
             None => replay::Readers::auto(),

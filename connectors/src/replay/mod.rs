@@ -16,8 +16,9 @@
 //!    order: one output row per input row (the graph's outputs, null where the row
 //!    failed, then the kept columns), and one errors-file row per failed row (its input
 //!    row number, the kept columns, and the error's code, node, field and message).
-//! 4. At most `in_flight` rows are between reading and writing, so memory does not grow
-//!    with the input: a block is read only when there is room for it.
+//! 4. At most `in_flight` rows are between reading and writing (by default four blocks
+//!    per worker, at least 8192: [`default_in_flight`]), so memory does not grow with
+//!    the input: a block is read only when there is room for it.
 //! 5. If a file turns out damaged midway (or a file cannot be written), the replay stops
 //!    with that error, after answering and writing every row read before it; both files
 //!    get their footers, so what was written stays readable.
@@ -74,8 +75,10 @@ pub struct ReplayOptions {
     pub keep: Vec<String>,
     /// Rows per submission (1 to 65536).
     pub chunk_rows: usize,
-    /// Rows between reading and writing, at most.
-    pub in_flight: usize,
+    /// Rows between reading and writing, at most; `None`: [`default_in_flight`] for the
+    /// graph's workers. The graph's own bound (`serving.max_in_flight`) bounds them too:
+    /// `weir replay` raises it to this.
+    pub in_flight: Option<usize>,
     /// Draw a progress line on stderr.
     pub progress: bool,
     /// Who reads and decodes the input files (without a feedback stream: with one,
@@ -120,7 +123,7 @@ impl ReplayOptions {
             errors,
             keep: Vec::new(),
             chunk_rows: 1024,
-            in_flight: 8192,
+            in_flight: None,
             progress: false,
             readers: Readers::auto(),
         }
@@ -172,6 +175,19 @@ impl Readers {
         }
     }
 }
+
+/// The rows a replay keeps between reading and writing by default: four blocks of
+/// `chunk_rows` per worker of the graph's engine (`workers`, over the whole cluster),
+/// so that every worker has a block to compute while the answers of the next ones are
+/// written, and at least [`MIN_IN_FLIGHT`]. A bound of fewer blocks than workers would
+/// leave workers idle whatever the cores (8192 rows, the bound before it scaled, are 8
+/// blocks: half of 16 workers).
+pub fn default_in_flight(workers: usize, chunk_rows: usize) -> usize {
+    (4 * workers.max(1)).saturating_mul(chunk_rows.clamp(1, 1 << 16)).max(MIN_IN_FLIGHT)
+}
+
+/// The fewest rows [`default_in_flight`] keeps between reading and writing.
+pub const MIN_IN_FLIGHT: usize = 8192;
 
 /// `out.arrow` → `out.errors.arrow`.
 pub fn errors_path(output: &std::path::Path) -> PathBuf {
@@ -241,7 +257,8 @@ pub fn replay_with_feedback(
     };
 
     let chunk_rows = options.chunk_rows.clamp(1, 1 << 16);
-    let max_chunks = (options.in_flight / chunk_rows).max(1);
+    let in_flight = options.in_flight.unwrap_or_else(|| default_in_flight(graph.placement().workers(), chunk_rows));
+    let max_chunks = (in_flight / chunk_rows).max(1);
     let total = inputs.iter().map(|f| f.rows).sum::<Option<u64>>();
     let mut flow = Flow::new(graph, out, max_chunks, Progress::new(options.progress, total));
     let mut last_time: Option<i64> = None;
@@ -455,4 +472,23 @@ fn refuse_overwriting(inputs: &[InputFile], options: &ReplayOptions) -> Result<(
         return Err(ReplayError::Overwrites { path: options.errors.clone(), role: "errors", what: OUTPUT });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_in_flight_keeps_four_blocks_a_worker_and_at_least_8192_rows() {
+        // On the 2 cores of the bench's machine, the bound before it scaled.
+        assert_eq!(default_in_flight(2, 1024), 8192);
+        assert_eq!(default_in_flight(1, 1024), MIN_IN_FLIGHT);
+        // 16 workers: 64 blocks, so that none waits for one.
+        assert_eq!(default_in_flight(16, 1024), 65_536);
+        assert_eq!(default_in_flight(16, 1024) / 1024, 4 * 16);
+        assert_eq!(default_in_flight(64, 100), 25_600);
+        // Degenerate settings still give a bound of at least one block.
+        assert_eq!(default_in_flight(0, 0), MIN_IN_FLIGHT);
+        assert_eq!(default_in_flight(3, usize::MAX), 12 << 16);
+    }
 }
