@@ -334,20 +334,11 @@ pub fn replay_with_feedback(
                     Readers::Own => continue,
                 };
                 let inputs = (graph.schema().inputs.clone(), options.keep.clone());
-                let parallel = row_groups::ParallelUnits::start(
-                    units, inputs, chunk_rows, first_row, handover, threads,
-                )
-                .map_err(|e| ReplayError::Io {
-                    path: file.path.clone(),
-                    reason: format!("cannot start a thread to read it: {e}"),
-                })?;
+                let parallel =
+                    row_groups::ParallelUnits::start(units, inputs, chunk_rows, first_row, handover, threads)
+                        .map_err(|e| cannot_start(file, &e))?;
                 flow.summary.readers = flow.summary.readers.max(parallel.threads());
-                for slice in parallel {
-                    let readers::DecodedSlice { first_row, rows, kept, decoded } =
-                        slice.map_err(|e| files::damaged(file, flow.row, e))?;
-                    debug_assert_eq!(first_row, flow.row);
-                    flow.enter(file, rows, kept, decoded)?;
-                }
+                enter_slices(flow, file, parallel)?;
                 continue;
             }
             let mut ipc = files::open_ipc(file)?;
@@ -372,7 +363,6 @@ pub fn replay_with_feedback(
             if threads == 0 {
                 continue;
             }
-            flow.summary.readers = flow.summary.readers.max(threads);
             let (layout, from) = ipc.into_parts();
             let parallel = readers::ParallelBatches::start(
                 file.path.clone(),
@@ -382,17 +372,14 @@ pub fn replay_with_feedback(
                 (from, flow.row),
                 threads,
             )
-            .map_err(|e| ReplayError::Io {
-                path: file.path.clone(),
-                reason: format!("cannot start a thread to read it: {e}"),
-            })?;
-            for batch in parallel {
-                let batch = batch.map_err(|e| files::damaged(file, flow.row, e))?;
-                for readers::DecodedSlice { first_row, rows, kept, decoded } in batch {
-                    debug_assert_eq!(first_row, flow.row);
-                    flow.enter(file, rows, kept, decoded)?;
-                }
-            }
+            .map_err(|e| cannot_start(file, &e))?;
+            flow.summary.readers = flow.summary.readers.max(parallel.threads());
+            // Each batch's slices in turn; a batch that cannot be read ends the file.
+            let slices = parallel.flat_map(|batch| match batch {
+                Ok(slices) => slices.into_iter().map(Ok).collect(),
+                Err(e) => vec![Err(e)],
+            });
+            enter_slices(flow, file, slices)?;
         }
         // Feedback after the last row still trains the model.
         if let Some(fb) = feedback.as_mut() {
@@ -402,6 +389,26 @@ pub fn replay_with_feedback(
     };
     let fed = feed(&mut flow);
     flow.finish(fed)
+}
+
+/// Enters `slices` of `file`, read and decoded on threads of their own, in file order;
+/// stops at the first that could not be read, with its error.
+fn enter_slices(
+    flow: &mut Flow<'_>,
+    file: &InputFile,
+    slices: impl Iterator<Item = Result<readers::DecodedSlice, arrow_schema::ArrowError>>,
+) -> Result<(), ReplayError> {
+    for slice in slices {
+        let readers::DecodedSlice { first_row, rows, kept, decoded } =
+            slice.map_err(|e| files::damaged(file, flow.row, e))?;
+        debug_assert_eq!(first_row, flow.row);
+        flow.enter(file, rows, kept, decoded)?;
+    }
+    Ok(())
+}
+
+fn cannot_start(file: &InputFile, e: &std::io::Error) -> ReplayError {
+    ReplayError::Io { path: file.path.clone(), reason: format!("cannot start a thread to read it: {e}") }
 }
 
 /// Checks every input against the graph's input fields and the kept columns; returns

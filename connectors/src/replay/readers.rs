@@ -295,6 +295,13 @@ impl ParallelBatches {
     }
 }
 
+impl ParallelBatches {
+    /// The threads reading (at most one per batch left).
+    pub fn threads(&self) -> usize {
+        self.threads.len()
+    }
+}
+
 impl Iterator for ParallelBatches {
     type Item = Result<Vec<DecodedSlice>, ArrowError>;
 
@@ -384,8 +391,6 @@ impl Starved {
 
 #[cfg(test)]
 mod tests {
-    use Duration;
-
     use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
     use arrow_array::{Float32Array, RecordBatch};
     use weir_operators::{Column, FieldType};

@@ -339,9 +339,7 @@ impl ParallelUnits {
         }
         Ok(reader)
     }
-}
 
-impl ParallelUnits {
     /// The threads reading (at most one per unit left).
     pub fn threads(&self) -> usize {
         self.threads.len()
