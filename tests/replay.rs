@@ -367,6 +367,39 @@ fn a_file_damaged_midway_stops_the_replay_after_writing_every_row_read() {
     assert_eq!(ids, (0..1000).collect::<Vec<i64>>(), "the rows read before the damage are answered and readable");
 }
 
+#[test]
+fn an_output_that_cannot_be_written_stops_the_replay_with_an_error_naming_it() {
+    // /dev/full takes no byte: the thread writing the output fails once its buffer
+    // reaches the device, and the replay stops with that error instead of reading on.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.arrow");
+    write_arrow(&input, &[digits_batch(0, 20_000)]);
+    let errors = dir.path().join("errors.arrow");
+    for readers in ["0", "2"] {
+        let out = weir(&[
+            "replay",
+            "graphs/digits.yaml",
+            "--input",
+            s(&input),
+            "--output",
+            "/dev/full",
+            "--output-format",
+            "arrow",
+            "--errors",
+            s(&errors),
+            "--readers",
+            readers,
+        ]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--readers {readers}: {stderr}");
+        assert!(stderr.contains("/dev/full") && stderr.contains("No space left on device"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        // The errors file is whole (its footer written), and empty.
+        let reader = arrow_ipc::reader::FileReader::try_new(File::open(&errors).unwrap(), None).unwrap();
+        assert_eq!(reader.map(|b| b.unwrap().num_rows()).sum::<usize>(), 0);
+    }
+}
+
 /// Replays of the damaged digits file `input` read on the replay's thread and on 1 and 4
 /// reading threads: each stops with `damage` at row `stop` after answering every row
 /// before it in order, with the rows `failed` in the errors file, and all write the

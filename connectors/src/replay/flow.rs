@@ -14,6 +14,7 @@ use weir_operators::{Chunk, Column, RowError};
 
 use super::progress::Progress;
 use super::sink::Sink;
+use super::writer::SinkThread;
 use super::{InputFile, ReplayError, ReplayOptions, ReplaySummary};
 
 /// A block of input rows read and not yet written.
@@ -34,7 +35,7 @@ struct Block {
 /// The two files being written, and their schemas.
 pub(super) struct Outputs<'a> {
     pub(super) fields: &'a [GraphField],
-    pub(super) output: Sink,
+    pub(super) output: SinkThread,
     pub(super) output_schema: SchemaRef,
     pub(super) errors: Sink,
     pub(super) errors_schema: SchemaRef,
@@ -242,7 +243,7 @@ fn write_block(mut block: Block, out: &mut Outputs<'_>, summary: &mut ReplaySumm
     let Block { first_row, kept, .. } = block;
     columns.extend(kept.iter().cloned());
     let batch = RecordBatch::try_new(Arc::clone(&out.output_schema), columns).map_err(|e| broken(e.to_string()))?;
-    out.output.write(&batch)?;
+    out.output.write(batch)?;
     summary.rows += rows as u64;
 
     if failed.is_empty() {

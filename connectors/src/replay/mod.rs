@@ -13,7 +13,7 @@
 //!    the wrong length, a number that does not fit) fails at its place, naming the field
 //!    and the row.
 //! 3. Answers come back per block, in any order; blocks are written strictly in input
-//!    order: one output row per input row (the graph's outputs, null where the row
+//!    order (the output by a thread of its own, [`writer`]): one output row per input row (the graph's outputs, null where the row
 //!    failed, then the kept columns), and one errors-file row per failed row (its input
 //!    row number, the kept columns, and the error's code, node, field and message).
 //! 4. At most `in_flight` rows are between reading and writing (by default four blocks
@@ -42,6 +42,7 @@ pub mod readers;
 pub mod replaced;
 pub mod row_groups;
 pub mod sink;
+pub mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,6 +59,7 @@ pub use files::{discover, FileFormat, InputFile};
 use flow::{Flow, Outputs};
 use progress::Progress;
 use sink::Sink;
+use writer::SinkThread;
 
 /// The columns of the errors file after the row number and the kept columns.
 const ERROR_COLUMNS: [&str; 4] = ["code", "node", "field", "message"];
@@ -137,7 +139,8 @@ impl ReplayOptions {
 /// in order; [`row_groups::ParallelUnits`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Readers {
-    /// The replay's own thread, which also submits the blocks and writes the answers.
+    /// The replay's own thread, which also submits the blocks and collects the answers
+    /// (a thread of its own writes them: [`writer::SinkThread`]).
     Own,
     /// This many threads of their own, from the start (at most one per batch, row
     /// group or stream).
@@ -156,8 +159,8 @@ pub enum Readers {
 
 impl Readers {
     /// The most threads [`Readers::auto`] moves a file to. The replay's own thread,
-    /// which still submits and writes, then takes about 33 ns a row of digits (30 M
-    /// rows/s at most), and reading and decoding about 45 ns on a core of their own
+    /// which still submits and collects, then takes about 21 ns a row of digits (48 M
+    /// rows/s at most; 33 ns when it also wrote the output), and reading and decoding about 45 ns on a core of their own
     /// (22 M rows/s; the bench's "files alone"), more where reading threads share the
     /// memory bus: a few reading threads keep up with it, and more would only wait for
     /// room (BENCHMARKS.md, "Replay", eleventh session).
@@ -249,7 +252,12 @@ pub fn replay_with_feedback(
     ));
     let out = Outputs {
         fields: &fields,
-        output: Sink::create(&options.output, options.output_format, &output_schema)?,
+        output: SinkThread::start(Sink::create(&options.output, options.output_format, &output_schema)?).map_err(
+            |e| ReplayError::Write {
+                path: options.output.clone(),
+                reason: format!("cannot start the thread writing it: {e}"),
+            },
+        )?,
         output_schema,
         errors: Sink::create(&options.errors, options.output_format, &errors_schema)?,
         errors_schema,

@@ -1,7 +1,7 @@
 //! An Arrow IPC file read and decoded on several threads, handed back in file order.
 //!
-//! A replay's own thread submits blocks to the graph, collects their answers and writes
-//! them in order. When it also read and decoded the file, that one thread capped a replay
+//! A replay's own thread submits blocks to the graph, collects their answers and hands
+//! them in order to the thread that writes them. When it also read and decoded the file, that one thread capped a replay
 //! whatever the cores: about 95 ns of it per row of the replay bench's digits file, at
 //! most about 10 M rows/s, which four cores of forward passes already exceed
 //! (BENCHMARKS.md, "Replay", eleventh session). An Arrow IPC file's footer says where

@@ -3,7 +3,7 @@
 //!
 //! Decoding Parquet costs far more than reading an Arrow IPC file: about 150 ns a row of
 //! the replay bench's digits pixels (a list of 64 floats, dictionary-encoded), on the
-//! replay's own thread, which also submits every block and writes every answer. That
+//! replay's own thread, which also submits every block and collects every answer. That
 //! thread then capped a Parquet replay at about 4 M rows/s whatever the cores
 //! (BENCHMARKS.md, "Replay", twelfth session). Here the file is read in units that
 //! decode independently: a Parquet file's row groups (each through its own handle on

@@ -54,6 +54,11 @@ impl Sink {
         Ok(Sink { path: path.to_path_buf(), writer, _replaced: replaced })
     }
 
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Appends a batch.
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), ReplayError> {
         let result = match &mut self.writer {
