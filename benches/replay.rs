@@ -36,10 +36,12 @@
 //!   one worker per core is given as a ratio to each, per round.
 //! - **The replay's own thread**: the CPU per row of the thread that calls `replay`
 //!   during the replays on one worker per core: work no other core can take, so one
-//!   over it is the most rows/s a replay reaches on any number of cores.
+//!   over it is the most rows/s a replay reaches on any number of cores. Likewise the
+//!   thread that writes the output (`ReplaySummary::writing_cpu`).
 //! - **Reading threads** ("replay readers"): digits and a graph of next to nothing (the
 //!   argmax of the pixels) replayed with the file read on the replay's own thread, by
-//!   default, and on one reading thread per core (`ReplayOptions::readers`).
+//!   default, and on one reading thread per core (`ReplayOptions::readers`); digits also
+//!   from Parquet, and to a Parquet output.
 //! - **Cores busy**: the CPU time of the replay's threads (and of the raw passes'
 //!   threads) over the wall time, from `/proc/.../schedstat`.
 //!
@@ -125,11 +127,12 @@ outputs:
 ";
 
 /// `weir replay` of `digits.yaml` and of [`CHEAP_GRAPH`] over `input` (and of
-/// `digits.yaml` over the same rows as `parquet`) on one worker per core, reading on
-/// the replay's own thread (`readers: Some(0)`), by default (which moves to reading
-/// threads once the replay's thread holds the graph back), and on one reading thread
-/// per core, alternating, `rounds` rounds: rows/s, the reading threads the default
-/// used, and the replay's own thread's CPU per row.
+/// `digits.yaml` over the same rows as `parquet`, and from `input` to a Parquet output)
+/// on one worker per core, reading on the replay's own thread (`readers: Some(0)`), by
+/// default (which moves to reading threads once the replay's thread holds the graph
+/// back), and on one reading thread per core, alternating, `rounds` rounds: rows/s, the
+/// reading threads the default used, and the CPU per row of the replay's own thread and
+/// of the thread writing the output.
 fn readers(
     (input, parquet): (&InputFile, &InputFile),
     out_dir: &std::path::Path,
@@ -140,42 +143,60 @@ fn readers(
     let cheap = out_dir.join("cheap.yaml");
     std::fs::write(&cheap, CHEAP_GRAPH).expect("cheap.yaml");
     let digits = graphs_dir().join("digits.yaml");
-    for (graph, input) in [(digits.clone(), input), (cheap, input), (digits, parquet)] {
+    // (graph, input, output): the third also writes Parquet, whose encoding costs the
+    // writing thread far more than Arrow IPC's.
+    let runs = [
+        (digits.clone(), input, "arrow"),
+        (cheap, input, "arrow"),
+        (digits.clone(), parquet, "arrow"),
+        (digits, input, "parquet"),
+    ];
+    for (graph, input, output) in runs {
         let engine =
             Engine::start(vec![replay_plan(&graph, cores)], EngineConfig { workers: cores, ..EngineConfig::default() })
                 .expect("engine");
         let name = graph.file_name().expect("name").to_string_lossy().into_owned();
-        let name = format!("{name} from {}", input.format.name());
+        let out_name = if output == "parquet" { "Parquet" } else { "Arrow IPC" };
+        let name = format!("{name} from {} to {out_name}", input.format.name());
         let settings = [
             ("its own thread (--readers 0)", Readers::Own),
             ("the default", Readers::auto()),
             ("one thread per core (--readers N)", Readers::Threads(cores)),
         ];
-        let mut figures: Vec<(Vec<f64>, Vec<f64>, usize)> = vec![(vec![], vec![], 0); settings.len()];
+        let mut figures: Vec<Figures> = vec![Figures::default(); settings.len()];
         for _ in 0..rounds {
-            for ((_, readers), (rates, own_ns, used)) in settings.iter().zip(figures.iter_mut()) {
-                let options = ReplayOptions { readers: *readers, ..ReplayOptions::new(out_dir.join("readers.arrow")) };
+            for ((_, readers), Figures(rates, own_ns, writing_ns, used)) in settings.iter().zip(figures.iter_mut()) {
+                let out = out_dir.join(format!("readers.{output}"));
+                let options = ReplayOptions { readers: *readers, ..ReplayOptions::new(out) };
                 let (t, own) = (Instant::now(), thread_cpu_ns());
                 let summary =
                     replay::replay(&engine.graphs()[0], std::slice::from_ref(input), &options).expect("replay");
                 rates.push(rows as f64 / t.elapsed().as_secs_f64());
                 own_ns.push((thread_cpu_ns() - own) as f64 / rows as f64);
+                writing_ns.push(summary.writing_cpu.unwrap_or_default().as_nanos() as f64 / rows as f64);
                 assert_eq!((summary.rows, summary.errors), (rows as u64, 0));
                 *used = (*used).max(summary.readers);
             }
         }
         let base = median(figures[0].0.clone());
-        for ((setting, _), (rates, own_ns, used)) in settings.iter().zip(figures) {
-            let (rate, own) = (median(rates), median(own_ns));
+        for ((setting, _), Figures(rates, own_ns, writing_ns, used)) in settings.iter().zip(figures) {
+            let (rate, own, writing) = (median(rates), median(own_ns), median(writing_ns));
             println!(
                 "| replay readers | weir replay {name}, {rows} rows, {cores} workers, the file read on {setting}: {used} reading threads at most; \
-                 the replay's own thread {own:.1} ns of CPU per row (at most {:.1} M rows/s on any number of cores) | {rate:.0} rows/s (median) | {:.2} of its own thread's |",
+                 the replay's own thread {own:.1} ns of CPU per row (at most {:.1} M rows/s on any number of cores); the writing thread {writing:.1} ns \
+                 (at most {:.1} M rows/s) | {rate:.0} rows/s (median) | {:.2} of its own thread's |",
                 1e3 / own,
+                1e3 / writing,
                 rate / base
             );
         }
     }
 }
+
+/// Per setting of [`readers`]: each round's rows/s, CPU per row of the replay's own
+/// thread and of the writing thread; the most reading threads used.
+#[derive(Clone, Default)]
+struct Figures(Vec<f64>, Vec<f64>, Vec<f64>, usize);
 
 /// The plan of `graph` for a replay on `workers` workers: its bound on rows in flight
 /// raised to the replay's default, as `weir replay` raises it.

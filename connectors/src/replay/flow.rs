@@ -112,8 +112,8 @@ impl<'a> Flow<'a> {
         }
         self.progress.finish();
         let (output, errors) = (self.out.output.finish(), self.out.errors.finish());
-        fed.and(output).and(errors)?;
-        Ok(self.summary)
+        let writing_cpu = fed.and(output.and_then(|cpu| errors.map(|()| cpu)))?;
+        Ok(ReplaySummary { writing_cpu, ..self.summary })
     }
 
     /// Waits for one answer.

@@ -212,6 +212,9 @@ pub struct ReplaySummary {
     /// The most threads that read and decoded an input beside the replay's own (0 when
     /// it read every input itself).
     pub readers: usize,
+    /// The CPU time of the thread that wrote the output ([`writer::SinkThread`]), where
+    /// the system says (Linux).
+    pub writing_cpu: Option<std::time::Duration>,
 }
 
 /// Replays `inputs` through `graph` as `options` say. Fails before any row runs if an

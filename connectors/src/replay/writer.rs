@@ -16,20 +16,27 @@
 use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use arrow_array::RecordBatch;
 
 use super::error::ReplayError;
 use super::sink::Sink;
 
-/// Batches waiting for the writing thread, at most (each a block of `chunk_rows`).
-pub const QUEUED: usize = 8;
+/// Batches handed to the writing thread at once: one wake-up of it per [`GROUP`] blocks.
+pub const GROUP: usize = 4;
+
+/// Batches waiting for the writing thread, at most (each a block of `chunk_rows`): two
+/// groups in the channel, and the group being filled.
+pub const QUEUED: usize = 3 * GROUP;
 
 /// An output file written by a thread of its own, batch by batch in the order given.
 pub struct SinkThread {
     /// `None` once the thread stopped or was told to finish.
-    tx: Option<SyncSender<RecordBatch>>,
-    thread: Option<JoinHandle<Result<(), ReplayError>>>,
+    tx: Option<SyncSender<Vec<RecordBatch>>>,
+    /// The group being filled.
+    group: Vec<RecordBatch>,
+    thread: Option<JoinHandle<Result<Option<Duration>, ReplayError>>>,
     path: PathBuf,
 }
 
@@ -37,11 +44,11 @@ impl SinkThread {
     /// Starts the thread that writes to `sink`.
     pub fn start(sink: Sink) -> std::io::Result<SinkThread> {
         let path = sink.path().to_path_buf();
-        let (tx, rx) = sync_channel::<RecordBatch>(QUEUED);
+        let (tx, rx) = sync_channel::<Vec<RecordBatch>>(QUEUED / GROUP - 1);
         let thread = std::thread::Builder::new().name("weir-write".to_string()).spawn(move || {
             let mut sink = sink;
             let mut written = Ok(());
-            for batch in rx {
+            for batch in rx.iter().flatten() {
                 written = sink.write(&batch);
                 if written.is_err() {
                     break;
@@ -49,45 +56,66 @@ impl SinkThread {
             }
             // The footer also after an error: what was written stays readable.
             let finished = sink.finish();
-            written.and(finished)
+            written.and(finished).map(|()| thread_cpu())
         })?;
-        Ok(SinkThread { tx: Some(tx), thread: Some(thread), path })
+        Ok(SinkThread { tx: Some(tx), group: Vec::with_capacity(GROUP), thread: Some(thread), path })
     }
 
-    /// Hands `batch` to the thread, waiting while [`QUEUED`] batches wait already. The
-    /// error of an earlier batch the thread could not write, if any.
+    /// Hands `batch` to the thread (with the next ones, [`GROUP`] at a time), waiting
+    /// while [`QUEUED`] batches wait already. The error of an earlier batch the thread
+    /// could not write, if any.
     pub fn write(&mut self, batch: RecordBatch) -> Result<(), ReplayError> {
-        let Some(tx) = &self.tx else {
+        if self.tx.is_none() {
             return Err(ReplayError::Write {
                 path: self.path.clone(),
                 reason: "not written: the file was closed after an earlier error".to_string(),
             });
-        };
-        if tx.send(batch).is_ok() {
+        }
+        self.group.push(batch);
+        if self.group.len() < GROUP || self.hand_over() {
             return Ok(());
         }
         // The thread stopped at an error: that error.
+        self.stop().map(drop)
+    }
+
+    /// Writes what is queued and the footer; the first error writing, if any. The CPU
+    /// time the thread ran, where the system says (Linux).
+    pub fn finish(mut self) -> Result<Option<Duration>, ReplayError> {
         self.stop()
     }
 
-    /// Writes what is queued and the footer; the first error writing, if any.
-    pub fn finish(mut self) -> Result<(), ReplayError> {
-        self.stop()
+    /// Sends the group being filled; false if the thread stopped.
+    fn hand_over(&mut self) -> bool {
+        let group = std::mem::replace(&mut self.group, Vec::with_capacity(GROUP));
+        match &self.tx {
+            Some(tx) if !group.is_empty() => tx.send(group).is_ok(),
+            _ => true,
+        }
     }
 
-    fn stop(&mut self) -> Result<(), ReplayError> {
+    /// Hands over the last group, waits for the thread to write it and the footer.
+    fn stop(&mut self) -> Result<Option<Duration>, ReplayError> {
+        self.hand_over();
         self.tx = None;
         match self.thread.take().map(JoinHandle::join) {
-            None => Ok(()),
+            None => Ok(None),
             Some(Ok(result)) => result,
             Some(Err(panic)) => std::panic::resume_unwind(panic),
         }
     }
 }
 
+/// The CPU time the calling thread has run (`/proc/thread-self/schedstat`, Linux).
+fn thread_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    stat.split_whitespace().next()?.parse().ok().map(Duration::from_nanos)
+}
+
 impl Drop for SinkThread {
     /// Lets the thread write what it was given and the footer.
     fn drop(&mut self) {
+        self.hand_over();
         self.tx = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -125,8 +153,9 @@ mod tests {
         for b in &batches {
             thread.write(b.clone()).expect("write");
         }
-        thread.finish().expect("finish");
+        let cpu = thread.finish().expect("finish");
         assert_eq!(read(&path), batches);
+        assert!(cpu.is_some_and(|t| t > Duration::ZERO), "{cpu:?}");
     }
 
     #[test]
