@@ -6,8 +6,10 @@
 //! about 700 instructions a row, more than the layer's matrix product (`digits.yaml`'s
 //! models: 27% of a replay's instructions, `valgrind --tool=callgrind`). A dense model's
 //! output on the CPU in f32 is copied out of its tensor anyway; [`softmax_rows`] then
-//! computes the softmax in place, in one loop per row (`model.rs`, and the tiny models'
-//! plain loops in `dense_host.rs`).
+//! computes the softmax in place (`model.rs`, and the tiny models' plain loops in
+//! `dense_host.rs`), eight narrow rows side by side, so that their running maxima and
+//! sums overlap (a replay of `digits.yaml` 10% faster, BENCHMARKS.md, "Replay",
+//! thirteenth session).
 //!
 //! The arithmetic is candle's, in candle's order, so serving and replay answers stay
 //! what they were: per row, the largest value (`f32::max` from the first, which skips
@@ -41,6 +43,12 @@ fn avx2() -> bool {
     }
 }
 
+/// Rows computed side by side where each row's sum is a plain left-to-right sum (rows
+/// narrower than a step of candle's blocked sum, or no AVX2): a row's running maximum
+/// and running sum are chains of dependent instructions, which alone kept the core
+/// waiting for most of a ten-class row; eight rows' chains run in one loop and overlap.
+const SIDE_BY_SIDE: usize = 8;
+
 /// Replaces each row of `width` numbers of `values` by its softmax. A last partial row
 /// (there is none when `values` holds whole rows) is left as it is.
 pub fn softmax_rows(values: &mut [f32], width: usize) {
@@ -48,11 +56,51 @@ pub fn softmax_rows(values: &mut [f32], width: usize) {
         return;
     }
     let blocked = avx2();
-    for row in values.chunks_exact_mut(width) {
-        let max = row[1..].iter().fold(row[0], |m, &v| m.max(v));
-        row.iter_mut().for_each(|v| *v = (*v - max).exp());
-        let sum = row_sum(row, blocked);
-        row.iter_mut().for_each(|v| *v /= sum);
+    let whole_rows = values.len() / width * width;
+    let rows = &mut values[..whole_rows];
+    if blocked && width >= STEP {
+        rows.chunks_exact_mut(width).for_each(|row| one_row(row, blocked));
+        return;
+    }
+    let mut groups = rows.chunks_exact_mut(SIDE_BY_SIDE * width);
+    for group in &mut groups {
+        side_by_side(group, width);
+    }
+    groups.into_remainder().chunks_exact_mut(width).for_each(|row| one_row(row, blocked));
+}
+
+/// The softmax of one row.
+fn one_row(row: &mut [f32], blocked: bool) {
+    let max = row[1..].iter().fold(row[0], |m, &v| m.max(v));
+    row.iter_mut().for_each(|v| *v = (*v - max).exp());
+    let sum = row_sum(row, blocked);
+    row.iter_mut().for_each(|v| *v /= sum);
+}
+
+/// The softmax of [`SIDE_BY_SIDE`] rows of `width` (`group`), each computed as
+/// [`one_row`] computes it, in the same order: the maximum from the first number, the
+/// sum from zero, left to right (the sum [`row_sum`] takes for a row of fewer than
+/// [`STEP`] numbers, or without AVX2).
+fn side_by_side(group: &mut [f32], width: usize) {
+    let mut max = [0.0f32; SIDE_BY_SIDE];
+    for (r, m) in max.iter_mut().enumerate() {
+        *m = group[r * width];
+    }
+    for j in 1..width {
+        for (r, m) in max.iter_mut().enumerate() {
+            *m = m.max(group[r * width + j]);
+        }
+    }
+    let mut sum = [0.0f32; SIDE_BY_SIDE];
+    for j in 0..width {
+        for (r, (s, m)) in sum.iter_mut().zip(&max).enumerate() {
+            let e = (group[r * width + j] - m).exp();
+            group[r * width + j] = e;
+            *s += e;
+        }
+    }
+    for (row, s) in group.chunks_exact_mut(width).zip(&sum) {
+        row.iter_mut().for_each(|v| *v /= s);
     }
 }
 
@@ -134,7 +182,7 @@ mod tests {
     fn every_width_gives_candles_bits() {
         assert!(exact(), "these tests run on x86-64");
         for width in 1..=130 {
-            for rows in [1, 3, 32] {
+            for rows in [1, 3, 11, 32] {
                 let input = logits(rows, width, (width * 1000 + rows) as u64);
                 let mut ours = input.clone();
                 softmax_rows(&mut ours, width);
