@@ -91,6 +91,22 @@ fn lone_row(g: &GraphHandle, x: f32) -> (Vec<Value>, Duration) {
 }
 
 #[test]
+fn call_answers_rows_quicker_and_slower_than_its_wait_awake() {
+    // 0 ms: answered while `call` waits awake; 5 ms: after it has gone to sleep.
+    for per_batch in [Duration::ZERO, Duration::from_millis(5)] {
+        assert!(per_batch.is_zero() || per_batch > 10 * weir_engine::handle::CALL_SPIN);
+        let batching = Batching { max_batch_size: 1, max_wait_ms: Some(0), replicas: 1, ..Batching::default() };
+        let (_e, g) = engine(batching, per_batch, 1);
+        for i in 0..20 {
+            let start = Instant::now();
+            let out = g.call(vec![Value::F32(i as f32)]).expect("accepted").expect("answered");
+            assert_eq!(out, vec![Value::F32(2.0 * i as f32)]);
+            assert!(start.elapsed() >= per_batch);
+        }
+    }
+}
+
+#[test]
 fn a_lone_row_leaves_after_max_wait() {
     let batching = Batching { max_batch_size: 32, max_wait_ms: Some(40), replicas: 1, ..Batching::default() };
     let (_e, g) = engine(batching, Duration::ZERO, 1);

@@ -20,8 +20,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::bounded;
+use crossbeam_channel::{bounded, TryRecvError};
 use weir_operators::learn_stats::LearnStatsSnapshot;
 use weir_operators::node_stats::{NodeStats, NodeStatsSnapshot};
 use weir_operators::stats::{BatchStats, BatchStatsSnapshot};
@@ -99,6 +100,14 @@ impl Graph {
         Chunk::new(slot, (0..n).map(|i| row_id(slot, i)).collect(), columns)
     }
 }
+
+/// How long [`GraphHandle::call`] waits for its answer awake before it sleeps. A thread
+/// woken from sleep by the answer takes the waker a system call and the sleeper a
+/// reschedule: on these VMs about 10 µs more per call, more than a lone row of a small
+/// graph takes (BENCHMARKS.md, "Feature lookups", thirteenth session). A graph that
+/// answers later costs the caller at most this much CPU a call, yielded to any thread
+/// that needs the core.
+pub const CALL_SPIN: Duration = Duration::from_micros(50);
 
 /// A handle on one running graph; cheap to clone, usable from any thread.
 #[derive(Clone)]
@@ -298,11 +307,21 @@ impl GraphHandle {
             .collect()
     }
 
-    /// Computes one row and waits for its answer.
+    /// Computes one row and waits for its answer: for up to [`CALL_SPIN`] without
+    /// sleeping (yielding the core to any thread that needs it), then asleep until the
+    /// answer wakes it.
     pub fn call(&self, values: Vec<Value>) -> Result<RowResult, SubmitError> {
         let (tx, rx) = bounded(1);
         self.submit(Submission::row(values, Box::new(move |r| drop(tx.send(r)))))?;
-        rx.recv().map_err(|_| SubmitError::Closed)
+        let asked = Instant::now();
+        loop {
+            match rx.try_recv() {
+                Ok(answer) => return Ok(answer),
+                Err(TryRecvError::Disconnected) => return Err(SubmitError::Closed),
+                Err(TryRecvError::Empty) if asked.elapsed() < CALL_SPIN => std::thread::yield_now(),
+                Err(TryRecvError::Empty) => return rx.recv().map_err(|_| SubmitError::Closed),
+            }
+        }
     }
 
     /// Computes many rows, submitted in batches of up to 256 with at most `in_flight`
