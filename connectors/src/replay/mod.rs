@@ -13,9 +13,10 @@
 //!    the wrong length, a number that does not fit) fails at its place, naming the field
 //!    and the row.
 //! 3. Answers come back per block, in any order; blocks are written strictly in input
-//!    order (the output by a thread of its own, [`writer`]): one output row per input row (the graph's outputs, null where the row
-//!    failed, then the kept columns), and one errors-file row per failed row (its input
-//!    row number, the kept columns, and the error's code, node, field and message).
+//!    order (the output by a thread of its own, [`writer`]): one output row per input
+//!    row (the graph's outputs, null where the row failed, then the kept columns), and
+//!    one errors-file row per failed row (its input row number, the kept columns, and
+//!    the error's code, node, field and message).
 //! 4. At most `in_flight` rows are between reading and writing (by default four blocks
 //!    per worker, at least 8192: [`default_in_flight`]), so memory does not grow with
 //!    the input: a block is read only when there is room for it.
@@ -160,10 +161,11 @@ pub enum Readers {
 impl Readers {
     /// The most threads [`Readers::auto`] moves a file to. The replay's own thread,
     /// which still submits and collects, then takes about 21 ns a row of digits (48 M
-    /// rows/s at most; 33 ns when it also wrote the output), and reading and decoding about 45 ns on a core of their own
-    /// (22 M rows/s; the bench's "files alone"), more where reading threads share the
-    /// memory bus: a few reading threads keep up with it, and more would only wait for
-    /// room (BENCHMARKS.md, "Replay", eleventh session).
+    /// rows/s at most; 33 ns when it also wrote the output), and reading and decoding
+    /// about 45 ns on a core of their own (22 M rows/s; the bench's "files alone"),
+    /// more where reading threads share the memory bus: a few reading threads keep up
+    /// with it, and more would only wait for room (BENCHMARKS.md, "Replay", eleventh
+    /// session).
     pub const AUTO_THREADS: usize = 4;
 
     /// The default: on a machine of [`readers::Starved::CORES`] cores or more, the

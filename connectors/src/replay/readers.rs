@@ -1,14 +1,15 @@
 //! An Arrow IPC file read and decoded on several threads, handed back in file order.
 //!
 //! A replay's own thread submits blocks to the graph, collects their answers and hands
-//! them in order to the thread that writes them. When it also read and decoded the file, that one thread capped a replay
-//! whatever the cores: about 95 ns of it per row of the replay bench's digits file, at
-//! most about 10 M rows/s, which four cores of forward passes already exceed
-//! (BENCHMARKS.md, "Replay", eleventh session). An Arrow IPC file's footer says where
-//! every record batch lies, so its batches can be read independently: here a thread per
-//! core takes the file's batches in turn, reads each through its own handle on the
-//! file, cuts it into slices of `chunk_rows` rows and decodes every slice by the graph's
-//! input fields; the replay takes the batches back strictly in file order.
+//! them in order to the thread that writes them. When it also read and decoded the
+//! file, that one thread capped a replay whatever the cores: about 95 ns of it per row
+//! of the replay bench's digits file, at most about 10 M rows/s, which four cores of
+//! forward passes already exceed (BENCHMARKS.md, "Replay", eleventh session). An Arrow
+//! IPC file's footer says where every record batch lies, so its batches can be read
+//! independently: here a thread per core takes the file's batches in turn, reads each
+//! through its own handle on the file, cuts it into slices of `chunk_rows` rows and
+//! decodes every slice by the graph's input fields; the replay takes the batches back
+//! strictly in file order.
 //!
 //! - A slice's decoding errors name its rows by their place in the whole input, so a
 //!   batch is decoded once the row counts of the batches before it are known (each
@@ -293,9 +294,7 @@ impl ParallelBatches {
         }
         Ok(reader)
     }
-}
 
-impl ParallelBatches {
     /// The threads reading (at most one per batch left).
     pub fn threads(&self) -> usize {
         self.threads.len()

@@ -96,13 +96,19 @@ impl SinkThread {
 
     /// Hands over the last group, waits for the thread to write it and the footer.
     fn stop(&mut self) -> Result<Option<Duration>, ReplayError> {
-        self.hand_over();
-        self.tx = None;
-        match self.thread.take().map(JoinHandle::join) {
+        match self.close() {
             None => Ok(None),
             Some(Ok(result)) => result,
             Some(Err(panic)) => std::panic::resume_unwind(panic),
         }
+    }
+
+    /// Hands over the last group, closes the channel and joins the thread (`None` if it
+    /// was joined already).
+    fn close(&mut self) -> Option<std::thread::Result<Result<Option<Duration>, ReplayError>>> {
+        self.hand_over();
+        self.tx = None;
+        self.thread.take().map(JoinHandle::join)
     }
 }
 
@@ -115,11 +121,7 @@ fn thread_cpu() -> Option<Duration> {
 impl Drop for SinkThread {
     /// Lets the thread write what it was given and the footer.
     fn drop(&mut self) {
-        self.hand_over();
-        self.tx = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        let _ = self.close();
     }
 }
 
