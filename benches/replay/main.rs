@@ -25,15 +25,18 @@
 //!   place of the models' numbers) and writing the output file. Its CPU per row against
 //!   the raw passes' on two threads bounds what any replay of these files can reach
 //!   against that baseline: both cores have to do both.
-//! - **Hand-written, no engine** (two lines): the replay written by hand for this one
-//!   graph, with weir's file functions and kernels and nothing else: what a replay of
-//!   these files on these cores reaches without an engine. One with weir's layout (this
-//!   thread reads, decodes, encodes and writes; a thread per core takes the next block
-//!   from one bounded queue), one without a reading thread (each thread takes the
-//!   file's next batch, decodes, computes, encodes, and writes whatever is next in
-//!   input order). Each computes per batch of 32 what the raw passes do, then the ensemble
-//!   mean and the argmax; their answers are checked equal to weir's. weir's replay on
-//!   one worker per core is given as a ratio to each, per round.
+//! - **Hand-written, no engine** (three lines, `hand.rs`): the replay written by hand for
+//!   this one graph, with weir's file functions and kernels and nothing else: what a
+//!   replay of these files on these cores reaches without an engine. One with weir's
+//!   layout (this thread reads, decodes, encodes and writes; a thread per core takes the
+//!   next block from one bounded queue), one without a reading thread (each thread takes
+//!   the file's next batch, decodes, computes, encodes, and writes whatever is next in
+//!   input order), and the same with the input memory-mapped and computed where it lies
+//!   (no read call, no copy, no decode step): the cheapest way to read these files, so
+//!   the most any replay of them reaches here. Each computes per batch of 32 what the
+//!   raw passes do, then the ensemble mean and the argmax; their answers are checked
+//!   equal to weir's. weir's replay on one worker per core is given as a ratio to each,
+//!   per round.
 //! - **The replay's own thread**: the CPU per row of the thread that calls `replay`
 //!   during the replays on one worker per core: work no other core can take, so one
 //!   over it is the most rows/s a replay reaches on any number of cores. Likewise the
@@ -57,13 +60,14 @@ use std::time::Instant;
 
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch};
+use hand::{answers, decode_pixels, encode, hand_written, hand_written_shared, mapped, write_batch, Raw};
 use weir::bench::{median, range};
 use weir::datasets::{digits, graphs_dir, Split};
-use weir_connectors::replay::{self, files, sink::Sink, FileFormat, InputFile, Readers, ReplayOptions};
+use weir_connectors::replay::{self, files, InputFile, Readers, ReplayOptions};
 use weir_engine::{load_plan, Engine, EngineConfig};
-use weir_operators::kernel::model::{Activation, Arch, DenseForward, DenseModel};
-use weir_operators::kernel::BatchKernel;
-use weir_operators::{Chunk, Column};
+use weir_operators::Column;
+
+mod hand;
 
 /// The allocator the `weir` binary uses.
 #[global_allocator]
@@ -206,72 +210,6 @@ fn replay_plan(graph: &std::path::Path, workers: usize) -> weir_engine::Plan {
     plan
 }
 
-/// The digits models, loaded from the graph's files.
-struct Raw {
-    mean: Vec<f32>,
-    std: Vec<f32>,
-    softmax: Arc<DenseModel>,
-    mlp: Arc<DenseModel>,
-}
-
-impl Raw {
-    fn load() -> Raw {
-        let dir = graphs_dir().join("digits");
-        let params = candle_core::safetensors::load(dir.join("standardize.safetensors"), &candle_core::Device::Cpu)
-            .expect("standardize params");
-        let vec = |name: &str| params[name].to_vec1::<f32>().expect(name);
-        let softmax = DenseModel::load(
-            &dir.join("softmax.safetensors"),
-            Arch::Linear,
-            None,
-            Activation::None,
-            Activation::Softmax,
-        )
-        .expect("softmax");
-        let mlp =
-            DenseModel::load(&dir.join("mlp.safetensors"), Arch::Mlp, None, Activation::Relu, Activation::Softmax)
-                .expect("mlp");
-        Raw { mean: vec("mean"), std: vec("std"), softmax: Arc::new(softmax), mlp: Arc::new(mlp) }
-    }
-
-    /// Both models' kernels on the CPU, as a replica builds them.
-    fn kernels(&self) -> (DenseForward, DenseForward) {
-        let device = candle_core::Device::Cpu;
-        (self.softmax.instantiate(&device).expect("softmax"), self.mlp.instantiate(&device).expect("mlp"))
-    }
-
-    /// Standardize and both forward passes over one batch (64 numbers per row, flat):
-    /// the softmax regression's probabilities and the MLP's.
-    fn passes(&self, a: &mut dyn BatchKernel, b: &mut dyn BatchKernel, batch: &[f32]) -> (Column, Column) {
-        let mut x = Vec::with_capacity(batch.len());
-        for row in batch.chunks_exact(64) {
-            x.extend(row.iter().zip(self.mean.iter().zip(&self.std)).map(|(x, (m, s))| (x - m) / s));
-        }
-        let x = Column::Tensor { width: 64, data: x };
-        (a.forward(vec![x.clone()]).expect("forward").remove(0), b.forward(vec![x]).expect("forward").remove(0))
-    }
-
-    /// Standardize and both forward passes over `pixels` (64 numbers per row, flat), in
-    /// batches of [`BATCH`] rows, on the calling thread (inside a one-thread pool);
-    /// returns rows/s and the CPU seconds the pool's thread ran.
-    fn run(&self, pixels: &[f32]) -> (f64, f64) {
-        on_one_thread(|| {
-            let (mut a, mut b) = self.kernels();
-            let (t, cpu) = (Instant::now(), thread_cpu_ns());
-            for batch in pixels.chunks(BATCH * 64) {
-                std::hint::black_box(self.passes(&mut a, &mut b, batch));
-            }
-            ((pixels.len() / 64) as f64 / t.elapsed().as_secs_f64(), (thread_cpu_ns() - cpu) as f64 / 1e9)
-        })
-    }
-}
-
-/// Runs `f` on the thread of a one-thread rayon pool, as a replica runs: candle's
-/// parallel loops stay on that thread.
-fn on_one_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool").install(f)
-}
-
 /// The CPU time a thread has run so far, from its `schedstat` file (nanoseconds; the
 /// process's `/proc/self/stat`, which `load.rs` reads, counts in 10 ms ticks: too coarse
 /// for replays of 20 ms).
@@ -291,34 +229,6 @@ fn cpu_ns() -> u64 {
     tasks.filter_map(|t| schedstat_ns(&t.ok()?.path().join("schedstat"))).sum()
 }
 
-/// The pixels of a block of the input file (its one input field, 64 numbers a row),
-/// decoded as the replay decodes them; `first_row` is the block's first row number.
-fn decode_pixels(graph: &weir_engine::GraphHandle, block: &RecordBatch, first_row: u64) -> Vec<f32> {
-    let decoded = weir_connectors::arrow::decode_columns(&graph.schema().inputs, block, first_row).expect("decode");
-    let Some(Column::Tensor { data, .. }) = decoded.columns.into_iter().next() else { panic!("pixels") };
-    data
-}
-
-/// The graph's answers for a block (its output columns, `label` and `probs`) as an
-/// Arrow record batch, encoded as the replay encodes them.
-fn encode(graph: &weir_engine::GraphHandle, columns: Vec<Column>) -> RecordBatch {
-    let n = columns.first().map_or(0, Column::len);
-    let (fields, columns) =
-        weir_connectors::arrow::chunk_columns(&graph.schema().outputs, Chunk::new(0, vec![0; n], columns))
-            .expect("encode");
-    RecordBatch::try_new(Arc::new(arrow_schema::Schema::new(fields)), columns).expect("batch")
-}
-
-/// Writes `batch` to the Arrow IPC file at `output`, created with the first batch.
-fn write_batch(sink: &mut Option<Sink>, output: &std::path::Path, batch: &RecordBatch) {
-    sink.get_or_insert_with(|| Sink::create(output, FileFormat::ArrowFile, &batch.schema()).expect("sink"))
-        .write(batch)
-        .expect("write");
-}
-
-/// The replay's work beside the graph, on this thread: read `input`, decode it by
-/// blocks of 1024 rows as the graph's inputs, encode an answer per block (fillers of the
-/// graph's output types) and write it to `output`. Returns rows/s, and the seconds spent
 /// reading, decoding, encoding and writing.
 fn files_alone(graph: &weir_engine::GraphHandle, input: &InputFile, output: &std::path::Path) -> (f64, [f64; 4]) {
     let outputs = &graph.schema().outputs;
@@ -350,183 +260,6 @@ fn files_alone(graph: &weir_engine::GraphHandle, input: &InputFile, output: &std
     sink.expect("rows").finish().expect("finish");
     lap(3, &mut since);
     (rows as f64 / start.elapsed().as_secs_f64(), spent)
-}
-
-/// Standardize, both models, the ensemble mean and the argmax over `pixels` (64
-/// numbers per row, flat), in batches of [`BATCH`] as the raw passes: the graph's
-/// output columns, the labels and the mean probabilities.
-fn compute_block(raw: &Raw, a: &mut dyn BatchKernel, b: &mut dyn BatchKernel, pixels: &[f32]) -> Vec<Column> {
-    let rows = pixels.len() / 64;
-    let (mut labels, mut probs) = (Vec::with_capacity(rows), Vec::with_capacity(rows * 10));
-    for batch in pixels.chunks(BATCH * 64) {
-        let (pa, pb) = raw.passes(a, b, batch);
-        let (Some((pa, _)), Some((pb, _))) = (pa.f32s(), pb.f32s()) else { panic!("f32 outputs") };
-        for (ra, rb) in pa.chunks_exact(10).zip(pb.chunks_exact(10)) {
-            let first = probs.len();
-            probs.extend(ra.iter().zip(rb).map(|(x, y)| (x + y) / 2.0));
-            let row = &probs[first..];
-            let best = (0..10).fold(0, |best, i| if row[i] > row[best] { i } else { best });
-            labels.push(best as i64);
-        }
-    }
-    vec![Column::I64(labels), Column::Tensor { width: 10, data: probs }]
-}
-
-/// The `label` and `probs` columns of an Arrow IPC file, each as one array.
-fn answers(path: &std::path::Path) -> Vec<ArrayRef> {
-    let reader =
-        arrow_ipc::reader::FileReader::try_new(std::fs::File::open(path).expect("open"), None).expect("reader");
-    let batches: Vec<RecordBatch> = reader.map(|b| b.expect("batch")).collect();
-    ["label", "probs"]
-        .iter()
-        .map(|name| {
-            let parts: Vec<&dyn arrow_array::Array> =
-                batches.iter().map(|b| b.column_by_name(name).expect(name).as_ref()).collect();
-            arrow_select::concat::concat(&parts).expect("concat")
-        })
-        .collect()
-}
-
-/// The hand-written replay without a reading thread: each of `threads` threads takes
-/// the file's next batch (under a lock), decodes, computes and encodes its blocks of
-/// 1024 rows, then writes every batch that is next in input order (under a lock).
-fn hand_written_shared(
-    raw: &Raw,
-    graph: &weir_engine::GraphHandle,
-    input: &InputFile,
-    output: &std::path::Path,
-    threads: usize,
-) -> (f64, f64) {
-    use std::sync::Mutex;
-    let start = Instant::now();
-    let reader = Mutex::new((files::open(input, 1024).expect("open"), 0usize, 0u64));
-    let writer = Mutex::new((0usize, std::collections::BTreeMap::<usize, Vec<RecordBatch>>::new(), None::<Sink>));
-    let cpu: u64 = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    on_one_thread(|| {
-                        let (mut a, mut b) = raw.kernels();
-                        loop {
-                            let (batch, index, first_row) = {
-                                let mut r = reader.lock().unwrap();
-                                let Some(batch) = r.0.next() else { break };
-                                let batch = batch.expect("batch");
-                                let (index, first_row) = (r.1, r.2);
-                                r.1 += 1;
-                                r.2 += batch.num_rows() as u64;
-                                (batch, index, first_row)
-                            };
-                            let encoded: Vec<RecordBatch> = (0..batch.num_rows())
-                                .step_by(1024)
-                                .map(|offset| {
-                                    let slice = batch.slice(offset, 1024.min(batch.num_rows() - offset));
-                                    let pixels = decode_pixels(graph, &slice, first_row + offset as u64);
-                                    encode(graph, compute_block(raw, &mut a, &mut b, &pixels))
-                                })
-                                .collect();
-                            // Whoever holds the writer writes every batch that is next in order.
-                            let mut guard = writer.lock().unwrap();
-                            let (next, done, sink) = &mut *guard;
-                            done.insert(index, encoded);
-                            while let Some(ready) = done.remove(next) {
-                                ready.iter().for_each(|batch| write_batch(sink, output, batch));
-                                *next += 1;
-                            }
-                        }
-                        thread_cpu_ns()
-                    })
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().expect("thread")).sum()
-    });
-    let elapsed = start.elapsed().as_secs_f64();
-    writer.into_inner().unwrap().2.expect("rows").finish().expect("finish");
-    let rows = reader.into_inner().unwrap().2;
-    (rows as f64 / elapsed, cpu as f64 / 1e9)
-}
-
-/// The replay hand-written without an engine, in weir's layout: this thread reads,
-/// decodes by blocks of 1024 rows, encodes and writes with weir's functions (as
-/// [`files_alone`]); `threads` threads take the blocks from one bounded queue (the
-/// first free takes the next) and compute each in batches of [`BATCH`] as the raw
-/// passes do (standardize, both models), then the ensemble mean and the argmax; this
-/// thread writes the answers in input order. Returns rows/s and the CPU seconds of
-/// every thread it ran on.
-fn hand_written(
-    raw: &Raw,
-    graph: &weir_engine::GraphHandle,
-    input: &InputFile,
-    output: &std::path::Path,
-    threads: usize,
-) -> (f64, f64) {
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        let (to_workers, from_main) = crossbeam_channel::bounded::<(usize, Vec<f32>)>(2 * threads);
-        let (to_main, from_workers) = crossbeam_channel::bounded::<(usize, Vec<Column>)>(4 * threads);
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                let (from_main, to_main) = (from_main.clone(), to_main.clone());
-                s.spawn(move || {
-                    on_one_thread(|| {
-                        let (mut a, mut b) = raw.kernels();
-                        for (seq, pixels) in from_main {
-                            if to_main.send((seq, compute_block(raw, &mut a, &mut b, &pixels))).is_err() {
-                                break;
-                            }
-                        }
-                        thread_cpu_ns()
-                    })
-                })
-            })
-            .collect();
-        drop((from_main, to_main));
-        let main_cpu = thread_cpu_ns();
-        let mut sink: Option<Sink> = None;
-        let mut done = std::collections::BTreeMap::new();
-        let (mut sent, mut written, mut rows) = (0usize, 0usize, 0u64);
-        let write = |done: &mut std::collections::BTreeMap<usize, Vec<Column>>,
-                     written: &mut usize,
-                     sink: &mut Option<Sink>| {
-            while let Some(answers) = done.remove(&*written) {
-                *written += 1;
-                write_batch(sink, output, &encode(graph, answers));
-            }
-        };
-        for batch in files::open(input, 1024).expect("open") {
-            let batch = batch.expect("batch");
-            for offset in (0..batch.num_rows()).step_by(1024) {
-                let slice = batch.slice(offset, 1024.min(batch.num_rows() - offset));
-                let data = decode_pixels(graph, &slice, rows);
-                rows += slice.num_rows() as u64;
-                // At most 4 blocks a thread unanswered (8192 rows on 2 threads, as weir
-                // replay's default `--in-flight`).
-                while sent - written - done.len() >= 4 * threads {
-                    let (seq, answers) = from_workers.recv().expect("answers");
-                    done.insert(seq, answers);
-                    write(&mut done, &mut written, &mut sink);
-                }
-                to_workers.send((sent, data)).expect("send");
-                sent += 1;
-                done.extend(from_workers.try_iter());
-                write(&mut done, &mut written, &mut sink);
-            }
-        }
-        while written < sent {
-            let (seq, answers) = from_workers.recv().expect("answers");
-            done.insert(seq, answers);
-            write(&mut done, &mut written, &mut sink);
-        }
-        drop(to_workers);
-        sink.expect("rows").finish().expect("finish");
-        let mut cpu = (thread_cpu_ns() - main_cpu) as f64 / 1e9;
-        let elapsed = start.elapsed().as_secs_f64();
-        for w in workers {
-            cpu += w.join().expect("thread") as f64 / 1e9;
-        }
-        (rows as f64 / elapsed, cpu)
-    })
 }
 
 fn main() {
@@ -565,7 +298,7 @@ fn main() {
     // The replay hand-written without an engine, on one thread per core: with a
     // reading thread, and without. Per round: rows/s, of the raw passes on 2 threads,
     // cores busy, and weir's replay on one worker per core against it.
-    let mut hand: [[Vec<f64>; 4]; 2] = Default::default();
+    let mut hand: [[Vec<f64>; 4]; 3] = Default::default();
     // The files alone: their CPU per row as a share of the raw passes' on two threads.
     let (mut io_rates, mut io_share, mut io_spent) = (vec![], vec![], [0.0f64; 4]);
     // Time the replicas spent in forward passes during the replays, against the raw
@@ -611,9 +344,10 @@ fn main() {
         let hand_rounds = [
             hand_written(&raw, graph, &inputs[0], &dir.path().join("hand.arrow"), cores),
             hand_written_shared(&raw, graph, &inputs[0], &dir.path().join("hand-shared.arrow"), cores),
+            mapped(&raw, graph, &input, &dir.path().join("hand-mapped.arrow"), cores),
         ];
         // The hand-written replays answer what weir's does.
-        for hand in ["hand.arrow", "hand-shared.arrow"] {
+        for hand in ["hand.arrow", "hand-shared.arrow", "hand-mapped.arrow"] {
             assert_eq!(answers(&dir.path().join(hand)), answers(&dir.path().join("out.arrow")), "{hand}");
         }
         for (figures, (rate, cpu)) in hand.iter_mut().zip(hand_rounds) {
@@ -654,6 +388,7 @@ fn main() {
     let layouts = [
         format!("this thread reads, decodes, encodes and writes; {cores} threads take blocks from one queue (weir's layout)"),
         format!("no reading thread: {cores} threads each take the next batch, decode, compute, encode, and write what is next in order"),
+        "the same, the file memory-mapped: each batch decoded without a copy and computed where it lies (no read call, no decode step)".to_string(),
     ];
     for (layout, [rates, vs_raw, busy, weir_vs]) in layouts.iter().zip(hand) {
         let (lo, hi) = range(&vs_raw);
