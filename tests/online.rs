@@ -407,6 +407,12 @@ fn softmax_regression_built_in_rust_learns_the_digits() {
     assert!(run.accuracy() >= 0.85, "prequential accuracy {}", run.accuracy());
     let learned = graph.learn_stats().expect("learns").1;
     assert_eq!((learned.learned, learned.version), (1437, 1437));
+    // The node counts its predictions in a deterministic engine too (no cycle there:
+    // one operator predicts and learns).
+    let stats = graph.node_stats();
+    let (_, model) = stats.iter().find(|(name, _)| name == "model").expect("the learning node's counters");
+    assert_eq!((model.rows_in, model.rows_out), (1437, 1437), "{model:?}");
+    assert!(model.busy_ns > 0, "{model:?}");
 }
 
 /// With `update_every_ms`, labels that do not fill a minibatch are stepped on once the

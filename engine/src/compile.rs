@@ -237,12 +237,14 @@ fn learning_node<'scope>(rows: RowStream<'scope>, res: LearnResources<'scope>, p
     };
     if res.deterministic {
         if scope.peers() == 1 {
-            return rows.learn_in_place(feedback, p.key, p.input, config);
+            return rows.learn_in_place(feedback, p.key, p.input, config, Arc::clone(p.stats));
         }
         let (rows, feedback) = (rows.exchange(|_: &Chunk| 0), feedback.exchange(|_: &Labels| 0));
         // The steps after this one run on every worker of the rows' process again.
         let placement = res.placement;
-        return rows.learn_in_place(feedback, p.key, p.input, config).exchange(move |c: &Chunk| placement.home(c.slot));
+        return rows
+            .learn_in_place(feedback, p.key, p.input, config, Arc::clone(p.stats))
+            .exchange(move |c: &Chunk| placement.home(c.slot));
     }
     let (handle, weights) = scope.feedback::<Vec<Arc<Weights>>>(1);
     let predicted = rows.predict_online(

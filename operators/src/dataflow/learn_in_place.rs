@@ -48,6 +48,7 @@ use super::{RowStream, Time};
 use crate::chunk::Chunk;
 use crate::column::Column;
 use crate::kernel::learn::{RowScratch, Weights};
+use crate::node_stats::NodeStats;
 
 /// A time's capability, chunks and labels, until both inputs have passed it.
 type Held = (Option<Capability<Time>>, Vec<Chunk>, Vec<Labels>);
@@ -57,13 +58,16 @@ type Held = (Option<Capability<Time>>, Vec<Chunk>, Vec<Labels>);
 pub trait LearnInPlace<'scope> {
     /// Predicts the rows with `initial`'s weights and those learned from `feedback`
     /// before each row's time (see the module docs). `key` and `input` index the
-    /// chunks' key and features columns.
+    /// chunks' key and features columns. `stats` counts the rows predicted (in and out)
+    /// and the time spent on each time's predictions and learning, as the node's
+    /// predict operator counts them in the cycle.
     fn learn_in_place(
         self,
         feedback: LabelStream<'scope>,
         key: Option<usize>,
         input: usize,
         config: LearnConfig,
+        stats: Arc<NodeStats>,
     ) -> RowStream<'scope>;
 }
 
@@ -74,6 +78,7 @@ impl<'scope> LearnInPlace<'scope> for RowStream<'scope> {
         key: Option<usize>,
         input: usize,
         config: LearnConfig,
+        stats: Arc<NodeStats>,
     ) -> RowStream<'scope> {
         let name = format!("LearnInPlace({})", config.node);
         self.binary_frontier::<_, VecBuilder<Chunk>, _, _, _, _>(
@@ -105,10 +110,13 @@ impl<'scope> LearnInPlace<'scope> for RowStream<'scope> {
                             break;
                         }
                         let Some((cap, mut chunks, mut fed)) = pending.remove(&time) else { break };
+                        let started = Instant::now();
                         // In submission order, whichever worker each came from.
                         chunks.sort_by_key(|c| c.ids.first().copied());
                         fed.sort_by_key(|l| l.first_id);
+                        let rows: usize = chunks.iter().map(Chunk::len).sum();
                         let answers = one_time(&mut st, &mut current, chunks, &fed, (key, input), now);
+                        stats.record(rows, rows, started);
                         if let Some(cap) = cap {
                             let mut session = output.session_with_builder(&cap);
                             answers.into_iter().for_each(|answer| session.give(answer));
