@@ -3,7 +3,9 @@
 //! and nothing else, in three layouts (see `main.rs`). Each computes per batch of
 //! [`BATCH`] what the raw passes do ([`Raw`]), then the ensemble mean and the argmax.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow_array::{ArrayRef, RecordBatch};
@@ -154,34 +156,50 @@ pub fn hand_written_shared(
     output: &std::path::Path,
     threads: usize,
 ) -> (f64, f64) {
-    use std::sync::Mutex;
     let start = Instant::now();
+    // The batches, their index and the number of the next batch's first row.
     let reader = Mutex::new((files::open(input, 1024).expect("open"), 0usize, 0u64));
-    let writer = Mutex::new((0usize, std::collections::BTreeMap::<usize, Vec<RecordBatch>>::new(), None::<Sink>));
+    let cpu = each_takes_the_next(raw, threads, output, |a, b| {
+        let (batch, index, first_row) = {
+            let mut r = reader.lock().unwrap();
+            let batch = r.0.next()?.expect("batch");
+            let (index, first_row) = (r.1, r.2);
+            r.1 += 1;
+            r.2 += batch.num_rows() as u64;
+            (batch, index, first_row)
+        };
+        let encoded = (0..batch.num_rows())
+            .step_by(1024)
+            .map(|offset| {
+                let slice = batch.slice(offset, 1024.min(batch.num_rows() - offset));
+                let pixels = decode_pixels(graph, &slice, first_row + offset as u64);
+                encode(graph, compute_block(raw, a, b, &pixels))
+            })
+            .collect();
+        Some((index, encoded))
+    });
+    let rows = reader.into_inner().unwrap().2;
+    (rows as f64 / start.elapsed().as_secs_f64(), cpu)
+}
+
+/// Runs `threads` threads, each with the models' kernels, that take the next batch's
+/// answers from `next` (the batch's index in input order and its answers, encoded;
+/// `None` once the input is done) and write every batch that is next in input order
+/// (under a lock) to `output`, then finish the file. Returns the threads' CPU seconds.
+fn each_takes_the_next(
+    raw: &Raw,
+    threads: usize,
+    output: &std::path::Path,
+    next: impl Fn(&mut DenseForward, &mut DenseForward) -> Option<(usize, Vec<RecordBatch>)> + Sync,
+) -> f64 {
+    let writer = Mutex::new((0usize, BTreeMap::<usize, Vec<RecordBatch>>::new(), None::<Sink>));
     let cpu: u64 = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
                     on_one_thread(|| {
                         let (mut a, mut b) = raw.kernels();
-                        loop {
-                            let (batch, index, first_row) = {
-                                let mut r = reader.lock().unwrap();
-                                let Some(batch) = r.0.next() else { break };
-                                let batch = batch.expect("batch");
-                                let (index, first_row) = (r.1, r.2);
-                                r.1 += 1;
-                                r.2 += batch.num_rows() as u64;
-                                (batch, index, first_row)
-                            };
-                            let encoded: Vec<RecordBatch> = (0..batch.num_rows())
-                                .step_by(1024)
-                                .map(|offset| {
-                                    let slice = batch.slice(offset, 1024.min(batch.num_rows() - offset));
-                                    let pixels = decode_pixels(graph, &slice, first_row + offset as u64);
-                                    encode(graph, compute_block(raw, &mut a, &mut b, &pixels))
-                                })
-                                .collect();
+                        while let Some((index, encoded)) = next(&mut a, &mut b) {
                             // Whoever holds the writer writes every batch that is next in order.
                             let mut guard = writer.lock().unwrap();
                             let (next, done, sink) = &mut *guard;
@@ -198,10 +216,8 @@ pub fn hand_written_shared(
             .collect();
         workers.into_iter().map(|w| w.join().expect("thread")).sum()
     });
-    let elapsed = start.elapsed().as_secs_f64();
     writer.into_inner().unwrap().2.expect("rows").finish().expect("finish");
-    let rows = reader.into_inner().unwrap().2;
-    (rows as f64 / elapsed, cpu as f64 / 1e9)
+    cpu as f64 / 1e9
 }
 
 /// The replay hand-written without an engine, in weir's layout: this thread reads,
@@ -241,11 +257,9 @@ pub fn hand_written(
         drop((from_main, to_main));
         let main_cpu = thread_cpu_ns();
         let mut sink: Option<Sink> = None;
-        let mut done = std::collections::BTreeMap::new();
+        let mut done = BTreeMap::new();
         let (mut sent, mut written, mut rows) = (0usize, 0usize, 0u64);
-        let write = |done: &mut std::collections::BTreeMap<usize, Vec<Column>>,
-                     written: &mut usize,
-                     sink: &mut Option<Sink>| {
+        let write = |done: &mut BTreeMap<usize, Vec<Column>>, written: &mut usize, sink: &mut Option<Sink>| {
             while let Some(answers) = done.remove(&*written) {
                 *written += 1;
                 write_batch(sink, output, &encode(graph, answers));
@@ -301,8 +315,6 @@ pub fn mapped(
     output: &std::path::Path,
     threads: usize,
 ) -> (f64, f64) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
     let start = Instant::now();
     let file = std::fs::File::open(input).expect("open");
     // SAFETY: the bench wrote this file before the rounds and no process writes or
@@ -317,50 +329,22 @@ pub fn mapped(
     let decoder = arrow_ipc::reader::FileDecoder::new(Arc::new(schema), footer.version());
     let blocks: Vec<arrow_ipc::Block> = footer.recordBatches().expect("batches").iter().copied().collect();
     let (next_block, rows) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    let writer = Mutex::new((0usize, std::collections::BTreeMap::<usize, Vec<RecordBatch>>::new(), None::<Sink>));
-    let cpu: u64 = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    on_one_thread(|| {
-                        let (mut a, mut b) = raw.kernels();
-                        loop {
-                            let index = next_block.fetch_add(1, Ordering::Relaxed);
-                            let Some(block) = blocks.get(index) else { break };
-                            let len = block.bodyLength() as usize + block.metaDataLength() as usize;
-                            let data = buffer.slice_with_length(block.offset() as usize, len);
-                            let batch = decoder.read_record_batch(block, &data).expect("decode").expect("a batch");
-                            let pixels = batch.column_by_name("pixels").expect("pixels");
-                            let pixels =
-                                pixels.as_any().downcast_ref::<arrow_array::FixedSizeListArray>().expect("f32[64]");
-                            let values =
-                                pixels.values().as_any().downcast_ref::<arrow_array::Float32Array>().expect("f32");
-                            let (values, n) = (values.values(), batch.num_rows());
-                            let encoded: Vec<RecordBatch> = (0..n)
-                                .step_by(1024)
-                                .map(|first| {
-                                    let block = &values[first * 64..(first + 1024).min(n) * 64];
-                                    encode(graph, compute_block(raw, &mut a, &mut b, block))
-                                })
-                                .collect();
-                            rows.fetch_add(n, Ordering::Relaxed);
-                            // Whoever holds the writer writes every batch that is next in order.
-                            let mut guard = writer.lock().unwrap();
-                            let (next, done, sink) = &mut *guard;
-                            done.insert(index, encoded);
-                            while let Some(ready) = done.remove(next) {
-                                ready.iter().for_each(|batch| write_batch(sink, output, batch));
-                                *next += 1;
-                            }
-                        }
-                        thread_cpu_ns()
-                    })
-                })
-            })
+    let cpu = each_takes_the_next(raw, threads, output, |a, b| {
+        let index = next_block.fetch_add(1, Ordering::Relaxed);
+        let block = blocks.get(index)?;
+        let len = block.bodyLength() as usize + block.metaDataLength() as usize;
+        let data = buffer.slice_with_length(block.offset() as usize, len);
+        let batch = decoder.read_record_batch(block, &data).expect("decode").expect("a batch");
+        let pixels = batch.column_by_name("pixels").expect("pixels");
+        let pixels = pixels.as_any().downcast_ref::<arrow_array::FixedSizeListArray>().expect("f32[64]");
+        let values = pixels.values().as_any().downcast_ref::<arrow_array::Float32Array>().expect("f32");
+        let (values, n) = (values.values(), batch.num_rows());
+        let encoded = (0..n)
+            .step_by(1024)
+            .map(|first| encode(graph, compute_block(raw, a, b, &values[first * 64..(first + 1024).min(n) * 64])))
             .collect();
-        workers.into_iter().map(|w| w.join().expect("thread")).sum()
+        rows.fetch_add(n, Ordering::Relaxed);
+        Some((index, encoded))
     });
-    let elapsed = start.elapsed().as_secs_f64();
-    writer.into_inner().unwrap().2.expect("rows").finish().expect("finish");
-    (rows.into_inner() as f64 / elapsed, cpu as f64 / 1e9)
+    (rows.into_inner() as f64 / start.elapsed().as_secs_f64(), cpu)
 }
