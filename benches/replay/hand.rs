@@ -108,9 +108,6 @@ pub fn write_batch(sink: &mut Option<Sink>, output: &std::path::Path, batch: &Re
         .expect("write");
 }
 
-/// The replay's work beside the graph, on this thread: read `input`, decode it by
-/// blocks of 1024 rows as the graph's inputs, encode an answer per block (fillers of the
-/// graph's output types) and write it to `output`. Returns rows/s, and the seconds spent
 /// Standardize, both models, the ensemble mean and the argmax over `pixels` (64
 /// numbers per row, flat), in batches of [`BATCH`] as the raw passes: the graph's
 /// output columns, the labels and the mean probabilities.
@@ -222,9 +219,9 @@ fn each_takes_the_next(
 
 /// The replay hand-written without an engine, in weir's layout: this thread reads,
 /// decodes by blocks of 1024 rows, encodes and writes with weir's functions (as
-/// [`files_alone`]); `threads` threads take the blocks from one bounded queue (the
-/// first free takes the next) and compute each in batches of [`BATCH`] as the raw
-/// passes do (standardize, both models), then the ensemble mean and the argmax; this
+/// `files_alone` in `main.rs`); `threads` threads take the blocks from one bounded
+/// queue (the first free takes the next) and compute each in batches of [`BATCH`] as
+/// the raw passes do (standardize, both models), then the ensemble mean and the argmax; this
 /// thread writes the answers in input order. Returns rows/s and the CPU seconds of
 /// every thread it ran on.
 pub fn hand_written(

@@ -229,6 +229,9 @@ fn cpu_ns() -> u64 {
     tasks.filter_map(|t| schedstat_ns(&t.ok()?.path().join("schedstat"))).sum()
 }
 
+/// The replay's work beside the graph, on this thread: read `input`, decode it by
+/// blocks of 1024 rows as the graph's inputs, encode an answer per block (fillers of the
+/// graph's output types) and write it to `output`. Returns rows/s, and the seconds spent
 /// reading, decoding, encoding and writing.
 fn files_alone(graph: &weir_engine::GraphHandle, input: &InputFile, output: &std::path::Path) -> (f64, [f64; 4]) {
     let outputs = &graph.schema().outputs;
